@@ -1,0 +1,673 @@
+//! `Db`: the handle that ties the log, the snapshot and the in-memory state together.
+//!
+//! Write path: under the log's writer lock a record is checked against the
+//! state, appended, and applied, so log order is apply order; then, outside
+//! the lock, the writer waits for a group-commit fsync before returning.
+//! Reads take a shared lock on the state and return shared handles to values.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::index::{FieldPath, IndexInfo, ValueDigest};
+use crate::options::{Durability, Options};
+use crate::record::{BatchOp, Record, Seq};
+use crate::snapshot::{self, Frozen, SnapshotInfo};
+use crate::store::{Applied, State};
+use crate::vfs::{LockGuard, LockOutcome, Vfs};
+use crate::wal::{self, Wal, Writer};
+
+/// The lock file's name in a data directory. It stays after close (removing
+/// a lock file another process may be opening would let two processes in).
+pub const LOCK_NAME: &str = "redru.lock";
+
+/// An open database. `Send + Sync`: share it between threads by reference or `Arc`.
+///
+/// Dropping it syncs the log and releases the directory; [`Db::close`] does
+/// the same and reports errors.
+pub struct Db {
+    inner: Arc<Inner>,
+    flusher: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+}
+
+struct SnapMeta {
+    seq: Seq,
+    bytes: u64,
+    exists: bool,
+}
+
+struct Inner {
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    options: Options,
+    state: RwLock<State>,
+    wal: Wal,
+    save_lock: Mutex<()>,
+    snap: Mutex<SnapMeta>,
+    compactor: Mutex<Option<JoinHandle<()>>>,
+    compactions: AtomicU64,
+    last_compaction_error: Mutex<Option<String>>,
+    recovery: RecoveryReport,
+    _lock: Box<dyn LockGuard>,
+}
+
+/// A torn tail cut off the log when the database was opened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TornTail {
+    /// The log segment it was cut from.
+    pub segment: PathBuf,
+    /// The byte offset where the torn bytes started (the new end of the segment).
+    pub offset: u64,
+    /// How many bytes were cut.
+    pub bytes: u64,
+    /// The last valid record before them.
+    pub after_seq: u64,
+    /// Where the cut bytes were kept.
+    pub side_file: PathBuf,
+    /// Why the first cut line was not a record.
+    pub reason: String,
+}
+
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cut a torn tail of {} bytes from {} at byte offset {} (after record {}): {}; the bytes are kept in {}",
+            self.bytes,
+            self.segment.display(),
+            self.offset,
+            self.after_seq,
+            self.reason,
+            self.side_file.display()
+        )
+    }
+}
+
+/// What opening the database found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RecoveryReport {
+    /// The snapshot's last record (0 without a snapshot).
+    pub snapshot_seq: u64,
+    /// Keys loaded from the snapshot.
+    pub snapshot_keys: usize,
+    /// Log records replayed on top of the snapshot.
+    pub records_replayed: u64,
+    /// Log records already in the snapshot (left over from an interrupted save).
+    pub records_skipped: u64,
+    /// The torn tail that was cut, if any.
+    pub torn_tail: Option<TornTail>,
+    /// Leftovers of an interrupted save that were removed.
+    pub removed_files: Vec<PathBuf>,
+    /// Time taken to open, in milliseconds.
+    pub millis: u64,
+}
+
+impl RecoveryReport {
+    /// One line for people, or `None` when there is nothing worth saying.
+    pub fn warning(&self) -> Option<String> {
+        self.torn_tail.as_ref().map(|t| format!("recovered after a crash: {t}"))
+    }
+}
+
+/// What [`Db::save`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SaveReport {
+    /// The last record in the new snapshot.
+    pub seq: u64,
+    /// Keys written.
+    pub keys: usize,
+    /// Size of the new snapshot.
+    pub bytes: u64,
+    /// Log segments removed because the snapshot now holds them.
+    pub segments_removed: usize,
+    /// Whether nothing had changed since the last snapshot (nothing written).
+    pub unchanged: bool,
+    /// Total duration.
+    pub duration: Duration,
+    /// How long writers were held (freezing the state and rotating the log).
+    pub writers_blocked: Duration,
+}
+
+/// Counters and sizes, as [`Db::stats`] reports them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stats {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// Number of keys.
+    pub keys: usize,
+    /// The last sequence number written.
+    pub last_seq: u64,
+    /// The last sequence number known durable.
+    pub durable_seq: u64,
+    /// The last sequence number in the snapshot.
+    pub snapshot_seq: u64,
+    /// Size of `database.json` (0 if none).
+    pub snapshot_bytes: u64,
+    /// Size of all log segments.
+    pub wal_bytes: u64,
+    /// Number of log segment files.
+    pub wal_segments: usize,
+    /// Log fsyncs since open (fewer than writes when group commit shares them).
+    pub wal_syncs: u64,
+    /// The durability mode.
+    pub durability: String,
+    /// Automatic compactions since open.
+    pub compactions: u64,
+    /// The last automatic compaction's error, if it failed.
+    pub last_compaction_error: Option<String>,
+    /// Why writes are refused, if they are.
+    pub poisoned: Option<String>,
+    /// The indexes.
+    pub indexes: Vec<IndexInfo>,
+}
+
+/// An atomic group of sets and deletes: all are applied, or none.
+///
+/// ```
+/// # fn main() -> redru::Result<()> {
+/// # let dir = tempfile::tempdir().map_err(|e| redru::Error::InvalidInput(e.to_string()))?;
+/// # let db = redru::Db::open(dir.path())?;
+/// use serde_json::json;
+/// db.batch(redru::Batch::new().set("a", json!(1)).set("b", json!(2)).delete("c"))?;
+/// assert_eq!(db.len(), 2);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    ops: Vec<BatchOp>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+    /// Adds a set.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<Arc<Value>>) -> Batch {
+        self.ops.push(BatchOp::Set(key.into(), value.into()));
+        self
+    }
+    /// Adds a delete.
+    pub fn delete(mut self, key: impl Into<String>) -> Batch {
+        self.ops.push(BatchOp::Delete(key.into()));
+        self
+    }
+    /// Adds a set in place.
+    pub fn push_set(&mut self, key: impl Into<String>, value: impl Into<Arc<Value>>) {
+        self.ops.push(BatchOp::Set(key.into(), value.into()));
+    }
+    /// Adds a delete in place.
+    pub fn push_delete(&mut self, key: impl Into<String>) {
+        self.ops.push(BatchOp::Delete(key.into()));
+    }
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    /// Whether there are no operations.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+impl Db {
+    /// Opens (or creates) the database in `dir` with the default [`Options`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Db> {
+        Db::open_with(dir, Options::default())
+    }
+
+    /// Opens (or creates) the database in `dir`: takes the directory lock,
+    /// loads and verifies the snapshot, replays the log, cuts a torn tail
+    /// (keeping the bytes in a side file) and refuses corruption.
+    pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
+        let started = Instant::now();
+        let dir = dir.as_ref().to_owned();
+        let vfs = Arc::clone(&options.vfs);
+        vfs.create_dir_all(&dir).map_err(|e| Error::io("creating directory", &dir, e))?;
+        let lock_path = dir.join(LOCK_NAME);
+        let lock = match vfs.try_lock(&lock_path).map_err(|e| Error::io("locking", &lock_path, e))? {
+            LockOutcome::Acquired(guard) => guard,
+            LockOutcome::Held(pid) => return Err(Error::Locked { dir, pid }),
+        };
+        let mut report = RecoveryReport::default();
+
+        // An interrupted save leaves its temporary file: the rename never
+        // happened, so the old snapshot and the log still hold everything.
+        let tmp = dir.join(snapshot::TMP_NAME);
+        if vfs.exists(&tmp).map_err(|e| Error::io("checking", &tmp, e))? {
+            vfs.remove(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
+            report.removed_files.push(tmp);
+        }
+
+        let snap_path = dir.join(snapshot::FILE_NAME);
+        let (mut state, snap_meta) = if vfs.exists(&snap_path).map_err(|e| Error::io("checking", &snap_path, e))? {
+            let (state, info) = snapshot::load(&*vfs, &snap_path)?;
+            report.snapshot_seq = info.seq.0;
+            report.snapshot_keys = info.keys;
+            (state, SnapMeta { seq: info.seq, bytes: info.bytes, exists: true })
+        } else {
+            (State::default(), SnapMeta { seq: Seq(0), bytes: 0, exists: false })
+        };
+
+        let snapshot_seq = state.seq;
+        let scan = wal::read_log(&*vfs, &dir, snapshot_seq, |seq, record| {
+            state.apply(seq, &record);
+        })?;
+        report.records_replayed = scan.replayed;
+        report.records_skipped = scan.skipped;
+
+        // Finish what an interrupted save started: these are in the snapshot.
+        for segment in &scan.covered {
+            vfs.remove(&segment.path).map_err(|e| Error::io("removing", &segment.path, e))?;
+            report.removed_files.push(segment.path.clone());
+        }
+        if let Some(torn) = &scan.torn {
+            let side_file = wal::cut_torn_tail(&*vfs, &dir, torn)?;
+            report.torn_tail = Some(TornTail {
+                segment: torn.segment.path.clone(),
+                offset: torn.offset,
+                bytes: torn.bytes.len() as u64,
+                after_seq: torn.after.0,
+                side_file,
+                reason: torn.reason.clone(),
+            });
+        }
+
+        let last = scan.last.max(state.seq);
+        let mut live = scan.live;
+        // Append to the last segment if it continues at `last + 1`; otherwise
+        // (no log yet, or a log that ends before the snapshot) start a new one.
+        let current = if scan.log_next == Some(last.next()) { live.pop().map(|(s, _)| s) } else { None };
+        let current = match current {
+            Some(segment) => segment,
+            None => {
+                let first = last.next();
+                let segment = wal::Segment { path: dir.join(wal::segment_name(first)), first };
+                if !vfs.exists(&segment.path).map_err(|e| Error::io("checking", &segment.path, e))? {
+                    vfs.create_new(&segment.path).map_err(|e| Error::io("creating", &segment.path, e))?;
+                }
+                vfs.sync_dir(&dir).map_err(|e| Error::io("syncing directory", &dir, e))?;
+                segment
+            }
+        };
+        if !scan.covered.is_empty() {
+            vfs.sync_dir(&dir).map_err(|e| Error::io("syncing directory", &dir, e))?;
+        }
+        let writer = Writer::open(Arc::clone(&vfs), &dir, current, live, last)?;
+        state.seq = last;
+        report.millis = started.elapsed().as_millis() as u64;
+
+        let inner = Arc::new(Inner {
+            dir,
+            vfs,
+            wal: Wal::new(writer, last),
+            state: RwLock::new(state),
+            save_lock: Mutex::new(()),
+            snap: Mutex::new(snap_meta),
+            compactor: Mutex::new(None),
+            compactions: AtomicU64::new(0),
+            last_compaction_error: Mutex::new(None),
+            recovery: report,
+            _lock: lock,
+            options,
+        });
+        let flusher = match inner.options.durability {
+            Durability::Periodic(every) => Some(spawn_flusher(Arc::downgrade(&inner), every)),
+            _ => None,
+        };
+        Ok(Db { inner, flusher })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// What opening found and did (a torn tail cut, leftovers removed, ...).
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    /// The value of `key`: a shared handle, no copy of the JSON.
+    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+        self.inner.read_state().map.get(key).cloned()
+    }
+
+    /// Whether `key` exists.
+    pub fn contains(&self, key: &str) -> bool {
+        self.inner.read_state().map.get(key).is_some()
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.inner.read_state().map.len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every key, sorted (byte order).
+    pub fn keys(&self) -> Vec<String> {
+        let state = self.inner.read_state();
+        let mut keys: Vec<String> = state.map.iter().map(|(k, _)| k.clone()).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Every key starting with `prefix`, with its value, sorted by key.
+    pub fn scan_prefix(&self, prefix: &str) -> Vec<(String, Arc<Value>)> {
+        let state = self.inner.read_state();
+        let mut out: Vec<(String, Arc<Value>)> = state
+            .map
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Inserts or replaces `key`. Returns once the write is durable (in
+    /// [`Durability::Always`]).
+    pub fn set(&self, key: impl Into<String>, value: impl Into<Arc<Value>>) -> Result<()> {
+        self.inner.commit(Record::Set(key.into(), value.into())).map(|_| ())
+    }
+
+    /// Removes `key`; returns whether it existed. A delete of a missing key
+    /// is not logged.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        if !self.contains(key) {
+            // Still refuse on a poisoned handle, like any write.
+            self.inner.wal.check_poisoned()?;
+            return Ok(false);
+        }
+        self.inner.commit(Record::Delete(key.to_owned())).map(|a| a.existed)
+    }
+
+    /// Applies every operation of `batch` atomically: one log record, all or nothing.
+    pub fn batch(&self, batch: Batch) -> Result<()> {
+        self.inner.commit(Record::Batch(batch.ops)).map(|_| ())
+    }
+
+    /// Removes every key (index definitions stay). Returns how many there were.
+    pub fn clear(&self) -> Result<usize> {
+        let before = self.len();
+        self.inner.commit(Record::Clear)?;
+        Ok(before)
+    }
+
+    /// Creates a hash index on a field path (`name`, `address.city`, `tags.0`, `$`).
+    pub fn create_index(&self, field: &str) -> Result<()> {
+        let path = FieldPath::parse(field)?;
+        self.inner.commit(Record::CreateIndex { field: path.as_str().to_owned(), unique: false }).map(|_| ())
+    }
+
+    /// Creates a unique hash index: refused if two keys already share a
+    /// value, and afterwards every write that would make two keys share one
+    /// is refused with [`Error::UniqueViolation`], changing nothing.
+    pub fn create_unique_index(&self, field: &str) -> Result<()> {
+        let path = FieldPath::parse(field)?;
+        self.inner.commit(Record::CreateIndex { field: path.as_str().to_owned(), unique: true }).map(|_| ())
+    }
+
+    /// Removes the index on `field`.
+    pub fn drop_index(&self, field: &str) -> Result<()> {
+        let path = FieldPath::parse(field)?;
+        self.inner.commit(Record::DropIndex(path.as_str().to_owned())).map(|_| ())
+    }
+
+    /// Every index with its statistics, by field.
+    pub fn indexes(&self) -> Vec<IndexInfo> {
+        self.inner.read_state().index_infos()
+    }
+
+    /// The keys (sorted) whose value's `field` equals `value`, through the
+    /// index on `field`. Errors if there is no such index.
+    pub fn find(&self, field: &str, value: &Value) -> Result<Vec<String>> {
+        let path = FieldPath::parse(field)?;
+        let state = self.inner.read_state();
+        let index = state
+            .index(&path)
+            .ok_or_else(|| Error::Index(format!("there is no index on `{path}` (create one with `index {path}`)")))?;
+        Ok(index.lookup(&ValueDigest::of(value)).cloned().collect())
+    }
+
+    /// Like [`Db::find`], with each key's value.
+    pub fn find_entries(&self, field: &str, value: &Value) -> Result<Vec<(String, Arc<Value>)>> {
+        let path = FieldPath::parse(field)?;
+        let state = self.inner.read_state();
+        let index = state
+            .index(&path)
+            .ok_or_else(|| Error::Index(format!("there is no index on `{path}` (create one with `index {path}`)")))?;
+        Ok(index
+            .lookup(&ValueDigest::of(value))
+            .filter_map(|k| state.map.get(k).map(|v| (k.clone(), Arc::clone(v))))
+            .collect())
+    }
+
+    /// Writes a new snapshot and drops the log records it holds. Writers
+    /// are held only while the state is frozen (a copy-on-write clone) and
+    /// the log is rotated, not while the snapshot is written.
+    pub fn save(&self) -> Result<SaveReport> {
+        self.inner.save()
+    }
+
+    /// Makes every write so far durable (useful with the relaxed modes).
+    pub fn sync(&self) -> Result<()> {
+        self.inner.wal.sync_all()
+    }
+
+    /// Counters and sizes.
+    pub fn stats(&self) -> Stats {
+        let inner = &self.inner;
+        let (last_seq, wal_bytes, wal_segments) = {
+            let w = inner.wal.lock();
+            (w.written(), w.total_bytes(), w.segments())
+        };
+        let (snapshot_seq, snapshot_bytes) = {
+            let s = inner.snap();
+            (s.seq.0, s.bytes)
+        };
+        let state = inner.read_state();
+        Stats {
+            dir: inner.dir.clone(),
+            keys: state.map.len(),
+            last_seq: last_seq.0,
+            durable_seq: inner.wal.synced().0,
+            snapshot_seq,
+            snapshot_bytes,
+            wal_bytes,
+            wal_segments,
+            wal_syncs: inner.wal.syncs(),
+            durability: inner.options.durability.to_string(),
+            compactions: inner.compactions.load(Ordering::Relaxed),
+            last_compaction_error: inner.last_compaction_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            poisoned: inner.wal.check_poisoned().err().map(|e| e.to_string()),
+            indexes: state.index_infos(),
+        }
+    }
+
+    /// Syncs the log, waits for a running compaction, releases the directory.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if let Some((stop, handle)) = self.flusher.take() {
+            let _ = stop.send(());
+            let _ = handle.join();
+        }
+        let compactor = self.inner.compactor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = compactor {
+            let _ = handle.join();
+        }
+        if self.inner.wal.check_poisoned().is_err() {
+            return Ok(());
+        }
+        self.inner.wal.sync_all()
+    }
+
+    /// Test hook for negative controls: acknowledge writes without syncing.
+    #[doc(hidden)]
+    pub fn __test_skip_sync(&self) {
+        self.inner.wal.lock().skip_sync = true;
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.inner.dir).finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn snap(&self) -> MutexGuard<'_, SnapMeta> {
+        self.snap.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn commit(self: &Arc<Self>, record: Record) -> Result<Applied> {
+        let (seq, applied, compact) = {
+            let mut writer = self.wal.lock();
+            self.wal.check_poisoned()?;
+            self.read_state().check(&record)?;
+            let seq = match writer.append(&record) {
+                Ok(seq) => seq,
+                Err(e) => {
+                    // Part of the line may be in the file: nothing more may follow it.
+                    self.wal.poison(&e);
+                    return Err(e);
+                }
+            };
+            let applied = self.write_state().apply(seq, &record);
+            (seq, applied, self.wants_compaction(&writer))
+        };
+        if compact {
+            self.start_compaction();
+        }
+        if self.options.durability == Durability::Always {
+            self.wal.wait_durable(seq)?;
+        }
+        Ok(applied)
+    }
+
+    fn wants_compaction(&self, writer: &Writer) -> bool {
+        if !self.options.auto_compact {
+            return false;
+        }
+        let wal = writer.total_bytes();
+        let snapshot = self.snap().bytes;
+        wal > self.options.auto_compact_min_bytes && wal as f64 > snapshot as f64 * self.options.auto_compact_ratio
+    }
+
+    fn start_compaction(self: &Arc<Self>) {
+        let mut slot = self.compactor.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        if let Some(done) = slot.take() {
+            let _ = done.join();
+        }
+        let inner = Arc::clone(self);
+        let spawned = std::thread::Builder::new().name("redru-compact".into()).spawn(move || {
+            let outcome = inner.save();
+            inner.compactions.fetch_add(1, Ordering::Relaxed);
+            *inner.last_compaction_error.lock().unwrap_or_else(|p| p.into_inner()) = outcome.err().map(|e| e.to_string());
+        });
+        if let Ok(handle) = spawned {
+            *slot = Some(handle);
+        }
+    }
+
+    fn save(&self) -> Result<SaveReport> {
+        let _one_at_a_time = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let started = Instant::now();
+        let frozen = {
+            let mut writer = self.wal.lock();
+            self.wal.check_poisoned()?;
+            let state = self.read_state();
+            let snap = self.snap();
+            if snap.exists && snap.seq == state.seq {
+                return Ok(SaveReport {
+                    seq: snap.seq.0,
+                    keys: state.map.len(),
+                    bytes: snap.bytes,
+                    segments_removed: 0,
+                    unchanged: true,
+                    duration: started.elapsed(),
+                    writers_blocked: started.elapsed(),
+                });
+            }
+            drop(snap);
+            let frozen = Frozen::of(&state);
+            drop(state);
+            // Everything up to frozen.seq goes to older, synced segments.
+            if let Err(e) = writer.rotate() {
+                self.wal.poison(&e);
+                return Err(e);
+            }
+            self.wal.mark_synced(writer.written());
+            frozen
+        };
+        let writers_blocked = started.elapsed();
+        let info: SnapshotInfo = snapshot::write_atomic(&*self.vfs, &self.dir, &frozen)?;
+        {
+            let mut snap = self.snap();
+            snap.seq = info.seq;
+            snap.bytes = info.bytes;
+            snap.exists = true;
+        }
+        let segments_removed = self.wal.lock().drop_older(info.seq)?;
+        Ok(SaveReport {
+            seq: info.seq.0,
+            keys: info.keys,
+            bytes: info.bytes,
+            segments_removed,
+            unchanged: false,
+            duration: started.elapsed(),
+            writers_blocked,
+        })
+    }
+}
+
+fn spawn_flusher(inner: Weak<Inner>, every: Duration) -> (mpsc::Sender<()>, JoinHandle<()>) {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        loop {
+            match stopped.recv_timeout(every) {
+                Err(mpsc::RecvTimeoutError::Timeout) => match inner.upgrade() {
+                    // A failed sync poisons the log; the next write reports it.
+                    Some(inner) => {
+                        let _ = inner.wal.sync_all();
+                    }
+                    None => return,
+                },
+                _ => return,
+            }
+        }
+    });
+    (stop, handle)
+}

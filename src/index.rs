@@ -1,0 +1,320 @@
+//! Hash indexes over JSON field paths, and the canonical encoding they hash.
+//!
+//! Pure: no I/O. An index maps the SHA-256 digest of a field value's canonical
+//! JSON encoding to the sorted set of keys whose value holds it. Invariant:
+//! after every applied record, each index equals a rebuild from the data
+//! (the model and property tests check exactly that).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+
+/// A path into a JSON value: `name`, `address.city`, `tags.0`, or `$` (the whole value).
+///
+/// Segments are separated by `.`; a segment selects an object member by name,
+/// or an array element when the value there is an array and the segment is a
+/// decimal position. Member names containing `.` cannot be addressed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FieldPath {
+    text: String,
+    segments: Vec<String>,
+}
+
+impl FieldPath {
+    /// Parses a path, refusing empty segments (`a..b`, `.a`, `a.`) and the empty path.
+    pub fn parse(text: &str) -> Result<FieldPath> {
+        let text = text.trim();
+        if text == "$" {
+            return Ok(FieldPath { text: "$".into(), segments: Vec::new() });
+        }
+        if text.is_empty() {
+            return Err(Error::InvalidInput("empty field path (use `$` for the whole value)".into()));
+        }
+        let segments: Vec<String> = text.split('.').map(str::to_owned).collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(Error::InvalidInput(format!(
+                "field path `{text}` has an empty segment (write `a.b.c`, positions as `tags.0`)"
+            )));
+        }
+        Ok(FieldPath { text: text.to_owned(), segments })
+    }
+
+    /// The path as written (trimmed).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The part of `value` the path selects, if it has one.
+    pub fn resolve<'v>(&self, value: &'v Value) -> Option<&'v Value> {
+        let mut at = value;
+        for segment in &self.segments {
+            at = match at {
+                Value::Object(map) => map.get(segment)?,
+                Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(at)
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Appends the canonical JSON encoding of `value` to `out`.
+///
+/// Equal JSON values give equal bytes: object members sorted by name (byte
+/// order), no whitespace, strings escaped as serde_json does (so `"\u00e9"`
+/// and `"é"` agree; no Unicode normalisation), and every number that has an
+/// integral value within ±2^64 written as that integer (`1`, `1.0`, `1e0`
+/// all become `1`; `-0.0` becomes `0`), other numbers in serde_json's
+/// shortest round-trip form.
+pub fn canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                out.extend_from_slice(i.to_string().as_bytes());
+            } else if let Some(u) = n.as_u64() {
+                out.extend_from_slice(u.to_string().as_bytes());
+            } else if let Some(f) = n.as_f64() {
+                const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+                if f.is_finite() && f.fract() == 0.0 && f.abs() < TWO_POW_64 {
+                    // Exact: an integral f64 below 2^64 fits an i128 without rounding.
+                    out.extend_from_slice((f as i128).to_string().as_bytes());
+                } else {
+                    let _ = serde_json::to_writer(&mut *out, n);
+                }
+            }
+        }
+        Value::String(s) => {
+            let _ = serde_json::to_writer(&mut *out, s);
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (name, item)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let _ = serde_json::to_writer(&mut *out, name);
+                out.push(b':');
+                canonical(item, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// SHA-256 of a value's canonical encoding: fixed-size, whatever the value's size.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueDigest(pub [u8; 32]);
+
+impl ValueDigest {
+    /// The digest of `value`.
+    pub fn of(value: &Value) -> ValueDigest {
+        let mut bytes = Vec::with_capacity(64);
+        canonical(value, &mut bytes);
+        ValueDigest(Sha256::digest(&bytes).into())
+    }
+}
+
+impl fmt::Debug for ValueDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str("…")
+    }
+}
+
+/// Statistics of one index, as [`crate::Db::indexes`] reports them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IndexInfo {
+    /// The indexed field path.
+    pub field: String,
+    /// Whether values are unique across keys.
+    pub unique: bool,
+    /// Number of distinct field values.
+    pub distinct_values: usize,
+    /// Number of (value, key) entries: keys whose value has the field.
+    pub entries: usize,
+}
+
+/// One hash index: field value digest -> keys holding that value.
+#[derive(Clone, Debug)]
+pub struct Index {
+    path: FieldPath,
+    unique: bool,
+    map: HashMap<ValueDigest, BTreeSet<String>>,
+    entries: usize,
+}
+
+impl Index {
+    /// An empty index on `path`.
+    pub fn new(path: FieldPath, unique: bool) -> Index {
+        Index { path, unique, map: HashMap::new(), entries: 0 }
+    }
+
+    /// The indexed path.
+    pub fn path(&self) -> &FieldPath {
+        &self.path
+    }
+
+    /// Whether the index refuses two keys with one value.
+    pub fn unique(&self) -> bool {
+        self.unique
+    }
+
+    /// The digest of `value`'s field, if it has the field.
+    pub fn digest(&self, value: &Value) -> Option<ValueDigest> {
+        self.path.resolve(value).map(ValueDigest::of)
+    }
+
+    /// Records that `key` holds `value`.
+    pub fn insert(&mut self, key: &str, value: &Value) {
+        if let Some(d) = self.digest(value) {
+            if self.map.entry(d).or_default().insert(key.to_owned()) {
+                self.entries += 1;
+            }
+        }
+    }
+
+    /// Forgets that `key` held `value`.
+    pub fn remove(&mut self, key: &str, value: &Value) {
+        if let Some(d) = self.digest(value) {
+            if let Some(keys) = self.map.get_mut(&d) {
+                if keys.remove(key) {
+                    self.entries -= 1;
+                }
+                if keys.is_empty() {
+                    self.map.remove(&d);
+                }
+            }
+        }
+    }
+
+    /// Empties the index.
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.entries = 0;
+    }
+
+    /// The keys whose field value has digest `d`, in key order.
+    pub fn lookup(&self, d: &ValueDigest) -> impl Iterator<Item = &String> {
+        self.map.get(d).into_iter().flatten()
+    }
+
+    /// Statistics.
+    pub fn info(&self) -> IndexInfo {
+        IndexInfo {
+            field: self.path.to_string(),
+            unique: self.unique,
+            distinct_values: self.map.len(),
+            entries: self.entries,
+        }
+    }
+
+    /// Whether two indexes hold exactly the same entries (verify compares a rebuild).
+    pub fn same_entries(&self, other: &Index) -> bool {
+        self.entries == other.entries && self.map == other.map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canon(v: Value) -> String {
+        let mut out = Vec::new();
+        canonical(&v, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn key_order_does_not_matter() -> Result<(), serde_json::Error> {
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"y":2,"x":[3,{"q":1,"p":2}]}}"#)?;
+        let b: Value = serde_json::from_str(r#"{"a":{"x":[3,{"p":2,"q":1}],"y":2},"b":1}"#)?;
+        assert_eq!(canon(a.clone()), r#"{"a":{"x":[3,{"p":2,"q":1}],"y":2},"b":1}"#);
+        assert_eq!(ValueDigest::of(&a), ValueDigest::of(&b));
+        Ok(())
+    }
+
+    #[test]
+    fn numbers_are_normalised() -> Result<(), serde_json::Error> {
+        for (x, y) in [("1", "1.0"), ("1", "1e0"), ("0", "-0.0"), ("-5", "-5.000"), ("100", "1e2")] {
+            let x: Value = serde_json::from_str(x)?;
+            let y: Value = serde_json::from_str(y)?;
+            assert_eq!(ValueDigest::of(&x), ValueDigest::of(&y), "{x} vs {y}");
+        }
+        assert_ne!(ValueDigest::of(&json!(1)), ValueDigest::of(&json!(1.5)));
+        assert_ne!(ValueDigest::of(&json!(1)), ValueDigest::of(&json!("1")));
+        assert_eq!(canon(json!(2.5)), "2.5");
+        assert_eq!(canon(json!(u64::MAX)), u64::MAX.to_string());
+        assert_eq!(canon(json!(1e300)), "1e+300");
+        Ok(())
+    }
+
+    #[test]
+    fn arrays_keep_order_and_unicode_is_exact() -> Result<(), serde_json::Error> {
+        assert_ne!(ValueDigest::of(&json!([1, 2])), ValueDigest::of(&json!([2, 1])));
+        let escaped: Value = serde_json::from_str(r#""\u00e9\ud83d\ude00""#)?;
+        assert_eq!(ValueDigest::of(&escaped), ValueDigest::of(&json!("é😀")));
+        // No Unicode normalisation: a combining accent is a different string.
+        assert_ne!(ValueDigest::of(&json!("e\u{301}")), ValueDigest::of(&json!("é")));
+        Ok(())
+    }
+
+    #[test]
+    fn paths_resolve() -> Result<()> {
+        let v = json!({"name":"Alice","address":{"city":"Oslo"},"tags":["a","b"],"m":{"0":"zero"}});
+        assert_eq!(FieldPath::parse("name")?.resolve(&v), Some(&json!("Alice")));
+        assert_eq!(FieldPath::parse("address.city")?.resolve(&v), Some(&json!("Oslo")));
+        assert_eq!(FieldPath::parse("tags.1")?.resolve(&v), Some(&json!("b")));
+        assert_eq!(FieldPath::parse("tags.2")?.resolve(&v), None);
+        assert_eq!(FieldPath::parse("m.0")?.resolve(&v), Some(&json!("zero")));
+        assert_eq!(FieldPath::parse("name.x")?.resolve(&v), None);
+        assert_eq!(FieldPath::parse("$")?.resolve(&v), Some(&v));
+        for bad in ["", "a..b", ".a", "a."] {
+            assert!(FieldPath::parse(bad).is_err(), "{bad:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn index_tracks_inserts_and_removes() -> Result<()> {
+        let mut idx = Index::new(FieldPath::parse("name")?, false);
+        idx.insert("k1", &json!({"name":"A"}));
+        idx.insert("k2", &json!({"name":"A"}));
+        idx.insert("k3", &json!({"other":1}));
+        let d = ValueDigest::of(&json!("A"));
+        assert_eq!(idx.lookup(&d).collect::<Vec<_>>(), ["k1", "k2"]);
+        assert_eq!(idx.info().entries, 2);
+        assert_eq!(idx.info().distinct_values, 1);
+        idx.remove("k1", &json!({"name":"A"}));
+        idx.remove("k2", &json!({"name":"A"}));
+        assert_eq!(idx.lookup(&d).count(), 0);
+        assert_eq!(idx.info(), IndexInfo { field: "name".into(), unique: false, distinct_values: 0, entries: 0 });
+        Ok(())
+    }
+}

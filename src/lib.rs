@@ -1,0 +1,46 @@
+//! redru: an embedded JSON key-value database.
+//!
+//! Keys are strings, values are JSON ([`serde_json::Value`]). Everything lives
+//! in memory; every write is appended to a checksummed write-ahead log and, by
+//! default, fsynced before it returns ([`Durability::Always`], with group
+//! commit across threads). [`Db::save`] compacts the log into `database.json`,
+//! a plain JSON snapshot with a SHA-256 digest. Opening replays the log, cuts
+//! a torn tail (keeping the bytes aside) and refuses real corruption with the
+//! file, line and byte offset. Hash indexes on JSON fields answer "which keys
+//! have `name` = Alice".
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use serde_json::json;
+//! let dir = tempfile::tempdir()?;
+//! let db = redru::Db::open(dir.path())?;
+//! db.set("user:1", json!({"name": "Alice", "age": 30}))?;
+//! db.create_index("name")?;
+//! assert_eq!(db.find("name", &json!("Alice"))?, ["user:1"]);
+//! assert_eq!(db.get("user:1").as_deref(), Some(&json!({"name": "Alice", "age": 30})));
+//! db.close()?;
+//! let db = redru::Db::open(dir.path())?; // everything is back
+//! assert_eq!(db.len(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The file formats and the recovery steps are in `docs/design.md`; what each
+//! durability mode can lose is in `docs/durability.md`.
+
+mod db;
+mod error;
+pub mod index;
+mod options;
+pub mod record;
+pub mod snapshot;
+mod store;
+pub mod vfs;
+pub mod wal;
+
+pub use db::{Batch, Db, LOCK_NAME, RecoveryReport, SaveReport, Stats, TornTail};
+pub use error::{Error, Result};
+pub use index::{FieldPath, IndexInfo};
+pub use options::{Durability, Options};
+pub use record::Seq;
+pub use serde_json::{Value, json};

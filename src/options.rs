@@ -1,0 +1,129 @@
+//! How a database is opened: durability mode, automatic compaction, file system.
+//!
+//! Every setter documents its default and what it trades. docs/durability.md
+//! says in plain words what each [`Durability`] can lose.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::db::Db;
+use crate::error::Result;
+use crate::vfs::{StdFs, Vfs};
+
+/// When a write's log record is forced to stable storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// A write returns only after its record is fsynced (fdatasync). Writers
+    /// in other threads share fsyncs (group commit). Loses nothing
+    /// acknowledged. The default.
+    #[default]
+    Always,
+    /// A background thread fsyncs the log every interval, like Redis's
+    /// `appendfsync everysec`. A power loss or OS crash can lose the writes
+    /// of the last interval (plus one fsync's duration); a crash of the
+    /// process alone loses nothing that reached `write(2)`.
+    Periodic(Duration),
+    /// The log is fsynced only by `sync`, `save` and a clean close; the OS
+    /// decides the rest. A power loss can lose any write since the last of
+    /// those; a crash of the process alone loses nothing.
+    Never,
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Durability::Always => f.write_str("always"),
+            Durability::Periodic(d) => write!(f, "periodic({}ms)", d.as_millis()),
+            Durability::Never => f.write_str("never"),
+        }
+    }
+}
+
+/// Options for [`Db::open_with`]: a builder.
+///
+/// ```
+/// # fn main() -> redru::Result<()> {
+/// # let dir = tempfile::tempdir().map_err(|e| redru::Error::InvalidInput(e.to_string()))?;
+/// use redru::{Durability, Options};
+/// use std::time::Duration;
+/// let db = Options::new()
+///     .durability(Durability::Periodic(Duration::from_secs(1)))
+///     .auto_compact_min_bytes(64 << 20)
+///     .open(dir.path())?;
+/// # drop(db);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub(crate) durability: Durability,
+    pub(crate) auto_compact: bool,
+    pub(crate) auto_compact_min_bytes: u64,
+    pub(crate) auto_compact_ratio: f64,
+    pub(crate) vfs: Arc<dyn Vfs>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Always,
+            auto_compact: true,
+            auto_compact_min_bytes: 16 << 20,
+            auto_compact_ratio: 1.0,
+            vfs: Arc::new(StdFs),
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: [`Durability::Always`], automatic compaction when the log
+    /// exceeds both 16 MiB and the snapshot's size, the real file system.
+    pub fn new() -> Options {
+        Options::default()
+    }
+
+    /// When writes are fsynced. Default [`Durability::Always`]: safest,
+    /// and with many writer threads group commit recovers most of the speed.
+    pub fn durability(mut self, durability: Durability) -> Options {
+        self.durability = durability;
+        self
+    }
+
+    /// Whether a background save starts by itself when the log grows past
+    /// the thresholds below. Default `true`. Without it the log grows until
+    /// [`Db::save`], and opening replays all of it.
+    pub fn auto_compact(mut self, on: bool) -> Options {
+        self.auto_compact = on;
+        self
+    }
+
+    /// The log must be larger than this many bytes before it is compacted
+    /// automatically. Default 16 MiB: small logs replay in well under a
+    /// second, and compacting them often would rewrite the snapshot often.
+    pub fn auto_compact_min_bytes(mut self, bytes: u64) -> Options {
+        self.auto_compact_min_bytes = bytes;
+        self
+    }
+
+    /// The log must also be larger than this multiple of the snapshot's size.
+    /// Default 1.0: the log never holds more bytes than the snapshot, so disk
+    /// use stays under about twice the data, and each save's cost (writing the
+    /// whole snapshot) is paid for by as many bytes of log.
+    pub fn auto_compact_ratio(mut self, ratio: f64) -> Options {
+        self.auto_compact_ratio = if ratio.is_finite() && ratio > 0.0 { ratio } else { 1.0 };
+        self
+    }
+
+    /// The file system to use. Default: the real one. Tests put a simulated
+    /// one here to check what survives a power loss.
+    pub fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Options {
+        self.vfs = vfs;
+        self
+    }
+
+    /// Opens (or creates) the database in `dir` with these options.
+    pub fn open(self, dir: impl AsRef<Path>) -> Result<Db> {
+        Db::open_with(dir, self)
+    }
+}

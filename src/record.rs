@@ -1,0 +1,352 @@
+//! One WAL record: its in-memory form and its on-disk line, encoded and decoded.
+//!
+//! Pure: no I/O. A line is `CCCCCCCC {json}\n`, where `CCCCCCCC` is the crc32
+//! (lowercase hex) of the JSON payload bytes. Decoding either returns a record
+//! whose checksum matched and whose payload is a known, well-formed kind, or
+//! says precisely why not. Layout: docs/design.md, "The write-ahead log".
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::index::FieldPath;
+
+/// A record's sequence number: strictly increasing by one across the whole log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seq(pub u64);
+
+impl Seq {
+    /// The sequence number after this one.
+    pub fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+}
+
+impl std::fmt::Display for Seq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One operation of an atomic batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BatchOp {
+    /// Insert or replace `key`.
+    Set(String, Arc<Value>),
+    /// Remove `key` (a no-op if it is absent).
+    Delete(String),
+}
+
+impl BatchOp {
+    /// The key this operation touches.
+    pub fn key(&self) -> &str {
+        match self {
+            BatchOp::Set(k, _) | BatchOp::Delete(k) => k,
+        }
+    }
+}
+
+/// A mutation, as logged.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// Insert or replace a key.
+    Set(String, Arc<Value>),
+    /// Remove a key.
+    Delete(String),
+    /// Several operations applied all together or not at all.
+    Batch(Vec<BatchOp>),
+    /// Remove every key (index definitions stay).
+    Clear,
+    /// Define a hash index on a field path.
+    CreateIndex {
+        /// The field path, as the user wrote it.
+        field: String,
+        /// Whether two keys may share a value.
+        unique: bool,
+    },
+    /// Remove an index definition.
+    DropIndex(String),
+}
+
+/// Bytes before the JSON payload: eight hex digits and a space.
+pub const PREFIX_LEN: usize = 9;
+
+/// Appends the line for `record` with sequence number `seq` to `out`.
+pub fn encode(seq: Seq, record: &Record, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(b"00000000 ");
+    let payload_start = out.len();
+    let _ = write!(Utf8Vec(out), "{{\"seq\":{},\"op\":", seq.0);
+    match record {
+        Record::Set(key, value) => encode_set(key, value, out),
+        Record::Delete(key) => encode_del(key, out),
+        Record::Batch(ops) => {
+            out.extend_from_slice(b"\"batch\",\"ops\":[");
+            for (i, op) in ops.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"op\":");
+                match op {
+                    BatchOp::Set(key, value) => encode_set(key, value, out),
+                    BatchOp::Delete(key) => encode_del(key, out),
+                }
+                out.push(b'}');
+            }
+            out.push(b']');
+        }
+        Record::Clear => out.extend_from_slice(b"\"clear\""),
+        Record::CreateIndex { field, unique } => {
+            out.extend_from_slice(b"\"create_index\",\"field\":");
+            json_string(field, out);
+            let _ = write!(Utf8Vec(out), ",\"unique\":{unique}");
+        }
+        Record::DropIndex(field) => {
+            out.extend_from_slice(b"\"drop_index\",\"field\":");
+            json_string(field, out);
+        }
+    }
+    out.push(b'}');
+    let crc = crc32fast::hash(&out[payload_start..]);
+    let hex = format!("{crc:08x}");
+    out[start..start + 8].copy_from_slice(hex.as_bytes());
+    out.push(b'\n');
+}
+
+fn encode_set(key: &str, value: &Value, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"\"set\",\"key\":");
+    json_string(key, out);
+    out.extend_from_slice(b",\"value\":");
+    // Serializing a Value into a Vec cannot fail: its map keys are strings.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+fn encode_del(key: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"\"del\",\"key\":");
+    json_string(key, out);
+}
+
+fn json_string(s: &str, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// `fmt::Write` into a byte vector (only ever fed ASCII here).
+struct Utf8Vec<'a>(&'a mut Vec<u8>);
+impl std::fmt::Write for Utf8Vec<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Why a line is not a valid record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The line is shorter than a checksum prefix, or the prefix is not hex + space.
+    Malformed(String),
+    /// The checksum does not match the payload.
+    Checksum {
+        /// The checksum written in the line.
+        stored: u32,
+        /// The checksum of the payload as read.
+        actual: u32,
+    },
+    /// The checksum matched but the payload is not a record redru knows.
+    Payload(String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Malformed(why) => write!(f, "not a record line: {why}"),
+            DecodeError::Checksum { stored, actual } => {
+                write!(f, "checksum mismatch: line says {stored:08x}, payload hashes to {actual:08x}")
+            }
+            DecodeError::Payload(why) => write!(f, "checksum matches but the record is invalid: {why}"),
+        }
+    }
+}
+
+/// Decodes one line (without its trailing `\n`).
+pub fn decode(line: &[u8]) -> Result<(Seq, Record), DecodeError> {
+    if line.len() < PREFIX_LEN + 2 {
+        return Err(DecodeError::Malformed(format!("{} bytes is too short", line.len())));
+    }
+    let (prefix, payload) = line.split_at(PREFIX_LEN);
+    let hex = &prefix[..8];
+    if prefix[8] != b' ' || !hex.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+        return Err(DecodeError::Malformed("expected 8 lowercase hex digits and a space".into()));
+    }
+    let stored = std::str::from_utf8(hex)
+        .ok()
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or_else(|| DecodeError::Malformed("bad checksum digits".into()))?;
+    let actual = crc32fast::hash(payload);
+    if stored != actual {
+        return Err(DecodeError::Checksum { stored, actual });
+    }
+    decode_payload(payload).map_err(DecodeError::Payload)
+}
+
+/// Decodes a payload whose checksum is already known to match.
+pub fn decode_payload(payload: &[u8]) -> Result<(Seq, Record), String> {
+    let raw: RawRecord = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    let seq = Seq(raw.seq);
+    if seq.0 == 0 {
+        return Err("sequence numbers start at 1".into());
+    }
+    let need_key = |key: Option<String>| key.ok_or_else(|| format!("`{}` record without `key`", raw.op.name()));
+    let record = match raw.op {
+        Kind::Set => {
+            let value = raw.value.ok_or("`set` record without `value`")?;
+            Record::Set(need_key(raw.key)?, Arc::new(value))
+        }
+        Kind::Del => Record::Delete(need_key(raw.key)?),
+        Kind::Batch => {
+            let ops = raw.ops.ok_or("`batch` record without `ops`")?;
+            let ops = ops
+                .into_iter()
+                .map(|op| match (op.op, op.value) {
+                    (OpKind::Set, Some(v)) => Ok(BatchOp::Set(op.key, Arc::new(v))),
+                    (OpKind::Set, None) => Err("batch `set` without `value`".to_string()),
+                    (OpKind::Del, None) => Ok(BatchOp::Delete(op.key)),
+                    (OpKind::Del, Some(_)) => Err("batch `del` with a `value`".to_string()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Record::Batch(ops)
+        }
+        Kind::Clear => Record::Clear,
+        Kind::CreateIndex => {
+            let field = raw.field.ok_or("`create_index` record without `field`")?;
+            FieldPath::parse(&field).map_err(|e| e.to_string())?;
+            Record::CreateIndex { field, unique: raw.unique.unwrap_or(false) }
+        }
+        Kind::DropIndex => Record::DropIndex(raw.field.ok_or("`drop_index` record without `field`")?),
+    };
+    Ok((seq, record))
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    Set,
+    Del,
+    Batch,
+    Clear,
+    CreateIndex,
+    DropIndex,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Set => "set",
+            Kind::Del => "del",
+            Kind::Batch => "batch",
+            Kind::Clear => "clear",
+            Kind::CreateIndex => "create_index",
+            Kind::DropIndex => "drop_index",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    seq: u64,
+    op: Kind,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    value: Option<Value>,
+    #[serde(default)]
+    ops: Option<Vec<RawOp>>,
+    #[serde(default)]
+    field: Option<String>,
+    #[serde(default)]
+    unique: Option<bool>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum OpKind {
+    Set,
+    Del,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOp {
+    op: OpKind,
+    key: String,
+    #[serde(default, deserialize_with = "present")]
+    value: Option<Value>,
+}
+
+/// `"value": null` is a present null, not a missing value.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn roundtrip(record: Record) -> Result<(), DecodeError> {
+        let mut line = Vec::new();
+        encode(Seq(7), &record, &mut line);
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1, "one line per record");
+        let (seq, back) = decode(&line[..line.len() - 1])?;
+        assert_eq!(seq, Seq(7));
+        assert_eq!(back, record);
+        Ok(())
+    }
+
+    #[test]
+    fn every_kind_roundtrips() -> Result<(), DecodeError> {
+        roundtrip(Record::Set("a\nb \"q\" é".into(), Arc::new(json!({"x": [1, 2.5, null, "s\n"]}))))?;
+        roundtrip(Record::Set("null".into(), Arc::new(Value::Null)))?;
+        roundtrip(Record::Delete("k".into()))?;
+        roundtrip(Record::Batch(vec![
+            BatchOp::Set("a".into(), Arc::new(json!(null))),
+            BatchOp::Delete("b".into()),
+        ]))?;
+        roundtrip(Record::Batch(vec![]))?;
+        roundtrip(Record::Clear)?;
+        roundtrip(Record::CreateIndex { field: "address.city".into(), unique: true })?;
+        roundtrip(Record::DropIndex("name".into()))?;
+        Ok(())
+    }
+
+    #[test]
+    fn line_layout_is_crc_space_json() {
+        let mut line = Vec::new();
+        encode(Seq(1), &Record::Delete("k".into()), &mut line);
+        let payload = br#"{"seq":1,"op":"del","key":"k"}"#;
+        let expected = format!("{:08x} {}\n", crc32fast::hash(payload), std::str::from_utf8(payload).unwrap_or(""));
+        assert_eq!(String::from_utf8_lossy(&line), expected);
+    }
+
+    #[test]
+    fn damage_is_named() {
+        let mut line = Vec::new();
+        encode(Seq(3), &Record::Set("k".into(), Arc::new(json!(1))), &mut line);
+        line.pop();
+        let mut flipped = line.clone();
+        let last = flipped.len() - 2;
+        flipped[last] ^= 0x01;
+        assert!(matches!(decode(&flipped), Err(DecodeError::Checksum { .. })));
+        assert!(matches!(decode(b"zz"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(decode(b"XXXXXXXX {\"seq\":1}"), Err(DecodeError::Malformed(_))));
+        let bad_payload = br#"{"seq":1,"op":"frobnicate"}"#;
+        let line = format!("{:08x} {}", crc32fast::hash(bad_payload), String::from_utf8_lossy(bad_payload));
+        assert!(matches!(decode(line.as_bytes()), Err(DecodeError::Payload(_))));
+        let zero_seq = br#"{"seq":0,"op":"clear"}"#;
+        let line = format!("{:08x} {}", crc32fast::hash(zero_seq), String::from_utf8_lossy(zero_seq));
+        assert!(matches!(decode(line.as_bytes()), Err(DecodeError::Payload(_))));
+    }
+}

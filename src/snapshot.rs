@@ -1,0 +1,313 @@
+//! `database.json`: writing a snapshot atomically, loading and verifying one.
+//!
+//! A snapshot is one JSON document whose last member is the SHA-256 of every
+//! byte before it (a fixed 78-byte trailer), so `jq` reads it as is and redru
+//! checks it without parsing first. It is written to a temporary file, synced,
+//! renamed over `database.json` and the directory synced: a crash leaves the
+//! old snapshot or the new one, never a mix. Layout: docs/design.md.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::index::FieldPath;
+use crate::record::Seq;
+use crate::store::{Map, State, build_index};
+use crate::vfs::{VFile, Vfs};
+
+/// The snapshot's file name in a data directory.
+pub const FILE_NAME: &str = "database.json";
+/// The name a snapshot is written under before it is renamed into place.
+pub const TMP_NAME: &str = "database.json.tmp";
+/// The value of the snapshot's `format` member.
+pub const FORMAT: &str = "redru-snapshot";
+/// The snapshot format version this build writes and reads.
+pub const VERSION: u64 = 1;
+
+const TRAILER_HEAD: &[u8] = b",\"sha256\":\"";
+const TRAILER_TAIL: &[u8] = b"\"}\n";
+/// `,"sha256":"` + 64 hex digits + `"}\n`.
+pub const TRAILER_LEN: usize = TRAILER_HEAD.len() + 64 + TRAILER_TAIL.len();
+
+/// One index definition, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDef {
+    /// The field path.
+    pub field: String,
+    /// Whether values must be unique.
+    pub unique: bool,
+}
+
+/// What a snapshot is written from: a point-in-time copy of the data (cheap:
+/// the map's shards are shared copy-on-write) and the index definitions.
+#[derive(Clone)]
+pub struct Frozen {
+    /// The data.
+    pub map: Map,
+    /// Index definitions (their contents are rebuilt on load, never stored).
+    pub defs: Vec<IndexDef>,
+    /// The last record the copy includes.
+    pub seq: Seq,
+}
+
+impl Frozen {
+    /// Freezes `state` (O(shards), not O(keys)).
+    pub fn of(state: &State) -> Frozen {
+        let defs = state.indexes.values().map(|i| IndexDef { field: i.path().to_string(), unique: i.unique() }).collect();
+        Frozen { map: state.map.clone(), defs, seq: state.seq }
+    }
+}
+
+/// What a written or loaded snapshot holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The last record the snapshot includes.
+    pub seq: Seq,
+    /// Number of keys.
+    pub keys: usize,
+    /// Size of the file.
+    pub bytes: u64,
+    /// Lowercase hex SHA-256 of the file's content before the trailer.
+    pub sha256: String,
+}
+
+/// Buffers writes to a file and hashes every byte that goes through it.
+struct HashingWriter {
+    file: Box<dyn VFile>,
+    path: PathBuf,
+    buf: Vec<u8>,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl HashingWriter {
+    const CHUNK: usize = 1 << 20;
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= Self::CHUNK { self.flush() } else { Ok(()) }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.hasher.update(&self.buf);
+        self.file.append(&self.buf).map_err(|e| Error::io("writing", &self.path, e))?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+/// Writes `state` as a snapshot file at `path` (which must not exist) and syncs it.
+///
+/// Does not rename: [`write_atomic`] does the whole dance for `database.json`,
+/// backups reuse this for their own names.
+pub fn write_file(vfs: &dyn Vfs, path: &Path, frozen: &Frozen) -> Result<SnapshotInfo> {
+    let file = vfs.create_new(path).map_err(|e| Error::io("creating", path, e))?;
+    let mut w =
+        HashingWriter { file, path: path.to_owned(), buf: Vec::with_capacity(HashingWriter::CHUNK + 4096), hasher: Sha256::new(), written: 0 };
+    let head = format!(
+        "{{\"format\":\"{FORMAT}\",\"version\":{VERSION},\"seq\":{},\"keys\":{},\"indexes\":{},\"data\":{{",
+        frozen.seq.0,
+        frozen.map.len(),
+        serde_json::to_string(&frozen.defs).unwrap_or_else(|_| "[]".into())
+    );
+    w.put(head.as_bytes())?;
+    let mut entry = Vec::with_capacity(256);
+    for (i, (key, value)) in frozen.map.sorted().into_iter().enumerate() {
+        entry.clear();
+        if i > 0 {
+            entry.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut entry, key);
+        entry.push(b':');
+        let _ = serde_json::to_writer(&mut entry, value.as_ref());
+        w.put(&entry)?;
+    }
+    w.put(b"}")?;
+    w.flush()?;
+    let sha256 = hex(&w.hasher.clone().finalize());
+    let mut trailer = Vec::with_capacity(TRAILER_LEN);
+    trailer.extend_from_slice(TRAILER_HEAD);
+    trailer.extend_from_slice(sha256.as_bytes());
+    trailer.extend_from_slice(TRAILER_TAIL);
+    w.put(&trailer)?;
+    w.flush()?;
+    w.file.sync().map_err(|e| Error::io("syncing", path, e))?;
+    Ok(SnapshotInfo { seq: frozen.seq, keys: frozen.map.len(), bytes: w.written, sha256 })
+}
+
+/// Replaces `dir/database.json` with a snapshot of `state`: temp file, fsync,
+/// rename, fsync of the directory. After it returns the new snapshot is durable.
+pub fn write_atomic(vfs: &dyn Vfs, dir: &Path, frozen: &Frozen) -> Result<SnapshotInfo> {
+    let tmp = dir.join(TMP_NAME);
+    let path = dir.join(FILE_NAME);
+    if vfs.exists(&tmp).map_err(|e| Error::io("checking", &tmp, e))? {
+        vfs.remove(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
+    }
+    let info = write_file(vfs, &tmp, frozen)?;
+    vfs.rename(&tmp, &path).map_err(|e| Error::io("renaming into place", &path, e))?;
+    vfs.sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e))?;
+    Ok(info)
+}
+
+/// Checks the trailer digest of snapshot bytes; returns the hex digest.
+pub fn check_digest(path: &Path, bytes: &[u8]) -> Result<String> {
+    let bad = |reason: String| Error::BadSnapshot { path: path.to_owned(), reason };
+    if bytes.len() < TRAILER_LEN + 2 {
+        return Err(bad(format!("{} bytes is too short for a snapshot (truncated?)", bytes.len())));
+    }
+    let (body, trailer) = bytes.split_at(bytes.len() - TRAILER_LEN);
+    let (head, rest) = trailer.split_at(TRAILER_HEAD.len());
+    let (digest, tail) = rest.split_at(64);
+    if head != TRAILER_HEAD || tail != TRAILER_TAIL {
+        return Err(bad(format!(
+            "no `\"sha256\"` trailer in the last {TRAILER_LEN} bytes (byte offset {}): truncated or not a redru snapshot",
+            body.len()
+        )));
+    }
+    let actual = hex(&Sha256::digest(body));
+    if digest != actual.as_bytes() {
+        return Err(bad(format!(
+            "SHA-256 mismatch: the file says {}, its first {} bytes hash to {actual}",
+            String::from_utf8_lossy(digest),
+            body.len()
+        )));
+    }
+    Ok(actual)
+}
+
+/// Reads and verifies the snapshot at `path`, and builds its indexes.
+pub fn load(vfs: &dyn Vfs, path: &Path) -> Result<(State, SnapshotInfo)> {
+    let bytes = vfs.read(path).map_err(|e| Error::io("reading", path, e))?;
+    parse(path, &bytes)
+}
+
+/// Verifies and parses snapshot bytes (`path` names them in errors).
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<(State, SnapshotInfo)> {
+    let sha256 = check_digest(path, bytes)?;
+    let bad = |reason: String| Error::BadSnapshot { path: path.to_owned(), reason };
+    let doc: Document = serde_json::from_slice(bytes).map_err(|e| bad(format!("digest matches but JSON is invalid: {e}")))?;
+    if doc.format != FORMAT {
+        return Err(bad(format!("`format` is {:?}, expected {FORMAT:?}", doc.format)));
+    }
+    if doc.version != VERSION {
+        return Err(bad(format!("format version {} is not supported by this build (reads {VERSION})", doc.version)));
+    }
+    if doc.keys != doc.data.0.len() {
+        return Err(bad(format!("`keys` says {} but `data` holds {}", doc.keys, doc.data.0.len())));
+    }
+    let mut state = State { map: doc.data.0, seq: Seq(doc.seq), ..State::default() };
+    for def in doc.indexes {
+        let path = FieldPath::parse(&def.field).map_err(|e| bad(format!("index definition: {e}")))?;
+        if state.indexes.contains_key(path.as_str()) {
+            return Err(bad(format!("index on `{path}` defined twice")));
+        }
+        let index = build_index(&state.map, path.clone(), def.unique);
+        state.indexes.insert(path.as_str().to_owned(), index);
+    }
+    let info = SnapshotInfo { seq: state.seq, keys: state.map.len(), bytes: bytes.len() as u64, sha256 };
+    Ok((state, info))
+}
+
+#[derive(Deserialize)]
+struct Document {
+    format: String,
+    version: u64,
+    seq: u64,
+    keys: usize,
+    indexes: Vec<IndexDef>,
+    data: DataMap,
+    #[allow(dead_code)]
+    sha256: String,
+}
+
+/// Deserializes the `data` object straight into the sharded map.
+struct DataMap(Map);
+
+impl<'de> Deserialize<'de> for DataMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = DataMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of keys to JSON values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> std::result::Result<DataMap, A::Error> {
+                let mut map = Map::default();
+                if let Some(n) = access.size_hint() {
+                    map.reserve(n);
+                }
+                while let Some((key, value)) = access.next_entry::<String, Value>()? {
+                    map.insert(key, Arc::new(value));
+                }
+                Ok(DataMap(map))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+    use serde_json::json;
+
+    fn sample() -> State {
+        let mut s = State::default();
+        s.apply(Seq(1), &Record::Set("b".into(), Arc::new(json!({"name": "Bob"}))));
+        s.apply(Seq(2), &Record::Set("a".into(), Arc::new(json!([1, "x", null]))));
+        s.apply(Seq(3), &Record::CreateIndex { field: "name".into(), unique: true });
+        s
+    }
+
+    #[test]
+    fn write_then_parse_roundtrips() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let info = write_atomic(&crate::vfs::StdFs, dir.path(), &Frozen::of(&sample()))?;
+        let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
+        assert_eq!(info.bytes, bytes.len() as u64);
+        // It is plain JSON: any JSON reader takes it.
+        let doc: Value = serde_json::from_slice(&bytes)?;
+        assert_eq!(doc["data"]["b"]["name"], json!("Bob"));
+        assert_eq!(doc["seq"], json!(3));
+        assert_eq!(doc["sha256"], json!(info.sha256));
+        let (state, loaded) = parse(Path::new("x"), &bytes)?;
+        assert_eq!(loaded, info);
+        assert_eq!(state.map.len(), 2);
+        assert_eq!(state.index_infos()[0].entries, 1);
+        assert!(!dir.path().join(TMP_NAME).exists());
+        Ok(())
+    }
+
+    #[test]
+    fn every_damage_is_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        write_atomic(&crate::vfs::StdFs, dir.path(), &Frozen::of(&sample()))?;
+        let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
+        for i in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x04;
+            assert!(matches!(parse(Path::new("x"), &damaged), Err(Error::BadSnapshot { .. })), "flip at {i}");
+        }
+        for len in 0..bytes.len() {
+            assert!(matches!(parse(Path::new("x"), &bytes[..len]), Err(Error::BadSnapshot { .. })), "cut at {len}");
+        }
+        Ok(())
+    }
+}

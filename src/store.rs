@@ -1,0 +1,367 @@
+//! The in-memory state: the key/value map, the indexes, the last applied sequence number.
+//!
+//! Pure: no I/O. Owns the rule that every index stays exact after every
+//! applied record, and the checks (unique values, index existence) that run
+//! before a record is logged so that a refused write changes nothing. The map
+//! is split into shards behind `Arc`s: cloning it for a snapshot is a few
+//! dozen reference-count bumps, and a writer afterwards copies only the one
+//! shard it touches (copy-on-write), so `save` never holds writers for the
+//! length of a serialisation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::index::{FieldPath, Index, IndexInfo, ValueDigest};
+use crate::record::{BatchOp, Record, Seq};
+
+const SHARDS: usize = 64;
+
+type Shard = HashMap<String, Arc<Value>>;
+
+/// A hash map from key to shared value, cheap to clone (copy-on-write shards).
+#[derive(Clone)]
+pub struct Map {
+    shards: Vec<Arc<Shard>>,
+    hasher: RandomState,
+    len: usize,
+}
+
+impl Default for Map {
+    fn default() -> Self {
+        Map { shards: (0..SHARDS).map(|_| Arc::new(Shard::new())).collect(), hasher: RandomState::new(), len: 0 }
+    }
+}
+
+impl Map {
+    fn shard_of(&self, key: &str) -> usize {
+        (self.hasher.hash_one(key) as usize) % SHARDS
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Arc<Value>> {
+        self.shards[self.shard_of(key)].get(key)
+    }
+
+    /// Inserts or replaces; returns the previous value.
+    pub fn insert(&mut self, key: String, value: Arc<Value>) -> Option<Arc<Value>> {
+        let i = self.shard_of(&key);
+        let old = Arc::make_mut(&mut self.shards[i]).insert(key, value);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    /// Removes; returns the previous value.
+    pub fn remove(&mut self, key: &str) -> Option<Arc<Value>> {
+        let i = self.shard_of(key);
+        if !self.shards[i].contains_key(key) {
+            return None;
+        }
+        let old = Arc::make_mut(&mut self.shards[i]).remove(key);
+        if old.is_some() {
+            self.len -= 1;
+        }
+        old
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<Value>)> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+
+    /// Every entry sorted by key (byte order).
+    pub fn sorted(&self) -> Vec<(&String, &Arc<Value>)> {
+        let mut all: Vec<_> = self.iter().collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all
+    }
+
+    /// Reserves room for `additional` more keys (spread over the shards).
+    pub fn reserve(&mut self, additional: usize) {
+        for shard in &mut self.shards {
+            Arc::make_mut(shard).reserve(additional / SHARDS + 1);
+        }
+    }
+}
+
+/// Everything a snapshot holds, and the indexes built from it.
+#[derive(Clone, Default)]
+pub struct State {
+    /// The data.
+    pub map: Map,
+    /// Indexes by field path text.
+    pub indexes: BTreeMap<String, Index>,
+    /// The last record applied.
+    pub seq: Seq,
+}
+
+/// What applying a record found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// For a delete: whether the key existed. For a clear: whether any key existed.
+    pub existed: bool,
+}
+
+impl State {
+    /// Refuses a record that would break a unique index or name a missing or
+    /// duplicate index. Runs before the record is logged.
+    pub fn check(&self, record: &Record) -> Result<()> {
+        match record {
+            Record::Set(key, value) => self.check_unique(&[(key.as_str(), Some(value.as_ref()))]),
+            Record::Batch(ops) => {
+                // Last operation per key wins, as in apply.
+                let mut finals: HashMap<&str, Option<&Value>> = HashMap::new();
+                for op in ops {
+                    match op {
+                        BatchOp::Set(k, v) => finals.insert(k, Some(v.as_ref())),
+                        BatchOp::Delete(k) => finals.insert(k, None),
+                    };
+                }
+                let finals: Vec<_> = finals.into_iter().collect();
+                self.check_unique(&finals)
+            }
+            Record::Delete(_) | Record::Clear => Ok(()),
+            Record::CreateIndex { field, unique } => {
+                let path = FieldPath::parse(field)?;
+                if self.indexes.contains_key(path.as_str()) {
+                    return Err(Error::Index(format!("an index on `{path}` already exists")));
+                }
+                if *unique {
+                    let mut seen: HashMap<ValueDigest, &str> = HashMap::new();
+                    let probe = Index::new(path.clone(), true);
+                    for (key, value) in self.map.sorted() {
+                        if let Some(d) = probe.digest(value) {
+                            if let Some(existing) = seen.insert(d, key) {
+                                return Err(Error::UniqueViolation {
+                                    field: path.to_string(),
+                                    key: key.clone(),
+                                    existing: existing.to_owned(),
+                                    value: short_json(probe.path().resolve(value)),
+                                });
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Record::DropIndex(field) => {
+                let path = FieldPath::parse(field)?;
+                if self.indexes.contains_key(path.as_str()) {
+                    Ok(())
+                } else {
+                    Err(Error::Index(format!("there is no index on `{path}`")))
+                }
+            }
+        }
+    }
+
+    /// `writes`: the final value (None = deleted) of every key a write touches.
+    fn check_unique(&self, writes: &[(&str, Option<&Value>)]) -> Result<()> {
+        for index in self.indexes.values().filter(|i| i.unique()) {
+            // digest -> the written key that will hold it
+            let mut claimed: HashMap<ValueDigest, &str> = HashMap::new();
+            for &(key, value) in writes {
+                let Some(value) = value else { continue };
+                let Some(d) = index.digest(value) else { continue };
+                if let Some(other) = claimed.insert(d, key) {
+                    return Err(violation(index, key, other, value));
+                }
+                // A current holder conflicts unless this write replaces it.
+                let touched = |k: &str| writes.iter().any(|(w, _)| *w == k);
+                if let Some(holder) = index.lookup(&d).find(|h| h.as_str() != key && !touched(h)) {
+                    return Err(violation(index, key, holder, value));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a record (already checked, or replayed from the log).
+    pub fn apply(&mut self, seq: Seq, record: &Record) -> Applied {
+        self.seq = seq;
+        match record {
+            Record::Set(key, value) => {
+                self.set(key, value);
+                Applied { existed: true }
+            }
+            Record::Delete(key) => Applied { existed: self.delete(key) },
+            Record::Batch(ops) => {
+                for op in ops {
+                    match op {
+                        BatchOp::Set(k, v) => self.set(k, v),
+                        BatchOp::Delete(k) => {
+                            self.delete(k);
+                        }
+                    }
+                }
+                Applied { existed: true }
+            }
+            Record::Clear => {
+                let existed = !self.map.is_empty();
+                self.map = Map::default();
+                for index in self.indexes.values_mut() {
+                    index.clear();
+                }
+                Applied { existed }
+            }
+            Record::CreateIndex { field, unique } => {
+                // A replayed definition was valid when logged.
+                if let Ok(path) = FieldPath::parse(field) {
+                    let index = build_index(&self.map, path.clone(), *unique);
+                    self.indexes.insert(path.as_str().to_owned(), index);
+                }
+                Applied { existed: false }
+            }
+            Record::DropIndex(field) => {
+                let existed = FieldPath::parse(field).is_ok_and(|p| self.indexes.remove(p.as_str()).is_some());
+                Applied { existed }
+            }
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &Arc<Value>) {
+        let old = self.map.insert(key.to_owned(), Arc::clone(value));
+        for index in self.indexes.values_mut() {
+            if let Some(old) = &old {
+                index.remove(key, old);
+            }
+            index.insert(key, value);
+        }
+    }
+
+    fn delete(&mut self, key: &str) -> bool {
+        let Some(old) = self.map.remove(key) else { return false };
+        for index in self.indexes.values_mut() {
+            index.remove(key, &old);
+        }
+        true
+    }
+
+    /// The index on `field` (as parsed), if any.
+    pub fn index(&self, field: &FieldPath) -> Option<&Index> {
+        self.indexes.get(field.as_str())
+    }
+
+    /// Statistics for every index, by field.
+    pub fn index_infos(&self) -> Vec<IndexInfo> {
+        self.indexes.values().map(Index::info).collect()
+    }
+}
+
+/// Builds an index on `path` from scratch.
+pub fn build_index(map: &Map, path: FieldPath, unique: bool) -> Index {
+    let mut index = Index::new(path, unique);
+    for (key, value) in map.iter() {
+        index.insert(key, value);
+    }
+    index
+}
+
+fn violation(index: &Index, key: &str, existing: &str, value: &Value) -> Error {
+    Error::UniqueViolation {
+        field: index.path().to_string(),
+        key: key.to_owned(),
+        existing: existing.to_owned(),
+        value: short_json(index.path().resolve(value)),
+    }
+}
+
+fn short_json(value: Option<&Value>) -> String {
+    let text = value.map(Value::to_string).unwrap_or_default();
+    if text.chars().count() > 80 {
+        let cut: String = text.chars().take(77).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn set(k: &str, v: Value) -> Record {
+        Record::Set(k.into(), Arc::new(v))
+    }
+
+    #[test]
+    fn map_clone_is_copy_on_write() {
+        let mut a = Map::default();
+        for i in 0..1000 {
+            a.insert(format!("k{i}"), Arc::new(json!(i)));
+        }
+        let frozen = a.clone();
+        a.insert("k1".into(), Arc::new(json!("changed")));
+        a.remove("k2");
+        assert_eq!(frozen.get("k1").map(|v| v.as_ref().clone()), Some(json!(1)));
+        assert_eq!(frozen.len(), 1000);
+        assert_eq!(a.len(), 999);
+        assert_eq!(a.get("k1").map(|v| v.as_ref().clone()), Some(json!("changed")));
+    }
+
+    #[test]
+    fn unique_checks_see_the_whole_batch() {
+        let mut s = State::default();
+        s.apply(Seq(1), &Record::CreateIndex { field: "email".into(), unique: true });
+        s.apply(Seq(2), &set("a", json!({"email": "x"})));
+        // A second key with the same value is refused.
+        assert!(matches!(s.check(&set("b", json!({"email": "x"}))), Err(Error::UniqueViolation { .. })));
+        // Rewriting the same key is fine.
+        assert!(s.check(&set("a", json!({"email": "x", "n": 1}))).is_ok());
+        // Moving the value in one batch is fine; duplicating it inside a batch is not.
+        let swap = Record::Batch(vec![
+            BatchOp::Delete("a".into()),
+            BatchOp::Set("b".into(), Arc::new(json!({"email": "x"}))),
+        ]);
+        assert!(s.check(&swap).is_ok());
+        let dup = Record::Batch(vec![
+            BatchOp::Set("c".into(), Arc::new(json!({"email": "y"}))),
+            BatchOp::Set("d".into(), Arc::new(json!({"email": "y"}))),
+        ]);
+        assert!(matches!(s.check(&dup), Err(Error::UniqueViolation { .. })));
+        // A unique index cannot be created over duplicates.
+        s.apply(Seq(3), &set("c", json!({"tag": 1})));
+        s.apply(Seq(4), &set("d", json!({"tag": 1.0})));
+        assert!(matches!(
+            s.check(&Record::CreateIndex { field: "tag".into(), unique: true }),
+            Err(Error::UniqueViolation { .. })
+        ));
+        assert!(s.check(&Record::CreateIndex { field: "tag".into(), unique: false }).is_ok());
+        assert!(matches!(s.check(&Record::DropIndex("nope".into())), Err(Error::Index(_))));
+    }
+
+    #[test]
+    fn indexes_follow_updates_and_clear() -> Result<()> {
+        let mut s = State::default();
+        s.apply(Seq(1), &set("a", json!({"name": "Alice"})));
+        s.apply(Seq(2), &Record::CreateIndex { field: "name".into(), unique: false });
+        let path = FieldPath::parse("name")?;
+        let alice = ValueDigest::of(&json!("Alice"));
+        let count = |s: &State| s.index(&path).map(|i| i.lookup(&alice).count()).unwrap_or(99);
+        assert_eq!(count(&s), 1);
+        s.apply(Seq(3), &set("a", json!({"name": "Bob"})));
+        assert_eq!(count(&s), 0);
+        s.apply(Seq(4), &set("b", json!({"name": "Alice"})));
+        assert_eq!(count(&s), 1);
+        s.apply(Seq(5), &Record::Clear);
+        assert_eq!(count(&s), 0);
+        assert_eq!(s.index_infos()[0].entries, 0);
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! The narrow file-system interface every byte of disk I/O goes through.
+//!
+//! Like SQLite's VFS: the engine only creates, appends, syncs, truncates,
+//! reads, renames, removes, lists and locks through [`Vfs`] and [`VFile`], so a
+//! test can put a simulated file system behind it that drops unsynced data on
+//! a simulated power loss. [`StdFs`] is the real one (std::fs and memmap2).
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::Deref;
+use std::path::Path;
+
+/// Bytes of a whole file, read at once (memory-mapped by [`StdFs`]).
+pub type FileBytes = Box<dyn Deref<Target = [u8]> + Send + Sync>;
+
+/// Holds an exclusive lock until dropped.
+pub trait LockGuard: Send + Sync {}
+
+/// The outcome of [`Vfs::try_lock`].
+pub enum LockOutcome {
+    /// The lock is ours until the guard is dropped.
+    Acquired(Box<dyn LockGuard>),
+    /// Someone else holds it; the pid they wrote, when readable.
+    Held(Option<u32>),
+}
+
+/// A file open for appending.
+///
+/// `append` and `sync` may be called from different threads at once: one
+/// thread's fsync covers whatever other threads appended before it started
+/// (group commit depends on this).
+pub trait VFile: Send + Sync {
+    /// Appends all of `buf` at the end of the file.
+    fn append(&self, buf: &[u8]) -> io::Result<()>;
+    /// Makes everything appended so far durable (fdatasync).
+    fn sync(&self) -> io::Result<()>;
+    /// Cuts the file to `len` bytes.
+    fn truncate(&self, len: u64) -> io::Result<()>;
+    /// The file's current length.
+    fn len(&self) -> io::Result<u64>;
+}
+
+/// A file system, as the engine sees it.
+pub trait Vfs: Send + Sync + fmt::Debug {
+    /// Creates `dir` and its parents (the last one with mode 0700).
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// The names of the entries of `dir` (not recursive, no `.`/`..`).
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Opens `path` for appending, creating it (mode 0600) if it is missing.
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn VFile>>;
+    /// Creates `path` empty (mode 0600), failing if it already exists.
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn VFile>>;
+    /// Reads a whole file.
+    fn read(&self, path: &Path) -> io::Result<FileBytes>;
+    /// Renames `from` to `to`, replacing `to` atomically.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes the exclusive lock `path` stands for, writing our pid into it.
+    fn try_lock(&self, path: &Path) -> io::Result<LockOutcome>;
+}
+
+/// The real file system: std::fs, with whole-file reads memory-mapped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdFs;
+
+struct StdFile(File);
+
+impl VFile for StdFile {
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        (&self.0).write_all(buf)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+}
+
+struct StdLock(#[allow(dead_code)] File);
+impl LockGuard for StdLock {}
+
+#[cfg(unix)]
+fn private_file(opts: &mut OpenOptions) -> &mut OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    opts.mode(0o600)
+}
+#[cfg(not(unix))]
+fn private_file(opts: &mut OpenOptions) -> &mut OpenOptions {
+    opts
+}
+
+impl Vfs for StdFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            if let Some(name) = entry?.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn VFile>> {
+        let file = private_file(OpenOptions::new().append(true).create(true)).open(path)?;
+        Ok(Box::new(StdFile(file)))
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn VFile>> {
+        let file = private_file(OpenOptions::new().append(true).create_new(true)).open(path)?;
+        Ok(Box::new(StdFile(file)))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<FileBytes> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Ok(Box::new(Vec::new()));
+        }
+        // SAFETY: the map is read-only and the file lives in a directory this
+        // process holds the redru lock on; redru itself never modifies a file
+        // it has mapped (snapshots are replaced by rename, WAL segments are
+        // only read before they are opened for append). Another program
+        // writing the file meanwhile is outside the contract, as for any
+        // database file.
+        #[allow(unsafe_code)]
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Box::new(map))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            File::open(dir)?.sync_all()
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = dir;
+            Ok(())
+        }
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<LockOutcome> {
+        let mut file = private_file(OpenOptions::new().read(true).write(true).create(true)).open(path)?;
+        match file.try_lock() {
+            Ok(()) => {
+                file.set_len(0)?;
+                file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+                Ok(LockOutcome::Acquired(Box::new(StdLock(file))))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
+                Ok(LockOutcome::Held(pid))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,645 @@
+//! The write-ahead log: segment files, appending with group commit, and
+//! scanning with the torn-tail policy.
+//!
+//! Invariants: sequence numbers are strictly increasing by one across all
+//! segments; every segment but the last was fsynced before the next was
+//! created, so damage there is always corruption; only the last segment can
+//! have a torn tail, and only bytes after its last valid record count as one.
+//! A record is acknowledged (in `Durability::Always`) only once an fsync that
+//! started after its append has returned.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+use crate::record::{self, DecodeError, Record, Seq};
+use crate::vfs::{VFile, Vfs};
+
+/// The name of the segment whose first record has sequence number `first`.
+///
+/// The naming scheme, in one place: `wal-` + 20-digit zero-padded first
+/// sequence number + `.wal`, so names sort in log order. The torn-tail side
+/// file of a segment is the segment's name + `.torn-<offset>`; `repair`'s
+/// quarantine file is the segment's name + `.quarantine-<offset>`.
+pub fn segment_name(first: Seq) -> String {
+    format!("wal-{:020}.wal", first.0)
+}
+
+/// Parses a segment name made by [`segment_name`].
+pub fn parse_segment_name(name: &str) -> Option<Seq> {
+    let digits = name.strip_prefix("wal-")?.strip_suffix(".wal")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(Seq)
+}
+
+/// One segment file of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Its path.
+    pub path: PathBuf,
+    /// The sequence number its first record has (or will have).
+    pub first: Seq,
+}
+
+/// The log's segments in `dir`, in order.
+pub fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<Segment>> {
+    let names = vfs.list(dir).map_err(|e| Error::io("listing", dir, e))?;
+    let mut segments: Vec<Segment> = names
+        .iter()
+        .filter_map(|n| parse_segment_name(n).map(|first| Segment { path: dir.join(n), first }))
+        .collect();
+    segments.sort_by_key(|s| s.first);
+    Ok(segments)
+}
+
+/// A record found by [`scan`], with where it was found.
+pub struct Found {
+    /// Its sequence number.
+    pub seq: Seq,
+    /// The record.
+    pub record: Record,
+    /// 1-based line number in the segment.
+    pub line: u64,
+    /// Byte offset of the start of its line.
+    pub offset: u64,
+}
+
+/// How a scanned segment ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// Every byte belongs to a valid record.
+    Clean,
+    /// From `offset` on, the bytes are a torn write (an incomplete line, or
+    /// damaged lines with no valid record after them).
+    Torn {
+        /// Where the torn bytes start (the end of the last valid record).
+        offset: u64,
+        /// 1-based line number where they start.
+        line: u64,
+        /// Why the first torn line is not a record.
+        reason: String,
+    },
+}
+
+/// Damage found by [`scan`] that is not a torn tail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// 1-based line number.
+    pub line: u64,
+    /// Byte offset of the start of the line.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
+    /// The sequence number of the last valid record before the damage, if any.
+    pub after: Option<Seq>,
+}
+
+/// Scans the bytes of one segment, calling `each` for every valid record in order.
+///
+/// `expected` is the sequence number the first record must carry. With
+/// `last` (the log's last segment), damage with no valid record after it is
+/// a torn tail; anywhere else, and whenever a valid record follows, it is
+/// [`Damage`]. A valid record out of sequence is always damage.
+pub fn scan(
+    bytes: &[u8],
+    mut expected: Seq,
+    last: bool,
+    mut each: impl FnMut(Found) -> Result<()>,
+) -> Result<std::result::Result<(Tail, Seq), Damage>> {
+    let mut offset = 0usize;
+    let mut line = 0u64;
+    let mut previous: Option<Seq> = None;
+    while offset < bytes.len() {
+        line += 1;
+        let rest = &bytes[offset..];
+        let (text, complete) = match rest.iter().position(|&b| b == b'\n') {
+            Some(nl) => (&rest[..nl], true),
+            None => (rest, false),
+        };
+        let decoded = if complete {
+            record::decode(text)
+        } else {
+            Err(DecodeError::Malformed(format!("incomplete last line ({} bytes, no newline)", text.len())))
+        };
+        match decoded {
+            Ok((seq, record)) => {
+                if seq != expected {
+                    let reason = if seq > expected {
+                        format!("sequence gap: expected {expected}, found {seq} (records are missing)")
+                    } else {
+                        format!("sequence steps back: expected {expected}, found {seq}")
+                    };
+                    return Ok(Err(Damage { line, offset: offset as u64, reason, after: previous }));
+                }
+                each(Found { seq, record, line, offset: offset as u64 })?;
+                previous = Some(seq);
+                expected = seq.next();
+                offset += text.len() + 1;
+            }
+            Err(why) => {
+                if last && !any_valid_record(&rest[text.len().min(rest.len())..]) {
+                    let tail = Tail::Torn { offset: offset as u64, line, reason: why.to_string() };
+                    return Ok(Ok((tail, expected)));
+                }
+                let reason = if last {
+                    format!("{why}, and valid records follow it, so it is not a torn tail")
+                } else {
+                    format!("{why} (in a segment that was complete and synced)")
+                };
+                return Ok(Err(Damage { line, offset: offset as u64, reason, after: previous }));
+            }
+        }
+    }
+    Ok(Ok((Tail::Clean, expected)))
+}
+
+/// Whether any complete line after the first newline of `bytes` decodes as a valid record.
+fn any_valid_record(bytes: &[u8]) -> bool {
+    let Some(last_nl) = bytes.iter().rposition(|&b| b == b'\n') else { return false };
+    bytes[..last_nl].split(|&b| b == b'\n').skip(1).any(|line| record::decode(line).is_ok())
+}
+
+/// A torn tail found at the end of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornFound {
+    /// The segment (always the last one).
+    pub segment: Segment,
+    /// Where the torn bytes start.
+    pub offset: u64,
+    /// 1-based line number where they start.
+    pub line: u64,
+    /// Why the first torn line is not a record.
+    pub reason: String,
+    /// The torn bytes themselves.
+    pub bytes: Vec<u8>,
+    /// The last valid record before them.
+    pub after: Seq,
+}
+
+/// What [`read_log`] found.
+#[derive(Debug, Default)]
+pub struct LogScan {
+    /// Segments whose records are all in the snapshot (not read).
+    pub covered: Vec<Segment>,
+    /// Segments read, with the length of their valid part.
+    pub live: Vec<(Segment, u64)>,
+    /// The torn tail of the last segment, if any.
+    pub torn: Option<TornFound>,
+    /// The last sequence number in the log (or the snapshot's, if later).
+    pub last: Seq,
+    /// The sequence number the last segment's next record would carry.
+    pub log_next: Option<Seq>,
+    /// Records applied (sequence number after the snapshot's).
+    pub replayed: u64,
+    /// Valid records skipped because the snapshot has them.
+    pub skipped: u64,
+    /// Bytes of valid records read.
+    pub bytes: u64,
+}
+
+/// Reads the whole log in `dir` without changing anything: checks every
+/// record and the sequence, and calls `apply` for each record after
+/// `snapshot_seq`, in order. Damage that is not a torn tail is
+/// [`Error::Corrupt`], naming the file, line and offset.
+pub fn read_log(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    snapshot_seq: Seq,
+    mut apply: impl FnMut(Seq, Record),
+) -> Result<LogScan> {
+    let segments = list_segments(vfs, dir)?;
+    let mut out = LogScan { last: snapshot_seq, ..LogScan::default() };
+    // Segments wholly before the snapshot's end need not even be read.
+    let first_live = segments.iter().enumerate().position(|(i, _)| {
+        segments.get(i + 1).is_none_or(|next| next.first > snapshot_seq.next())
+    });
+    let first_live = first_live.unwrap_or(segments.len());
+    out.covered = segments[..first_live].to_vec();
+    let live = &segments[first_live..];
+    let corrupt = |segment: &Segment, line: u64, offset: u64, reason: String| Error::Corrupt {
+        path: segment.path.clone(),
+        line,
+        offset,
+        reason,
+    };
+    if let Some(first) = live.first() {
+        if first.first > snapshot_seq.next() {
+            return Err(corrupt(
+                first,
+                1,
+                0,
+                format!(
+                    "the snapshot ends at record {snapshot_seq} but the log resumes at {}: records {}..{} are missing",
+                    first.first,
+                    snapshot_seq.next(),
+                    first.first.0 - 1
+                ),
+            ));
+        }
+    }
+    let mut expected: Option<Seq> = None;
+    for (i, segment) in live.iter().enumerate() {
+        if let Some(expected) = expected {
+            if segment.first != expected {
+                return Err(corrupt(
+                    segment,
+                    1,
+                    0,
+                    format!("segment starts at record {} but the previous one ends before record {expected}", segment.first),
+                ));
+            }
+        }
+        let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
+        let last = i + 1 == live.len();
+        let outcome = scan(&bytes, segment.first, last, |found| {
+            if found.seq > snapshot_seq {
+                out.replayed += 1;
+                apply(found.seq, found.record);
+            } else {
+                out.skipped += 1;
+            }
+            Ok(())
+        })?;
+        let valid_end = match outcome {
+            Err(damage) => return Err(corrupt(segment, damage.line, damage.offset, damage.reason)),
+            Ok((tail, next)) => {
+                let valid_end = if let Tail::Torn { offset, line, reason } = tail {
+                    out.torn = Some(TornFound {
+                        segment: segment.clone(),
+                        offset,
+                        line,
+                        reason,
+                        bytes: bytes[offset as usize..].to_vec(),
+                        after: Seq(next.0 - 1),
+                    });
+                    offset
+                } else {
+                    bytes.len() as u64
+                };
+                expected = Some(next);
+                out.log_next = Some(next);
+                out.last = out.last.max(Seq(next.0 - 1));
+                valid_end
+            }
+        };
+        out.bytes += valid_end;
+        out.live.push((segment.clone(), valid_end));
+    }
+    Ok(out)
+}
+
+/// Sets a torn tail aside: copies the torn bytes to a side file next to the
+/// segment (synced, directory synced), then cuts the segment at the torn
+/// offset and syncs it. Nothing is destroyed; a crash in between only means
+/// the next open does it again (with a new side-file name).
+pub fn cut_torn_tail(vfs: &dyn Vfs, dir: &Path, torn: &TornFound) -> Result<PathBuf> {
+    let side = set_aside(vfs, dir, &torn.segment, "torn", torn.offset, &torn.bytes)?;
+    let file = vfs.open_append(&torn.segment.path).map_err(|e| Error::io("opening", &torn.segment.path, e))?;
+    file.truncate(torn.offset).map_err(|e| Error::io("truncating", &torn.segment.path, e))?;
+    file.sync().map_err(|e| Error::io("syncing", &torn.segment.path, e))?;
+    Ok(side)
+}
+
+/// Writes `bytes` to a new durable file named after `segment`, `what` and `offset`.
+pub fn set_aside(vfs: &dyn Vfs, dir: &Path, segment: &Segment, what: &str, offset: u64, bytes: &[u8]) -> Result<PathBuf> {
+    let base = format!("{}.{what}-{offset}", segment_name(segment.first));
+    let mut path = dir.join(&base);
+    let mut n = 1;
+    while vfs.exists(&path).map_err(|e| Error::io("checking", &path, e))? {
+        path = dir.join(format!("{base}.{n}"));
+        n += 1;
+    }
+    let file = vfs.create_new(&path).map_err(|e| Error::io("creating", &path, e))?;
+    file.append(bytes).map_err(|e| Error::io("writing", &path, e))?;
+    file.sync().map_err(|e| Error::io("syncing", &path, e))?;
+    vfs.sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e))?;
+    Ok(path)
+}
+
+/// The appending side of the log: the open segment and what has been written to it.
+pub struct Writer {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    file: Arc<dyn VFile>,
+    segment: Segment,
+    /// Segments before the open one, oldest first, with their sizes.
+    older: Vec<(Segment, u64)>,
+    segment_bytes: u64,
+    /// The last sequence number appended (to the page cache, maybe not synced).
+    written: Seq,
+    buf: Vec<u8>,
+    /// Test-only fault: acknowledge without syncing (negative controls).
+    pub(crate) skip_sync: bool,
+}
+
+impl Writer {
+    /// Opens `segment` (already scanned and cut to its valid records) for
+    /// appending; `written` is the last sequence number in the log or snapshot.
+    pub fn open(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        segment: Segment,
+        older: Vec<(Segment, u64)>,
+        written: Seq,
+    ) -> Result<Writer> {
+        let file: Arc<dyn VFile> =
+            Arc::from(vfs.open_append(&segment.path).map_err(|e| Error::io("opening", &segment.path, e))?);
+        let segment_bytes = file.len().map_err(|e| Error::io("reading the size of", &segment.path, e))?;
+        Ok(Writer {
+            vfs,
+            dir: dir.to_owned(),
+            file,
+            segment,
+            older,
+            segment_bytes,
+            written,
+            buf: Vec::with_capacity(4096),
+            skip_sync: false,
+        })
+    }
+
+    /// The last sequence number appended.
+    pub fn written(&self) -> Seq {
+        self.written
+    }
+
+    /// Bytes in all segments.
+    pub fn total_bytes(&self) -> u64 {
+        self.segment_bytes + self.older.iter().map(|(_, b)| b).sum::<u64>()
+    }
+
+    /// Number of segment files.
+    pub fn segments(&self) -> usize {
+        self.older.len() + 1
+    }
+
+    /// Appends `record` as the next sequence number. On error nothing may be
+    /// assumed about the file's tail: the caller must poison the log.
+    pub fn append(&mut self, record: &Record) -> Result<Seq> {
+        let seq = self.written.next();
+        self.buf.clear();
+        record::encode(seq, record, &mut self.buf);
+        self.file.append(&self.buf).map_err(|e| Error::io("appending to", &self.segment.path, e))?;
+        self.segment_bytes += self.buf.len() as u64;
+        self.written = seq;
+        Ok(seq)
+    }
+
+    /// Syncs the open segment and starts a new one at the next sequence
+    /// number, so that everything up to [`Writer::written`] lies in older
+    /// segments. Does nothing if the open segment is empty.
+    pub fn rotate(&mut self) -> Result<()> {
+        if self.segment_bytes == 0 {
+            return Ok(());
+        }
+        if !self.skip_sync {
+            self.file.sync().map_err(|e| Error::io("syncing", &self.segment.path, e))?;
+        }
+        let next = Segment { path: self.dir.join(segment_name(self.written.next())), first: self.written.next() };
+        let file: Arc<dyn VFile> =
+            Arc::from(self.vfs.create_new(&next.path).map_err(|e| Error::io("creating", &next.path, e))?);
+        self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("syncing directory", &self.dir, e))?;
+        let old = std::mem::replace(&mut self.segment, next);
+        self.older.push((old, self.segment_bytes));
+        self.file = file;
+        self.segment_bytes = 0;
+        Ok(())
+    }
+
+    /// Removes the older segments whose records all have sequence numbers
+    /// up to `upto` (they are in a durable snapshot). Returns how many.
+    pub fn drop_older(&mut self, upto: Seq) -> Result<usize> {
+        let mut removed = 0;
+        // A segment is covered when the next one starts at or before upto + 1.
+        while self.older.len() > 0 {
+            let next_first = self.older.get(1).map(|(s, _)| s.first).unwrap_or(self.segment.first);
+            if next_first > upto.next() {
+                break;
+            }
+            let (segment, _) = self.older.remove(0);
+            self.vfs.remove(&segment.path).map_err(|e| Error::io("removing", &segment.path, e))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("syncing directory", &self.dir, e))?;
+        }
+        Ok(removed)
+    }
+}
+
+struct SyncState {
+    synced: Seq,
+    leader: bool,
+    poisoned: Option<String>,
+    syncs: u64,
+}
+
+/// The log: the writer behind a mutex, and the group-commit state.
+pub struct Wal {
+    writer: Mutex<Writer>,
+    sync: Mutex<SyncState>,
+    synced_cv: Condvar,
+}
+
+impl Wal {
+    /// Wraps a writer whose records up to `synced` are already durable.
+    pub fn new(writer: Writer, synced: Seq) -> Wal {
+        Wal {
+            writer: Mutex::new(writer),
+            sync: Mutex::new(SyncState { synced, leader: false, poisoned: None, syncs: 0 }),
+            synced_cv: Condvar::new(),
+        }
+    }
+
+    /// Locks the writer. Writers hold it while they check, append and apply,
+    /// which is what keeps log order and apply order the same.
+    pub fn lock(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sync_state(&self) -> MutexGuard<'_, SyncState> {
+        self.sync.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Refuses with [`Error::Poisoned`] if an earlier write or sync failed.
+    pub fn check_poisoned(&self) -> Result<()> {
+        match &self.sync_state().poisoned {
+            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the log unusable after a failed write or sync.
+    pub fn poison(&self, error: &Error) {
+        let mut state = self.sync_state();
+        if state.poisoned.is_none() {
+            state.poisoned = Some(error.to_string());
+        }
+        drop(state);
+        self.synced_cv.notify_all();
+    }
+
+    /// Number of fsyncs of the log so far (group commit makes it smaller than
+    /// the number of writes).
+    pub fn syncs(&self) -> u64 {
+        self.sync_state().syncs
+    }
+
+    /// The last durable sequence number.
+    pub fn synced(&self) -> Seq {
+        self.sync_state().synced
+    }
+
+    /// Returns once every record up to `seq` is durable (group commit: one
+    /// thread at a time syncs, on behalf of every record appended before its
+    /// sync started; the others wait for it).
+    pub fn wait_durable(&self, seq: Seq) -> Result<()> {
+        let mut state = self.sync_state();
+        loop {
+            if let Some(cause) = &state.poisoned {
+                return Err(Error::Poisoned { cause: cause.clone() });
+            }
+            if state.synced >= seq {
+                return Ok(());
+            }
+            if state.leader {
+                state = self.synced_cv.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            state.leader = true;
+            drop(state);
+            let (file, path, target, skip) = {
+                let w = self.lock();
+                (Arc::clone(&w.file), w.segment.path.clone(), w.written, w.skip_sync)
+            };
+            let result = if skip { Ok(()) } else { file.sync().map_err(|e| Error::io("syncing", path, e)) };
+            state = self.sync_state();
+            state.leader = false;
+            state.syncs += 1;
+            match result {
+                Ok(()) => state.synced = state.synced.max(target),
+                Err(e) => {
+                    if state.poisoned.is_none() {
+                        state.poisoned = Some(e.to_string());
+                    }
+                }
+            }
+            self.synced_cv.notify_all();
+        }
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync_all(&self) -> Result<()> {
+        let target = self.lock().written;
+        self.wait_durable(target)
+    }
+
+    /// Records that everything up to `seq` is durable (after a rotation synced it).
+    pub fn mark_synced(&self, seq: Seq) {
+        let mut state = self.sync_state();
+        state.synced = state.synced.max(seq);
+        drop(state);
+        self.synced_cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn log(records: &[Record], first: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            record::encode(Seq(first + i as u64), r, &mut out);
+        }
+        out
+    }
+
+    fn sets(n: usize) -> Vec<Record> {
+        (0..n).map(|i| Record::Set(format!("k{i}"), Arc::new(json!(i)))).collect()
+    }
+
+    fn run(bytes: &[u8], first: u64, last: bool) -> Result<(Vec<u64>, std::result::Result<(Tail, Seq), Damage>)> {
+        let mut seen = Vec::new();
+        let out = scan(bytes, Seq(first), last, |f| {
+            seen.push(f.seq.0);
+            Ok(())
+        })?;
+        Ok((seen, out))
+    }
+
+    #[test]
+    fn names_sort_in_log_order() {
+        assert_eq!(segment_name(Seq(42)), "wal-00000000000000000042.wal");
+        assert_eq!(parse_segment_name(&segment_name(Seq(u64::MAX))), Some(Seq(u64::MAX)));
+        assert_eq!(parse_segment_name("wal-42.wal"), None);
+        assert_eq!(parse_segment_name("wal-00000000000000000042.wal.torn-7"), None);
+    }
+
+    #[test]
+    fn every_cut_of_the_last_record_is_a_torn_tail() -> Result<()> {
+        let bytes = log(&sets(3), 1);
+        let second_end = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(1).map(|(i, _)| i + 1).unwrap_or(0);
+        for cut in second_end..bytes.len() {
+            let (seen, out) = run(&bytes[..cut], 1, true)?;
+            assert_eq!(seen, [1, 2], "cut at {cut}");
+            if cut == second_end {
+                assert_eq!(out, Ok((Tail::Clean, Seq(3))));
+            } else {
+                assert!(matches!(out, Ok((Tail::Torn { offset, line: 3, .. }, _)) if offset == second_end as u64));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn zeros_and_garbage_after_the_end_are_torn() -> Result<()> {
+        let mut bytes = log(&sets(2), 1);
+        let end = bytes.len() as u64;
+        bytes.extend_from_slice(&[0u8; 4096]);
+        let (_, out) = run(&bytes, 1, true)?;
+        assert!(matches!(out, Ok((Tail::Torn { offset, .. }, _)) if offset == end));
+        bytes.extend_from_slice(b"\ngarbage\n\x07\x07\n");
+        let (_, out) = run(&bytes, 1, true)?;
+        assert!(matches!(out, Ok((Tail::Torn { offset, .. }, _)) if offset == end));
+        Ok(())
+    }
+
+    #[test]
+    fn damage_followed_by_valid_records_is_corruption() -> Result<()> {
+        let bytes = log(&sets(5), 1);
+        let starts: Vec<usize> =
+            std::iter::once(0).chain(bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)).collect();
+        let mut damaged = bytes.clone();
+        damaged[starts[2] + 20] ^= 0x10;
+        let (seen, out) = run(&damaged, 1, true)?;
+        assert_eq!(seen, [1, 2]);
+        let damage = out.err();
+        assert_eq!(damage.as_ref().map(|d| (d.line, d.offset, d.after)), Some((3, starts[2] as u64, Some(Seq(2)))));
+        // In an older segment even a damaged last line is corruption.
+        let mut tail_damaged = bytes.clone();
+        let n = tail_damaged.len();
+        tail_damaged[n - 3] ^= 0x10;
+        assert!(run(&tail_damaged, 1, false)?.1.is_err());
+        assert!(matches!(run(&tail_damaged, 1, true)?.1, Ok((Tail::Torn { line: 5, .. }, _))));
+        Ok(())
+    }
+
+    #[test]
+    fn gaps_and_steps_back_are_corruption() -> Result<()> {
+        let mut bytes = log(&sets(2), 1);
+        bytes.extend(log(&sets(1), 4));
+        let damage = run(&bytes, 1, true)?.1.err();
+        assert!(damage.is_some_and(|d| d.line == 3 && d.reason.contains("gap")));
+        let mut back = log(&sets(2), 1);
+        back.extend(log(&sets(1), 2));
+        let damage = run(&back, 1, true)?.1.err();
+        assert!(damage.is_some_and(|d| d.line == 3 && d.reason.contains("back")));
+        // The first record must carry the expected number too.
+        assert!(run(&log(&sets(1), 5), 1, true)?.1.is_err());
+        Ok(())
+    }
+}

@@ -367,12 +367,8 @@ impl Db {
     /// Every key starting with `prefix`, with its value, sorted by key.
     pub fn scan_prefix(&self, prefix: &str) -> Vec<(String, Arc<Value>)> {
         let state = self.inner.read_state();
-        let mut out: Vec<(String, Arc<Value>)> = state
-            .map
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), Arc::clone(v)))
-            .collect();
+        let mut out: Vec<(String, Arc<Value>)> =
+            state.map.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), Arc::clone(v))).collect();
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -595,7 +591,8 @@ impl Inner {
         let spawned = std::thread::Builder::new().name("redru-compact".into()).spawn(move || {
             let outcome = inner.save();
             inner.compactions.fetch_add(1, Ordering::Relaxed);
-            *inner.last_compaction_error.lock().unwrap_or_else(|p| p.into_inner()) = outcome.err().map(|e| e.to_string());
+            *inner.last_compaction_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                outcome.err().map(|e| e.to_string());
         });
         if let Ok(handle) = spawned {
             *slot = Some(handle);

@@ -52,7 +52,9 @@ pub enum Error {
     },
 
     /// The snapshot `database.json` (or a backup) failed its integrity check.
-    #[error("{path}: snapshot is damaged: {reason}; restore a backup (`redru backups`, `redru restore`) or move the file aside")]
+    #[error(
+        "{path}: snapshot is damaged: {reason}; restore a backup (`redru backups`, `redru restore`) or move the file aside"
+    )]
     BadSnapshot {
         /// The snapshot file.
         path: PathBuf,
@@ -62,14 +64,18 @@ pub enum Error {
 
     /// A previous write or fsync failed: the page cache can no longer be
     /// trusted, so the handle refuses writes until the database is reopened.
-    #[error("the database refuses writes after an earlier I/O failure ({cause}); reopen it to recover the durable state")]
+    #[error(
+        "the database refuses writes after an earlier I/O failure ({cause}); reopen it to recover the durable state"
+    )]
     Poisoned {
         /// The first failure's message.
         cause: String,
     },
 
     /// A write would give two keys the same value of a unique indexed field.
-    #[error("unique index on `{field}`: key `{key}` would share value {value} with key `{existing}`; nothing was written")]
+    #[error(
+        "unique index on `{field}`: key `{key}` would share value {value} with key `{existing}`; nothing was written"
+    )]
     UniqueViolation {
         /// The indexed field.
         field: String,

@@ -311,10 +311,7 @@ mod tests {
         roundtrip(Record::Set("a\nb \"q\" é".into(), Arc::new(json!({"x": [1, 2.5, null, "s\n"]}))))?;
         roundtrip(Record::Set("null".into(), Arc::new(Value::Null)))?;
         roundtrip(Record::Delete("k".into()))?;
-        roundtrip(Record::Batch(vec![
-            BatchOp::Set("a".into(), Arc::new(json!(null))),
-            BatchOp::Delete("b".into()),
-        ]))?;
+        roundtrip(Record::Batch(vec![BatchOp::Set("a".into(), Arc::new(json!(null))), BatchOp::Delete("b".into())]))?;
         roundtrip(Record::Batch(vec![]))?;
         roundtrip(Record::Clear)?;
         roundtrip(Record::CreateIndex { field: "address.city".into(), unique: true })?;

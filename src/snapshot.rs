@@ -58,7 +58,8 @@ pub struct Frozen {
 impl Frozen {
     /// Freezes `state` (O(shards), not O(keys)).
     pub fn of(state: &State) -> Frozen {
-        let defs = state.indexes.values().map(|i| IndexDef { field: i.path().to_string(), unique: i.unique() }).collect();
+        let defs =
+            state.indexes.values().map(|i| IndexDef { field: i.path().to_string(), unique: i.unique() }).collect();
         Frozen { map: state.map.clone(), defs, seq: state.seq }
     }
 }
@@ -108,8 +109,13 @@ impl HashingWriter {
 /// backups reuse this for their own names.
 pub fn write_file(vfs: &dyn Vfs, path: &Path, frozen: &Frozen) -> Result<SnapshotInfo> {
     let file = vfs.create_new(path).map_err(|e| Error::io("creating", path, e))?;
-    let mut w =
-        HashingWriter { file, path: path.to_owned(), buf: Vec::with_capacity(HashingWriter::CHUNK + 4096), hasher: Sha256::new(), written: 0 };
+    let mut w = HashingWriter {
+        file,
+        path: path.to_owned(),
+        buf: Vec::with_capacity(HashingWriter::CHUNK + 4096),
+        hasher: Sha256::new(),
+        written: 0,
+    };
     let head = format!(
         "{{\"format\":\"{FORMAT}\",\"version\":{VERSION},\"seq\":{},\"keys\":{},\"indexes\":{},\"data\":{{",
         frozen.seq.0,
@@ -191,7 +197,8 @@ pub fn load(vfs: &dyn Vfs, path: &Path) -> Result<(State, SnapshotInfo)> {
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<(State, SnapshotInfo)> {
     let sha256 = check_digest(path, bytes)?;
     let bad = |reason: String| Error::BadSnapshot { path: path.to_owned(), reason };
-    let doc: Document = serde_json::from_slice(bytes).map_err(|e| bad(format!("digest matches but JSON is invalid: {e}")))?;
+    let doc: Document =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("digest matches but JSON is invalid: {e}")))?;
     if doc.format != FORMAT {
         return Err(bad(format!("`format` is {:?}, expected {FORMAT:?}", doc.format)));
     }

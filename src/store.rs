@@ -325,10 +325,8 @@ mod tests {
         // Rewriting the same key is fine.
         assert!(s.check(&set("a", json!({"email": "x", "n": 1}))).is_ok());
         // Moving the value in one batch is fine; duplicating it inside a batch is not.
-        let swap = Record::Batch(vec![
-            BatchOp::Delete("a".into()),
-            BatchOp::Set("b".into(), Arc::new(json!({"email": "x"}))),
-        ]);
+        let swap =
+            Record::Batch(vec![BatchOp::Delete("a".into()), BatchOp::Set("b".into(), Arc::new(json!({"email": "x"})))]);
         assert!(s.check(&swap).is_ok());
         let dup = Record::Batch(vec![
             BatchOp::Set("c".into(), Arc::new(json!({"email": "y"}))),

@@ -46,10 +46,8 @@ pub struct Segment {
 /// The log's segments in `dir`, in order.
 pub fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<Segment>> {
     let names = vfs.list(dir).map_err(|e| Error::io("listing", dir, e))?;
-    let mut segments: Vec<Segment> = names
-        .iter()
-        .filter_map(|n| parse_segment_name(n).map(|first| Segment { path: dir.join(n), first }))
-        .collect();
+    let mut segments: Vec<Segment> =
+        names.iter().filter_map(|n| parse_segment_name(n).map(|first| Segment { path: dir.join(n), first })).collect();
     segments.sort_by_key(|s| s.first);
     Ok(segments)
 }
@@ -203,18 +201,14 @@ pub struct LogScan {
 /// record and the sequence, and calls `apply` for each record after
 /// `snapshot_seq`, in order. Damage that is not a torn tail is
 /// [`Error::Corrupt`], naming the file, line and offset.
-pub fn read_log(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    snapshot_seq: Seq,
-    mut apply: impl FnMut(Seq, Record),
-) -> Result<LogScan> {
+pub fn read_log(vfs: &dyn Vfs, dir: &Path, snapshot_seq: Seq, mut apply: impl FnMut(Seq, Record)) -> Result<LogScan> {
     let segments = list_segments(vfs, dir)?;
     let mut out = LogScan { last: snapshot_seq, ..LogScan::default() };
     // Segments wholly before the snapshot's end need not even be read.
-    let first_live = segments.iter().enumerate().position(|(i, _)| {
-        segments.get(i + 1).is_none_or(|next| next.first > snapshot_seq.next())
-    });
+    let first_live = segments
+        .iter()
+        .enumerate()
+        .position(|(i, _)| segments.get(i + 1).is_none_or(|next| next.first > snapshot_seq.next()));
     let first_live = first_live.unwrap_or(segments.len());
     out.covered = segments[..first_live].to_vec();
     let live = &segments[first_live..];
@@ -247,7 +241,10 @@ pub fn read_log(
                     segment,
                     1,
                     0,
-                    format!("segment starts at record {} but the previous one ends before record {expected}", segment.first),
+                    format!(
+                        "segment starts at record {} but the previous one ends before record {expected}",
+                        segment.first
+                    ),
                 ));
             }
         }
@@ -303,7 +300,14 @@ pub fn cut_torn_tail(vfs: &dyn Vfs, dir: &Path, torn: &TornFound) -> Result<Path
 }
 
 /// Writes `bytes` to a new durable file named after `segment`, `what` and `offset`.
-pub fn set_aside(vfs: &dyn Vfs, dir: &Path, segment: &Segment, what: &str, offset: u64, bytes: &[u8]) -> Result<PathBuf> {
+pub fn set_aside(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    segment: &Segment,
+    what: &str,
+    offset: u64,
+    bytes: &[u8],
+) -> Result<PathBuf> {
     let base = format!("{}.{what}-{offset}", segment_name(segment.first));
     let mut path = dir.join(&base);
     let mut n = 1;
@@ -611,8 +615,9 @@ mod tests {
     #[test]
     fn damage_followed_by_valid_records_is_corruption() -> Result<()> {
         let bytes = log(&sets(5), 1);
-        let starts: Vec<usize> =
-            std::iter::once(0).chain(bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)).collect();
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1))
+            .collect();
         let mut damaged = bytes.clone();
         damaged[starts[2] + 20] ^= 0x10;
         let (seen, out) = run(&damaged, 1, true)?;

@@ -192,23 +192,23 @@ impl Index {
 
     /// Records that `key` holds `value`.
     pub fn insert(&mut self, key: &str, value: &Value) {
-        if let Some(d) = self.digest(value) {
-            if self.map.entry(d).or_default().insert(key.to_owned()) {
-                self.entries += 1;
-            }
+        if let Some(d) = self.digest(value)
+            && self.map.entry(d).or_default().insert(key.to_owned())
+        {
+            self.entries += 1;
         }
     }
 
     /// Forgets that `key` held `value`.
     pub fn remove(&mut self, key: &str, value: &Value) {
-        if let Some(d) = self.digest(value) {
-            if let Some(keys) = self.map.get_mut(&d) {
-                if keys.remove(key) {
-                    self.entries -= 1;
-                }
-                if keys.is_empty() {
-                    self.map.remove(&d);
-                }
+        if let Some(d) = self.digest(value)
+            && let Some(keys) = self.map.get_mut(&d)
+        {
+            if keys.remove(key) {
+                self.entries -= 1;
+            }
+            if keys.is_empty() {
+                self.map.remove(&d);
             }
         }
     }

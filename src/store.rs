@@ -145,15 +145,15 @@ impl State {
                     let mut seen: HashMap<ValueDigest, &str> = HashMap::new();
                     let probe = Index::new(path.clone(), true);
                     for (key, value) in self.map.sorted() {
-                        if let Some(d) = probe.digest(value) {
-                            if let Some(existing) = seen.insert(d, key) {
-                                return Err(Error::UniqueViolation {
-                                    field: path.to_string(),
-                                    key: key.clone(),
-                                    existing: existing.to_owned(),
-                                    value: short_json(probe.path().resolve(value)),
-                                });
-                            }
+                        if let Some(d) = probe.digest(value)
+                            && let Some(existing) = seen.insert(d, key)
+                        {
+                            return Err(Error::UniqueViolation {
+                                field: path.to_string(),
+                                key: key.clone(),
+                                existing: existing.to_owned(),
+                                value: short_json(probe.path().resolve(value)),
+                            });
                         }
                     }
                 }

@@ -30,6 +30,7 @@ pub enum LockOutcome {
 /// `append` and `sync` may be called from different threads at once: one
 /// thread's fsync covers whatever other threads appended before it started
 /// (group commit depends on this).
+#[allow(clippy::len_without_is_empty)]
 pub trait VFile: Send + Sync {
     /// Appends all of `buf` at the end of the file.
     fn append(&self, buf: &[u8]) -> io::Result<()>;

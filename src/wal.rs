@@ -94,6 +94,9 @@ pub struct Damage {
     pub after: Option<Seq>,
 }
 
+/// What [`scan`] found: how the segment ends and the next expected sequence number, or damage.
+pub type ScanOutcome = std::result::Result<(Tail, Seq), Damage>;
+
 /// Scans the bytes of one segment, calling `each` for every valid record in order.
 ///
 /// `expected` is the sequence number the first record must carry. With
@@ -105,7 +108,7 @@ pub fn scan(
     mut expected: Seq,
     last: bool,
     mut each: impl FnMut(Found) -> Result<()>,
-) -> Result<std::result::Result<(Tail, Seq), Damage>> {
+) -> Result<ScanOutcome> {
     let mut offset = 0usize;
     let mut line = 0u64;
     let mut previous: Option<Seq> = None;
@@ -218,35 +221,35 @@ pub fn read_log(vfs: &dyn Vfs, dir: &Path, snapshot_seq: Seq, mut apply: impl Fn
         offset,
         reason,
     };
-    if let Some(first) = live.first() {
-        if first.first > snapshot_seq.next() {
-            return Err(corrupt(
-                first,
-                1,
-                0,
-                format!(
-                    "the snapshot ends at record {snapshot_seq} but the log resumes at {}: records {}..{} are missing",
-                    first.first,
-                    snapshot_seq.next(),
-                    first.first.0 - 1
-                ),
-            ));
-        }
+    if let Some(first) = live.first()
+        && first.first > snapshot_seq.next()
+    {
+        return Err(corrupt(
+            first,
+            1,
+            0,
+            format!(
+                "the snapshot ends at record {snapshot_seq} but the log resumes at {}: records {}..{} are missing",
+                first.first,
+                snapshot_seq.next(),
+                first.first.0 - 1
+            ),
+        ));
     }
     let mut expected: Option<Seq> = None;
     for (i, segment) in live.iter().enumerate() {
-        if let Some(expected) = expected {
-            if segment.first != expected {
-                return Err(corrupt(
-                    segment,
-                    1,
-                    0,
-                    format!(
-                        "segment starts at record {} but the previous one ends before record {expected}",
-                        segment.first
-                    ),
-                ));
-            }
+        if let Some(expected) = expected
+            && segment.first != expected
+        {
+            return Err(corrupt(
+                segment,
+                1,
+                0,
+                format!(
+                    "segment starts at record {} but the previous one ends before record {expected}",
+                    segment.first
+                ),
+            ));
         }
         let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
         let last = i + 1 == live.len();
@@ -417,7 +420,7 @@ impl Writer {
     pub fn drop_older(&mut self, upto: Seq) -> Result<usize> {
         let mut removed = 0;
         // A segment is covered when the next one starts at or before upto + 1.
-        while self.older.len() > 0 {
+        while !self.older.is_empty() {
             let next_first = self.older.get(1).map(|(s, _)| s.first).unwrap_or(self.segment.first);
             if next_first > upto.next() {
                 break;
@@ -566,7 +569,7 @@ mod tests {
         (0..n).map(|i| Record::Set(format!("k{i}"), Arc::new(json!(i)))).collect()
     }
 
-    fn run(bytes: &[u8], first: u64, last: bool) -> Result<(Vec<u64>, std::result::Result<(Tail, Seq), Damage>)> {
+    fn run(bytes: &[u8], first: u64, last: bool) -> Result<(Vec<u64>, ScanOutcome)> {
         let mut seen = Vec::new();
         let out = scan(bytes, Seq(first), last, |f| {
             seen.push(f.seq.0);

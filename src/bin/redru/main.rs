@@ -1,1 +1,3 @@
+//! The redru command line (placeholder until the shell lands).
+
 fn main() {}

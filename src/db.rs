@@ -200,6 +200,12 @@ impl Batch {
         self.ops.push(BatchOp::Delete(key.into()));
         self
     }
+    /// Removes every key; the operations after it apply to an empty map
+    /// (`Batch::new().clear().set(..)` replaces the whole content atomically).
+    pub fn clear(mut self) -> Batch {
+        self.ops.push(BatchOp::Clear);
+        self
+    }
     /// Adds a set in place.
     pub fn push_set(&mut self, key: impl Into<String>, value: impl Into<Arc<Value>>) {
         self.ops.push(BatchOp::Set(key.into(), value.into()));
@@ -511,6 +517,20 @@ impl Db {
             return Ok(());
         }
         self.inner.wal.sync_all()
+    }
+
+    /// A consistent point-in-time copy of the data and index definitions.
+    /// Writers are held only for the copy-on-write clone (O(shards)).
+    #[allow(dead_code)]
+    pub(crate) fn freeze(&self) -> Frozen {
+        let _writer = self.inner.wal.lock();
+        Frozen::of(&self.inner.read_state())
+    }
+
+    /// The options the database was opened with.
+    #[allow(dead_code)]
+    pub(crate) fn options(&self) -> &Options {
+        &self.inner.options
     }
 
     /// Test hook for negative controls: acknowledge writes without syncing.

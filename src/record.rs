@@ -37,13 +37,16 @@ pub enum BatchOp {
     Set(String, Arc<Value>),
     /// Remove `key` (a no-op if it is absent).
     Delete(String),
+    /// Remove every key (what follows in the batch is applied to an empty map).
+    Clear,
 }
 
 impl BatchOp {
-    /// The key this operation touches.
-    pub fn key(&self) -> &str {
+    /// The key this operation touches (`None` for a clear).
+    pub fn key(&self) -> Option<&str> {
         match self {
-            BatchOp::Set(k, _) | BatchOp::Delete(k) => k,
+            BatchOp::Set(k, _) | BatchOp::Delete(k) => Some(k),
+            BatchOp::Clear => None,
         }
     }
 }
@@ -92,6 +95,7 @@ pub fn encode(seq: Seq, record: &Record, out: &mut Vec<u8>) {
                 match op {
                     BatchOp::Set(key, value) => encode_set(key, value, out),
                     BatchOp::Delete(key) => encode_del(key, out),
+                    BatchOp::Clear => out.extend_from_slice(b"\"clear\""),
                 }
                 out.push(b'}');
             }
@@ -208,11 +212,11 @@ pub fn decode_payload(payload: &[u8]) -> Result<(Seq, Record), String> {
             let ops = raw.ops.ok_or("`batch` record without `ops`")?;
             let ops = ops
                 .into_iter()
-                .map(|op| match (op.op, op.value) {
-                    (OpKind::Set, Some(v)) => Ok(BatchOp::Set(op.key, Arc::new(v))),
-                    (OpKind::Set, None) => Err("batch `set` without `value`".to_string()),
-                    (OpKind::Del, None) => Ok(BatchOp::Delete(op.key)),
-                    (OpKind::Del, Some(_)) => Err("batch `del` with a `value`".to_string()),
+                .map(|op| match (op.op, op.key, op.value) {
+                    (OpKind::Set, Some(k), Some(v)) => Ok(BatchOp::Set(k, Arc::new(v))),
+                    (OpKind::Del, Some(k), None) => Ok(BatchOp::Delete(k)),
+                    (OpKind::Clear, None, None) => Ok(BatchOp::Clear),
+                    (kind, _, _) => Err(format!("batch `{}` with missing or extra members", kind.name())),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Record::Batch(ops)
@@ -274,13 +278,25 @@ struct RawRecord {
 enum OpKind {
     Set,
     Del,
+    Clear,
+}
+
+impl OpKind {
+    fn name(self) -> &'static str {
+        match self {
+            OpKind::Set => "set",
+            OpKind::Del => "del",
+            OpKind::Clear => "clear",
+        }
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOp {
     op: OpKind,
-    key: String,
+    #[serde(default)]
+    key: Option<String>,
     #[serde(default, deserialize_with = "present")]
     value: Option<Value>,
 }

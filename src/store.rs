@@ -124,16 +124,25 @@ impl State {
         match record {
             Record::Set(key, value) => self.check_unique(&[(key.as_str(), Some(value.as_ref()))]),
             Record::Batch(ops) => {
-                // Last operation per key wins, as in apply.
+                // Last operation per key wins, as in apply; a clear wipes what came before.
                 let mut finals: HashMap<&str, Option<&Value>> = HashMap::new();
+                let mut replaces_all = false;
                 for op in ops {
                     match op {
-                        BatchOp::Set(k, v) => finals.insert(k, Some(v.as_ref())),
-                        BatchOp::Delete(k) => finals.insert(k, None),
-                    };
+                        BatchOp::Set(k, v) => {
+                            finals.insert(k, Some(v.as_ref()));
+                        }
+                        BatchOp::Delete(k) => {
+                            finals.insert(k, None);
+                        }
+                        BatchOp::Clear => {
+                            finals.clear();
+                            replaces_all = true;
+                        }
+                    }
                 }
                 let finals: Vec<_> = finals.into_iter().collect();
-                self.check_unique(&finals)
+                if replaces_all { self.check_unique_fresh(&finals) } else { self.check_unique(&finals) }
             }
             Record::Delete(_) | Record::Clear => Ok(()),
             Record::CreateIndex { field, unique } => {
@@ -191,6 +200,22 @@ impl State {
         Ok(())
     }
 
+    /// Unique checks for writes that replace the whole map: only the writes
+    /// themselves can conflict.
+    fn check_unique_fresh(&self, writes: &[(&str, Option<&Value>)]) -> Result<()> {
+        for index in self.indexes.values().filter(|i| i.unique()) {
+            let mut claimed: HashMap<ValueDigest, &str> = HashMap::new();
+            for &(key, value) in writes {
+                let Some(value) = value else { continue };
+                let Some(d) = index.digest(value) else { continue };
+                if let Some(other) = claimed.insert(d, key) {
+                    return Err(violation(index, key, other, value));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Applies a record (already checked, or replayed from the log).
     pub fn apply(&mut self, seq: Seq, record: &Record) -> Applied {
         self.seq = seq;
@@ -207,18 +232,14 @@ impl State {
                         BatchOp::Delete(k) => {
                             self.delete(k);
                         }
+                        BatchOp::Clear => {
+                            self.clear();
+                        }
                     }
                 }
                 Applied { existed: true }
             }
-            Record::Clear => {
-                let existed = !self.map.is_empty();
-                self.map = Map::default();
-                for index in self.indexes.values_mut() {
-                    index.clear();
-                }
-                Applied { existed }
-            }
+            Record::Clear => Applied { existed: self.clear() },
             Record::CreateIndex { field, unique } => {
                 // A replayed definition was valid when logged.
                 if let Ok(path) = FieldPath::parse(field) {
@@ -242,6 +263,15 @@ impl State {
             }
             index.insert(key, value);
         }
+    }
+
+    fn clear(&mut self) -> bool {
+        let existed = !self.map.is_empty();
+        self.map = Map::default();
+        for index in self.indexes.values_mut() {
+            index.clear();
+        }
+        existed
     }
 
     fn delete(&mut self, key: &str) -> bool {
@@ -333,6 +363,9 @@ mod tests {
             BatchOp::Set("d".into(), Arc::new(json!({"email": "y"}))),
         ]);
         assert!(matches!(s.check(&dup), Err(Error::UniqueViolation { .. })));
+        // After a clear in the batch, old holders no longer conflict.
+        let replace = Record::Batch(vec![BatchOp::Clear, BatchOp::Set("z".into(), Arc::new(json!({"email": "x"})))]);
+        assert!(s.check(&replace).is_ok());
         // A unique index cannot be created over duplicates.
         s.apply(Seq(3), &set("c", json!({"tag": 1})));
         s.apply(Seq(4), &set("d", json!({"tag": 1.0})));

@@ -1,0 +1,34 @@
+//! Helpers shared by the engine's integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The log segments in `dir`, oldest first.
+pub fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+    out.retain(|p| p.extension().is_some_and(|e| e == "wal"));
+    out.sort();
+    out
+}
+
+/// The files in `dir` whose name contains `part`.
+pub fn files_containing(dir: &Path, part: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+    out.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(part)));
+    out.sort();
+    out
+}
+
+/// Byte offsets where each line of `bytes` starts.
+pub fn line_starts(bytes: &[u8]) -> Vec<usize> {
+    std::iter::once(0).chain(bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)).collect()
+}
+
+/// Every key and value of `db`, sorted, as plain values.
+pub fn dump(db: &redru::Db) -> Vec<(String, serde_json::Value)> {
+    db.scan_prefix("").into_iter().map(|(k, v)| (k, v.as_ref().clone())).collect()
+}

@@ -1,0 +1,187 @@
+//! Guards that every kind of record survives a reopen, from the log alone and
+//! from a snapshot, in every durability mode, and that a second open of one
+//! directory is refused with the holder's pid.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestResult, dump, segments};
+use redru::{Batch, Db, Durability, Error, Options, json};
+
+fn write_every_kind(db: &Db) -> redru::Result<()> {
+    db.set("a", json!({"name": "Alice", "age": 30}))?;
+    db.set("b", json!({"name": "Bob"}))?;
+    db.set("c", json!(null))?;
+    db.set("with space\nand newline", json!("x"))?;
+    assert!(db.delete("c")?);
+    assert!(!db.delete("c")?);
+    db.batch(Batch::new().set("d", json!([1, 2.5, "three"])).delete("b").set("e", json!({"name": "Eve"})))?;
+    db.create_index("name")?;
+    db.create_unique_index("age")?;
+    db.drop_index("age")?;
+    Ok(())
+}
+
+fn expected() -> Vec<(String, serde_json::Value)> {
+    vec![
+        ("a".into(), json!({"name": "Alice", "age": 30})),
+        ("d".into(), json!([1, 2.5, "three"])),
+        ("e".into(), json!({"name": "Eve"})),
+        ("with space\nand newline".into(), json!("x")),
+    ]
+}
+
+fn check(db: &Db) -> redru::Result<()> {
+    assert_eq!(dump(db), expected());
+    let indexes = db.indexes();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    assert_eq!(indexes[0].field, "name");
+    assert_eq!(indexes[0].entries, 2);
+    assert_eq!(db.find("name", &json!("Eve"))?, ["e"]);
+    Ok(())
+}
+
+#[test]
+fn every_record_kind_survives_reopen_from_the_log() -> TestResult {
+    for durability in [Durability::Always, Durability::Periodic(Duration::from_millis(5)), Durability::Never] {
+        let dir = tempfile::tempdir()?;
+        let db = Options::new().durability(durability).open(dir.path())?;
+        write_every_kind(&db)?;
+        check(&db)?;
+        db.close()?;
+        let db = Db::open(dir.path())?;
+        check(&db)?;
+        assert_eq!(db.recovery().records_replayed, 9, "{durability}");
+        assert!(db.recovery().torn_tail.is_none());
+    }
+    Ok(())
+}
+
+#[test]
+fn clear_survives_reopen_and_keeps_index_definitions() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path())?;
+    write_every_kind(&db)?;
+    assert_eq!(db.clear()?, 4);
+    db.set("z", json!({"name": "Zed"}))?;
+    drop(db);
+    let db = Db::open(dir.path())?;
+    assert_eq!(dump(&db), vec![("z".to_string(), json!({"name": "Zed"}))]);
+    assert_eq!(db.find("name", &json!("Zed"))?, ["z"]);
+    assert_eq!(db.indexes()[0].entries, 1);
+    Ok(())
+}
+
+#[test]
+fn save_moves_everything_into_the_snapshot() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path())?;
+    write_every_kind(&db)?;
+    let report = db.save()?;
+    assert!(!report.unchanged);
+    assert_eq!(report.keys, 4);
+    assert_eq!(report.seq, 9);
+    assert_eq!(report.segments_removed, 1);
+    assert!(db.save()?.unchanged, "nothing changed since the last save");
+    // The snapshot is plain JSON.
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("database.json"))?)?;
+    assert_eq!(doc["data"]["a"]["name"], json!("Alice"));
+    assert_eq!(doc["indexes"], json!([{"field": "name", "unique": false}]));
+    // One empty segment remains, ready for the next record.
+    let segs = segments(dir.path());
+    assert_eq!(segs.len(), 1);
+    assert_eq!(std::fs::metadata(&segs[0])?.len(), 0);
+    drop(db);
+    let db = Db::open(dir.path())?;
+    check(&db)?;
+    assert_eq!(db.recovery().records_replayed, 0);
+    assert_eq!(db.recovery().snapshot_seq, 9);
+    // Writes after the snapshot continue the sequence.
+    db.set("f", json!(1))?;
+    assert_eq!(db.stats().last_seq, 10);
+    drop(db);
+    let db = Db::open(dir.path())?;
+    assert_eq!(db.get("f").as_deref(), Some(&json!(1)));
+    assert_eq!(db.recovery().records_replayed, 1);
+    Ok(())
+}
+
+#[test]
+fn automatic_compaction_keeps_everything() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Options::new()
+        .durability(Durability::Never)
+        .auto_compact_min_bytes(4096)
+        .auto_compact_ratio(1.0)
+        .open(dir.path())?;
+    for i in 0..3000 {
+        db.set(format!("k{i:05}"), json!({"i": i, "pad": "xxxxxxxxxxxxxxxxxxxxxxxx"}))?;
+        if i % 7 == 0 {
+            db.delete(&format!("k{:05}", i / 2))?;
+        }
+    }
+    let model = dump(&db);
+    db.close()?;
+    let db = Db::open(dir.path())?;
+    assert_eq!(dump(&db), model);
+    assert!(db.recovery().snapshot_seq > 0, "a compaction ran: {:?}", db.recovery());
+    let stats = db.stats();
+    assert!(stats.wal_bytes < 3000 * 60, "the log was compacted: {stats:?}");
+    Ok(())
+}
+
+#[test]
+fn a_second_open_is_refused_with_the_pid() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path())?;
+    match Db::open(dir.path()) {
+        Err(Error::Locked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    let message = Db::open(dir.path()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("locked") && message.contains(&std::process::id().to_string()), "{message}");
+    db.close()?;
+    let db = Db::open(dir.path())?;
+    drop(db);
+    Ok(())
+}
+
+#[cfg(unix)]
+#[test]
+fn files_are_private() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir()?;
+    let dir = parent.path().join("new");
+    let db = Db::open(&dir)?;
+    db.set("k", json!(1))?;
+    db.save()?;
+    db.set("k2", json!(2))?;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode(&dir)?, 0o700);
+    assert_eq!(mode(&dir.join("database.json"))?, 0o600);
+    for seg in segments(&dir) {
+        assert_eq!(mode(&seg)?, 0o600);
+    }
+    Ok(())
+}
+
+#[test]
+fn unique_violations_change_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path())?;
+    db.create_unique_index("email")?;
+    db.set("u1", json!({"email": "a@x"}))?;
+    let wal_before = db.stats().wal_bytes;
+    let err = db.set("u2", json!({"email": "a@x"}));
+    assert!(matches!(err, Err(Error::UniqueViolation { ref existing, .. }) if existing == "u1"), "{err:?}");
+    let err = db.batch(Batch::new().set("u3", json!({"email": "b@x"})).set("u4", json!({"email": "b@x"})));
+    assert!(matches!(err, Err(Error::UniqueViolation { .. })), "{err:?}");
+    assert_eq!(db.stats().wal_bytes, wal_before, "nothing was logged");
+    assert_eq!(db.len(), 1);
+    assert!(db.get("u3").is_none());
+    drop(db);
+    let db = Db::open(dir.path())?;
+    assert_eq!(db.keys(), ["u1"]);
+    Ok(())
+}

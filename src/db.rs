@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::index::{FieldPath, IndexInfo, ValueDigest};
 use crate::options::{Durability, Options};
+use crate::query::{Query, QueryResult};
 use crate::record::{BatchOp, Record, Seq};
 use crate::snapshot::{self, Frozen, SnapshotInfo};
 use crate::store::{Applied, State};
@@ -455,6 +456,28 @@ impl Db {
             .lookup(&ValueDigest::of(value))
             .filter_map(|k| state.map.get(k).map(|v| (k.clone(), Arc::clone(v))))
             .collect())
+    }
+
+    /// Runs a query: conditions joined by `and` (see [`Query::parse`]). An
+    /// equality on an indexed field is answered through the index; otherwise
+    /// the keys are scanned. The result says which plan ran.
+    ///
+    /// ```
+    /// # fn main() -> redru::Result<()> {
+    /// # let dir = tempfile::tempdir().map_err(|e| redru::Error::InvalidInput(e.to_string()))?;
+    /// # let db = redru::Db::open(dir.path())?;
+    /// use redru::{Query, json};
+    /// db.set("u1", json!({"name": "Alice", "age": 30}))?;
+    /// db.set("u2", json!({"name": "Alice", "age": 20}))?;
+    /// db.create_index("name")?;
+    /// let result = db.query(&Query::parse("name = Alice and age >= 25")?)?;
+    /// assert_eq!(result.entries.len(), 1);
+    /// assert!(result.plan.to_string().starts_with("index lookup on `name`"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn query(&self, query: &Query) -> Result<QueryResult> {
+        Ok(crate::query::run(&self.inner.read_state(), query))
     }
 
     /// Writes a new snapshot and drops the log records it holds. Writers

@@ -111,6 +111,8 @@ fn explain_says_which_plan_ran() -> TestResult {
     Ok(())
 }
 
+type Entries = Vec<(String, std::sync::Arc<Value>)>;
+
 fn record() -> impl Strategy<Value = Value> {
     (0u8..5, 0u8..40, prop::option::of(0u8..3)).prop_map(|(n, age, city)| match city {
         Some(c) => json!({"name": format!("n{n}"), "age": age, "city": format!("c{c}")}),
@@ -138,7 +140,7 @@ proptest! {
         rows in prop::collection::vec((0u8..30, record()), 0..60),
         conds in prop::collection::vec(condition(), 1..4),
     ) {
-        let run = || -> redru::Result<(Vec<(String, std::sync::Arc<Value>)>, Vec<(String, std::sync::Arc<Value>)>)> {
+        let run = || -> redru::Result<(Entries, Entries)> {
             let dir = tempfile::tempdir().map_err(|e| Error::InvalidInput(e.to_string()))?;
             let db = Options::new().durability(Durability::Never).open(dir.path())?;
             for (k, v) in &rows {

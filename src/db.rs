@@ -238,7 +238,13 @@ impl Db {
         let started = Instant::now();
         let dir = dir.as_ref().to_owned();
         let vfs = Arc::clone(&options.vfs);
-        vfs.create_dir_all(&dir).map_err(|e| Error::io("creating directory", &dir, e))?;
+        if !vfs.exists(&dir).map_err(|e| Error::io("checking", &dir, e))? {
+            vfs.create_dir_all(&dir).map_err(|e| Error::io("creating directory", &dir, e))?;
+            // The new directory's own entry must be durable before anything in it is.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                vfs.sync_dir(parent).map_err(|e| Error::io("syncing directory", parent, e))?;
+            }
+        }
         let lock_path = dir.join(LOCK_NAME);
         let lock = match vfs.try_lock(&lock_path).map_err(|e| Error::io("locking", &lock_path, e))? {
             LockOutcome::Acquired(guard) => guard,

@@ -1,0 +1,271 @@
+//! Runs a parsed [`Command`] against the database and writes its result: the
+//! one place where shell, script and one-shot commands meet the library.
+//!
+//! Results go to `out` (stdout), "not found" and errors to stderr. Writes go
+//! through `Db` with its default `Durability::Always`, so a result line is
+//! printed only after the write is on stable storage.
+
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use redru::Db;
+
+use crate::output::{self, Style, paint, sgr};
+use crate::progress;
+use crate::shell::parser::{COMMANDS, Command, Find, Pattern, quote_key, spec};
+
+/// How a command ended, for exit codes and the shell loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Done,
+    /// A key was not found, or `exists` said false (exit code 1 one-shot).
+    Missing,
+    /// `exit`: leave the shell.
+    Exit,
+}
+
+/// Asks the person a yes/no question; `None` when nobody can be asked (a script).
+pub type Confirm<'a> = &'a mut dyn FnMut(&str) -> Result<Option<bool>>;
+
+/// Where a command runs.
+pub struct Session<'a> {
+    /// The open database.
+    pub db: &'a Db,
+    /// How to write values.
+    pub style: Style,
+    /// Whether a spinner may be drawn on stderr.
+    pub progress: bool,
+    /// stdout.
+    pub out: &'a mut dyn Write,
+}
+
+impl Session<'_> {
+    /// Runs `command`.
+    pub fn run(&mut self, command: Command, confirm: Confirm) -> Result<Outcome> {
+        let db = self.db;
+        let style = self.style;
+        let pretty = style.pretty;
+        match command {
+            Command::Set { key, value } => {
+                db.set(key.clone(), value).with_context(|| format!("setting {}", quote_key(&key)))?;
+                self.line("OK")?;
+            }
+            Command::Get { key } => match db.get(&key) {
+                Some(value) => self.line(&output::json(&value, style))?,
+                None => return not_found(&key),
+            },
+            Command::Delete { key } => {
+                if !db.delete(&key).with_context(|| format!("deleting {}", quote_key(&key)))? {
+                    return not_found(&key);
+                }
+                self.line("OK")?;
+            }
+            Command::Exists { key } => {
+                let exists = db.contains(&key);
+                self.line(if exists { "true" } else { "false" })?;
+                if !exists {
+                    return Ok(Outcome::Missing);
+                }
+            }
+            Command::List { pattern } => {
+                let keys = matching_keys(db, pattern.as_ref());
+                if keys.is_empty() && pretty {
+                    self.line(&paint(sgr::DIM, "(no keys)", style.color))?;
+                }
+                for key in keys {
+                    // Quoted for people (so it can be pasted back), exact for programs.
+                    let shown = if pretty { quote_key(&key) } else { key };
+                    self.line(&shown)?;
+                }
+            }
+            Command::Count { pattern } => {
+                let n = match &pattern {
+                    None => db.len(),
+                    Some(p) => matching_keys(db, Some(p)).len(),
+                };
+                self.line(&n.to_string())?;
+            }
+            Command::Find(Find::Equals { field, value }) => {
+                let entries =
+                    db.find_entries(&field, &value).with_context(|| format!("finding `{field}` = {value}"))?;
+                self.entries(&entries)?;
+            }
+            Command::Find(Find::Query(query)) => {
+                bail!("queries like `{query}` are not available yet; use `find <field> <value>`")
+            }
+            Command::Explain { query } => {
+                bail!("`explain {query}`: queries are not available yet")
+            }
+            Command::Index { field, unique } => {
+                let made = if unique { db.create_unique_index(&field) } else { db.create_index(&field) };
+                made.with_context(|| format!("creating an index on `{field}`"))?;
+                self.line("OK")?;
+            }
+            Command::DropIndex { field } => {
+                db.drop_index(&field).with_context(|| format!("dropping the index on `{field}`"))?;
+                self.line("OK")?;
+            }
+            Command::Indexes => {
+                let indexes = db.indexes();
+                if pretty {
+                    if indexes.is_empty() {
+                        self.line(&paint(sgr::DIM, "(no indexes; create one with `index <field>`)", style.color))?;
+                    } else {
+                        let width = indexes.iter().map(|i| i.field.len()).max().unwrap_or(5).max(5);
+                        let head = format!("{:<width$}  {:<6}  {:>8}  {:>8}", "field", "kind", "values", "keys");
+                        self.line(&paint(sgr::BOLD, &head, style.color))?;
+                    }
+                }
+                for i in indexes {
+                    let kind = if i.unique { "unique" } else { "plain" };
+                    let row = if pretty {
+                        let width = i.field.len().max(5);
+                        format!("{:<width$}  {:<6}  {:>8}  {:>8}", i.field, kind, i.distinct_values, i.entries)
+                    } else {
+                        format!("{}\t{}\t{}\t{}", i.field, kind, i.distinct_values, i.entries)
+                    };
+                    self.line(&row)?;
+                }
+            }
+            Command::Stats => {
+                let stats = serde_json::to_value(db.stats()).context("encoding the statistics")?;
+                self.line(&output::json(&stats, style))?;
+            }
+            Command::Save => {
+                let report =
+                    progress::spin(self.progress, "saving a snapshot", || db.save()).context("saving a snapshot")?;
+                let text = if report.unchanged {
+                    format!("nothing changed since the last save ({} keys)", report.keys)
+                } else {
+                    format!(
+                        "saved {} keys ({} bytes) in {} ms; {} log segment(s) removed",
+                        report.keys,
+                        report.bytes,
+                        report.duration.as_millis(),
+                        report.segments_removed
+                    )
+                };
+                self.line(&text)?;
+            }
+            Command::Sync => {
+                db.sync().context("syncing the log")?;
+                self.line("OK")?;
+            }
+            Command::Clear { yes } => {
+                let n = db.len();
+                if !yes && n > 0 {
+                    let question = format!("remove all {n} keys from {}? [y/N] ", db.dir().display());
+                    match confirm(&question)? {
+                        Some(true) => {}
+                        Some(false) => {
+                            self.line("cancelled")?;
+                            return Ok(Outcome::Done);
+                        }
+                        None => bail!("`clear` removes every key; where it cannot ask, write `clear --yes`"),
+                    }
+                }
+                let removed = db.clear().context("clearing")?;
+                self.line(&format!("cleared {removed} keys"))?;
+            }
+            Command::Help { topic } => {
+                let text = help(topic.as_deref(), style.color)?;
+                self.out.write_all(text.as_bytes())?;
+            }
+            Command::Exit => return Ok(Outcome::Exit),
+        }
+        Ok(Outcome::Done)
+    }
+
+    fn line(&mut self, text: &str) -> Result<()> {
+        writeln!(self.out, "{text}").context("writing to stdout")
+    }
+
+    fn entries(&mut self, entries: &[(String, std::sync::Arc<redru::Value>)]) -> Result<()> {
+        let style = self.style;
+        if style.pretty && entries.is_empty() {
+            return self.line(&paint(sgr::DIM, "(no matches)", style.color));
+        }
+        for (key, value) in entries {
+            let line = if style.pretty {
+                // One line per match even in a terminal: compact, but coloured.
+                let compact = Style { pretty: false, ..style };
+                format!("{}  {}", paint(sgr::BOLD, &quote_key(key), style.color), output::json(value, compact))
+            } else {
+                format!("{key}\t{}", output::json(value, Style::PLAIN))
+            };
+            self.line(&line)?;
+        }
+        Ok(())
+    }
+}
+
+fn not_found(key: &str) -> Result<Outcome> {
+    eprintln!("not found: {}", quote_key(key));
+    Ok(Outcome::Missing)
+}
+
+/// Sorted keys matching `pattern` (all keys without one).
+pub fn matching_keys(db: &Db, pattern: Option<&Pattern>) -> Vec<String> {
+    match pattern {
+        None => db.keys(),
+        Some(p) => db.scan_prefix(&p.literal_prefix()).into_iter().map(|(k, _)| k).filter(|k| p.matches(k)).collect(),
+    }
+}
+
+/// `help` (every command, one line each) or `help <command>`.
+pub fn help(topic: Option<&str>, color: bool) -> Result<String> {
+    let mut out = String::new();
+    match topic {
+        None => {
+            let width = COMMANDS.iter().map(|s| s.usage.len()).max().unwrap_or(10);
+            out.push_str(&paint(sgr::BOLD, "Commands:", color));
+            out.push('\n');
+            for s in COMMANDS {
+                let usage = format!("{:<width$}", s.usage);
+                out.push_str(&format!("  {}  {}\n", paint(sgr::BOLD, &usage, color), s.summary));
+            }
+            out.push_str(
+                "Values are JSON when they parse, plain text otherwise. Quote keys with spaces.\n\
+                 Type `help <command>` for details and examples. Tab completes; Ctrl-R searches history.\n",
+            );
+        }
+        Some(name) => {
+            let Some(s) = spec(name) else { bail!("unknown command `{name}`; type `help` for the list") };
+            out.push_str(&format!("{}\n  {}\n", paint(sgr::BOLD, s.usage, color), s.summary));
+            if !s.details.is_empty() {
+                out.push_str(&format!("\n{}\n", wrap(s.details, 78)));
+            }
+            if !s.aliases.is_empty() {
+                out.push_str(&format!("\nAlso: {}\n", s.aliases.join(", ")));
+            }
+            out.push_str(if s.examples.len() == 1 { "\nExample:\n" } else { "\nExamples:\n" });
+            for e in s.examples {
+                out.push_str(&format!("  {}\n", paint(sgr::DIM, e, color)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line_len = 0;
+    for word in text.split_whitespace() {
+        if line_len > 0 && line_len + 1 + word.len() > width {
+            out.push('\n');
+            line_len = 0;
+        } else if line_len > 0 {
+            out.push(' ');
+            line_len += 1;
+        }
+        out.push_str(word);
+        line_len += word.len();
+    }
+    out
+}
+
+/// Prints `error: ...` (with anyhow's cause chain) on stderr.
+pub fn print_error(error: &anyhow::Error, color: bool) {
+    eprintln!("{} {error:#}", paint(sgr::ERROR, "error:", color));
+}

@@ -1,0 +1,182 @@
+//! How results look: JSON pretty-printed and coloured for people, compact and
+//! plain for programs.
+//!
+//! Colour is hand-written ANSI (a handful of SGR codes); it is on only when the
+//! stream is a terminal, `NO_COLOR` is unset or empty, and `TERM` is not `dumb`,
+//! unless `--color always|never` says otherwise.
+
+use std::io::IsTerminal;
+
+use clap::ValueEnum;
+use serde_json::Value;
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when writing to a terminal and `NO_COLOR` is not set.
+    #[default]
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour a stream that is (or is not) a terminal.
+    pub fn enabled(self, is_terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                is_terminal
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+            }
+        }
+    }
+}
+
+/// How values are written on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Style {
+    /// ANSI colours.
+    pub color: bool,
+    /// Indented, multi-line JSON and human touches (`(no keys)`, table headers).
+    pub pretty: bool,
+}
+
+impl Style {
+    /// Compact, uncoloured: for pipes and scripts.
+    pub const PLAIN: Style = Style { color: false, pretty: false };
+
+    /// Pretty when stdout is a terminal; coloured as `choice` says.
+    pub fn for_stdout(choice: ColorChoice) -> Style {
+        let tty = std::io::stdout().is_terminal();
+        Style { color: choice.enabled(tty), pretty: tty }
+    }
+}
+
+/// SGR codes used.
+pub mod sgr {
+    /// Object keys.
+    pub const KEY: &str = "1;34";
+    /// Strings.
+    pub const STRING: &str = "32";
+    /// Numbers.
+    pub const NUMBER: &str = "36";
+    /// true / false.
+    pub const BOOL: &str = "33";
+    /// null, hints and other quiet text.
+    pub const DIM: &str = "90";
+    /// Errors.
+    pub const ERROR: &str = "1;31";
+    /// Warnings.
+    pub const WARNING: &str = "1;33";
+    /// Headings and the prompt.
+    pub const BOLD: &str = "1";
+}
+
+/// `text` wrapped in an SGR code when `on`.
+pub fn paint(code: &str, text: &str, on: bool) -> String {
+    if on { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+}
+
+/// A value as `style` wants it: the same bytes as serde_json's compact or
+/// pretty form when colour is off.
+pub fn json(value: &Value, style: Style) -> String {
+    let mut out = String::new();
+    write_json(&mut out, value, style, 0);
+    out
+}
+
+fn write_json(out: &mut String, value: &Value, style: Style, depth: usize) {
+    let c = style.color;
+    match value {
+        Value::Null => out.push_str(&paint(sgr::DIM, "null", c)),
+        Value::Bool(b) => out.push_str(&paint(sgr::BOOL, if *b { "true" } else { "false" }, c)),
+        Value::Number(n) => out.push_str(&paint(sgr::NUMBER, &n.to_string(), c)),
+        Value::String(s) => out.push_str(&paint(sgr::STRING, &quote(s), c)),
+        Value::Array(items) => {
+            if items.is_empty() {
+                out.push_str("[]");
+                return;
+            }
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, style, depth + 1);
+                write_json(out, item, style, depth + 1);
+            }
+            newline(out, style, depth);
+            out.push(']');
+        }
+        Value::Object(map) => {
+            if map.is_empty() {
+                out.push_str("{}");
+                return;
+            }
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, style, depth + 1);
+                out.push_str(&paint(sgr::KEY, &quote(k), c));
+                out.push_str(if style.pretty { ": " } else { ":" });
+                write_json(out, v, style, depth + 1);
+            }
+            newline(out, style, depth);
+            out.push('}');
+        }
+    }
+}
+
+fn newline(out: &mut String, style: Style, depth: usize) {
+    if style.pretty {
+        out.push('\n');
+        for _ in 0..depth {
+            out.push_str("  ");
+        }
+    }
+}
+
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn plain_output_is_serde_json_output() -> Result<(), serde_json::Error> {
+        let v = json!({"name": "Al\"ice\n", "tags": [1, 2.5, null, true, {}, []], "nested": {"a": {"b": []}}});
+        assert_eq!(json(&v, Style::PLAIN), serde_json::to_string(&v)?);
+        assert_eq!(json(&v, Style { color: false, pretty: true }), serde_json::to_string_pretty(&v)?);
+        Ok(())
+    }
+
+    #[test]
+    fn colour_wraps_tokens_and_strips_back_to_plain() {
+        let v = json!({"k": ["s", 1, false, null]});
+        let coloured = json(&v, Style { color: true, pretty: false });
+        assert!(coloured.contains("\x1b[1;34m\"k\"\x1b[0m"));
+        assert!(coloured.contains("\x1b[32m\"s\"\x1b[0m"));
+        assert!(coloured.contains("\x1b[36m1\x1b[0m"));
+        let mut stripped = String::new();
+        let mut in_escape = false;
+        for ch in coloured.chars() {
+            match (in_escape, ch) {
+                (false, '\x1b') => in_escape = true,
+                (true, 'm') => in_escape = false,
+                (false, c) => stripped.push(c),
+                _ => {}
+            }
+        }
+        assert_eq!(stripped, json(&v, Style::PLAIN));
+    }
+}

@@ -28,21 +28,37 @@
 //! The file formats and the recovery steps are in `docs/design.md`; what each
 //! durability mode can lose is in `docs/durability.md`.
 
+mod backup;
+mod compact;
 mod db;
 mod error;
 pub mod index;
 mod options;
 pub mod query;
 pub mod record;
+mod repair;
 pub mod snapshot;
 mod store;
+mod transfer;
 pub mod vfs;
 pub mod wal;
+mod verify;
 
+pub use backup::{
+    BACKUP_DIR, BackupInfo, BackupSchedule, RestoreReport, ScheduleStatus, backup_name, list_backups, list_backups_with,
+    parse_backup_name, prune_backups, prune_backups_with,
+};
+pub use compact::{CompactReport, DiskUsage, compact, compact_with};
 pub use db::{Batch, Db, LOCK_NAME, RecoveryReport, SaveReport, Stats, TornTail};
 pub use error::{Error, Result};
 pub use index::{FieldPath, IndexInfo};
 pub use options::{Durability, Options};
 pub use query::{CmpOp, Condition, Plan, Query, QueryResult, parse_value};
 pub use record::Seq;
+pub use repair::{RepairReport, SetAside, repair, repair_with};
 pub use serde_json::{Value, json};
+pub use transfer::{ImportFormat, ImportOptions};
+pub use verify::{
+    Problem, ProblemKind, SegmentChecked, SnapshotChecked, VerifyReport, verify_dir, verify_dir_with, verify_file,
+    verify_file_with,
+};

@@ -1,0 +1,886 @@
+//! `verify`: read a data directory (or one snapshot/backup file) and check
+//! everything, changing nothing: snapshot digest and structure, every log
+//! record's checksum and kind, sequence continuity from the snapshot, replay,
+//! and every index rebuilt from scratch against the incrementally kept one.
+//! Each problem names its file, line and byte offset; a torn tail is reported
+//! as recoverable, distinct from corruption. `repair` cuts where this finds
+//! the first damage, so that after a repair this reports clean.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::db::LOCK_NAME;
+use crate::error::{Error, Result};
+use crate::index::{FieldPath, ValueDigest};
+use crate::options::Options;
+use crate::record::{self, DecodeError, Seq};
+use crate::snapshot::{self, IndexDef, SnapshotInfo};
+use crate::store::{State, build_index};
+use crate::vfs::{LockGuard, LockOutcome, Vfs};
+use crate::wal::{self, Found, Segment, Tail};
+
+/// What kind of problem [`verify_dir`] or [`verify_file`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// Incomplete or damaged bytes after the last valid record of the last
+    /// log segment: what a crash mid-write leaves. Recoverable: opening cuts
+    /// them (keeping the bytes in a side file).
+    TornTail,
+    /// A log line whose CRC does not match its payload.
+    BadChecksum,
+    /// A log line that is not a record: malformed, incomplete, or a payload
+    /// of an unknown kind or shape.
+    BadRecord,
+    /// A sequence number skips ahead: records are missing (within a segment,
+    /// between segments, or between the snapshot and the log).
+    SequenceGap,
+    /// A sequence number goes back or repeats.
+    SequenceStepBack,
+    /// The snapshot's SHA-256 trailer does not match its content.
+    SnapshotDigest,
+    /// The snapshot has no SHA-256 trailer: truncated, or not a redru snapshot.
+    SnapshotTruncated,
+    /// The digest matches but the snapshot is not a valid redru snapshot
+    /// (bad JSON, format, version, or key count).
+    SnapshotInvalid,
+    /// An index definition is invalid (bad field path, defined twice).
+    IndexDefinition,
+    /// A valid record that the engine would have refused against the state
+    /// before it (a unique violation, a duplicate or missing index).
+    ReplayRefused,
+    /// An index kept up to date by replay differs from a rebuild from scratch.
+    IndexMismatch,
+    /// A unique index holds two keys with the same value.
+    UniqueViolation,
+    /// A backup's `.sha256` file does not match the backup.
+    BackupChecksum,
+}
+
+impl ProblemKind {
+    /// Whether opening the database fixes it by itself, losing nothing acknowledged.
+    pub fn is_recoverable(self) -> bool {
+        self == ProblemKind::TornTail
+    }
+
+    /// Whether the problem lies in the log (and `repair` can cut there).
+    pub(crate) fn is_log_damage(self) -> bool {
+        matches!(
+            self,
+            ProblemKind::TornTail
+                | ProblemKind::BadChecksum
+                | ProblemKind::BadRecord
+                | ProblemKind::SequenceGap
+                | ProblemKind::SequenceStepBack
+                | ProblemKind::ReplayRefused
+        )
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            ProblemKind::TornTail => "torn tail (recoverable)",
+            ProblemKind::BadChecksum => "bad checksum",
+            ProblemKind::BadRecord => "bad record",
+            ProblemKind::SequenceGap => "sequence gap",
+            ProblemKind::SequenceStepBack => "sequence steps back",
+            ProblemKind::SnapshotDigest => "bad snapshot digest",
+            ProblemKind::SnapshotTruncated => "truncated snapshot",
+            ProblemKind::SnapshotInvalid => "invalid snapshot",
+            ProblemKind::IndexDefinition => "invalid index definition",
+            ProblemKind::ReplayRefused => "record the engine would refuse",
+            ProblemKind::IndexMismatch => "index mismatch",
+            ProblemKind::UniqueViolation => "unique index violated",
+            ProblemKind::BackupChecksum => "backup checksum mismatch",
+        }
+    }
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+/// One problem, located as precisely as the check allows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// What is wrong.
+    pub kind: ProblemKind,
+    /// The file it is in (the data directory for problems of the replayed state).
+    pub file: PathBuf,
+    /// 1-based line number, when the problem is at a line.
+    pub line: Option<u64>,
+    /// Byte offset of the start of the damaged line or region, when known.
+    pub offset: Option<u64>,
+    /// The last valid log record before the problem, when it is in the log.
+    pub after_seq: Option<u64>,
+    /// Whether opening recovers from it by itself (only torn tails).
+    pub recoverable: bool,
+    /// What exactly was found.
+    pub message: String,
+}
+
+impl Problem {
+    fn new(kind: ProblemKind, file: &Path, line: Option<u64>, offset: Option<u64>, message: String) -> Problem {
+        Problem {
+            kind,
+            file: file.to_owned(),
+            line,
+            offset,
+            after_seq: None,
+            recoverable: kind.is_recoverable(),
+            message,
+        }
+    }
+
+    fn after(mut self, seq: Option<Seq>) -> Problem {
+        self.after_seq = seq.map(|s| s.0);
+        self
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ": line {line}")?;
+        }
+        if let Some(offset) = self.offset {
+            write!(f, ", byte offset {offset}")?;
+        }
+        write!(f, ": {}: {}", self.kind, self.message)
+    }
+}
+
+/// The snapshot (or backup) file that was checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SnapshotChecked {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// The last record it holds, when readable.
+    pub seq: Option<u64>,
+    /// Its number of keys, when it parsed.
+    pub keys: Option<usize>,
+    /// Its SHA-256 digest (of the bytes before the trailer), when it matched.
+    pub sha256: Option<String>,
+}
+
+/// One log segment that was checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SegmentChecked {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// Valid records read from it.
+    pub records: u64,
+    /// The sequence number its name says it starts at.
+    pub first_seq: u64,
+}
+
+/// What [`verify_dir`] or [`verify_file`] checked and found.
+///
+/// Outcomes: [`VerifyReport::is_clean`] (no problem at all);
+/// [`VerifyReport::only_recoverable`] (only a torn tail, which the next open
+/// cuts by itself); otherwise corruption, each [`Problem`] naming its file,
+/// line and byte offset, which `repair` (log damage) or `restore` (snapshot
+/// damage) deals with. An I/O error or a locked directory is an `Err`, not a report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// The directory or file checked.
+    pub path: PathBuf,
+    /// The snapshot, if there is one.
+    pub snapshot: Option<SnapshotChecked>,
+    /// The log segments read, in order.
+    pub segments: Vec<SegmentChecked>,
+    /// Files read.
+    pub files: usize,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Valid log records read.
+    pub records: u64,
+    /// Log records applied on top of the snapshot.
+    pub replayed: u64,
+    /// Valid log records skipped because the snapshot holds them.
+    pub skipped: u64,
+    /// The last record of the replayed state (replay stops at the first damage).
+    pub last_seq: u64,
+    /// Keys in the replayed state.
+    pub keys: usize,
+    /// The indexes rebuilt from scratch and compared, by field.
+    pub indexes: Vec<String>,
+    /// Things worth knowing that are not problems (leftovers of an interrupted
+    /// save, side files of earlier recoveries).
+    pub notes: Vec<String>,
+    /// Every problem found, in file order.
+    pub problems: Vec<Problem>,
+    /// How long the check took.
+    #[serde(serialize_with = "millis")]
+    pub duration: Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+impl VerifyReport {
+    fn new(path: &Path) -> VerifyReport {
+        VerifyReport {
+            path: path.to_owned(),
+            snapshot: None,
+            segments: Vec::new(),
+            files: 0,
+            bytes: 0,
+            records: 0,
+            replayed: 0,
+            skipped: 0,
+            last_seq: 0,
+            keys: 0,
+            indexes: Vec::new(),
+            notes: Vec::new(),
+            problems: Vec::new(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    /// Whether nothing at all is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// Whether every problem is one that opening recovers from by itself (a torn tail).
+    pub fn only_recoverable(&self) -> bool {
+        self.problems.iter().all(|p| p.recoverable)
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "checked {} ({} files, {} bytes, {} ms)",
+            self.path.display(),
+            self.files,
+            self.bytes,
+            self.duration.as_millis()
+        )?;
+        if let Some(s) = &self.snapshot {
+            write!(f, "  snapshot {}: {} bytes", s.path.display(), s.bytes)?;
+            if let Some(seq) = s.seq {
+                write!(f, ", up to record {seq}")?;
+            }
+            if let Some(keys) = s.keys {
+                write!(f, ", {keys} keys")?;
+            }
+            match &s.sha256 {
+                Some(d) => writeln!(f, ", sha256 {} ok", &d[..d.len().min(16)])?,
+                None => writeln!(f, ", sha256 NOT ok")?,
+            }
+        }
+        if !self.segments.is_empty() || self.snapshot.is_none() {
+            writeln!(
+                f,
+                "  log: {} segment(s), {} valid records ({} replayed, {} already in the snapshot)",
+                self.segments.len(),
+                self.records,
+                self.replayed,
+                self.skipped
+            )?;
+        }
+        writeln!(
+            f,
+            "  state: {} keys up to record {}; {} index(es) rebuilt and compared{}",
+            self.keys,
+            self.last_seq,
+            self.indexes.len(),
+            if self.indexes.is_empty() { String::new() } else { format!(" ({})", self.indexes.join(", ")) }
+        )?;
+        for note in &self.notes {
+            writeln!(f, "  note: {note}")?;
+        }
+        if self.is_clean() {
+            return write!(f, "clean");
+        }
+        let n = self.problems.len();
+        let what = if self.only_recoverable() { " (recoverable: opening the database fixes it)" } else { "" };
+        writeln!(f, "{n} problem{}{what}:", if n == 1 { "" } else { "s" })?;
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks the data directory `dir` on the real file system; see [`verify_dir_with`].
+pub fn verify_dir(dir: &Path) -> Result<VerifyReport> {
+    verify_dir_with(dir, &Options::default())
+}
+
+/// Checks the data directory `dir` through `options`' file system, changing nothing.
+///
+/// Takes the directory lock first, so on a directory a `Db` has open it
+/// returns [`Error::Locked`] rather than reading half-written state; the lock
+/// is released before returning. Taking the lock writes this process's pid
+/// into `redru.lock` (the only write); a directory without a lock file has
+/// never been opened by redru and is read without one (no file is created).
+pub fn verify_dir_with(dir: &Path, options: &Options) -> Result<VerifyReport> {
+    let vfs = &*options.vfs;
+    let _lock = lock_dir(vfs, dir, false)?;
+    Ok(analyze(vfs, dir)?.report)
+}
+
+/// Checks one snapshot or backup file on the real file system; see [`verify_file_with`].
+pub fn verify_file(path: &Path) -> Result<VerifyReport> {
+    verify_file_with(path, &Options::default())
+}
+
+/// Checks one snapshot or backup file: digest, structure, index definitions,
+/// unique indexes, and the `<file>.sha256` beside it when there is one.
+pub fn verify_file_with(path: &Path, options: &Options) -> Result<VerifyReport> {
+    let started = Instant::now();
+    let vfs = &*options.vfs;
+    let mut report = VerifyReport::new(path);
+    let bytes = vfs.read(path).map_err(|e| Error::io("reading", path, e))?;
+    report.files = 1;
+    report.bytes = bytes.len() as u64;
+    let (checked, state) = check_snapshot(path, &bytes, &mut report.problems);
+    report.snapshot = Some(checked);
+    if let Some(state) = state {
+        report.last_seq = state.seq.0;
+        report.keys = state.map.len();
+        report.indexes = state.indexes.keys().cloned().collect();
+    }
+    let sidecar = sidecar_path(path);
+    if vfs.exists(&sidecar).map_err(|e| Error::io("checking", &sidecar, e))? {
+        let text = vfs.read(&sidecar).map_err(|e| Error::io("reading", &sidecar, e))?;
+        report.files += 1;
+        report.bytes += text.len() as u64;
+        if let Some(problem) = check_sidecar(path, &bytes, &text) {
+            report.problems.push(problem);
+        }
+    } else {
+        report.notes.push(format!("no {} beside it: only the internal digest was checked", sidecar.display()));
+    }
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+/// `<file>.sha256`: the whole file's SHA-256 in `sha256sum` format.
+pub(crate) fn sidecar_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+/// Lowercase hex SHA-256 of all of `bytes` (what `sha256sum` prints).
+pub(crate) fn file_sha256(bytes: &[u8]) -> String {
+    snapshot::hex(&Sha256::digest(bytes))
+}
+
+/// Compares a `.sha256` file's digest (its first word) with the file's bytes.
+pub(crate) fn check_sidecar(path: &Path, bytes: &[u8], sidecar: &[u8]) -> Option<Problem> {
+    let text = String::from_utf8_lossy(sidecar);
+    let stored = text.split_whitespace().next().unwrap_or("");
+    let actual = file_sha256(bytes);
+    if stored.eq_ignore_ascii_case(&actual) {
+        return None;
+    }
+    Some(Problem::new(
+        ProblemKind::BackupChecksum,
+        path,
+        None,
+        None,
+        format!("its .sha256 file says {stored:?}, the file's {} bytes hash to {actual}", bytes.len()),
+    ))
+}
+
+/// Takes the directory lock. With `create` false, a missing lock file means
+/// no `Db` ever opened the directory: nothing is locked and nothing created.
+pub(crate) fn lock_dir(vfs: &dyn Vfs, dir: &Path, create: bool) -> Result<Option<Box<dyn LockGuard>>> {
+    if !vfs.exists(dir).map_err(|e| Error::io("checking", dir, e))? {
+        return Err(Error::io("opening", dir, std::io::Error::from(std::io::ErrorKind::NotFound)));
+    }
+    let lock_path = dir.join(LOCK_NAME);
+    if !create && !vfs.exists(&lock_path).map_err(|e| Error::io("checking", &lock_path, e))? {
+        return Ok(None);
+    }
+    match vfs.try_lock(&lock_path).map_err(|e| Error::io("locking", &lock_path, e))? {
+        LockOutcome::Acquired(guard) => Ok(Some(guard)),
+        LockOutcome::Held(pid) => Err(Error::Locked { dir: dir.to_owned(), pid }),
+    }
+}
+
+/// Where the log stops being usable: the first log problem, in log order.
+#[derive(Clone, Debug)]
+pub(crate) struct Cut {
+    /// Position of the segment in [`Analysis::live`].
+    pub segment: usize,
+    /// Byte offset in that segment (0: the whole segment).
+    pub offset: u64,
+    /// The problem found there.
+    pub problem: Problem,
+}
+
+/// What `verify` found, with what `repair` needs to act on it.
+pub(crate) struct Analysis {
+    pub report: VerifyReport,
+    /// The live log segments (those `open` reads), in order.
+    pub live: Vec<Segment>,
+    /// The first log damage.
+    pub cut: Option<Cut>,
+    /// Whether the snapshot (if any) is intact.
+    pub snapshot_ok: bool,
+    /// The last record before the cut (what a repair keeps).
+    pub kept_upto: Seq,
+    /// The snapshot's last record.
+    pub snapshot_seq: Seq,
+}
+
+/// Checks a data directory; the caller holds the lock.
+pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
+    let started = Instant::now();
+    let mut report = VerifyReport::new(dir);
+    let names = vfs.list(dir).map_err(|e| Error::io("listing", dir, e))?;
+    for name in &names {
+        if name == snapshot::TMP_NAME {
+            report.notes.push(format!(
+                "{name} is left over from an interrupted save (the rename never happened); opening removes it"
+            ));
+        } else if name.starts_with("wal-") && (name.contains(".torn-") || name.contains(".quarantine-")) {
+            report
+                .notes
+                .push(format!("{name} holds bytes set aside by an earlier recovery or repair (never read by redru)"));
+        }
+    }
+
+    // The snapshot: the base of the replay.
+    let snap_path = dir.join(snapshot::FILE_NAME);
+    let mut snapshot_ok = true;
+    let (base, snapshot_seq) = if names.iter().any(|n| n == snapshot::FILE_NAME) {
+        let bytes = vfs.read(&snap_path).map_err(|e| Error::io("reading", &snap_path, e))?;
+        report.files += 1;
+        report.bytes += bytes.len() as u64;
+        let before = report.problems.len();
+        let (checked, state) = check_snapshot(&snap_path, &bytes, &mut report.problems);
+        snapshot_ok = report.problems.len() == before;
+        let seq = checked.seq.map(Seq);
+        report.snapshot = Some(checked);
+        (state, seq)
+    } else {
+        (Some(State::default()), Some(Seq(0)))
+    };
+    if !snapshot_ok {
+        report.notes.push(match snapshot_seq {
+            Some(seq) => format!(
+                "the snapshot is damaged: the log was checked against its stated end (record {seq}) but not replayed"
+            ),
+            None => "the snapshot is damaged and its end is unreadable: log records were checked one by one".into(),
+        });
+    }
+
+    // The log: segments wholly inside the snapshot are leftovers of an
+    // interrupted save (open removes them unread), as in `wal::read_log`.
+    let segments = wal::list_segments(vfs, dir)?;
+    let covered = match snapshot_seq {
+        Some(s) => segments
+            .iter()
+            .enumerate()
+            .position(|(i, _)| segments.get(i + 1).is_none_or(|next| next.first > s.next()))
+            .unwrap_or(segments.len()),
+        None => 0,
+    };
+    if covered > 0 {
+        report.notes.push(format!(
+            "{covered} log segment(s) hold only records already in the snapshot (an interrupted save); opening removes them"
+        ));
+    }
+    let live: Vec<Segment> = segments[covered..].to_vec();
+    let mut log = LogCheck {
+        state: base,
+        snapshot_seq: snapshot_seq.unwrap_or(Seq(0)),
+        replaying: snapshot_ok,
+        replayed: 0,
+        skipped: 0,
+        records: 0,
+        problems: Vec::new(),
+        cut: None,
+        segment: 0,
+        last_good: snapshot_seq.unwrap_or(Seq(0)),
+    };
+    let mut expected: Option<Seq> = snapshot_seq.map(Seq::next);
+    for (i, segment) in live.iter().enumerate() {
+        log.segment = i;
+        let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
+        report.files += 1;
+        report.bytes += bytes.len() as u64;
+        if let Some(want) = expected
+            && segment.first != want
+        {
+            let message = if i == 0 && report.snapshot.is_none() {
+                format!(
+                    "there is no snapshot, so the log must start at record 1, but it starts at {}: records 1..{} are missing",
+                    segment.first,
+                    segment.first.0.saturating_sub(1)
+                )
+            } else if i == 0 {
+                format!(
+                    "the snapshot ends at record {} but the log resumes at {}: records {}..{} are missing",
+                    want.0 - 1,
+                    segment.first,
+                    want,
+                    segment.first.0.saturating_sub(1)
+                )
+            } else if segment.first > want {
+                format!(
+                    "the segment starts at record {} but the previous one ends before record {want}: records {want}..{} are missing",
+                    segment.first,
+                    segment.first.0 - 1
+                )
+            } else {
+                format!(
+                    "the segment starts at record {} but the previous one already reached record {}",
+                    segment.first,
+                    want.0 - 1
+                )
+            };
+            let kind = if segment.first > want { ProblemKind::SequenceGap } else { ProblemKind::SequenceStepBack };
+            log.problem(Problem::new(kind, &segment.path, Some(1), Some(0), message).after(Some(Seq(want.0 - 1))), 0);
+        }
+        let before = log.records;
+        let next = check_segment(&mut log, segment, &bytes, i + 1 == live.len())?;
+        report.segments.push(SegmentChecked {
+            path: segment.path.clone(),
+            bytes: bytes.len() as u64,
+            records: log.records - before,
+            first_seq: segment.first.0,
+        });
+        expected = Some(next);
+    }
+    report.records = log.records;
+    report.replayed = log.replayed;
+    report.skipped = log.skipped;
+    report.problems.append(&mut log.problems);
+
+    // Every index kept up to date by replay must equal a rebuild from scratch.
+    if let Some(state) = &log.state {
+        report.last_seq = state.seq.0.max(log.snapshot_seq.0);
+        report.keys = state.map.len();
+        for (field, index) in &state.indexes {
+            report.indexes.push(field.clone());
+            let rebuilt = build_index(&state.map, index.path().clone(), index.unique());
+            if !index.same_entries(&rebuilt) {
+                let (kept, fresh) = (index.info(), rebuilt.info());
+                report.problems.push(Problem::new(
+                    ProblemKind::IndexMismatch,
+                    dir,
+                    None,
+                    None,
+                    format!(
+                        "the index on `{field}` after replay to record {} has {} entries over {} values; rebuilt from the data it has {} over {}",
+                        state.seq, kept.entries, kept.distinct_values, fresh.entries, fresh.distinct_values
+                    ),
+                ));
+            }
+        }
+    }
+    report.duration = started.elapsed();
+    Ok(Analysis {
+        report,
+        live,
+        cut: log.cut,
+        snapshot_ok,
+        kept_upto: log.last_good,
+        snapshot_seq: snapshot_seq.unwrap_or(Seq(0)),
+    })
+}
+
+/// Replay and problem collection across the log.
+struct LogCheck {
+    /// The replayed state (`None` when the snapshot could not be loaded).
+    state: Option<State>,
+    snapshot_seq: Seq,
+    /// Replay stops at the first log problem: the state is what a repair keeps.
+    replaying: bool,
+    replayed: u64,
+    skipped: u64,
+    records: u64,
+    problems: Vec<Problem>,
+    cut: Option<Cut>,
+    /// Position of the segment being read.
+    segment: usize,
+    /// The last record before the first problem.
+    last_good: Seq,
+}
+
+impl LogCheck {
+    fn problem(&mut self, problem: Problem, offset: u64) {
+        if self.cut.is_none() && problem.kind.is_log_damage() {
+            self.cut = Some(Cut { segment: self.segment, offset, problem: problem.clone() });
+            self.replaying = false;
+        }
+        self.problems.push(problem);
+    }
+
+    fn record(&mut self, path: &Path, found: Found) {
+        self.records += 1;
+        if self.cut.is_some() {
+            return;
+        }
+        if found.seq <= self.snapshot_seq {
+            self.skipped += 1;
+            return;
+        }
+        if self.replaying
+            && let Some(state) = &mut self.state
+        {
+            // The engine checked every record against the state before logging it.
+            if let Err(e) = state.check(&found.record) {
+                let problem = Problem::new(
+                    ProblemKind::ReplayRefused,
+                    path,
+                    Some(found.line),
+                    Some(found.offset),
+                    format!("record {}: {e}", found.seq),
+                )
+                .after(Some(self.last_good));
+                self.problem(problem, found.offset);
+                return;
+            }
+            state.apply(found.seq, &found.record);
+            self.replayed += 1;
+        }
+        self.last_good = found.seq;
+    }
+}
+
+/// Scans one segment, going on past damage to report every damaged line.
+/// Returns the sequence number the next segment should start at.
+fn check_segment(log: &mut LogCheck, segment: &Segment, bytes: &[u8], last: bool) -> Result<Seq> {
+    let path = segment.path.as_path();
+    let mut pos = 0usize;
+    let mut line_base = 0u64;
+    let mut expected = segment.first;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        let outcome = wal::scan(rest, expected, last, |mut found| {
+            found.line += line_base;
+            found.offset += pos as u64;
+            log.record(path, found);
+            Ok(())
+        })?;
+        let damage = match outcome {
+            Ok((Tail::Clean, next)) => return Ok(next),
+            Ok((Tail::Torn { offset, line, reason }, next)) => {
+                let at = pos as u64 + offset;
+                let after = Seq(next.0 - 1);
+                let message = format!(
+                    "{} bytes after record {after} are not a complete record ({reason}); opening cuts them and keeps them in {}",
+                    bytes.len() as u64 - at,
+                    wal::segment_name(segment.first) + &format!(".torn-{at}")
+                );
+                let problem = Problem::new(ProblemKind::TornTail, path, Some(line_base + line), Some(at), message)
+                    .after(Some(after));
+                log.problem(problem, at);
+                return Ok(next);
+            }
+            Err(damage) => damage,
+        };
+        let at = pos + damage.offset as usize;
+        let line = line_base + damage.line;
+        let expected_there = damage.after.map(Seq::next).unwrap_or(expected);
+        let newline = bytes[at..].iter().position(|&b| b == b'\n').map(|n| at + n);
+        let text = &bytes[at..newline.unwrap_or(bytes.len())];
+        let decoded = if newline.is_some() { record::decode(text) } else { Err(DecodeError::Malformed(String::new())) };
+        let after = damage.after.or(if expected_there.0 > 1 { Some(Seq(expected_there.0 - 1)) } else { None });
+        match decoded {
+            Ok((seq, _)) => {
+                // A valid record out of order: report it, then follow the log from it.
+                let kind = if seq > expected_there { ProblemKind::SequenceGap } else { ProblemKind::SequenceStepBack };
+                log.problem(
+                    Problem::new(kind, path, Some(line), Some(at as u64), damage.reason).after(after),
+                    at as u64,
+                );
+                pos = at;
+                line_base = line - 1;
+                expected = seq;
+            }
+            Err(why) => {
+                let kind = if matches!(why, DecodeError::Checksum { .. }) {
+                    ProblemKind::BadChecksum
+                } else {
+                    ProblemKind::BadRecord
+                };
+                log.problem(
+                    Problem::new(kind, path, Some(line), Some(at as u64), damage.reason).after(after),
+                    at as u64,
+                );
+                pos = newline.map_or(bytes.len(), |n| n + 1);
+                line_base = line;
+                // Follow the log again from the next readable record.
+                expected = next_readable(&bytes[pos..]).unwrap_or(expected_there.next());
+            }
+        }
+    }
+    Ok(expected)
+}
+
+/// The sequence number of the first complete line of `bytes` that decodes.
+fn next_readable(bytes: &[u8]) -> Option<Seq> {
+    let end = bytes.iter().rposition(|&b| b == b'\n')?;
+    bytes[..end].split(|&b| b == b'\n').find_map(|line| record::decode(line).ok().map(|(seq, _)| seq))
+}
+
+/// The start of the trailer: `,"sha256":"` (snapshot.rs documents the layout).
+const TRAILER_HEAD: &[u8] = b",\"sha256\":\"";
+
+/// Checks snapshot bytes, pushing every problem found; returns what it
+/// learned and, when the snapshot is intact, its state with indexes built.
+fn check_snapshot(path: &Path, bytes: &[u8], problems: &mut Vec<Problem>) -> (SnapshotChecked, Option<State>) {
+    let mut checked =
+        SnapshotChecked { path: path.to_owned(), bytes: bytes.len() as u64, seq: None, keys: None, sha256: None };
+    let len = bytes.len();
+    if let Err(e) = snapshot::check_digest(path, bytes) {
+        checked.seq = head_seq(bytes);
+        let reason = match e {
+            Error::BadSnapshot { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        let trailer_at = len.saturating_sub(snapshot::TRAILER_LEN) as u64;
+        let has_trailer =
+            len >= snapshot::TRAILER_LEN + 2 && bytes[len - snapshot::TRAILER_LEN..].starts_with(TRAILER_HEAD);
+        let hint = json_error_offset(bytes)
+            .map(|(at, e)| format!("; the JSON itself breaks at byte offset {at} ({e}), likely near the damage"))
+            .unwrap_or_default();
+        let (kind, message) = if has_trailer {
+            (ProblemKind::SnapshotDigest, format!("{reason} (the digest is stored at byte offset {trailer_at}){hint}"))
+        } else {
+            (ProblemKind::SnapshotTruncated, format!("{reason}{hint}"))
+        };
+        problems.push(Problem::new(kind, path, Some(1), Some(trailer_at), message));
+        return (checked, None);
+    }
+    // The digest matches: check the index definitions, then everything else.
+    let before = problems.len();
+    if let Ok(head) = serde_json::from_slice::<Head>(bytes) {
+        checked.seq = Some(head.seq);
+        let at = find(bytes, b"\"indexes\":").map(|i| i as u64);
+        let mut seen = HashMap::new();
+        for def in &head.indexes {
+            match FieldPath::parse(&def.field) {
+                Err(e) => problems.push(Problem::new(
+                    ProblemKind::IndexDefinition,
+                    path,
+                    Some(1),
+                    at,
+                    format!("index on {:?}: {e}", def.field),
+                )),
+                Ok(p) => {
+                    if seen.insert(p.as_str().to_owned(), ()).is_some() {
+                        problems.push(Problem::new(
+                            ProblemKind::IndexDefinition,
+                            path,
+                            Some(1),
+                            at,
+                            format!("index on `{p}` is defined twice"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    match snapshot::parse(path, bytes) {
+        Ok((state, info)) => {
+            let SnapshotInfo { seq, keys, sha256, .. } = info;
+            checked.seq = Some(seq.0);
+            checked.keys = Some(keys);
+            checked.sha256 = Some(sha256);
+            problems.extend(unique_duplicates(&state, path));
+            (checked, Some(state))
+        }
+        Err(e) => {
+            if problems.len() == before {
+                let reason = match e {
+                    Error::BadSnapshot { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                let at = json_error_offset(bytes).map(|(at, _)| at);
+                problems.push(Problem::new(ProblemKind::SnapshotInvalid, path, Some(1), at, reason));
+            }
+            (checked, None)
+        }
+    }
+}
+
+/// The snapshot's members other than `data`, which is skipped unread.
+#[derive(Deserialize)]
+struct Head {
+    seq: u64,
+    #[serde(default)]
+    indexes: Vec<IndexDef>,
+}
+
+/// Pairs of keys sharing a value in a unique index (one problem per index).
+pub(crate) fn unique_duplicates(state: &State, path: &Path) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (field, index) in state.indexes.iter().filter(|(_, i)| i.unique()) {
+        let mut seen: BTreeMap<ValueDigest, &str> = BTreeMap::new();
+        let mut pairs = Vec::new();
+        for (key, value) in state.map.sorted() {
+            if let Some(d) = index.digest(value)
+                && let Some(other) = seen.insert(d, key)
+            {
+                pairs.push(format!("`{other}` and `{key}`"));
+            }
+        }
+        if !pairs.is_empty() {
+            let shown: Vec<&str> = pairs.iter().take(5).map(String::as_str).collect();
+            out.push(Problem::new(
+                ProblemKind::UniqueViolation,
+                path,
+                None,
+                None,
+                format!(
+                    "the unique index on `{field}` has {} duplicate value(s): {}{}",
+                    pairs.len(),
+                    shown.join(", "),
+                    if pairs.len() > 5 { ", ..." } else { "" }
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// The `seq` member near the start of a snapshot whose digest failed.
+fn head_seq(bytes: &[u8]) -> Option<u64> {
+    let head = &bytes[..bytes.len().min(256)];
+    let at = find(head, b"\"seq\":")? + 6;
+    let digits: String = head[at..].iter().take_while(|b| b.is_ascii_digit()).map(|&b| b as char).collect();
+    digits.parse().ok()
+}
+
+/// Where (byte offset) and why the bytes stop being valid JSON, if they do.
+fn json_error_offset(bytes: &[u8]) -> Option<(u64, String)> {
+    let e = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).err()?;
+    let (line, column) = (e.line(), e.column());
+    let mut start = 0usize;
+    for _ in 1..line {
+        start += bytes[start..].iter().position(|&b| b == b'\n')? + 1;
+    }
+    Some(((start + column.saturating_sub(1)) as u64, e.to_string()))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}

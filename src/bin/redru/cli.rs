@@ -19,7 +19,8 @@ Examples:
   redru --dir /tmp/db get user:1
   printf 'set a 1\\nget a\\n' | redru --dir /tmp/db
 
-Exit codes: 0 success, 1 not found (get, delete, exists), 2 usage error or failure.
+Exit codes: 0 success, 1 not found (get, delete, exists) or problems found
+(verify, repair), 2 usage error or failure.
 Environment: REDRU_DIR (default for --dir), REDRU_HISTORY (shell history file),
 NO_COLOR (disables colour).";
 
@@ -99,10 +100,22 @@ pub enum Sub {
         pattern: Option<String>,
     },
 
-    /// Find keys whose field equals a value, through the index on the field.
-    #[command(after_help = "Examples:\n  redru find name Alice\n  redru find age 30")]
+    /// Find entries whose field equals a value, or that match a query (key<TAB>value per line).
+    #[command(
+        after_help = "A query compares fields with = != < <= > >=, tests `exists FIELD` or `prefix KEYPREFIX`,\n\
+                            and joins conditions with `and`. An index on a compared field turns a scan into a lookup.\n\n\
+                            Examples:\n  redru find name Alice\n  redru find 'age >= 30 and exists email'"
+    )]
     Find {
-        /// `<field> <value>`.
+        /// `FIELD VALUE` or a query.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
+        query: Vec<String>,
+    },
+
+    /// Show how a query runs (index lookup or scan) and how many entries match.
+    #[command(after_help = "Example:\n  redru explain 'name = Alice and age >= 30'")]
+    Explain {
+        /// The query.
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
         query: Vec<String>,
     },
@@ -136,6 +149,71 @@ pub enum Sub {
     /// Make every write durable (they already are by default).
     Sync,
 
+    /// Write a verified point-in-time copy into DIR/backups/ (or to FILE).
+    #[command(after_help = "Examples:\n  redru backup\n  redru backup /mnt/usb/copy.json")]
+    Backup {
+        /// Write here instead (must not exist).
+        file: Option<PathBuf>,
+    },
+
+    /// List the backups, oldest first, each checked.
+    Backups,
+
+    /// Replace the data with a backup (the current state is backed up first).
+    #[command(after_help = "Example:\n  redru restore backup-20250101T120000Z-seq00000000000000000042.json")]
+    Restore {
+        /// A name from `redru backups` (.json optional), or a path to a backup file.
+        backup: String,
+    },
+
+    /// Delete all but the newest KEEP backups (never the newest verified one).
+    PruneBackups {
+        /// How many backups to keep.
+        keep: usize,
+    },
+
+    /// Write every pair as one JSON object (or JSON lines) to stdout or FILE.
+    #[command(after_help = "Examples:\n  redru export > dump.json\n  redru export --lines dump.jsonl")]
+    Export {
+        /// Write to this file instead of stdout.
+        file: Option<PathBuf>,
+        /// One {"key": ..., "value": ...} object per line.
+        #[arg(long)]
+        lines: bool,
+    },
+
+    /// Merge the pairs of an export file (either shape) in one atomic batch.
+    #[command(after_help = "Example:\n  redru import dump.json")]
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// Replace the whole content instead of merging.
+        #[arg(long)]
+        replace: bool,
+    },
+
+    /// Check the data directory (or one snapshot/backup FILE) without changing it.
+    /// Exit code 0 clean, 1 problems found.
+    #[command(after_help = "Examples:\n  redru verify\n  redru verify data/backups/backup-...json")]
+    Verify {
+        /// A snapshot or backup file to check instead of the directory.
+        file: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Cut a damaged log at its first bad record, moving the rest aside.
+    /// Exit code 0 when nothing is left wrong, 1 otherwise (or damage found with --dry-run).
+    Repair {
+        /// Say what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+
+    /// Rewrite the snapshot and drop the log it covers (offline; the directory must not be open).
+    Compact,
+
     /// Remove every key (asks in a terminal; needs --yes otherwise).
     #[command(after_help = "Example:\n  redru clear --yes")]
     Clear {
@@ -145,12 +223,39 @@ pub enum Sub {
     },
 }
 
+/// What a command line asks for.
+pub enum Action {
+    /// The shell (or a script on stdin).
+    Shell,
+    /// One shell command.
+    Command(Command),
+    /// A tool that works on the closed directory.
+    Offline(Offline),
+}
+
+/// The tools that take the directory lock themselves.
+pub enum Offline {
+    /// `verify [FILE] [--json]`
+    Verify { file: Option<PathBuf>, json: bool },
+    /// `repair [--dry-run]`
+    Repair { dry_run: bool },
+    /// `compact`
+    Compact,
+}
+
 impl Sub {
-    /// The shell command this subcommand runs; `None` for `shell`.
-    pub fn into_command(self) -> Result<Option<Command>, String> {
+    /// What this subcommand runs.
+    pub fn action(self) -> Result<Action, String> {
+        let path = |p: PathBuf| p.to_string_lossy().into_owned();
         let command = match self {
-            Sub::Shell => return Ok(None),
-            Sub::Set { key, value } => Command::Set { key, value: parse_value(&value.join(" "))? },
+            Sub::Shell => return Ok(Action::Shell),
+            Sub::Verify { file, json } => return Ok(Action::Offline(Offline::Verify { file, json })),
+            Sub::Repair { dry_run } => return Ok(Action::Offline(Offline::Repair { dry_run })),
+            Sub::Compact => return Ok(Action::Offline(Offline::Compact)),
+            Sub::Set { key, value } => {
+                let value = parse_value(&value.join(" ")).map_err(|e| format!("the value for `{key}`: {e}"))?;
+                Command::Set { key, value }
+            }
             Sub::Get { key } => Command::Get { key },
             Sub::Delete { key } => Command::Delete { key },
             Sub::Exists { key } => Command::Exists { key },
@@ -161,7 +266,7 @@ impl Sub {
                 if looks_like_query(&text) {
                     Command::Find(Find::Query(text))
                 } else {
-                    // The shell split the words already: the first is the field, even with spaces.
+                    // The shell split the words already: the first is the field.
                     let (field, value) = query.split_first().ok_or("missing field")?;
                     if value.is_empty() {
                         return Err(format!("missing the value to look for in `{field}`"));
@@ -169,15 +274,22 @@ impl Sub {
                     Command::Find(Find::Equals { field: field.clone(), value: parse_value(&value.join(" "))? })
                 }
             }
+            Sub::Explain { query } => Command::Explain { query: query.join(" ") },
             Sub::Index { field, unique } => Command::Index { field, unique },
             Sub::DropIndex { field } => Command::DropIndex { field },
             Sub::Indexes => Command::Indexes,
             Sub::Stats => Command::Stats,
             Sub::Save => Command::Save,
             Sub::Sync => Command::Sync,
+            Sub::Backup { file } => Command::Backup { path: file.map(path) },
+            Sub::Backups => Command::Backups,
+            Sub::Restore { backup } => Command::Restore { name: backup },
+            Sub::PruneBackups { keep } => Command::PruneBackups { keep },
+            Sub::Export { file, lines } => Command::Export { path: file.map(path), lines },
+            Sub::Import { file, replace } => Command::Import { path: path(file), replace },
             Sub::Clear { yes } => Command::Clear { yes },
         };
-        Ok(Some(command))
+        Ok(Action::Command(command))
     }
 }
 

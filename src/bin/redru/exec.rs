@@ -6,9 +6,11 @@
 //! printed only after the write is on stable storage.
 
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use redru::Db;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use redru::{Db, ImportOptions, Query};
 
 use crate::output::{self, Style, paint, sgr};
 use crate::progress;
@@ -86,16 +88,27 @@ impl Session<'_> {
                 };
                 self.line(&n.to_string())?;
             }
-            Command::Find(Find::Equals { field, value }) => {
-                let entries =
-                    db.find_entries(&field, &value).with_context(|| format!("finding `{field}` = {value}"))?;
-                self.entries(&entries)?;
-            }
-            Command::Find(Find::Query(query)) => {
-                bail!("queries like `{query}` are not available yet; use `find <field> <value>`")
+            Command::Find(find) => {
+                let (query, shown) = match find {
+                    Find::Equals { field, value } => {
+                        let shown = format!("{field} = {value}");
+                        (Query::eq(&field, value).with_context(|| format!("finding `{shown}`"))?, shown)
+                    }
+                    Find::Query(text) => (Query::parse(&text).with_context(|| format!("query `{text}`"))?, text),
+                };
+                let result = db.query(&query).with_context(|| format!("finding `{shown}`"))?;
+                self.entries(&result.entries)?;
+                if pretty {
+                    let n = result.entries.len();
+                    let note = format!("({n} match{}; {})", if n == 1 { "" } else { "es" }, result.plan);
+                    self.line(&paint(sgr::DIM, &note, style.color))?;
+                }
             }
             Command::Explain { query } => {
-                bail!("`explain {query}`: queries are not available yet")
+                let parsed = Query::parse(&query).with_context(|| format!("query `{query}`"))?;
+                let result = db.query(&parsed).with_context(|| format!("running `{query}`"))?;
+                let n = result.entries.len();
+                self.line(&format!("{}; {n} match{}", result.plan, if n == 1 { "" } else { "es" }))?;
             }
             Command::Index { field, unique } => {
                 let made = if unique { db.create_unique_index(&field) } else { db.create_index(&field) };
@@ -168,6 +181,64 @@ impl Session<'_> {
                 let removed = db.clear().context("clearing")?;
                 self.line(&format!("cleared {removed} keys"))?;
             }
+            Command::Backup { path } => {
+                let info = progress::spin(self.progress, "writing a backup", || match &path {
+                    None => db.backup(),
+                    Some(p) => db.backup_to(Path::new(p)),
+                })
+                .context("writing a backup")?;
+                let checked = if info.verified { "verified" } else { "NOT verified" };
+                self.line(&format!(
+                    "wrote {} (up to record {}, {} keys, {} bytes, {checked})",
+                    info.path.display(),
+                    info.seq,
+                    info.keys,
+                    info.bytes
+                ))?;
+            }
+            Command::Backups => {
+                let backups = db.backups().context("listing the backups")?;
+                if backups.is_empty() && pretty {
+                    self.line(&paint(sgr::DIM, "(no backups; write one with `backup`)", style.color))?;
+                }
+                for info in backups {
+                    self.line(&info.to_string())?;
+                }
+            }
+            Command::Restore { name } => {
+                let report = progress::spin(self.progress, "restoring", || {
+                    if name.contains(['/', std::path::MAIN_SEPARATOR]) {
+                        db.restore_file(Path::new(&name))
+                    } else {
+                        db.restore(&name)
+                    }
+                })
+                .with_context(|| format!("restoring {name}"))?;
+                self.line(&report.to_string())?;
+            }
+            Command::PruneBackups { keep } => {
+                let removed = db.prune_backups(keep).context("pruning the backups")?;
+                for path in &removed {
+                    self.line(&format!("removed {}", path.display()))?;
+                }
+                self.line(&format!("{} backup(s) removed", removed.len()))?;
+            }
+            Command::Export { path, lines } => match path {
+                None => {
+                    db.export(self.out, lines).context("exporting")?;
+                }
+                Some(path) => {
+                    let n = export_to_file(db, Path::new(&path), lines)?;
+                    self.line(&format!("exported {n} pairs to {path}"))?;
+                }
+            },
+            Command::Import { path, replace } => {
+                let options = ImportOptions { replace, ..ImportOptions::default() };
+                let n = import(db, Path::new(&path), options, self.progress)
+                    .with_context(|| format!("importing {path}"))?;
+                let how = if replace { "replaced the data with" } else { "imported" };
+                self.line(&format!("{how} {n} pairs from {path}"))?;
+            }
             Command::Help { topic } => {
                 let text = help(topic.as_deref(), style.color)?;
                 self.out.write_all(text.as_bytes())?;
@@ -183,9 +254,6 @@ impl Session<'_> {
 
     fn entries(&mut self, entries: &[(String, std::sync::Arc<redru::Value>)]) -> Result<()> {
         let style = self.style;
-        if style.pretty && entries.is_empty() {
-            return self.line(&paint(sgr::DIM, "(no matches)", style.color));
-        }
         for (key, value) in entries {
             let line = if style.pretty {
                 // One line per match even in a terminal: compact, but coloured.
@@ -198,6 +266,42 @@ impl Session<'_> {
         }
         Ok(())
     }
+}
+
+/// Exports into a new file, through a temporary name so a failed export
+/// leaves no half-written file under the chosen name.
+fn export_to_file(db: &Db, path: &Path, lines: bool) -> Result<usize> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let written = (|| -> Result<usize> {
+        let mut file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let n = db.export(&mut file, lines).with_context(|| format!("exporting to {}", tmp.display()))?;
+        file.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        Ok(n)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Imports with a byte progress bar on stderr (parsing is the long part).
+fn import(db: &Db, path: &Path, options: ImportOptions, progress: bool) -> Result<usize> {
+    if !progress {
+        return Ok(db.import_with(path, options, &mut |_, _| {})?);
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("importing {bar:30} {bytes}/{total_bytes} ({eta})") {
+        bar.set_style(style);
+    }
+    let n = db.import_with(path, options, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    Ok(n?)
 }
 
 fn not_found(key: &str) -> Result<Outcome> {

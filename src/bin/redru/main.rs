@@ -2,7 +2,7 @@
 //! subcommands, built only on the library's public API.
 //!
 //! Exit codes: 0 success, 1 "not found" (get/delete of a missing key, `exists`
-//! false), 2 usage errors and failures. Results on stdout, errors on stderr.
+//! false) or "problems found" (verify, repair), 2 usage errors and failures. Results on stdout, errors on stderr.
 
 mod cli;
 mod exec;
@@ -14,11 +14,11 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use redru::Db;
 
-use crate::cli::Cli;
+use crate::cli::{Action, Cli, Offline};
 use crate::exec::{Outcome, Session, print_error};
 use crate::output::{ColorChoice, Style, paint, sgr};
 
@@ -51,26 +51,30 @@ fn run() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let command = match cli.command {
-        None => None,
-        Some(sub) => sub.into_command().map_err(|e| anyhow!(e))?,
+    let action = match cli.command {
+        None => Action::Shell,
+        Some(sub) => sub.action().map_err(|e| anyhow!(e))?,
     };
     let stdin_tty = std::io::stdin().is_terminal();
     let stderr_tty = std::io::stderr().is_terminal();
-    let Some(command) = command else {
+    let command = match action {
+        Action::Command(command) => command,
+        Action::Offline(tool) => return offline(tool, &cli.dir, stderr_tty),
         // The shell: interactive at a terminal, script mode otherwise.
-        if stdin_tty {
+        Action::Shell if stdin_tty => {
             let db = open(&cli.dir, stderr_tty, cli.color)?;
             shell::repl::run(db, Style::for_stdout(cli.color), stderr_tty)?;
             return Ok(ExitCode::SUCCESS);
         }
-        let db = open(&cli.dir, false, cli.color)?;
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
-        let style = Style { color: cli.color == ColorChoice::Always, pretty: false };
-        let end = shell::script::run(&db, &mut std::io::stdin().lock(), &mut out, style, cli.bail)?;
-        close(db)?;
-        return Ok(if end.failures > 0 { ExitCode::from(FAILURE) } else { ExitCode::SUCCESS });
+        Action::Shell => {
+            let db = open(&cli.dir, false, cli.color)?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let style = Style { color: cli.color == ColorChoice::Always, pretty: false };
+            let end = shell::script::run(&db, &mut std::io::stdin().lock(), &mut out, style, cli.bail)?;
+            close(db)?;
+            return Ok(if end.failures > 0 { ExitCode::from(FAILURE) } else { ExitCode::SUCCESS });
+        }
     };
 
     let db = open(&cli.dir, stderr_tty, cli.color)?;
@@ -94,6 +98,45 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Outcome::Missing => ExitCode::from(NOT_FOUND),
         Outcome::Done | Outcome::Exit => ExitCode::SUCCESS,
     })
+}
+
+/// verify, repair, compact: they lock the directory themselves.
+fn offline(tool: Offline, dir: &Path, progress: bool) -> Result<ExitCode> {
+    let problems = match tool {
+        Offline::Verify { file, json } => {
+            let report = match &file {
+                Some(file) => progress::spin(progress, "verifying", || redru::verify_file(file))
+                    .with_context(|| format!("verifying {}", file.display()))?,
+                None => {
+                    if !dir.exists() {
+                        bail!("verifying {}: there is no such directory", dir.display());
+                    }
+                    progress::spin(progress, "verifying", || redru::verify_dir(dir))
+                        .with_context(|| format!("verifying {}", dir.display()))?
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).context("encoding the report")?);
+            } else {
+                println!("{report}");
+            }
+            !report.is_clean()
+        }
+        Offline::Repair { dry_run } => {
+            let report = progress::spin(progress, "repairing", || redru::repair(dir, dry_run))
+                .with_context(|| format!("repairing {}", dir.display()))?;
+            println!("{report}");
+            // Dry run: damage found is a problem; otherwise, what the repair left.
+            !report.unfixable.is_empty() || (report.damage.is_some() && (dry_run || !report.is_repaired()))
+        }
+        Offline::Compact => {
+            let report = progress::spin(progress, "compacting", || redru::compact(dir))
+                .with_context(|| format!("compacting {}", dir.display()))?;
+            println!("{report}");
+            false
+        }
+    };
+    Ok(if problems { ExitCode::from(NOT_FOUND) } else { ExitCode::SUCCESS })
 }
 
 /// Opens the database (with a spinner when it takes a while) and reports

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use redru::Db;
-use rustyline::completion::{Completer, Pair};
+use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::{Hint, Hinter};
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
@@ -27,6 +27,8 @@ pub trait Source {
     fn keys_with_prefix(&self, prefix: &str, limit: usize) -> Vec<String>;
     /// The indexed field paths.
     fn indexed_fields(&self) -> Vec<String>;
+    /// The backup names.
+    fn backup_names(&self) -> Vec<String>;
 }
 
 impl Source for Db {
@@ -36,11 +38,15 @@ impl Source for Db {
     fn indexed_fields(&self) -> Vec<String> {
         self.indexes().into_iter().map(|i| i.field).collect()
     }
+    fn backup_names(&self) -> Vec<String> {
+        self.backups().map(|b| b.into_iter().map(|b| b.name).collect()).unwrap_or_default()
+    }
 }
 
 /// The shell's rustyline helper.
 pub struct ShellHelper {
     db: Arc<Db>,
+    files: FilenameCompleter,
     color: bool,
     prompt: String,
 }
@@ -48,7 +54,7 @@ pub struct ShellHelper {
 impl ShellHelper {
     /// A helper completing from `db`; `color` paints the prompt and hints.
     pub fn new(db: Arc<Db>, color: bool, prompt: &str) -> Self {
-        ShellHelper { db, color, prompt: paint("1;32", prompt, color) }
+        ShellHelper { db, files: FilenameCompleter::new(), color, prompt: paint("1;32", prompt, color) }
     }
 }
 
@@ -58,7 +64,10 @@ impl Completer for ShellHelper {
     type Candidate = Pair;
 
     fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
-        Ok(complete(&*self.db, line, pos))
+        match complete(&*self.db, line, pos) {
+            Some(found) => Ok(found),
+            None => self.files.complete_path(line, pos),
+        }
     }
 }
 
@@ -166,18 +175,19 @@ fn unquote(word: &str) -> String {
     }
 }
 
-/// Completion at `pos`: (start of the replaced text, candidates).
-pub fn complete(source: &dyn Source, line: &str, pos: usize) -> (usize, Vec<Pair>) {
+/// Completion at `pos`: (start of the replaced text, candidates), or `None`
+/// where a file path is expected (the caller completes file names).
+pub fn complete(source: &dyn Source, line: &str, pos: usize) -> Option<(usize, Vec<Pair>)> {
     let before = &line[..pos.min(line.len())];
     let w = words(before);
     let start = w.current_start;
     let Some(command) = w.done.first() else {
-        return (start, command_names(&w.current));
+        return Some((start, command_names(&w.current)));
     };
-    let Some(spec) = spec(command) else { return (start, Vec::new()) };
+    let Some(spec) = spec(command) else { return Some((start, Vec::new())) };
     // Only the first argument is completed: later ones are values.
     if w.done.len() != 1 {
-        return (start, Vec::new());
+        return Some((start, Vec::new()));
     }
     let candidates = match spec.arg {
         Arg::Key | Arg::NewKey | Arg::Pattern => {
@@ -205,9 +215,16 @@ pub fn complete(source: &dyn Source, line: &str, pos: usize) -> (usize, Vec<Pair
             .map(|f| Pair { replacement: format!("{f} "), display: f })
             .collect(),
         Arg::Command => command_names(&w.current),
+        Arg::Backup => source
+            .backup_names()
+            .into_iter()
+            .filter(|b| b.starts_with(w.current.as_str()))
+            .map(|b| Pair { replacement: format!("{b} "), display: b })
+            .collect(),
+        Arg::File => return None,
         Arg::Field | Arg::None => Vec::new(),
     };
-    (start, candidates)
+    Some((start, candidates))
 }
 
 fn command_names(prefix: &str) -> Vec<Pair> {
@@ -264,6 +281,9 @@ mod tests {
         fn indexed_fields(&self) -> Vec<String> {
             self.fields.iter().map(|f| f.to_string()).collect()
         }
+        fn backup_names(&self) -> Vec<String> {
+            vec!["backup-1.json".into(), "backup-2.json".into()]
+        }
     }
 
     fn fake() -> Fake {
@@ -271,7 +291,7 @@ mod tests {
     }
 
     fn replacements(line: &str) -> (usize, Vec<String>) {
-        let (start, pairs) = complete(&fake(), line, line.len());
+        let (start, pairs) = complete(&fake(), line, line.len()).unwrap_or((usize::MAX, Vec::new()));
         (start, pairs.into_iter().map(|p| p.replacement).collect())
     }
 
@@ -306,6 +326,16 @@ mod tests {
         assert_eq!(replacements("find ").1, ["name ", "address.city "]);
         assert_eq!(replacements("drop-index ad").1, ["address.city "]);
         assert!(replacements("find name Al").1.is_empty());
+    }
+
+    #[test]
+    fn completes_backups_and_leaves_files_to_the_caller() {
+        assert_eq!(
+            replacements("restore backup-"),
+            (8, vec!["backup-1.json ".to_string(), "backup-2.json ".to_string()])
+        );
+        assert!(complete(&fake(), "import da", 9).is_none());
+        assert!(complete(&fake(), "backup ", 7).is_none());
     }
 
     #[test]

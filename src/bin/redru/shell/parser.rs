@@ -41,6 +41,18 @@ pub enum Command {
     Sync,
     /// `clear [--yes]`
     Clear { yes: bool },
+    /// `backup [file]`
+    Backup { path: Option<String> },
+    /// `backups`
+    Backups,
+    /// `restore <backup name or file>`
+    Restore { name: String },
+    /// `prune-backups <keep>`
+    PruneBackups { keep: usize },
+    /// `export [file] [--lines]`
+    Export { path: Option<String>, lines: bool },
+    /// `import <file> [--replace]`
+    Import { path: String, replace: bool },
     /// `help [command]`
     Help { topic: Option<String> },
     /// `exit`
@@ -233,6 +245,10 @@ pub enum Arg {
     Field,
     /// A command name.
     Command,
+    /// A backup name.
+    Backup,
+    /// A file path.
+    File,
 }
 
 /// One command's documentation: the single source for `help`, hints and completion.
@@ -327,10 +343,11 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &["<field>", "<value>"],
         arg: Arg::IndexedField,
-        summary: "find the keys whose field equals a value (through its index), or run a query",
-        details: "`find <field> <value>` looks the value up in the index on the field (create it with `index`). \
-                  A query compares fields with = != < <= > >= and `exists <field>`, joined with `and`; it uses an \
-                  index when it can (see `explain`).",
+        summary: "find the entries whose field equals a value, or that match a query",
+        details: "`find <field> <value>`: the value is the rest of the line, read like `set`'s. A query compares \
+                  fields with = != < <= > >=, tests `exists <field>` or `prefix <key prefix>`, and joins \
+                  conditions with `and`. An index on a compared field makes it a lookup instead of a scan \
+                  (see `explain`).",
         examples: &["find name Alice", "find address.city \"Paris\"", "find age >= 30 and exists email"],
     },
     Spec {
@@ -413,6 +430,67 @@ pub const COMMANDS: &[Spec] = &[
         details: "Asks for confirmation in a terminal. Where it cannot ask (a script, a pipe) it refuses \
                   unless given --yes.",
         examples: &["clear", "clear --yes"],
+    },
+    Spec {
+        name: "backup",
+        usage: "backup [file]",
+        aliases: &[],
+        args: &["[file]"],
+        arg: Arg::File,
+        summary: "write a verified point-in-time copy to backups/ (or to a file)",
+        details: "Writers are held only for a moment. Each backup gets a .sha256 file beside it.",
+        examples: &["backup", "backup /mnt/usb/redru-copy.json"],
+    },
+    Spec {
+        name: "backups",
+        usage: "backups",
+        aliases: &[],
+        args: &[],
+        arg: Arg::None,
+        summary: "list the backups in backups/, oldest first, each checked",
+        details: "",
+        examples: &["backups"],
+    },
+    Spec {
+        name: "restore",
+        usage: "restore <backup|file>",
+        aliases: &[],
+        args: &["<backup|file>"],
+        arg: Arg::Backup,
+        summary: "replace the data with a backup (the current state is backed up first)",
+        details: "A name from `backups` (`.json` optional) or a path to a backup file. The backup is verified \
+                  before anything changes; the report names the undo backup.",
+        examples: &["restore backup-20250101T120000Z-seq00000000000000000042.json"],
+    },
+    Spec {
+        name: "prune-backups",
+        usage: "prune-backups <keep>",
+        aliases: &[],
+        args: &["<keep>"],
+        arg: Arg::None,
+        summary: "delete all but the newest <keep> backups (never the newest verified one)",
+        details: "",
+        examples: &["prune-backups 5"],
+    },
+    Spec {
+        name: "export",
+        usage: "export [file] [--lines]",
+        aliases: &[],
+        args: &["[file]", "[--lines]"],
+        arg: Arg::File,
+        summary: "write every pair as one JSON object (or JSON lines) to stdout or a file",
+        details: "",
+        examples: &["export", "export dump.jsonl --lines"],
+    },
+    Spec {
+        name: "import",
+        usage: "import <file> [--replace]",
+        aliases: &[],
+        args: &["<file>", "[--replace]"],
+        arg: Arg::File,
+        summary: "merge the pairs of an export file in one atomic batch (--replace: replace everything)",
+        details: "Either shape of `export` is accepted. An invalid file changes nothing.",
+        examples: &["import dump.json", "import dump.jsonl --replace"],
     },
     Spec {
         name: "help",
@@ -524,6 +602,42 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             end(&mut cur, "flag")?;
             Command::Clear { yes }
         }
+        "backup" => {
+            let path = cur.word().map_err(err)?;
+            end(&mut cur, "file")?;
+            Command::Backup { path }
+        }
+        "restore" => {
+            let name = key(&mut cur, "backup name or file")?;
+            end(&mut cur, "backup name")?;
+            Command::Restore { name }
+        }
+        "prune-backups" => {
+            let keep = key(&mut cur, "number of backups to keep")?;
+            let keep = keep.parse().map_err(|_| err(format!("`{keep}` is not a number of backups")))?;
+            end(&mut cur, "number")?;
+            Command::PruneBackups { keep }
+        }
+        "export" | "import" => {
+            let mut path = None;
+            let mut flag = false;
+            let wanted = if spec.name == "export" { "--lines" } else { "--replace" };
+            while let Some(word) = cur.word().map_err(err)? {
+                if word == wanted {
+                    flag = true;
+                } else if path.is_none() {
+                    path = Some(word);
+                } else {
+                    return Err(err(format!("unexpected `{word}`")));
+                }
+            }
+            if spec.name == "export" {
+                Command::Export { path, lines: flag }
+            } else {
+                let path = path.ok_or_else(|| err("missing file".into()))?;
+                Command::Import { path, replace: flag }
+            }
+        }
         "help" => {
             let topic = cur.word().map_err(err)?;
             end(&mut cur, "command name")?;
@@ -536,6 +650,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
                 "stats" => Command::Stats,
                 "save" => Command::Save,
                 "sync" => Command::Sync,
+                "backups" => Command::Backups,
                 _ => Command::Exit,
             }
         }
@@ -561,7 +676,7 @@ pub fn parse_find(text: &str) -> Result<Find, String> {
 }
 
 /// A query, rather than `<field> <value>`: its first clause shows an operator
-/// (`name = x`, `name=x`, `age >= 3`) or starts with `exists`/`not`. Later
+/// (`name = x`, `name=x`, `age >= 3`) or starts with `exists`/`prefix`. Later
 /// clauses need no look: a query's first clause always has one of those.
 pub fn looks_like_query(text: &str) -> bool {
     let mut words = text.split_whitespace();
@@ -571,7 +686,7 @@ pub fn looks_like_query(text: &str) -> bool {
     first.contains(['=', '<', '>'])
         || is_op(second)
         || first.eq_ignore_ascii_case("exists")
-        || first.eq_ignore_ascii_case("not")
+        || first.eq_ignore_ascii_case("prefix")
 }
 
 /// A value as typed: JSON when it parses, text otherwise. Text that opens
@@ -877,7 +992,9 @@ mod tests {
             ok("find name Alice Smith"),
             Command::Find(Find::Equals { field: "name".into(), value: json!("Alice Smith") })
         );
-        for q in ["name = Alice and age >= 30", "name=Alice", "age > 3", "exists address.city", "age != 3"] {
+        for q in
+            ["name = Alice and age >= 30", "name=Alice", "age > 3", "exists address.city", "age != 3", "prefix user:"]
+        {
             assert_eq!(ok(&format!("find {q}")), Command::Find(Find::Query(q.into())), "{q}");
         }
         assert!(fails("find tags [1,").message.contains("invalid JSON"));
@@ -894,6 +1011,24 @@ mod tests {
         assert_eq!(ok("clear"), Command::Clear { yes: false });
         assert_eq!(ok("clear --yes"), Command::Clear { yes: true });
         assert!(fails("clear now").message.contains("unexpected"));
+    }
+
+    #[test]
+    fn backup_and_transfer_commands() {
+        assert_eq!(ok("backup"), Command::Backup { path: None });
+        assert_eq!(ok("backup \"/tmp/a b.json\""), Command::Backup { path: Some("/tmp/a b.json".into()) });
+        assert_eq!(ok("backups"), Command::Backups);
+        assert_eq!(ok("restore b1"), Command::Restore { name: "b1".into() });
+        assert!(fails("restore").message.contains("missing backup name"));
+        assert_eq!(ok("prune-backups 3"), Command::PruneBackups { keep: 3 });
+        assert!(fails("prune-backups x").message.contains("not a number"));
+        assert_eq!(ok("export"), Command::Export { path: None, lines: false });
+        assert_eq!(ok("export --lines"), Command::Export { path: None, lines: true });
+        assert_eq!(ok("export d.jsonl --lines"), Command::Export { path: Some("d.jsonl".into()), lines: true });
+        assert_eq!(ok("import d.json"), Command::Import { path: "d.json".into(), replace: false });
+        assert_eq!(ok("import --replace d.json"), Command::Import { path: "d.json".into(), replace: true });
+        assert!(fails("import").message.contains("missing file"));
+        assert!(fails("import a b").message.contains("unexpected `b`"));
     }
 
     #[test]

@@ -1,0 +1,219 @@
+//! Power loss on a simulated file system: no acknowledged write is ever lost.
+//!
+//! Random workloads (set, delete, batch, clear, index create/drop, save,
+//! automatic compaction, sync, reopen, torn writes) run on `tests/sim`; a crash
+//! is taken before every mutating file-system operation, several crash images
+//! each (a prefix of the unsynced writes, the last one torn, unsynced
+//! directory operations dropped), some with a second crash during recovery.
+//! Every image must reopen to the state after some record between "last
+//! acknowledged" and "last started", indexes equal to a rebuild. Negative
+//! controls (acknowledge before fsync, no directory fsync) must be caught.
+//! `REDRU_CRASH_SCALE=<n>` multiplies the work; `REDRU_CRASH_SEED=<seed>` reruns one seed.
+
+mod sim;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redru::Durability;
+use sim::model::{Config, Run, workload};
+use sim::{Broken, Rng, SimFs, SimState};
+
+fn scale() -> u64 {
+    std::env::var("REDRU_CRASH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1)
+}
+
+fn only_seed() -> Option<u64> {
+    std::env::var("REDRU_CRASH_SEED").ok().and_then(|s| s.parse().ok())
+}
+
+#[derive(Default)]
+struct Tally {
+    states: u64,
+    recovery_crashes: u64,
+    writes_after_recovery: u64,
+    crash_points: u64,
+    failures: Vec<String>,
+    rule_breaches: Vec<String>,
+}
+
+/// How the explored database is broken, for negative controls.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Control {
+    None,
+    SkipSync,
+    NoDirSync,
+}
+
+const RECOVER: Config = Config { durability: Durability::Always, auto_compact: None, skip_sync: false };
+
+/// Opens `image` and checks it; sometimes crashes during that recovery and
+/// checks the second recovery too, or writes after recovery and crashes again.
+fn check_image(run: &Run, n: u64, image: SimState, rng: &mut Rng, tally: &mut Tally) -> Result<(), String> {
+    let (lo, hi) = run.bounds(n);
+    let fs = SimFs::from_state(image);
+    run.check_backups(&fs, n)?;
+    let dir = run.dir();
+    let crash_recovery = rng.chance(1, 4);
+    fs.record(crash_recovery);
+    let db = RECOVER.options(fs.vfs()).open(dir).map_err(|e| format!("reopen failed: {e}"))?;
+    fs.record(false);
+    let k = run.check_recovered(&db, lo, hi)?;
+    tally.states += 1;
+    if crash_recovery {
+        drop(db);
+        let history = fs.take_history();
+        if history.is_empty() {
+            return Ok(());
+        }
+        let at = rng.below_usize(history.len());
+        let again = SimFs::from_state(history[at].crash_image(rng));
+        let db = RECOVER
+            .options(again.vfs())
+            .open(dir)
+            .map_err(|e| format!("reopen after a crash during recovery (at mutation {at}) failed: {e}"))?;
+        let k2 = run
+            .check_recovered(&db, lo, hi)
+            .map_err(|e| format!("after a crash during recovery (at mutation {at}): {e}"))?;
+        if k2 != k {
+            return Err(format!("a crash during recovery changed the outcome: record {k}, then {k2}"));
+        }
+        tally.recovery_crashes += 1;
+        tally.states += 1;
+    } else if rng.chance(1, 4) {
+        // The recovered log must take new writes that survive the next crash.
+        db.set("after-recovery", redru::json!(k)).map_err(|e| format!("write after recovery failed: {e}"))?;
+        drop(db);
+        let again = SimFs::from_state(fs.state().crash_image(rng));
+        let db = RECOVER
+            .options(again.vfs())
+            .open(dir)
+            .map_err(|e| format!("reopen after a write after recovery failed: {e}"))?;
+        if db.get("after-recovery").as_deref() != Some(&redru::json!(k)) || db.stats().last_seq != k + 1 {
+            return Err(format!("a write acknowledged after recovery (record {}) was lost", k + 1));
+        }
+        tally.writes_after_recovery += 1;
+        tally.states += 1;
+    }
+    Ok(())
+}
+
+/// Runs the workload of `seed` once, then crashes before every mutation.
+fn explore(seed: u64, config: Config, control: Control, len: usize, images: u64, tally: &mut Tally) {
+    let mut rng = Rng::new(seed);
+    let ops = workload(&mut rng, len);
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new("/"));
+    let vfs: Arc<dyn redru::vfs::Vfs> = match control {
+        Control::NoDirSync => Arc::new(Broken { inner: fs.clone(), no_dir_sync: true, swallow_sync_errors: false }),
+        _ => fs.vfs(),
+    };
+    let config = Config { skip_sync: control == Control::SkipSync, ..config };
+    fs.record(true);
+    let mut run = Run::start(fs.clone(), vfs, config);
+    run.run_all(&ops);
+    run.close();
+    fs.record(false);
+    let mut points = fs.take_history();
+    points.push(Arc::new(fs.state()));
+    let context = |n: usize| format!("seed {seed} ({config:?}), crash before mutation {n} of {}", points.len() - 1);
+    for breach in fs.violations().into_iter().chain(run.undurable.iter().cloned()) {
+        tally.rule_breaches.push(format!("{}: {breach}", context(0)));
+    }
+    for e in &run.events {
+        if let Some(error) = &e.error
+            && !error.contains("unique index")
+            && !error.contains("index on")
+            && !error.contains("there is no index")
+        {
+            tally.failures.push(format!("seed {seed}: {} failed on a healthy disk: {error}", e.op));
+        }
+    }
+    for (n, state) in points.iter().enumerate() {
+        tally.crash_points += 1;
+        for _ in 0..images {
+            if let Err(why) = check_image(&run, n as u64, state.crash_image(&mut rng), &mut rng, tally) {
+                tally.failures.push(format!("{}: {why}", context(n)));
+            }
+        }
+    }
+}
+
+const CONFIGS: [Config; 4] = [
+    Config { durability: Durability::Always, auto_compact: None, skip_sync: false },
+    Config { durability: Durability::Always, auto_compact: Some(700), skip_sync: false },
+    Config { durability: Durability::Never, auto_compact: None, skip_sync: false },
+    Config { durability: Durability::Never, auto_compact: Some(700), skip_sync: false },
+];
+
+#[test]
+fn power_loss_never_loses_acknowledged_writes() {
+    let started = std::time::Instant::now();
+    let mut tally = Tally::default();
+    let seeds: Vec<u64> = match only_seed() {
+        Some(seed) => vec![seed],
+        None => (0..60 * scale()).collect(),
+    };
+    for &seed in &seeds {
+        let config = CONFIGS[(seed % 4) as usize];
+        explore(seed, config, Control::None, 30, 6, &mut tally);
+    }
+    eprintln!(
+        "crash_sim: {} crash states ({} crash points, {} crashes during recovery, {} writes after recovery) from {} workloads in {:.1?}",
+        tally.states,
+        tally.crash_points,
+        tally.recovery_crashes,
+        tally.writes_after_recovery,
+        seeds.len(),
+        started.elapsed()
+    );
+    assert!(
+        tally.failures.is_empty(),
+        "{} failures, first ones:\n{}",
+        tally.failures.len(),
+        tally.failures[..tally.failures.len().min(10)].join("\n")
+    );
+    assert!(
+        tally.rule_breaches.is_empty(),
+        "ordering rules broken:\n{}",
+        tally.rule_breaches[..tally.rule_breaches.len().min(10)].join("\n")
+    );
+    if only_seed().is_none() {
+        assert!(tally.states >= 100_000 * scale(), "only {} crash states explored", tally.states);
+    }
+}
+
+/// A crash that keeps nothing unsynced: the strictest power loss.
+fn durable_only(fs: &SimFs) -> SimFs {
+    SimFs::from_state(fs.state().durable_image())
+}
+
+#[test]
+fn a_new_data_directory_and_its_first_write_survive_power_loss() -> Result<(), redru::Error> {
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new("/"));
+    let db = RECOVER.options(fs.vfs()).open("/data/db")?;
+    db.set("k", redru::json!(1))?;
+    let after = durable_only(&fs);
+    drop(db);
+    let db = RECOVER.options(after.vfs()).open("/data/db")?;
+    assert_eq!(db.get("k").as_deref(), Some(&redru::json!(1)), "the directory's entry in its parent was never synced");
+    Ok(())
+}
+
+#[test]
+fn an_acknowledged_backup_survives_power_loss() -> Result<(), redru::Error> {
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new("/db"));
+    let db = RECOVER.options(fs.vfs()).open("/db")?;
+    db.set("k", redru::json!(1))?;
+    let info = db.backup()?;
+    let after = durable_only(&fs);
+    drop(db);
+    assert!(
+        after.contents(&info.path).is_ok(),
+        "backup {} lost: `backups/` was created but its parent never synced",
+        info.path.display()
+    );
+    Ok(())
+}

@@ -50,6 +50,11 @@ pub fn backup_name(time: u64, seq: Seq, n: u32) -> String {
 
 /// Parses a name made by [`backup_name`]: (time, seq).
 pub fn parse_backup_name(name: &str) -> Option<(u64, Seq)> {
+    parse_name(name).map(|(time, seq, _)| (time, seq))
+}
+
+/// (time, seq, n): `n` orders backups with the same time and sequence number.
+fn parse_name(name: &str) -> Option<(u64, Seq, u32)> {
     let rest = name.strip_prefix("backup-")?.strip_suffix(".json")?;
     let (stamp, rest) = rest.split_at_checked(16)?;
     let rest = rest.strip_prefix("-seq")?;
@@ -57,13 +62,16 @@ pub fn parse_backup_name(name: &str) -> Option<(u64, Seq)> {
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    if !suffix.is_empty() {
+    let n = if suffix.is_empty() {
+        1
+    } else {
         let n = suffix.strip_prefix('-')?;
         if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-    }
-    Some((parse_stamp(stamp)?, Seq(digits.parse().ok()?)))
+        n.parse().ok()?
+    };
+    Some((parse_stamp(stamp)?, Seq(digits.parse().ok()?), n))
 }
 
 /// `YYYYMMDDTHHMMSSZ` for seconds since the epoch (UTC, proleptic Gregorian).
@@ -228,7 +236,8 @@ fn list_in(vfs: &dyn Vfs, backups: &Path) -> Result<Vec<BackupInfo>> {
         let Some((time, seq)) = parse_backup_name(&name) else { continue };
         out.push(inspect(vfs, &backups.join(&name), time, seq)?);
     }
-    out.sort_by(|a, b| (a.time, a.seq, &a.name).cmp(&(b.time, b.seq, &b.name)));
+    let order = |b: &BackupInfo| (b.time, b.seq, parse_name(&b.name).map_or(0, |(_, _, n)| n));
+    out.sort_by_key(order);
     Ok(out)
 }
 
@@ -442,7 +451,11 @@ impl Db {
     pub fn backup(&self) -> Result<BackupInfo> {
         let vfs = &*self.options().vfs;
         let backups = self.backup_dir();
-        vfs.create_dir_all(&backups).map_err(|e| Error::io("creating directory", &backups, e))?;
+        if !vfs.exists(&backups).map_err(|e| Error::io("checking", &backups, e))? {
+            vfs.create_dir_all(&backups).map_err(|e| Error::io("creating directory", &backups, e))?;
+            // `backups/` is an entry of the data directory: durable only once that is synced.
+            vfs.sync_dir(self.dir()).map_err(|e| Error::io("syncing directory", self.dir(), e))?;
+        }
         let _one = WRITING.lock().unwrap_or_else(|p| p.into_inner());
         let frozen = self.freeze();
         let time = now();
@@ -708,6 +721,7 @@ mod tests {
         assert_eq!(name, "backup-20261126T101500Z-seq00000000000000000042.json");
         assert_eq!(parse_backup_name(&name), Some((t, Seq(42))));
         assert_eq!(parse_backup_name(&backup_name(t, Seq(42), 3)), Some((t, Seq(42))));
+        assert_eq!(parse_name(&backup_name(t, Seq(42), 12)), Some((t, Seq(42), 12)));
         assert!(backup_name(t, Seq(42), 1) < backup_name(t + 1, Seq(1), 1));
         for bad in [
             "backup-x.json",

@@ -164,13 +164,11 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
     let _lock = verify::lock_dir(vfs, dir, !dry_run)?;
     let analysis = verify::analyze(vfs, dir)?;
     if !analysis.snapshot_ok {
-        let problem = analysis.report.problems.first().map(ToString::to_string).unwrap_or_default();
+        let problem = analysis.report.problems.first();
+        let what = problem.map(|p| format!("{}: {}", p.kind, p.message)).unwrap_or_default();
         return Err(Error::BadSnapshot {
             path: dir.join(crate::snapshot::FILE_NAME),
-            reason: format!(
-                "{problem}; repair only cuts the log and cannot rebuild a snapshot: restore a backup \
-                 (`redru backups`, `redru restore <name>`), or move database.json aside to keep only what the log holds"
-            ),
+            reason: format!("{what}; `repair` only cuts the log and cannot rebuild a snapshot, nothing was changed"),
         });
     }
     let unfixable: Vec<Problem> =

@@ -215,6 +215,9 @@ pub struct VerifyReport {
     pub last_seq: u64,
     /// Keys in the replayed state.
     pub keys: usize,
+    /// Whether a state was loaded and replayed (false when the snapshot is
+    /// damaged: then `keys`, `last_seq` and `indexes` say nothing).
+    pub replay_checked: bool,
     /// The indexes rebuilt from scratch and compared, by field.
     pub indexes: Vec<String>,
     /// Things worth knowing that are not problems (leftovers of an interrupted
@@ -244,6 +247,7 @@ impl VerifyReport {
             skipped: 0,
             last_seq: 0,
             keys: 0,
+            replay_checked: false,
             indexes: Vec::new(),
             notes: Vec::new(),
             problems: Vec::new(),
@@ -295,14 +299,18 @@ impl fmt::Display for VerifyReport {
                 self.skipped
             )?;
         }
-        writeln!(
-            f,
-            "  state: {} keys up to record {}; {} index(es) rebuilt and compared{}",
-            self.keys,
-            self.last_seq,
-            self.indexes.len(),
-            if self.indexes.is_empty() { String::new() } else { format!(" ({})", self.indexes.join(", ")) }
-        )?;
+        if !self.replay_checked {
+            writeln!(f, "  state: not replayed (no intact snapshot to start from)")?;
+        } else {
+            writeln!(
+                f,
+                "  state: {} keys up to record {}; {} index(es) rebuilt and compared{}",
+                self.keys,
+                self.last_seq,
+                self.indexes.len(),
+                if self.indexes.is_empty() { String::new() } else { format!(" ({})", self.indexes.join(", ")) }
+            )?;
+        }
         for note in &self.notes {
             writeln!(f, "  note: {note}")?;
         }
@@ -357,6 +365,7 @@ pub fn verify_file_with(path: &Path, options: &Options) -> Result<VerifyReport> 
     let (checked, state) = check_snapshot(path, &bytes, &mut report.problems);
     report.snapshot = Some(checked);
     if let Some(state) = state {
+        report.replay_checked = true;
         report.last_seq = state.seq.0;
         report.keys = state.map.len();
         report.indexes = state.indexes.keys().cloned().collect();
@@ -574,6 +583,7 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
 
     // Every index kept up to date by replay must equal a rebuild from scratch.
     if let Some(state) = &log.state {
+        report.replay_checked = true;
         report.last_seq = state.seq.0.max(log.snapshot_seq.0);
         report.keys = state.map.len();
         for (field, index) in &state.indexes {

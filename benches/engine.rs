@@ -16,8 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{Bound, BoxResult, Config, Rng, Table, child, fresh_dir, key, num, percentile_us, progress, value};
-use redru::{Db, Durability, Options, Value};
+use common::{
+    Bound, BoxResult, CHUNKS, Config, RawLog, Rng, Table, child, fresh_dir, key, num, percentile_us, progress, value,
+};
+use redru::{Batch, Db, Durability, Options, Value};
 use serde_json::json;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -70,6 +72,61 @@ fn child_main(args: &[String]) -> BoxResult<()> {
             return Ok(());
         }
         "naive" => naive_replay(path)?.len(),
+        // For `perf record` / `valgrind --tool=callgrind`: one phase at a time (docs/benchmarks.md).
+        "profile-load" | "profile-get" | "profile-save" => {
+            let cfg = Config::from_env("");
+            let db = relaxed(path)?;
+            let data = dataset(cfg.keys);
+            let started = Instant::now();
+            for (k, v) in data {
+                db.set(k, v)?;
+            }
+            db.sync()?;
+            eprintln!("load: {:?}", started.elapsed());
+            if mode == "profile-save" {
+                eprintln!("{:?}", db.save()?);
+            }
+            if mode == "profile-get" {
+                let keys: Vec<String> = (0..cfg.keys as u64).map(key).collect();
+                let mut rng = Rng::new(7);
+                let started = Instant::now();
+                for _ in 0..cfg.gets {
+                    black_box(db.get(&keys[rng.below(cfg.keys as u64) as usize]));
+                }
+                eprintln!("gets: {:?}", started.elapsed());
+            }
+            db.len()
+        }
+        "profile-open" => relaxed(path)?.len(),
+        // What opening a snapshot is made of, phase by phase (`path`: a database.json).
+        "profile-snapshot" => {
+            let mut phases = serde_json::Map::new();
+            let mut lap = |name: &str, since: Instant| {
+                phases.insert(name.into(), json!(since.elapsed().as_secs_f64() * 1e3));
+            };
+            let t0 = Instant::now();
+            let bytes = std::fs::read(path)?;
+            lap("read_ms", t0);
+            let t0 = Instant::now();
+            redru::snapshot::check_digest(path, &bytes)?;
+            lap("sha256_ms", t0);
+            let t0 = Instant::now();
+            serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)?;
+            lap("json_scan_no_values_ms", t0);
+            let t0 = Instant::now();
+            let doc: Value = serde_json::from_slice(&bytes)?;
+            lap("json_to_value_tree_ms", t0);
+            let t0 = Instant::now();
+            drop(doc);
+            lap("drop_value_tree_ms", t0);
+            let t0 = Instant::now();
+            let (state, _) = redru::snapshot::parse(path, &bytes)?;
+            lap("redru_snapshot_parse_ms", t0);
+            let _ = started;
+            println!("{}", Value::Object(phases));
+            drop(state);
+            return Ok(());
+        }
         _ => return Err(format!("unknown child mode {mode}").into()),
     };
     let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -117,18 +174,30 @@ fn durable_single(cfg: &Config, t: &mut Table) -> BoxResult<()> {
     for run in 0..cfg.runs {
         progress(&format!("1 durable single writer, run {}", run + 1));
         let dir = fresh_dir(cfg, "w1")?;
-        raw.push(common::raw_append_fdatasync(&dir, cfg.durable_ops)?);
-        over.push(common::raw_overwrite_fdatasync(&dir, cfg.durable_ops)?);
+        let ops = cfg.durable_ops;
+        let mut raw_log = RawLog::new(&dir, "raw-append.bin", ops, false)?;
+        let mut over_log = RawLog::new(&dir, "raw-overwrite.bin", ops, true)?;
         let db = durable(&dir.join("db"))?;
-        let mut lat = Vec::with_capacity(cfg.durable_ops);
-        let started = Instant::now();
-        for n in 0..cfg.durable_ops as u64 {
-            let (k, v) = (key(n), value(n));
-            let t0 = Instant::now();
-            db.set(k, v)?;
-            lat.push(t0.elapsed());
+        let mut lat = Vec::with_capacity(ops);
+        let (mut raw_t, mut over_t, mut redru_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        // Interleaved in chunks: the three loops see the same disk load.
+        let chunk = ops.div_ceil(CHUNKS);
+        for c in 0..CHUNKS {
+            let n_ops = chunk.min(ops.saturating_sub(c * chunk));
+            raw_t += raw_log.run(n_ops)?;
+            over_t += over_log.run(n_ops)?;
+            let started = Instant::now();
+            for n in (c * chunk) as u64..(c * chunk + n_ops) as u64 {
+                let (k, v) = (key(n), value(n));
+                let t0 = Instant::now();
+                db.set(k, v)?;
+                lat.push(t0.elapsed());
+            }
+            redru_t += started.elapsed();
         }
-        rate.push(cfg.durable_ops as f64 / started.elapsed().as_secs_f64());
+        raw.push(ops as f64 / raw_t.as_secs_f64());
+        over.push(ops as f64 / over_t.as_secs_f64());
+        rate.push(ops as f64 / redru_t.as_secs_f64());
         lat.sort_unstable();
         p50.push(percentile_us(&lat, 50.0));
         p99.push(percentile_us(&lat, 99.0));
@@ -251,6 +320,25 @@ fn load_get_reopen(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         }
         db.sync()?;
         push("load", cfg.keys as f64 / started.elapsed().as_secs_f64());
+        // The same load in batches of 1000 sets: one record and one write(2) per batch.
+        let batch_dir = dir.join("batched");
+        let batched = relaxed(&batch_dir)?;
+        let data = dataset(cfg.keys);
+        let started = Instant::now();
+        let mut batch = Batch::new();
+        for (k, v) in data {
+            batch.push_set(k, v);
+            if batch.len() == 1000 {
+                batched.batch(std::mem::take(&mut batch))?;
+            }
+        }
+        if !batch.is_empty() {
+            batched.batch(batch)?;
+        }
+        batched.sync()?;
+        push("load_batch", cfg.keys as f64 / started.elapsed().as_secs_f64());
+        batched.close()?;
+        std::fs::remove_dir_all(&batch_dir)?;
 
         // 4: random gets, the same sequence of keys for everyone.
         let keys: Vec<String> = (0..cfg.keys as u64).map(key).collect();
@@ -276,6 +364,15 @@ fn load_get_reopen(cfg: &Config, t: &mut Table) -> BoxResult<()> {
             });
             picks.len() as f64 / started.elapsed().as_secs_f64()
         };
+        // The floor of any map of shared values: one hash, no lock, no shards.
+        let plain: HashMap<String, Arc<Value>> = naive.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect();
+        let plain_get = |part: &[u32]| {
+            for &i in part {
+                black_box(plain.get(&keys[i as usize]).cloned());
+            }
+        };
+        push("plain_get1", rate(&plain_get, 1));
+        drop(plain);
         push("naive_get1", rate(&naive_get, 1));
         push("get1", rate(&redru_get, 1));
         push("naive_get2", rate(&naive_get, 2));
@@ -315,6 +412,8 @@ fn load_get_reopen(cfg: &Config, t: &mut Table) -> BoxResult<()> {
     );
     let measure = "redru set, Durability::Never, then sync";
     t.add_vs("load", &w3, measure, "sets/s", &g("load"), "naive_load", "naive load", Some((Bound::AtLeast, 1.0)));
+    let measure = "redru batch() of 1000 sets, Durability::Never, then sync";
+    t.add_vs("load_batch", &w3, measure, "sets/s", &g("load_batch"), "naive_load", "naive load", None);
 
     let w4 = format!("4 random gets ({}k over {}k keys)", cfg.gets / 1000, cfg.keys / 1000);
     t.add("naive_get1", &w4, "naive: HashMap get + clone the Value, 1 thread", "gets/s", &g("naive_get1"));
@@ -328,6 +427,8 @@ fn load_get_reopen(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         "naive get+clone",
         Some((Bound::AtLeast, 10.0)),
     );
+    let measure = "reference: plain HashMap<String, Arc<Value>> get + Arc clone";
+    t.add_vs("plain_get1", &w4, measure, "gets/s", &g("plain_get1"), "naive_get1", "naive get+clone", None);
     t.add("naive_get2", &w4, "naive: get + clone, 2 threads", "gets/s", &g("naive_get2"));
     t.add_vs("get2", &w4, "redru get, 2 threads", "gets/s", &g("get2"), "naive_get2", "naive, 2 threads", None);
 

@@ -139,43 +139,66 @@ pub fn fresh_dir(cfg: &Config, name: &str) -> BoxResult<PathBuf> {
     Ok(dir)
 }
 
-/// The physical limit of a durable log: `ops` appends of 100 bytes to a growing file, each
-/// followed by fdatasync. Returns ops/s.
-pub fn raw_append_fdatasync(dir: &Path, ops: usize) -> BoxResult<f64> {
-    let path = dir.join("raw-append.bin");
-    let _ = std::fs::remove_file(&path);
-    let mut file = OpenOptions::new().append(true).create(true).open(&path)?;
-    let line = [b'x'; 100];
-    let started = Instant::now();
-    for _ in 0..ops {
-        file.write_all(&line)?;
-        file.sync_data()?;
-    }
-    let rate = ops as f64 / started.elapsed().as_secs_f64();
-    drop(file);
-    std::fs::remove_file(&path)?;
-    Ok(rate)
+/// The physical limit of a durable log: 100-byte records, each followed by fdatasync, appended
+/// to a growing file (`preallocated == false`, what a plain log does) or written over a file
+/// whose space was written and synced beforehand (what a log that preallocates would pay).
+/// Call [`RawLog::run`] in chunks interleaved with the measured engine, so that both see the
+/// same disk weather on a shared machine.
+pub struct RawLog {
+    file: File,
+    path: PathBuf,
+    preallocated: bool,
+    offset: u64,
 }
 
-/// The same loop over a preallocated (written and synced) file: what a log that preallocates
-/// its space would pay per record. Returns ops/s.
-pub fn raw_overwrite_fdatasync(dir: &Path, ops: usize) -> BoxResult<f64> {
-    use std::os::unix::fs::FileExt;
-    let path = dir.join("raw-overwrite.bin");
-    let _ = std::fs::remove_file(&path);
-    let file = OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
-    file.write_all_at(&vec![0u8; ops * 100], 0)?;
-    file.sync_all()?;
-    let line = [b'x'; 100];
-    let started = Instant::now();
-    for i in 0..ops {
-        file.write_all_at(&line, (i * 100) as u64)?;
-        file.sync_data()?;
+impl RawLog {
+    /// Creates the file `name` in `dir`, room for `ops` records when preallocated.
+    pub fn new(dir: &Path, name: &str, ops: usize, preallocated: bool) -> BoxResult<RawLog> {
+        use std::os::unix::fs::FileExt;
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        let file = if preallocated {
+            let file = OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
+            file.write_all_at(&vec![0u8; ops * 100 + 4096], 0)?;
+            file.sync_all()?;
+            file
+        } else {
+            OpenOptions::new().append(true).create(true).open(&path)?
+        };
+        Ok(RawLog { file, path, preallocated, offset: 0 })
     }
-    let rate = ops as f64 / started.elapsed().as_secs_f64();
-    drop(file);
-    std::fs::remove_file(&path)?;
-    Ok(rate)
+
+    /// Writes and fdatasyncs `ops` records; returns the time taken.
+    pub fn run(&mut self, ops: usize) -> BoxResult<Duration> {
+        use std::os::unix::fs::FileExt;
+        let line = [b'x'; 100];
+        let started = Instant::now();
+        for _ in 0..ops {
+            if self.preallocated {
+                self.file.write_all_at(&line, self.offset)?;
+            } else {
+                self.file.write_all(&line)?;
+            }
+            self.offset += 100;
+            self.file.sync_data()?;
+        }
+        Ok(started.elapsed())
+    }
+}
+
+impl Drop for RawLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// How many chunks a durable measurement is cut into, to interleave it with its baseline.
+pub const CHUNKS: usize = 10;
+
+/// Ops per second of the plain append loop, `ops` records in one go.
+pub fn raw_append_fdatasync(dir: &Path, ops: usize) -> BoxResult<f64> {
+    let mut raw = RawLog::new(dir, "raw-append.bin", ops, false)?;
+    Ok(ops as f64 / raw.run(ops)?.as_secs_f64())
 }
 
 /// Latency percentile `p` (0..=100) of `sorted` latencies, in microseconds.

@@ -146,20 +146,47 @@ const CONFIGS: [Config; 4] = [
     Config { durability: Durability::Never, auto_compact: Some(700), skip_sync: false },
 ];
 
+/// Explores `seeds` on two threads (the work is CPU-bound and independent).
+fn explore_all(seeds: &[u64], control: Control, images: u64) -> Tally {
+    let halves: Vec<Vec<u64>> =
+        vec![seeds.iter().copied().step_by(2).collect(), seeds.iter().copied().skip(1).step_by(2).collect()];
+    let tallies: Vec<Tally> = std::thread::scope(|scope| {
+        let handles: Vec<_> = halves
+            .into_iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut tally = Tally::default();
+                    for seed in part {
+                        explore(seed, CONFIGS[(seed % 4) as usize], control, 30, images, &mut tally);
+                    }
+                    tally
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let mut total = Tally::default();
+    for t in tallies {
+        total.states += t.states;
+        total.recovery_crashes += t.recovery_crashes;
+        total.writes_after_recovery += t.writes_after_recovery;
+        total.crash_points += t.crash_points;
+        total.failures.extend(t.failures);
+        total.rule_breaches.extend(t.rule_breaches);
+    }
+    total
+}
+
 #[test]
 fn power_loss_never_loses_acknowledged_writes() {
     let started = std::time::Instant::now();
-    let mut tally = Tally::default();
     let seeds: Vec<u64> = match only_seed() {
         Some(seed) => vec![seed],
-        None => (0..60 * scale()).collect(),
+        None => (0..180 * scale()).collect(),
     };
-    for &seed in &seeds {
-        let config = CONFIGS[(seed % 4) as usize];
-        explore(seed, config, Control::None, 30, 6, &mut tally);
-    }
+    let tally = explore_all(&seeds, Control::None, 6);
     eprintln!(
-        "crash_sim: {} crash states ({} crash points, {} crashes during recovery, {} writes after recovery) from {} workloads in {:.1?}",
+        "crash_sim: {} crash states ({} crash points x 6 images, {} crashes during recovery, {} writes after recovery) from {} workloads in {:.1?}",
         tally.states,
         tally.crash_points,
         tally.recovery_crashes,
@@ -167,20 +194,37 @@ fn power_loss_never_loses_acknowledged_writes() {
         seeds.len(),
         started.elapsed()
     );
-    assert!(
-        tally.failures.is_empty(),
-        "{} failures, first ones:\n{}",
-        tally.failures.len(),
-        tally.failures[..tally.failures.len().min(10)].join("\n")
-    );
-    assert!(
-        tally.rule_breaches.is_empty(),
-        "ordering rules broken:\n{}",
-        tally.rule_breaches[..tally.rule_breaches.len().min(10)].join("\n")
-    );
+    let first = |v: &[String]| v[..v.len().min(10)].join("\n");
+    assert!(tally.failures.is_empty(), "{} failures, first ones:\n{}", tally.failures.len(), first(&tally.failures));
+    assert!(tally.rule_breaches.is_empty(), "ordering rules broken:\n{}", first(&tally.rule_breaches));
     if only_seed().is_none() {
         assert!(tally.states >= 100_000 * scale(), "only {} crash states explored", tally.states);
     }
+}
+
+#[test]
+fn negative_control_acknowledging_before_fsync_is_caught() {
+    let seeds: Vec<u64> = (1000..1012).collect();
+    let tally = explore_all(&seeds, Control::SkipSync, 3);
+    let lost = tally.failures.iter().filter(|f| f.contains("lost acknowledged records")).count();
+    eprintln!(
+        "negative control (ack before fsync): {lost} of {} crash states lost acknowledged writes",
+        tally.states + lost as u64
+    );
+    assert!(lost > 0, "the power-loss suite did not notice writes acknowledged before fsync");
+}
+
+#[test]
+fn negative_control_skipping_the_directory_fsync_is_caught() {
+    let seeds: Vec<u64> = (2000..2012).collect();
+    let tally = explore_all(&seeds, Control::NoDirSync, 3);
+    let lost = tally.failures.iter().filter(|f| f.contains("lost acknowledged") || f.contains("backup")).count();
+    eprintln!(
+        "negative control (no directory fsync): {lost} crash states lost acknowledged data; {} ordering-rule breaches flagged",
+        tally.rule_breaches.len()
+    );
+    assert!(lost > 0, "the power-loss suite did not notice lost creations and renames");
+    assert!(!tally.rule_breaches.is_empty(), "the ordering rules did not notice missing directory syncs");
 }
 
 /// A crash that keeps nothing unsynced: the strictest power loss.

@@ -323,7 +323,8 @@ impl Run {
         let fired = self.fs.fired();
         let before = last_seq(&self.db);
         let pre = self.db.as_ref().map(|db| db.stats());
-        let mut durable_kind = self.config.durability == Durability::Always && !self.config.skip_sync;
+        // What the engine claims durable, believed as claimed (negative controls break the claim).
+        let mut durable_kind = self.config.durability == Durability::Always;
         let mut backup = None;
         let result: Result<(), Error> = match (op, self.db.as_ref()) {
             (_, None) => return false,
@@ -345,16 +346,16 @@ impl Run {
             (Op::CreateIndex(f, false), Some(db)) => db.create_index(f),
             (Op::DropIndex(f), Some(db)) => db.drop_index(f),
             (Op::Save, Some(db)) => {
-                durable_kind = !self.config.skip_sync;
+                durable_kind = true;
                 db.save().map(|_| ())
             }
             (Op::Backup, Some(db)) => db.backup().map(|info| backup = Some((info.path, info.seq))),
             (Op::Sync, Some(db)) => {
-                durable_kind = !self.config.skip_sync;
+                durable_kind = true;
                 db.sync()
             }
             (Op::Reopen | Op::Tear(_), Some(_)) => {
-                durable_kind = !self.config.skip_sync;
+                durable_kind = true;
                 let db = self.db.take();
                 let closed = db.map_or(Ok(()), Db::close);
                 if let (Op::Tear(junk), Ok(())) = (op, &closed)
@@ -445,7 +446,7 @@ impl Run {
                 start,
                 end: self.fs.mutations(),
                 poisoned: matches!(result, Err(Error::Poisoned { .. })),
-                durable: (result.is_ok() && !self.config.skip_sync).then_some(last),
+                durable: result.is_ok().then_some(last),
                 error: result.err().map(|e| e.to_string()),
                 last,
                 faulted: self.fs.fired() - fired,

@@ -239,10 +239,20 @@ impl Db {
         let dir = dir.as_ref().to_owned();
         let vfs = Arc::clone(&options.vfs);
         if !vfs.exists(&dir).map_err(|e| Error::io("checking", &dir, e))? {
+            // Each new directory's entry (the data directory's, and any parent
+            // created with it) must be durable before anything in it is.
+            let mut created = vec![dir.clone()];
+            while let Some(up) = created.last().and_then(|d| d.parent()).filter(|p| !p.as_os_str().is_empty()) {
+                if vfs.exists(up).map_err(|e| Error::io("checking", up, e))? {
+                    break;
+                }
+                created.push(up.to_owned());
+            }
             vfs.create_dir_all(&dir).map_err(|e| Error::io("creating directory", &dir, e))?;
-            // The new directory's own entry must be durable before anything in it is.
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                vfs.sync_dir(parent).map_err(|e| Error::io("syncing directory", parent, e))?;
+            for new in created.iter().rev() {
+                if let Some(parent) = new.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    vfs.sync_dir(parent).map_err(|e| Error::io("syncing directory", parent, e))?;
+                }
             }
         }
         let lock_path = dir.join(LOCK_NAME);
@@ -307,13 +317,13 @@ impl Db {
                 if !vfs.exists(&segment.path).map_err(|e| Error::io("checking", &segment.path, e))? {
                     vfs.create_new(&segment.path).map_err(|e| Error::io("creating", &segment.path, e))?;
                 }
-                vfs.sync_dir(&dir).map_err(|e| Error::io("syncing directory", &dir, e))?;
                 segment
             }
         };
-        if !scan.covered.is_empty() {
-            vfs.sync_dir(&dir).map_err(|e| Error::io("syncing directory", &dir, e))?;
-        }
+        // Always, not only after creating or removing: the segment we append to
+        // may come from a run whose directory sync failed, so its entry may be
+        // only in the cache; nothing may be acknowledged in it before this.
+        vfs.sync_dir(&dir).map_err(|e| Error::io("syncing directory", &dir, e))?;
         let writer = Writer::open(Arc::clone(&vfs), &dir, current, live, last)?;
         state.seq = last;
         report.millis = started.elapsed().as_millis() as u64;
@@ -542,9 +552,8 @@ impl Db {
         if let Some(handle) = compactor {
             let _ = handle.join();
         }
-        if self.inner.wal.check_poisoned().is_err() {
-            return Ok(());
-        }
+        // A poisoned log cannot be synced: say so rather than report a clean close.
+        self.inner.wal.check_poisoned()?;
         self.inner.wal.sync_all()
     }
 

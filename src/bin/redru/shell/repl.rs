@@ -81,18 +81,18 @@ pub fn run(db: Db, style: Style, progress: bool) -> Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let _ = rl.add_history_entry(line.as_str());
-        if let Some(path) = &history {
-            if let Err(e) = save_history(&mut rl, path) {
-                if !history_failed {
-                    eprintln!(
-                        "{} history not saved to {}: {e:#}",
-                        paint(sgr::WARNING, "warning:", style.color),
-                        path.display()
-                    );
-                    history_failed = true;
-                }
-            }
+        let _ = rl.add_history_entry(line.trim_end());
+        let saved = history.as_deref().map(|path| (path, save_history(&mut rl, path)));
+        if let Some((path, Err(e))) = saved
+            && !history_failed
+        {
+            // Once: the shell works without history, no need to repeat it each line.
+            eprintln!(
+                "{} history not saved to {}: {e:#}",
+                paint(sgr::WARNING, "warning:", style.color),
+                path.display()
+            );
+            history_failed = true;
         }
         let command = match parse(&line) {
             Ok(Some(command)) => command,

@@ -533,8 +533,10 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
         let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
         report.files += 1;
         report.bytes += bytes.len() as u64;
+        // The first live segment may start inside the snapshot (its first
+        // records are skipped); after that, each segment continues the last.
         if let Some(want) = expected
-            && segment.first != want
+            && (segment.first > want || (i > 0 && segment.first != want))
         {
             let message = if i == 0 && report.snapshot.is_none() {
                 format!(

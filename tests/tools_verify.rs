@@ -366,3 +366,25 @@ fn leftovers_are_notes_not_problems() -> TestResult {
     assert!(report.notes.iter().any(|n| n.contains("interrupted save")), "{report}");
     Ok(())
 }
+
+#[test]
+fn a_log_starting_inside_the_snapshot_is_fine() -> TestResult {
+    // An interrupted save can leave the first live segment starting before the
+    // snapshot's end: its first records are skipped, not a step back.
+    let dir = tempfile::tempdir()?;
+    let db = opts().open(dir.path())?;
+    for k in ["a", "b", "c", "d", "e"] {
+        db.set(k, json!(k))?;
+    }
+    db.save()?;
+    drop(db);
+    std::fs::remove_file(dir.path().join(redru::wal::segment_name(Seq(6))))?;
+    let records: Vec<Record> = ["c", "d", "e", "f", "g", "h"].iter().map(|k| set(k, json!(k))).collect();
+    std::fs::write(dir.path().join(redru::wal::segment_name(Seq(3))), encode(3, &records))?;
+    let report = redru::verify_dir(dir.path())?;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!((report.skipped, report.replayed, report.last_seq, report.keys), (3, 3, 8, 8));
+    let db = opts().open(dir.path())?;
+    assert_eq!(db.len(), 8);
+    Ok(())
+}

@@ -305,3 +305,73 @@ fn scheduled_errors_are_kept() -> TestResult {
     assert!(schedule.last_error().is_some_and(|e| e.contains("backups")), "{status:?}");
     Ok(())
 }
+
+/// Timings of every tool on one database (`REDRU_MEASURE_KEYS`, default 200k):
+/// `cargo test --release --test tools_backup -- --ignored --nocapture measure_tools`.
+#[test]
+#[ignore]
+fn measure_tools() -> TestResult {
+    use std::time::Instant;
+    let n: usize = std::env::var("REDRU_MEASURE_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let dir = tempfile::tempdir()?;
+    let fast = || opts().durability(redru::Durability::Never);
+    let db = fast().open(dir.path())?;
+    let mut batch = redru::Batch::new();
+    for i in 0..n {
+        let value = json!({"name": format!("n{}", i % 1000), "email": format!("u{i}@x"), "pad": "x".repeat(60)});
+        batch.push_set(format!("user:{i:08}"), value);
+        if batch.len() == 1000 {
+            db.batch(std::mem::take(&mut batch))?;
+        }
+    }
+    db.batch(batch)?;
+    db.create_index("name")?;
+    db.save()?;
+    for i in 0..n / 2 {
+        db.set(format!("user:{i:08}"), json!({"name": "late", "email": format!("v{i}"), "pad": "y"}))?;
+    }
+    db.sync()?;
+    let t = Instant::now();
+    let info = db.backup()?;
+    println!("backup: {:?}, {} bytes, {} keys", t.elapsed(), info.bytes, info.keys);
+    let t = Instant::now();
+    let listed = db.backups()?;
+    println!("backups (digest + sha256 of each): {:?}, verified {}", t.elapsed(), listed[0].verified);
+    for lines in [false, true] {
+        let mut out = Vec::new();
+        let t = Instant::now();
+        db.export(&mut out, lines)?;
+        println!("export (lines: {lines}): {:?}, {} bytes", t.elapsed(), out.len());
+        let file = dir.path().join(format!("export-{lines}"));
+        std::fs::write(&file, &out)?;
+        let other = fast().open(dir.path().join(format!("import-{lines}")))?;
+        let t = Instant::now();
+        other.import(&file)?;
+        println!("import (lines: {lines}): {:?}", t.elapsed());
+    }
+    let t = Instant::now();
+    let report = db.restore(&info.name)?;
+    println!("restore (with its undo backup): {:?}, {} keys", t.elapsed(), report.keys);
+    drop(db);
+    let t = Instant::now();
+    let verified = redru::verify_dir(dir.path())?;
+    println!(
+        "verify_dir: {:?}, {} bytes, {} records, clean {}",
+        t.elapsed(),
+        verified.bytes,
+        verified.records,
+        verified.is_clean()
+    );
+    let t = Instant::now();
+    let file = redru::verify_file(&info.path)?;
+    println!("verify_file (backup): {:?}, clean {}", t.elapsed(), file.is_clean());
+    let t = Instant::now();
+    drop(opts().open(dir.path())?);
+    println!("open (for comparison with verify_dir): {:?}", t.elapsed());
+    let t = Instant::now();
+    redru::verify_dir(dir.path())?;
+    println!("verify_dir again: {:?}", t.elapsed());
+    let compacted = redru::compact(dir.path())?;
+    println!("{compacted}");
+    Ok(())
+}

@@ -255,6 +255,21 @@ fn backups_restore_export_import() -> TestResult {
     redru(d).args(["restore", &name]).assert().success().stdout(predicate::str::starts_with("restored "));
     redru(d).args(["get", "a"]).assert().success().stdout("1\n");
     redru(d).args(["restore", "no-such-backup"]).assert().code(2).stderr(predicate::str::contains("no backup named"));
+    // A name is looked up only inside DIR/backups/; a path needs --file.
+    let outside = work.path().join("copy.json");
+    redru(d).args(["backup", outside.to_str().ok_or("path")?]).assert().success();
+    for bad in ["../backups/x.json", outside.to_str().ok_or("path")?, ".."] {
+        redru(d).args(["restore", bad]).assert().code(2).stderr(
+            predicate::str::contains("not a path").or(predicate::str::contains("outside the backups directory")),
+        );
+    }
+    redru(d).args(["set", "a", "3"]).assert().success();
+    redru(d).args(["restore", "--file", outside.to_str().ok_or("path")?]).assert().success();
+    redru(d).args(["get", "a"]).assert().success().stdout("1\n");
+    // backup --keep prunes the oldest beyond N.
+    redru(d).args(["backup", "--keep", "2"]).assert().success();
+    let listed = redru(d).arg("backups").assert().success().get_output().stdout.clone();
+    assert_eq!(String::from_utf8(listed)?.lines().count(), 2);
 
     let dump = work.path().join("dump.jsonl");
     redru(d).args(["export", "--lines"]).assert().success().stdout("{\"key\":\"a\",\"value\":1}\n");

@@ -69,7 +69,7 @@ count
 import {dump}
 count
 set name "Changed"
-restore {copy}
+restore --file {copy}
 get name
 prune-backups 10
 help get

@@ -41,6 +41,15 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub bail: bool,
 
+    /// In the interactive shell, take a backup every DURATION in the background
+    /// (e.g. 30m, 1h, 1d), keeping the newest --backup-keep of them.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub backup_every: Option<std::time::Duration>,
+
+    /// How many backups the scheduled backups keep (never deleting the newest verified one).
+    #[arg(long, global = true, value_name = "N", default_value_t = 24)]
+    pub backup_keep: usize,
+
     #[command(subcommand)]
     pub command: Option<Sub>,
 }
@@ -150,20 +159,28 @@ pub enum Sub {
     Sync,
 
     /// Write a verified point-in-time copy into DIR/backups/ (or to FILE).
-    #[command(after_help = "Examples:\n  redru backup\n  redru backup /mnt/usb/copy.json")]
+    #[command(after_help = "Examples:\n  redru backup\n  redru backup --keep 7\n  redru backup /mnt/usb/copy.json")]
     Backup {
         /// Write here instead (must not exist).
         file: Option<PathBuf>,
+        /// Afterwards keep only the newest N backups in DIR/backups/ (never deleting the newest verified one).
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
     },
 
     /// List the backups, oldest first, each checked.
     Backups,
 
     /// Replace the data with a backup (the current state is backed up first).
-    #[command(after_help = "Example:\n  redru restore backup-20250101T120000Z-seq00000000000000000042.json")]
+    #[command(after_help = "Examples:\n  redru restore backup-20250101T120000Z-seq00000000000000000042.json\n  \
+                            redru restore --file /mnt/usb/copy.json")]
     Restore {
-        /// A name from `redru backups` (.json optional), or a path to a backup file.
-        backup: String,
+        /// A name from `redru backups` (.json optional), looked up only inside DIR/backups/.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        backup: Option<String>,
+        /// A backup file anywhere else.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
     },
 
     /// Delete all but the newest KEEP backups (never the newest verified one).
@@ -243,6 +260,25 @@ pub enum Offline {
     Compact,
 }
 
+/// Parses `90s`, `30m`, `1h`, `2d` (a number and a unit; seconds when the unit is missing).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration such as 30m, 1h or 1d"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("unknown unit `{unit}` in `{text}` (use s, m, h or d)")),
+    };
+    if seconds == 0 {
+        return Err("the interval must be at least one second".into());
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
 impl Sub {
     /// What this subcommand runs.
     pub fn action(self) -> Result<Action, String> {
@@ -281,9 +317,13 @@ impl Sub {
             Sub::Stats => Command::Stats,
             Sub::Save => Command::Save,
             Sub::Sync => Command::Sync,
-            Sub::Backup { file } => Command::Backup { path: file.map(path) },
+            Sub::Backup { file, keep } => Command::Backup { path: file.map(path), keep },
             Sub::Backups => Command::Backups,
-            Sub::Restore { backup } => Command::Restore { name: backup },
+            Sub::Restore { backup, file } => match (backup, file) {
+                (_, Some(file)) => Command::Restore { name: path(file), file: true },
+                (Some(name), None) => Command::Restore { name, file: false },
+                (None, None) => return Err("restore needs a backup name or --file PATH".into()),
+            },
             Sub::PruneBackups { keep } => Command::PruneBackups { keep },
             Sub::Export { file, lines } => Command::Export { path: file.map(path), lines },
             Sub::Import { file, replace } => Command::Import { path: path(file), replace },
@@ -297,6 +337,17 @@ impl Sub {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("90"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(std::time::Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h"), Ok(std::time::Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(std::time::Duration::from_secs(172_800)));
+        for bad in ["", "h", "1w", "0s", "-1h", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn clap_definition_is_consistent() {

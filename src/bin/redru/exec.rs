@@ -181,12 +181,17 @@ impl Session<'_> {
                 let removed = db.clear().context("clearing")?;
                 self.line(&format!("cleared {removed} keys"))?;
             }
-            Command::Backup { path } => {
+            Command::Backup { path, keep } => {
                 let info = progress::spin(self.progress, "writing a backup", || match &path {
                     None => db.backup(),
                     Some(p) => db.backup_to(Path::new(p)),
                 })
                 .context("writing a backup")?;
+                if let Some(keep) = keep {
+                    for removed in db.prune_backups(keep).context("pruning the backups")? {
+                        self.line(&format!("removed {}", removed.display()))?;
+                    }
+                }
                 let checked = if info.verified { "verified" } else { "NOT verified" };
                 self.line(&format!(
                     "wrote {} (up to record {}, {} keys, {} bytes, {checked})",
@@ -205,13 +210,9 @@ impl Session<'_> {
                     self.line(&info.to_string())?;
                 }
             }
-            Command::Restore { name } => {
+            Command::Restore { name, file } => {
                 let report = progress::spin(self.progress, "restoring", || {
-                    if name.contains(['/', std::path::MAIN_SEPARATOR]) {
-                        db.restore_file(Path::new(&name))
-                    } else {
-                        db.restore(&name)
-                    }
+                    if file { db.restore_file(Path::new(&name)) } else { db.restore(&name) }
                 })
                 .with_context(|| format!("restoring {name}"))?;
                 self.line(&report.to_string())?;

@@ -63,7 +63,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         // The shell: interactive at a terminal, script mode otherwise.
         Action::Shell if stdin_tty => {
             let db = open(&cli.dir, stderr_tty, cli.color)?;
-            shell::repl::run(db, Style::for_stdout(cli.color), stderr_tty)?;
+            let backups = cli.backup_every.map(|every| (every, cli.backup_keep));
+            shell::repl::run(db, Style::for_stdout(cli.color), stderr_tty, backups)?;
             return Ok(ExitCode::SUCCESS);
         }
         Action::Shell => {

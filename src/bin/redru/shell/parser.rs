@@ -41,12 +41,12 @@ pub enum Command {
     Sync,
     /// `clear [--yes]`
     Clear { yes: bool },
-    /// `backup [file]`
-    Backup { path: Option<String> },
+    /// `backup [file] [--keep N]`
+    Backup { path: Option<String>, keep: Option<usize> },
     /// `backups`
     Backups,
-    /// `restore <backup name or file>`
-    Restore { name: String },
+    /// `restore <backup name>` or `restore --file <path>`
+    Restore { name: String, file: bool },
     /// `prune-backups <keep>`
     PruneBackups { keep: usize },
     /// `export [file] [--lines]`
@@ -433,13 +433,14 @@ pub const COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "backup",
-        usage: "backup [file]",
+        usage: "backup [file] [--keep N]",
         aliases: &[],
-        args: &["[file]"],
+        args: &["[file]", "[--keep N]"],
         arg: Arg::File,
         summary: "write a verified copy to backups/ (or a file)",
-        details: "Writers are held only for a moment. Each backup gets a .sha256 file beside it.",
-        examples: &["backup", "backup /mnt/usb/redru-copy.json"],
+        details: "Writers are held only for a moment. Each backup gets a .sha256 file beside it. With \
+                  `--keep N`, only the newest N backups are kept afterwards (never deleting the newest verified one).",
+        examples: &["backup", "backup --keep 7", "backup /mnt/usb/redru-copy.json"],
     },
     Spec {
         name: "backups",
@@ -453,14 +454,18 @@ pub const COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "restore",
-        usage: "restore <backup|file>",
+        usage: "restore <backup> | restore --file <path>",
         aliases: &[],
-        args: &["<backup|file>"],
+        args: &["<backup>"],
         arg: Arg::Backup,
         summary: "replace the data with a backup (after backing up the current state)",
-        details: "A name from `backups` (`.json` optional) or a path to a backup file. The backup is verified \
-                  before anything changes; the report names the undo backup.",
-        examples: &["restore backup-20250101T120000Z-seq00000000000000000042.json"],
+        details: "A name from `backups` (`.json` optional), looked up only inside the backups directory; a backup \
+                  file elsewhere needs `--file`. The backup is verified before anything changes; the report names \
+                  the undo backup.",
+        examples: &[
+            "restore backup-20250101T120000Z-seq00000000000000000042.json",
+            "restore --file /mnt/usb/redru-copy.json",
+        ],
     },
     Spec {
         name: "prune-backups",
@@ -603,14 +608,25 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             Command::Clear { yes }
         }
         "backup" => {
-            let path = cur.word().map_err(err)?;
-            end(&mut cur, "file")?;
-            Command::Backup { path }
+            let mut path = None;
+            let mut keep = None;
+            while let Some(word) = cur.word().map_err(err)? {
+                if word == "--keep" {
+                    let n = cur.word().map_err(err)?.ok_or_else(|| err("`--keep` needs a number".into()))?;
+                    keep = Some(n.parse().map_err(|_| err(format!("`{n}` is not a number of backups")))?);
+                } else if path.is_none() {
+                    path = Some(word);
+                } else {
+                    return Err(err(format!("unexpected `{word}`")));
+                }
+            }
+            Command::Backup { path, keep }
         }
         "restore" => {
-            let name = key(&mut cur, "backup name or file")?;
+            let first = key(&mut cur, "backup name (or --file <path>)")?;
+            let (name, file) = if first == "--file" { (key(&mut cur, "backup file")?, true) } else { (first, false) };
             end(&mut cur, "backup name")?;
-            Command::Restore { name }
+            Command::Restore { name, file }
         }
         "prune-backups" => {
             let keep = key(&mut cur, "number of backups to keep")?;
@@ -1015,10 +1031,13 @@ mod tests {
 
     #[test]
     fn backup_and_transfer_commands() {
-        assert_eq!(ok("backup"), Command::Backup { path: None });
-        assert_eq!(ok("backup \"/tmp/a b.json\""), Command::Backup { path: Some("/tmp/a b.json".into()) });
+        assert_eq!(ok("backup"), Command::Backup { path: None, keep: None });
+        assert_eq!(ok("backup \"/tmp/a b.json\""), Command::Backup { path: Some("/tmp/a b.json".into()), keep: None });
+        assert_eq!(ok("backup --keep 3"), Command::Backup { path: None, keep: Some(3) });
+        assert!(fails("backup --keep x").message.contains("not a number"));
+        assert_eq!(ok("restore --file /x/b.json"), Command::Restore { name: "/x/b.json".into(), file: true });
         assert_eq!(ok("backups"), Command::Backups);
-        assert_eq!(ok("restore b1"), Command::Restore { name: "b1".into() });
+        assert_eq!(ok("restore b1"), Command::Restore { name: "b1".into(), file: false });
         assert!(fails("restore").message.contains("missing backup name"));
         assert_eq!(ok("prune-backups 3"), Command::PruneBackups { keep: 3 });
         assert!(fails("prune-backups x").message.contains("not a number"));

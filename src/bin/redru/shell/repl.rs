@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use redru::Db;
@@ -35,8 +36,10 @@ pub fn history_path() -> Option<PathBuf> {
 }
 
 /// Runs the shell until `exit` or Ctrl-D, then closes the database.
-pub fn run(db: Db, style: Style, progress: bool) -> Result<()> {
+pub fn run(db: Db, style: Style, progress: bool, backups: Option<(Duration, usize)>) -> Result<()> {
     let db = Arc::new(db);
+    // Scheduled backups hold only a weak reference, and stop when this is dropped.
+    let schedule = backups.map(|(every, keep)| db.start_backup_schedule(every, keep));
     let config = Config::builder()
         .auto_add_history(false)
         .history_ignore_space(true)
@@ -122,6 +125,7 @@ pub fn run(db: Db, style: Style, progress: bool) -> Result<()> {
         let _ = out.flush();
     }
     drop(rl);
+    drop(schedule);
     let db = Arc::into_inner(db).ok_or_else(|| anyhow!("the database is still in use"))?;
     let dir = db.dir().to_owned();
     db.close().with_context(|| format!("closing {}", dir.display()))

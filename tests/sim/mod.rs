@@ -12,7 +12,7 @@
 //!
 //! Shared by tests/crash_sim.rs, tests/crash_io_errors.rs, tests/crash_damage.rs
 //! and the fuzz targets (fuzz/src/targets.rs), so it depends on std and redru only.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::panic)]
 
 pub mod model;
 

@@ -1,0 +1,40 @@
+//! Replays every checked-in fuzz corpus file (fuzz/corpus/<target>/) through
+//! the same target functions the fuzzers run, so `cargo test` guards every
+//! input the fuzzers found interesting, without cargo-fuzz.
+
+#[allow(dead_code, clippy::all)]
+#[path = "../fuzz/src/targets.rs"]
+mod targets;
+
+use std::path::Path;
+
+type Target = fn(&[u8]);
+
+const TARGETS: [(&str, Target); 6] = [
+    ("record_decode", targets::record_decode),
+    ("record_fixed_crc", targets::record_fixed_crc),
+    ("wal_replay", targets::wal_replay),
+    ("snapshot_load", targets::snapshot_load),
+    ("shell_parser", targets::shell_parser),
+    ("model", targets::model),
+];
+
+#[test]
+fn every_corpus_file_replays_cleanly() -> std::io::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("corpus");
+    let mut total = 0;
+    for (name, target) in TARGETS {
+        let dir = root.join(name);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)?.collect::<Result<Vec<_>, _>>()?;
+        files.sort_by_key(|e| e.file_name());
+        assert!(!files.is_empty(), "no corpus for {name} in {}", dir.display());
+        for entry in files {
+            let bytes = std::fs::read(entry.path())?;
+            eprintln!("{name}: {}", entry.path().display());
+            target(&bytes);
+            total += 1;
+        }
+    }
+    eprintln!("fuzz_corpus: {total} inputs replayed");
+    Ok(())
+}

@@ -53,7 +53,7 @@ pub enum Error {
 
     /// The snapshot `database.json` (or a backup) failed its integrity check.
     #[error(
-        "{path}: snapshot is damaged: {reason}; restore a backup (`redru backups`, `redru restore`) or move the file aside"
+        "{path}: snapshot is damaged: {reason}; restore a backup (`redru backups` lists them, `redru restore NAME` restores one)"
     )]
     BadSnapshot {
         /// The snapshot file.

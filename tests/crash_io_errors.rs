@@ -245,7 +245,7 @@ fn negative_control_swallowed_sync_errors_are_caught() {
         .iter()
         .filter(|f| f.contains("lost acknowledged") || f.contains("failed:") || f.contains("succeeded although"))
         .count();
-    eprintln!("negative control (sync errors reported as success): {lost} of {} fault runs caught", cov.runs);
+    eprintln!("negative control (sync errors reported as success): {lost} problems found in {} fault runs", cov.runs);
     assert!(lost > 0, "the suite did not notice a file system that hides failed syncs");
 }
 

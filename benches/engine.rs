@@ -501,39 +501,45 @@ fn save_while_writing(cfg: &Config, t: &mut Table, extra: &mut serde_json::Map<S
         }
         db.sync()?;
         let (mut dur, mut blocked, mut reported, mut floor, mut sets) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut raw_app, mut raw_ovr) = (vec![], vec![]);
         for run in 0..cfg.runs {
             progress(&format!("6 save {size} keys, run {}", run + 1));
             let phase = AtomicU8::new(PRE);
             let stop = AtomicBool::new(false);
             let shared = Arc::new(value(17));
-            let (report, (pre_max, save_max, count)) = std::thread::scope(|s| -> BoxResult<_> {
-                let writer = s.spawn(|| -> redru::Result<(Duration, Duration, u64)> {
-                    let mut rng = Rng::new(99);
-                    let (mut pre_max, mut save_max, mut count) = (Duration::ZERO, Duration::ZERO, 0u64);
-                    while !stop.load(Ordering::Relaxed) {
-                        let k = key(rng.below(size as u64));
-                        let before = phase.load(Ordering::Acquire);
-                        let t0 = Instant::now();
-                        db.set(k, Arc::clone(&shared))?;
-                        let took = t0.elapsed();
-                        let after = phase.load(Ordering::Acquire);
-                        if before == SAVING || after == SAVING || before != after {
-                            save_max = save_max.max(took);
-                            count += 1;
-                        } else if before == PRE {
-                            pre_max = pre_max.max(took);
-                        }
-                    }
-                    Ok((pre_max, save_max, count))
-                });
+            let mut rng = Rng::new(99);
+            let set = || db.set(key(rng.below(size as u64)), Arc::clone(&shared)).map_err(Into::into);
+            // Two probes of what the OS alone does to a writer meanwhile: a 100-byte append to
+            // a growing file, and a 100-byte overwrite in a preallocated one (no fsync, ~10k/s).
+            let mut append = RawLog::new(&dir, "probe-append.bin", 0, false)?;
+            let mut over = RawLog::new(&dir, "probe-over.bin", 1 << 16, true)?;
+            let mut appends = 0usize;
+            let raw_append = || {
+                std::thread::sleep(Duration::from_micros(50));
+                append.write_one().map_err(Into::into)
+            };
+            let raw_over = || {
+                std::thread::sleep(Duration::from_micros(50));
+                appends = (appends + 1) % (1 << 16);
+                over.write_one_at(appends).map_err(Into::into)
+            };
+            let (report, writer, probe_append, probe_over) = std::thread::scope(|s| -> BoxResult<_> {
+                let writer = s.spawn(|| probe(&stop, &phase, set));
+                let probe_append = s.spawn(|| probe(&stop, &phase, raw_append));
+                let probe_over = s.spawn(|| probe(&stop, &phase, raw_over));
                 std::thread::sleep(Duration::from_millis(200));
                 phase.store(SAVING, Ordering::Release);
                 let report = db.save();
                 phase.store(DONE, Ordering::Release);
                 stop.store(true, Ordering::Relaxed);
-                let writer = writer.join().map_err(|_| "writer thread panicked")??;
-                Ok((report?, writer))
+                let join = |h: std::thread::ScopedJoinHandle<'_, BoxResult<Probe>>| -> BoxResult<Probe> {
+                    h.join().map_err(|_| "probe thread panicked")?
+                };
+                Ok((report?, join(writer)?, join(probe_append)?, join(probe_over)?))
             })?;
+            let (pre_max, save_max, count) = (writer.pre_max, writer.save_max, writer.count);
+            raw_app.push(probe_append.save_max.as_secs_f64() * 1e3);
+            raw_ovr.push(probe_over.save_max.as_secs_f64() * 1e3);
             dur.push(report.duration.as_secs_f64() * 1e3);
             blocked.push(save_max.as_secs_f64() * 1e3);
             reported.push(report.writers_blocked.as_secs_f64() * 1e3);
@@ -549,9 +555,39 @@ fn save_while_writing(cfg: &Config, t: &mut Table, extra: &mut serde_json::Map<S
         t.add_vs(&id, &w, "longest single set while saving (writer thread)", "ms", &blocked, "50ms", "50 ms", target);
         t.add(&format!("{id}_rep"), &w, "SaveReport::writers_blocked", "ms", &reported);
         t.add(&format!("{id}_floor"), &w, "longest set in the 200 ms before save (noise floor)", "ms", &floor);
+        let m = "OS probe: longest 100 B append (growing file, no fsync) while saving";
+        t.add(&format!("{id}_probe_app"), &w, m, "ms", &raw_app);
+        let m = "OS probe: longest 100 B overwrite (preallocated file, no fsync) while saving";
+        t.add(&format!("{id}_probe_over"), &w, m, "ms", &raw_ovr);
         extra.insert(format!("save_{size}_sets_during_save"), json!(sets));
     }
     Ok(())
+}
+
+/// The longest single operation of a probe thread before and during a save.
+struct Probe {
+    pre_max: Duration,
+    save_max: Duration,
+    count: u64,
+}
+
+/// Runs `op` in a loop until `stop`, timing each call and sorting it by the save's `phase`.
+fn probe(stop: &AtomicBool, phase: &AtomicU8, mut op: impl FnMut() -> BoxResult<()>) -> BoxResult<Probe> {
+    let mut p = Probe { pre_max: Duration::ZERO, save_max: Duration::ZERO, count: 0 };
+    while !stop.load(Ordering::Relaxed) {
+        let before = phase.load(Ordering::Acquire);
+        let t0 = Instant::now();
+        op()?;
+        let took = t0.elapsed();
+        let after = phase.load(Ordering::Acquire);
+        if before == SAVING || after == SAVING || before != after {
+            p.save_max = p.save_max.max(took);
+            p.count += 1;
+        } else if before == PRE {
+            p.pre_max = p.pre_max.max(took);
+        }
+    }
+    Ok(p)
 }
 
 /// Workload 7: `find` on an indexed field vs a full scan, and relaxed write throughput with

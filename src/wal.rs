@@ -418,22 +418,38 @@ impl Writer {
     /// Removes the older segments whose records all have sequence numbers
     /// up to `upto` (they are in a durable snapshot). Returns how many.
     pub fn drop_older(&mut self, upto: Seq) -> Result<usize> {
-        let mut removed = 0;
+        let taken = self.take_older(upto);
+        remove_segments(&*self.vfs, &self.dir, &taken)
+    }
+
+    /// Takes the older segments whose records all have sequence numbers up
+    /// to `upto` out of the log, for [`remove_segments`] to delete without
+    /// the writer lock (unlinking a large segment takes tens of milliseconds).
+    pub fn take_older(&mut self, upto: Seq) -> Vec<Segment> {
+        let mut taken = Vec::new();
         // A segment is covered when the next one starts at or before upto + 1.
         while !self.older.is_empty() {
             let next_first = self.older.get(1).map(|(s, _)| s.first).unwrap_or(self.segment.first);
             if next_first > upto.next() {
                 break;
             }
-            let (segment, _) = self.older.remove(0);
-            self.vfs.remove(&segment.path).map_err(|e| Error::io("removing", &segment.path, e))?;
-            removed += 1;
+            taken.push(self.older.remove(0).0);
         }
-        if removed > 0 {
-            self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("syncing directory", &self.dir, e))?;
-        }
-        Ok(removed)
+        taken
     }
+}
+
+/// Deletes segments taken out of the log by [`Writer::take_older`] and syncs
+/// the directory. A crash in between leaves covered segments, which the next
+/// open removes. Returns how many.
+pub fn remove_segments(vfs: &dyn Vfs, dir: &Path, segments: &[Segment]) -> Result<usize> {
+    for segment in segments {
+        vfs.remove(&segment.path).map_err(|e| Error::io("removing", &segment.path, e))?;
+    }
+    if !segments.is_empty() {
+        vfs.sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e))?;
+    }
+    Ok(segments.len())
 }
 
 struct SyncState {

@@ -186,6 +186,27 @@ impl RawLog {
     }
 }
 
+impl RawLog {
+    /// Writes one 100-byte record at the end (or at the next offset), without syncing.
+    pub fn write_one(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let line = [b'y'; 100];
+        if self.preallocated {
+            self.file.write_all_at(&line, self.offset)?;
+        } else {
+            self.file.write_all(&line)?;
+        }
+        self.offset += 100;
+        Ok(())
+    }
+
+    /// Overwrites record slot `slot` of a preallocated file, without syncing.
+    pub fn write_one_at(&mut self, slot: usize) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(&[b'y'; 100], (slot * 100) as u64)
+    }
+}
+
 impl Drop for RawLog {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);

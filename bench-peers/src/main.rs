@@ -78,6 +78,8 @@ const REDB_TABLE: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::ne
 struct Redb {
     db: redb::Database,
     durable: bool,
+    /// Relaxed commits since the last durable one: redb frees pages only at durable commits.
+    relaxed: std::sync::atomic::AtomicUsize,
 }
 
 impl Redb {
@@ -98,7 +100,9 @@ impl Redb {
 impl Store for Redb {
     fn set(&self, key: String, value: Value) -> BoxResult<()> {
         let bytes = serde_json::to_vec(&value)?;
-        let durability = if self.durable { redb::Durability::Immediate } else { redb::Durability::Eventual };
+        let relaxed = self.relaxed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let durability =
+            if self.durable || relaxed % 1000 == 999 { redb::Durability::Immediate } else { redb::Durability::None };
         self.commit(durability, Some((&key, &bytes)))
     }
     fn get_many(&self, keys: &[String], picks: &[u32]) -> BoxResult<usize> {
@@ -172,7 +176,8 @@ fn open(kind: &str, dir: &Path, durable: bool) -> BoxResult<Box<dyn Store>> {
             Box::new(Fjall { keyspace, items, durable })
         }
         "redb" => {
-            let store = Redb { db: redb::Database::create(dir.join("data.redb"))?, durable };
+            let db = redb::Database::create(dir.join("data.redb"))?;
+            let store = Redb { db, durable, relaxed: Default::default() };
             store.commit(redb::Durability::Immediate, None)?;
             Box::new(store)
         }
@@ -205,10 +210,18 @@ fn main() -> BoxResult<()> {
         drop(store);
         return Ok(());
     }
+    if let Some(i) = args.iter().position(|a| a == "--whatif") {
+        let path = args.get(i + 1).ok_or("usage: --whatif <database.json>")?;
+        return whatif(Path::new(path));
+    }
     if let Some(i) = args.iter().position(|a| a == "--merge") {
         return merge(&args[i + 1..]);
     }
     let mut cfg = Config::from_env("bench-results/peers.json");
+    if std::env::var("REDRU_BENCH_RUNS").is_err() {
+        // Five stores per run: three runs keep a full run within a few minutes.
+        cfg.runs = cfg.runs.min(3);
+    }
     if std::env::var("REDRU_BENCH_DURABLE_OPS").is_err() {
         // Some peers fsync more than once per write: keep a full run within minutes.
         cfg.durable_ops = cfg.durable_ops.min(1000);
@@ -263,6 +276,21 @@ fn main() -> BoxResult<()> {
             }
         }
     }
+    if peers.iter().any(|p| p == "redru") {
+        let w = "what-if: values as raw JSON text";
+        t.add("redru/snap_open", w, "redru open, all in the snapshot (fresh process)", "ms", &g("redru/snap_open"));
+        let m = "raw text: load the same snapshot into HashMap<String, Arc<str>>";
+        t.add_vs("redru/raw_ms", w, m, "ms", &g("redru/raw_ms"), "redru/snap_open", "redru open", None);
+        t.add("redru/snap_bytes", w, "redru snapshot on disk", "MiB", &g("redru/snap_bytes"));
+        let m = "redru resident memory after open (snapshot)";
+        t.add_vs("redru/snap_rss", w, m, "MiB", &g("redru/snap_rss"), "redru/snap_bytes", "snapshot size", None);
+        let m = "raw text: resident memory after load";
+        t.add_vs("redru/raw_rss", w, m, "MiB", &g("redru/raw_rss"), "redru/snap_bytes", "snapshot size", None);
+        let m = "raw text: get (Arc<str> clone), 1 thread";
+        t.add_vs("redru/raw_get", w, m, "gets/s", &g("redru/raw_get"), "redru/get1", "redru get", None);
+        let m = "raw text: get + parse into a Value, 1 thread";
+        t.add_vs("redru/raw_get_parse", w, m, "gets/s", &g("redru/raw_get_parse"), "redru/get1", "redru get", None);
+    }
     if peers.iter().any(|p| p == "fjall") && peers.iter().any(|p| p == "redru") {
         let w = "target: bulk load";
         t.hidden("fjall_load", &g("fjall/load"));
@@ -295,7 +323,7 @@ fn mode_name(kind: &str, id: &str) -> &'static str {
         ("fjall", true) => "persist(SyncData) per set",
         ("fjall", false) => "default journal, persist at end",
         ("redb", true) => "txn per set, Immediate",
-        ("redb", false) => "txn per set, Eventual",
+        ("redb", false) => "txn per set, None; every 1000th Immediate",
         ("sled", true) => "flush per set",
         ("sled", false) => "default, flush at end",
         ("persistent-kv", true) => "BlockAndSync",
@@ -403,16 +431,87 @@ fn one_store(cfg: &Config, kind: &str, threads: &[usize], run: usize) -> BoxResu
     let answer = child(&["--child", kind, &dir.to_string_lossy()])?;
     out.push(("open".into(), num(&answer, "ms")?));
     out.push(("rss".into(), num(&answer, "rss")? / MIB));
+    if kind == "redru" {
+        // What keeping values as raw JSON text would give, on redru's own snapshot of this data.
+        let db = redru::Options::new().auto_compact(false).open(&dir)?;
+        let snap_bytes = db.save()?.bytes as f64;
+        db.close()?;
+        let answer = child(&["--child", kind, &dir.to_string_lossy()])?;
+        out.push(("snap_open".into(), num(&answer, "ms")?));
+        out.push(("snap_rss".into(), num(&answer, "rss")? / MIB));
+        out.push(("snap_bytes".into(), snap_bytes / MIB));
+        let answer = child(&["--whatif", &dir.join("database.json").to_string_lossy()])?;
+        for field in ["ms", "rss", "get", "get_parse"] {
+            let x = num(&answer, field)?;
+            out.push((format!("raw_{field}"), if field == "rss" { x / MIB } else { x }));
+        }
+    }
     Ok(out)
 }
 
-/// Prints the rows of earlier result files as one table.
+/// The raw-JSON-text design, measured: load a redru snapshot into a map of key to shared raw
+/// JSON text (`Arc<str>`, syntax-checked but not parsed into a tree), then random gets that
+/// return the shared text, and gets that parse it into a `Value` on demand.
+fn whatif(path: &Path) -> BoxResult<()> {
+    #[derive(serde::Deserialize)]
+    struct Doc<'a> {
+        #[serde(borrow)]
+        data: std::collections::HashMap<String, &'a serde_json::value::RawValue>,
+    }
+    let before = common::rss_bytes();
+    let started = Instant::now();
+    let bytes = std::fs::read(path)?;
+    let body = &bytes[..bytes.len().saturating_sub(redru::snapshot::TRAILER_LEN)];
+    let digest_ok = redru::snapshot::check_digest(path, &bytes).is_ok();
+    // The trailer is cut off and the object closed again, as a loader would after checking it.
+    let mut text = body.to_vec();
+    text.push(b'}');
+    let doc: Doc = serde_json::from_slice(&text)?;
+    let map: std::collections::HashMap<String, std::sync::Arc<str>> =
+        doc.data.into_iter().map(|(k, v)| (k, std::sync::Arc::from(v.get()))).collect();
+    drop(text);
+    drop(bytes);
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let rss = common::rss_bytes();
+    let keys: Vec<String> = map.keys().cloned().collect();
+    let mut rng = Rng::new(7);
+    let n = 1_000_000;
+    let started = Instant::now();
+    for _ in 0..n {
+        black_box(map.get(&keys[rng.below(keys.len() as u64) as usize]).cloned());
+    }
+    let get = n as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for _ in 0..n / 10 {
+        let raw = map.get(&keys[rng.below(keys.len() as u64) as usize]).ok_or("missing key")?;
+        black_box(serde_json::from_str::<Value>(raw)?);
+    }
+    let get_parse = (n / 10) as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({"ms": ms, "rss_before": before, "rss": rss, "keys": map.len(), "digest_ok": digest_ok, "get": get, "get_parse": get_parse})
+    );
+    Ok(())
+}
+
+/// Prints the rows of earlier result files as one table, after the machine they ran on.
 fn merge(files: &[String]) -> BoxResult<()> {
     let mut rows: Vec<Row> = Vec::new();
+    let mut machine = None;
     for file in files {
         let doc: Value = serde_json::from_slice(&std::fs::read(file)?)?;
         let part: Vec<Row> = serde_json::from_value(doc.get("rows").cloned().unwrap_or(Value::Null))?;
         rows.extend(part);
+        machine = machine.or_else(|| doc.get("machine").cloned());
+    }
+    if let Some(Value::Object(m)) = machine {
+        for (k, v) in m {
+            match v {
+                Value::String(s) => println!("- {k}: {}", s.replace('\n', "\n  ")),
+                other => println!("- {k}: {other}"),
+            }
+        }
+        println!();
     }
     println!("{}", common::markdown(&rows));
     Ok(())

@@ -533,6 +533,9 @@ impl Wal {
             }
             state.leader = true;
             drop(state);
+            // Let writers that are ready append first, so that this fsync covers
+            // them too (16 threads: ~8 -> ~14 records per fsync, benches/engine.rs).
+            std::thread::yield_now();
             let (file, path, target, skip) = {
                 let w = self.lock();
                 (Arc::clone(&w.file), w.segment.path.clone(), w.written, w.skip_sync)

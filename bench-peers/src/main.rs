@@ -238,9 +238,22 @@ fn main() -> BoxResult<()> {
     std::fs::create_dir_all(&cfg.dir)?;
     let mut samples: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     for run in 0..cfg.runs {
+        // 1: every store at once, in interleaved chunks, beside the raw loop.
+        progress(&format!("1 durable single writer, all stores, run {}", run + 1));
+        for (id, x) in durable_single(&cfg, &peers)? {
+            samples.entry(id).or_default().push(x);
+        }
+        // 2: thread count by thread count, the stores one after the other.
+        for &th in &threads {
+            for kind in &peers {
+                progress(&format!("2 {kind}, {th} threads, run {}", run + 1));
+                let x = durable_threads(&cfg, kind, th.max(1))?;
+                samples.entry(format!("{kind}/w2_{}", th.max(1))).or_default().push(x);
+            }
+        }
         for kind in &peers {
-            progress(&format!("{kind}, run {}", run + 1));
-            for (name, x) in one_store(&cfg, kind, &threads, run)? {
+            progress(&format!("3-5 {kind}, run {}", run + 1));
+            for (name, x) in relaxed_load(&cfg, kind, run)? {
                 samples.entry(format!("{kind}/{name}")).or_default().push(x);
             }
         }
@@ -248,7 +261,7 @@ fn main() -> BoxResult<()> {
     let mut t = Table::default();
     let g = |id: &str| samples.get(id).cloned().unwrap_or_default();
     let rows: Vec<(&str, String, &str, Option<&str>)> = {
-        let mut rows = vec![("w1", "1 durable 1 writer: sets/s".to_owned(), "ops/s", Some("w1_raw"))];
+        let mut rows = vec![("w1", "1 durable 1 writer: sets/s".to_owned(), "ops/s", Some("raw/w1"))];
         rows.push(("w1_p99", "1 durable 1 writer: p99".into(), "us", None));
         for th in &threads {
             rows.push((leak(format!("w2_{th}")), format!("2 durable {th} threads: sets/s"), "ops/s", None));
@@ -261,16 +274,13 @@ fn main() -> BoxResult<()> {
         rows.push(("rss", "5 resident memory after reopen".into(), "MiB", None));
         rows
     };
+    t.add("raw/w1", "1 durable 1 writer: sets/s", "raw 100 B append + fdatasync (interleaved)", "ops/s", &g("raw/w1"));
     for (id, workload, unit, baseline) in &rows {
         for kind in &peers {
             let mine = format!("{kind}/{id}");
             let measure = format!("{kind} ({})", mode_name(kind, id));
             match baseline {
-                Some(b) => {
-                    let base = format!("{kind}/{b}");
-                    t.hidden(&base, &g(&base));
-                    t.add_vs(&mine, workload, &measure, unit, &g(&mine), &base, "raw append, interleaved", None)
-                }
+                Some(b) => t.add_vs(&mine, workload, &measure, unit, &g(&mine), b, "raw append", None),
                 None if kind == "redru" => t.add(&mine, workload, &measure, unit, &g(&mine)),
                 None => t.add_vs(&mine, workload, &measure, unit, &g(&mine), &format!("redru/{id}"), "redru", None),
             }
@@ -332,22 +342,23 @@ fn mode_name(kind: &str, id: &str) -> &'static str {
     }
 }
 
-/// Workloads 1-5 on one store; returns `(measure id, figure)` pairs.
-fn one_store(cfg: &Config, kind: &str, threads: &[usize], run: usize) -> BoxResult<Vec<(String, f64)>> {
-    let mut out = Vec::new();
-    // 1: durable single writer.
-    let dir = fresh_dir(cfg, &format!("peer-{kind}"))?;
-    {
-        let store = open(kind, &dir, true)?;
-        let ops = cfg.durable_ops;
-        let mut raw = common::RawLog::new(&dir, "raw-append.bin", ops, false)?;
-        let mut lat = Vec::with_capacity(ops);
-        let (mut raw_t, mut store_t) = (Duration::ZERO, Duration::ZERO);
-        // Interleaved with the raw loop in chunks: both see the same disk load.
-        let chunk = ops.div_ceil(common::CHUNKS);
-        for c in 0..common::CHUNKS {
-            let n_ops = chunk.min(ops.saturating_sub(c * chunk));
-            raw_t += raw.run(n_ops)?;
+/// Workload 1 on every store at once: each store's sets and the raw loop run in turn, chunk
+/// by chunk, so that all of them see the same disk weather. Returns `(id, figure)` pairs.
+fn durable_single(cfg: &Config, peers: &[String]) -> BoxResult<Vec<(String, f64)>> {
+    let ops = cfg.durable_ops;
+    let raw_dir = fresh_dir(cfg, "peer-raw")?;
+    let mut raw = common::RawLog::new(&raw_dir, "raw-append.bin", ops, false)?;
+    let mut stores = Vec::new();
+    for kind in peers {
+        let dir = fresh_dir(cfg, &format!("peer-{kind}-w1"))?;
+        stores.push((kind.clone(), open(kind, &dir, true)?, Vec::with_capacity(ops), Duration::ZERO));
+    }
+    let mut raw_t = Duration::ZERO;
+    let chunk = ops.div_ceil(common::CHUNKS);
+    for c in 0..common::CHUNKS {
+        let n_ops = chunk.min(ops.saturating_sub(c * chunk));
+        raw_t += raw.run(n_ops)?;
+        for (_, store, lat, total) in &mut stores {
             let started = Instant::now();
             for n in (c * chunk) as u64..(c * chunk + n_ops) as u64 {
                 let (k, v) = (key(n), value(n));
@@ -355,43 +366,52 @@ fn one_store(cfg: &Config, kind: &str, threads: &[usize], run: usize) -> BoxResu
                 store.set(k, v)?;
                 lat.push(t0.elapsed());
             }
-            store_t += started.elapsed();
+            *total += started.elapsed();
         }
-        out.push(("w1".into(), ops as f64 / store_t.as_secs_f64()));
-        out.push(("w1_raw".into(), ops as f64 / raw_t.as_secs_f64()));
+    }
+    let mut out = vec![("raw/w1".to_owned(), ops as f64 / raw_t.as_secs_f64())];
+    for (kind, store, mut lat, total) in stores {
+        drop(store);
+        out.push((format!("{kind}/w1"), ops as f64 / total.as_secs_f64()));
         lat.sort_unstable();
-        out.push(("w1_p99".into(), percentile_us(&lat, 99.0)));
+        out.push((format!("{kind}/w1_p99"), percentile_us(&lat, 99.0)));
     }
-    // 2: durable, many threads; the same total number of sets for every thread count.
-    for &th in threads {
-        let th = th.max(1);
-        let dir = fresh_dir(cfg, &format!("peer-{kind}"))?;
-        let store = open(kind, &dir, true)?;
-        let per = cfg.durable_ops.div_ceil(th);
-        let barrier = Barrier::new(th + 1);
-        let elapsed = std::thread::scope(|s| -> BoxResult<Duration> {
-            let handles: Vec<_> = (0..th)
-                .map(|t| {
-                    let (store, barrier) = (&store, &barrier);
-                    s.spawn(move || -> BoxResult<()> {
-                        barrier.wait();
-                        for i in 0..per {
-                            let n = (i * th + t) as u64;
-                            store.set(key(n), value(n))?;
-                        }
-                        Ok(())
-                    })
+    Ok(out)
+}
+
+/// Workload 2 on one store: `durable_ops` durable sets shared by `th` threads; returns sets/s.
+fn durable_threads(cfg: &Config, kind: &str, th: usize) -> BoxResult<f64> {
+    let dir = fresh_dir(cfg, &format!("peer-{kind}"))?;
+    let store = open(kind, &dir, true)?;
+    let per = cfg.durable_ops.div_ceil(th);
+    let barrier = Barrier::new(th + 1);
+    let elapsed = std::thread::scope(|s| -> BoxResult<Duration> {
+        let handles: Vec<_> = (0..th)
+            .map(|t| {
+                let (store, barrier) = (&store, &barrier);
+                s.spawn(move || -> BoxResult<()> {
+                    barrier.wait();
+                    for i in 0..per {
+                        let n = (i * th + t) as u64;
+                        store.set(key(n), value(n))?;
+                    }
+                    Ok(())
                 })
-                .collect();
-            barrier.wait();
-            let started = Instant::now();
-            for h in handles {
-                h.join().map_err(|_| "writer thread panicked")??;
-            }
-            Ok(started.elapsed())
-        })?;
-        out.push((format!("w2_{th}"), (per * th) as f64 / elapsed.as_secs_f64()));
-    }
+            })
+            .collect();
+        barrier.wait();
+        let started = Instant::now();
+        for h in handles {
+            h.join().map_err(|_| "writer thread panicked")??;
+        }
+        Ok(started.elapsed())
+    })?;
+    Ok((per * th) as f64 / elapsed.as_secs_f64())
+}
+
+/// Workloads 3-5 on one store in its relaxed mode; returns `(measure id, figure)` pairs.
+fn relaxed_load(cfg: &Config, kind: &str, run: usize) -> BoxResult<Vec<(String, f64)>> {
+    let mut out = Vec::new();
     // 3: relaxed bulk load, then a sync.
     let dir = fresh_dir(cfg, &format!("peer-{kind}"))?;
     let store = open(kind, &dir, false)?;

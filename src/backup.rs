@@ -449,6 +449,7 @@ impl Db {
     /// it before returning. Writers are held only for the copy-on-write
     /// freeze (O(shards)), not while the file is written.
     pub fn backup(&self) -> Result<BackupInfo> {
+        self.check_poisoned()?;
         let vfs = &*self.options().vfs;
         let backups = self.backup_dir();
         if !vfs.exists(&backups).map_err(|e| Error::io("checking", &backups, e))? {
@@ -473,6 +474,7 @@ impl Db {
     /// Like [`Db::backup`], to an explicit file `path` (which must not exist);
     /// `<path>.sha256` is written beside it.
     pub fn backup_to(&self, path: &Path) -> Result<BackupInfo> {
+        self.check_poisoned()?;
         let vfs = &*self.options().vfs;
         if vfs.exists(path).map_err(|e| Error::io("checking", path, e))? {
             return Err(Error::Backup(format!("{} already exists; a backup never overwrites a file", path.display())));

@@ -565,6 +565,13 @@ impl Db {
         Frozen::of(&self.inner.read_state())
     }
 
+    /// Refuses with [`Error::Poisoned`] after a failed log write or sync: the
+    /// in-memory state may then hold records the disk never got, and nothing
+    /// derived from it (a backup) may be presented as durable.
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
+        self.inner.wal.check_poisoned()
+    }
+
     /// The options the database was opened with.
     #[allow(dead_code)]
     pub(crate) fn options(&self) -> &Options {

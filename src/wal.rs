@@ -334,6 +334,8 @@ pub struct Writer {
     /// Segments before the open one, oldest first, with their sizes.
     older: Vec<(Segment, u64)>,
     segment_bytes: u64,
+    /// How many bytes of the open segment are known durable (fsynced).
+    synced_bytes: u64,
     /// The last sequence number appended (to the page cache, maybe not synced).
     written: Seq,
     buf: Vec<u8>,
@@ -361,6 +363,7 @@ impl Writer {
             segment,
             older,
             segment_bytes,
+            synced_bytes: segment_bytes,
             written,
             buf: Vec::with_capacity(4096),
             skip_sync: false,
@@ -388,7 +391,11 @@ impl Writer {
         let seq = self.written.next();
         self.buf.clear();
         record::encode(seq, record, &mut self.buf);
-        self.file.append(&self.buf).map_err(|e| Error::io("appending to", &self.segment.path, e))?;
+        if let Err(e) = self.file.append(&self.buf) {
+            // Best effort: leave no partial line behind (the caller poisons the log).
+            let _ = self.file.truncate(self.segment_bytes);
+            return Err(Error::io("appending to", &self.segment.path, e));
+        }
         self.segment_bytes += self.buf.len() as u64;
         self.written = seq;
         Ok(seq)
@@ -402,7 +409,10 @@ impl Writer {
             return Ok(());
         }
         if !self.skip_sync {
-            self.file.sync().map_err(|e| Error::io("syncing", &self.segment.path, e))?;
+            if let Err(e) = self.file.sync() {
+                self.cut_unsynced();
+                return Err(Error::io("syncing", &self.segment.path, e));
+            }
         }
         let next = Segment { path: self.dir.join(segment_name(self.written.next())), first: self.written.next() };
         let file: Arc<dyn VFile> =
@@ -412,7 +422,21 @@ impl Writer {
         self.older.push((old, self.segment_bytes));
         self.file = file;
         self.segment_bytes = 0;
+        self.synced_bytes = 0;
         Ok(())
+    }
+
+    /// After a failed fsync: cuts the open segment back to its last durable
+    /// byte. The kernel may already have dropped the unsynced pages (marking
+    /// them clean), so bytes past that point could read back now and vanish at
+    /// the next power loss, leaving a hole before records appended after a
+    /// reopen. Cutting them makes what a reopen reads what the disk holds.
+    /// Best effort: the log is poisoned either way.
+    fn cut_unsynced(&mut self) {
+        if self.file.truncate(self.synced_bytes).is_ok() {
+            self.segment_bytes = self.synced_bytes;
+            let _ = self.file.sync();
+        }
     }
 
     /// Removes the older segments whose records all have sequence numbers
@@ -536,21 +560,32 @@ impl Wal {
             // Let writers that are ready append first, so that this fsync covers
             // them too (16 threads: ~8 -> ~14 records per fsync, benches/engine.rs).
             std::thread::yield_now();
-            let (file, path, target, skip) = {
+            let (file, path, target, target_bytes, first, skip) = {
                 let w = self.lock();
-                (Arc::clone(&w.file), w.segment.path.clone(), w.written, w.skip_sync)
+                (Arc::clone(&w.file), w.segment.path.clone(), w.written, w.segment_bytes, w.segment.first, w.skip_sync)
             };
             let result = if skip { Ok(()) } else { file.sync().map_err(|e| Error::io("syncing", path, e)) };
+            {
+                let mut w = self.lock();
+                let same_segment = w.segment.first == first;
+                match &result {
+                    Ok(()) if same_segment => w.synced_bytes = w.synced_bytes.max(target_bytes),
+                    Ok(()) => {}
+                    Err(e) => {
+                        // Poison under the writer lock, so no record is appended
+                        // between the cut and the refusal.
+                        self.poison(e);
+                        if same_segment {
+                            w.cut_unsynced();
+                        }
+                    }
+                }
+            }
             state = self.sync_state();
             state.leader = false;
             state.syncs += 1;
-            match result {
-                Ok(()) => state.synced = state.synced.max(target),
-                Err(e) => {
-                    if state.poisoned.is_none() {
-                        state.poisoned = Some(e.to_string());
-                    }
-                }
+            if result.is_ok() {
+                state.synced = state.synced.max(target);
             }
             self.synced_cv.notify_all();
         }

@@ -50,8 +50,6 @@ fn is_log(path: &Path) -> bool {
 /// What one faulty run found.
 struct Outcome {
     problems: Vec<String>,
-    /// Problems of the known, reported engine issue (see `known_issue_*` below).
-    known: Vec<String>,
     fired: u64,
 }
 
@@ -75,15 +73,6 @@ fn run_with(config: Config, fault: Fault, broken: bool) -> Outcome {
         eprintln!("{config:?} {fault:?}\nevents: {:#?}\ntrace: {:#?}", run.events, trace);
     }
     let mut problems = Vec::new();
-    let mut known = Vec::new();
-    // Known issue: after a failed log sync the unsynced records stay in the
-    // page cache (Linux marks the pages clean: they never reach the disk); a
-    // reopen without a power loss reads them, appends after them, and a later
-    // power loss leaves a hole before records acknowledged since.
-    let failed_log_sync = trace.iter().position(|t| t.failed && t.kind == OpKind::Sync && is_log(&t.path));
-    let reopened_after = failed_log_sync
-        .is_some_and(|i| run.events.iter().any(|e| e.op == "open" && e.error.is_none() && e.start > trace[i].index));
-    let fsyncgate = !fault.persistent && reopened_after;
 
     // An operation that hit a failure must not report success.
     for e in &run.events {
@@ -120,6 +109,7 @@ fn run_with(config: Config, fault: Fault, broken: bool) -> Outcome {
             poisoned_since = Some(format!("a failed log write or sync during {}", e.op));
         }
     }
+    problems.extend(run.lost.iter().cloned());
     // On a healthy disk, without and with a power loss, nothing acknowledged is lost.
     let lo = run.events.iter().filter_map(|e| e.durable).max().unwrap_or(0);
     let hi = run.events.iter().map(|e| e.last).max().unwrap_or(0);
@@ -135,17 +125,16 @@ fn run_with(config: Config, fault: Fault, broken: bool) -> Outcome {
         if let Err(why) = run.check_backups(&healthy, end) {
             problems.push(format!("{when}: {why}"));
         }
-        let sink = if fsyncgate && when != "without a power loss" { &mut known } else { &mut problems };
         match RECOVER.options(healthy.vfs()).open("/db") {
             Ok(db) => {
                 if let Err(why) = run.check_recovered(&db, lo, hi) {
-                    sink.push(format!("reopened {when}: {why}"));
+                    problems.push(format!("reopened {when}: {why}"));
                 }
             }
-            Err(e) => sink.push(format!("reopening {when} on a healthy disk failed: {e}")),
+            Err(e) => problems.push(format!("reopening {when} on a healthy disk failed: {e}")),
         }
     }
-    Outcome { problems, known, fired }
+    Outcome { problems, fired }
 }
 
 #[derive(Default)]
@@ -153,7 +142,6 @@ struct Coverage {
     runs: u64,
     by_kind: BTreeMap<OpKind, u64>,
     failures: Vec<String>,
-    known: Vec<String>,
 }
 
 fn sweep(config: Config, broken: bool, kinds: &[OpKind]) -> Coverage {
@@ -171,11 +159,8 @@ fn sweep(config: Config, broken: bool, kinds: &[OpKind]) -> Coverage {
         for errno in [Errno::NoSpace, Errno::Eio] {
             for persistent in [false, true] {
                 let fault = Fault { at: t.index, errno, persistent };
-                let Outcome { problems, known, fired } = run_with(config, fault, broken);
+                let Outcome { problems, fired } = run_with(config, fault, broken);
                 cov.runs += 1;
-                for p in known {
-                    cov.known.push(format!("{config:?}, {fault:?} at {} of {}: {p}", t.kind, t.path.display()));
-                }
                 if fired == 0 {
                     cov.failures.push(format!("{fault:?} ({} of {}) was never reached", t.kind, t.path.display()));
                     continue;
@@ -212,14 +197,8 @@ fn no_failed_operation_is_acknowledged_and_nothing_acknowledged_is_lost() {
             *total.by_kind.entry(k).or_default() += n;
         }
         total.failures.extend(cov.failures);
-        total.known.extend(cov.known);
     }
-    eprintln!(
-        "crash_io_errors: {} fault runs; injections reached by kind: {:?}; {} checks hit the known issue",
-        total.runs,
-        total.by_kind,
-        total.known.len()
-    );
+    eprintln!("crash_io_errors: {} fault runs; injections reached by kind: {:?}", total.runs, total.by_kind);
     if std::env::var_os("REDRU_CRASH_VERBOSE").is_some() {
         for f in &total.failures {
             eprintln!("{f}");
@@ -249,16 +228,13 @@ fn negative_control_swallowed_sync_errors_are_caught() {
     assert!(lost > 0, "the suite did not notice a file system that hides failed syncs");
 }
 
-/// Known engine issue, reported: fails today. After a failed log fsync the
-/// handle is poisoned, but the records it could not sync stay readable in the
-/// page cache. Reopening without a power loss replays them and appends after
-/// them; a later power loss leaves zeros where they were, the next line merges
-/// with them, and recovery cuts it as a torn tail: an acknowledged write is lost.
-/// A fix: when a log sync fails, cut the segment back to its last synced byte
-/// before poisoning (or have open fsync-and-verify what it replays).
+/// Regression (found by this suite): after a failed log fsync the records it
+/// could not sync stay readable in the page cache but never reach the disk.
+/// Reopening without a power loss used to replay them and append after them,
+/// so a later power loss left a hole before an acknowledged write. The engine
+/// now cuts the segment back to its last synced byte when a sync fails.
 #[test]
-#[ignore = "known engine issue, reported: reopen after a failed log fsync can lose a later acknowledged write"]
-fn known_issue_reopen_after_a_failed_log_sync_keeps_acknowledged_writes() {
+fn reopen_after_a_failed_log_sync_keeps_acknowledged_writes() {
     let config = Config { durability: Durability::Always, auto_compact: None, skip_sync: false };
     let fs = SimFs::new();
     fs.mkdir_durable(Path::new("/"));

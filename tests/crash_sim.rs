@@ -117,7 +117,7 @@ fn explore(seed: u64, config: Config, control: Control, len: usize, images: u64,
     let mut points = fs.take_history();
     points.push(Arc::new(fs.state()));
     let context = |n: usize| format!("seed {seed} ({config:?}), crash before mutation {n} of {}", points.len() - 1);
-    for breach in fs.violations().into_iter().chain(run.undurable.iter().cloned()) {
+    for breach in fs.violations().into_iter().chain(run.undurable.iter().cloned()).chain(run.lost.iter().cloned()) {
         tally.rule_breaches.push(format!("{}: {breach}", context(0)));
     }
     for e in &run.events {

@@ -258,6 +258,8 @@ pub struct Run {
     /// Rule 2 breaches seen when an operation returned: creations or renames
     /// it relied on that no directory sync had made durable.
     pub undurable: Vec<String>,
+    /// Reopens that came back without records acknowledged durable before.
+    pub lost: Vec<String>,
 }
 
 fn last_seq(db: &Option<Db>) -> u64 {
@@ -276,6 +278,7 @@ impl Run {
             db: None,
             vfs,
             undurable: Vec::new(),
+            lost: Vec::new(),
         };
         run.open();
         run
@@ -291,6 +294,14 @@ impl Run {
                     db.__test_skip_sync();
                 }
                 let last = db.stats().last_seq;
+                let acknowledged = self.events.iter().filter_map(|e| e.durable).max().unwrap_or(0);
+                if last < acknowledged {
+                    self.lost.push(format!("reopen came back at record {last}, {acknowledged} were acknowledged"));
+                }
+                // After a failed log sync the engine cuts the records it could
+                // not sync (never acknowledged durable, checked above): the
+                // history continues from what the reopen found.
+                self.states.truncate(last as usize + 1);
                 self.db = Some(db);
                 let pending = self.fs.undurable();
                 if !pending.is_empty() {

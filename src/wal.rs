@@ -408,11 +408,11 @@ impl Writer {
         if self.segment_bytes == 0 {
             return Ok(());
         }
-        if !self.skip_sync {
-            if let Err(e) = self.file.sync() {
-                self.cut_unsynced();
-                return Err(Error::io("syncing", &self.segment.path, e));
-            }
+        if !self.skip_sync
+            && let Err(e) = self.file.sync()
+        {
+            self.cut_unsynced();
+            return Err(Error::io("syncing", &self.segment.path, e));
         }
         let next = Segment { path: self.dir.join(segment_name(self.written.next())), first: self.written.next() };
         let file: Arc<dyn VFile> =

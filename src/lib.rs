@@ -40,13 +40,13 @@ mod repair;
 pub mod snapshot;
 mod store;
 mod transfer;
+mod verify;
 pub mod vfs;
 pub mod wal;
-mod verify;
 
 pub use backup::{
-    BACKUP_DIR, BackupInfo, BackupSchedule, RestoreReport, ScheduleStatus, backup_name, list_backups, list_backups_with,
-    parse_backup_name, prune_backups, prune_backups_with,
+    BACKUP_DIR, BackupInfo, BackupSchedule, RestoreReport, ScheduleStatus, backup_name, list_backups,
+    list_backups_with, parse_backup_name, prune_backups, prune_backups_with,
 };
 pub use compact::{CompactReport, DiskUsage, compact, compact_with};
 pub use db::{Batch, Db, LOCK_NAME, RecoveryReport, SaveReport, Stats, TornTail};

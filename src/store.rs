@@ -122,7 +122,7 @@ impl State {
     /// duplicate index. Runs before the record is logged.
     pub fn check(&self, record: &Record) -> Result<()> {
         match record {
-            Record::Set(key, value) => self.check_unique(&[(key.as_str(), Some(value.as_ref()))]),
+            Record::Set(key, value) => self.check_unique(&[(key.as_str(), Some(value.as_ref()))], false),
             Record::Batch(ops) => {
                 // Last operation per key wins, as in apply; a clear wipes what came before.
                 let mut finals: HashMap<&str, Option<&Value>> = HashMap::new();
@@ -142,7 +142,7 @@ impl State {
                     }
                 }
                 let finals: Vec<_> = finals.into_iter().collect();
-                if replaces_all { self.check_unique_fresh(&finals) } else { self.check_unique(&finals) }
+                self.check_unique(&finals, replaces_all)
             }
             Record::Delete(_) | Record::Clear => Ok(()),
             Record::CreateIndex { field, unique } => {
@@ -179,8 +179,10 @@ impl State {
         }
     }
 
-    /// `writes`: the final value (None = deleted) of every key a write touches.
-    fn check_unique(&self, writes: &[(&str, Option<&Value>)]) -> Result<()> {
+    /// `writes`: the final value (None = deleted) of every key a write
+    /// touches. With `replaces_all` (a batch that clears) the current holders
+    /// are gone, so only the writes themselves can conflict.
+    fn check_unique(&self, writes: &[(&str, Option<&Value>)], replaces_all: bool) -> Result<()> {
         for index in self.indexes.values().filter(|i| i.unique()) {
             // digest -> the written key that will hold it
             let mut claimed: HashMap<ValueDigest, &str> = HashMap::new();
@@ -190,26 +192,13 @@ impl State {
                 if let Some(other) = claimed.insert(d, key) {
                     return Err(violation(index, key, other, value));
                 }
+                if replaces_all {
+                    continue;
+                }
                 // A current holder conflicts unless this write replaces it.
                 let touched = |k: &str| writes.iter().any(|(w, _)| *w == k);
                 if let Some(holder) = index.lookup(&d).find(|h| h.as_str() != key && !touched(h)) {
                     return Err(violation(index, key, holder, value));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Unique checks for writes that replace the whole map: only the writes
-    /// themselves can conflict.
-    fn check_unique_fresh(&self, writes: &[(&str, Option<&Value>)]) -> Result<()> {
-        for index in self.indexes.values().filter(|i| i.unique()) {
-            let mut claimed: HashMap<ValueDigest, &str> = HashMap::new();
-            for &(key, value) in writes {
-                let Some(value) = value else { continue };
-                let Some(d) = index.digest(value) else { continue };
-                if let Some(other) = claimed.insert(d, key) {
-                    return Err(violation(index, key, other, value));
                 }
             }
         }

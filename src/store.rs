@@ -183,6 +183,10 @@ impl State {
     /// touches. With `replaces_all` (a batch that clears) the current holders
     /// are gone, so only the writes themselves can conflict.
     fn check_unique(&self, writes: &[(&str, Option<&Value>)], replaces_all: bool) -> Result<()> {
+        if !self.indexes.values().any(Index::unique) {
+            return Ok(());
+        }
+        let touched: std::collections::HashSet<&str> = writes.iter().map(|(k, _)| *k).collect();
         for index in self.indexes.values().filter(|i| i.unique()) {
             // digest -> the written key that will hold it
             let mut claimed: HashMap<ValueDigest, &str> = HashMap::new();
@@ -196,8 +200,7 @@ impl State {
                     continue;
                 }
                 // A current holder conflicts unless this write replaces it.
-                let touched = |k: &str| writes.iter().any(|(w, _)| *w == k);
-                if let Some(holder) = index.lookup(&d).find(|h| h.as_str() != key && !touched(h)) {
+                if let Some(holder) = index.lookup(&d).find(|h| h.as_str() != key && !touched.contains(h.as_str())) {
                     return Err(violation(index, key, holder, value));
                 }
             }

@@ -77,19 +77,29 @@ impl fmt::Display for FieldPath {
 /// all become `1`; `-0.0` becomes `0`), other numbers in serde_json's
 /// shortest round-trip form.
 pub fn canonical(value: &Value, out: &mut Vec<u8>) {
+    write_canonical(value, out);
+}
+
+/// Streams the canonical encoding into any writer (the digest hashes it
+/// without building it in memory first). Writers here never fail.
+fn write_canonical(value: &Value, out: &mut impl std::io::Write) {
     match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Null => {
+            let _ = out.write_all(b"null");
+        }
+        Value::Bool(b) => {
+            let _ = out.write_all(if *b { b"true" } else { b"false" });
+        }
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
-                out.extend_from_slice(i.to_string().as_bytes());
+                let _ = write!(out, "{i}");
             } else if let Some(u) = n.as_u64() {
-                out.extend_from_slice(u.to_string().as_bytes());
+                let _ = write!(out, "{u}");
             } else if let Some(f) = n.as_f64() {
                 const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
                 if f.is_finite() && f.fract() == 0.0 && f.abs() < TWO_POW_64 {
                     // Exact: an integral f64 below 2^64 fits an i128 without rounding.
-                    out.extend_from_slice((f as i128).to_string().as_bytes());
+                    let _ = write!(out, "{}", f as i128);
                 } else {
                     let _ = serde_json::to_writer(&mut *out, n);
                 }
@@ -99,44 +109,89 @@ pub fn canonical(value: &Value, out: &mut Vec<u8>) {
             let _ = serde_json::to_writer(&mut *out, s);
         }
         Value::Array(items) => {
-            out.push(b'[');
+            let _ = out.write_all(b"[");
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    let _ = out.write_all(b",");
                 }
-                canonical(item, out);
+                write_canonical(item, out);
             }
-            out.push(b']');
+            let _ = out.write_all(b"]");
         }
         Value::Object(map) => {
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
             members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push(b'{');
+            let _ = out.write_all(b"{");
             for (i, (name, item)) in members.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    let _ = out.write_all(b",");
                 }
                 let _ = serde_json::to_writer(&mut *out, name);
-                out.push(b':');
-                canonical(item, out);
+                let _ = out.write_all(b":");
+                write_canonical(item, out);
             }
-            out.push(b'}');
+            let _ = out.write_all(b"}");
         }
     }
 }
 
+/// Feeds written bytes to SHA-256.
+struct DigestWriter(Sha256);
+
+impl std::io::Write for DigestWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// SHA-256 of a value's canonical encoding: fixed-size, whatever the value's size.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ValueDigest(pub [u8; 32]);
 
 impl ValueDigest {
     /// The digest of `value`.
     pub fn of(value: &Value) -> ValueDigest {
-        let mut bytes = Vec::with_capacity(64);
-        canonical(value, &mut bytes);
-        ValueDigest(Sha256::digest(&bytes).into())
+        let mut w = DigestWriter(Sha256::new());
+        write_canonical(value, &mut w);
+        ValueDigest(w.0.finalize().into())
     }
 }
+
+impl std::hash::Hash for ValueDigest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // The digest is already uniformly distributed: 8 of its bytes are a hash.
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
+/// A hasher for [`ValueDigest`] keys: passes their first 8 bytes through
+/// instead of hashing 32 bytes again with SipHash.
+#[derive(Default, Clone, Copy)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached if something other than a digest is hashed: fold it in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A hash map keyed by value digests.
+pub type DigestMap<V> = HashMap<ValueDigest, V, std::hash::BuildHasherDefault<DigestHasher>>;
 
 impl fmt::Debug for ValueDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -165,14 +220,14 @@ pub struct IndexInfo {
 pub struct Index {
     path: FieldPath,
     unique: bool,
-    map: HashMap<ValueDigest, BTreeSet<String>>,
+    map: DigestMap<BTreeSet<String>>,
     entries: usize,
 }
 
 impl Index {
     /// An empty index on `path`.
     pub fn new(path: FieldPath, unique: bool) -> Index {
-        Index { path, unique, map: HashMap::new(), entries: 0 }
+        Index { path, unique, map: DigestMap::default(), entries: 0 }
     }
 
     /// The indexed path.
@@ -257,6 +312,16 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{"a":{"x":[3,{"p":2,"q":1}],"y":2},"b":1}"#)?;
         assert_eq!(canon(a.clone()), r#"{"a":{"x":[3,{"p":2,"q":1}],"y":2},"b":1}"#);
         assert_eq!(ValueDigest::of(&a), ValueDigest::of(&b));
+        Ok(())
+    }
+
+    #[test]
+    fn the_digest_is_sha256_of_the_canonical_bytes() -> Result<(), serde_json::Error> {
+        let v: Value = serde_json::from_str(r#"{"b":[1.0,"x\u00e9",null,true],"a":{"z":-0.0,"y":2.5e300}}"#)?;
+        let mut bytes = Vec::new();
+        canonical(&v, &mut bytes);
+        assert_eq!(String::from_utf8_lossy(&bytes), r#"{"a":{"y":2.5e+300,"z":0},"b":[1,"xé",null,true]}"#);
+        assert_eq!(ValueDigest::of(&v).0, <[u8; 32]>::from(Sha256::digest(&bytes)));
         Ok(())
     }
 

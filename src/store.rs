@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::index::{FieldPath, Index, IndexInfo, ValueDigest};
+use crate::index::{DigestMap, FieldPath, Index, IndexInfo};
 use crate::record::{BatchOp, Record, Seq};
 
 const SHARDS: usize = 64;
@@ -151,7 +151,7 @@ impl State {
                     return Err(Error::Index(format!("an index on `{path}` already exists")));
                 }
                 if *unique {
-                    let mut seen: HashMap<ValueDigest, &str> = HashMap::new();
+                    let mut seen: DigestMap<&str> = DigestMap::default();
                     let probe = Index::new(path.clone(), true);
                     for (key, value) in self.map.sorted() {
                         if let Some(d) = probe.digest(value)
@@ -189,7 +189,7 @@ impl State {
         let touched: std::collections::HashSet<&str> = writes.iter().map(|(k, _)| *k).collect();
         for index in self.indexes.values().filter(|i| i.unique()) {
             // digest -> the written key that will hold it
-            let mut claimed: HashMap<ValueDigest, &str> = HashMap::new();
+            let mut claimed: DigestMap<&str> = DigestMap::default();
             for &(key, value) in writes {
                 let Some(value) = value else { continue };
                 let Some(d) = index.digest(value) else { continue };
@@ -316,6 +316,7 @@ fn short_json(value: Option<&Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::ValueDigest;
     use serde_json::json;
 
     fn set(k: &str, v: Value) -> Record {

@@ -331,3 +331,21 @@ fn redru_dir_comes_from_the_environment() -> TestResult {
     assert_eq!(db.get("k").as_deref(), Some(&json!("v")));
     Ok(())
 }
+
+#[test]
+fn verify_checks_one_snapshot_file_given_as_flag_or_argument() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    redru(d).args(["set", "k", "1"]).assert().success();
+    redru(d).arg("save").assert().success();
+    let snapshot = d.join("database.json");
+    let path = snapshot.to_str().ok_or("path")?;
+    redru(d).args(["verify", "--file", path]).assert().success();
+    redru(d).args(["verify", path]).assert().success();
+    let mut bytes = std::fs::read(&snapshot)?;
+    bytes[20] ^= 0x01;
+    std::fs::write(&snapshot, &bytes)?;
+    redru(d).args(["verify", "--file", path]).assert().code(1).stdout(predicate::str::contains("digest"));
+    redru(d).args(["verify", "--file", path, path]).assert().code(2);
+    Ok(())
+}

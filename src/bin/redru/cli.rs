@@ -214,7 +214,11 @@ pub enum Sub {
     #[command(after_help = "Examples:\n  redru verify\n  redru verify data/backups/backup-...json")]
     Verify {
         /// A snapshot or backup file to check instead of the directory.
+        #[arg(conflicts_with = "file_flag")]
         file: Option<PathBuf>,
+        /// The same, as a flag: `redru verify --file PATH`.
+        #[arg(long = "file", value_name = "PATH")]
+        file_flag: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -285,7 +289,9 @@ impl Sub {
         let path = |p: PathBuf| p.to_string_lossy().into_owned();
         let command = match self {
             Sub::Shell => return Ok(Action::Shell),
-            Sub::Verify { file, json } => return Ok(Action::Offline(Offline::Verify { file, json })),
+            Sub::Verify { file, file_flag, json } => {
+                return Ok(Action::Offline(Offline::Verify { file: file.or(file_flag), json }));
+            }
             Sub::Repair { dry_run } => return Ok(Action::Offline(Offline::Repair { dry_run })),
             Sub::Compact => return Ok(Action::Offline(Offline::Compact)),
             Sub::Set { key, value } => {

@@ -123,18 +123,21 @@ pub fn write_file(vfs: &dyn Vfs, path: &Path, frozen: &Frozen) -> Result<Snapsho
         serde_json::to_string(&frozen.defs).unwrap_or_else(|_| "[]".into())
     );
     w.put(head.as_bytes())?;
+    // One entry per line (still one JSON document): loading splits the lines
+    // between threads, and `grep`/`diff` work on snapshots.
+    w.put(b"\n")?;
     let mut entry = Vec::with_capacity(256);
     for (i, (key, value)) in frozen.map.sorted().into_iter().enumerate() {
         entry.clear();
         if i > 0 {
-            entry.push(b',');
+            entry.extend_from_slice(b",\n");
         }
         let _ = serde_json::to_writer(&mut entry, key);
         entry.push(b':');
         let _ = serde_json::to_writer(&mut entry, value.as_ref());
         w.put(&entry)?;
     }
-    w.put(b"}")?;
+    w.put(if frozen.map.is_empty() { b"}" } else { b"\n}" })?;
     w.flush()?;
     let sha256 = hex(&w.hasher.clone().finalize());
     let mut trailer = Vec::with_capacity(TRAILER_LEN);
@@ -197,8 +200,13 @@ pub fn load(vfs: &dyn Vfs, path: &Path) -> Result<(State, SnapshotInfo)> {
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<(State, SnapshotInfo)> {
     let sha256 = check_digest(path, bytes)?;
     let bad = |reason: String| Error::BadSnapshot { path: path.to_owned(), reason };
-    let doc: Document =
-        serde_json::from_slice(bytes).map_err(|e| bad(format!("digest matches but JSON is invalid: {e}")))?;
+    // The layout redru writes parses on every core; anything else (a file
+    // edited by hand, say) goes through one serde pass, which also gives the
+    // precise error when something is wrong.
+    let doc = match parse_lines(&bytes[..bytes.len() - TRAILER_LEN]) {
+        Some(doc) => doc,
+        None => serde_json::from_slice(bytes).map_err(|e| bad(format!("digest matches but JSON is invalid: {e}")))?,
+    };
     if doc.format != FORMAT {
         return Err(bad(format!("`format` is {:?}, expected {FORMAT:?}", doc.format)));
     }
@@ -209,16 +217,106 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(State, SnapshotInfo)> {
         return Err(bad(format!("`keys` says {} but `data` holds {}", doc.keys, doc.data.0.len())));
     }
     let mut state = State { map: doc.data.0, seq: Seq(doc.seq), ..State::default() };
+    let mut paths: Vec<(FieldPath, bool)> = Vec::new();
     for def in doc.indexes {
         let path = FieldPath::parse(&def.field).map_err(|e| bad(format!("index definition: {e}")))?;
-        if state.indexes.contains_key(path.as_str()) {
+        if paths.iter().any(|(p, _)| p == &path) {
             return Err(bad(format!("index on `{path}` defined twice")));
         }
-        let index = build_index(&state.map, path.clone(), def.unique);
-        state.indexes.insert(path.as_str().to_owned(), index);
+        paths.push((path, def.unique));
+    }
+    // Index contents are rebuilt, one index per thread.
+    let map = &state.map;
+    let built: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            paths.into_iter().map(|(path, unique)| s.spawn(move || build_index(map, path, unique))).collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    for index in built {
+        state.indexes.insert(index.path().as_str().to_owned(), index);
     }
     let info = SnapshotInfo { seq: state.seq, keys: state.map.len(), bytes: bytes.len() as u64, sha256 };
     Ok((state, info))
+}
+
+/// Parses the one-entry-per-line layout [`write_file`] produces, splitting
+/// the entries between threads. `content` is the file without its trailer.
+/// `None` when the bytes are laid out differently (or are invalid).
+fn parse_lines(content: &[u8]) -> Option<Document> {
+    let nl = content.iter().position(|&b| b == b'\n')?;
+    let head = content[..nl].strip_suffix(b"\"data\":{")?;
+    let mut head_doc = head.to_vec();
+    head_doc.extend_from_slice(b"\"data\":{},\"sha256\":\"\"}");
+    let Document { format, version, seq, keys, indexes, sha256, .. } = serde_json::from_slice(&head_doc).ok()?;
+    let body = content.get(nl + 1..content.len().checked_sub(1)?)?;
+    if content.last() != Some(&b'}') || !(body.is_empty() || body.ends_with(b"\n")) {
+        return None;
+    }
+    let threads = if keys < 20_000 { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) };
+    // Cut the body at line boundaries into `threads` chunks.
+    let mut cuts = vec![0];
+    for i in 1..threads {
+        let at = body.len() * i / threads;
+        let next = body[at..].iter().position(|&b| b == b'\n').map_or(body.len(), |p| at + p + 1);
+        if next > *cuts.last()? {
+            cuts.push(next);
+        }
+    }
+    cuts.push(body.len());
+    let chunks: Vec<&[u8]> = cuts.windows(2).map(|w| &body[w[0]..w[1]]).filter(|c| !c.is_empty()).collect();
+    let last = chunks.len().saturating_sub(1);
+    let parsed: Vec<Option<Entries>> = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            chunks.iter().enumerate().map(|(i, chunk)| s.spawn(move || parse_entries(chunk, i == last))).collect();
+        handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+    });
+    let mut map = Map::default();
+    // `keys` is only a claim until counted: never reserve more than the bytes could hold.
+    map.reserve(keys.min(body.len() / 4));
+    for entries in parsed {
+        for (key, value) in entries? {
+            map.insert(key, value);
+        }
+    }
+    Some(Document { format, version, seq, keys, indexes, data: DataMap(map), sha256 })
+}
+
+/// Parsed entries of one chunk, in file order.
+type Entries = Vec<(String, Arc<Value>)>;
+
+/// Parses lines `"key":value,`; the file's very last entry has no comma.
+fn parse_entries(chunk: &[u8], last_chunk: bool) -> Option<Entries> {
+    let mut out = Vec::with_capacity(chunk.len() / 64);
+    let mut lines = chunk.split(|&b| b == b'\n').filter(|l| !l.is_empty()).peekable();
+    while let Some(line) = lines.next() {
+        let final_entry = last_chunk && lines.peek().is_none();
+        let line = if final_entry { line } else { line.strip_suffix(b",")? };
+        let end = string_end(line)?;
+        if line.get(end) != Some(&b':') {
+            return None;
+        }
+        let key: String = serde_json::from_slice(&line[..end]).ok()?;
+        let value: Value = serde_json::from_slice(&line[end + 1..]).ok()?;
+        out.push((key, Arc::new(value)));
+    }
+    Some(out)
+}
+
+/// The end (exclusive) of the JSON string at the start of `bytes`.
+fn string_end(bytes: &[u8]) -> Option<usize> {
+    if bytes.first() != Some(&b'"') {
+        return None;
+    }
+    let mut escaped = false;
+    for (i, &b) in bytes.iter().enumerate().skip(1) {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
 }
 
 #[derive(Deserialize)]
@@ -229,7 +327,6 @@ struct Document {
     keys: usize,
     indexes: Vec<IndexDef>,
     data: DataMap,
-    #[allow(dead_code)]
     sha256: String,
 }
 
@@ -299,6 +396,44 @@ mod tests {
         assert_eq!(state.map.len(), 2);
         assert_eq!(state.index_infos()[0].entries, 1);
         assert!(!dir.path().join(TMP_NAME).exists());
+        Ok(())
+    }
+
+    /// Both parsers (the per-line one on several threads, and one serde pass)
+    /// read a large snapshot to the same state, whatever its layout.
+    #[test]
+    fn line_parser_and_serde_agree() -> Result<(), Box<dyn std::error::Error>> {
+        let mut state = State::default();
+        for i in 0..25_000u64 {
+            let key = format!("k{i}\\\"\n{}", if i % 7 == 0 { "é" } else { "" });
+            let value = json!({"i": i, "s": format!("v\"{i}\"\n"), "a": [1.5, null, {"x": "}"}]});
+            state.apply(Seq(i + 1), &Record::Set(key, Arc::new(value)));
+        }
+        let dir = tempfile::tempdir()?;
+        let info = write_atomic(&crate::vfs::StdFs, dir.path(), &Frozen::of(&state))?;
+        let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
+        let content = &bytes[..bytes.len() - TRAILER_LEN];
+        let lines = parse_lines(content).ok_or("the line parser refused its own layout")?;
+        let serde: Document = serde_json::from_slice(&bytes)?;
+        assert_eq!(lines.data.0.len(), 25_000);
+        assert_eq!(lines.data.0.sorted(), serde.data.0.sorted());
+        let (loaded, loaded_info) = parse(Path::new("x"), &bytes)?;
+        assert_eq!(loaded_info, info);
+        assert_eq!(loaded.map.sorted(), state.map.sorted());
+        // A layout it does not know (two entries on a line) goes through serde.
+        let mut other = content.to_vec();
+        let second = other.iter().position(|&b| b == b'\n').map(|p| p + 1).unwrap_or(0);
+        let second_end = second + other[second..].iter().position(|&b| b == b'\n').unwrap_or(0);
+        other[second_end] = b' ';
+        assert!(parse_lines(&other).is_none());
+        // A false `keys` claim is refused, not trusted.
+        let mut lying = content.to_vec();
+        let at = lying.windows(12).position(|w| w == b"\"keys\":25000").ok_or("no keys member")?;
+        lying.splice(at..at + 12, b"\"keys\":99999".iter().copied());
+        let mut with_trailer = lying.clone();
+        let digest = hex(&Sha256::digest(&lying));
+        with_trailer.extend_from_slice(format!(",\"sha256\":\"{digest}\"}}\n").as_bytes());
+        assert!(matches!(parse(Path::new("x"), &with_trailer), Err(Error::BadSnapshot { .. })));
         Ok(())
     }
 

@@ -1,7 +1,9 @@
 //! Guards the on-disk format across versions: data directories written by
 //! format version 1 are checked in under tests/fixtures/ and must open to
 //! exactly the same content (and damaged copies must fail the same way) in
-//! every later build. Regenerate only on a deliberate format change:
+//! every later build. `v1-one-line` was written by the first build, whose
+//! snapshot was a single line; `v1` by the current layout (one entry per
+//! line). Regenerate `v1` only on a deliberate format change:
 //! `cargo test --test format_fixtures -- --ignored regenerate`.
 
 mod common;
@@ -70,9 +72,18 @@ fn regenerate() -> TestResult {
     Ok(())
 }
 
+const FIXTURES: [&str; 2] = ["v1", "v1-one-line"];
+
 #[test]
 fn a_version_1_directory_opens_to_the_same_content() -> TestResult {
-    let dir = copy("v1")?;
+    for name in FIXTURES {
+        opens_to_the_same_content(name)?;
+    }
+    Ok(())
+}
+
+fn opens_to_the_same_content(name: &str) -> TestResult {
+    let dir = copy(name)?;
     let db = Db::open(dir.path())?;
     assert_eq!(dump(&db), expected());
     assert_eq!(db.recovery().snapshot_seq, 4);
@@ -87,9 +98,11 @@ fn a_version_1_directory_opens_to_the_same_content() -> TestResult {
 
 #[test]
 fn a_version_1_directory_verifies_clean() -> TestResult {
-    let dir = copy("v1")?;
-    let report = redru::verify_dir(dir.path())?;
-    assert!(report.is_clean(), "{report}");
+    for name in FIXTURES {
+        let dir = copy(name)?;
+        let report = redru::verify_dir(dir.path())?;
+        assert!(report.is_clean(), "{name}: {report}");
+    }
     Ok(())
 }
 

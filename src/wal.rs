@@ -112,6 +112,9 @@ pub fn scan(
     let mut offset = 0usize;
     let mut line = 0u64;
     let mut previous: Option<Seq> = None;
+    // Checksums and JSON parsing are most of a replay: on a large segment
+    // they run on every core first; the checks below stay in log order.
+    let mut predecoded = (bytes.len() >= PARALLEL_DECODE_BYTES).then(|| decode_lines(bytes).into_iter());
     while offset < bytes.len() {
         line += 1;
         let rest = &bytes[offset..];
@@ -120,7 +123,10 @@ pub fn scan(
             None => (rest, false),
         };
         let decoded = if complete {
-            record::decode(text)
+            match predecoded.as_mut().and_then(Iterator::next) {
+                Some(decoded) => decoded,
+                None => record::decode(text),
+            }
         } else {
             Err(DecodeError::Malformed(format!("incomplete last line ({} bytes, no newline)", text.len())))
         };
@@ -154,6 +160,36 @@ pub fn scan(
         }
     }
     Ok(Ok((Tail::Clean, expected)))
+}
+
+/// Segments at least this large are decoded on several threads.
+const PARALLEL_DECODE_BYTES: usize = 1 << 20;
+
+type Decoded = std::result::Result<(Seq, Record), DecodeError>;
+
+/// Decodes every complete line of `bytes`, in order, splitting the lines
+/// between the machine's cores.
+fn decode_lines(bytes: &[u8]) -> Vec<Decoded> {
+    let Some(last_nl) = bytes.iter().rposition(|&b| b == b'\n') else { return Vec::new() };
+    let lines: Vec<&[u8]> = bytes[..last_nl].split(|&b| b == b'\n').collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let per = lines.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = lines
+            .chunks(per)
+            .map(|chunk| s.spawn(move || chunk.iter().map(|l| record::decode(l)).collect::<Vec<_>>()))
+            .collect();
+        let mut out = Vec::with_capacity(lines.len());
+        for (handle, chunk) in handles.into_iter().zip(lines.chunks(per)) {
+            // A decoder thread cannot panic on input (the fuzzers hold this);
+            // should one die anyway, decode its lines here.
+            match handle.join() {
+                Ok(decoded) => out.extend(decoded),
+                Err(_) => out.extend(chunk.iter().map(|l| record::decode(l))),
+            }
+        }
+        out
+    })
 }
 
 /// Whether any complete line after the first newline of `bytes` decodes as a valid record.
@@ -687,6 +723,34 @@ mod tests {
         tail_damaged[n - 3] ^= 0x10;
         assert!(run(&tail_damaged, 1, false)?.1.is_err());
         assert!(matches!(run(&tail_damaged, 1, true)?.1, Ok((Tail::Torn { line: 5, .. }, _))));
+        Ok(())
+    }
+
+    #[test]
+    fn a_large_segment_decoded_in_parallel_scans_the_same() -> Result<()> {
+        let records: Vec<Record> = (0..20_000)
+            .map(|i| Record::Set(format!("key{i}"), Arc::new(json!({"i": i, "pad": "x".repeat(40)}))))
+            .collect();
+        let bytes = log(&records, 1);
+        assert!(bytes.len() >= PARALLEL_DECODE_BYTES);
+        let (seen, out) = run(&bytes, 1, true)?;
+        assert_eq!(seen.len(), 20_000);
+        assert_eq!(out, Ok((Tail::Clean, Seq(20_001))));
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1))
+            .collect();
+        // Damage in the middle: refused at its line, with the records before it seen.
+        let mut damaged = bytes.clone();
+        damaged[starts[12_345] + 30] ^= 0x08;
+        let (seen, out) = run(&damaged, 1, true)?;
+        assert_eq!(seen.len(), 12_345);
+        assert_eq!(out.err().map(|d| (d.line, d.offset)), Some((12_346, starts[12_345] as u64)));
+        // A torn last record and zeros after it: a torn tail.
+        let mut torn = bytes[..bytes.len() - 10].to_vec();
+        torn.extend_from_slice(&[0u8; 5000]);
+        let (seen, out) = run(&torn, 1, true)?;
+        assert_eq!(seen.len(), 19_999);
+        assert!(matches!(out, Ok((Tail::Torn { line: 20_000, .. }, _))));
         Ok(())
     }
 

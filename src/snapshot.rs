@@ -29,7 +29,8 @@ pub const FORMAT: &str = "redru-snapshot";
 /// The snapshot format version this build writes and reads.
 pub const VERSION: u64 = 1;
 
-const TRAILER_HEAD: &[u8] = b",\"sha256\":\"";
+/// The start of the trailer: `,"sha256":"`.
+pub const TRAILER_HEAD: &[u8] = b",\"sha256\":\"";
 const TRAILER_TAIL: &[u8] = b"\"}\n";
 /// `,"sha256":"` + 64 hex digits + `"}\n`.
 pub const TRAILER_LEN: usize = TRAILER_HEAD.len() + 64 + TRAILER_TAIL.len();

@@ -753,9 +753,6 @@ fn next_readable(bytes: &[u8]) -> Option<Seq> {
     bytes[..end].split(|&b| b == b'\n').find_map(|line| record::decode(line).ok().map(|(seq, _)| seq))
 }
 
-/// The start of the trailer: `,"sha256":"` (snapshot.rs documents the layout).
-const TRAILER_HEAD: &[u8] = b",\"sha256\":\"";
-
 /// Checks snapshot bytes, pushing every problem found; returns what it
 /// learned and, when the snapshot is intact, its state with indexes built.
 fn check_snapshot(path: &Path, bytes: &[u8], problems: &mut Vec<Problem>) -> (SnapshotChecked, Option<State>) {
@@ -769,8 +766,8 @@ fn check_snapshot(path: &Path, bytes: &[u8], problems: &mut Vec<Problem>) -> (Sn
             other => other.to_string(),
         };
         let trailer_at = len.saturating_sub(snapshot::TRAILER_LEN) as u64;
-        let has_trailer =
-            len >= snapshot::TRAILER_LEN + 2 && bytes[len - snapshot::TRAILER_LEN..].starts_with(TRAILER_HEAD);
+        let has_trailer = len >= snapshot::TRAILER_LEN + 2
+            && bytes[len - snapshot::TRAILER_LEN..].starts_with(snapshot::TRAILER_HEAD);
         let hint = json_error_offset(bytes)
             .map(|(at, e)| format!("; the JSON itself breaks at byte offset {at} ({e}), likely near the damage"))
             .unwrap_or_default();

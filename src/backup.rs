@@ -179,12 +179,8 @@ pub struct RestoreReport {
     /// Index definitions created to match the backup.
     pub indexes_created: Vec<String>,
     /// How long it took.
-    #[serde(serialize_with = "millis")]
+    #[serde(serialize_with = "crate::verify::millis")]
     pub duration: Duration,
-}
-
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
 }
 
 impl fmt::Display for RestoreReport {

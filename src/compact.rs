@@ -69,12 +69,8 @@ pub struct CompactReport {
     /// What opening recovered (a torn tail cut), if anything.
     pub recovery: Option<String>,
     /// Total time, open to close.
-    #[serde(serialize_with = "millis")]
+    #[serde(serialize_with = "crate::verify::millis")]
     pub duration: Duration,
-}
-
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
 }
 
 impl fmt::Display for CompactReport {

@@ -75,12 +75,8 @@ pub struct RepairReport {
     /// `verify` after the repair (not in a dry run).
     pub after: Option<VerifyReport>,
     /// How long it took.
-    #[serde(serialize_with = "millis")]
+    #[serde(serialize_with = "crate::verify::millis")]
     pub duration: Duration,
-}
-
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
 }
 
 impl RepairReport {

@@ -230,7 +230,8 @@ pub struct VerifyReport {
     pub duration: Duration,
 }
 
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+/// Serializes a duration as whole milliseconds (every report's JSON form).
+pub(crate) fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_millis() as u64)
 }
 

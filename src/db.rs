@@ -382,7 +382,7 @@ impl Db {
     /// Every key, sorted (byte order).
     pub fn keys(&self) -> Vec<String> {
         let state = self.inner.read_state();
-        let mut keys: Vec<String> = state.map.iter().map(|(k, _)| k.clone()).collect();
+        let mut keys: Vec<String> = state.map.iter().map(|(k, _)| k.to_string()).collect();
         keys.sort_unstable();
         keys
     }
@@ -390,8 +390,12 @@ impl Db {
     /// Every key starting with `prefix`, with its value, sorted by key.
     pub fn scan_prefix(&self, prefix: &str) -> Vec<(String, Arc<Value>)> {
         let state = self.inner.read_state();
-        let mut out: Vec<(String, Arc<Value>)> =
-            state.map.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), Arc::clone(v))).collect();
+        let mut out: Vec<(String, Arc<Value>)> = state
+            .map
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.to_string(), Arc::clone(v)))
+            .collect();
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -458,7 +462,7 @@ impl Db {
         let index = state
             .index(&path)
             .ok_or_else(|| Error::Index(format!("there is no index on `{path}` (create one with `index {path}`)")))?;
-        Ok(index.lookup(&ValueDigest::of(value)).cloned().collect())
+        Ok(index.lookup(&ValueDigest::of(value)).map(|k| k.to_string()).collect())
     }
 
     /// Like [`Db::find`], with each key's value.
@@ -470,7 +474,7 @@ impl Db {
             .ok_or_else(|| Error::Index(format!("there is no index on `{path}` (create one with `index {path}`)")))?;
         Ok(index
             .lookup(&ValueDigest::of(value))
-            .filter_map(|k| state.map.get(k).map(|v| (k.clone(), Arc::clone(v))))
+            .filter_map(|k| state.map.get(k).map(|v| (k.to_string(), Arc::clone(v))))
             .collect())
     }
 

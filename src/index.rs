@@ -12,6 +12,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
+use crate::store::Key;
 
 /// A path into a JSON value: `name`, `address.city`, `tags.0`, or `$` (the whole value).
 ///
@@ -220,7 +221,7 @@ pub struct IndexInfo {
 pub struct Index {
     path: FieldPath,
     unique: bool,
-    map: DigestMap<BTreeSet<String>>,
+    map: DigestMap<BTreeSet<Key>>,
     entries: usize,
 }
 
@@ -246,9 +247,9 @@ impl Index {
     }
 
     /// Records that `key` holds `value`.
-    pub fn insert(&mut self, key: &str, value: &Value) {
+    pub fn insert(&mut self, key: &Key, value: &Value) {
         if let Some(d) = self.digest(value)
-            && self.map.entry(d).or_default().insert(key.to_owned())
+            && self.map.entry(d).or_default().insert(std::sync::Arc::clone(key))
         {
             self.entries += 1;
         }
@@ -275,7 +276,7 @@ impl Index {
     }
 
     /// The keys whose field value has digest `d`, in key order.
-    pub fn lookup(&self, d: &ValueDigest) -> impl Iterator<Item = &String> {
+    pub fn lookup(&self, d: &ValueDigest) -> impl Iterator<Item = &Key> {
         self.map.get(d).into_iter().flatten()
     }
 
@@ -369,11 +370,11 @@ mod tests {
     #[test]
     fn index_tracks_inserts_and_removes() -> Result<()> {
         let mut idx = Index::new(FieldPath::parse("name")?, false);
-        idx.insert("k1", &json!({"name":"A"}));
-        idx.insert("k2", &json!({"name":"A"}));
-        idx.insert("k3", &json!({"other":1}));
+        idx.insert(&Key::from("k1"), &json!({"name":"A"}));
+        idx.insert(&Key::from("k2"), &json!({"name":"A"}));
+        idx.insert(&Key::from("k3"), &json!({"other":1}));
         let d = ValueDigest::of(&json!("A"));
-        assert_eq!(idx.lookup(&d).collect::<Vec<_>>(), ["k1", "k2"]);
+        assert_eq!(idx.lookup(&d).map(|k| &**k).collect::<Vec<_>>(), ["k1", "k2"]);
         assert_eq!(idx.info().entries, 2);
         assert_eq!(idx.info().distinct_values, 1);
         idx.remove("k1", &json!({"name":"A"}));

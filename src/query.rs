@@ -364,7 +364,7 @@ pub fn run(state: &State, query: &Query) -> QueryResult {
             .lookup(&digest)
             .filter_map(|k| state.map.get(k).map(|v| (k, v)))
             .filter(|(k, v)| keep(k, v))
-            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .map(|(k, v)| (k.to_string(), Arc::clone(v)))
             .collect();
         Plan::IndexLookup { field: idx.path().to_string(), candidates }
     } else {
@@ -379,7 +379,7 @@ pub fn run(state: &State, query: &Query) -> QueryResult {
             .filter(|(k, _)| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
             .inspect(|_| examined += 1)
             .filter(|(k, v)| keep(k, v))
-            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .map(|(k, v)| (k.to_string(), Arc::clone(v)))
             .collect();
         Plan::Scan { examined, prefix }
     };

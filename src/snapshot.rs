@@ -133,7 +133,7 @@ pub fn write_file(vfs: &dyn Vfs, path: &Path, frozen: &Frozen) -> Result<Snapsho
         if i > 0 {
             entry.extend_from_slice(b",\n");
         }
-        let _ = serde_json::to_writer(&mut entry, key);
+        let _ = serde_json::to_writer(&mut entry, &**key);
         entry.push(b':');
         let _ = serde_json::to_writer(&mut entry, value.as_ref());
         w.put(&entry)?;
@@ -276,7 +276,7 @@ fn parse_lines(content: &[u8]) -> Option<Document> {
     map.reserve(keys.min(body.len() / 4));
     for entries in parsed {
         for (key, value) in entries? {
-            map.insert(key, value);
+            map.insert(key.into(), value);
         }
     }
     Some(Document { format, version, seq, keys, indexes, data: DataMap(map), sha256 })
@@ -348,7 +348,7 @@ impl<'de> Deserialize<'de> for DataMap {
                     map.reserve(n);
                 }
                 while let Some((key, value)) = access.next_entry::<String, Value>()? {
-                    map.insert(key, Arc::new(value));
+                    map.insert(key.into(), Arc::new(value));
                 }
                 Ok(DataMap(map))
             }

@@ -20,7 +20,11 @@ use crate::record::{BatchOp, Record, Seq};
 
 const SHARDS: usize = 64;
 
-type Shard = HashMap<String, Arc<Value>>;
+/// A key as the map and the indexes hold it: one allocation, shared by
+/// reference count between the map and every index that lists the key.
+pub type Key = Arc<str>;
+
+type Shard = HashMap<Key, Arc<Value>>;
 
 /// A hash map from key to shared value, cheap to clone (copy-on-write shards).
 #[derive(Clone)]
@@ -46,14 +50,20 @@ impl Map {
         self.shards[self.shard_of(key)].get(key)
     }
 
-    /// Inserts or replaces; returns the previous value.
-    pub fn insert(&mut self, key: String, value: Arc<Value>) -> Option<Arc<Value>> {
+    /// Inserts or replaces; returns the key as the map holds it (the
+    /// existing one when the key was there) and the previous value.
+    pub fn insert(&mut self, key: Key, value: Arc<Value>) -> (Key, Option<Arc<Value>>) {
+        use std::collections::hash_map::Entry;
         let i = self.shard_of(&key);
-        let old = Arc::make_mut(&mut self.shards[i]).insert(key, value);
-        if old.is_none() {
-            self.len += 1;
+        match Arc::make_mut(&mut self.shards[i]).entry(key) {
+            Entry::Occupied(mut e) => (Arc::clone(e.key()), Some(e.insert(value))),
+            Entry::Vacant(e) => {
+                let key = Arc::clone(e.key());
+                e.insert(value);
+                self.len += 1;
+                (key, None)
+            }
         }
-        old
     }
 
     /// Removes; returns the previous value.
@@ -80,12 +90,12 @@ impl Map {
     }
 
     /// Every entry, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<Value>)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Arc<Value>)> {
         self.shards.iter().flat_map(|s| s.iter())
     }
 
     /// Every entry sorted by key (byte order).
-    pub fn sorted(&self) -> Vec<(&String, &Arc<Value>)> {
+    pub fn sorted(&self) -> Vec<(&Key, &Arc<Value>)> {
         let mut all: Vec<_> = self.iter().collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         all
@@ -159,7 +169,7 @@ impl State {
                         {
                             return Err(Error::UniqueViolation {
                                 field: path.to_string(),
-                                key: key.clone(),
+                                key: key.to_string(),
                                 existing: existing.to_owned(),
                                 value: short_json(probe.path().resolve(value)),
                             });
@@ -200,7 +210,7 @@ impl State {
                     continue;
                 }
                 // A current holder conflicts unless this write replaces it.
-                if let Some(holder) = index.lookup(&d).find(|h| h.as_str() != key && !touched.contains(h.as_str())) {
+                if let Some(holder) = index.lookup(&d).find(|h| &***h != key && !touched.contains(&***h)) {
                     return Err(violation(index, key, holder, value));
                 }
             }
@@ -248,12 +258,12 @@ impl State {
     }
 
     fn set(&mut self, key: &str, value: &Arc<Value>) {
-        let old = self.map.insert(key.to_owned(), Arc::clone(value));
+        let (key, old) = self.map.insert(Key::from(key), Arc::clone(value));
         for index in self.indexes.values_mut() {
             if let Some(old) = &old {
-                index.remove(key, old);
+                index.remove(&key, old);
             }
-            index.insert(key, value);
+            index.insert(&key, value);
         }
     }
 
@@ -327,7 +337,7 @@ mod tests {
     fn map_clone_is_copy_on_write() {
         let mut a = Map::default();
         for i in 0..1000 {
-            a.insert(format!("k{i}"), Arc::new(json!(i)));
+            a.insert(format!("k{i}").into(), Arc::new(json!(i)));
         }
         let frozen = a.clone();
         a.insert("k1".into(), Arc::new(json!("changed")));

@@ -74,7 +74,7 @@ impl Db {
             // Serializing strings and Values into a Vec cannot fail.
             if lines {
                 buf.extend_from_slice(b"{\"key\":");
-                let _ = serde_json::to_writer(&mut buf, key);
+                let _ = serde_json::to_writer(&mut buf, &***key);
                 buf.extend_from_slice(b",\"value\":");
                 let _ = serde_json::to_writer(&mut buf, value.as_ref());
                 buf.extend_from_slice(b"}\n");
@@ -82,7 +82,7 @@ impl Db {
                 if i > 0 {
                     buf.extend_from_slice(b",\n");
                 }
-                let _ = serde_json::to_writer(&mut buf, key);
+                let _ = serde_json::to_writer(&mut buf, &***key);
                 buf.push(b':');
                 let _ = serde_json::to_writer(&mut buf, value.as_ref());
             }

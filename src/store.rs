@@ -9,7 +9,6 @@
 //! length of a serialisation.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -30,19 +29,35 @@ type Shard = HashMap<Key, Arc<Value>>;
 #[derive(Clone)]
 pub struct Map {
     shards: Vec<Arc<Shard>>,
-    hasher: RandomState,
     len: usize,
 }
 
 impl Default for Map {
     fn default() -> Self {
-        Map { shards: (0..SHARDS).map(|_| Arc::new(Shard::new())).collect(), hasher: RandomState::new(), len: 0 }
+        Map { shards: (0..SHARDS).map(|_| Arc::new(Shard::new())).collect(), len: 0 }
     }
 }
 
 impl Map {
+    /// The shard a key lives in. A cheap multiplicative hash, not the keyed
+    /// SipHash the shards' own tables use: choosing one of 64 shards needs no
+    /// protection against chosen keys (the worst case is one large shard,
+    /// not a slow table), and hashing every key twice with SipHash was a
+    /// visible part of each get and set.
     fn shard_of(&self, key: &str) -> usize {
-        (self.hasher.hash_one(key) as usize) % SHARDS
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h: u64 = key.len() as u64;
+        let mut chunks = key.as_bytes().chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+        // The top bits of a multiplication are the well-mixed ones.
+        (h >> 58) as usize % SHARDS
     }
 
     /// The value of `key`.
@@ -331,6 +346,19 @@ mod tests {
 
     fn set(k: &str, v: Value) -> Record {
         Record::Set(k.into(), Arc::new(v))
+    }
+
+    #[test]
+    fn keys_spread_over_the_shards() {
+        let map = Map::default();
+        for pattern in ["user:", "k", "order/2026-11-26/"] {
+            let mut counts = [0usize; SHARDS];
+            for i in 0..64_000 {
+                counts[map.shard_of(&format!("{pattern}{i}"))] += 1;
+            }
+            let (min, max) = (counts.iter().min().copied(), counts.iter().max().copied());
+            assert!(min >= Some(700) && max <= Some(1300), "{pattern}: {min:?}..{max:?} per shard, 1000 expected");
+        }
     }
 
     #[test]

@@ -185,3 +185,20 @@ fn unique_violations_change_nothing() -> TestResult {
     assert_eq!(db.keys(), ["u1"]);
     Ok(())
 }
+
+#[test]
+fn the_periodic_flusher_makes_writes_durable_by_itself() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Options::new().durability(Durability::Periodic(Duration::from_millis(20))).open(dir.path())?;
+    for i in 0..10 {
+        db.set(format!("k{i}"), json!(i))?;
+    }
+    // Writes return before any fsync; the background flusher catches up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while db.stats().durable_seq < 10 {
+        assert!(std::time::Instant::now() < deadline, "the flusher never synced: {:?}", db.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(db.stats().wal_syncs >= 1);
+    Ok(())
+}

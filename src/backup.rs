@@ -579,14 +579,25 @@ impl Db {
         let (stop, stopped) = mpsc::channel::<()>();
         let status = Arc::clone(&shared);
         let spawned = std::thread::Builder::new().name("redru-backup".into()).spawn(move || {
+            // The last record the schedule has a backup of: an interval in
+            // which nothing was written takes no backup, so retention keeps
+            // `keep` distinct points in time rather than copies of one.
+            let mut backed_up: Option<u64> = None;
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 let Some(db) = db.upgrade() else { break };
+                if backed_up == Some(db.stats().last_seq) {
+                    drop(db);
+                    status.lock().skipped += 1;
+                    status.changed.notify_all();
+                    continue;
+                }
                 let outcome = db.backup().and_then(|info| db.prune_backups(keep).map(|gone| (info, gone)));
                 drop(db);
                 let mut s = status.lock();
                 s.runs += 1;
                 match outcome {
                     Ok((info, gone)) => {
+                        backed_up = Some(info.seq);
                         s.last = Some(info);
                         s.pruned += gone.len() as u64;
                     }
@@ -621,6 +632,8 @@ impl Db {
 pub struct ScheduleStatus {
     /// Backups attempted.
     pub runs: u64,
+    /// Intervals skipped because nothing was written since the last backup.
+    pub skipped: u64,
     /// The last successful backup.
     pub last: Option<BackupInfo>,
     /// Attempts that failed.

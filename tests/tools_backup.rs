@@ -259,14 +259,23 @@ fn backup_to_an_explicit_path_never_overwrites() -> TestResult {
 fn scheduled_backups_run_prune_and_stop() -> TestResult {
     let dir = tempfile::tempdir()?;
     let db = Arc::new(opts().open(dir.path())?);
-    db.set("k", json!(1))?;
     let schedule = db.start_backup_schedule(Duration::from_millis(5), 2);
-    let status = schedule.wait_for_runs(4, Duration::from_secs(120));
-    assert!(status.runs >= 4, "{status:?}");
-    assert_eq!((status.errors, status.last_error.clone()), (0, None));
-    assert!(status.last.as_ref().is_some_and(|b| b.verified));
+    // A write before each wait: every interval has something new to back up.
+    for i in 1..=4u64 {
+        db.set("k", json!(i))?;
+        let status = schedule.wait_for_runs(i, Duration::from_secs(120));
+        assert!(status.runs >= i, "{status:?}");
+    }
+    // Nothing written since: once an interval is skipped, the last backup
+    // holds the last write, and later intervals take no new backup.
+    wait_until("a skipped interval", || schedule.status().skipped >= 1);
+    let quiet = schedule.status();
+    assert_eq!((quiet.errors, quiet.last_error.clone()), (0, None));
+    assert!(quiet.last.as_ref().is_some_and(|b| b.verified && b.seq == 4), "{quiet:?}");
+    wait_until("three more skipped intervals", || schedule.status().skipped >= quiet.skipped + 3);
     let status = schedule.stop();
     assert!(status.stopped);
+    assert_eq!(status.runs, quiet.runs, "{status:?}");
     assert_eq!(db.backups()?.len(), 2);
     assert_eq!(status.pruned, status.runs - 2);
     Ok(())

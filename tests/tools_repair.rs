@@ -2,7 +2,10 @@
 //! everything after it lands byte for byte in quarantine files (nothing
 //! deleted), the database opens and verifies clean; a dry run changes
 //! nothing; a damaged snapshot is refused. `compact` shrinks the log offline.
+
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,19 +35,6 @@ fn sets(first: u64, keys: &[&str]) -> Vec<u8> {
     out
 }
 
-/// Every file name in `dir` with its bytes.
-fn snapshot_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 #[test]
 fn repair_cuts_at_the_damage_and_keeps_the_rest_in_quarantine() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -59,9 +49,9 @@ fn repair_cuts_at_the_damage_and_keeps_the_rest_in_quarantine() -> TestResult {
     assert!(matches!(opts().open(dir.path()), Err(Error::Corrupt { .. })));
 
     // Dry run: says what it would do, changes nothing.
-    let before = snapshot_of(dir.path());
+    let before = common::dir_contents(dir.path());
     let plan = redru::repair(dir.path(), true)?;
-    assert_eq!(snapshot_of(dir.path()), before);
+    assert_eq!(common::dir_contents(dir.path()), before);
     assert!(plan.dry_run && plan.after.is_none() && !plan.is_repaired());
     let damage = plan.damage.as_ref().unwrap();
     assert_eq!((damage.kind, damage.offset), (ProblemKind::BadChecksum, Some(starts[2] as u64)));
@@ -183,12 +173,12 @@ fn repair_refuses_a_damaged_snapshot_and_an_open_database() -> TestResult {
     let mut bytes = std::fs::read(&snap)?;
     bytes[20] ^= 0x01;
     std::fs::write(&snap, &bytes)?;
-    let before = snapshot_of(dir.path());
+    let before = common::dir_contents(dir.path());
     match redru::repair(dir.path(), false) {
         Err(Error::BadSnapshot { reason, .. }) => assert!(reason.contains("nothing was changed"), "{reason}"),
         other => panic!("expected BadSnapshot, got {other:?}"),
     }
-    let after = snapshot_of(dir.path());
+    let after = common::dir_contents(dir.path());
     assert_eq!(after.len(), before.len());
     assert!(after.iter().zip(&before).all(|(a, b)| a.0 == b.0 && (a.1 == b.1 || a.0 == redru::LOCK_NAME)));
     Ok(())
@@ -200,12 +190,12 @@ fn an_intact_log_needs_nothing() -> TestResult {
     let db = opts().open(dir.path())?;
     db.set("a", json!(1))?;
     drop(db);
-    let before = snapshot_of(dir.path());
+    let before = common::dir_contents(dir.path());
     let report = redru::repair(dir.path(), false)?;
     assert!(report.damage.is_none(), "{report}");
     assert_eq!(report.kept_upto, 1);
     assert!(report.to_string().contains("nothing to repair"));
-    assert_eq!(snapshot_of(dir.path()).len(), before.len());
+    assert_eq!(common::dir_contents(dir.path()).len(), before.len());
     Ok(())
 }
 

@@ -1,7 +1,10 @@
 //! `verify_dir` / `verify_file`: every kind of damage is found, classified
 //! and located at its exact line and byte offset; a clean directory is clean;
 //! a torn tail is recoverable, corruption is not; nothing is changed.
+
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,19 +48,6 @@ fn set(k: &str, v: redru::Value) -> Record {
     Record::Set(k.into(), Arc::new(v))
 }
 
-/// Every file in `dir` with its bytes, to show that verify changed nothing.
-fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap_or_default())
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 #[test]
 fn clean_directory_is_clean_and_counted() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -73,7 +63,7 @@ fn clean_directory_is_clean_and_counted() -> TestResult {
     }
     db.delete("k1")?;
     db.close()?;
-    let before = contents(dir.path());
+    let before = common::dir_contents(dir.path());
     let report = redru::verify_dir(dir.path())?;
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.snapshot.as_ref().and_then(|s| s.seq), Some(12));
@@ -87,8 +77,8 @@ fn clean_directory_is_clean_and_counted() -> TestResult {
     assert_eq!(report.files, 2);
     assert!(report.to_string().ends_with("clean"), "{report}");
     // Reading changed nothing (the lock file keeps its content: same pid).
-    assert_eq!(contents(dir.path()).len(), before.len());
-    for ((name, a), (_, b)) in contents(dir.path()).iter().zip(&before) {
+    assert_eq!(common::dir_contents(dir.path()).len(), before.len());
+    for ((name, a), (_, b)) in common::dir_contents(dir.path()).iter().zip(&before) {
         if name != redru::LOCK_NAME {
             assert_eq!(a, b, "{name} changed");
         }

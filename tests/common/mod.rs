@@ -32,3 +32,17 @@ pub fn line_starts(bytes: &[u8]) -> Vec<usize> {
 pub fn dump(db: &redru::Db) -> Vec<(String, serde_json::Value)> {
     db.scan_prefix("").into_iter().map(|(k, v)| (k, v.as_ref().clone())).collect()
 }
+
+/// Every file in `dir` with its bytes, sorted by name: to show that a tool
+/// changed nothing (or exactly what it changed).
+pub fn dir_contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}

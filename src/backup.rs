@@ -541,7 +541,7 @@ impl Db {
         }
         let mut batch = Batch::new().clear();
         for (key, value) in state.map.iter() {
-            batch.push_set(key.to_string(), Arc::clone(value));
+            batch.push_set(key.to_string(), value);
         }
         self.batch(batch).map_err(failed)?;
         let mut created = Vec::new();

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::doc::Doc;
 use crate::error::{Error, Result};
 use crate::index::{FieldPath, IndexInfo, ValueDigest};
 use crate::options::{Durability, Options};
@@ -192,7 +193,7 @@ impl Batch {
         Batch::default()
     }
     /// Adds a set.
-    pub fn set(mut self, key: impl Into<String>, value: impl Into<Arc<Value>>) -> Batch {
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<Doc>) -> Batch {
         self.ops.push(BatchOp::Set(key.into(), value.into()));
         self
     }
@@ -208,7 +209,7 @@ impl Batch {
         self
     }
     /// Adds a set in place.
-    pub fn push_set(&mut self, key: impl Into<String>, value: impl Into<Arc<Value>>) {
+    pub fn push_set(&mut self, key: impl Into<String>, value: impl Into<Doc>) {
         self.ops.push(BatchOp::Set(key.into(), value.into()));
     }
     /// Adds a delete in place.
@@ -359,9 +360,34 @@ impl Db {
         &self.inner.recovery
     }
 
-    /// The value of `key`: a shared handle, no copy of the JSON.
-    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+    /// The value of `key`: a shared handle to its JSON text, no copy and no
+    /// parse. Read it with [`Doc::deserialize`] (into your own type) or
+    /// [`Doc::to_value`]; [`Db::get_value`] and [`Db::get_as`] do both in one call.
+    pub fn get(&self, key: &str) -> Option<Doc> {
         self.inner.read_state().map.get(key).cloned()
+    }
+
+    /// The value of `key` parsed into a `serde_json::Value`.
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        self.get(key).map(|doc| doc.to_value())
+    }
+
+    /// The value of `key` deserialized into `T`; an error if it does not fit `T`.
+    ///
+    /// ```
+    /// # fn main() -> redru::Result<()> {
+    /// # let dir = tempfile::tempdir().map_err(|e| redru::Error::InvalidInput(e.to_string()))?;
+    /// # let db = redru::Db::open(dir.path())?;
+    /// #[derive(serde::Deserialize)]
+    /// struct User { name: String }
+    /// db.set("user:1", redru::json!({"name": "Alice", "age": 30}))?;
+    /// let user: Option<User> = db.get_as("user:1")?;
+    /// assert_eq!(user.map(|u| u.name).as_deref(), Some("Alice"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get_as<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.get(key).map(|doc| doc.deserialize()).transpose()
     }
 
     /// Whether `key` exists.
@@ -388,21 +414,17 @@ impl Db {
     }
 
     /// Every key starting with `prefix`, with its value, sorted by key.
-    pub fn scan_prefix(&self, prefix: &str) -> Vec<(String, Arc<Value>)> {
+    pub fn scan_prefix(&self, prefix: &str) -> Vec<(String, Doc)> {
         let state = self.inner.read_state();
-        let mut out: Vec<(String, Arc<Value>)> = state
-            .map
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.to_string(), Arc::clone(v)))
-            .collect();
+        let mut out: Vec<(String, Doc)> =
+            state.map.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.to_string(), v.clone())).collect();
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out
     }
 
     /// Inserts or replaces `key`. Returns once the write is durable (in
     /// [`Durability::Always`]).
-    pub fn set(&self, key: impl Into<String>, value: impl Into<Arc<Value>>) -> Result<()> {
+    pub fn set(&self, key: impl Into<String>, value: impl Into<Doc>) -> Result<()> {
         self.inner.commit(Record::Set(key.into(), value.into())).map(|_| ())
     }
 
@@ -466,7 +488,7 @@ impl Db {
     }
 
     /// Like [`Db::find`], with each key's value.
-    pub fn find_entries(&self, field: &str, value: &Value) -> Result<Vec<(String, Arc<Value>)>> {
+    pub fn find_entries(&self, field: &str, value: &Value) -> Result<Vec<(String, Doc)>> {
         let path = FieldPath::parse(field)?;
         let state = self.inner.read_state();
         let index = state
@@ -474,7 +496,7 @@ impl Db {
             .ok_or_else(|| Error::Index(format!("there is no index on `{path}` (create one with `index {path}`)")))?;
         Ok(index
             .lookup(&ValueDigest::of(value))
-            .filter_map(|k| state.map.get(k).map(|v| (k.to_string(), Arc::clone(v))))
+            .filter_map(|k| state.map.get(k).map(|v| (k.to_string(), v.clone())))
             .collect())
     }
 

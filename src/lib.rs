@@ -1,7 +1,9 @@
 //! redru: an embedded JSON key-value database.
 //!
-//! Keys are strings, values are JSON ([`serde_json::Value`]). Everything lives
-//! in memory; every write is appended to a checksummed write-ahead log and, by
+//! Keys are strings, values are JSON: you write [`serde_json::Value`]s (or
+//! anything that converts), and read back a [`Doc`], a shared handle to the
+//! value's JSON text that you deserialize into your own type or a `Value`
+//! when you need its fields. Everything lives in memory; every write is appended to a checksummed write-ahead log and, by
 //! default, fsynced before it returns ([`Durability::Always`], with group
 //! commit across threads). [`Db::save`] compacts the log into `database.json`,
 //! a plain JSON snapshot with a SHA-256 digest. Opening replays the log, cuts
@@ -17,7 +19,9 @@
 //! db.set("user:1", json!({"name": "Alice", "age": 30}))?;
 //! db.create_index("name")?;
 //! assert_eq!(db.find("name", &json!("Alice"))?, ["user:1"]);
-//! assert_eq!(db.get("user:1").as_deref(), Some(&json!({"name": "Alice", "age": 30})));
+//! assert_eq!(db.get_value("user:1"), Some(json!({"name": "Alice", "age": 30})));
+//! let doc = db.get("user:1").ok_or("missing")?;
+//! assert_eq!(doc.as_str(), r#"{"age":30,"name":"Alice"}"#);
 //! db.close()?;
 //! let db = redru::Db::open(dir.path())?; // everything is back
 //! assert_eq!(db.len(), 1);
@@ -31,6 +35,7 @@
 mod backup;
 mod compact;
 mod db;
+mod doc;
 mod error;
 pub mod index;
 mod options;
@@ -50,6 +55,7 @@ pub use backup::{
 };
 pub use compact::{CompactReport, DiskUsage, compact, compact_with};
 pub use db::{Batch, Db, LOCK_NAME, RecoveryReport, SaveReport, Stats, TornTail};
+pub use doc::{Doc, MAX_DEPTH};
 pub use error::{Error, Result};
 pub use index::{FieldPath, IndexInfo};
 pub use options::{Durability, Options};

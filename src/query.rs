@@ -15,10 +15,10 @@
 
 use std::cmp::Ordering;
 use std::fmt;
-use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::doc::Doc;
 use crate::error::{Error, Result};
 use crate::index::{FieldPath, ValueDigest};
 use crate::store::State;
@@ -147,7 +147,7 @@ impl fmt::Display for Plan {
 #[derive(Clone, Debug)]
 pub struct QueryResult {
     /// Matching keys and their values.
-    pub entries: Vec<(String, Arc<Value>)>,
+    pub entries: Vec<(String, Doc)>,
     /// How they were found.
     pub plan: Plan,
 }
@@ -357,14 +357,19 @@ pub fn run(state: &State, query: &Query) -> QueryResult {
             (idx, digest, idx.lookup(&digest).count())
         })
         .min_by_key(|(_, _, n)| *n);
-    let keep = |key: &str, value: &Value| query.conditions.iter().all(|c| c.matches(key, value));
-    let mut entries: Vec<(String, Arc<Value>)>;
+    // Conditions on the key alone need no parse of the value.
+    let on_values = query.conditions.iter().any(|c| !matches!(c, Condition::KeyPrefix(_)));
+    let keep = |key: &str, doc: &Doc| {
+        let value = if on_values { doc.to_value() } else { Value::Null };
+        query.conditions.iter().all(|c| c.matches(key, &value))
+    };
+    let mut entries: Vec<(String, Doc)>;
     let plan = if let Some((idx, digest, candidates)) = best {
         entries = idx
             .lookup(&digest)
             .filter_map(|k| state.map.get(k).map(|v| (k, v)))
             .filter(|(k, v)| keep(k, v))
-            .map(|(k, v)| (k.to_string(), Arc::clone(v)))
+            .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         Plan::IndexLookup { field: idx.path().to_string(), candidates }
     } else {
@@ -379,7 +384,7 @@ pub fn run(state: &State, query: &Query) -> QueryResult {
             .filter(|(k, _)| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
             .inspect(|_| examined += 1)
             .filter(|(k, v)| keep(k, v))
-            .map(|(k, v)| (k.to_string(), Arc::clone(v)))
+            .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         Plan::Scan { examined, prefix }
     };
@@ -402,7 +407,7 @@ mod tests {
             ("x1", json!("Alice")),
         ];
         for (i, (k, v)) in rows.into_iter().enumerate() {
-            s.apply(Seq(i as u64 + 1), &Record::Set(k.into(), Arc::new(v)));
+            s.apply(Seq(i as u64 + 1), &Record::Set(k.into(), crate::Doc::from(v)));
         }
         s
     }

@@ -6,11 +6,11 @@
 //! says precisely why not. Layout: docs/design.md, "The write-ahead log".
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
+use crate::doc::Doc;
 use crate::index::FieldPath;
 
 /// A record's sequence number: strictly increasing by one across the whole log.
@@ -34,7 +34,7 @@ impl std::fmt::Display for Seq {
 #[derive(Clone, Debug, PartialEq)]
 pub enum BatchOp {
     /// Insert or replace `key`.
-    Set(String, Arc<Value>),
+    Set(String, Doc),
     /// Remove `key` (a no-op if it is absent).
     Delete(String),
     /// Remove every key (what follows in the batch is applied to an empty map).
@@ -55,7 +55,7 @@ impl BatchOp {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     /// Insert or replace a key.
-    Set(String, Arc<Value>),
+    Set(String, Doc),
     /// Remove a key.
     Delete(String),
     /// Several operations applied all together or not at all.
@@ -119,12 +119,11 @@ pub fn encode(seq: Seq, record: &Record, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-fn encode_set(key: &str, value: &Value, out: &mut Vec<u8>) {
+fn encode_set(key: &str, value: &Doc, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\"set\",\"key\":");
     json_string(key, out);
     out.extend_from_slice(b",\"value\":");
-    // Serializing a Value into a Vec cannot fail: its map keys are strings.
-    let _ = serde_json::to_writer(&mut *out, value);
+    out.extend_from_slice(value.as_str().as_bytes());
 }
 
 fn encode_del(key: &str, out: &mut Vec<u8>) {
@@ -205,7 +204,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<(Seq, Record), String> {
     let record = match raw.op {
         Kind::Set => {
             let value = raw.value.ok_or("`set` record without `value`")?;
-            Record::Set(need_key(raw.key)?, Arc::new(value))
+            Record::Set(need_key(raw.key)?, Doc::from_raw(value)?)
         }
         Kind::Del => Record::Delete(need_key(raw.key)?),
         Kind::Batch => {
@@ -213,7 +212,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<(Seq, Record), String> {
             let ops = ops
                 .into_iter()
                 .map(|op| match (op.op, op.key, op.value) {
-                    (OpKind::Set, Some(k), Some(v)) => Ok(BatchOp::Set(k, Arc::new(v))),
+                    (OpKind::Set, Some(k), Some(v)) => Ok(BatchOp::Set(k, Doc::from_raw(v)?)),
                     (OpKind::Del, Some(k), None) => Ok(BatchOp::Delete(k)),
                     (OpKind::Clear, None, None) => Ok(BatchOp::Clear),
                     (kind, _, _) => Err(format!("batch `{}` with missing or extra members", kind.name())),
@@ -258,15 +257,15 @@ impl Kind {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRecord {
+struct RawRecord<'a> {
     seq: u64,
     op: Kind,
     #[serde(default)]
     key: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    value: Option<Value>,
-    #[serde(default)]
-    ops: Option<Vec<RawOp>>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    value: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    ops: Option<Vec<RawOp<'a>>>,
     #[serde(default)]
     field: Option<String>,
     #[serde(default)]
@@ -293,17 +292,19 @@ impl OpKind {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawOp {
+struct RawOp<'a> {
     op: OpKind,
     #[serde(default)]
     key: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    value: Option<Value>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    value: Option<&'a RawValue>,
 }
 
-/// `"value": null` is a present null, not a missing value.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+/// `"value": null` is a present null, not a missing value. The value's text
+/// is borrowed from the line, checked by the parser, and copied once into
+/// its [`Doc`].
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 #[cfg(test)]
@@ -324,10 +325,10 @@ mod tests {
 
     #[test]
     fn every_kind_roundtrips() -> Result<(), DecodeError> {
-        roundtrip(Record::Set("a\nb \"q\" é".into(), Arc::new(json!({"x": [1, 2.5, null, "s\n"]}))))?;
-        roundtrip(Record::Set("null".into(), Arc::new(Value::Null)))?;
+        roundtrip(Record::Set("a\nb \"q\" é".into(), Doc::from(json!({"x": [1, 2.5, null, "s\n"]}))))?;
+        roundtrip(Record::Set("null".into(), Doc::from(serde_json::Value::Null)))?;
         roundtrip(Record::Delete("k".into()))?;
-        roundtrip(Record::Batch(vec![BatchOp::Set("a".into(), Arc::new(json!(null))), BatchOp::Delete("b".into())]))?;
+        roundtrip(Record::Batch(vec![BatchOp::Set("a".into(), Doc::from(json!(null))), BatchOp::Delete("b".into())]))?;
         roundtrip(Record::Batch(vec![]))?;
         roundtrip(Record::Clear)?;
         roundtrip(Record::CreateIndex { field: "address.city".into(), unique: true })?;
@@ -347,7 +348,7 @@ mod tests {
     #[test]
     fn damage_is_named() {
         let mut line = Vec::new();
-        encode(Seq(3), &Record::Set("k".into(), Arc::new(json!(1))), &mut line);
+        encode(Seq(3), &Record::Set("k".into(), Doc::from(json!(1))), &mut line);
         line.pop();
         let mut flipped = line.clone();
         let last = flipped.len() - 2;

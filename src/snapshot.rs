@@ -6,18 +6,19 @@
 //! renamed over `database.json` and the directory synced: a crash leaves the
 //! old snapshot or the new one, never a mix. Layout: docs/design.md.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use crate::doc::Doc;
 use crate::error::{Error, Result};
 use crate::index::FieldPath;
 use crate::record::Seq;
-use crate::store::{Map, State, build_index};
+use crate::store::{Key, Map, State, build_index};
 use crate::vfs::{VFile, Vfs};
 
 /// The snapshot's file name in a data directory.
@@ -135,7 +136,7 @@ pub fn write_file(vfs: &dyn Vfs, path: &Path, frozen: &Frozen) -> Result<Snapsho
         }
         let _ = serde_json::to_writer(&mut entry, &**key);
         entry.push(b':');
-        let _ = serde_json::to_writer(&mut entry, value.as_ref());
+        entry.extend_from_slice(value.as_str().as_bytes());
         w.put(&entry)?;
     }
     w.put(if frozen.map.is_empty() { b"}" } else { b"\n}" })?;
@@ -276,14 +277,14 @@ fn parse_lines(content: &[u8]) -> Option<Document> {
     map.reserve(keys.min(body.len() / 4));
     for entries in parsed {
         for (key, value) in entries? {
-            map.insert(key.into(), value);
+            map.insert(key, value);
         }
     }
     Some(Document { format, version, seq, keys, indexes, data: DataMap(map), sha256 })
 }
 
 /// Parsed entries of one chunk, in file order.
-type Entries = Vec<(String, Arc<Value>)>;
+type Entries = Vec<(Key, Doc)>;
 
 /// Parses lines `"key":value,`; the file's very last entry has no comma.
 fn parse_entries(chunk: &[u8], last_chunk: bool) -> Option<Entries> {
@@ -296,9 +297,11 @@ fn parse_entries(chunk: &[u8], last_chunk: bool) -> Option<Entries> {
         if line.get(end) != Some(&b':') {
             return None;
         }
-        let key: String = serde_json::from_slice(&line[..end]).ok()?;
-        let value: Value = serde_json::from_slice(&line[end + 1..]).ok()?;
-        out.push((key, Arc::new(value)));
+        // Borrowed unless the key has escapes: one allocation per key, its Arc.
+        let key: Cow<'_, str> = serde_json::from_slice(&line[..end]).ok()?;
+        // Checked, not built: the value stays the text it is in the file.
+        let value: &RawValue = serde_json::from_slice(&line[end + 1..]).ok()?;
+        out.push((Key::from(&*key), Doc::from_raw(value).ok()?));
     }
     Some(out)
 }
@@ -347,8 +350,8 @@ impl<'de> Deserialize<'de> for DataMap {
                 if let Some(n) = access.size_hint() {
                     map.reserve(n);
                 }
-                while let Some((key, value)) = access.next_entry::<String, Value>()? {
-                    map.insert(key.into(), Arc::new(value));
+                while let Some((key, value)) = access.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    map.insert(Key::from(&*key), Doc::from_raw(value).map_err(serde::de::Error::custom)?);
                 }
                 Ok(DataMap(map))
             }
@@ -375,8 +378,8 @@ mod tests {
 
     fn sample() -> State {
         let mut s = State::default();
-        s.apply(Seq(1), &Record::Set("b".into(), Arc::new(json!({"name": "Bob"}))));
-        s.apply(Seq(2), &Record::Set("a".into(), Arc::new(json!([1, "x", null]))));
+        s.apply(Seq(1), &Record::Set("b".into(), crate::Doc::from(json!({"name": "Bob"}))));
+        s.apply(Seq(2), &Record::Set("a".into(), crate::Doc::from(json!([1, "x", null]))));
         s.apply(Seq(3), &Record::CreateIndex { field: "name".into(), unique: true });
         s
     }
@@ -388,7 +391,7 @@ mod tests {
         let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
         assert_eq!(info.bytes, bytes.len() as u64);
         // It is plain JSON: any JSON reader takes it.
-        let doc: Value = serde_json::from_slice(&bytes)?;
+        let doc: serde_json::Value = serde_json::from_slice(&bytes)?;
         assert_eq!(doc["data"]["b"]["name"], json!("Bob"));
         assert_eq!(doc["seq"], json!(3));
         assert_eq!(doc["sha256"], json!(info.sha256));
@@ -408,7 +411,7 @@ mod tests {
         for i in 0..25_000u64 {
             let key = format!("k{i}\\\"\n{}", if i % 7 == 0 { "é" } else { "" });
             let value = json!({"i": i, "s": format!("v\"{i}\"\n"), "a": [1.5, null, {"x": "}"}]});
-            state.apply(Seq(i + 1), &Record::Set(key, Arc::new(value)));
+            state.apply(Seq(i + 1), &Record::Set(key, crate::Doc::from(value)));
         }
         let dir = tempfile::tempdir()?;
         let info = write_atomic(&crate::vfs::StdFs, dir.path(), &Frozen::of(&state))?;

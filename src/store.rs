@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::doc::Doc;
 use crate::error::{Error, Result};
 use crate::index::{DigestMap, FieldPath, Index, IndexInfo};
 use crate::record::{BatchOp, Record, Seq};
@@ -23,7 +24,7 @@ const SHARDS: usize = 64;
 /// reference count between the map and every index that lists the key.
 pub type Key = Arc<str>;
 
-type Shard = HashMap<Key, Arc<Value>>;
+type Shard = HashMap<Key, Doc>;
 
 /// A hash map from key to shared value, cheap to clone (copy-on-write shards).
 #[derive(Clone)]
@@ -61,13 +62,13 @@ impl Map {
     }
 
     /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&Arc<Value>> {
+    pub fn get(&self, key: &str) -> Option<&Doc> {
         self.shards[self.shard_of(key)].get(key)
     }
 
     /// Inserts or replaces; returns the key as the map holds it (the
     /// existing one when the key was there) and the previous value.
-    pub fn insert(&mut self, key: Key, value: Arc<Value>) -> (Key, Option<Arc<Value>>) {
+    pub fn insert(&mut self, key: Key, value: Doc) -> (Key, Option<Doc>) {
         use std::collections::hash_map::Entry;
         let i = self.shard_of(&key);
         match Arc::make_mut(&mut self.shards[i]).entry(key) {
@@ -82,7 +83,7 @@ impl Map {
     }
 
     /// Removes; returns the previous value.
-    pub fn remove(&mut self, key: &str) -> Option<Arc<Value>> {
+    pub fn remove(&mut self, key: &str) -> Option<Doc> {
         let i = self.shard_of(key);
         if !self.shards[i].contains_key(key) {
             return None;
@@ -105,12 +106,12 @@ impl Map {
     }
 
     /// Every entry, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Arc<Value>)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Doc)> {
         self.shards.iter().flat_map(|s| s.iter())
     }
 
     /// Every entry sorted by key (byte order).
-    pub fn sorted(&self) -> Vec<(&Key, &Arc<Value>)> {
+    pub fn sorted(&self) -> Vec<(&Key, &Doc)> {
         let mut all: Vec<_> = self.iter().collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         all
@@ -147,15 +148,26 @@ impl State {
     /// duplicate index. Runs before the record is logged.
     pub fn check(&self, record: &Record) -> Result<()> {
         match record {
-            Record::Set(key, value) => self.check_unique(&[(key.as_str(), Some(value.as_ref()))], false),
+            Record::Set(key, value) => {
+                check_depth(value)?;
+                self.check_unique(&[(key.as_str(), Some(value))], false)
+            }
             Record::Batch(ops) => {
+                for op in ops {
+                    if let BatchOp::Set(_, value) = op {
+                        check_depth(value)?;
+                    }
+                }
+                if !self.has_unique() {
+                    return Ok(());
+                }
                 // Last operation per key wins, as in apply; a clear wipes what came before.
-                let mut finals: HashMap<&str, Option<&Value>> = HashMap::new();
+                let mut finals: HashMap<&str, Option<&Doc>> = HashMap::new();
                 let mut replaces_all = false;
                 for op in ops {
                     match op {
                         BatchOp::Set(k, v) => {
-                            finals.insert(k, Some(v.as_ref()));
+                            finals.insert(k, Some(v));
                         }
                         BatchOp::Delete(k) => {
                             finals.insert(k, None);
@@ -178,15 +190,16 @@ impl State {
                 if *unique {
                     let mut seen: DigestMap<&str> = DigestMap::default();
                     let probe = Index::new(path.clone(), true);
-                    for (key, value) in self.map.sorted() {
-                        if let Some(d) = probe.digest(value)
+                    for (key, doc) in self.map.sorted() {
+                        let value = doc.to_value();
+                        if let Some(d) = probe.digest(&value)
                             && let Some(existing) = seen.insert(d, key)
                         {
                             return Err(Error::UniqueViolation {
                                 field: path.to_string(),
                                 key: key.to_string(),
                                 existing: existing.to_owned(),
-                                value: short_json(probe.path().resolve(value)),
+                                value: short_json(probe.path().resolve(&value)),
                             });
                         }
                     }
@@ -207,16 +220,18 @@ impl State {
     /// `writes`: the final value (None = deleted) of every key a write
     /// touches. With `replaces_all` (a batch that clears) the current holders
     /// are gone, so only the writes themselves can conflict.
-    fn check_unique(&self, writes: &[(&str, Option<&Value>)], replaces_all: bool) -> Result<()> {
-        if !self.indexes.values().any(Index::unique) {
+    fn check_unique(&self, writes: &[(&str, Option<&Doc>)], replaces_all: bool) -> Result<()> {
+        if !self.has_unique() {
             return Ok(());
         }
         let touched: std::collections::HashSet<&str> = writes.iter().map(|(k, _)| *k).collect();
+        // Parsed once, read by every unique index.
+        let writes: Vec<(&str, Option<Value>)> = writes.iter().map(|(k, d)| (*k, d.map(Doc::to_value))).collect();
         for index in self.indexes.values().filter(|i| i.unique()) {
             // digest -> the written key that will hold it
             let mut claimed: DigestMap<&str> = DigestMap::default();
-            for &(key, value) in writes {
-                let Some(value) = value else { continue };
+            for (key, value) in &writes {
+                let (key, Some(value)) = (*key, value) else { continue };
                 let Some(d) = index.digest(value) else { continue };
                 if let Some(other) = claimed.insert(d, key) {
                     return Err(violation(index, key, other, value));
@@ -231,6 +246,10 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    fn has_unique(&self) -> bool {
+        self.indexes.values().any(Index::unique)
     }
 
     /// Applies a record (already checked, or replayed from the log).
@@ -272,13 +291,19 @@ impl State {
         }
     }
 
-    fn set(&mut self, key: &str, value: &Arc<Value>) {
-        let (key, old) = self.map.insert(Key::from(key), Arc::clone(value));
+    fn set(&mut self, key: &str, value: &Doc) {
+        let (key, old) = self.map.insert(Key::from(key), value.clone());
+        if self.indexes.is_empty() {
+            return;
+        }
+        // Indexes read fields: parse the new and the replaced value once each.
+        let new = value.to_value();
+        let old = old.map(|d| d.to_value());
         for index in self.indexes.values_mut() {
             if let Some(old) = &old {
                 index.remove(&key, old);
             }
-            index.insert(&key, value);
+            index.insert(&key, &new);
         }
     }
 
@@ -293,8 +318,11 @@ impl State {
 
     fn delete(&mut self, key: &str) -> bool {
         let Some(old) = self.map.remove(key) else { return false };
-        for index in self.indexes.values_mut() {
-            index.remove(key, &old);
+        if !self.indexes.is_empty() {
+            let old = old.to_value();
+            for index in self.indexes.values_mut() {
+                index.remove(key, &old);
+            }
         }
         true
     }
@@ -310,11 +338,23 @@ impl State {
     }
 }
 
+/// Refuses a value serde_json could not read back (see [`crate::doc::MAX_DEPTH`]).
+fn check_depth(value: &Doc) -> Result<()> {
+    if value.depth() > crate::doc::MAX_DEPTH {
+        return Err(Error::InvalidInput(format!(
+            "the value is nested {} levels deep; at most {} are supported",
+            value.depth(),
+            crate::doc::MAX_DEPTH
+        )));
+    }
+    Ok(())
+}
+
 /// Builds an index on `path` from scratch.
 pub fn build_index(map: &Map, path: FieldPath, unique: bool) -> Index {
     let mut index = Index::new(path, unique);
-    for (key, value) in map.iter() {
-        index.insert(key, value);
+    for (key, doc) in map.iter() {
+        index.insert(key, &doc.to_value());
     }
     index
 }
@@ -345,7 +385,7 @@ mod tests {
     use serde_json::json;
 
     fn set(k: &str, v: Value) -> Record {
-        Record::Set(k.into(), Arc::new(v))
+        Record::Set(k.into(), Doc::from(v))
     }
 
     #[test]
@@ -365,15 +405,15 @@ mod tests {
     fn map_clone_is_copy_on_write() {
         let mut a = Map::default();
         for i in 0..1000 {
-            a.insert(format!("k{i}").into(), Arc::new(json!(i)));
+            a.insert(format!("k{i}").into(), Doc::from(json!(i)));
         }
         let frozen = a.clone();
-        a.insert("k1".into(), Arc::new(json!("changed")));
+        a.insert("k1".into(), Doc::from(json!("changed")));
         a.remove("k2");
-        assert_eq!(frozen.get("k1").map(|v| v.as_ref().clone()), Some(json!(1)));
+        assert_eq!(frozen.get("k1").map(Doc::to_value), Some(json!(1)));
         assert_eq!(frozen.len(), 1000);
         assert_eq!(a.len(), 999);
-        assert_eq!(a.get("k1").map(|v| v.as_ref().clone()), Some(json!("changed")));
+        assert_eq!(a.get("k1").map(Doc::to_value), Some(json!("changed")));
     }
 
     #[test]
@@ -386,16 +426,18 @@ mod tests {
         // Rewriting the same key is fine.
         assert!(s.check(&set("a", json!({"email": "x", "n": 1}))).is_ok());
         // Moving the value in one batch is fine; duplicating it inside a batch is not.
-        let swap =
-            Record::Batch(vec![BatchOp::Delete("a".into()), BatchOp::Set("b".into(), Arc::new(json!({"email": "x"})))]);
+        let swap = Record::Batch(vec![
+            BatchOp::Delete("a".into()),
+            BatchOp::Set("b".into(), Doc::from(json!({"email": "x"}))),
+        ]);
         assert!(s.check(&swap).is_ok());
         let dup = Record::Batch(vec![
-            BatchOp::Set("c".into(), Arc::new(json!({"email": "y"}))),
-            BatchOp::Set("d".into(), Arc::new(json!({"email": "y"}))),
+            BatchOp::Set("c".into(), Doc::from(json!({"email": "y"}))),
+            BatchOp::Set("d".into(), Doc::from(json!({"email": "y"}))),
         ]);
         assert!(matches!(s.check(&dup), Err(Error::UniqueViolation { .. })));
         // After a clear in the batch, old holders no longer conflict.
-        let replace = Record::Batch(vec![BatchOp::Clear, BatchOp::Set("z".into(), Arc::new(json!({"email": "x"})))]);
+        let replace = Record::Batch(vec![BatchOp::Clear, BatchOp::Set("z".into(), Doc::from(json!({"email": "x"})))]);
         assert!(s.check(&replace).is_ok());
         // A unique index cannot be created over duplicates.
         s.apply(Seq(3), &set("c", json!({"tag": 1})));

@@ -10,7 +10,6 @@ use std::fmt;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -76,7 +75,7 @@ impl Db {
                 buf.extend_from_slice(b"{\"key\":");
                 let _ = serde_json::to_writer(&mut buf, &***key);
                 buf.extend_from_slice(b",\"value\":");
-                let _ = serde_json::to_writer(&mut buf, value.as_ref());
+                buf.extend_from_slice(value.as_str().as_bytes());
                 buf.extend_from_slice(b"}\n");
             } else {
                 if i > 0 {
@@ -84,7 +83,7 @@ impl Db {
                 }
                 let _ = serde_json::to_writer(&mut buf, &***key);
                 buf.push(b':');
-                let _ = serde_json::to_writer(&mut buf, value.as_ref());
+                buf.extend_from_slice(value.as_str().as_bytes());
             }
             w.write_all(&buf).map_err(output_error)?;
         }
@@ -118,7 +117,7 @@ impl Db {
         let mut batch = if options.replace { Batch::new().clear() } else { Batch::new() };
         let n = pairs.len();
         for (key, value) in pairs {
-            batch.push_set(key, Arc::new(value));
+            batch.push_set(key, value);
         }
         if !batch.is_empty() {
             self.batch(batch)?;

@@ -847,7 +847,7 @@ pub(crate) fn unique_duplicates(state: &State, path: &Path) -> Vec<Problem> {
         let mut seen: BTreeMap<ValueDigest, &str> = BTreeMap::new();
         let mut pairs = Vec::new();
         for (key, value) in state.map.sorted() {
-            if let Some(d) = index.digest(value)
+            if let Some(d) = index.digest(&value.to_value())
                 && let Some(other) = seen.insert(d, key)
             {
                 pairs.push(format!("`{other}` and `{key}`"));

@@ -656,7 +656,7 @@ mod tests {
     }
 
     fn sets(n: usize) -> Vec<Record> {
-        (0..n).map(|i| Record::Set(format!("k{i}"), Arc::new(json!(i)))).collect()
+        (0..n).map(|i| Record::Set(format!("k{i}"), crate::Doc::from(json!(i)))).collect()
     }
 
     fn run(bytes: &[u8], first: u64, last: bool) -> Result<(Vec<u64>, ScanOutcome)> {
@@ -729,7 +729,7 @@ mod tests {
     #[test]
     fn a_large_segment_decoded_in_parallel_scans_the_same() -> Result<()> {
         let records: Vec<Record> = (0..20_000)
-            .map(|i| Record::Set(format!("key{i}"), Arc::new(json!({"i": i, "pad": "x".repeat(40)}))))
+            .map(|i| Record::Set(format!("key{i}"), crate::Doc::from(json!({"i": i, "pad": "x".repeat(40)}))))
             .collect();
         let bytes = log(&records, 1);
         assert!(bytes.len() >= PARALLEL_DECODE_BYTES);

@@ -28,9 +28,9 @@ fn set_then_get_round_trips_json_and_text() -> TestResult {
     redru(d).args(["get", "words"]).assert().success().stdout("\"hello big world\"\n");
     redru(d).args(["get", "neg"]).assert().success().stdout("-5\n");
     let db = Db::open(d)?;
-    assert_eq!(db.get("user:1").as_deref(), Some(&json!({"name": "Alice", "age": 30})));
-    assert_eq!(db.get("a").as_deref(), Some(&json!("Alice")));
-    assert_eq!(db.get("n").as_deref(), Some(&json!(42)));
+    assert_eq!(db.get_value("user:1").as_ref(), Some(&json!({"name": "Alice", "age": 30})));
+    assert_eq!(db.get_value("a").as_ref(), Some(&json!("Alice")));
+    assert_eq!(db.get_value("n").as_ref(), Some(&json!(42)));
     Ok(())
 }
 
@@ -328,7 +328,7 @@ fn redru_dir_comes_from_the_environment() -> TestResult {
     let mut set = assert_cmd::Command::new(cli::BIN);
     set.env("REDRU_DIR", dir.path()).env("REDRU_HISTORY", "").args(["set", "k", "v"]).assert().success();
     let db = Db::open(dir.path())?;
-    assert_eq!(db.get("k").as_deref(), Some(&json!("v")));
+    assert_eq!(db.get_value("k").as_ref(), Some(&json!("v")));
     Ok(())
 }
 

@@ -23,7 +23,7 @@ fn writers_on_many_threads_are_all_recovered() -> TestResult {
                     for i in 0..EACH {
                         db.set(format!("t{t}:{i}"), json!({"t": t, "i": i}))?;
                         // A write is visible to its writer once acknowledged.
-                        assert_eq!(db.get(&format!("t{t}:{i}")).as_deref(), Some(&json!({"t": t, "i": i})));
+                        assert_eq!(db.get_value(&format!("t{t}:{i}")).as_ref(), Some(&json!({"t": t, "i": i})));
                     }
                     Ok(())
                 })
@@ -43,7 +43,7 @@ fn writers_on_many_threads_are_all_recovered() -> TestResult {
     let db = Db::open(dir.path())?;
     for t in 0..THREADS {
         for i in 0..EACH {
-            assert_eq!(db.get(&format!("t{t}:{i}")).as_deref(), Some(&json!({"t": t, "i": i})));
+            assert_eq!(db.get_value(&format!("t{t}:{i}")).as_ref(), Some(&json!({"t": t, "i": i})));
         }
     }
     Ok(())
@@ -71,7 +71,7 @@ fn saves_and_reads_run_alongside_writers() -> TestResult {
         let reader = s.spawn(|| {
             while !done.load(Ordering::SeqCst) {
                 // Keys of the base set that are never deleted stay readable.
-                assert_eq!(db.get("base1").as_deref(), Some(&json!(1)));
+                assert_eq!(db.get_value("base1").as_ref(), Some(&json!(1)));
             }
         });
         let mut saves = 0;

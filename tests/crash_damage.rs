@@ -24,7 +24,7 @@ fn options(fs: &SimFs) -> Options {
 }
 
 fn data_of(db: &Db) -> Data {
-    db.keys().into_iter().filter_map(|k| db.get(&k).map(|v| (k, v.as_ref().clone()))).collect()
+    db.keys().into_iter().filter_map(|k| db.get_value(&k).map(|v| (k, v))).collect()
 }
 
 /// A log of `n` records written through the engine, and the data after each record.
@@ -407,7 +407,7 @@ fn apply(data: &mut Data, record: &redru::record::Record) {
     use redru::record::{BatchOp, Record};
     match record {
         Record::Set(k, v) => {
-            data.insert(k.clone(), v.as_ref().clone());
+            data.insert(k.clone(), v.to_value());
         }
         Record::Delete(k) => {
             data.remove(k);
@@ -416,7 +416,7 @@ fn apply(data: &mut Data, record: &redru::record::Record) {
             for op in ops {
                 match op {
                     BatchOp::Set(k, v) => {
-                        data.insert(k.clone(), v.as_ref().clone());
+                        data.insert(k.clone(), v.to_value());
                     }
                     BatchOp::Delete(k) => {
                         data.remove(k);

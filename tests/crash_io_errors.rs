@@ -249,9 +249,9 @@ fn reopen_after_a_failed_log_sync_keeps_acknowledged_writes() {
     run.close();
     let after = SimFs::from_state(fs.state().durable_image());
     let db = RECOVER.options(after.vfs()).open("/db");
-    let c = db.as_ref().ok().and_then(|db| db.get("c"));
+    let c = db.as_ref().ok().and_then(|db| db.get_value("c"));
     assert_eq!(
-        c.as_deref(),
+        c.as_ref(),
         Some(&json!(3)),
         "acknowledged write lost after a power loss: {:?}",
         db.map(|d| d.recovery().clone())

@@ -185,7 +185,7 @@ fn kill_loop(iterations: u64, seed: u64, ack_early: bool) -> Result<Tally, Box<d
         let db = Db::open(&dir)?;
         tally.torn_tails += u64::from(db.recovery().torn_tail.is_some());
         for (key, n) in &acked {
-            if db.get(key).as_deref() != Some(&value(*n)) {
+            if db.get_value(key).as_ref() != Some(&value(*n)) {
                 tally.lost.push(format!("iteration {epoch} (seed {seed}): acknowledged {key} is missing or wrong"));
             }
         }

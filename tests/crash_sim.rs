@@ -89,7 +89,7 @@ fn check_image(run: &Run, n: u64, image: SimState, rng: &mut Rng, tally: &mut Ta
             .options(again.vfs())
             .open(dir)
             .map_err(|e| format!("reopen after a write after recovery failed: {e}"))?;
-        if db.get("after-recovery").as_deref() != Some(&redru::json!(k)) || db.stats().last_seq != k + 1 {
+        if db.get_value("after-recovery").as_ref() != Some(&redru::json!(k)) || db.stats().last_seq != k + 1 {
             return Err(format!("a write acknowledged after recovery (record {}) was lost", k + 1));
         }
         tally.writes_after_recovery += 1;
@@ -241,7 +241,11 @@ fn a_new_data_directory_and_its_first_write_survive_power_loss() -> Result<(), r
     let after = durable_only(&fs);
     drop(db);
     let db = RECOVER.options(after.vfs()).open("/data/db")?;
-    assert_eq!(db.get("k").as_deref(), Some(&redru::json!(1)), "the directory's entry in its parent was never synced");
+    assert_eq!(
+        db.get_value("k").as_ref(),
+        Some(&redru::json!(1)),
+        "the directory's entry in its parent was never synced"
+    );
     Ok(())
 }
 

@@ -48,7 +48,7 @@ fn a_torn_tail_is_cut_at_every_offset_and_kept_aside() -> TestResult {
         let db = Db::open(dir.path())?;
         assert!(db.recovery().torn_tail.is_none());
         assert_eq!(db.stats().last_seq, 5);
-        assert_eq!(db.get("after").as_deref(), Some(&json!(true)));
+        assert_eq!(db.get_value("after").as_ref(), Some(&json!(true)));
     }
     Ok(())
 }
@@ -202,7 +202,7 @@ fn a_crash_between_any_two_steps_of_save_recovers() -> TestResult {
         drop(db);
         let db = Db::open(dir.path())?;
         assert_eq!(db.len(), model.len() + 1, "{name}");
-        assert_eq!(db.get("next").as_deref(), Some(&json!(name)));
+        assert_eq!(db.get_value("next").as_ref(), Some(&json!(name)));
     }
     Ok(())
 }

@@ -102,7 +102,7 @@ fn save_moves_everything_into_the_snapshot() -> TestResult {
     assert_eq!(db.stats().last_seq, 10);
     drop(db);
     let db = Db::open(dir.path())?;
-    assert_eq!(db.get("f").as_deref(), Some(&json!(1)));
+    assert_eq!(db.get_value("f").as_ref(), Some(&json!(1)));
     assert_eq!(db.recovery().records_replayed, 1);
     Ok(())
 }
@@ -200,5 +200,29 @@ fn the_periodic_flusher_makes_writes_durable_by_itself() -> TestResult {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(db.stats().wal_syncs >= 1);
+    Ok(())
+}
+
+/// A value serde_json could not read back from the log is refused before it
+/// is logged; the deepest readable one survives a reopen.
+#[test]
+fn values_too_deep_to_read_back_are_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path())?;
+    let nested = |depth: usize| -> serde_json::Value {
+        let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        serde_json::from_str(&text).unwrap_or_default()
+    };
+    let deepest = nested(redru::MAX_DEPTH);
+    db.set("ok", &deepest)?;
+    let too_deep = serde_json::Value::Array(vec![deepest.clone()]);
+    assert!(matches!(db.set("deep", &too_deep), Err(Error::InvalidInput(_))));
+    assert!(matches!(db.batch(Batch::new().set("deep", &too_deep)), Err(Error::InvalidInput(_))));
+    let seq = db.stats().last_seq;
+    drop(db);
+    let db = Db::open(dir.path())?;
+    assert_eq!(db.stats().last_seq, seq, "nothing refused was logged");
+    assert_eq!(db.get_value("ok"), Some(deepest));
+    assert!(db.get("deep").is_none());
     Ok(())
 }

@@ -102,7 +102,7 @@ fn an_interactive_session() -> TestResult {
     // Ctrl-D closed the database: it opens here, with everything in it.
     {
         let db = Db::open(dir.path())?;
-        assert_eq!(db.get("user:1").as_deref(), Some(&json!({"name": "Alice", "tags": ["a", "b"]})));
+        assert_eq!(db.get_value("user:1").as_ref(), Some(&json!({"name": "Alice", "tags": ["a", "b"]})));
         assert!(!db.contains("cancelled"));
         assert!(!db.contains("k"));
     }

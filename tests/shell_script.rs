@@ -176,7 +176,7 @@ set after exit
     // `exit` ended the script: the line after it never ran.
     let db = Db::open(d)?;
     assert!(db.get("after").is_none());
-    assert_eq!(db.get("name").as_deref(), Some(&json!("Alice")));
+    assert_eq!(db.get_value("name").as_ref(), Some(&json!("Alice")));
     assert_eq!(db.len(), 5);
     Ok(())
 }
@@ -253,7 +253,7 @@ fn a_write_is_durable_before_its_result_line() -> TestResult {
         child.kill()?;
         child.wait()?;
         let db = Db::open(dir.path())?;
-        assert_eq!(db.get(&format!("round{round}")).as_deref(), Some(&json!({"n": round})));
+        assert_eq!(db.get_value(&format!("round{round}")).as_ref(), Some(&json!({"n": round})));
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ fn read_backup(path: &Path) -> (u64, serde_json::Map<String, Value>) {
 }
 
 fn all(db: &Db) -> Vec<(String, Value)> {
-    db.keys().into_iter().map(|k| (k.clone(), db.get(&k).unwrap().as_ref().clone())).collect()
+    db.keys().into_iter().map(|k| (k.clone(), db.get_value(&k).unwrap())).collect()
 }
 
 fn wait_until(what: &str, cond: impl Fn() -> bool) {
@@ -154,14 +154,14 @@ fn restore_refuses_names_outside_the_backups_directory() -> TestResult {
     }
     assert!(matches!(db.restore("backup-none.json"), Err(Error::Backup(_))));
     // Nothing was changed, and no undo backup was taken.
-    assert_eq!(db.get("a").as_deref(), Some(&json!(2)));
+    assert_eq!(db.get_value("a").as_ref(), Some(&json!(2)));
     assert_eq!(db.backups()?.len(), 1);
     // An explicit path needs restore_file; the name without `.json` also resolves.
     db.restore_file(&outside)?;
-    assert_eq!(db.get("a").as_deref(), Some(&json!(1)));
+    assert_eq!(db.get_value("a").as_ref(), Some(&json!(1)));
     db.set("a", json!(3))?;
     db.restore(good.name.trim_end_matches(".json"))?;
-    assert_eq!(db.get("a").as_deref(), Some(&json!(1)));
+    assert_eq!(db.get_value("a").as_ref(), Some(&json!(1)));
     Ok(())
 }
 
@@ -180,7 +180,7 @@ fn restore_refuses_a_damaged_backup_and_changes_nothing() -> TestResult {
     // Without the .sha256 beside it, the internal digest still catches it.
     std::fs::remove_file(format!("{}.sha256", info.path.display()))?;
     assert!(matches!(db.restore(&info.name), Err(Error::BadSnapshot { .. })));
-    assert_eq!(db.get("a").as_deref(), Some(&json!("current")));
+    assert_eq!(db.get_value("a").as_ref(), Some(&json!("current")));
     let listed = db.backups()?;
     assert_eq!(listed.len(), 1, "no undo backup was taken");
     assert!(!listed[0].verified && listed[0].problem.is_some());

@@ -14,7 +14,7 @@ fn opts() -> Options {
 }
 
 fn all(db: &Db) -> Vec<(String, Value)> {
-    db.keys().into_iter().map(|k| (k.clone(), db.get(&k).unwrap().as_ref().clone())).collect()
+    db.keys().into_iter().map(|k| (k.clone(), db.get_value(&k).unwrap())).collect()
 }
 
 fn sample(db: &Db) -> redru::Result<()> {

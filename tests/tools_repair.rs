@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use redru::record::{self, Record, Seq};
 use redru::{Error, Options, ProblemKind, json};
@@ -30,7 +29,7 @@ fn line_starts(bytes: &[u8]) -> Vec<usize> {
 fn sets(first: u64, keys: &[&str]) -> Vec<u8> {
     let mut out = Vec::new();
     for (i, k) in keys.iter().enumerate() {
-        record::encode(Seq(first + i as u64), &Record::Set((*k).into(), Arc::new(json!({"k": k}))), &mut out);
+        record::encode(Seq(first + i as u64), &Record::Set((*k).into(), redru::Doc::from(json!({"k": k}))), &mut out);
     }
     out
 }

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use redru::record::{self, Record, Seq};
 use redru::{Error, Options, ProblemKind, json};
@@ -45,7 +44,7 @@ fn encode(first: u64, records: &[Record]) -> Vec<u8> {
 }
 
 fn set(k: &str, v: redru::Value) -> Record {
-    Record::Set(k.into(), Arc::new(v))
+    Record::Set(k.into(), redru::Doc::from(v))
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub fn line_starts(bytes: &[u8]) -> Vec<usize> {
 
 /// Every key and value of `db`, sorted, as plain values.
 pub fn dump(db: &redru::Db) -> Vec<(String, serde_json::Value)> {
-    db.scan_prefix("").into_iter().map(|(k, v)| (k, v.as_ref().clone())).collect()
+    db.scan_prefix("").into_iter().map(|(k, v)| (k, v.to_value())).collect()
 }
 
 /// Every file in `dir` with its bytes, sorted by name: to show that a tool

@@ -153,8 +153,8 @@ impl Model {
             out.push(format!("keys {keys:?}, expected {want:?}"));
         }
         for (k, v) in &self.map {
-            let got = db.get(k);
-            if got.as_deref() != Some(v) {
+            let got = db.get_value(k);
+            if got.as_ref() != Some(v) {
                 out.push(format!("{k} = {got:?}, expected {v}"));
             }
         }
@@ -520,12 +520,12 @@ impl Run {
 /// The record an operation logs, to restate the compaction rule.
 fn to_record(op: &Op) -> Option<Record> {
     Some(match op {
-        Op::Set(k, v) => Record::Set(k.clone(), Arc::new(v.clone())),
+        Op::Set(k, v) => Record::Set(k.clone(), redru::Doc::from(v)),
         Op::Delete(k) => Record::Delete(k.clone()),
         Op::Batch(ops) => Record::Batch(
             ops.iter()
                 .map(|op| match op {
-                    BOp::Set(k, v) => BatchOp::Set(k.clone(), Arc::new(v.clone())),
+                    BOp::Set(k, v) => BatchOp::Set(k.clone(), redru::Doc::from(v)),
                     BOp::Delete(k) => BatchOp::Delete(k.clone()),
                     BOp::Clear => BatchOp::Clear,
                 })

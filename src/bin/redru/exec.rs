@@ -54,7 +54,7 @@ impl Session<'_> {
                 self.line("OK")?;
             }
             Command::Get { key } => match db.get(&key) {
-                Some(value) => self.line(&output::json(&value, style))?,
+                Some(value) => self.line(&output::doc(&value, style))?,
                 None => return not_found(&key),
             },
             Command::Delete { key } => {
@@ -253,15 +253,15 @@ impl Session<'_> {
         writeln!(self.out, "{text}").context("writing to stdout")
     }
 
-    fn entries(&mut self, entries: &[(String, std::sync::Arc<redru::Value>)]) -> Result<()> {
+    fn entries(&mut self, entries: &[(String, redru::Doc)]) -> Result<()> {
         let style = self.style;
         for (key, value) in entries {
             let line = if style.pretty {
                 // One line per match even in a terminal: compact, but coloured.
                 let compact = Style { pretty: false, ..style };
-                format!("{}  {}", paint(sgr::BOLD, &quote_key(key), style.color), output::json(value, compact))
+                format!("{}  {}", paint(sgr::BOLD, &quote_key(key), style.color), output::doc(value, compact))
             } else {
-                format!("{key}\t{}", output::json(value, Style::PLAIN))
+                format!("{key}\t{}", output::doc(value, Style::PLAIN))
             };
             self.line(&line)?;
         }

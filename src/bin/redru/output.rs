@@ -90,6 +90,12 @@ pub fn json(value: &Value, style: Style) -> String {
     out
 }
 
+/// A stored value as `style` wants it. Plain compact output is the stored
+/// text itself, with no parse (what scripts and pipes get).
+pub fn doc(doc: &redru::Doc, style: Style) -> String {
+    if !style.color && !style.pretty { doc.as_str().to_owned() } else { json(&doc.to_value(), style) }
+}
+
 fn write_json(out: &mut String, value: &Value, style: Style, depth: usize) {
     let c = style.color;
     match value {

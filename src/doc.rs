@@ -1,0 +1,213 @@
+//! A stored value: compact JSON text behind a reference count.
+//!
+//! Owns how the map holds values. A value is kept as the JSON text it is
+//! logged and snapshotted as, not as a parsed `serde_json::Value` tree: a
+//! 90-byte object costs one ~110-byte allocation instead of about a dozen
+//! allocations and ~1.2 KB, loading a snapshot or a log copies text instead of
+//! building trees, and `get` hands out a reference-counted handle without
+//! copying. The price is that reading a field means parsing: [`Doc::to_value`]
+//! or, better, [`Doc::deserialize`] straight into the caller's own type.
+//! docs/design.md, "Values in memory", has the measurements behind the choice.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// The deepest nesting of arrays and objects a value may have: serde_json
+/// refuses to parse deeper documents, so a deeper value could be logged but
+/// never read back.
+pub const MAX_DEPTH: usize = 127;
+
+/// An immutable JSON value as stored: cheap to clone (a reference count),
+/// always valid JSON text, compact (no insignificant whitespace) when redru
+/// wrote it.
+///
+/// ```
+/// use redru::{Doc, json};
+/// let doc = Doc::from(json!({"name": "Alice", "age": 30}));
+/// assert_eq!(doc.as_str(), r#"{"age":30,"name":"Alice"}"#);
+/// assert_eq!(doc.to_value()["name"], "Alice");
+///
+/// #[derive(serde::Deserialize)]
+/// struct User { name: String, age: u32 }
+/// let user: User = doc.deserialize()?;
+/// assert_eq!((user.name.as_str(), user.age), ("Alice", 30));
+/// # Ok::<(), redru::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Doc(Arc<str>);
+
+impl Doc {
+    /// The value's JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The value parsed into a `serde_json::Value` tree (a fresh copy).
+    pub fn to_value(&self) -> Value {
+        // The text is valid JSON no deeper than MAX_DEPTH (every constructor
+        // ensures it), so parsing cannot fail; Null is unreachable.
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+
+    /// The value deserialized into any type, without building a `Value` first.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> crate::Result<T> {
+        serde_json::from_str(&self.0).map_err(|e| crate::Error::InvalidInput(format!("cannot deserialize value: {e}")))
+    }
+
+    /// Parses and checks JSON text, keeping it as written. Refuses invalid
+    /// JSON and nesting deeper than [`MAX_DEPTH`].
+    pub fn parse(text: &str) -> crate::Result<Doc> {
+        let raw: &RawValue =
+            serde_json::from_str(text).map_err(|e| crate::Error::InvalidInput(format!("invalid JSON value: {e}")))?;
+        Doc::from_raw(raw).map_err(crate::Error::InvalidInput)
+    }
+
+    /// How deeply arrays and objects nest (0 for a scalar).
+    pub fn depth(&self) -> usize {
+        depth(self.0.as_bytes())
+    }
+
+    /// A value the log or snapshot parser has checked to be valid JSON (as
+    /// a `RawValue`, without building it), refused if nested too deeply to
+    /// be read back.
+    pub(crate) fn from_raw(raw: &RawValue) -> Result<Doc, String> {
+        let doc = Doc(Arc::from(raw.get()));
+        if doc.depth() > MAX_DEPTH {
+            return Err(format!("a value is nested deeper than {MAX_DEPTH} levels"));
+        }
+        Ok(doc)
+    }
+
+    /// Bytes the text occupies (for statistics).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: the shortest JSON value is one byte long. (Present so
+    /// that `len` does not stand alone.)
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Nesting depth of JSON text, counting brackets outside strings.
+fn depth(text: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+impl From<&Value> for Doc {
+    fn from(value: &Value) -> Doc {
+        // Serializing a Value cannot fail: its map keys are strings.
+        Doc(Arc::from(serde_json::to_string(value).unwrap_or_default()))
+    }
+}
+
+impl From<Value> for Doc {
+    fn from(value: Value) -> Doc {
+        Doc::from(&value)
+    }
+}
+
+impl From<&Doc> for Doc {
+    fn from(doc: &Doc) -> Doc {
+        doc.clone()
+    }
+}
+
+impl std::fmt::Display for Doc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Doc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Doc({})", &self.0)
+    }
+}
+
+/// Equal when they denote the same JSON value (same text, or the same value
+/// once parsed: `{"a": 1}` equals `{"a":1}`).
+impl PartialEq for Doc {
+    fn eq(&self, other: &Doc) -> bool {
+        self.0 == other.0 || self.to_value() == other.to_value()
+    }
+}
+
+impl PartialEq<Value> for Doc {
+    fn eq(&self, other: &Value) -> bool {
+        self.to_value() == *other
+    }
+}
+
+/// Serializes as the JSON value it holds, in any serde format. (To embed
+/// the text in JSON you write yourself, [`Doc::as_str`] skips the parse.)
+impl Serialize for Doc {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn text_is_compact_and_round_trips() {
+        let v = json!({"b": [1, 2.5, null, "s\n\"q\""], "a": {"x": true}});
+        let doc = Doc::from(&v);
+        assert_eq!(doc.as_str(), r#"{"a":{"x":true},"b":[1,2.5,null,"s\n\"q\""]}"#);
+        assert_eq!(doc.to_value(), v);
+        assert_eq!(doc, v);
+        assert_eq!(serde_json::to_string(&doc).ok().as_deref(), Some(doc.as_str()));
+        assert_eq!(
+            serde_json::to_string(&json!({"k": doc})).ok().as_deref(),
+            Some(r#"{"k":{"a":{"x":true},"b":[1,2.5,null,"s\n\"q\""]}}"#)
+        );
+    }
+
+    #[test]
+    fn parse_refuses_invalid_text_and_equality_is_by_value() {
+        assert!(Doc::parse("{\"a\":").is_err());
+        assert!(Doc::parse("1 2").is_err());
+        let compact = Doc::from(json!({"a": 1}));
+        let spaced = Doc::parse("{ \"a\" : 1 }");
+        assert!(spaced.as_ref().is_ok_and(|d| *d == compact && d.as_str() != compact.as_str()));
+        assert_ne!(Doc::from(json!(1)), Doc::from(json!("1")));
+    }
+
+    #[test]
+    fn depth_counts_brackets_outside_strings() {
+        assert_eq!(Doc::from(json!(1)).depth(), 0);
+        assert_eq!(Doc::from(json!({"a": [[1], {"b": "[[[[\\\"{"}]})).depth(), 3);
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(depth(deep.as_bytes()), 200);
+        assert!(Doc::parse(&deep).is_err(), "serde_json refuses what it could not read back");
+    }
+}

@@ -9,8 +9,6 @@
 //! or, better, [`Doc::deserialize`] straight into the caller's own type.
 //! docs/design.md, "Values in memory", has the measurements behind the choice.
 
-use std::sync::Arc;
-
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -39,6 +37,10 @@ pub const MAX_DEPTH: usize = 127;
 /// ```
 #[derive(Clone)]
 pub struct Doc(Arc<str>);
+
+/// Without a weak count (unlike `std::sync::Arc`) the allocation is 8 bytes
+/// smaller, which moves a ~95-byte value down one malloc size class.
+type Arc<T> = triomphe::Arc<T>;
 
 impl Doc {
     /// The value's JSON text.

@@ -249,7 +249,7 @@ impl Index {
     /// Records that `key` holds `value`.
     pub fn insert(&mut self, key: &Key, value: &Value) {
         if let Some(d) = self.digest(value)
-            && self.map.entry(d).or_default().insert(std::sync::Arc::clone(key))
+            && self.map.entry(d).or_default().insert(Key::clone(key))
         {
             self.entries += 1;
         }

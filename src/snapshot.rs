@@ -18,7 +18,7 @@ use crate::doc::Doc;
 use crate::error::{Error, Result};
 use crate::index::FieldPath;
 use crate::record::Seq;
-use crate::store::{Key, Map, State, build_index};
+use crate::store::{Key, Map, SHARDS, State, build_index};
 use crate::vfs::{VFile, Vfs};
 
 /// The snapshot's file name in a data directory.
@@ -272,23 +272,22 @@ fn parse_lines(content: &[u8]) -> Option<Document> {
             chunks.iter().enumerate().map(|(i, chunk)| s.spawn(move || parse_entries(chunk, i == last))).collect();
         handles.into_iter().map(|h| h.join().ok().flatten()).collect()
     });
-    let mut map = Map::default();
-    // `keys` is only a claim until counted: never reserve more than the bytes could hold.
-    map.reserve(keys.min(body.len() / 4));
-    for entries in parsed {
-        for (key, value) in entries? {
-            map.insert(key, value);
-        }
+    // A thread that panicked, or a chunk that did not parse, leaves a None.
+    let parsed = parsed.into_iter().collect::<Option<Vec<Entries>>>()?;
+    if parsed.len() != chunks.len() {
+        return None;
     }
+    let map = Map::from_parts(parsed, threads);
     Some(Document { format, version, seq, keys, indexes, data: DataMap(map), sha256 })
 }
 
-/// Parsed entries of one chunk, in file order.
-type Entries = Vec<(Key, Doc)>;
+/// Parsed entries of one chunk, split by shard, in file order within each.
+type Entries = Vec<Vec<(Key, Doc)>>;
 
 /// Parses lines `"key":value,`; the file's very last entry has no comma.
 fn parse_entries(chunk: &[u8], last_chunk: bool) -> Option<Entries> {
-    let mut out = Vec::with_capacity(chunk.len() / 64);
+    let per_shard = chunk.len() / 100 / SHARDS + 1;
+    let mut out: Entries = (0..SHARDS).map(|_| Vec::with_capacity(per_shard)).collect();
     let mut lines = chunk.split(|&b| b == b'\n').filter(|l| !l.is_empty()).peekable();
     while let Some(line) = lines.next() {
         let final_entry = last_chunk && lines.peek().is_none();
@@ -301,7 +300,8 @@ fn parse_entries(chunk: &[u8], last_chunk: bool) -> Option<Entries> {
         let key: Cow<'_, str> = serde_json::from_slice(&line[..end]).ok()?;
         // Checked, not built: the value stays the text it is in the file.
         let value: &RawValue = serde_json::from_slice(&line[end + 1..]).ok()?;
-        out.push((Key::from(&*key), Doc::from_raw(value).ok()?));
+        let shard = Map::shard_of(&key);
+        out[shard].push((Key::from(&*key), Doc::from_raw(value).ok()?));
     }
     Some(out)
 }

@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 use crate::index::{DigestMap, FieldPath, Index, IndexInfo};
 use crate::record::{BatchOp, Record, Seq};
 
-const SHARDS: usize = 64;
+/// How many shards the map has.
+pub const SHARDS: usize = 64;
 
 /// A key as the map and the indexes hold it: one allocation, shared by
 /// reference count between the map and every index that lists the key.
@@ -26,7 +27,12 @@ const SHARDS: usize = 64;
 /// for short keys is the difference between two malloc size classes.
 pub type Key = triomphe::Arc<str>;
 
-type Shard = HashMap<Key, Doc>;
+/// One shard's table. foldhash (hashbrown's default hasher, randomly seeded
+/// per table) instead of std's SipHash: hashing every key was the largest
+/// single cost of loading a snapshot (17 % of the open's samples) and a
+/// visible part of each get; a per-table random seed keeps chosen-key
+/// collisions impractical, as hashbrown accepts for its own default.
+type Shard = HashMap<Key, Doc, foldhash::fast::RandomState>;
 
 /// A hash map from key to shared value, cheap to clone (copy-on-write shards).
 #[derive(Clone)]
@@ -37,7 +43,7 @@ pub struct Map {
 
 impl Default for Map {
     fn default() -> Self {
-        Map { shards: (0..SHARDS).map(|_| Arc::new(Shard::new())).collect(), len: 0 }
+        Map { shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(), len: 0 }
     }
 }
 
@@ -47,7 +53,7 @@ impl Map {
     /// protection against chosen keys (the worst case is one large shard,
     /// not a slow table), and hashing every key twice with SipHash was a
     /// visible part of each get and set.
-    fn shard_of(&self, key: &str) -> usize {
+    pub fn shard_of(key: &str) -> usize {
         const K: u64 = 0x517c_c1b7_2722_0a95;
         let mut h: u64 = key.len() as u64;
         let mut chunks = key.as_bytes().chunks_exact(8);
@@ -65,14 +71,14 @@ impl Map {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&Doc> {
-        self.shards[self.shard_of(key)].get(key)
+        self.shards[Map::shard_of(key)].get(key)
     }
 
     /// Inserts or replaces; returns the key as the map holds it (the
     /// existing one when the key was there) and the previous value.
     pub fn insert(&mut self, key: Key, value: Doc) -> (Key, Option<Doc>) {
         use std::collections::hash_map::Entry;
-        let i = self.shard_of(&key);
+        let i = Map::shard_of(&key);
         match Arc::make_mut(&mut self.shards[i]).entry(key) {
             Entry::Occupied(mut e) => (Key::clone(e.key()), Some(e.insert(value))),
             Entry::Vacant(e) => {
@@ -86,7 +92,7 @@ impl Map {
 
     /// Removes; returns the previous value.
     pub fn remove(&mut self, key: &str) -> Option<Doc> {
-        let i = self.shard_of(key);
+        let i = Map::shard_of(key);
         if !self.shards[i].contains_key(key) {
             return None;
         }
@@ -117,6 +123,51 @@ impl Map {
         let mut all: Vec<_> = self.iter().collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         all
+    }
+
+    /// Builds a map from entries already split by [`Map::shard_of`]:
+    /// `parts[chunk][shard]`, chunks in order (a later entry of a key
+    /// replaces an earlier one). The shards are built on `threads` threads.
+    pub fn from_parts(mut parts: Vec<Vec<Vec<(Key, Doc)>>>, threads: usize) -> Map {
+        // Regroup by shard, keeping chunk order within each shard.
+        let mut by_shard: Vec<Vec<Vec<(Key, Doc)>>> = (0..SHARDS).map(|_| Vec::new()).collect();
+        for chunk in &mut parts {
+            for (shard, entries) in chunk.drain(..).enumerate().take(SHARDS) {
+                by_shard[shard].push(entries);
+            }
+        }
+        let threads = threads.clamp(1, SHARDS);
+        let mut groups: Vec<Vec<(usize, Vec<Vec<(Key, Doc)>>)>> = (0..threads).map(|_| Vec::new()).collect();
+        for (shard, lists) in by_shard.into_iter().enumerate() {
+            groups[shard % threads].push((shard, lists));
+        }
+        let built: Vec<Vec<(usize, Shard)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = groups
+                .into_iter()
+                .map(|group| {
+                    s.spawn(move || {
+                        group
+                            .into_iter()
+                            .map(|(shard, lists)| {
+                                let mut table = Shard::with_capacity_and_hasher(
+                                    lists.iter().map(Vec::len).sum(),
+                                    Default::default(),
+                                );
+                                table.extend(lists.into_iter().flatten());
+                                (shard, table)
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let mut map = Map::default();
+        for (shard, table) in built.into_iter().flatten() {
+            map.len += table.len();
+            map.shards[shard] = Arc::new(table);
+        }
+        map
     }
 
     /// Reserves room for `additional` more keys (spread over the shards).
@@ -342,7 +393,7 @@ impl State {
 
 /// Refuses a value serde_json could not read back (see [`crate::doc::MAX_DEPTH`]).
 fn check_depth(value: &Doc) -> Result<()> {
-    if value.depth() > crate::doc::MAX_DEPTH {
+    if value.too_deep() {
         return Err(Error::InvalidInput(format!(
             "the value is nested {} levels deep; at most {} are supported",
             value.depth(),
@@ -392,11 +443,10 @@ mod tests {
 
     #[test]
     fn keys_spread_over_the_shards() {
-        let map = Map::default();
         for pattern in ["user:", "k", "order/2026-11-26/"] {
             let mut counts = [0usize; SHARDS];
             for i in 0..64_000 {
-                counts[map.shard_of(&format!("{pattern}{i}"))] += 1;
+                counts[Map::shard_of(&format!("{pattern}{i}"))] += 1;
             }
             let (min, max) = (counts.iter().min().copied(), counts.iter().max().copied());
             assert!(min >= Some(700) && max <= Some(1300), "{pattern}: {min:?}..{max:?} per shard, 1000 expected");

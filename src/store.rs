@@ -137,7 +137,8 @@ impl Map {
             }
         }
         let threads = threads.clamp(1, SHARDS);
-        let mut groups: Vec<Vec<(usize, Vec<Vec<(Key, Doc)>>)>> = (0..threads).map(|_| Vec::new()).collect();
+        type ShardLists = (usize, Vec<Vec<(Key, Doc)>>);
+        let mut groups: Vec<Vec<ShardLists>> = (0..threads).map(|_| Vec::new()).collect();
         for (shard, lists) in by_shard.into_iter().enumerate() {
             groups[shard % threads].push((shard, lists));
         }

@@ -454,7 +454,7 @@ impl Db {
             vfs.sync_dir(self.dir()).map_err(|e| Error::io("syncing directory", self.dir(), e))?;
         }
         let _one = WRITING.lock().unwrap_or_else(|p| p.into_inner());
-        let frozen = self.freeze();
+        let frozen = self.freeze()?;
         let time = now();
         let mut n = 1;
         let path = loop {
@@ -476,7 +476,7 @@ impl Db {
             return Err(Error::Backup(format!("{} already exists; a backup never overwrites a file", path.display())));
         }
         let _one = WRITING.lock().unwrap_or_else(|p| p.into_inner());
-        let frozen = self.freeze();
+        let frozen = self.freeze()?;
         write_backup(vfs, path, &frozen, now())
     }
 

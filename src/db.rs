@@ -152,7 +152,8 @@ pub struct Stats {
     pub snapshot_seq: u64,
     /// Size of `database.json` (0 if none).
     pub snapshot_bytes: u64,
-    /// Size of all log segments.
+    /// Size of all log segments (with [`Durability::Buffered`], counting
+    /// the records still in the buffer).
     pub wal_bytes: u64,
     /// Number of log segment files.
     pub wal_segments: usize,
@@ -325,7 +326,10 @@ impl Db {
         // may come from a run whose directory sync failed, so its entry may be
         // only in the cache; nothing may be acknowledged in it before this.
         vfs.sync_dir(&dir).map_err(|e| Error::io("syncing directory", &dir, e))?;
-        let writer = Writer::open(Arc::clone(&vfs), &dir, current, live, last)?;
+        let mut writer = Writer::open(Arc::clone(&vfs), &dir, current, live, last)?;
+        if options.durability == Durability::Buffered {
+            writer = writer.buffered(options.buffer_bytes);
+        }
         state.seq = last;
         report.millis = started.elapsed().as_millis() as u64;
 
@@ -343,8 +347,9 @@ impl Db {
             _lock: lock,
             options,
         });
-        let flusher = match inner.options.durability {
-            Durability::Periodic(every) => Some(spawn_flusher(Arc::downgrade(&inner), every)),
+        let flusher = match (inner.options.durability, inner.options.buffer_flush_interval) {
+            (Durability::Periodic(every), _) => Some(spawn_flusher(Arc::downgrade(&inner), every, Wal::sync_all)),
+            (Durability::Buffered, Some(every)) => Some(spawn_flusher(Arc::downgrade(&inner), every, Wal::flush)),
             _ => None,
         };
         Ok(Db { inner, flusher })
@@ -584,11 +589,17 @@ impl Db {
     }
 
     /// A consistent point-in-time copy of the data and index definitions.
-    /// Writers are held only for the copy-on-write clone (O(shards)).
+    /// Writers are held only for the copy-on-write clone (O(shards)). Hands
+    /// buffered log records to the OS first, so that a copy never holds a
+    /// write the log could still lose to a crash of this process.
     #[allow(dead_code)]
-    pub(crate) fn freeze(&self) -> Frozen {
-        let _writer = self.inner.wal.lock();
-        Frozen::of(&self.inner.read_state())
+    pub(crate) fn freeze(&self) -> Result<Frozen> {
+        let mut writer = self.inner.wal.lock();
+        // A poisoned log takes no more writes (callers that must refuse then, like backup, check first).
+        if self.inner.wal.check_poisoned().is_ok() {
+            writer.flush().inspect_err(|e| self.inner.wal.poison(e))?;
+        }
+        Ok(Frozen::of(&self.inner.read_state()))
     }
 
     /// Refuses with [`Error::Poisoned`] after a failed log write or sync: the
@@ -747,15 +758,20 @@ impl Inner {
     }
 }
 
-fn spawn_flusher(inner: Weak<Inner>, every: Duration) -> (mpsc::Sender<()>, JoinHandle<()>) {
+/// Runs `flush` (a sync, or handing the buffer to the OS) on the log every interval.
+fn spawn_flusher(
+    inner: Weak<Inner>,
+    every: Duration,
+    flush: fn(&Wal) -> Result<()>,
+) -> (mpsc::Sender<()>, JoinHandle<()>) {
     let (stop, stopped) = mpsc::channel::<()>();
     let handle = std::thread::spawn(move || {
         loop {
             match stopped.recv_timeout(every) {
                 Err(mpsc::RecvTimeoutError::Timeout) => match inner.upgrade() {
-                    // A failed sync poisons the log; the next write reports it.
+                    // A failed sync or write poisons the log; the next write reports it.
                     Some(inner) => {
-                        let _ = inner.wal.sync_all();
+                        let _ = flush(&inner.wal);
                     }
                     None => return,
                 },

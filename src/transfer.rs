@@ -61,7 +61,7 @@ impl Db {
     /// line. Writes from a frozen copy: writers are not held. Returns the
     /// number of pairs.
     pub fn export(&self, out: &mut dyn Write, lines: bool) -> Result<usize> {
-        let frozen = self.freeze();
+        let frozen = self.freeze()?;
         let mut w = BufWriter::with_capacity(1 << 16, out);
         let sorted = frozen.map.sorted();
         let mut buf = Vec::with_capacity(256);

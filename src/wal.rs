@@ -6,7 +6,9 @@
 //! created, so damage there is always corruption; only the last segment can
 //! have a torn tail, and only bytes after its last valid record count as one.
 //! A record is acknowledged (in `Durability::Always`) only once an fsync that
-//! started after its append has returned.
+//! started after its append has returned. In `Durability::Buffered` records
+//! wait in the writer's buffer and reach the file as one append of whole
+//! lines; every sync, rotation and freeze writes the buffer out first.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -372,9 +374,13 @@ pub struct Writer {
     segment_bytes: u64,
     /// How many bytes of the open segment are known durable (fsynced).
     synced_bytes: u64,
-    /// The last sequence number appended (to the page cache, maybe not synced).
+    /// The last sequence number appended (to the page cache or the buffer, maybe not synced).
     written: Seq,
+    /// Encoded records not yet handed to the OS: at most one between appends,
+    /// unless buffering (`Durability::Buffered`) lets it grow to `buffer_limit`.
     buf: Vec<u8>,
+    /// `buf` is written to the file once it holds this many bytes (0: at every append).
+    buffer_limit: usize,
     /// Test-only fault: acknowledge without syncing (negative controls).
     pub(crate) skip_sync: bool,
 }
@@ -402,8 +408,17 @@ impl Writer {
             synced_bytes: segment_bytes,
             written,
             buf: Vec::with_capacity(4096),
+            buffer_limit: 0,
             skip_sync: false,
         })
+    }
+
+    /// Keeps appended records in memory until they fill `bytes` (or until
+    /// [`Writer::flush`]), instead of writing each at once.
+    pub fn buffered(mut self, bytes: usize) -> Writer {
+        self.buffer_limit = bytes;
+        self.buf.reserve(bytes.saturating_add(4096).min(16 << 20));
+        self
     }
 
     /// The last sequence number appended.
@@ -411,9 +426,10 @@ impl Writer {
         self.written
     }
 
-    /// Bytes in all segments.
+    /// Bytes in all segments, counting records still in the buffer (the
+    /// log's size once they are written).
     pub fn total_bytes(&self) -> u64 {
-        self.segment_bytes + self.older.iter().map(|(_, b)| b).sum::<u64>()
+        self.segment_bytes + self.buf.len() as u64 + self.older.iter().map(|(_, b)| b).sum::<u64>()
     }
 
     /// Number of segment files.
@@ -421,26 +437,44 @@ impl Writer {
         self.older.len() + 1
     }
 
-    /// Appends `record` as the next sequence number. On error nothing may be
-    /// assumed about the file's tail: the caller must poison the log.
+    /// Appends `record` as the next sequence number: to the file, or to the
+    /// buffer if buffering and it is not full. On error nothing may be
+    /// assumed about the file's tail, and buffered records are lost: the
+    /// caller must poison the log.
     pub fn append(&mut self, record: &Record) -> Result<Seq> {
         let seq = self.written.next();
-        self.buf.clear();
         record::encode(seq, record, &mut self.buf);
-        if let Err(e) = self.file.append(&self.buf) {
+        if self.buf.len() >= self.buffer_limit {
+            self.flush()?;
+        }
+        self.written = seq;
+        Ok(seq)
+    }
+
+    /// Hands the buffered records to the OS in one append of whole lines (a
+    /// crash during it leaves a torn tail, like any append). On error the
+    /// caller must poison the log.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let written = self.file.append(&self.buf);
+        let len = self.buf.len() as u64;
+        self.buf.clear();
+        if let Err(e) = written {
             // Best effort: leave no partial line behind (the caller poisons the log).
             let _ = self.file.truncate(self.segment_bytes);
             return Err(Error::io("appending to", &self.segment.path, e));
         }
-        self.segment_bytes += self.buf.len() as u64;
-        self.written = seq;
-        Ok(seq)
+        self.segment_bytes += len;
+        Ok(())
     }
 
     /// Syncs the open segment and starts a new one at the next sequence
     /// number, so that everything up to [`Writer::written`] lies in older
     /// segments. Does nothing if the open segment is empty.
     pub fn rotate(&mut self) -> Result<()> {
+        self.flush()?;
         if self.segment_bytes == 0 {
             return Ok(());
         }
@@ -469,6 +503,7 @@ impl Writer {
     /// reopen. Cutting them makes what a reopen reads what the disk holds.
     /// Best effort: the log is poisoned either way.
     fn cut_unsynced(&mut self) {
+        self.buf.clear();
         if self.file.truncate(self.synced_bytes).is_ok() {
             self.segment_bytes = self.synced_bytes;
             let _ = self.file.sync();
@@ -596,9 +631,32 @@ impl Wal {
             // Let writers that are ready append first, so that this fsync covers
             // them too (16 threads: ~8 -> ~14 records per fsync, benches/engine.rs).
             std::thread::yield_now();
-            let (file, path, target, target_bytes, first, skip) = {
-                let w = self.lock();
-                (Arc::clone(&w.file), w.segment.path.clone(), w.written, w.segment_bytes, w.segment.first, w.skip_sync)
+            let prepared = {
+                let mut w = self.lock();
+                // Never write records to the file once the log is poisoned.
+                match self.check_poisoned().and_then(|()| w.flush()) {
+                    Ok(()) => Ok((
+                        Arc::clone(&w.file),
+                        w.segment.path.clone(),
+                        w.written,
+                        w.segment_bytes,
+                        w.segment.first,
+                        w.skip_sync,
+                    )),
+                    Err(e) => {
+                        // Under the writer lock: nothing is appended after the lost records.
+                        self.poison(&e);
+                        Err(e)
+                    }
+                }
+            };
+            let (file, path, target, target_bytes, first, skip) = match prepared {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    self.sync_state().leader = false;
+                    self.synced_cv.notify_all();
+                    return Err(e);
+                }
             };
             let result = if skip { Ok(()) } else { file.sync().map_err(|e| Error::io("syncing", path, e)) };
             {
@@ -625,6 +683,14 @@ impl Wal {
             }
             self.synced_cv.notify_all();
         }
+    }
+
+    /// Hands buffered records to the OS without syncing them; a failure
+    /// poisons the log.
+    pub fn flush(&self) -> Result<()> {
+        let mut w = self.lock();
+        self.check_poisoned()?;
+        w.flush().inspect_err(|e| self.poison(e))
     }
 
     /// Makes everything appended so far durable.

@@ -190,7 +190,7 @@ const ALL: [OpKind; 9] = [
 #[test]
 fn no_failed_operation_is_acknowledged_and_nothing_acknowledged_is_lost() {
     let mut total = Coverage::default();
-    for durability in [Durability::Always, Durability::Never] {
+    for durability in [Durability::Always, Durability::Never, Durability::Buffered] {
         let cov = sweep(Config { durability, auto_compact: None, skip_sync: false }, false, &ALL);
         total.runs += cov.runs;
         for (k, n) in cov.by_kind {

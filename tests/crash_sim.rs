@@ -15,9 +15,9 @@ mod sim;
 use std::path::Path;
 use std::sync::Arc;
 
-use redru::Durability;
+use redru::{Durability, Options, json};
 use sim::model::{Config, Run, workload};
-use sim::{Broken, Rng, SimFs, SimState};
+use sim::{Broken, OpKind, Rng, SimFs, SimState};
 
 fn scale() -> u64 {
     std::env::var("REDRU_CRASH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1)
@@ -146,8 +146,16 @@ const CONFIGS: [Config; 4] = [
     Config { durability: Durability::Never, auto_compact: Some(700), skip_sync: false },
 ];
 
-/// Explores `seeds` on two threads (the work is CPU-bound and independent).
-fn explore_all(seeds: &[u64], control: Control, images: u64) -> Tally {
+/// Modes where only `sync`, `save` and close make writes durable, with a log
+/// buffer of a few records (`sim::model::SIM_BUFFER_BYTES`).
+const BUFFERED: [Config; 2] = [
+    Config { durability: Durability::Buffered, auto_compact: None, skip_sync: false },
+    Config { durability: Durability::Buffered, auto_compact: Some(700), skip_sync: false },
+];
+
+/// Explores `seeds` on two threads (the work is CPU-bound and independent),
+/// seed `s` in `configs[s % configs.len()]`.
+fn explore_all(seeds: &[u64], configs: &[Config], control: Control, images: u64) -> Tally {
     let halves: Vec<Vec<u64>> =
         vec![seeds.iter().copied().step_by(2).collect(), seeds.iter().copied().skip(1).step_by(2).collect()];
     let tallies: Vec<Tally> = std::thread::scope(|scope| {
@@ -157,7 +165,8 @@ fn explore_all(seeds: &[u64], control: Control, images: u64) -> Tally {
                 scope.spawn(move || {
                     let mut tally = Tally::default();
                     for seed in part {
-                        explore(seed, CONFIGS[(seed % 4) as usize], control, 30, images, &mut tally);
+                        let config = configs[(seed % configs.len() as u64) as usize];
+                        explore(seed, config, control, 30, images, &mut tally);
                     }
                     tally
                 })
@@ -184,7 +193,7 @@ fn power_loss_never_loses_acknowledged_writes() {
         Some(seed) => vec![seed],
         None => (0..180 * scale()).collect(),
     };
-    let tally = explore_all(&seeds, Control::None, 6);
+    let tally = explore_all(&seeds, &CONFIGS, Control::None, 6);
     eprintln!(
         "crash_sim: {} crash states ({} crash points x 6 images, {} crashes during recovery, {} writes after recovery) from {} workloads in {:.1?}",
         tally.states,
@@ -202,10 +211,112 @@ fn power_loss_never_loses_acknowledged_writes() {
     }
 }
 
+/// `Durability::Buffered`: after any power loss the recovered state is the
+/// state after some record between the last one a completed `sync`, `save`
+/// or close covered and the last one written (a prefix of the writes, in order).
+#[test]
+fn buffered_power_loss_keeps_a_prefix_with_everything_synced() {
+    let started = std::time::Instant::now();
+    let seeds: Vec<u64> = match only_seed() {
+        Some(seed) => vec![seed],
+        None => (3000..3000 + 24 * scale()).collect(),
+    };
+    let tally = explore_all(&seeds, &BUFFERED, Control::None, 6);
+    eprintln!(
+        "crash_sim, buffered: {} crash states ({} crash points x 6 images) from {} workloads in {:.1?}",
+        tally.states,
+        tally.crash_points,
+        seeds.len(),
+        started.elapsed()
+    );
+    let first = |v: &[String]| v[..v.len().min(10)].join("\n");
+    assert!(tally.failures.is_empty(), "{} failures, first ones:\n{}", tally.failures.len(), first(&tally.failures));
+    assert!(tally.rule_breaches.is_empty(), "ordering rules broken:\n{}", first(&tally.rule_breaches));
+    if only_seed().is_none() {
+        assert!(tally.states >= 12_000 * scale(), "only {} crash states explored", tally.states);
+    }
+}
+
+fn log_appends(fs: &SimFs) -> usize {
+    let is_log = |p: &Path| {
+        redru::wal::parse_segment_name(&p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+            .is_some()
+    };
+    fs.trace().iter().filter(|t| t.kind == OpKind::Append && is_log(&t.path)).count()
+}
+
+fn buffered(fs: &SimFs) -> Options {
+    Options::new().vfs(fs.vfs()).durability(Durability::Buffered).buffer_flush_interval(None)
+}
+
+#[test]
+fn buffered_writes_reach_the_file_system_only_at_sync() -> Result<(), Box<dyn std::error::Error>> {
+    // The control: in `Never` mode every write is handed to the OS at once.
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new("/db"));
+    let db = Options::new().vfs(fs.vfs()).durability(Durability::Never).open("/db")?;
+    let before = log_appends(&fs);
+    db.set("k", json!({"small": true}))?;
+    assert_eq!(log_appends(&fs), before + 1);
+    drop(db);
+
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new("/db"));
+    let db = buffered(&fs).open("/db")?;
+    let before = log_appends(&fs);
+    db.set("k", json!({"small": true}))?;
+    db.batch(redru::Batch::new().set("b", json!(2)).delete("k"))?;
+    db.create_index("small")?;
+    assert_eq!(log_appends(&fs), before, "a buffered write reached the file system before sync");
+    let segment = redru::wal::list_segments(&fs, Path::new("/db"))?.remove(0).path;
+    assert!(fs.contents(&segment)?.is_empty());
+    let logical = db.stats().wal_bytes;
+    assert!(logical > 0, "stats count the buffered records");
+    // A crash of the process now loses the buffer.
+    let crashed = SimFs::from_state(fs.state().process_crash_image());
+    assert_eq!(RECOVER.options(crashed.vfs()).open("/db")?.stats().last_seq, 0);
+    db.sync()?;
+    assert_eq!(log_appends(&fs), before + 1, "sync hands the whole buffer to the OS in one write");
+    assert_eq!(fs.contents(&segment)?.len() as u64, logical);
+    assert_eq!(db.stats().wal_bytes, logical);
+    // Synced: it survives the strictest power loss.
+    let db = RECOVER.options(durable_only(&fs).vfs()).open("/db")?;
+    assert_eq!(db.stats().last_seq, 3);
+    assert_eq!(db.get("b").as_deref(), Some(&json!(2)));
+    assert!(db.get("k").is_none());
+    Ok(())
+}
+
+#[test]
+fn a_full_buffer_is_written_and_a_process_crash_loses_at_most_the_buffer() -> Result<(), Box<dyn std::error::Error>> {
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new("/db"));
+    let db = buffered(&fs).buffer_bytes(1024).open("/db")?;
+    let before = log_appends(&fs);
+    for i in 0..200 {
+        db.set(format!("k{i:03}"), json!({"i": i, "pad": "xxxxxxxxxxxxxxxxxxxx"}))?;
+    }
+    let logical = db.stats().wal_bytes;
+    let segment = redru::wal::list_segments(&fs, Path::new("/db"))?.remove(0).path;
+    let in_file = fs.contents(&segment)?.len() as u64;
+    let appends = (log_appends(&fs) - before) as u64;
+    // Each write hands over at least the buffer's size, and leaves less than that behind.
+    assert!(appends >= 1 && in_file >= appends * 1024, "{appends} appends of {in_file} bytes");
+    assert!(logical - in_file < 1024, "{} bytes still buffered", logical - in_file);
+    // A crash of the process alone: what was handed to the OS survives, in order.
+    let crashed = SimFs::from_state(fs.state().process_crash_image());
+    let recovered = RECOVER.options(crashed.vfs()).open("/db")?;
+    let k = recovered.stats().last_seq;
+    assert!(k > 0 && k < 200 && recovered.recovery().torn_tail.is_none(), "recovered up to record {k}");
+    assert_eq!(recovered.stats().wal_bytes, in_file);
+    assert_eq!(recovered.keys(), (0..k).map(|i| format!("k{i:03}")).collect::<Vec<_>>());
+    Ok(())
+}
+
 #[test]
 fn negative_control_acknowledging_before_fsync_is_caught() {
     let seeds: Vec<u64> = (1000..1012).collect();
-    let tally = explore_all(&seeds, Control::SkipSync, 3);
+    let tally = explore_all(&seeds, &CONFIGS, Control::SkipSync, 3);
     let lost = tally.failures.iter().filter(|f| f.contains("lost acknowledged records")).count();
     eprintln!(
         "negative control (ack before fsync): {lost} of {} crash states lost acknowledged writes",
@@ -217,7 +328,7 @@ fn negative_control_acknowledging_before_fsync_is_caught() {
 #[test]
 fn negative_control_skipping_the_directory_fsync_is_caught() {
     let seeds: Vec<u64> = (2000..2012).collect();
-    let tally = explore_all(&seeds, Control::NoDirSync, 3);
+    let tally = explore_all(&seeds, &CONFIGS, Control::NoDirSync, 3);
     let lost = tally.failures.iter().filter(|f| f.contains("lost acknowledged") || f.contains("backup")).count();
     eprintln!(
         "negative control (no directory fsync): {lost} crash states lost acknowledged data; {} ordering-rule breaches flagged",

@@ -44,7 +44,9 @@ fn check(db: &Db) -> redru::Result<()> {
 
 #[test]
 fn every_record_kind_survives_reopen_from_the_log() -> TestResult {
-    for durability in [Durability::Always, Durability::Periodic(Duration::from_millis(5)), Durability::Never] {
+    let modes =
+        [Durability::Always, Durability::Periodic(Duration::from_millis(5)), Durability::Never, Durability::Buffered];
+    for durability in modes {
         let dir = tempfile::tempdir()?;
         let db = Options::new().durability(durability).open(dir.path())?;
         write_every_kind(&db)?;
@@ -55,6 +57,70 @@ fn every_record_kind_survives_reopen_from_the_log() -> TestResult {
         assert_eq!(db.recovery().records_replayed, 9, "{durability}");
         assert!(db.recovery().torn_tail.is_none());
     }
+    Ok(())
+}
+
+#[test]
+fn buffered_writes_survive_sync_and_drop() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Options::new().durability(Durability::Buffered).buffer_flush_interval(None).open(dir.path())?;
+    write_every_kind(&db)?;
+    db.sync()?;
+    assert_eq!(db.stats().durable_seq, 9);
+    db.set("after-sync", json!(1))?;
+    drop(db);
+    let db = Db::open(dir.path())?;
+    assert_eq!(db.recovery().records_replayed, 10);
+    assert_eq!(db.get("after-sync").as_deref(), Some(&json!(1)), "dropping the handle flushes the buffer");
+    db.delete("after-sync")?;
+    check(&db)?;
+    Ok(())
+}
+
+/// The log's byte count, the log itself and the segments a save leaves are the
+/// same whether records were buffered or written one by one.
+#[test]
+fn buffered_and_unbuffered_logs_are_the_same_bytes() -> TestResult {
+    let mut seen = Vec::new();
+    for durability in [Durability::Never, Durability::Buffered] {
+        let dir = tempfile::tempdir()?;
+        let db = Options::new().durability(durability).buffer_bytes(200).open(dir.path())?;
+        write_every_kind(&db)?;
+        let counted = db.stats().wal_bytes;
+        db.sync()?;
+        assert_eq!(db.stats().wal_bytes, counted, "{durability}");
+        let log: Vec<u8> = segments(dir.path()).iter().map(std::fs::read).collect::<Result<Vec<_>, _>>()?.concat();
+        assert_eq!(log.len() as u64, counted, "{durability}");
+        db.save()?;
+        db.set("z", json!(1))?;
+        let stats = db.stats();
+        db.close()?;
+        seen.push((durability, log, stats.wal_bytes, stats.wal_segments, stats.durability));
+    }
+    assert_eq!(seen[0].1, seen[1].1, "the same log lines");
+    assert_eq!((seen[0].2, seen[0].3), (seen[1].2, seen[1].3));
+    assert_eq!((seen[0].4.as_str(), seen[1].4.as_str()), ("never", "buffered"));
+    Ok(())
+}
+
+#[test]
+fn the_buffer_flush_thread_writes_the_buffer_by_itself() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Options::new()
+        .durability(Durability::Buffered)
+        .buffer_flush_interval(Some(Duration::from_millis(10)))
+        .open(dir.path())?;
+    db.set("k", json!(1))?;
+    let counted = db.stats().wal_bytes;
+    let in_files =
+        || -> u64 { segments(dir.path()).iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while in_files() < counted {
+        assert!(std::time::Instant::now() < deadline, "the buffer was never written: {:?}", db.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(in_files(), counted);
+    assert_eq!(db.stats().wal_syncs, 0, "written, not synced");
     Ok(())
 }
 
@@ -109,12 +175,16 @@ fn save_moves_everything_into_the_snapshot() -> TestResult {
 
 #[test]
 fn automatic_compaction_keeps_everything() -> TestResult {
+    for durability in [Durability::Never, Durability::Buffered] {
+        automatic_compaction_keeps_everything_in(durability)?;
+    }
+    Ok(())
+}
+
+fn automatic_compaction_keeps_everything_in(durability: Durability) -> TestResult {
     let dir = tempfile::tempdir()?;
-    let db = Options::new()
-        .durability(Durability::Never)
-        .auto_compact_min_bytes(4096)
-        .auto_compact_ratio(1.0)
-        .open(dir.path())?;
+    let db =
+        Options::new().durability(durability).auto_compact_min_bytes(4096).auto_compact_ratio(1.0).open(dir.path())?;
     for i in 0..3000 {
         db.set(format!("k{i:05}"), json!({"i": i, "pad": "xxxxxxxxxxxxxxxxxxxxxxxx"}))?;
         if i % 7 == 0 {

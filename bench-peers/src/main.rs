@@ -167,7 +167,7 @@ impl Store for Pkv {
 fn open(kind: &str, dir: &Path, durable: bool) -> BoxResult<Box<dyn Store>> {
     Ok(match kind {
         "redru" => {
-            let mode = if durable { redru::Durability::Always } else { redru::Durability::Never };
+            let mode = if durable { redru::Durability::Always } else { redru::Durability::Buffered };
             Box::new(Redru(redru::Options::new().durability(mode).auto_compact(false).open(dir)?))
         }
         "fjall" => {
@@ -285,6 +285,10 @@ fn main() -> BoxResult<()> {
                 None => t.add_vs(&mine, workload, &measure, unit, &g(&mine), &format!("redru/{id}"), "redru", None),
             }
         }
+        if *id == "load" && peers.iter().any(|p| p == "redru") {
+            let (m, g_never) = ("redru (Durability::Never)", g("redru/load_never"));
+            t.add_vs("redru/load_never", workload, m, unit, &g_never, "redru/load", "redru", None);
+        }
     }
     if peers.iter().any(|p| p == "redru") {
         let w = "what-if: values as raw JSON text";
@@ -329,7 +333,7 @@ fn mode_name(kind: &str, id: &str) -> &'static str {
     let durable = id.starts_with("w1") || id.starts_with("w2");
     match (kind, durable) {
         ("redru", true) => "Durability::Always",
-        ("redru", false) => "Durability::Never",
+        ("redru", false) => "Durability::Buffered",
         ("fjall", true) => "persist(SyncData) per set",
         ("fjall", false) => "default journal, persist at end",
         ("redb", true) => "txn per set, Immediate",
@@ -452,6 +456,18 @@ fn relaxed_load(cfg: &Config, kind: &str, run: usize) -> BoxResult<Vec<(String, 
     out.push(("open".into(), num(&answer, "ms")?));
     out.push(("rss".into(), num(&answer, "rss")? / MIB));
     if kind == "redru" {
+        // The same load in `Durability::Never` (one write(2) per set), for comparison.
+        let never_dir = fresh_dir(cfg, "peer-redru-never")?;
+        let never = redru::Options::new().durability(redru::Durability::Never).auto_compact(false).open(&never_dir)?;
+        let data: Vec<(String, Value)> = (0..cfg.keys as u64).map(|n| (key(n), value(n))).collect();
+        let started = Instant::now();
+        for (k, v) in data {
+            never.set(k, v)?;
+        }
+        never.sync()?;
+        out.push(("load_never".into(), cfg.keys as f64 / started.elapsed().as_secs_f64()));
+        never.close()?;
+        std::fs::remove_dir_all(&never_dir)?;
         // What keeping values as raw JSON text would give, on redru's own snapshot of this data.
         let db = redru::Options::new().auto_compact(false).open(&dir)?;
         let snap_bytes = db.save()?.bytes as f64;

@@ -338,6 +338,26 @@ impl SimState {
         self.image(&mut Rng::new(0), true)
     }
 
+    /// What a crash of the process alone leaves (the OS keeps running): every
+    /// write and directory operation made so far, synced or not; no locks held.
+    pub fn process_crash_image(&self) -> SimState {
+        let mut inodes = BTreeMap::new();
+        for node in self.names.values() {
+            let Node::File(ino) = node else { continue };
+            let Some(inode) = self.inodes.get(ino) else { continue };
+            let content = inode.current.clone();
+            inodes.insert(*ino, Inode { durable: content.clone(), pending: Vec::new(), current: content });
+        }
+        SimState {
+            inodes,
+            next_ino: self.next_ino,
+            durable_names: self.names.clone(),
+            names: self.names.clone(),
+            ignore: self.ignore.clone(),
+            ..SimState::default()
+        }
+    }
+
     fn image(&self, rng: &mut Rng, strict: bool) -> SimState {
         let mut names = self.durable_names.clone();
         let keep = if strict { 0 } else { rng.prefix_len(self.pending_dir.len()) };

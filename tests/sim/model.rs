@@ -204,6 +204,9 @@ fn resolve<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     Some(v)
 }
 
+/// The log buffer of `Durability::Buffered` in simulated runs: a few small records.
+pub const SIM_BUFFER_BYTES: usize = 256;
+
 /// How the run's database is configured.
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
@@ -216,7 +219,13 @@ pub struct Config {
 
 impl Config {
     pub fn options(&self, vfs: Arc<dyn redru::vfs::Vfs>) -> Options {
-        let options = Options::new().vfs(vfs).durability(self.durability);
+        // Buffered mode (the other modes ignore these): a buffer small enough to
+        // fill within a workload, and no flush thread, so runs stay reproducible.
+        let options = Options::new()
+            .vfs(vfs)
+            .durability(self.durability)
+            .buffer_bytes(SIM_BUFFER_BYTES)
+            .buffer_flush_interval(None);
         match self.auto_compact {
             Some(min) => options.auto_compact(true).auto_compact_min_bytes(min).auto_compact_ratio(1.0),
             None => options.auto_compact(false),

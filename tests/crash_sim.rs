@@ -282,7 +282,7 @@ fn buffered_writes_reach_the_file_system_only_at_sync() -> Result<(), Box<dyn st
     // Synced: it survives the strictest power loss.
     let db = RECOVER.options(durable_only(&fs).vfs()).open("/db")?;
     assert_eq!(db.stats().last_seq, 3);
-    assert_eq!(db.get("b").as_deref(), Some(&json!(2)));
+    assert_eq!(db.get_value("b").as_ref(), Some(&json!(2)));
     assert!(db.get("k").is_none());
     Ok(())
 }

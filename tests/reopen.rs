@@ -71,7 +71,7 @@ fn buffered_writes_survive_sync_and_drop() -> TestResult {
     drop(db);
     let db = Db::open(dir.path())?;
     assert_eq!(db.recovery().records_replayed, 10);
-    assert_eq!(db.get("after-sync").as_deref(), Some(&json!(1)), "dropping the handle flushes the buffer");
+    assert_eq!(db.get_value("after-sync").as_ref(), Some(&json!(1)), "dropping the handle flushes the buffer");
     db.delete("after-sync")?;
     check(&db)?;
     Ok(())

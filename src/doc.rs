@@ -136,8 +136,24 @@ fn depth(text: &[u8]) -> usize {
 
 impl From<&Value> for Doc {
     fn from(value: &Value) -> Doc {
-        // Serializing a Value cannot fail: its map keys are strings.
-        Doc(Arc::from(serde_json::to_string(value).unwrap_or_default()))
+        thread_local! {
+            // Reused between calls: serializing into a fresh String grew it
+            // four or five times per 100-byte value (a visible part of `set`).
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.clear();
+            // Serializing a Value cannot fail (its map keys are strings) and
+            // yields UTF-8; the fallbacks below only keep this function total.
+            let _ = serde_json::to_writer(&mut *buf, value);
+            let doc = Doc(Arc::from(std::str::from_utf8(&buf).unwrap_or("null")));
+            if buf.capacity() > 1 << 20 {
+                // Do not keep a huge value's buffer alive for the thread's life.
+                *buf = Vec::new();
+            }
+            doc
+        })
     }
 }
 

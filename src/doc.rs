@@ -102,8 +102,12 @@ impl Doc {
 
 /// Whether JSON text nests deeper than [`MAX_DEPTH`].
 fn too_deep(text: &[u8]) -> bool {
-    // Fast path, a loop the compiler vectorises: no more opening brackets in
-    // all (inside strings included) than the limit means no deeper than it.
+    // Nesting deeper than the limit takes at least two bytes per level.
+    if text.len() <= 2 * MAX_DEPTH {
+        return false;
+    }
+    // A loop the compiler vectorises: no more opening brackets in all
+    // (inside strings included) than the limit means no deeper than it.
     let opening = text.iter().filter(|&&b| b == b'[' || b == b'{').count();
     opening > MAX_DEPTH && depth(text) > MAX_DEPTH
 }

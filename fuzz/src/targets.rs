@@ -5,8 +5,10 @@
 
 use std::path::Path;
 
-use redru::record::{self, Seq};
+use redru::record::{self, BatchOp, Record, Seq};
+use redru::snapshot::Frozen;
 use redru::vfs::Vfs;
+use redru::{Doc, Value};
 use redru::{Durability, Options};
 
 #[path = "../../tests/sim/mod.rs"]
@@ -19,21 +21,99 @@ mod parser;
 use sim::model::{Config, Run};
 use sim::{Rng, SimFs};
 
-/// One WAL line from raw bytes: decodes or says why not; a decoded record re-encodes to a line that decodes the same.
+/// One WAL line from raw bytes: decodes or says why not. A decoded record
+/// re-encodes to a line that decodes to the same record and re-encodes to the
+/// very same bytes; its values are the payload's (by an independent parse)
+/// and every one reads back (see [`check_doc`]).
 pub fn record_decode(data: &[u8]) {
     if let Ok((seq, rec)) = record::decode(data) {
+        for doc in docs_of(&rec) {
+            check_doc(doc);
+        }
+        same_values_as_payload(&data[record::PREFIX_LEN..], &rec);
         roundtrip(seq, &rec);
     }
 }
 
-fn roundtrip(seq: Seq, rec: &record::Record) {
+fn docs_of(rec: &Record) -> Vec<&Doc> {
+    match rec {
+        Record::Set(_, doc) => vec![doc],
+        Record::Batch(ops) => ops
+            .iter()
+            .filter_map(|op| match op {
+                BatchOp::Set(_, doc) => Some(doc),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `REDRU_FUZZ_ALLOW_KNOWN` is set: long fuzz runs can then pass over
+/// the src bugs already reported (see README.md) and keep exploring.
+fn allow_known() -> bool {
+    std::env::var_os("REDRU_FUZZ_ALLOW_KNOWN").is_some()
+}
+
+/// Every value redru holds must read back: valid JSON that serde_json parses
+/// (so within its nesting limit, numbers within f64 range), and free of raw
+/// newlines (a value is written inside one WAL line and one snapshot line).
+fn check_doc(doc: &Doc) {
+    if let Err(e) = serde_json::from_str::<Value>(doc.as_str()) {
+        let known = e.to_string().starts_with("number out of range");
+        assert!(known && allow_known(), "a loaded value does not parse back ({e}): {:.200}", doc.as_str());
+    }
+    assert!(doc.depth() <= redru::MAX_DEPTH, "a loaded value nests {} deep", doc.depth());
+    assert!(
+        !doc.as_str().contains('\n') || allow_known(),
+        "a loaded value holds a raw newline (it would split its WAL line): {:.200}",
+        doc.as_str()
+    );
+}
+
+/// When serde_json can parse the whole payload (the payload nests one level
+/// deeper than a set's value, two for a batch's), the record's values equal
+/// the ones it finds.
+fn same_values_as_payload(payload: &[u8], rec: &Record) {
+    let Ok(v) = serde_json::from_slice::<Value>(payload) else { return };
+    match rec {
+        Record::Set(_, doc) => assert!(*doc == v["value"], "set value differs from the payload's: {doc:?}"),
+        Record::Batch(ops) => {
+            let Some(raw_ops) = v["ops"].as_array() else { panic!("a batch without an ops array decoded") };
+            assert_eq!(raw_ops.len(), ops.len());
+            for (op, raw) in ops.iter().zip(raw_ops) {
+                if let BatchOp::Set(_, doc) = op {
+                    assert!(*doc == raw["value"], "batch value differs from the payload's: {doc:?}");
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn roundtrip(seq: Seq, rec: &Record) {
     let mut line = Vec::new();
     record::encode(seq, rec, &mut line);
     assert_eq!(line.last(), Some(&b'\n'));
+    assert_eq!(
+        line.iter().filter(|&&b| b == b'\n').count(),
+        1,
+        "one record, one line: {:?}",
+        String::from_utf8_lossy(&line)
+    );
     let again = record::decode(&line[..line.len() - 1]);
+    let Ok((s, r)) = &again else { panic!("re-encoded record does not decode: {again:?}") };
+    assert!(*s == seq && r == rec, "re-encoded record does not decode the same: {again:?}");
+    // Value for value and text for text: the encoder copies a value's text.
+    let texts = |rec: &Record| docs_of(rec).iter().map(|d| d.as_str().to_owned()).collect::<Vec<_>>();
+    assert_eq!(texts(r), texts(rec));
+    let mut line2 = Vec::new();
+    record::encode(*s, r, &mut line2);
     assert!(
-        matches!(&again, Ok((s, r)) if *s == seq && r == rec),
-        "re-encoded record does not decode the same: {again:?}"
+        line2 == line,
+        "decode then encode changed the line: {:?} vs {:?}",
+        String::from_utf8_lossy(&line),
+        String::from_utf8_lossy(&line2)
     );
 }
 
@@ -91,18 +171,67 @@ pub fn wal_replay(data: &[u8]) {
 }
 
 /// Snapshot bytes: as they are, and with a correct SHA-256 trailer appended
-/// (so the fuzzer gets past the digest). Load either succeeds or refuses.
+/// (so the fuzzer gets past the digest). Load either succeeds or refuses; a
+/// load is checked by [`check_snapshot`].
 pub fn snapshot_load(data: &[u8]) {
     let path = Path::new("/db/database.json");
-    let _ = redru::snapshot::parse(path, data);
+    if let Ok((state, info)) = redru::snapshot::parse(path, data) {
+        check_snapshot(data, info.keys, &Frozen::of(&state));
+    }
     use sha2::Digest;
     let body = data.strip_suffix(b"}\n").unwrap_or(data);
     let mut fixed = body.to_vec();
     let digest = sha2::Sha256::digest(&fixed);
     fixed.extend_from_slice(format!(",\"sha256\":\"{}\"}}\n", redru::snapshot::hex(&digest)).as_bytes());
     if let Ok((state, info)) = redru::snapshot::parse(path, &fixed) {
-        assert_eq!(info.keys, state.map.len());
         assert_eq!(info.bytes, fixed.len() as u64);
+        check_snapshot(&fixed, info.keys, &Frozen::of(&state));
+    }
+}
+
+/// A loaded snapshot: its key count is right, every value reads back
+/// ([`check_doc`]); when serde_json parses the whole file, the loaded entries
+/// are exactly its `data` members, value for value; written back out it loads
+/// to the same entries, text for text, and writing that again gives the same bytes.
+fn check_snapshot(bytes: &[u8], keys: usize, frozen: &Frozen) {
+    let loaded = entries(frozen);
+    assert_eq!(keys, loaded.len());
+    for (_, doc) in &loaded {
+        check_doc(doc);
+    }
+    if let Ok(file) = serde_json::from_slice::<Value>(bytes) {
+        let Some(data) = file["data"].as_object() else { panic!("a snapshot without a data object loaded") };
+        assert_eq!(data.len(), loaded.len(), "loaded entries differ from the file's data members");
+        for (key, doc) in &loaded {
+            let Some(v) = data.get(key.as_str()) else { panic!("loaded key {key:?} is not in the file") };
+            assert!(*doc == *v, "key {key:?}: loaded {doc:?}, file has {v}");
+        }
+    }
+    let written = write_snapshot(frozen);
+    let Ok((again, info)) = redru::snapshot::parse(Path::new("/db/again.json"), &written) else {
+        panic!("a loaded snapshot, written back, does not load: {:.400}", String::from_utf8_lossy(&written))
+    };
+    assert_eq!(info.keys, keys);
+    let texts = |e: Vec<(String, Doc)>| e.into_iter().map(|(k, d)| (k, d.as_str().to_owned())).collect::<Vec<_>>();
+    assert_eq!(texts(entries(&Frozen::of(&again))), texts(loaded));
+    assert!(write_snapshot(&Frozen::of(&again)) == written, "a rewritten snapshot changed");
+}
+
+/// A snapshot's entries, sorted by key.
+fn entries(frozen: &Frozen) -> Vec<(String, Doc)> {
+    frozen.map.sorted().into_iter().map(|(k, d)| (k.to_string(), d.clone())).collect()
+}
+
+fn write_snapshot(frozen: &Frozen) -> Vec<u8> {
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new(DIR));
+    let path = Path::new(DIR).join("out.json");
+    if let Err(e) = redru::snapshot::write_file(&*fs.vfs(), &path, frozen) {
+        panic!("writing a loaded snapshot back failed: {e}");
+    }
+    match fs.contents(&path) {
+        Ok(bytes) => bytes,
+        Err(e) => panic!("reading the written snapshot: {e}"),
     }
 }
 

@@ -96,11 +96,21 @@ impl HashingWriter {
         if self.buf.len() >= Self::CHUNK { self.flush() } else { Ok(()) }
     }
 
+    /// Bytes written between two syncs while the file is being written.
+    const SYNC_EVERY: u64 = 8 << 20;
+
     fn flush(&mut self) -> Result<()> {
         self.hasher.update(&self.buf);
         self.file.append(&self.buf).map_err(|e| Error::io("writing", &self.path, e))?;
+        let before = self.written;
         self.written += self.buf.len() as u64;
         self.buf.clear();
+        if before / Self::SYNC_EVERY != self.written / Self::SYNC_EVERY {
+            // Write back as we go (RocksDB's `bytes_per_sync`): a snapshot's
+            // worth of dirty pages flushed at once stalls every other writer
+            // of the disk, the log's appends included.
+            self.file.sync().map_err(|e| Error::io("syncing", &self.path, e))?;
+        }
         Ok(())
     }
 }

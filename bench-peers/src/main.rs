@@ -210,10 +210,6 @@ fn main() -> BoxResult<()> {
         drop(store);
         return Ok(());
     }
-    if let Some(i) = args.iter().position(|a| a == "--whatif") {
-        let path = args.get(i + 1).ok_or("usage: --whatif <database.json>")?;
-        return whatif(Path::new(path));
-    }
     if let Some(i) = args.iter().position(|a| a == "--merge") {
         return merge(&args[i + 1..]);
     }
@@ -291,19 +287,11 @@ fn main() -> BoxResult<()> {
         }
     }
     if peers.iter().any(|p| p == "redru") {
-        let w = "what-if: values as raw JSON text";
-        t.add("redru/snap_open", w, "redru open, all in the snapshot (fresh process)", "ms", &g("redru/snap_open"));
-        let m = "raw text: load the same snapshot into HashMap<String, Arc<str>>";
-        t.add_vs("redru/raw_ms", w, m, "ms", &g("redru/raw_ms"), "redru/snap_open", "redru open", None);
+        let w = "5 redru after save (fresh process)";
+        t.add("redru/snap_open", w, "redru open, all in the snapshot", "ms", &g("redru/snap_open"));
         t.add("redru/snap_bytes", w, "redru snapshot on disk", "MiB", &g("redru/snap_bytes"));
         let m = "redru resident memory after open (snapshot)";
         t.add_vs("redru/snap_rss", w, m, "MiB", &g("redru/snap_rss"), "redru/snap_bytes", "snapshot size", None);
-        let m = "raw text: resident memory after load";
-        t.add_vs("redru/raw_rss", w, m, "MiB", &g("redru/raw_rss"), "redru/snap_bytes", "snapshot size", None);
-        let m = "raw text: get (Arc<str> clone), 1 thread";
-        t.add_vs("redru/raw_get", w, m, "gets/s", &g("redru/raw_get"), "redru/get1", "redru get", None);
-        let m = "raw text: get + parse into a Value, 1 thread";
-        t.add_vs("redru/raw_get_parse", w, m, "gets/s", &g("redru/raw_get_parse"), "redru/get1", "redru get", None);
     }
     if peers.iter().any(|p| p == "fjall") && peers.iter().any(|p| p == "redru") {
         let w = "target: bulk load";
@@ -468,7 +456,7 @@ fn relaxed_load(cfg: &Config, kind: &str, run: usize) -> BoxResult<Vec<(String, 
         out.push(("load_never".into(), cfg.keys as f64 / started.elapsed().as_secs_f64()));
         never.close()?;
         std::fs::remove_dir_all(&never_dir)?;
-        // What keeping values as raw JSON text would give, on redru's own snapshot of this data.
+        // The same data after `save`: opened from the snapshot alone.
         let db = redru::Options::new().auto_compact(false).open(&dir)?;
         let snap_bytes = db.save()?.bytes as f64;
         db.close()?;
@@ -476,58 +464,8 @@ fn relaxed_load(cfg: &Config, kind: &str, run: usize) -> BoxResult<Vec<(String, 
         out.push(("snap_open".into(), num(&answer, "ms")?));
         out.push(("snap_rss".into(), num(&answer, "rss")? / MIB));
         out.push(("snap_bytes".into(), snap_bytes / MIB));
-        let answer = child(&["--whatif", &dir.join("database.json").to_string_lossy()])?;
-        for field in ["ms", "rss", "get", "get_parse"] {
-            let x = num(&answer, field)?;
-            out.push((format!("raw_{field}"), if field == "rss" { x / MIB } else { x }));
-        }
     }
     Ok(out)
-}
-
-/// The raw-JSON-text design, measured: load a redru snapshot into a map of key to shared raw
-/// JSON text (`Arc<str>`, syntax-checked but not parsed into a tree), then random gets that
-/// return the shared text, and gets that parse it into a `Value` on demand.
-fn whatif(path: &Path) -> BoxResult<()> {
-    #[derive(serde::Deserialize)]
-    struct Doc<'a> {
-        #[serde(borrow)]
-        data: std::collections::HashMap<String, &'a serde_json::value::RawValue>,
-    }
-    let before = common::rss_bytes();
-    let started = Instant::now();
-    let bytes = std::fs::read(path)?;
-    let body = &bytes[..bytes.len().saturating_sub(redru::snapshot::TRAILER_LEN)];
-    let digest_ok = redru::snapshot::check_digest(path, &bytes).is_ok();
-    // The trailer is cut off and the object closed again, as a loader would after checking it.
-    let mut text = body.to_vec();
-    text.push(b'}');
-    let doc: Doc = serde_json::from_slice(&text)?;
-    let map: std::collections::HashMap<String, std::sync::Arc<str>> =
-        doc.data.into_iter().map(|(k, v)| (k, std::sync::Arc::from(v.get()))).collect();
-    drop(text);
-    drop(bytes);
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    let rss = common::rss_bytes();
-    let keys: Vec<String> = map.keys().cloned().collect();
-    let mut rng = Rng::new(7);
-    let n = 1_000_000;
-    let started = Instant::now();
-    for _ in 0..n {
-        black_box(map.get(&keys[rng.below(keys.len() as u64) as usize]).cloned());
-    }
-    let get = n as f64 / started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    for _ in 0..n / 10 {
-        let raw = map.get(&keys[rng.below(keys.len() as u64) as usize]).ok_or("missing key")?;
-        black_box(serde_json::from_str::<Value>(raw)?);
-    }
-    let get_parse = (n / 10) as f64 / started.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        json!({"ms": ms, "rss_before": before, "rss": rss, "keys": map.len(), "digest_ok": digest_ok, "get": get, "get_parse": get_parse})
-    );
-    Ok(())
 }
 
 /// Prints the rows of earlier result files as one table, after the machine they ran on.

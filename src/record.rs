@@ -5,8 +5,6 @@
 //! whose checksum matched and whose payload is a known, well-formed kind, or
 //! says precisely why not. Layout: docs/design.md, "The write-ahead log".
 
-use std::fmt::Write as _;
-
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
@@ -81,7 +79,9 @@ pub fn encode(seq: Seq, record: &Record, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(b"00000000 ");
     let payload_start = out.len();
-    let _ = write!(Utf8Vec(out), "{{\"seq\":{},\"op\":", seq.0);
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(itoa::Buffer::new().format(seq.0).as_bytes());
+    out.extend_from_slice(b",\"op\":");
     match record {
         Record::Set(key, value) => encode_set(key, value, out),
         Record::Delete(key) => encode_del(key, out),
@@ -105,7 +105,7 @@ pub fn encode(seq: Seq, record: &Record, out: &mut Vec<u8>) {
         Record::CreateIndex { field, unique } => {
             out.extend_from_slice(b"\"create_index\",\"field\":");
             json_string(field, out);
-            let _ = write!(Utf8Vec(out), ",\"unique\":{unique}");
+            out.extend_from_slice(if *unique { b",\"unique\":true" } else { b",\"unique\":false" });
         }
         Record::DropIndex(field) => {
             out.extend_from_slice(b"\"drop_index\",\"field\":");
@@ -114,8 +114,10 @@ pub fn encode(seq: Seq, record: &Record, out: &mut Vec<u8>) {
     }
     out.push(b'}');
     let crc = crc32fast::hash(&out[payload_start..]);
-    let hex = format!("{crc:08x}");
-    out[start..start + 8].copy_from_slice(hex.as_bytes());
+    // Eight lowercase hex digits, without format!'s allocation.
+    for (i, byte) in out[start..start + 8].iter_mut().enumerate() {
+        *byte = b"0123456789abcdef"[(crc >> (28 - 4 * i) & 0xf) as usize];
+    }
     out.push(b'\n');
 }
 
@@ -133,15 +135,6 @@ fn encode_del(key: &str, out: &mut Vec<u8>) {
 
 fn json_string(s: &str, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, s);
-}
-
-/// `fmt::Write` into a byte vector (only ever fed ASCII here).
-struct Utf8Vec<'a>(&'a mut Vec<u8>);
-impl std::fmt::Write for Utf8Vec<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
 }
 
 /// Why a line is not a valid record.

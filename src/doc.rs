@@ -79,13 +79,29 @@ impl Doc {
     }
 
     /// A value the log or snapshot parser has checked to be valid JSON (as
-    /// a `RawValue`, without building it), refused if nested too deeply to
-    /// be read back.
+    /// a `RawValue`, without building it), refused unless `to_value` can
+    /// read it back, and made compact if it spans lines.
+    ///
+    /// `RawValue` checks the grammar only. serde_json's `Value` parser also
+    /// refuses nesting deeper than [`MAX_DEPTH`], numbers beyond f64's range
+    /// (`1e400`) and `\u` escapes of unpaired UTF-16 surrogates, and a raw
+    /// line break inside a value would split the one line its log record
+    /// must be. Text that could hold any of those (rare: an escape, a line
+    /// break, an exponent of three digits, a long run of digits) is parsed
+    /// in full; the rest, almost every value, only scanned.
     pub(crate) fn from_raw(raw: &RawValue) -> Result<Doc, String> {
-        if too_deep(raw.get().as_bytes()) {
+        let text = raw.get();
+        if too_deep(text.as_bytes()) {
             return Err(format!("a value is nested deeper than {MAX_DEPTH} levels"));
         }
-        Ok(Doc(Arc::from(raw.get())))
+        if !needs_parse(text.as_bytes()) {
+            return Ok(Doc(Arc::from(text)));
+        }
+        let value: Value = serde_json::from_str(text).map_err(|e| format!("a value cannot be read back: {e}"))?;
+        if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some() {
+            return Ok(Doc::from(&value));
+        }
+        Ok(Doc(Arc::from(text)))
     }
 
     /// Bytes the text occupies (for statistics).
@@ -110,6 +126,26 @@ fn too_deep(text: &[u8]) -> bool {
     // (inside strings included) than the limit means no deeper than it.
     let opening = text.iter().filter(|&&b| b == b'[' || b == b'{').count();
     opening > MAX_DEPTH && depth(text) > MAX_DEPTH
+}
+
+/// Whether grammatically valid JSON text might still fail serde_json's
+/// `Value` parser or contain a raw line break (see [`Doc::from_raw`]).
+/// False positives only cost a full parse.
+fn needs_parse(text: &[u8]) -> bool {
+    // Escapes (an unpaired surrogate needs one) and raw line breaks.
+    if memchr::memchr3(b'\\', b'\n', b'\r', text).is_some() {
+        return true;
+    }
+    // An exponent of three or more digits (f64 ends near 1e308).
+    for at in memchr::memchr2_iter(b'e', b'E', text) {
+        let rest = &text[at + 1..];
+        let rest = rest.strip_prefix(b"-").or_else(|| rest.strip_prefix(b"+")).unwrap_or(rest);
+        if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
+            return true;
+        }
+    }
+    // A number of more than 300 digits without one.
+    text.len() > 300 && text.split(|b| !b.is_ascii_digit()).any(|run| run.len() > 300)
 }
 
 /// Nesting depth of JSON text, counting brackets outside strings.
@@ -234,6 +270,28 @@ mod tests {
         let spaced = Doc::parse("{ \"a\" : 1 }");
         assert!(spaced.as_ref().is_ok_and(|d| *d == compact && d.as_str() != compact.as_str()));
         assert_ne!(Doc::from(json!(1)), Doc::from(json!("1")));
+    }
+
+    fn raw(text: &str) -> Result<Doc, String> {
+        let raw: &RawValue = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        Doc::from_raw(raw)
+    }
+
+    /// What `RawValue` accepts but `Value` cannot hold is refused; a value
+    /// spanning lines is made compact; everything kept reads back.
+    #[test]
+    fn from_raw_keeps_only_what_reads_back() {
+        let long = "9".repeat(400);
+        for bad in ["1e400", "[-1E+999]", r#"{"a":"\ud888"}"#, r#""\udc00x""#, long.as_str()] {
+            assert!(raw(bad).is_err(), "{bad:.40} was accepted");
+        }
+        let spread = raw("{\n  \"a\": [1,\r\n 2]\n}");
+        assert_eq!(spread.as_ref().map(Doc::as_str), Ok(r#"{"a":[1,2]}"#));
+        for good in [r#"{"email":"e@example.com","n":1e10,"x":2.5E-5}"#, r#""\ud83d\ude00 \n \"""#, "1e308", "[1, 2]"] {
+            let doc = raw(good);
+            assert_eq!(doc.as_ref().map(Doc::as_str), Ok(good), "kept as written");
+            assert!(doc.is_ok_and(|d| serde_json::from_str::<Value>(d.as_str()).is_ok()));
+        }
     }
 
     #[test]

@@ -195,9 +195,14 @@ fn automatic_compaction_keeps_everything_in(durability: Durability) -> TestResul
     db.close()?;
     let db = Db::open(dir.path())?;
     assert_eq!(dump(&db), model);
-    assert!(db.recovery().snapshot_seq > 0, "a compaction ran: {:?}", db.recovery());
-    let stats = db.stats();
-    assert!(stats.wal_bytes < 3000 * 60, "the log was compacted: {stats:?}");
+    let recovery = db.recovery();
+    assert!(recovery.snapshot_seq > 0, "a compaction ran: {recovery:?}");
+    // How much the log still holds depends on when the last background
+    // compaction ran (timing); that it holds only what came after the
+    // snapshot does not.
+    let last = db.stats().last_seq;
+    assert_eq!(recovery.snapshot_seq + recovery.records_replayed, last, "{recovery:?}");
+    assert!(recovery.records_replayed < last, "the log was trimmed: {recovery:?}");
     Ok(())
 }
 

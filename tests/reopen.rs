@@ -301,3 +301,19 @@ fn values_too_deep_to_read_back_are_refused() -> TestResult {
     assert!(db.get("deep").is_none());
     Ok(())
 }
+
+/// A value written as text that spans lines is stored compact: a raw line
+/// break would split its log record's line and the next open would refuse
+/// the log as corrupt.
+#[test]
+fn values_given_as_text_spanning_lines_survive_reopen() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path())?;
+    db.set("pretty", redru::Doc::parse("{\n  \"a\": [1,\r\n 2]\n}")?)?;
+    assert!(redru::Doc::parse("{\"x\": 1e400}").is_err(), "a number f64 cannot hold is refused");
+    assert!(redru::Doc::parse("\"\\ud888\"").is_err(), "an unpaired surrogate is refused");
+    drop(db);
+    let db = Db::open(dir.path())?;
+    assert_eq!(db.get("pretty").map(|d| d.as_str().to_owned()).as_deref(), Some(r#"{"a":[1,2]}"#));
+    Ok(())
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::doc::Doc;
+use crate::doc::{Doc, IntoDoc};
 use crate::error::{Error, Result};
 use crate::index::{FieldPath, IndexInfo, ValueDigest};
 use crate::options::{Durability, Options};
@@ -429,8 +429,9 @@ impl Db {
 
     /// Inserts or replaces `key`. Returns once the write is durable (in
     /// [`Durability::Always`]).
-    pub fn set(&self, key: impl Into<String>, value: impl Into<Doc>) -> Result<()> {
-        self.inner.commit(Record::Set(key.into(), value.into())).map(|_| ())
+    pub fn set<'a>(&self, key: impl Into<String>, value: impl IntoDoc<'a>) -> Result<()> {
+        let (doc, parsed) = value.into_parts();
+        self.inner.commit_with(Record::Set(key.into(), doc), parsed.as_deref()).map(|_| ())
     }
 
     /// Removes `key`; returns whether it existed. A delete of a missing key
@@ -648,10 +649,15 @@ impl Inner {
     }
 
     fn commit(self: &Arc<Self>, record: Record) -> Result<Applied> {
+        self.commit_with(record, None)
+    }
+
+    /// `parsed`: a `Set` record's value as the caller gave it, if it did.
+    fn commit_with(self: &Arc<Self>, record: Record, parsed: Option<&Value>) -> Result<Applied> {
         let (seq, applied, compact) = {
             let mut writer = self.wal.lock();
             self.wal.check_poisoned()?;
-            self.read_state().check(&record)?;
+            self.read_state().check_with(&record, parsed)?;
             let seq = match writer.append(&record) {
                 Ok(seq) => seq,
                 Err(e) => {
@@ -660,7 +666,7 @@ impl Inner {
                     return Err(e);
                 }
             };
-            let applied = self.write_state().apply(seq, &record);
+            let applied = self.write_state().apply_with(seq, &record, parsed);
             (seq, applied, self.wants_compaction(&writer))
         };
         if compact {

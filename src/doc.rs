@@ -9,6 +9,8 @@
 //! or, better, [`Doc::deserialize`] straight into the caller's own type.
 //! docs/design.md, "Values in memory", has the measurements behind the choice.
 
+use std::borrow::Cow;
+
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -200,6 +202,39 @@ impl From<&Value> for Doc {
 impl From<Value> for Doc {
     fn from(value: Value) -> Doc {
         Doc::from(&value)
+    }
+}
+
+/// What [`crate::Db::set`] takes: a `serde_json::Value` (owned or borrowed)
+/// or a [`Doc`]. Given a `Value`, the write keeps it beside the text it
+/// stores, so that indexes read their fields from it instead of parsing the
+/// text back.
+pub trait IntoDoc<'a> {
+    /// The stored text, and the parsed value when there is one.
+    fn into_parts(self) -> (Doc, Option<Cow<'a, Value>>);
+}
+
+impl IntoDoc<'static> for Value {
+    fn into_parts(self) -> (Doc, Option<Cow<'static, Value>>) {
+        (Doc::from(&self), Some(Cow::Owned(self)))
+    }
+}
+
+impl<'a> IntoDoc<'a> for &'a Value {
+    fn into_parts(self) -> (Doc, Option<Cow<'a, Value>>) {
+        (Doc::from(self), Some(Cow::Borrowed(self)))
+    }
+}
+
+impl IntoDoc<'static> for Doc {
+    fn into_parts(self) -> (Doc, Option<Cow<'static, Value>>) {
+        (self, None)
+    }
+}
+
+impl IntoDoc<'static> for &Doc {
+    fn into_parts(self) -> (Doc, Option<Cow<'static, Value>>) {
+        (self.clone(), None)
     }
 }
 

@@ -55,7 +55,7 @@ pub use backup::{
 };
 pub use compact::{CompactReport, DiskUsage, compact, compact_with};
 pub use db::{Batch, Db, LOCK_NAME, RecoveryReport, SaveReport, Stats, TornTail};
-pub use doc::{Doc, MAX_DEPTH};
+pub use doc::{Doc, IntoDoc, MAX_DEPTH};
 pub use error::{Error, Result};
 pub use index::{FieldPath, IndexInfo};
 pub use options::{Durability, Options};

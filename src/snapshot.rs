@@ -6,7 +6,6 @@
 //! renamed over `database.json` and the directory synced: a crash leaves the
 //! old snapshot or the new one, never a mix. Layout: docs/design.md.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -16,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::doc::Doc;
 use crate::error::{Error, Result};
-use crate::index::FieldPath;
+use crate::index::{FieldPath, StrRef};
 use crate::record::Seq;
 use crate::store::{Key, Map, SHARDS, State, build_index};
 use crate::vfs::{VFile, Vfs};
@@ -228,7 +227,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(State, SnapshotInfo)> {
     if doc.keys != doc.data.0.len() {
         return Err(bad(format!("`keys` says {} but `data` holds {}", doc.keys, doc.data.0.len())));
     }
-    let mut state = State { map: doc.data.0, seq: Seq(doc.seq), ..State::default() };
+    let mut state = State::default();
+    state.map = doc.data.0;
+    state.seq = Seq(doc.seq);
     let mut paths: Vec<(FieldPath, bool)> = Vec::new();
     for def in doc.indexes {
         let path = FieldPath::parse(&def.field).map_err(|e| bad(format!("index definition: {e}")))?;
@@ -247,6 +248,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(State, SnapshotInfo)> {
     for index in built {
         state.indexes.insert(index.path().as_str().to_owned(), index);
     }
+    state.indexes_changed();
     let info = SnapshotInfo { seq: state.seq, keys: state.map.len(), bytes: bytes.len() as u64, sha256 };
     Ok((state, info))
 }
@@ -307,7 +309,7 @@ fn parse_entries(chunk: &[u8], last_chunk: bool) -> Option<Entries> {
             return None;
         }
         // Borrowed unless the key has escapes: one allocation per key, its Arc.
-        let key: Cow<'_, str> = serde_json::from_slice(&line[..end]).ok()?;
+        let StrRef(key) = serde_json::from_slice(&line[..end]).ok()?;
         // Checked, not built: the value stays the text it is in the file.
         let value: &RawValue = serde_json::from_slice(&line[end + 1..]).ok()?;
         let shard = Map::shard_of(&key);
@@ -360,8 +362,8 @@ impl<'de> Deserialize<'de> for DataMap {
                 if let Some(n) = access.size_hint() {
                     map.reserve(n);
                 }
-                while let Some((key, value)) = access.next_entry::<Cow<'de, str>, &'de RawValue>()? {
-                    map.insert(Key::from(&*key), Doc::from_raw(value).map_err(serde::de::Error::custom)?);
+                while let Some((key, value)) = access.next_entry::<StrRef<'de>, &'de RawValue>()? {
+                    map.insert(Key::from(&*key.0), Doc::from_raw(value).map_err(serde::de::Error::custom)?);
                 }
                 Ok(DataMap(map))
             }

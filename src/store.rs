@@ -8,6 +8,7 @@
 //! shard it touches (copy-on-write), so `save` never holds writers for the
 //! length of a serialisation.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use serde_json::Value;
 
 use crate::doc::Doc;
 use crate::error::{Error, Result};
-use crate::index::{DigestMap, FieldPath, Index, IndexInfo};
+use crate::index::{DigestMap, FieldPath, Index, IndexInfo, Wanted};
 use crate::record::{BatchOp, Record, Seq};
 
 /// How many shards the map has.
@@ -190,7 +191,15 @@ pub struct State {
     pub indexes: BTreeMap<String, Index>,
     /// The last record applied.
     pub seq: Seq,
+    /// What the indexes read of a value (kept by [`State::indexes_changed`]).
+    wanted: Wanted,
+    /// What the unique indexes read of a value.
+    wanted_unique: Wanted,
 }
+
+/// A key a write touches, and its final value (None = deleted), parsed when
+/// the caller had it parsed.
+type Write<'a> = (&'a str, Option<(&'a Doc, Option<&'a Value>)>);
 
 /// What applying a record found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,10 +212,16 @@ impl State {
     /// Refuses a record that would break a unique index or name a missing or
     /// duplicate index. Runs before the record is logged.
     pub fn check(&self, record: &Record) -> Result<()> {
+        self.check_with(record, None)
+    }
+
+    /// [`State::check`], given the parsed value of a `Set` record when the
+    /// caller has it (so the unique indexes need not parse its text).
+    pub fn check_with(&self, record: &Record, parsed: Option<&Value>) -> Result<()> {
         match record {
             Record::Set(key, value) => {
                 check_depth(value)?;
-                self.check_unique(&[(key.as_str(), Some(value))], false)
+                self.check_unique(&[(key.as_str(), Some((value, parsed)))], false)
             }
             Record::Batch(ops) => {
                 for op in ops {
@@ -218,12 +233,12 @@ impl State {
                     return Ok(());
                 }
                 // Last operation per key wins, as in apply; a clear wipes what came before.
-                let mut finals: HashMap<&str, Option<&Doc>> = HashMap::new();
+                let mut finals: HashMap<&str, Option<(&Doc, Option<&Value>)>> = HashMap::new();
                 let mut replaces_all = false;
                 for op in ops {
                     match op {
                         BatchOp::Set(k, v) => {
-                            finals.insert(k, Some(v));
+                            finals.insert(k, Some((v, None)));
                         }
                         BatchOp::Delete(k) => {
                             finals.insert(k, None);
@@ -246,8 +261,9 @@ impl State {
                 if *unique {
                     let mut seen: DigestMap<&str> = DigestMap::default();
                     let probe = Index::new(path.clone(), true);
+                    let wanted = Wanted::of([&path]);
                     for (key, doc) in self.map.sorted() {
-                        let value = doc.to_value();
+                        let value = wanted.extract(doc.as_str());
                         if let Some(d) = probe.digest(&value)
                             && let Some(existing) = seen.insert(d, key)
                         {
@@ -276,13 +292,23 @@ impl State {
     /// `writes`: the final value (None = deleted) of every key a write
     /// touches. With `replaces_all` (a batch that clears) the current holders
     /// are gone, so only the writes themselves can conflict.
-    fn check_unique(&self, writes: &[(&str, Option<&Doc>)], replaces_all: bool) -> Result<()> {
+    fn check_unique(&self, writes: &[Write<'_>], replaces_all: bool) -> Result<()> {
         if !self.has_unique() {
             return Ok(());
         }
         let touched: std::collections::HashSet<&str> = writes.iter().map(|(k, _)| *k).collect();
-        // Parsed once, read by every unique index.
-        let writes: Vec<(&str, Option<Value>)> = writes.iter().map(|(k, d)| (*k, d.map(Doc::to_value))).collect();
+        // Parsed once (the fields the unique indexes read), read by each of them.
+        let wanted = &self.wanted_unique;
+        let writes: Vec<(&str, Option<Cow<'_, Value>>)> = writes
+            .iter()
+            .map(|&(k, w)| {
+                let value = w.map(|(doc, parsed)| match parsed {
+                    Some(v) => Cow::Borrowed(v),
+                    None => Cow::Owned(wanted.extract(doc.as_str())),
+                });
+                (k, value)
+            })
+            .collect();
         for index in self.indexes.values().filter(|i| i.unique()) {
             // digest -> the written key that will hold it
             let mut claimed: DigestMap<&str> = DigestMap::default();
@@ -310,17 +336,23 @@ impl State {
 
     /// Applies a record (already checked, or replayed from the log).
     pub fn apply(&mut self, seq: Seq, record: &Record) -> Applied {
+        self.apply_with(seq, record, None)
+    }
+
+    /// [`State::apply`], given the parsed value of a `Set` record when the
+    /// caller has it (so the indexes need not parse its text).
+    pub fn apply_with(&mut self, seq: Seq, record: &Record, parsed: Option<&Value>) -> Applied {
         self.seq = seq;
         match record {
             Record::Set(key, value) => {
-                self.set(key, value);
+                self.set(key, value, parsed);
                 Applied { existed: true }
             }
             Record::Delete(key) => Applied { existed: self.delete(key) },
             Record::Batch(ops) => {
                 for op in ops {
                     match op {
-                        BatchOp::Set(k, v) => self.set(k, v),
+                        BatchOp::Set(k, v) => self.set(k, v, None),
                         BatchOp::Delete(k) => {
                             self.delete(k);
                         }
@@ -337,24 +369,30 @@ impl State {
                 if let Ok(path) = FieldPath::parse(field) {
                     let index = build_index(&self.map, path.clone(), *unique);
                     self.indexes.insert(path.as_str().to_owned(), index);
+                    self.indexes_changed();
                 }
                 Applied { existed: false }
             }
             Record::DropIndex(field) => {
                 let existed = FieldPath::parse(field).is_ok_and(|p| self.indexes.remove(p.as_str()).is_some());
+                self.indexes_changed();
                 Applied { existed }
             }
         }
     }
 
-    fn set(&mut self, key: &str, value: &Doc) {
+    fn set(&mut self, key: &str, value: &Doc, parsed: Option<&Value>) {
         let (key, old) = self.map.insert(Key::from(key), value.clone());
         if self.indexes.is_empty() {
             return;
         }
-        // Indexes read fields: parse the new and the replaced value once each.
-        let new = value.to_value();
-        let old = old.map(|d| d.to_value());
+        // Indexes read fields: parse those of the new (unless given) and the
+        // replaced value once each.
+        let new = match parsed {
+            Some(v) => Cow::Borrowed(v),
+            None => Cow::Owned(self.wanted.extract(value.as_str())),
+        };
+        let old = old.map(|d| self.wanted.extract(d.as_str()));
         for index in self.indexes.values_mut() {
             if let Some(old) = &old {
                 index.remove(&key, old);
@@ -375,12 +413,18 @@ impl State {
     fn delete(&mut self, key: &str) -> bool {
         let Some(old) = self.map.remove(key) else { return false };
         if !self.indexes.is_empty() {
-            let old = old.to_value();
+            let old = self.wanted.extract(old.as_str());
             for index in self.indexes.values_mut() {
                 index.remove(key, &old);
             }
         }
         true
+    }
+
+    /// Recomputes what the indexes read; call after changing `indexes`.
+    pub fn indexes_changed(&mut self) {
+        self.wanted = Wanted::of(self.indexes.values().map(Index::path));
+        self.wanted_unique = Wanted::of(self.indexes.values().filter(|i| i.unique()).map(Index::path));
     }
 
     /// The index on `field` (as parsed), if any.
@@ -408,9 +452,10 @@ fn check_depth(value: &Doc) -> Result<()> {
 
 /// Builds an index on `path` from scratch.
 pub fn build_index(map: &Map, path: FieldPath, unique: bool) -> Index {
+    let wanted = Wanted::of([&path]);
     let mut index = Index::new(path, unique);
     for (key, doc) in map.iter() {
-        index.insert(key, &doc.to_value());
+        index.insert(key, &wanted.extract(doc.as_str()));
     }
     index
 }

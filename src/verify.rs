@@ -845,9 +845,10 @@ pub(crate) fn unique_duplicates(state: &State, path: &Path) -> Vec<Problem> {
     let mut out = Vec::new();
     for (field, index) in state.indexes.iter().filter(|(_, i)| i.unique()) {
         let mut seen: BTreeMap<ValueDigest, &str> = BTreeMap::new();
+        let wanted = crate::index::Wanted::of([index.path()]);
         let mut pairs = Vec::new();
         for (key, value) in state.map.sorted() {
-            if let Some(d) = index.digest(&value.to_value())
+            if let Some(d) = index.digest(&wanted.extract(value.as_str()))
                 && let Some(other) = seen.insert(d, key)
             {
                 pairs.push(format!("`{other}` and `{key}`"));

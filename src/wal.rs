@@ -11,7 +11,9 @@
 //! lines; every sync, rotation and freeze writes the buffer out first.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::Thread;
 
 use crate::error::{Error, Result};
 use crate::record::{self, DecodeError, Record, Seq};
@@ -549,16 +551,81 @@ pub fn remove_segments(vfs: &dyn Vfs, dir: &Path, segments: &[Segment]) -> Resul
 
 struct SyncState {
     synced: Seq,
+    /// Some thread is syncing (or has been handed the role and is about to).
     leader: bool,
     poisoned: Option<String>,
     syncs: u64,
+    /// Writers parked until an fsync covers their record, oldest first.
+    waiters: Vec<Waiter>,
+}
+
+impl SyncState {
+    /// Takes out the waiters whose records are durable now.
+    fn take_covered(&mut self) -> Vec<Arc<Parked>> {
+        let synced = self.synced;
+        let mut covered = Vec::new();
+        self.waiters.retain(|w| {
+            let keep = w.seq > synced;
+            if !keep {
+                covered.push(Arc::clone(&w.parked));
+            }
+            keep
+        });
+        covered
+    }
+}
+
+/// A writer parked in [`Wal::wait_durable`]: the record it waits for, and how to wake it.
+struct Waiter {
+    seq: Seq,
+    parked: Arc<Parked>,
+}
+
+/// Wakes one parked writer with what it needs to know, so that it need not
+/// take the sync lock again: each fsync wakes only the writers it covered,
+/// and they do not queue on a lock on their way out.
+struct Parked {
+    thread: Thread,
+    outcome: AtomicU8,
+}
+
+/// Still waiting.
+const WAITING: u8 = 0;
+/// An fsync covered the record: it is durable.
+const COVERED: u8 = 1;
+/// The leader handed its role on: sync on behalf of the waiters.
+const LEAD: u8 = 2;
+/// Something else changed (the log was poisoned): look again under the lock.
+const RECHECK: u8 = 3;
+
+impl Parked {
+    fn new() -> Arc<Parked> {
+        Arc::new(Parked { thread: std::thread::current(), outcome: AtomicU8::new(WAITING) })
+    }
+
+    /// Parks until woken, then says why.
+    fn wait(&self) -> u8 {
+        loop {
+            match self.outcome.load(Ordering::Acquire) {
+                WAITING => std::thread::park(),
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Called with the waiter already out of the list, so it is woken once.
+    fn wake(&self, outcome: u8) {
+        self.outcome.store(outcome, Ordering::Release);
+        self.thread.unpark();
+    }
 }
 
 /// The log: the writer behind a mutex, and the group-commit state.
 pub struct Wal {
     writer: Mutex<Writer>,
     sync: Mutex<SyncState>,
-    synced_cv: Condvar,
+    /// Set (under the sync lock) when `poisoned` is, so that writes check it without that lock.
+    poisoned: AtomicBool,
 }
 
 impl Wal {
@@ -566,8 +633,8 @@ impl Wal {
     pub fn new(writer: Writer, synced: Seq) -> Wal {
         Wal {
             writer: Mutex::new(writer),
-            sync: Mutex::new(SyncState { synced, leader: false, poisoned: None, syncs: 0 }),
-            synced_cv: Condvar::new(),
+            sync: Mutex::new(SyncState { synced, leader: false, poisoned: None, syncs: 0, waiters: Vec::new() }),
+            poisoned: AtomicBool::new(false),
         }
     }
 
@@ -583,20 +650,28 @@ impl Wal {
 
     /// Refuses with [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn check_poisoned(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &self.sync_state().poisoned {
             Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
             None => Ok(()),
         }
     }
 
-    /// Marks the log unusable after a failed write or sync.
+    /// Marks the log unusable after a failed write or sync, and wakes every
+    /// waiting writer to report it.
     pub fn poison(&self, error: &Error) {
         let mut state = self.sync_state();
         if state.poisoned.is_none() {
             state.poisoned = Some(error.to_string());
+            self.poisoned.store(true, Ordering::Release);
         }
+        let waiters = std::mem::take(&mut state.waiters);
         drop(state);
-        self.synced_cv.notify_all();
+        for w in waiters {
+            w.parked.wake(RECHECK);
+        }
     }
 
     /// Number of fsyncs of the log so far (group commit makes it smaller than
@@ -612,7 +687,7 @@ impl Wal {
 
     /// Returns once every record up to `seq` is durable (group commit: one
     /// thread at a time syncs, on behalf of every record appended before its
-    /// sync started; the others wait for it).
+    /// sync started; the others park until an fsync covers their record).
     pub fn wait_durable(&self, seq: Seq) -> Result<()> {
         let mut state = self.sync_state();
         loop {
@@ -623,66 +698,98 @@ impl Wal {
                 return Ok(());
             }
             if state.leader {
-                state = self.synced_cv.wait(state).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            state.leader = true;
-            drop(state);
-            // Let writers that are ready append first, so that this fsync covers
-            // them too (16 threads: ~8 -> ~14 records per fsync, benches/engine.rs).
-            std::thread::yield_now();
-            let prepared = {
-                let mut w = self.lock();
-                // Never write records to the file once the log is poisoned.
-                match self.check_poisoned().and_then(|()| w.flush()) {
-                    Ok(()) => Ok((
-                        Arc::clone(&w.file),
-                        w.segment.path.clone(),
-                        w.written,
-                        w.segment_bytes,
-                        w.segment.first,
-                        w.skip_sync,
-                    )),
-                    Err(e) => {
-                        // Under the writer lock: nothing is appended after the lost records.
-                        self.poison(&e);
-                        Err(e)
+                let parked = Parked::new();
+                state.waiters.push(Waiter { seq, parked: Arc::clone(&parked) });
+                drop(state);
+                match parked.wait() {
+                    COVERED => return Ok(()),
+                    LEAD => {}
+                    _ => {
+                        state = self.sync_state();
+                        continue;
                     }
                 }
-            };
-            let (file, path, target, target_bytes, first, skip) = match prepared {
-                Ok(prepared) => prepared,
-                Err(e) => {
-                    self.sync_state().leader = false;
-                    self.synced_cv.notify_all();
-                    return Err(e);
-                }
-            };
-            let result = if skip { Ok(()) } else { file.sync().map_err(|e| Error::io("syncing", path, e)) };
-            {
-                let mut w = self.lock();
-                let same_segment = w.segment.first == first;
-                match &result {
-                    Ok(()) if same_segment => w.synced_bytes = w.synced_bytes.max(target_bytes),
-                    Ok(()) => {}
-                    Err(e) => {
-                        // Poison under the writer lock, so no record is appended
-                        // between the cut and the refusal.
-                        self.poison(e);
-                        if same_segment {
-                            w.cut_unsynced();
-                        }
-                    }
-                }
+            } else {
+                state.leader = true;
+                drop(state);
             }
+            self.lead()?;
             state = self.sync_state();
-            state.leader = false;
-            state.syncs += 1;
-            if result.is_ok() {
-                state.synced = state.synced.max(target);
-            }
-            self.synced_cv.notify_all();
         }
+    }
+
+    /// Syncs on behalf of every record appended so far, as the leader, then
+    /// wakes the waiters the fsync covered and hands the role to the oldest
+    /// one it did not (if any). Fails only if the log was already poisoned
+    /// or the buffer could not be written.
+    fn lead(&self) -> Result<()> {
+        // Let writers that are ready append first, so that this fsync covers
+        // them too (16 threads: ~8 -> ~14 records per fsync, benches/engine.rs).
+        std::thread::yield_now();
+        let prepared = {
+            let mut w = self.lock();
+            // Never write records to the file once the log is poisoned.
+            match self.check_poisoned().and_then(|()| w.flush()) {
+                Ok(()) => Ok((
+                    Arc::clone(&w.file),
+                    w.segment.path.clone(),
+                    w.written,
+                    w.segment_bytes,
+                    w.segment.first,
+                    w.skip_sync,
+                )),
+                Err(e) => {
+                    // Under the writer lock: nothing is appended after the lost records.
+                    self.poison(&e);
+                    Err(e)
+                }
+            }
+        };
+        let (file, path, target, target_bytes, first, skip) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                self.sync_state().leader = false;
+                return Err(e);
+            }
+        };
+        let result = if skip { Ok(()) } else { file.sync().map_err(|e| Error::io("syncing", path, e)) };
+        {
+            let mut w = self.lock();
+            let same_segment = w.segment.first == first;
+            match &result {
+                Ok(()) if same_segment => w.synced_bytes = w.synced_bytes.max(target_bytes),
+                Ok(()) => {}
+                Err(e) => {
+                    // Poison under the writer lock, so no record is appended
+                    // between the cut and the refusal.
+                    self.poison(e);
+                    if same_segment {
+                        w.cut_unsynced();
+                    }
+                }
+            }
+        }
+        let mut state = self.sync_state();
+        state.leader = false;
+        state.syncs += 1;
+        if result.is_ok() {
+            state.synced = state.synced.max(target);
+        }
+        let covered = state.take_covered();
+        let next = if state.poisoned.is_none() && !state.waiters.is_empty() {
+            state.leader = true;
+            Some(state.waiters.remove(0).parked)
+        } else {
+            None
+        };
+        drop(state);
+        if let Some(next) = next {
+            next.wake(LEAD);
+        }
+        for parked in covered {
+            parked.wake(COVERED);
+        }
+        Ok(())
     }
 
     /// Hands buffered records to the OS without syncing them; a failure
@@ -703,8 +810,11 @@ impl Wal {
     pub fn mark_synced(&self, seq: Seq) {
         let mut state = self.sync_state();
         state.synced = state.synced.max(seq);
+        let covered = state.take_covered();
         drop(state);
-        self.synced_cv.notify_all();
+        for parked in covered {
+            parked.wake(COVERED);
+        }
     }
 }
 

@@ -944,4 +944,167 @@ mod tests {
         assert!(run(&log(&sets(1), 5), 1, true)?.1.is_err());
         Ok(())
     }
+
+    /// A file whose fsyncs block until the test releases them, each with the outcome it is given.
+    #[derive(Debug, Default)]
+    struct Gate {
+        state: Mutex<GateState>,
+        changed: std::sync::Condvar,
+    }
+
+    #[derive(Debug, Default)]
+    struct GateState {
+        data: Vec<u8>,
+        /// fsyncs entered so far.
+        entered: usize,
+        /// Outcomes released so far, one per fsync in order (true: success).
+        released: Vec<bool>,
+    }
+
+    impl Gate {
+        fn state(&self) -> MutexGuard<'_, GateState> {
+            self.state.lock().unwrap_or_else(|p| p.into_inner())
+        }
+        fn wait_until(&self, done: impl Fn(&GateState) -> bool) {
+            let mut state = self.state();
+            while !done(&state) {
+                state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        fn release(&self, ok: bool) {
+            self.state().released.push(ok);
+            self.changed.notify_all();
+        }
+    }
+
+    struct GateFile(Arc<Gate>);
+
+    impl VFile for GateFile {
+        fn append(&self, buf: &[u8]) -> std::io::Result<()> {
+            self.0.state().data.extend_from_slice(buf);
+            Ok(())
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            let mut state = self.0.state();
+            let me = state.entered;
+            state.entered += 1;
+            self.0.changed.notify_all();
+            // The sync of the cut after a failure is not gated.
+            while state.released.len() <= me && !state.released.contains(&false) {
+                state = self.0.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+            if state.released.get(me) == Some(&false) {
+                Err(std::io::Error::other("injected fsync failure"))
+            } else {
+                Ok(())
+            }
+        }
+        fn truncate(&self, len: u64) -> std::io::Result<()> {
+            self.0.state().data.truncate(len as usize);
+            Ok(())
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            Ok(self.0.state().data.len() as u64)
+        }
+    }
+
+    #[derive(Debug)]
+    struct GateFs(Arc<Gate>);
+
+    impl Vfs for GateFs {
+        fn create_dir_all(&self, _: &Path) -> std::io::Result<()> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn list(&self, _: &Path) -> std::io::Result<Vec<String>> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn exists(&self, _: &Path) -> std::io::Result<bool> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn open_append(&self, _: &Path) -> std::io::Result<Box<dyn VFile>> {
+            Ok(Box::new(GateFile(Arc::clone(&self.0))))
+        }
+        fn create_new(&self, _: &Path) -> std::io::Result<Box<dyn VFile>> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn read(&self, _: &Path) -> std::io::Result<crate::vfs::FileBytes> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn rename(&self, _: &Path, _: &Path) -> std::io::Result<()> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn remove(&self, _: &Path) -> std::io::Result<()> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn sync_dir(&self, _: &Path) -> std::io::Result<()> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn try_lock(&self, _: &Path) -> std::io::Result<crate::vfs::LockOutcome> {
+            Err(std::io::Error::other("unused"))
+        }
+    }
+
+    /// Group commit with a gated fsync: a leader appends record 1 and blocks in its
+    /// fsync; `waiters` more writers append records 2.. and park behind it; then
+    /// the fsyncs are released with `outcomes`. Returns each writer's result (the
+    /// leader's first), the fsync count and the file's final length.
+    fn gated_group(waiters: usize, outcomes: &[bool]) -> (Vec<Result<()>>, u64, usize) {
+        let gate = Arc::new(Gate::default());
+        let vfs: Arc<dyn Vfs> = Arc::new(GateFs(Arc::clone(&gate)));
+        let segment = Segment { path: PathBuf::from("wal-test"), first: Seq(1) };
+        let writer = match Writer::open(vfs, Path::new("."), segment, Vec::new(), Seq(0)) {
+            Ok(writer) => writer,
+            Err(e) => return (vec![Err(e)], 0, 0),
+        };
+        let wal = Wal::new(writer, Seq(0));
+        let write = |wal: &Wal| -> Result<()> {
+            let seq = wal.lock().append(&Record::Set("k".into(), crate::Doc::from(json!(1))))?;
+            wal.wait_durable(seq)
+        };
+        let results = std::thread::scope(|s| {
+            let leader = s.spawn(|| write(&wal));
+            gate.wait_until(|g| g.entered == 1);
+            let others: Vec<_> = (0..waiters).map(|_| s.spawn(|| write(&wal))).collect();
+            // Every writer is parked behind the leader's fsync before it returns.
+            while wal.sync_state().waiters.len() < waiters {
+                std::thread::yield_now();
+            }
+            for &ok in outcomes {
+                gate.release(ok);
+            }
+            std::iter::once(leader)
+                .chain(others)
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::InvalidInput("writer panicked".into()))))
+                .collect()
+        });
+        let len = gate.state().data.len();
+        (results, wal.syncs(), len)
+    }
+
+    #[test]
+    fn writers_parked_behind_a_failed_fsync_all_get_the_error() {
+        let (results, syncs, len) = gated_group(6, &[false]);
+        assert_eq!(results.len(), 7);
+        for r in &results {
+            assert!(matches!(r, Err(Error::Poisoned { cause }) if cause.contains("injected")), "{r:?}");
+        }
+        assert_eq!(syncs, 1);
+        assert_eq!(len, 0, "the unsynced records are cut");
+    }
+
+    #[test]
+    fn the_fsync_after_the_leaders_covers_the_writers_parked_behind_it() {
+        // The first fsync covers only the leader's record; the role passes to one
+        // parked writer, whose single fsync covers all the others.
+        let (results, syncs, len) = gated_group(6, &[true, true]);
+        assert_eq!(results.len(), 7);
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        assert_eq!(syncs, 2);
+        assert!(len > 0);
+        // And if that second fsync fails, all six get the error, the leader none.
+        let (results, syncs, _) = gated_group(6, &[true, false]);
+        assert!(results[0].is_ok());
+        assert!(results[1..].iter().all(|r| matches!(r, Err(Error::Poisoned { .. }))), "{results:?}");
+        assert_eq!(syncs, 2);
+    }
 }

@@ -11,7 +11,9 @@
 //! lines; every sync, rotation and freeze writes the buffer out first.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::Thread;
 
 use crate::error::{Error, Result};
 use crate::record::{self, DecodeError, Record, Seq};
@@ -549,16 +551,81 @@ pub fn remove_segments(vfs: &dyn Vfs, dir: &Path, segments: &[Segment]) -> Resul
 
 struct SyncState {
     synced: Seq,
+    /// Some thread is syncing (or has been handed the role and is about to).
     leader: bool,
     poisoned: Option<String>,
     syncs: u64,
+    /// Writers parked until an fsync covers their record, oldest first.
+    waiters: Vec<Waiter>,
+}
+
+impl SyncState {
+    /// Takes out the waiters whose records are durable now.
+    fn take_covered(&mut self) -> Vec<Arc<Parked>> {
+        let synced = self.synced;
+        let mut covered = Vec::new();
+        self.waiters.retain(|w| {
+            let keep = w.seq > synced;
+            if !keep {
+                covered.push(Arc::clone(&w.parked));
+            }
+            keep
+        });
+        covered
+    }
+}
+
+/// A writer parked in [`Wal::wait_durable`]: the record it waits for, and how to wake it.
+struct Waiter {
+    seq: Seq,
+    parked: Arc<Parked>,
+}
+
+/// Wakes one parked writer with what it needs to know, so that it need not
+/// take the sync lock again: each fsync wakes only the writers it covered,
+/// and they do not queue on a lock on their way out.
+struct Parked {
+    thread: Thread,
+    outcome: AtomicU8,
+}
+
+/// Still waiting.
+const WAITING: u8 = 0;
+/// An fsync covered the record: it is durable.
+const COVERED: u8 = 1;
+/// The leader handed its role on: sync on behalf of the waiters.
+const LEAD: u8 = 2;
+/// Something else changed (the log was poisoned): look again under the lock.
+const RECHECK: u8 = 3;
+
+impl Parked {
+    fn new() -> Arc<Parked> {
+        Arc::new(Parked { thread: std::thread::current(), outcome: AtomicU8::new(WAITING) })
+    }
+
+    /// Parks until woken, then says why.
+    fn wait(&self) -> u8 {
+        loop {
+            match self.outcome.load(Ordering::Acquire) {
+                WAITING => std::thread::park(),
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Called with the waiter already out of the list, so it is woken once.
+    fn wake(&self, outcome: u8) {
+        self.outcome.store(outcome, Ordering::Release);
+        self.thread.unpark();
+    }
 }
 
 /// The log: the writer behind a mutex, and the group-commit state.
 pub struct Wal {
     writer: Mutex<Writer>,
     sync: Mutex<SyncState>,
-    synced_cv: Condvar,
+    /// Set (under the sync lock) when `poisoned` is, so that writes check it without that lock.
+    poisoned: AtomicBool,
 }
 
 impl Wal {
@@ -566,8 +633,8 @@ impl Wal {
     pub fn new(writer: Writer, synced: Seq) -> Wal {
         Wal {
             writer: Mutex::new(writer),
-            sync: Mutex::new(SyncState { synced, leader: false, poisoned: None, syncs: 0 }),
-            synced_cv: Condvar::new(),
+            sync: Mutex::new(SyncState { synced, leader: false, poisoned: None, syncs: 0, waiters: Vec::new() }),
+            poisoned: AtomicBool::new(false),
         }
     }
 
@@ -583,20 +650,28 @@ impl Wal {
 
     /// Refuses with [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn check_poisoned(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &self.sync_state().poisoned {
             Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
             None => Ok(()),
         }
     }
 
-    /// Marks the log unusable after a failed write or sync.
+    /// Marks the log unusable after a failed write or sync, and wakes every
+    /// waiting writer to report it.
     pub fn poison(&self, error: &Error) {
         let mut state = self.sync_state();
         if state.poisoned.is_none() {
             state.poisoned = Some(error.to_string());
+            self.poisoned.store(true, Ordering::Release);
         }
+        let waiters = std::mem::take(&mut state.waiters);
         drop(state);
-        self.synced_cv.notify_all();
+        for w in waiters {
+            w.parked.wake(RECHECK);
+        }
     }
 
     /// Number of fsyncs of the log so far (group commit makes it smaller than
@@ -612,7 +687,7 @@ impl Wal {
 
     /// Returns once every record up to `seq` is durable (group commit: one
     /// thread at a time syncs, on behalf of every record appended before its
-    /// sync started; the others wait for it).
+    /// sync started; the others park until an fsync covers their record).
     pub fn wait_durable(&self, seq: Seq) -> Result<()> {
         let mut state = self.sync_state();
         loop {
@@ -623,66 +698,98 @@ impl Wal {
                 return Ok(());
             }
             if state.leader {
-                state = self.synced_cv.wait(state).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            state.leader = true;
-            drop(state);
-            // Let writers that are ready append first, so that this fsync covers
-            // them too (16 threads: ~8 -> ~14 records per fsync, benches/engine.rs).
-            std::thread::yield_now();
-            let prepared = {
-                let mut w = self.lock();
-                // Never write records to the file once the log is poisoned.
-                match self.check_poisoned().and_then(|()| w.flush()) {
-                    Ok(()) => Ok((
-                        Arc::clone(&w.file),
-                        w.segment.path.clone(),
-                        w.written,
-                        w.segment_bytes,
-                        w.segment.first,
-                        w.skip_sync,
-                    )),
-                    Err(e) => {
-                        // Under the writer lock: nothing is appended after the lost records.
-                        self.poison(&e);
-                        Err(e)
+                let parked = Parked::new();
+                state.waiters.push(Waiter { seq, parked: Arc::clone(&parked) });
+                drop(state);
+                match parked.wait() {
+                    COVERED => return Ok(()),
+                    LEAD => {}
+                    _ => {
+                        state = self.sync_state();
+                        continue;
                     }
                 }
-            };
-            let (file, path, target, target_bytes, first, skip) = match prepared {
-                Ok(prepared) => prepared,
-                Err(e) => {
-                    self.sync_state().leader = false;
-                    self.synced_cv.notify_all();
-                    return Err(e);
-                }
-            };
-            let result = if skip { Ok(()) } else { file.sync().map_err(|e| Error::io("syncing", path, e)) };
-            {
-                let mut w = self.lock();
-                let same_segment = w.segment.first == first;
-                match &result {
-                    Ok(()) if same_segment => w.synced_bytes = w.synced_bytes.max(target_bytes),
-                    Ok(()) => {}
-                    Err(e) => {
-                        // Poison under the writer lock, so no record is appended
-                        // between the cut and the refusal.
-                        self.poison(e);
-                        if same_segment {
-                            w.cut_unsynced();
-                        }
-                    }
-                }
+            } else {
+                state.leader = true;
+                drop(state);
             }
+            self.lead()?;
             state = self.sync_state();
-            state.leader = false;
-            state.syncs += 1;
-            if result.is_ok() {
-                state.synced = state.synced.max(target);
-            }
-            self.synced_cv.notify_all();
         }
+    }
+
+    /// Syncs on behalf of every record appended so far, as the leader, then
+    /// wakes the waiters the fsync covered and hands the role to the oldest
+    /// one it did not (if any). Fails only if the log was already poisoned
+    /// or the buffer could not be written.
+    fn lead(&self) -> Result<()> {
+        // Let writers that are ready append first, so that this fsync covers
+        // them too (16 threads: ~8 -> ~14 records per fsync, benches/engine.rs).
+        std::thread::yield_now();
+        let prepared = {
+            let mut w = self.lock();
+            // Never write records to the file once the log is poisoned.
+            match self.check_poisoned().and_then(|()| w.flush()) {
+                Ok(()) => Ok((
+                    Arc::clone(&w.file),
+                    w.segment.path.clone(),
+                    w.written,
+                    w.segment_bytes,
+                    w.segment.first,
+                    w.skip_sync,
+                )),
+                Err(e) => {
+                    // Under the writer lock: nothing is appended after the lost records.
+                    self.poison(&e);
+                    Err(e)
+                }
+            }
+        };
+        let (file, path, target, target_bytes, first, skip) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                self.sync_state().leader = false;
+                return Err(e);
+            }
+        };
+        let result = if skip { Ok(()) } else { file.sync().map_err(|e| Error::io("syncing", path, e)) };
+        {
+            let mut w = self.lock();
+            let same_segment = w.segment.first == first;
+            match &result {
+                Ok(()) if same_segment => w.synced_bytes = w.synced_bytes.max(target_bytes),
+                Ok(()) => {}
+                Err(e) => {
+                    // Poison under the writer lock, so no record is appended
+                    // between the cut and the refusal.
+                    self.poison(e);
+                    if same_segment {
+                        w.cut_unsynced();
+                    }
+                }
+            }
+        }
+        let mut state = self.sync_state();
+        state.leader = false;
+        state.syncs += 1;
+        if result.is_ok() {
+            state.synced = state.synced.max(target);
+        }
+        let covered = state.take_covered();
+        let next = if state.poisoned.is_none() && !state.waiters.is_empty() {
+            state.leader = true;
+            Some(state.waiters.remove(0).parked)
+        } else {
+            None
+        };
+        drop(state);
+        if let Some(next) = next {
+            next.wake(LEAD);
+        }
+        for parked in covered {
+            parked.wake(COVERED);
+        }
+        Ok(())
     }
 
     /// Hands buffered records to the OS without syncing them; a failure
@@ -703,8 +810,11 @@ impl Wal {
     pub fn mark_synced(&self, seq: Seq) {
         let mut state = self.sync_state();
         state.synced = state.synced.max(seq);
+        let covered = state.take_covered();
         drop(state);
-        self.synced_cv.notify_all();
+        for parked in covered {
+            parked.wake(COVERED);
+        }
     }
 }
 
@@ -833,5 +943,168 @@ mod tests {
         // The first record must carry the expected number too.
         assert!(run(&log(&sets(1), 5), 1, true)?.1.is_err());
         Ok(())
+    }
+
+    /// A file whose fsyncs block until the test releases them, each with the outcome it is given.
+    #[derive(Debug, Default)]
+    struct Gate {
+        state: Mutex<GateState>,
+        changed: std::sync::Condvar,
+    }
+
+    #[derive(Debug, Default)]
+    struct GateState {
+        data: Vec<u8>,
+        /// fsyncs entered so far.
+        entered: usize,
+        /// Outcomes released so far, one per fsync in order (true: success).
+        released: Vec<bool>,
+    }
+
+    impl Gate {
+        fn state(&self) -> MutexGuard<'_, GateState> {
+            self.state.lock().unwrap_or_else(|p| p.into_inner())
+        }
+        fn wait_until(&self, done: impl Fn(&GateState) -> bool) {
+            let mut state = self.state();
+            while !done(&state) {
+                state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        fn release(&self, ok: bool) {
+            self.state().released.push(ok);
+            self.changed.notify_all();
+        }
+    }
+
+    struct GateFile(Arc<Gate>);
+
+    impl VFile for GateFile {
+        fn append(&self, buf: &[u8]) -> std::io::Result<()> {
+            self.0.state().data.extend_from_slice(buf);
+            Ok(())
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            let mut state = self.0.state();
+            let me = state.entered;
+            state.entered += 1;
+            self.0.changed.notify_all();
+            // The sync of the cut after a failure is not gated.
+            while state.released.len() <= me && !state.released.contains(&false) {
+                state = self.0.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+            if state.released.get(me) == Some(&false) {
+                Err(std::io::Error::other("injected fsync failure"))
+            } else {
+                Ok(())
+            }
+        }
+        fn truncate(&self, len: u64) -> std::io::Result<()> {
+            self.0.state().data.truncate(len as usize);
+            Ok(())
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            Ok(self.0.state().data.len() as u64)
+        }
+    }
+
+    #[derive(Debug)]
+    struct GateFs(Arc<Gate>);
+
+    impl Vfs for GateFs {
+        fn create_dir_all(&self, _: &Path) -> std::io::Result<()> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn list(&self, _: &Path) -> std::io::Result<Vec<String>> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn exists(&self, _: &Path) -> std::io::Result<bool> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn open_append(&self, _: &Path) -> std::io::Result<Box<dyn VFile>> {
+            Ok(Box::new(GateFile(Arc::clone(&self.0))))
+        }
+        fn create_new(&self, _: &Path) -> std::io::Result<Box<dyn VFile>> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn read(&self, _: &Path) -> std::io::Result<crate::vfs::FileBytes> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn rename(&self, _: &Path, _: &Path) -> std::io::Result<()> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn remove(&self, _: &Path) -> std::io::Result<()> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn sync_dir(&self, _: &Path) -> std::io::Result<()> {
+            Err(std::io::Error::other("unused"))
+        }
+        fn try_lock(&self, _: &Path) -> std::io::Result<crate::vfs::LockOutcome> {
+            Err(std::io::Error::other("unused"))
+        }
+    }
+
+    /// Group commit with a gated fsync: a leader appends record 1 and blocks in its
+    /// fsync; `waiters` more writers append records 2.. and park behind it; then
+    /// the fsyncs are released with `outcomes`. Returns each writer's result (the
+    /// leader's first), the fsync count and the file's final length.
+    fn gated_group(waiters: usize, outcomes: &[bool]) -> (Vec<Result<()>>, u64, usize) {
+        let gate = Arc::new(Gate::default());
+        let vfs: Arc<dyn Vfs> = Arc::new(GateFs(Arc::clone(&gate)));
+        let segment = Segment { path: PathBuf::from("wal-test"), first: Seq(1) };
+        let writer = match Writer::open(vfs, Path::new("."), segment, Vec::new(), Seq(0)) {
+            Ok(writer) => writer,
+            Err(e) => return (vec![Err(e)], 0, 0),
+        };
+        let wal = Wal::new(writer, Seq(0));
+        let write = |wal: &Wal| -> Result<()> {
+            let seq = wal.lock().append(&Record::Set("k".into(), crate::Doc::from(json!(1))))?;
+            wal.wait_durable(seq)
+        };
+        let results = std::thread::scope(|s| {
+            let leader = s.spawn(|| write(&wal));
+            gate.wait_until(|g| g.entered == 1);
+            let others: Vec<_> = (0..waiters).map(|_| s.spawn(|| write(&wal))).collect();
+            // Every writer is parked behind the leader's fsync before it returns.
+            while wal.sync_state().waiters.len() < waiters {
+                std::thread::yield_now();
+            }
+            for &ok in outcomes {
+                gate.release(ok);
+            }
+            std::iter::once(leader)
+                .chain(others)
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::InvalidInput("writer panicked".into()))))
+                .collect()
+        });
+        let len = gate.state().data.len();
+        (results, wal.syncs(), len)
+    }
+
+    #[test]
+    fn writers_parked_behind_a_failed_fsync_all_get_the_error() {
+        let (results, syncs, len) = gated_group(6, &[false]);
+        assert_eq!(results.len(), 7);
+        for r in &results {
+            assert!(matches!(r, Err(Error::Poisoned { cause }) if cause.contains("injected")), "{r:?}");
+        }
+        assert_eq!(syncs, 1);
+        assert_eq!(len, 0, "the unsynced records are cut");
+    }
+
+    #[test]
+    fn the_fsync_after_the_leaders_covers_the_writers_parked_behind_it() {
+        // The first fsync covers only the leader's record; the role passes to one
+        // parked writer, whose single fsync covers all the others.
+        let (results, syncs, len) = gated_group(6, &[true, true]);
+        assert_eq!(results.len(), 7);
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        assert_eq!(syncs, 2);
+        assert!(len > 0);
+        // And if that second fsync fails, all six get the error, the leader none.
+        let (results, syncs, _) = gated_group(6, &[true, false]);
+        assert!(results[0].is_ok());
+        assert!(results[1..].iter().all(|r| matches!(r, Err(Error::Poisoned { .. }))), "{results:?}");
+        assert_eq!(syncs, 2);
     }
 }

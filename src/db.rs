@@ -348,8 +348,8 @@ impl Db {
             options,
         });
         let flusher = match (inner.options.durability, inner.options.buffer_flush_interval) {
-            (Durability::Periodic(every), _) => Some(spawn_flusher(Arc::downgrade(&inner), every, Wal::sync_all)),
-            (Durability::Buffered, Some(every)) => Some(spawn_flusher(Arc::downgrade(&inner), every, Wal::flush)),
+            (Durability::Periodic(every), _) => Some(spawn_flusher(Arc::downgrade(&inner), every, Wal::sync_all)?),
+            (Durability::Buffered, Some(every)) => Some(spawn_flusher(Arc::downgrade(&inner), every, Wal::flush)?),
             _ => None,
         };
         Ok(Db { inner, flusher })
@@ -769,9 +769,11 @@ fn spawn_flusher(
     inner: Weak<Inner>,
     every: Duration,
     flush: fn(&Wal) -> Result<()>,
-) -> (mpsc::Sender<()>, JoinHandle<()>) {
+) -> Result<(mpsc::Sender<()>, JoinHandle<()>)> {
     let (stop, stopped) = mpsc::channel::<()>();
-    let handle = std::thread::spawn(move || {
+    // A zero interval would spin on the writer lock.
+    let every = every.max(Duration::from_millis(1));
+    let spawned = std::thread::Builder::new().name("redru-flush".into()).spawn(move || {
         loop {
             match stopped.recv_timeout(every) {
                 Err(mpsc::RecvTimeoutError::Timeout) => match inner.upgrade() {
@@ -785,5 +787,7 @@ fn spawn_flusher(
             }
         }
     });
-    (stop, handle)
+    let handle =
+        spawned.map_err(|e| Error::Io { action: "starting", path: "the log flush thread".into(), source: e })?;
+    Ok((stop, handle))
 }

@@ -99,11 +99,21 @@ impl Doc {
         if !needs_parse(text.as_bytes()) {
             return Ok(Doc(Arc::from(text)));
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| format!("a value cannot be read back: {e}"))?;
+        reads_back(text)?;
         if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some() {
+            let value: Value = serde_json::from_str(text).map_err(|e| format!("a value cannot be read back: {e}"))?;
             return Ok(Doc::from(&value));
         }
         Ok(Doc(Arc::from(text)))
+    }
+
+    /// Refuses what `to_value` would not read back as written: see
+    /// [`RESERVED`]. (Text from a `Value` is otherwise always readable.)
+    pub(crate) fn check_reserved(&self) -> Result<(), String> {
+        if memchr::memmem::find(self.0.as_bytes(), RESERVED.as_bytes()).is_some() {
+            reads_back(&self.0)?;
+        }
+        Ok(())
     }
 
     /// Bytes the text occupies (for statistics).
@@ -115,6 +125,70 @@ impl Doc {
     /// that `len` does not stand alone.)
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// A prefix of object member names serde_json keeps for itself: built with
+/// its `raw_value` feature (as redru is, for every crate in the build), it
+/// reads an object whose first member is `$serde_json::private::RawValue` as
+/// a wrapper around other JSON, so such a value would not read back as it
+/// was written. Refused wherever a value enters.
+pub const RESERVED: &str = "$serde_json::private::";
+
+/// Checks JSON text the way serde_json's `Value` parser reads it (nesting
+/// limit, numbers within f64, valid escapes) plus no [`RESERVED`] member
+/// names, without building anything.
+fn reads_back(text: &str) -> Result<(), String> {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_str(text);
+    Check.deserialize(&mut de).and_then(|()| de.end()).map_err(|e| format!("a value cannot be read back: {e}"))
+}
+
+/// The visitor of [`reads_back`].
+struct Check;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Check {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(Check)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Check {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
+        while let Some(crate::index::StrRef(key)) = access.next_key()? {
+            if key.starts_with(RESERVED) {
+                return Err(serde::de::Error::custom(format!("member names starting with `{RESERVED}` are reserved")));
+            }
+            access.next_value_seed(Check)?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
+        while access.next_element_seed(Check)?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
 }
 
@@ -134,8 +208,10 @@ fn too_deep(text: &[u8]) -> bool {
 /// `Value` parser or contain a raw line break (see [`Doc::from_raw`]).
 /// False positives only cost a full parse.
 fn needs_parse(text: &[u8]) -> bool {
-    // Escapes (an unpaired surrogate needs one) and raw line breaks.
-    if memchr::memchr3(b'\\', b'\n', b'\r', text).is_some() {
+    // Escapes (an unpaired surrogate needs one), raw line breaks, and
+    // serde_json's reserved names.
+    if memchr::memchr3(b'\\', b'\n', b'\r', text).is_some() || memchr::memmem::find(text, RESERVED.as_bytes()).is_some()
+    {
         return true;
     }
     // An exponent of three or more digits (f64 ends near 1e308).
@@ -146,8 +222,9 @@ fn needs_parse(text: &[u8]) -> bool {
             return true;
         }
     }
-    // A number of more than 300 digits without one.
-    text.len() > 300 && text.split(|b| !b.is_ascii_digit()).any(|run| run.len() > 300)
+    // A run of more than 200 digits: with an exponent of at most two digits
+    // (the rest), 200 digits stay below 1e299.
+    text.len() > 200 && text.split(|b| !b.is_ascii_digit()).any(|run| run.len() > 200)
 }
 
 /// Nesting depth of JSON text, counting brackets outside strings.
@@ -183,8 +260,10 @@ impl From<&Value> for Doc {
             // four or five times per 100-byte value (a visible part of `set`).
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
+        // Without the buffer (a thread-local being torn down), a fresh one.
+        let fresh = || Doc(Arc::from(serde_json::to_string(value).unwrap_or_default()));
+        BUF.try_with(|buf| {
+            let Ok(mut buf) = buf.try_borrow_mut() else { return fresh() };
             buf.clear();
             // Serializing a Value cannot fail (its map keys are strings) and
             // yields UTF-8; the fallbacks below only keep this function total.
@@ -196,6 +275,7 @@ impl From<&Value> for Doc {
             }
             doc
         })
+        .unwrap_or_else(|_| fresh())
     }
 }
 
@@ -317,9 +397,22 @@ mod tests {
     #[test]
     fn from_raw_keeps_only_what_reads_back() {
         let long = "9".repeat(400);
-        for bad in ["1e400", "[-1E+999]", r#"{"a":"\ud888"}"#, r#""\udc00x""#, long.as_str()] {
-            assert!(raw(bad).is_err(), "{bad:.40} was accepted");
+        let long_exp = format!("{}e9", "9".repeat(300));
+        let long_frac = format!("[1{}.5e10]", "0".repeat(299));
+        let reserved = [
+            r#"{"$serde_json::private::RawValue":"1"}"#,
+            r#"{"a":[{"$serde_json::private::RawValue":"a\"b"}]}"#,
+            r#"{"\u0024serde_json::private::RawValue":"1"}"#,
+        ];
+        for bad in ["1e400", "[-1E+999]", r#"{"a":"\ud888"}"#, r#""\udc00x""#, &long, &long_exp, &long_frac]
+            .into_iter()
+            .chain(reserved)
+        {
+            assert!(raw(bad).is_err(), "{bad:.60} was accepted");
         }
+        // The name as a string value, or not at the start of a name, is plain data.
+        let fine = r#"{"note":"$serde_json::private::RawValue","x$serde_json::private::":1}"#;
+        assert_eq!(raw(fine).as_ref().map(Doc::as_str), Ok(fine));
         let spread = raw("{\n  \"a\": [1,\r\n 2]\n}");
         assert_eq!(spread.as_ref().map(Doc::as_str), Ok(r#"{"a":[1,2]}"#));
         for good in [r#"{"email":"e@example.com","n":1e10,"x":2.5E-5}"#, r#""\ud83d\ude00 \n \"""#, "1e308", "[1, 2]"] {

@@ -289,7 +289,7 @@ fn parse_lines(content: &[u8]) -> Option<Document> {
     if parsed.len() != chunks.len() {
         return None;
     }
-    let map = Map::from_parts(parsed, threads);
+    let map = Map::from_parts(parsed, threads)?;
     Some(Document { format, version, seq, keys, indexes, data: DataMap(map), sha256 })
 }
 

@@ -131,7 +131,8 @@ impl Map {
     /// Builds a map from entries already split by [`Map::shard_of`]:
     /// `parts[chunk][shard]`, chunks in order (a later entry of a key
     /// replaces an earlier one). The shards are built on `threads` threads.
-    pub fn from_parts(mut parts: Vec<Vec<Vec<(Key, Doc)>>>, threads: usize) -> Map {
+    /// `None` if a building thread panicked.
+    pub fn from_parts(mut parts: Vec<Vec<Vec<(Key, Doc)>>>, threads: usize) -> Option<Map> {
         // Regroup by shard, keeping chunk order within each shard.
         let mut by_shard: Vec<Vec<Vec<(Key, Doc)>>> = (0..SHARDS).map(|_| Vec::new()).collect();
         for chunk in &mut parts {
@@ -145,33 +146,46 @@ impl Map {
         for (shard, lists) in by_shard.into_iter().enumerate() {
             groups[shard % threads].push((shard, lists));
         }
-        let built: Vec<Vec<(usize, Shard)>> = std::thread::scope(|s| {
-            let handles: Vec<_> = groups
+        let build = |group: Vec<ShardLists>| -> Vec<(usize, Shard)> {
+            group
                 .into_iter()
-                .map(|group| {
-                    s.spawn(move || {
-                        group
-                            .into_iter()
-                            .map(|(shard, lists)| {
-                                let mut table = Shard::with_capacity_and_hasher(
-                                    lists.iter().map(Vec::len).sum(),
-                                    Default::default(),
-                                );
-                                table.extend(lists.into_iter().flatten());
-                                (shard, table)
-                            })
-                            .collect()
-                    })
+                .map(|(shard, lists)| {
+                    let mut table =
+                        Shard::with_capacity_and_hasher(lists.iter().map(Vec::len).sum(), Default::default());
+                    table.extend(lists.into_iter().flatten());
+                    (shard, table)
                 })
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+                .collect()
+        };
+        let built: Option<Vec<Vec<(usize, Shard)>>> = std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            let mut here = Vec::new();
+            for group in groups {
+                // A thread the OS refuses (a pids limit): build that group here.
+                let (tx, rx) = std::sync::mpsc::channel();
+                let spawned = std::thread::Builder::new()
+                    .spawn_scoped(s, move || if let Ok(group) = rx.recv() { build(group) } else { Vec::new() });
+                match spawned {
+                    Ok(handle) => {
+                        let _ = tx.send(group);
+                        handles.push(handle);
+                    }
+                    Err(_) => here.push(build(group)),
+                }
+            }
+            // A panicked thread (out of memory) leaves shards missing: None.
+            let joined: Option<Vec<_>> = handles.into_iter().map(|h| h.join().ok()).collect();
+            joined.map(|mut all| {
+                all.extend(here);
+                all
+            })
         });
         let mut map = Map::default();
-        for (shard, table) in built.into_iter().flatten() {
+        for (shard, table) in built?.into_iter().flatten() {
             map.len += table.len();
             map.shards[shard] = Arc::new(table);
         }
-        map
+        Some(map)
     }
 
     /// Reserves room for `additional` more keys (spread over the shards).
@@ -220,13 +234,13 @@ impl State {
     pub fn check_with(&self, record: &Record, parsed: Option<&Value>) -> Result<()> {
         match record {
             Record::Set(key, value) => {
-                check_depth(value)?;
+                check_value(value)?;
                 self.check_unique(&[(key.as_str(), Some((value, parsed)))], false)
             }
             Record::Batch(ops) => {
                 for op in ops {
                     if let BatchOp::Set(_, value) = op {
-                        check_depth(value)?;
+                        check_value(value)?;
                     }
                 }
                 if !self.has_unique() {
@@ -438,8 +452,10 @@ impl State {
     }
 }
 
-/// Refuses a value serde_json could not read back (see [`crate::doc::MAX_DEPTH`]).
-fn check_depth(value: &Doc) -> Result<()> {
+/// Refuses a value serde_json could not read back: nested too deeply (see
+/// [`crate::doc::MAX_DEPTH`]) or using its reserved member names (see
+/// [`crate::doc::RESERVED`]).
+fn check_value(value: &Doc) -> Result<()> {
     if value.too_deep() {
         return Err(Error::InvalidInput(format!(
             "the value is nested {} levels deep; at most {} are supported",
@@ -447,7 +463,7 @@ fn check_depth(value: &Doc) -> Result<()> {
             crate::doc::MAX_DEPTH
         )));
     }
-    Ok(())
+    value.check_reserved().map_err(Error::InvalidInput)
 }
 
 /// Builds an index on `path` from scratch.

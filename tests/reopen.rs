@@ -317,3 +317,31 @@ fn values_given_as_text_spanning_lines_survive_reopen() -> TestResult {
     assert_eq!(db.get("pretty").map(|d| d.as_str().to_owned()).as_deref(), Some(r#"{"a":[1,2]}"#));
     Ok(())
 }
+
+/// serde_json (built with `raw_value`) reads an object whose first member is
+/// `$serde_json::private::RawValue` as a wrapper: such a value would not
+/// read back as written (the next open refused the log), so `set` refuses it
+/// and logs nothing; the same name as plain data is kept.
+#[test]
+fn serde_json_reserved_member_names_are_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path())?;
+    db.create_index("a")?;
+    for bad in [
+        json!({"$serde_json::private::RawValue": "a\"b"}),
+        json!({"a": [{"$serde_json::private::RawValue": "1"}]}),
+        json!({"a": {"$serde_json::private::Number": "1"}}),
+    ] {
+        assert!(matches!(db.set("k", &bad), Err(Error::InvalidInput(_))), "{bad} was accepted");
+        assert!(matches!(db.batch(Batch::new().set("k", &bad)), Err(Error::InvalidInput(_))), "{bad} in a batch");
+    }
+    let fine = json!({"a": "$serde_json::private::RawValue", "b$serde_json::private::": 1});
+    db.set("fine", &fine)?;
+    let seq = db.stats().last_seq;
+    drop(db);
+    let db = Db::open(dir.path())?;
+    assert_eq!(db.stats().last_seq, seq, "nothing refused was logged");
+    assert_eq!(db.get_value("fine"), Some(fine));
+    assert!(db.get("k").is_none());
+    Ok(())
+}

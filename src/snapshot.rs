@@ -17,7 +17,7 @@ use crate::doc::Doc;
 use crate::error::{Error, Result};
 use crate::index::{FieldPath, StrRef};
 use crate::record::Seq;
-use crate::store::{Key, Map, SHARDS, State, build_index};
+use crate::store::{Key, Map, SHARDS, ShardLists, State, build_index};
 use crate::vfs::{VFile, Vfs};
 
 /// The snapshot's file name in a data directory.
@@ -294,7 +294,7 @@ fn parse_lines(content: &[u8]) -> Option<Document> {
 }
 
 /// Parsed entries of one chunk, split by shard, in file order within each.
-type Entries = Vec<Vec<(Key, Doc)>>;
+type Entries = ShardLists;
 
 /// Parses lines `"key":value,`; the file's very last entry has no comma.
 fn parse_entries(chunk: &[u8], last_chunk: bool) -> Option<Entries> {

@@ -37,6 +37,9 @@ pub type Key = smol_str::SmolStr;
 /// collisions impractical, as hashbrown accepts for its own default.
 type Shard = HashMap<Key, Doc, foldhash::fast::RandomState>;
 
+/// Entry lists by shard (one list per shard), as [`Map::from_parts`] takes them.
+pub type ShardLists = Vec<Vec<(Key, Doc)>>;
+
 /// A hash map from key to shared value, cheap to clone (copy-on-write shards).
 #[derive(Clone)]
 pub struct Map {
@@ -130,58 +133,43 @@ impl Map {
 
     /// Builds a map from entries already split by [`Map::shard_of`]:
     /// `parts[chunk][shard]`, chunks in order (a later entry of a key
-    /// replaces an earlier one). The shards are built on `threads` threads.
-    /// `None` if a building thread panicked.
-    pub fn from_parts(mut parts: Vec<Vec<Vec<(Key, Doc)>>>, threads: usize) -> Option<Map> {
+    /// replaces an earlier one). The shards are built by the calling thread
+    /// and up to `threads - 1` helpers, each taking the next unbuilt shard
+    /// (a helper the OS refuses to start just leaves more to the others).
+    /// `None` if a helper panicked.
+    pub fn from_parts(parts: Vec<ShardLists>, threads: usize) -> Option<Map> {
         // Regroup by shard, keeping chunk order within each shard.
-        let mut by_shard: Vec<Vec<Vec<(Key, Doc)>>> = (0..SHARDS).map(|_| Vec::new()).collect();
-        for chunk in &mut parts {
-            for (shard, entries) in chunk.drain(..).enumerate().take(SHARDS) {
-                by_shard[shard].push(entries);
+        let mut by_shard: Vec<ShardLists> = (0..SHARDS).map(|_| Vec::new()).collect();
+        for chunk in parts {
+            for (lists, entries) in by_shard.iter_mut().zip(chunk) {
+                lists.push(entries);
             }
         }
-        let threads = threads.clamp(1, SHARDS);
-        type ShardLists = (usize, Vec<Vec<(Key, Doc)>>);
-        let mut groups: Vec<Vec<ShardLists>> = (0..threads).map(|_| Vec::new()).collect();
-        for (shard, lists) in by_shard.into_iter().enumerate() {
-            groups[shard % threads].push((shard, lists));
-        }
-        let build = |group: Vec<ShardLists>| -> Vec<(usize, Shard)> {
-            group
-                .into_iter()
-                .map(|(shard, lists)| {
-                    let mut table =
-                        Shard::with_capacity_and_hasher(lists.iter().map(Vec::len).sum(), Default::default());
-                    table.extend(lists.into_iter().flatten());
-                    (shard, table)
-                })
-                .collect()
+        let todo: Vec<std::sync::Mutex<Vec<_>>> = by_shard.into_iter().map(Into::into).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || -> Vec<(usize, Shard)> {
+            let mut built = Vec::new();
+            loop {
+                let shard = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(slot) = todo.get(shard) else { return built };
+                let lists = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
+                let mut table = Shard::with_capacity_and_hasher(lists.iter().map(Vec::len).sum(), Default::default());
+                table.extend(lists.into_iter().flatten());
+                built.push((shard, table));
+            }
         };
-        let built: Option<Vec<Vec<(usize, Shard)>>> = std::thread::scope(|s| {
-            let mut handles = Vec::new();
-            let mut here = Vec::new();
-            for group in groups {
-                // A thread the OS refuses (a pids limit): build that group here.
-                let (tx, rx) = std::sync::mpsc::channel();
-                let spawned = std::thread::Builder::new()
-                    .spawn_scoped(s, move || if let Ok(group) = rx.recv() { build(group) } else { Vec::new() });
-                match spawned {
-                    Ok(handle) => {
-                        let _ = tx.send(group);
-                        handles.push(handle);
-                    }
-                    Err(_) => here.push(build(group)),
-                }
+        let built: Option<Vec<(usize, Shard)>> = std::thread::scope(|s| {
+            let helpers: Vec<_> = (1..threads.clamp(1, SHARDS))
+                .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
+                .collect();
+            let mut all = work();
+            for helper in helpers {
+                all.extend(helper.join().ok()?);
             }
-            // A panicked thread (out of memory) leaves shards missing: None.
-            let joined: Option<Vec<_>> = handles.into_iter().map(|h| h.join().ok()).collect();
-            joined.map(|mut all| {
-                all.extend(here);
-                all
-            })
+            Some(all)
         });
         let mut map = Map::default();
-        for (shard, table) in built?.into_iter().flatten() {
+        for (shard, table) in built? {
             map.len += table.len();
             map.shards[shard] = Arc::new(table);
         }

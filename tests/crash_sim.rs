@@ -155,6 +155,17 @@ const BUFFERED: [Config; 2] = [
 
 /// Explores `seeds` on two threads (the work is CPU-bound and independent),
 /// seed `s` in `configs[s % configs.len()]`.
+/// No failures and no ordering breaches, and (over the whole seed range) at
+/// least `min_states` x `scale()` crash states explored.
+fn assert_clean(tally: &Tally, min_states: u64) {
+    let first = |v: &[String]| v[..v.len().min(10)].join("\n");
+    assert!(tally.failures.is_empty(), "{} failures, first ones:\n{}", tally.failures.len(), first(&tally.failures));
+    assert!(tally.rule_breaches.is_empty(), "ordering rules broken:\n{}", first(&tally.rule_breaches));
+    if only_seed().is_none() {
+        assert!(tally.states >= min_states * scale(), "only {} crash states explored", tally.states);
+    }
+}
+
 fn explore_all(seeds: &[u64], configs: &[Config], control: Control, images: u64) -> Tally {
     let halves: Vec<Vec<u64>> =
         vec![seeds.iter().copied().step_by(2).collect(), seeds.iter().copied().skip(1).step_by(2).collect()];
@@ -203,12 +214,7 @@ fn power_loss_never_loses_acknowledged_writes() {
         seeds.len(),
         started.elapsed()
     );
-    let first = |v: &[String]| v[..v.len().min(10)].join("\n");
-    assert!(tally.failures.is_empty(), "{} failures, first ones:\n{}", tally.failures.len(), first(&tally.failures));
-    assert!(tally.rule_breaches.is_empty(), "ordering rules broken:\n{}", first(&tally.rule_breaches));
-    if only_seed().is_none() {
-        assert!(tally.states >= 100_000 * scale(), "only {} crash states explored", tally.states);
-    }
+    assert_clean(&tally, 100_000);
 }
 
 /// `Durability::Buffered`: after any power loss the recovered state is the
@@ -229,12 +235,7 @@ fn buffered_power_loss_keeps_a_prefix_with_everything_synced() {
         seeds.len(),
         started.elapsed()
     );
-    let first = |v: &[String]| v[..v.len().min(10)].join("\n");
-    assert!(tally.failures.is_empty(), "{} failures, first ones:\n{}", tally.failures.len(), first(&tally.failures));
-    assert!(tally.rule_breaches.is_empty(), "ordering rules broken:\n{}", first(&tally.rule_breaches));
-    if only_seed().is_none() {
-        assert!(tally.states >= 12_000 * scale(), "only {} crash states explored", tally.states);
-    }
+    assert_clean(&tally, 12_000);
 }
 
 fn log_appends(fs: &SimFs) -> usize {

@@ -322,34 +322,27 @@ fn load_get_reopen(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         push("naive_load", cfg.keys as f64 / started.elapsed().as_secs_f64());
         drop(out);
 
-        let data = dataset(cfg.keys);
-        let db_dir = dir.join("db");
-        let db = relaxed(&db_dir)?;
         // Each value outlives the timed loop, as in the naive baseline (which keeps it in its
         // map): when the caller frees its `Value` is the caller's business, and redru, which
         // keeps the JSON text instead, would otherwise pay the tree's ~12 frees in every set.
-        let mut spent = Vec::with_capacity(cfg.keys);
-        let started = Instant::now();
-        for (k, v) in data {
-            db.set(k, &v)?;
-            spent.push(v);
-        }
-        db.sync()?;
-        push("load", cfg.keys as f64 / started.elapsed().as_secs_f64());
-        drop(spent);
+        let timed_load = |db: &Db| -> BoxResult<f64> {
+            let data = dataset(cfg.keys);
+            let mut spent = Vec::with_capacity(cfg.keys);
+            let started = Instant::now();
+            for (k, v) in data {
+                db.set(k, &v)?;
+                spent.push(v);
+            }
+            db.sync()?;
+            Ok(cfg.keys as f64 / started.elapsed().as_secs_f64())
+        };
+        let db_dir = dir.join("db");
+        let db = relaxed(&db_dir)?;
+        push("load", timed_load(&db)?);
         // The same load with the log buffered in memory: one write(2) per 64 KiB.
         let buffered_dir = dir.join("buffered");
         let buffered = Options::new().durability(Durability::Buffered).auto_compact(false).open(&buffered_dir)?;
-        let data = dataset(cfg.keys);
-        let mut spent = Vec::with_capacity(cfg.keys);
-        let started = Instant::now();
-        for (k, v) in data {
-            buffered.set(k, &v)?;
-            spent.push(v);
-        }
-        buffered.sync()?;
-        push("load_buffered", cfg.keys as f64 / started.elapsed().as_secs_f64());
-        drop(spent);
+        push("load_buffered", timed_load(&buffered)?);
         buffered.close()?;
         std::fs::remove_dir_all(&buffered_dir)?;
         // The same load in batches of 1000 sets: one record and one write(2) per batch.

@@ -4,13 +4,13 @@
 # persistent-kv (the bench-peers crate, its own workspace), and prints both as one table.
 #
 # Results: bench-results/engine.json, bench-results/peers.json, bench-results/table.md.
-# Sizes and repetitions come from REDRU_BENCH_* variables (benches/common/mod.rs);
+# Sizes and repetitions come from REDRU_BENCH_* variables (crates/redru-testkit/src/bench.rs);
 # REDRU_BENCH_QUICK=1 is a smoke run of about a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${REDRU_BENCH_RESULTS:-bench-results}"
 mkdir -p "$out"
-REDRU_BENCH_OUT="$out/engine.json" cargo bench --bench engine
+REDRU_BENCH_OUT="$out/engine.json" cargo bench -p redru --bench engine
 REDRU_BENCH_OUT="$out/peers.json" cargo run --release --manifest-path bench-peers/Cargo.toml
 echo
 echo "# One table"

@@ -6,11 +6,10 @@
 //! `cargo run --release --manifest-path bench-peers/Cargo.toml` prints one Markdown table and
 //! writes `bench-results/peers.json`; `-- --merge A.json B.json` prints the rows of earlier
 //! result files as one table (scripts/bench.sh uses it). The environment variables are those
-//! of benches/common/mod.rs, plus `REDRU_BENCH_PEERS` (which stores, comma-separated) and
+//! of the bench harness (crates/redru-testkit/src/bench.rs), plus `REDRU_BENCH_PEERS` (which stores, comma-separated) and
 //! `REDRU_BENCH_PEER_THREADS`.
 
-#[path = "../../benches/common/mod.rs"]
-mod common;
+use redru_testkit::bench as common;
 
 use std::hint::black_box;
 use std::path::Path;

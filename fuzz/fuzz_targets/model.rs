@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| redru_fuzz::targets::model(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| redru_testkit::fuzz::model(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| redru_fuzz::targets::shell_parser(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| redru_cli::shell::fuzz_parse(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| redru_fuzz::targets::snapshot_load(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| redru_testkit::fuzz::snapshot_load(data));

@@ -1,0 +1,17 @@
+//! The shell: a pure line -> `Command` parser, a rustyline helper, the
+//! interactive loop, and script mode for when stdin is not a terminal.
+
+pub mod helper;
+pub mod parser;
+pub mod repl;
+pub mod script;
+
+/// The `shell_parser` fuzz target's body (fuzz/, and the corpus replay in
+/// this crate's tests): any text, line by line, parses or errors, never panics.
+pub fn fuzz_parse(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let _ = parser::is_incomplete(text);
+    for line in text.lines() {
+        let _ = parser::parse(line);
+    }
+}

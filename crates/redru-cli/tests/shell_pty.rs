@@ -1,0 +1,148 @@
+//! Guards the interactive shell through a real pseudo-terminal (expectrl):
+//! the prompt, a multi-line JSON value, Tab completion of a key, history
+//! surviving a restart (up arrow), Ctrl-C cancelling a line and Ctrl-D
+//! leaving cleanly with the database closed.
+//!
+//! Every step waits for what the shell prints (the result, then the next
+//! prompt) before typing, so nothing depends on timing; timeouts are only a
+//! generous upper bound for a slow machine.
+#![cfg(unix)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::TestResult;
+use expectrl::process::unix::WaitStatus;
+use expectrl::{Eof, Expect, Session};
+use redru::{Db, json};
+
+const PROMPT: &str = "redru> ";
+const UP: &str = "\x1b[A";
+const CTRL_C: &str = "\x03";
+const CTRL_D: &str = "\x04";
+
+type Shell = expectrl::session::OsSession;
+
+fn start(dir: &Path, history: &Path) -> Result<Shell, Box<dyn std::error::Error>> {
+    let mut cmd = Command::new(crate::util::BIN);
+    cmd.arg("--dir")
+        .arg(dir)
+        .env("REDRU_HISTORY", history)
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .env_remove("REDRU_DIR");
+    let mut shell = Session::spawn(cmd)?;
+    shell.set_expect_timeout(Some(Duration::from_secs(60)));
+    shell.expect("Type `help`")?;
+    shell.expect(PROMPT)?;
+    Ok(shell)
+}
+
+/// Types `line` and Enter, waits for `result`, then for the next prompt.
+fn run(shell: &mut Shell, line: &str, result: &str) -> TestResult {
+    shell.send(line)?;
+    shell.send("\r")?;
+    shell.expect(result).map_err(|e| format!("after typing {line:?}, waiting for {result:?}: {e}"))?;
+    shell.expect(PROMPT).map_err(|e| format!("after {line:?}, waiting for the prompt: {e}"))?;
+    Ok(())
+}
+
+fn exit_with_ctrl_d(mut shell: Shell) -> TestResult {
+    shell.send(CTRL_D)?;
+    shell.expect(Eof)?;
+    let status = shell.get_process().wait()?;
+    assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+    Ok(())
+}
+
+#[test]
+fn an_interactive_session() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let state = tempfile::tempdir()?;
+    let history = state.path().join("sub").join("history");
+    let mut shell = start(dir.path(), &history)?;
+
+    // A multi-line JSON value: the shell keeps reading while the object is open.
+    shell.send("set user:1 {\r")?;
+    shell.send("  \"name\": \"Alice\",\r")?;
+    shell.send("  \"tags\": [\"a\",\r")?;
+    shell.send("           \"b\"]\r")?;
+    shell.send("}\r")?;
+    shell.expect("OK")?;
+    shell.expect(PROMPT)?;
+    // Pretty-printed in a terminal.
+    run(&mut shell, "get user:1", "\"tags\": [\r\n    \"a\",\r\n    \"b\"\r\n  ]")?;
+
+    // Tab completes a key: "get alp<Tab>" becomes "get alphabet-soup ".
+    run(&mut shell, "set alphabet-soup \"completed-value-1\"", "OK")?;
+    run(&mut shell, "get alp\t", "\"completed-value-1\"")?;
+
+    // A key with a space completes quoted.
+    run(&mut shell, "set \"spaced key\" \"spaced-value-2\"", "OK")?;
+    run(&mut shell, "get sp\t", "\"spaced-value-2\"")?;
+
+    // Ctrl-C drops the line being typed; the shell stays.
+    shell.send("set cancelled 1")?;
+    shell.send(CTRL_C)?;
+    shell.expect(PROMPT)?;
+    run(&mut shell, "exists cancelled", "false")?;
+
+    // A bad command is an error, not the end of the session.
+    run(&mut shell, "set k {\"a\": }", "error: invalid JSON object")?;
+    run(&mut shell, "get missing-key", "not found: missing-key")?;
+
+    // The last command before leaving, to be recalled after the restart.
+    run(&mut shell, "get alphabet-soup", "\"completed-value-1\"")?;
+    exit_with_ctrl_d(shell)?;
+
+    // Ctrl-D closed the database: it opens here, with everything in it.
+    {
+        let db = Db::open(dir.path())?;
+        assert_eq!(db.get_value("user:1").as_ref(), Some(&json!({"name": "Alice", "tags": ["a", "b"]})));
+        assert!(!db.contains("cancelled"));
+        assert!(!db.contains("k"));
+    }
+    let saved = std::fs::read_to_string(&history)?;
+    assert!(saved.contains("get alphabet-soup"), "{saved}");
+    assert!(!saved.contains("set cancelled"), "a cancelled line is not history: {saved}");
+
+    // After a restart, the up arrow recalls the last command.
+    let mut shell = start(dir.path(), &history)?;
+    run(&mut shell, "count", "\n3\r\n")?;
+    shell.send(UP)?;
+    shell.send(UP)?;
+    shell.send("\r")?;
+    shell.expect("\"completed-value-1\"")?;
+    shell.expect(PROMPT)?;
+
+    // `exit` leaves too.
+    shell.send("exit\r")?;
+    shell.expect(Eof)?;
+    let status = shell.get_process().wait()?;
+    assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+    Ok(())
+}
+
+#[test]
+fn clear_asks_for_confirmation_in_a_terminal() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let state = tempfile::tempdir()?;
+    let history = state.path().join("history");
+    let mut shell = start(dir.path(), &history)?;
+    run(&mut shell, "set a 1", "OK")?;
+    shell.send("clear\r")?;
+    shell.expect("remove all 1 keys from")?;
+    shell.send("n\r")?;
+    shell.expect("cancelled")?;
+    shell.expect(PROMPT)?;
+    run(&mut shell, "count", "\n1\r\n")?;
+    shell.send("clear\r")?;
+    shell.expect("[y/N]")?;
+    shell.send("y\r")?;
+    shell.expect("cleared 1 keys")?;
+    shell.expect(PROMPT)?;
+    exit_with_ctrl_d(shell)?;
+    assert!(Db::open(dir.path())?.is_empty());
+    Ok(())
+}

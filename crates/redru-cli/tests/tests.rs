@@ -1,0 +1,8 @@
+//! The command line's integration tests, one binary (ripgrep's layout): one
+//! module per concern, helpers in `util`. Each drives the real `redru` binary.
+
+mod cli;
+mod fuzz_corpus;
+mod shell_pty;
+mod shell_script;
+mod util;

@@ -1,0 +1,271 @@
+//! One function per fuzz target: each takes raw bytes, must never panic on
+//! bad input, and asserts the properties that hold on good input.
+//! Used by fuzz/fuzz_targets/*.rs and by the engine's tests (fuzz_corpus),
+//! which replay the checked-in corpus through the same functions. The shell
+//! parser's target lives in redru-cli (`redru_cli::shell::fuzz_parse`).
+#![allow(clippy::panic)]
+
+use std::path::Path;
+
+use redru::internal::record::{self, BatchOp, Record, Seq};
+use redru::internal::snapshot::Frozen;
+use redru::vfs::Vfs;
+use redru::{Doc, Value};
+use redru::{Durability, Options};
+
+use crate::sim;
+use crate::sim::model::{Config, Run};
+use crate::sim::{Rng, SimFs};
+
+/// One WAL line from raw bytes: decodes or says why not. A decoded record
+/// re-encodes to a line that decodes to the same record and re-encodes to the
+/// very same bytes; its values are the payload's (by an independent parse)
+/// and every one reads back (see [`check_doc`]).
+pub fn record_decode(data: &[u8]) {
+    if let Ok((seq, rec)) = record::decode(data) {
+        for doc in docs_of(&rec) {
+            check_doc(doc);
+        }
+        same_values_as_payload(&data[record::PREFIX_LEN..], &rec);
+        roundtrip(seq, &rec);
+    }
+}
+
+fn docs_of(rec: &Record) -> Vec<&Doc> {
+    match rec {
+        Record::Set(_, doc) => vec![doc],
+        Record::Batch(ops) => ops
+            .iter()
+            .filter_map(|op| match op {
+                BatchOp::Set(_, doc) => Some(doc),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every value redru holds must read back: valid JSON that serde_json parses
+/// (so within its nesting limit, numbers within f64 range), and free of raw
+/// newlines (a value is written inside one WAL line and one snapshot line).
+fn check_doc(doc: &Doc) {
+    if let Err(e) = serde_json::from_str::<Value>(doc.as_str()) {
+        panic!("a loaded value does not parse back ({e}): {:.200}", doc.as_str());
+    }
+    assert!(doc.depth() <= redru::MAX_DEPTH, "a loaded value nests {} deep", doc.depth());
+    assert!(
+        !doc.as_str().contains('\n'),
+        "a loaded value holds a raw newline (it would split its WAL line): {:.200}",
+        doc.as_str()
+    );
+}
+
+/// When serde_json can parse the whole payload (the payload nests one level
+/// deeper than a set's value, two for a batch's), the record's values equal
+/// the ones it finds.
+fn same_values_as_payload(payload: &[u8], rec: &Record) {
+    let Ok(v) = serde_json::from_slice::<Value>(payload) else { return };
+    match rec {
+        Record::Set(_, doc) => assert!(*doc == v["value"], "set value differs from the payload's: {doc:?}"),
+        Record::Batch(ops) => {
+            let Some(raw_ops) = v["ops"].as_array() else { panic!("a batch without an ops array decoded") };
+            assert_eq!(raw_ops.len(), ops.len());
+            for (op, raw) in ops.iter().zip(raw_ops) {
+                if let BatchOp::Set(_, doc) = op {
+                    assert!(*doc == raw["value"], "batch value differs from the payload's: {doc:?}");
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn roundtrip(seq: Seq, rec: &Record) {
+    let mut line = Vec::new();
+    record::encode(seq, rec, &mut line);
+    assert_eq!(line.last(), Some(&b'\n'));
+    assert_eq!(
+        line.iter().filter(|&&b| b == b'\n').count(),
+        1,
+        "one record, one line: {:?}",
+        String::from_utf8_lossy(&line)
+    );
+    let again = record::decode(&line[..line.len() - 1]);
+    let Ok((s, r)) = &again else { panic!("re-encoded record does not decode: {again:?}") };
+    assert!(*s == seq && r == rec, "re-encoded record does not decode the same: {again:?}");
+    // Value for value and text for text: the encoder copies a value's text.
+    let texts = |rec: &Record| docs_of(rec).iter().map(|d| d.as_str().to_owned()).collect::<Vec<_>>();
+    assert_eq!(texts(r), texts(rec));
+    let mut line2 = Vec::new();
+    record::encode(*s, r, &mut line2);
+    assert!(
+        line2 == line,
+        "decode then encode changed the line: {:?} vs {:?}",
+        String::from_utf8_lossy(&line),
+        String::from_utf8_lossy(&line2)
+    );
+}
+
+/// One WAL line whose checksum is fixed up first, so the fuzzer explores the payload decoder.
+pub fn record_fixed_crc(data: &[u8]) {
+    let payload: Vec<u8> = data.iter().copied().filter(|&b| b != b'\n').collect();
+    let mut line = format!("{:08x} ", crc32fast::hash(&payload)).into_bytes();
+    line.extend_from_slice(&payload);
+    record_decode(&line);
+}
+
+const DIR: &str = "/db";
+
+fn disk_with(name: &str, bytes: &[u8]) -> SimFs {
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new(DIR));
+    let path = Path::new(DIR).join(name);
+    if let Ok(file) = fs.create_new(&path) {
+        let _ = file.append(bytes);
+        let _ = file.sync();
+    }
+    let _ = fs.sync_dir(Path::new(DIR));
+    fs
+}
+
+fn options(fs: &SimFs) -> Options {
+    Options::new().vfs(fs.vfs()).durability(Durability::Always).auto_compact(false)
+}
+
+/// A whole WAL file: opening either recovers (and a second open finds the same
+/// state, with nothing left to cut) or refuses; it never panics.
+pub fn wal_replay(data: &[u8]) {
+    let _ = redru::internal::wal::scan(data, Seq(1), true, |_| Ok(()));
+    let fs = disk_with(&redru::internal::wal::segment_name(Seq(1)), data);
+    let Ok(db) = options(&fs).open(DIR) else { return };
+    let (keys, last) = (db.keys(), db.stats().last_seq);
+    let values: Vec<_> = keys.iter().map(|k| db.get(k)).collect();
+    // The recovered log takes a new write.
+    let wrote = db.set("fuzz:after", serde_json::json!(1)).is_ok();
+    drop(db);
+    let db = options(&fs).open(DIR);
+    let db = match db {
+        Ok(db) => db,
+        Err(e) => panic!("a recovered log was refused on the next open: {e}"),
+    };
+    assert!(db.recovery().torn_tail.is_none(), "a second open cut again: {:?}", db.recovery().torn_tail);
+    if wrote {
+        assert_eq!(db.stats().last_seq, last + 1);
+        assert!(db.get("fuzz:after").is_some());
+    } else {
+        assert_eq!(db.keys(), keys);
+        let again: Vec<_> = keys.iter().map(|k| db.get(k)).collect();
+        assert_eq!(again, values);
+    }
+}
+
+/// Snapshot bytes: as they are, and with a correct SHA-256 trailer appended
+/// (so the fuzzer gets past the digest). Load either succeeds or refuses; a
+/// load is checked by [`check_snapshot`].
+pub fn snapshot_load(data: &[u8]) {
+    let path = Path::new("/db/database.json");
+    if let Ok((state, info)) = redru::internal::snapshot::parse(path, data) {
+        check_snapshot(data, info.keys, &Frozen::of(&state));
+    }
+    use sha2::Digest;
+    let body = data.strip_suffix(b"}\n").unwrap_or(data);
+    let mut fixed = body.to_vec();
+    let digest = sha2::Sha256::digest(&fixed);
+    fixed.extend_from_slice(format!(",\"sha256\":\"{}\"}}\n", redru::internal::snapshot::hex(&digest)).as_bytes());
+    if let Ok((state, info)) = redru::internal::snapshot::parse(path, &fixed) {
+        assert_eq!(info.bytes, fixed.len() as u64);
+        check_snapshot(&fixed, info.keys, &Frozen::of(&state));
+    }
+}
+
+/// A loaded snapshot: its key count is right, every value reads back
+/// ([`check_doc`]); when serde_json parses the whole file, the loaded entries
+/// are exactly its `data` members, value for value; written back out it loads
+/// to the same entries, text for text, and writing that again gives the same bytes.
+fn check_snapshot(bytes: &[u8], keys: usize, frozen: &Frozen) {
+    let loaded = entries(frozen);
+    assert_eq!(keys, loaded.len());
+    for (_, doc) in &loaded {
+        check_doc(doc);
+    }
+    if let Ok(file) = serde_json::from_slice::<Value>(bytes) {
+        let Some(data) = file["data"].as_object() else { panic!("a snapshot without a data object loaded") };
+        assert_eq!(data.len(), loaded.len(), "loaded entries differ from the file's data members");
+        for (key, doc) in &loaded {
+            let Some(v) = data.get(key.as_str()) else { panic!("loaded key {key:?} is not in the file") };
+            assert!(*doc == *v, "key {key:?}: loaded {doc:?}, file has {v}");
+        }
+    }
+    let written = write_snapshot(frozen);
+    let Ok((again, info)) = redru::internal::snapshot::parse(Path::new("/db/again.json"), &written) else {
+        panic!("a loaded snapshot, written back, does not load: {:.400}", String::from_utf8_lossy(&written))
+    };
+    assert_eq!(info.keys, keys);
+    let texts = |e: Vec<(String, Doc)>| e.into_iter().map(|(k, d)| (k, d.as_str().to_owned())).collect::<Vec<_>>();
+    assert_eq!(texts(entries(&Frozen::of(&again))), texts(loaded));
+    assert!(write_snapshot(&Frozen::of(&again)) == written, "a rewritten snapshot changed");
+}
+
+/// A snapshot's entries, sorted by key.
+fn entries(frozen: &Frozen) -> Vec<(String, Doc)> {
+    frozen.map.sorted().into_iter().map(|(k, d)| (k.to_string(), d.clone())).collect()
+}
+
+fn write_snapshot(frozen: &Frozen) -> Vec<u8> {
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new(DIR));
+    let path = Path::new(DIR).join("out.json");
+    if let Err(e) = redru::internal::snapshot::write_file(&*fs.vfs(), &path, frozen) {
+        panic!("writing a loaded snapshot back failed: {e}");
+    }
+    match fs.contents(&path) {
+        Ok(bytes) => bytes,
+        Err(e) => panic!("reading the written snapshot: {e}"),
+    }
+}
+
+/// The model: operations decoded from the bytes run on the simulated file
+/// system; at crash points chosen by the bytes, every crash image reopens to a
+/// state of the model between "acknowledged" and "started".
+pub fn model(data: &[u8]) {
+    if data.len() < 9 {
+        return;
+    }
+    let seed = u64::from_le_bytes([data[0], data[1], data[2], data[3], data[4], data[5], data[6], data[7]]);
+    let config = match data[8] % 4 {
+        0 => Config { durability: Durability::Always, auto_compact: None, skip_sync: false },
+        1 => Config { durability: Durability::Always, auto_compact: Some(600), skip_sync: false },
+        2 => Config { durability: Durability::Never, auto_compact: None, skip_sync: false },
+        _ => Config { durability: Durability::Never, auto_compact: Some(600), skip_sync: false },
+    };
+    // Each further byte picks one step (the workload generator, driven by it).
+    let ops: Vec<_> = data[9..]
+        .iter()
+        .take(40)
+        .enumerate()
+        .flat_map(|(i, &b)| sim::model::workload(&mut Rng::new(seed ^ ((i as u64) << 32) ^ u64::from(b)), 1))
+        .collect();
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new("/"));
+    fs.record(true);
+    let mut run = Run::start(fs.clone(), fs.vfs(), config);
+    run.run_all(&ops);
+    run.close();
+    fs.record(false);
+    let mut points = fs.take_history();
+    points.push(std::sync::Arc::new(fs.state()));
+    let mut rng = Rng::new(seed);
+    for _ in 0..4 {
+        let n = rng.below_usize(points.len());
+        let image = SimFs::from_state(points[n].crash_image(&mut rng));
+        let (lo, hi) = run.bounds(n as u64);
+        let recover = Config { durability: Durability::Always, auto_compact: None, skip_sync: false };
+        let db = match recover.options(image.vfs()).open(DIR) {
+            Ok(db) => db,
+            Err(e) => panic!("crash before mutation {n}: reopen failed: {e}"),
+        };
+        if let Err(why) = run.check_recovered(&db, lo, hi) {
+            panic!("crash before mutation {n}: {why}");
+        }
+    }
+}

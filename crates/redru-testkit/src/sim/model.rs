@@ -1,0 +1,548 @@
+//! Random workloads on the simulated file system, and the model they are checked against.
+//!
+//! A [`Run`] drives a `Db` on a [`SimFs`] through a list of [`Op`]s, recording
+//! for every record its model state (a `BTreeMap`, index definitions) and, for
+//! every operation, the file-system clock before and after it and what became
+//! durable. [`Run::check_recovered`] then judges a database reopened from a
+//! crash image taken at any clock value: it must hold exactly the state after
+//! some record `k` between "acknowledged durable by then" and "started by then".
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redru::internal::record::{BatchOp, Record, Seq};
+use redru::{Batch, Db, Durability, Error, Options, Value, json};
+
+use super::{Rng, SimFs};
+
+/// One step of a workload.
+#[derive(Clone, Debug)]
+pub enum Op {
+    Set(String, Value),
+    Delete(String),
+    Batch(Vec<BOp>),
+    Clear,
+    CreateIndex(String, bool),
+    DropIndex(String),
+    Save,
+    Sync,
+    /// A backup into `DIR/backups/`.
+    Backup,
+    /// Clean close, then open.
+    Reopen,
+    /// Close, append garbage to the newest log segment (a torn write), open.
+    Tear(Vec<u8>),
+}
+
+#[derive(Clone, Debug)]
+pub enum BOp {
+    Set(String, Value),
+    Delete(String),
+    Clear,
+}
+
+const FIELDS: [&str; 3] = ["name", "n", "tags.0"];
+
+fn key(rng: &mut Rng) -> String {
+    format!("k{}", rng.below(8))
+}
+
+fn value(rng: &mut Rng) -> Value {
+    let names = ["ann", "bob", "cy", "dee"];
+    match rng.below(10) {
+        0 => json!(rng.below(100)),
+        1 => json!("plain"),
+        2 => {
+            // Big enough to cross 512-byte sectors and to trigger compaction.
+            let pad = "x".repeat(100 + rng.below_usize(700));
+            json!({"name": names[rng.below_usize(4)], "n": rng.below(4), "pad": pad})
+        }
+        3 => json!({"tags": [names[rng.below_usize(4)], "t"], "n": rng.below(4)}),
+        _ => json!({"name": names[rng.below_usize(4)], "n": rng.below(4)}),
+    }
+}
+
+/// A random workload of `len` steps.
+pub fn workload(rng: &mut Rng, len: usize) -> Vec<Op> {
+    (0..len)
+        .map(|_| match rng.below(100) {
+            0..45 => Op::Set(key(rng), value(rng)),
+            45..55 => Op::Delete(key(rng)),
+            55..67 => {
+                let n = 1 + rng.below_usize(4);
+                Op::Batch(
+                    (0..n)
+                        .map(|_| match rng.below(10) {
+                            0 => BOp::Clear,
+                            1..4 => BOp::Delete(key(rng)),
+                            _ => BOp::Set(key(rng), value(rng)),
+                        })
+                        .collect(),
+                )
+            }
+            67..69 => Op::Clear,
+            69..75 => Op::CreateIndex(FIELDS[rng.below_usize(3)].to_owned(), rng.chance(1, 4)),
+            75..78 => Op::DropIndex(FIELDS[rng.below_usize(3)].to_owned()),
+            78..86 => Op::Save,
+            86..88 => Op::Sync,
+            88..89 => Op::Backup,
+            89..96 => Op::Reopen,
+            _ => {
+                let mut junk = vec![0u8; 1 + rng.below_usize(60)];
+                if rng.chance(1, 2) {
+                    rng.fill(&mut junk);
+                } else {
+                    // A record cut short: a valid prefix of a line.
+                    let line = b"0badc0de {\"seq\":999,\"op\":\"set\",\"key\":\"k1\",\"value\":1}";
+                    junk = line[..junk.len().min(line.len())].to_vec();
+                }
+                Op::Tear(junk)
+            }
+        })
+        .collect()
+}
+
+/// The model: data and index definitions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Model {
+    pub map: BTreeMap<String, Value>,
+    pub indexes: BTreeMap<String, bool>,
+}
+
+impl Model {
+    fn apply(&mut self, op: &Op) {
+        match op {
+            Op::Set(k, v) => {
+                self.map.insert(k.clone(), v.clone());
+            }
+            Op::Delete(k) => {
+                self.map.remove(k);
+            }
+            Op::Batch(ops) => {
+                for op in ops {
+                    match op {
+                        BOp::Set(k, v) => {
+                            self.map.insert(k.clone(), v.clone());
+                        }
+                        BOp::Delete(k) => {
+                            self.map.remove(k);
+                        }
+                        BOp::Clear => self.map.clear(),
+                    }
+                }
+            }
+            Op::Clear => self.map.clear(),
+            Op::CreateIndex(f, unique) => {
+                self.indexes.insert(f.clone(), *unique);
+            }
+            Op::DropIndex(f) => {
+                self.indexes.remove(f);
+            }
+            _ => {}
+        }
+    }
+
+    /// Differences between this model and `db` (empty when they agree),
+    /// including every index against a rebuild from the model's data.
+    pub fn diff(&self, db: &Db) -> Vec<String> {
+        let mut out = Vec::new();
+        let keys = db.keys();
+        let want: Vec<&String> = self.map.keys().collect();
+        if keys.iter().collect::<Vec<_>>() != want {
+            out.push(format!("keys {keys:?}, expected {want:?}"));
+        }
+        for (k, v) in &self.map {
+            let got = db.get_value(k);
+            if got.as_ref() != Some(v) {
+                out.push(format!("{k} = {got:?}, expected {v}"));
+            }
+        }
+        let infos = db.indexes();
+        let got: BTreeMap<String, bool> = infos.iter().map(|i| (i.field.clone(), i.unique)).collect();
+        if got != self.indexes {
+            out.push(format!("indexes {got:?}, expected {:?}", self.indexes));
+            return out;
+        }
+        for info in &infos {
+            let mut groups: BTreeMap<String, (Value, Vec<String>)> = BTreeMap::new();
+            for (k, v) in &self.map {
+                if let Some(field) = resolve(v, &info.field) {
+                    let entry = groups.entry(field.to_string()).or_insert_with(|| (field.clone(), Vec::new()));
+                    entry.1.push(k.clone());
+                }
+            }
+            let entries: usize = groups.values().map(|g| g.1.len()).sum();
+            if info.entries != entries || info.distinct_values != groups.len() {
+                out.push(format!(
+                    "index {}: {info:?}, a rebuild has {entries} entries, {} values",
+                    info.field,
+                    groups.len()
+                ));
+            }
+            for (value, keys) in groups.values() {
+                match db.find(&info.field, value) {
+                    Ok(found) if &found == keys => {}
+                    other => out.push(format!("index {} finds {other:?} for {value}, expected {keys:?}", info.field)),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The value at a dotted path (`tags.0`), as the engine's field paths resolve it.
+fn resolve<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+    let mut v = value;
+    for part in path.split('.') {
+        v = match v {
+            Value::Object(m) => m.get(part)?,
+            Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// The log buffer of `Durability::Buffered` in simulated runs: a few small records.
+pub const SIM_BUFFER_BYTES: usize = 256;
+
+/// How the run's database is configured.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub durability: Durability,
+    /// Automatic compaction above this many log bytes (None: off).
+    pub auto_compact: Option<u64>,
+    /// Negative control: acknowledge writes without fsync.
+    pub skip_sync: bool,
+}
+
+impl Config {
+    pub fn options(&self, vfs: Arc<dyn redru::vfs::Vfs>) -> Options {
+        // Buffered mode (the other modes ignore these): a buffer small enough to
+        // fill within a workload, and no flush thread, so runs stay reproducible.
+        let options = Options::new()
+            .vfs(vfs)
+            .durability(self.durability)
+            .buffer_bytes(SIM_BUFFER_BYTES)
+            .buffer_flush_interval(None);
+        match self.auto_compact {
+            Some(min) => options.auto_compact(true).auto_compact_min_bytes(min).auto_compact_ratio(1.0),
+            None => options.auto_compact(false),
+        }
+    }
+}
+
+/// What happened to one operation.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub op: String,
+    /// File-system clock before and after the operation.
+    pub start: u64,
+    pub end: u64,
+    /// The operation's outcome.
+    pub error: Option<String>,
+    /// Whether the operation failed with `Error::Poisoned`.
+    pub poisoned: bool,
+    /// The last record known durable when it returned, if it made anything durable.
+    pub durable: Option<u64>,
+    /// The last record written when it returned.
+    pub last: u64,
+    /// Mutations an injected fault failed during it.
+    pub faulted: u64,
+    /// The backup it wrote (path, last record), if it was a successful backup.
+    pub backup: Option<(PathBuf, u64)>,
+}
+
+/// A workload run on the simulated file system.
+pub struct Run {
+    pub fs: SimFs,
+    pub dir: PathBuf,
+    pub config: Config,
+    /// `states[k]`: the model after record `k`.
+    pub states: Vec<Model>,
+    pub events: Vec<Event>,
+    pub db: Option<Db>,
+    pub vfs: Arc<dyn redru::vfs::Vfs>,
+    /// Rule 2 breaches seen when an operation returned: creations or renames
+    /// it relied on that no directory sync had made durable.
+    pub undurable: Vec<String>,
+    /// Reopens that came back without records acknowledged durable before.
+    pub lost: Vec<String>,
+}
+
+fn last_seq(db: &Option<Db>) -> u64 {
+    db.as_ref().map_or(0, |db| db.stats().last_seq)
+}
+
+impl Run {
+    /// Opens a database in `/db` on `fs` (through `vfs`, which may wrap it).
+    pub fn start(fs: SimFs, vfs: Arc<dyn redru::vfs::Vfs>, config: Config) -> Run {
+        let mut run = Run {
+            fs,
+            dir: PathBuf::from("/db"),
+            config,
+            states: vec![Model::default()],
+            events: Vec::new(),
+            db: None,
+            vfs,
+            undurable: Vec::new(),
+            lost: Vec::new(),
+        };
+        run.open();
+        run
+    }
+
+    fn open(&mut self) {
+        let start = self.fs.mutations();
+        let fired = self.fs.fired();
+        let opened = self.config.options(Arc::clone(&self.vfs)).open(&self.dir);
+        let (error, durable, last) = match opened {
+            Ok(db) => {
+                if self.config.skip_sync {
+                    db.__test_skip_sync();
+                }
+                let last = db.stats().last_seq;
+                let acknowledged = self.events.iter().filter_map(|e| e.durable).max().unwrap_or(0);
+                if last < acknowledged {
+                    self.lost.push(format!("reopen came back at record {last}, {acknowledged} were acknowledged"));
+                }
+                // After a failed log sync the engine cuts the records it could
+                // not sync (never acknowledged durable, checked above): the
+                // history continues from what the reopen found.
+                self.states.truncate(last as usize + 1);
+                self.db = Some(db);
+                let pending = self.fs.undurable();
+                if !pending.is_empty() {
+                    self.undurable.push(format!("rule 2: open returned with {} not durable", pending.join(", ")));
+                }
+                (None, None, last)
+            }
+            Err(e) => (Some(e.to_string()), None, 0),
+        };
+        // What an open reads may be cached, not durable: it acknowledges nothing.
+        self.events.push(Event {
+            op: "open".into(),
+            start,
+            end: self.fs.mutations(),
+            poisoned: false,
+            error,
+            durable,
+            last,
+            faulted: self.fs.fired() - fired,
+            backup: None,
+        });
+    }
+
+    /// Runs one step. Returns false once the database could not be reopened.
+    pub fn step(&mut self, op: &Op) -> bool {
+        if self.db.is_none() {
+            return false;
+        }
+        let start = self.fs.mutations();
+        let fired = self.fs.fired();
+        let before = last_seq(&self.db);
+        let pre = self.db.as_ref().map(|db| db.stats());
+        // What the engine claims durable, believed as claimed (negative controls break the claim).
+        let mut durable_kind = self.config.durability == Durability::Always;
+        let mut backup = None;
+        let result: Result<(), Error> = match (op, self.db.as_ref()) {
+            (_, None) => return false,
+            (Op::Set(k, v), Some(db)) => db.set(k.clone(), v.clone()),
+            (Op::Delete(k), Some(db)) => db.delete(k).map(|_| ()),
+            (Op::Batch(ops), Some(db)) => {
+                let mut b = Batch::new();
+                for op in ops {
+                    b = match op {
+                        BOp::Set(k, v) => b.set(k.clone(), v.clone()),
+                        BOp::Delete(k) => b.delete(k.clone()),
+                        BOp::Clear => b.clear(),
+                    };
+                }
+                db.batch(b)
+            }
+            (Op::Clear, Some(db)) => db.clear().map(|_| ()),
+            (Op::CreateIndex(f, true), Some(db)) => db.create_unique_index(f),
+            (Op::CreateIndex(f, false), Some(db)) => db.create_index(f),
+            (Op::DropIndex(f), Some(db)) => db.drop_index(f),
+            (Op::Save, Some(db)) => {
+                durable_kind = true;
+                db.save().map(|_| ())
+            }
+            (Op::Backup, Some(db)) => db.backup().map(|info| backup = Some((info.path, info.seq))),
+            (Op::Sync, Some(db)) => {
+                durable_kind = true;
+                db.sync()
+            }
+            (Op::Reopen | Op::Tear(_), Some(_)) => {
+                durable_kind = true;
+                let db = self.db.take();
+                let closed = db.map_or(Ok(()), Db::close);
+                if let (Op::Tear(junk), Ok(())) = (op, &closed)
+                    && let Some(last) =
+                        redru::internal::wal::list_segments(&self.fs, &self.dir).ok().and_then(|s| s.last().cloned())
+                {
+                    let _ = self.fs.append_durable(&last.path, junk);
+                }
+                closed
+            }
+        };
+        let after = last_seq(&self.db).max(before);
+        if let (Some(pre), true) = (pre, after > before) {
+            self.wait_for_compaction(&pre, op, after);
+        }
+        if after > before {
+            debug_assert_eq!(after, before + 1, "one operation, one record");
+            let mut model = self.states.last().cloned().unwrap_or_default();
+            model.apply(op);
+            self.states.push(model);
+        }
+        let poisoned = matches!(result, Err(Error::Poisoned { .. }));
+        let ok = result.is_ok();
+        if ok {
+            let pending = self.fs.undurable();
+            if !pending.is_empty() {
+                self.undurable.push(format!("rule 2: {op:?} returned with {} not durable", pending.join(", ")));
+            }
+        }
+        self.events.push(Event {
+            op: format!("{op:?}").chars().take(80).collect(),
+            start,
+            end: self.fs.mutations(),
+            error: result.err().map(|e| e.to_string()),
+            poisoned,
+            durable: (ok && durable_kind).then_some(after),
+            last: after,
+            faulted: self.fs.fired() - fired,
+            backup,
+        });
+        if matches!(op, Op::Reopen | Op::Tear(_)) {
+            self.open();
+        }
+        self.db.is_some()
+    }
+
+    /// An automatic compaction runs in its own thread; wait for the one this
+    /// write started (the engine's rule, restated) so runs stay reproducible.
+    fn wait_for_compaction(&self, pre: &redru::Stats, op: &Op, after: u64) {
+        let (Some(min), Some(db)) = (self.config.auto_compact, self.db.as_ref()) else { return };
+        let Some(record) = to_record(op) else { return };
+        let mut line = Vec::new();
+        redru::internal::record::encode(Seq(after), &record, &mut line);
+        let wal = pre.wal_bytes + line.len() as u64;
+        if !(wal > min && wal as f64 > pre.snapshot_bytes as f64) {
+            return;
+        }
+        // The engine skips the start while the previous compactor thread is
+        // still exiting (after it counted itself): then nothing comes, so the
+        // wait is bounded. Either way every crash state stays a valid check.
+        for _ in 0..200_000u64 {
+            if db.stats().compactions > pre.compactions {
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Runs every step, then closes. Returns how many steps ran.
+    pub fn run_all(&mut self, ops: &[Op]) -> usize {
+        let mut n = 0;
+        for op in ops {
+            if !self.step(op) {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Closes the database (a clean close is a durability point).
+    pub fn close(&mut self) {
+        let start = self.fs.mutations();
+        let fired = self.fs.fired();
+        let last = last_seq(&self.db);
+        if let Some(db) = self.db.take() {
+            let result = db.close();
+            self.events.push(Event {
+                op: "close".into(),
+                start,
+                end: self.fs.mutations(),
+                poisoned: matches!(result, Err(Error::Poisoned { .. })),
+                durable: result.is_ok().then_some(last),
+                error: result.err().map(|e| e.to_string()),
+                last,
+                faulted: self.fs.fired() - fired,
+                backup: None,
+            });
+        }
+    }
+
+    /// The records that must and may survive a crash at clock `n` (the state
+    /// before mutation `n`): at least every one acknowledged durable by an
+    /// operation that had returned, at most every one written by an operation
+    /// that had started.
+    pub fn bounds(&self, n: u64) -> (u64, u64) {
+        let lo = self.events.iter().filter(|e| e.end <= n).filter_map(|e| e.durable).max().unwrap_or(0);
+        let hi = self.events.iter().filter(|e| e.start < n).map(|e| e.last).max().unwrap_or(0);
+        (lo, hi)
+    }
+
+    /// Judges a database opened from a crash image: its last record `k` must
+    /// lie in `lo..=hi` and its content equal the model after record `k`.
+    pub fn check_recovered(&self, db: &Db, lo: u64, hi: u64) -> Result<u64, String> {
+        let k = db.stats().last_seq;
+        if k < lo {
+            return Err(format!("lost acknowledged records: recovered up to record {k}, {lo} were acknowledged"));
+        }
+        if k > hi {
+            return Err(format!("recovered record {k}, but only {hi} had been written"));
+        }
+        let Some(model) = self.states.get(k as usize) else {
+            return Err(format!("recovered record {k}, the model has {}", self.states.len() - 1));
+        };
+        let diff = model.diff(db);
+        if diff.is_empty() { Ok(k) } else { Err(format!("state after record {k} differs: {}", diff.join("; "))) }
+    }
+
+    /// Every backup acknowledged by clock `n` must be on disk, intact, at its seq.
+    pub fn check_backups(&self, fs: &SimFs, n: u64) -> Result<(), String> {
+        for e in self.events.iter().filter(|e| e.end <= n) {
+            let Some((path, seq)) = &e.backup else { continue };
+            let bytes =
+                fs.contents(path).map_err(|err| format!("acknowledged backup {} is gone: {err}", path.display()))?;
+            match redru::internal::snapshot::parse(path, &bytes) {
+                Ok((_, info)) if info.seq.0 == *seq => {}
+                Ok((_, info)) => {
+                    return Err(format!("backup {} holds record {}, expected {seq}", path.display(), info.seq));
+                }
+                Err(err) => return Err(format!("acknowledged backup {} is damaged: {err}", path.display())),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The record an operation logs, to restate the compaction rule.
+fn to_record(op: &Op) -> Option<Record> {
+    Some(match op {
+        Op::Set(k, v) => Record::Set(k.clone(), redru::Doc::from(v)),
+        Op::Delete(k) => Record::Delete(k.clone()),
+        Op::Batch(ops) => Record::Batch(
+            ops.iter()
+                .map(|op| match op {
+                    BOp::Set(k, v) => BatchOp::Set(k.clone(), redru::Doc::from(v)),
+                    BOp::Delete(k) => BatchOp::Delete(k.clone()),
+                    BOp::Clear => BatchOp::Clear,
+                })
+                .collect(),
+        ),
+        Op::Clear => Record::Clear,
+        Op::CreateIndex(f, unique) => Record::CreateIndex { field: f.clone(), unique: *unique },
+        Op::DropIndex(f) => Record::DropIndex(f.clone()),
+        _ => return None,
+    })
+}

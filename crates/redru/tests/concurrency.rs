@@ -1,0 +1,91 @@
+//! Guards concurrent use: writers on many threads (sharing fsyncs through
+//! group commit), readers and saves running alongside, and every
+//! acknowledged write present after reopening.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::util::TestResult;
+use redru::{Db, Durability, Options, json};
+
+#[test]
+fn writers_on_many_threads_are_all_recovered() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path())?;
+    const THREADS: usize = 8;
+    const EACH: usize = 150;
+    std::thread::scope(|s| -> redru::Result<()> {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let db = &db;
+                s.spawn(move || -> redru::Result<()> {
+                    for i in 0..EACH {
+                        db.set(format!("t{t}:{i}"), json!({"t": t, "i": i}))?;
+                        // A write is visible to its writer once acknowledged.
+                        assert_eq!(db.get_value(&format!("t{t}:{i}")).as_ref(), Some(&json!({"t": t, "i": i})));
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| redru::Error::InvalidInput("writer thread panicked".into()))??;
+        }
+        Ok(())
+    })?;
+    let stats = db.stats();
+    assert_eq!(stats.keys, THREADS * EACH);
+    assert_eq!(stats.last_seq, (THREADS * EACH) as u64);
+    assert_eq!(stats.durable_seq, stats.last_seq, "every acknowledged write is durable");
+    assert!(stats.wal_syncs <= stats.last_seq, "{stats:?}");
+    drop(db);
+    let db = Db::open(dir.path())?;
+    for t in 0..THREADS {
+        for i in 0..EACH {
+            assert_eq!(db.get_value(&format!("t{t}:{i}")).as_ref(), Some(&json!({"t": t, "i": i})));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn saves_and_reads_run_alongside_writers() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Options::new().durability(Durability::Never).open(dir.path())?;
+    for i in 0..2000 {
+        db.set(format!("base{i}"), json!(i))?;
+    }
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| -> redru::Result<()> {
+        let writer = s.spawn(|| -> redru::Result<()> {
+            for i in 0..3000 {
+                db.set(format!("w{i}"), json!(i))?;
+                if i % 3 == 0 {
+                    db.delete(&format!("base{i}"))?;
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        let reader = s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                // Keys of the base set that are never deleted stay readable.
+                assert_eq!(db.get_value("base1").as_ref(), Some(&json!(1)));
+            }
+        });
+        let mut saves = 0;
+        while !done.load(Ordering::SeqCst) {
+            db.save()?;
+            saves += 1;
+        }
+        writer.join().map_err(|_| redru::Error::InvalidInput("writer panicked".into()))??;
+        reader.join().map_err(|_| redru::Error::InvalidInput("reader panicked".into()))?;
+        assert!(saves > 0);
+        Ok(())
+    })?;
+    let expected = crate::util::dump(&db);
+    assert_eq!(expected.len(), 2000 - 667 + 3000);
+    drop(db);
+    let db = Db::open(dir.path())?;
+    assert_eq!(crate::util::dump(&db), expected);
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! Power loss on a simulated file system: no acknowledged write is ever lost.
+//!
+//! Random workloads (set, delete, batch, clear, index create/drop, save,
+//! automatic compaction, sync, reopen, torn writes) run on `tests/sim`; a crash
+//! is taken before every mutating file-system operation, several crash images
+//! each (a prefix of the unsynced writes, the last one torn, unsynced
+//! directory operations dropped), some with a second crash during recovery.
+//! Every image must reopen to the state after some record between "last
+//! acknowledged" and "last started", indexes equal to a rebuild. Negative
+//! controls (acknowledge before fsync, no directory fsync) must be caught.
+//! `REDRU_CRASH_SCALE=<n>` multiplies the work; `REDRU_CRASH_SEED=<seed>` reruns one seed.
+
+use redru_testkit::sim;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redru::{Durability, Options, json};
+use sim::model::{Config, Run, workload};
+use sim::{Broken, OpKind, Rng, SimFs, SimState};
+
+fn scale() -> u64 {
+    std::env::var("REDRU_CRASH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1)
+}
+
+fn only_seed() -> Option<u64> {
+    std::env::var("REDRU_CRASH_SEED").ok().and_then(|s| s.parse().ok())
+}
+
+#[derive(Default)]
+struct Tally {
+    states: u64,
+    recovery_crashes: u64,
+    writes_after_recovery: u64,
+    crash_points: u64,
+    failures: Vec<String>,
+    rule_breaches: Vec<String>,
+}
+
+/// How the explored database is broken, for negative controls.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Control {
+    None,
+    SkipSync,
+    NoDirSync,
+}
+
+const RECOVER: Config = Config { durability: Durability::Always, auto_compact: None, skip_sync: false };
+
+/// Opens `image` and checks it; sometimes crashes during that recovery and
+/// checks the second recovery too, or writes after recovery and crashes again.
+fn check_image(run: &Run, n: u64, image: SimState, rng: &mut Rng, tally: &mut Tally) -> Result<(), String> {
+    let (lo, hi) = run.bounds(n);
+    let fs = SimFs::from_state(image);
+    run.check_backups(&fs, n)?;
+    let dir = run.dir();
+    let crash_recovery = rng.chance(1, 4);
+    fs.record(crash_recovery);
+    let db = RECOVER.options(fs.vfs()).open(dir).map_err(|e| format!("reopen failed: {e}"))?;
+    fs.record(false);
+    let k = run.check_recovered(&db, lo, hi)?;
+    tally.states += 1;
+    if crash_recovery {
+        drop(db);
+        let history = fs.take_history();
+        if history.is_empty() {
+            return Ok(());
+        }
+        let at = rng.below_usize(history.len());
+        let again = SimFs::from_state(history[at].crash_image(rng));
+        let db = RECOVER
+            .options(again.vfs())
+            .open(dir)
+            .map_err(|e| format!("reopen after a crash during recovery (at mutation {at}) failed: {e}"))?;
+        let k2 = run
+            .check_recovered(&db, lo, hi)
+            .map_err(|e| format!("after a crash during recovery (at mutation {at}): {e}"))?;
+        if k2 != k {
+            return Err(format!("a crash during recovery changed the outcome: record {k}, then {k2}"));
+        }
+        tally.recovery_crashes += 1;
+        tally.states += 1;
+    } else if rng.chance(1, 4) {
+        // The recovered log must take new writes that survive the next crash.
+        db.set("after-recovery", redru::json!(k)).map_err(|e| format!("write after recovery failed: {e}"))?;
+        drop(db);
+        let again = SimFs::from_state(fs.state().crash_image(rng));
+        let db = RECOVER
+            .options(again.vfs())
+            .open(dir)
+            .map_err(|e| format!("reopen after a write after recovery failed: {e}"))?;
+        if db.get_value("after-recovery").as_ref() != Some(&redru::json!(k)) || db.stats().last_seq != k + 1 {
+            return Err(format!("a write acknowledged after recovery (record {}) was lost", k + 1));
+        }
+        tally.writes_after_recovery += 1;
+        tally.states += 1;
+    }
+    Ok(())
+}
+
+/// Runs the workload of `seed` once, then crashes before every mutation.
+fn explore(seed: u64, config: Config, control: Control, len: usize, images: u64, tally: &mut Tally) {
+    let mut rng = Rng::new(seed);
+    let ops = workload(&mut rng, len);
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new("/"));
+    let vfs: Arc<dyn redru::vfs::Vfs> = match control {
+        Control::NoDirSync => Arc::new(Broken { inner: fs.clone(), no_dir_sync: true, swallow_sync_errors: false }),
+        _ => fs.vfs(),
+    };
+    let config = Config { skip_sync: control == Control::SkipSync, ..config };
+    fs.record(true);
+    let mut run = Run::start(fs.clone(), vfs, config);
+    run.run_all(&ops);
+    run.close();
+    fs.record(false);
+    let mut points = fs.take_history();
+    points.push(Arc::new(fs.state()));
+    let context = |n: usize| format!("seed {seed} ({config:?}), crash before mutation {n} of {}", points.len() - 1);
+    for breach in fs.violations().into_iter().chain(run.undurable.iter().cloned()).chain(run.lost.iter().cloned()) {
+        tally.rule_breaches.push(format!("{}: {breach}", context(0)));
+    }
+    for e in &run.events {
+        if let Some(error) = &e.error
+            && !error.contains("unique index")
+            && !error.contains("index on")
+            && !error.contains("there is no index")
+        {
+            tally.failures.push(format!("seed {seed}: {} failed on a healthy disk: {error}", e.op));
+        }
+    }
+    for (n, state) in points.iter().enumerate() {
+        tally.crash_points += 1;
+        for _ in 0..images {
+            if let Err(why) = check_image(&run, n as u64, state.crash_image(&mut rng), &mut rng, tally) {
+                tally.failures.push(format!("{}: {why}", context(n)));
+            }
+        }
+    }
+}
+
+const CONFIGS: [Config; 4] = [
+    Config { durability: Durability::Always, auto_compact: None, skip_sync: false },
+    Config { durability: Durability::Always, auto_compact: Some(700), skip_sync: false },
+    Config { durability: Durability::Never, auto_compact: None, skip_sync: false },
+    Config { durability: Durability::Never, auto_compact: Some(700), skip_sync: false },
+];
+
+/// Modes where only `sync`, `save` and close make writes durable, with a log
+/// buffer of a few records (`sim::model::SIM_BUFFER_BYTES`).
+const BUFFERED: [Config; 2] = [
+    Config { durability: Durability::Buffered, auto_compact: None, skip_sync: false },
+    Config { durability: Durability::Buffered, auto_compact: Some(700), skip_sync: false },
+];
+
+/// Explores `seeds` on two threads (the work is CPU-bound and independent),
+/// seed `s` in `configs[s % configs.len()]`.
+/// No failures and no ordering breaches, and (over the whole seed range) at
+/// least `min_states` x `scale()` crash states explored.
+fn assert_clean(tally: &Tally, min_states: u64) {
+    let first = |v: &[String]| v[..v.len().min(10)].join("\n");
+    assert!(tally.failures.is_empty(), "{} failures, first ones:\n{}", tally.failures.len(), first(&tally.failures));
+    assert!(tally.rule_breaches.is_empty(), "ordering rules broken:\n{}", first(&tally.rule_breaches));
+    if only_seed().is_none() {
+        assert!(tally.states >= min_states * scale(), "only {} crash states explored", tally.states);
+    }
+}
+
+fn explore_all(seeds: &[u64], configs: &[Config], control: Control, images: u64) -> Tally {
+    let halves: Vec<Vec<u64>> =
+        vec![seeds.iter().copied().step_by(2).collect(), seeds.iter().copied().skip(1).step_by(2).collect()];
+    let tallies: Vec<Tally> = std::thread::scope(|scope| {
+        let handles: Vec<_> = halves
+            .into_iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut tally = Tally::default();
+                    for seed in part {
+                        let config = configs[(seed % configs.len() as u64) as usize];
+                        explore(seed, config, control, 30, images, &mut tally);
+                    }
+                    tally
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let mut total = Tally::default();
+    for t in tallies {
+        total.states += t.states;
+        total.recovery_crashes += t.recovery_crashes;
+        total.writes_after_recovery += t.writes_after_recovery;
+        total.crash_points += t.crash_points;
+        total.failures.extend(t.failures);
+        total.rule_breaches.extend(t.rule_breaches);
+    }
+    total
+}
+
+#[test]
+fn power_loss_never_loses_acknowledged_writes() {
+    let started = std::time::Instant::now();
+    let seeds: Vec<u64> = match only_seed() {
+        Some(seed) => vec![seed],
+        None => (0..180 * scale()).collect(),
+    };
+    let tally = explore_all(&seeds, &CONFIGS, Control::None, 6);
+    eprintln!(
+        "crash_sim: {} crash states ({} crash points x 6 images, {} crashes during recovery, {} writes after recovery) from {} workloads in {:.1?}",
+        tally.states,
+        tally.crash_points,
+        tally.recovery_crashes,
+        tally.writes_after_recovery,
+        seeds.len(),
+        started.elapsed()
+    );
+    assert_clean(&tally, 100_000);
+}
+
+/// `Durability::Buffered`: after any power loss the recovered state is the
+/// state after some record between the last one a completed `sync`, `save`
+/// or close covered and the last one written (a prefix of the writes, in order).
+#[test]
+fn buffered_power_loss_keeps_a_prefix_with_everything_synced() {
+    let started = std::time::Instant::now();
+    let seeds: Vec<u64> = match only_seed() {
+        Some(seed) => vec![seed],
+        None => (3000..3000 + 24 * scale()).collect(),
+    };
+    let tally = explore_all(&seeds, &BUFFERED, Control::None, 6);
+    eprintln!(
+        "crash_sim, buffered: {} crash states ({} crash points x 6 images) from {} workloads in {:.1?}",
+        tally.states,
+        tally.crash_points,
+        seeds.len(),
+        started.elapsed()
+    );
+    assert_clean(&tally, 12_000);
+}
+
+fn log_appends(fs: &SimFs) -> usize {
+    let is_log = |p: &Path| {
+        redru::internal::wal::parse_segment_name(
+            &p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        )
+        .is_some()
+    };
+    fs.trace().iter().filter(|t| t.kind == OpKind::Append && is_log(&t.path)).count()
+}
+
+fn buffered(fs: &SimFs) -> Options {
+    Options::new().vfs(fs.vfs()).durability(Durability::Buffered).buffer_flush_interval(None)
+}
+
+#[test]
+fn buffered_writes_reach_the_file_system_only_at_sync() -> Result<(), Box<dyn std::error::Error>> {
+    // The control: in `Never` mode every write is handed to the OS at once.
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new("/db"));
+    let db = Options::new().vfs(fs.vfs()).durability(Durability::Never).open("/db")?;
+    let before = log_appends(&fs);
+    db.set("k", json!({"small": true}))?;
+    assert_eq!(log_appends(&fs), before + 1);
+    drop(db);
+
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new("/db"));
+    let db = buffered(&fs).open("/db")?;
+    let before = log_appends(&fs);
+    db.set("k", json!({"small": true}))?;
+    db.batch(redru::Batch::new().set("b", json!(2)).delete("k"))?;
+    db.create_index("small")?;
+    assert_eq!(log_appends(&fs), before, "a buffered write reached the file system before sync");
+    let segment = redru::internal::wal::list_segments(&fs, Path::new("/db"))?.remove(0).path;
+    assert!(fs.contents(&segment)?.is_empty());
+    let logical = db.stats().wal_bytes;
+    assert!(logical > 0, "stats count the buffered records");
+    // A crash of the process now loses the buffer.
+    let crashed = SimFs::from_state(fs.state().process_crash_image());
+    assert_eq!(RECOVER.options(crashed.vfs()).open("/db")?.stats().last_seq, 0);
+    db.sync()?;
+    assert_eq!(log_appends(&fs), before + 1, "sync hands the whole buffer to the OS in one write");
+    assert_eq!(fs.contents(&segment)?.len() as u64, logical);
+    assert_eq!(db.stats().wal_bytes, logical);
+    // Synced: it survives the strictest power loss.
+    let db = RECOVER.options(durable_only(&fs).vfs()).open("/db")?;
+    assert_eq!(db.stats().last_seq, 3);
+    assert_eq!(db.get_value("b").as_ref(), Some(&json!(2)));
+    assert!(db.get("k").is_none());
+    Ok(())
+}
+
+#[test]
+fn a_full_buffer_is_written_and_a_process_crash_loses_at_most_the_buffer() -> Result<(), Box<dyn std::error::Error>> {
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new("/db"));
+    let db = buffered(&fs).buffer_bytes(1024).open("/db")?;
+    let before = log_appends(&fs);
+    for i in 0..200 {
+        db.set(format!("k{i:03}"), json!({"i": i, "pad": "xxxxxxxxxxxxxxxxxxxx"}))?;
+    }
+    let logical = db.stats().wal_bytes;
+    let segment = redru::internal::wal::list_segments(&fs, Path::new("/db"))?.remove(0).path;
+    let in_file = fs.contents(&segment)?.len() as u64;
+    let appends = (log_appends(&fs) - before) as u64;
+    // Each write hands over at least the buffer's size, and leaves less than that behind.
+    assert!(appends >= 1 && in_file >= appends * 1024, "{appends} appends of {in_file} bytes");
+    assert!(logical - in_file < 1024, "{} bytes still buffered", logical - in_file);
+    // A crash of the process alone: what was handed to the OS survives, in order.
+    let crashed = SimFs::from_state(fs.state().process_crash_image());
+    let recovered = RECOVER.options(crashed.vfs()).open("/db")?;
+    let k = recovered.stats().last_seq;
+    assert!(k > 0 && k < 200 && recovered.recovery().torn_tail.is_none(), "recovered up to record {k}");
+    assert_eq!(recovered.stats().wal_bytes, in_file);
+    assert_eq!(recovered.keys(), (0..k).map(|i| format!("k{i:03}")).collect::<Vec<_>>());
+    Ok(())
+}
+
+#[test]
+fn negative_control_acknowledging_before_fsync_is_caught() {
+    let seeds: Vec<u64> = (1000..1012).collect();
+    let tally = explore_all(&seeds, &CONFIGS, Control::SkipSync, 3);
+    let lost = tally.failures.iter().filter(|f| f.contains("lost acknowledged records")).count();
+    eprintln!(
+        "negative control (ack before fsync): {lost} of {} crash states lost acknowledged writes",
+        tally.states + lost as u64
+    );
+    assert!(lost > 0, "the power-loss suite did not notice writes acknowledged before fsync");
+}
+
+#[test]
+fn negative_control_skipping_the_directory_fsync_is_caught() {
+    let seeds: Vec<u64> = (2000..2012).collect();
+    let tally = explore_all(&seeds, &CONFIGS, Control::NoDirSync, 3);
+    let lost = tally.failures.iter().filter(|f| f.contains("lost acknowledged") || f.contains("backup")).count();
+    eprintln!(
+        "negative control (no directory fsync): {lost} crash states lost acknowledged data; {} ordering-rule breaches flagged",
+        tally.rule_breaches.len()
+    );
+    assert!(lost > 0, "the power-loss suite did not notice lost creations and renames");
+    assert!(!tally.rule_breaches.is_empty(), "the ordering rules did not notice missing directory syncs");
+}
+
+/// A crash that keeps nothing unsynced: the strictest power loss.
+fn durable_only(fs: &SimFs) -> SimFs {
+    SimFs::from_state(fs.state().durable_image())
+}
+
+#[test]
+fn a_new_data_directory_and_its_first_write_survive_power_loss() -> Result<(), redru::Error> {
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new("/"));
+    let db = RECOVER.options(fs.vfs()).open("/data/db")?;
+    db.set("k", redru::json!(1))?;
+    let after = durable_only(&fs);
+    drop(db);
+    let db = RECOVER.options(after.vfs()).open("/data/db")?;
+    assert_eq!(
+        db.get_value("k").as_ref(),
+        Some(&redru::json!(1)),
+        "the directory's entry in its parent was never synced"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_acknowledged_backup_survives_power_loss() -> Result<(), redru::Error> {
+    let fs = SimFs::new();
+    fs.mkdir_durable(Path::new("/db"));
+    let db = RECOVER.options(fs.vfs()).open("/db")?;
+    db.set("k", redru::json!(1))?;
+    let info = db.backup()?;
+    let after = durable_only(&fs);
+    drop(db);
+    assert!(
+        after.contents(&info.path).is_ok(),
+        "backup {} lost: `backups/` was created but its parent never synced",
+        info.path.display()
+    );
+    Ok(())
+}

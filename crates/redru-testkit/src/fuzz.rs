@@ -135,8 +135,8 @@ fn options(fs: &SimFs) -> Options {
 /// A whole WAL file: opening either recovers (and a second open finds the same
 /// state, with nothing left to cut) or refuses; it never panics.
 pub fn wal_replay(data: &[u8]) {
-    let _ = redru::internal::wal::scan(data, Seq(1), true, |_| Ok(()));
-    let fs = disk_with(&redru::internal::wal::segment_name(Seq(1)), data);
+    let _ = redru::internal::log::scan(data, Seq(1), true, |_| Ok(()));
+    let fs = disk_with(&redru::internal::log::segment_name(Seq(1)), data);
     let Ok(db) = options(&fs).open(DIR) else { return };
     let (keys, last) = (db.keys(), db.stats().last_seq);
     let values: Vec<_> = keys.iter().map(|k| db.get(k)).collect();

@@ -15,20 +15,17 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::doc::{Doc, IntoDoc};
 use crate::error::{Error, Result};
-use crate::index::{FieldPath, IndexInfo, ValueDigest};
 use crate::options::{Durability, Options};
-use crate::query::{Query, QueryResult};
-use crate::record::{BatchOp, Record, Seq};
-use crate::snapshot::{self, Frozen, SnapshotInfo};
-use crate::store::{Applied, State};
-use crate::vfs::{LockGuard, LockOutcome, Vfs};
-use crate::wal::{self, Wal, Writer};
-
-/// The lock file's name in a data directory. It stays after close (removing
-/// a lock file another process may be opening would let two processes in).
-pub const LOCK_NAME: &str = "redru.lock";
+use crate::state::doc::{Doc, IntoDoc};
+use crate::state::index::{FieldPath, IndexInfo, ValueDigest};
+use crate::state::query::{Query, QueryResult};
+use crate::state::store::{Applied, State};
+use crate::storage::files::LOCK_NAME;
+use crate::storage::log::{self, Wal, Writer};
+use crate::storage::record::{BatchOp, Record, Seq};
+use crate::storage::snapshot::{self, Frozen, SnapshotInfo};
+use crate::storage::vfs::{LockGuard, LockOutcome, Vfs};
 
 /// An open database. `Send + Sync`: share it between threads by reference or `Arc`.
 ///
@@ -227,6 +224,17 @@ impl Batch {
     }
 }
 
+impl Options {
+    /// Opens (or creates) the database in `dir` with these options: the same
+    /// as [`Db::open_with`] (here so that the options module names no `Db`).
+    ///
+    /// # Errors
+    /// As [`Db::open_with`].
+    pub fn open(self, dir: impl AsRef<Path>) -> Result<Db> {
+        Db::open_with(dir, self)
+    }
+}
+
 impl Db {
     /// Opens (or creates) the database in `dir` with the default [`Options`].
     pub fn open(dir: impl AsRef<Path>) -> Result<Db> {
@@ -283,7 +291,7 @@ impl Db {
         };
 
         let snapshot_seq = state.seq;
-        let scan = wal::read_log(&*vfs, &dir, snapshot_seq, |seq, record| {
+        let scan = log::read_log(&*vfs, &dir, snapshot_seq, |seq, record| {
             state.apply(seq, &record);
         })?;
         report.records_replayed = scan.replayed;
@@ -295,7 +303,7 @@ impl Db {
             report.removed_files.push(segment.path.clone());
         }
         if let Some(torn) = &scan.torn {
-            let side_file = wal::cut_torn_tail(&*vfs, &dir, torn)?;
+            let side_file = log::cut_torn_tail(&*vfs, &dir, torn)?;
             report.torn_tail = Some(TornTail {
                 segment: torn.segment.path.clone(),
                 offset: torn.offset,
@@ -315,7 +323,7 @@ impl Db {
             Some(segment) => segment,
             None => {
                 let first = last.next();
-                let segment = wal::Segment { path: dir.join(wal::segment_name(first)), first };
+                let segment = log::Segment { path: dir.join(log::segment_name(first)), first };
                 if !vfs.exists(&segment.path).map_err(|e| Error::io("checking", &segment.path, e))? {
                     vfs.create_new(&segment.path).map_err(|e| Error::io("creating", &segment.path, e))?;
                 }
@@ -525,7 +533,7 @@ impl Db {
     /// # }
     /// ```
     pub fn query(&self, query: &Query) -> Result<QueryResult> {
-        Ok(crate::query::run(&self.inner.read_state(), query))
+        Ok(crate::state::query::run(&self.inner.read_state(), query))
     }
 
     /// Writes a new snapshot and drops the log records it holds. Writers
@@ -751,7 +759,7 @@ impl Inner {
         }
         // Unlinking happens without the writer lock: it is the slowest step writers would wait on.
         let covered = self.wal.lock().take_older(info.seq);
-        let segments_removed = wal::remove_segments(&*self.vfs, &self.dir, &covered)?;
+        let segments_removed = log::remove_segments(&*self.vfs, &self.dir, &covered)?;
         Ok(SaveReport {
             seq: info.seq.0,
             keys: info.keys,

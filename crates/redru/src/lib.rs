@@ -32,57 +32,45 @@
 //! The file formats and the recovery steps are in `docs/design.md`; what each
 //! durability mode can lose is in `docs/durability.md`.
 
-mod backup;
-mod compact;
+// The layers, lowest first (docs/design.md, "The crates and the layers"):
+// `state` (pure) < `storage` (the only disk access) < `options` < `db` (the
+// handle) < `tools`. A module names only its own layer and those below;
+// `error` is a leaf every layer uses.
 mod db;
-mod doc;
 mod error;
-mod index;
 mod options;
-mod query;
-mod repair;
-mod store;
-mod transfer;
-mod verify;
-pub mod vfs;
+mod state;
+mod storage;
+mod tools;
 
-/// Declares modules that are private, or public but hidden with the
-/// `__internal_whitebox` feature: the internals redru's own tests, fuzz
-/// targets and benches exercise. Not an API; no stability promise whatsoever.
-macro_rules! internal_modules {
-    ($($name:ident),*) => {$(
-        #[cfg(feature = "__internal_whitebox")]
-        #[doc(hidden)]
-        pub mod $name;
-        #[cfg(not(feature = "__internal_whitebox"))]
-        mod $name;
-    )*};
-}
-internal_modules!(record, snapshot, wal);
+pub use storage::vfs;
 
-/// Not an API: see `internal_modules!`.
+/// Not an API: the internals redru's own tests, fuzz targets and benches
+/// exercise (the log line codec, the log, the snapshot), public only with the
+/// `__internal_whitebox` feature. No stability promise whatsoever.
 #[cfg(feature = "__internal_whitebox")]
 #[doc(hidden)]
 pub mod internal {
-    pub use crate::{record, snapshot, wal};
+    pub use crate::storage::{files, log, record, snapshot};
 }
 
-pub use backup::{
-    BACKUP_DIR, BackupInfo, BackupSchedule, RestoreReport, ScheduleStatus, backup_name, list_backups,
-    list_backups_with, parse_backup_name, prune_backups, prune_backups_with,
-};
-pub use compact::{CompactReport, DiskUsage, compact, compact_with};
-pub use db::{Batch, Db, LOCK_NAME, RecoveryReport, SaveReport, Stats, TornTail};
-pub use doc::{Doc, IntoDoc, MAX_DEPTH};
+pub use db::{Batch, Db, RecoveryReport, SaveReport, Stats, TornTail};
 pub use error::{Error, Result};
-pub use index::{FieldPath, IndexInfo};
 pub use options::{Durability, Options};
-pub use query::{CmpOp, Condition, Plan, Query, QueryResult, parse_value};
-pub use record::Seq;
-pub use repair::{RepairReport, SetAside, repair, repair_with};
 pub use serde_json::{Value, json};
-pub use transfer::{ImportFormat, ImportOptions};
-pub use verify::{
+pub use state::change::Seq;
+pub use state::doc::{Doc, IntoDoc, MAX_DEPTH};
+pub use state::index::{FieldPath, IndexInfo};
+pub use state::query::{CmpOp, Condition, Plan, Query, QueryResult, parse_value};
+pub use storage::files::{BACKUP_DIR, LOCK_NAME};
+pub use tools::backup::{
+    BackupInfo, BackupSchedule, RestoreReport, ScheduleStatus, backup_name, list_backups, list_backups_with,
+    parse_backup_name, prune_backups, prune_backups_with,
+};
+pub use tools::compact::{CompactReport, DiskUsage, compact, compact_with};
+pub use tools::repair::{RepairReport, SetAside, repair, repair_with};
+pub use tools::transfer::{ImportFormat, ImportOptions};
+pub use tools::verify::{
     Problem, ProblemKind, SegmentChecked, SnapshotChecked, VerifyReport, verify_dir, verify_dir_with, verify_file,
     verify_file_with,
 };

@@ -3,13 +3,10 @@
 //! Every setter documents its default and what it trades. docs/durability.md
 //! says in plain words what each [`Durability`] can lose.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::db::Db;
-use crate::error::Result;
-use crate::vfs::{StdFs, Vfs};
+use crate::storage::vfs::{StdFs, Vfs};
 
 /// When a write's log record is forced to stable storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -51,7 +48,7 @@ impl std::fmt::Display for Durability {
     }
 }
 
-/// Options for [`Db::open_with`]: a builder.
+/// Options for [`Db::open_with`](crate::Db::open_with): a builder.
 ///
 /// ```
 /// # fn main() -> redru::Result<()> {
@@ -107,7 +104,7 @@ impl Options {
 
     /// Whether a background save starts by itself when the log grows past
     /// the thresholds below. Default `true`. Without it the log grows until
-    /// [`Db::save`], and opening replays all of it.
+    /// [`Db::save`](crate::Db::save), and opening replays all of it.
     pub fn auto_compact(mut self, on: bool) -> Options {
         self.auto_compact = on;
         self
@@ -156,10 +153,5 @@ impl Options {
     pub fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Options {
         self.vfs = vfs;
         self
-    }
-
-    /// Opens (or creates) the database in `dir` with these options.
-    pub fn open(self, dir: impl AsRef<Path>) -> Result<Db> {
-        Db::open_with(dir, self)
     }
 }

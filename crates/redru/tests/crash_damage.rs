@@ -47,7 +47,7 @@ fn make_log(n: u64) -> Result<(Vec<u8>, Vec<Data>), Error> {
         states.push(data_of(&db));
     }
     db.close()?;
-    let segment = PathBuf::from(DIR).join(redru::internal::wal::segment_name(redru::Seq(1)));
+    let segment = PathBuf::from(DIR).join(redru::internal::log::segment_name(redru::Seq(1)));
     Ok((fs.contents(&segment).map_err(|e| Error::InvalidInput(e.to_string()))?, states))
 }
 
@@ -185,7 +185,7 @@ impl Cases {
 }
 
 fn seg_name(first: u64) -> String {
-    redru::internal::wal::segment_name(redru::Seq(first))
+    redru::internal::log::segment_name(redru::Seq(first))
 }
 
 /// Runs `f` over `0..n` on two threads, merging the cases.

@@ -43,7 +43,7 @@ fn workload() -> Vec<Op> {
 const RECOVER: Config = Config { durability: Durability::Always, auto_compact: None, skip_sync: false };
 
 fn is_log(path: &Path) -> bool {
-    redru::internal::wal::parse_segment_name(
+    redru::internal::log::parse_segment_name(
         &path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
     )
     .is_some()

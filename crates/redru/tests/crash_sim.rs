@@ -240,7 +240,7 @@ fn buffered_power_loss_keeps_a_prefix_with_everything_synced() {
 
 fn log_appends(fs: &SimFs) -> usize {
     let is_log = |p: &Path| {
-        redru::internal::wal::parse_segment_name(
+        redru::internal::log::parse_segment_name(
             &p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         )
         .is_some()
@@ -271,7 +271,7 @@ fn buffered_writes_reach_the_file_system_only_at_sync() -> Result<(), Box<dyn st
     db.batch(redru::Batch::new().set("b", json!(2)).delete("k"))?;
     db.create_index("small")?;
     assert_eq!(log_appends(&fs), before, "a buffered write reached the file system before sync");
-    let segment = redru::internal::wal::list_segments(&fs, Path::new("/db"))?.remove(0).path;
+    let segment = redru::internal::log::list_segments(&fs, Path::new("/db"))?.remove(0).path;
     assert!(fs.contents(&segment)?.is_empty());
     let logical = db.stats().wal_bytes;
     assert!(logical > 0, "stats count the buffered records");
@@ -300,7 +300,7 @@ fn a_full_buffer_is_written_and_a_process_crash_loses_at_most_the_buffer() -> Re
         db.set(format!("k{i:03}"), json!({"i": i, "pad": "xxxxxxxxxxxxxxxxxxxx"}))?;
     }
     let logical = db.stats().wal_bytes;
-    let segment = redru::internal::wal::list_segments(&fs, Path::new("/db"))?.remove(0).path;
+    let segment = redru::internal::log::list_segments(&fs, Path::new("/db"))?.remove(0).path;
     let in_file = fs.contents(&segment)?.len() as u64;
     let appends = (log_appends(&fs) - before) as u64;
     // Each write hands over at least the buffer's size, and leaves less than that behind.

@@ -17,7 +17,7 @@ fn opts() -> Options {
 }
 
 fn segment(dir: &Path, first: u64) -> PathBuf {
-    dir.join(redru::internal::wal::segment_name(Seq(first)))
+    dir.join(redru::internal::log::segment_name(Seq(first)))
 }
 
 fn line_starts(bytes: &[u8]) -> Vec<usize> {
@@ -60,7 +60,7 @@ fn repair_cuts_at_the_damage_and_keeps_the_rest_in_quarantine() -> TestResult {
     assert_eq!(aside.keys, ["d", "e"]);
     assert_eq!(aside.unverified_keys, ["c"]);
     let quarantine =
-        dir.path().join(format!("{}.quarantine-{}", redru::internal::wal::segment_name(Seq(1)), starts[2]));
+        dir.path().join(format!("{}.quarantine-{}", redru::internal::log::segment_name(Seq(1)), starts[2]));
     assert_eq!(aside.quarantine, quarantine);
     assert!(plan.to_string().contains("would move"), "{plan}");
 
@@ -111,7 +111,7 @@ fn later_segments_are_renamed_whole() -> TestResult {
         ]
     );
     let q = |first: u64, off: usize| {
-        dir.path().join(format!("{}.quarantine-{off}", redru::internal::wal::segment_name(Seq(first))))
+        dir.path().join(format!("{}.quarantine-{off}", redru::internal::log::segment_name(Seq(first))))
     };
     assert_eq!(std::fs::read(q(1, cut))?, &damaged[cut..]);
     assert_eq!(std::fs::read(q(4, 0))?, second);
@@ -155,7 +155,7 @@ fn a_torn_tail_is_repaired_too() -> TestResult {
     let report = redru::repair(dir.path(), false)?;
     assert_eq!(report.damage.as_ref().map(|d| d.kind), Some(ProblemKind::TornTail));
     assert!(report.is_repaired(), "{report}");
-    let q = dir.path().join(format!("{}.quarantine-{end}", redru::internal::wal::segment_name(Seq(1))));
+    let q = dir.path().join(format!("{}.quarantine-{end}", redru::internal::log::segment_name(Seq(1))));
     assert_eq!(std::fs::read(q)?, &bytes[end..]);
     Ok(())
 }

@@ -25,7 +25,7 @@ fn fill(dir: &Path, n: usize) -> redru::Result<()> {
 }
 
 fn first_segment(dir: &Path) -> PathBuf {
-    dir.join(redru::internal::wal::segment_name(Seq(1)))
+    dir.join(redru::internal::log::segment_name(Seq(1)))
 }
 
 /// Byte offsets where each line starts.
@@ -228,7 +228,7 @@ fn sequence_gap_inside_a_segment() -> TestResult {
 fn sequence_gap_between_segments_and_after_the_snapshot() -> TestResult {
     let dir = tempfile::tempdir()?;
     std::fs::write(first_segment(dir.path()), encode(1, &[set("a", json!(1)), set("b", json!(2))]))?;
-    let later = dir.path().join(redru::internal::wal::segment_name(Seq(5)));
+    let later = dir.path().join(redru::internal::log::segment_name(Seq(5)));
     std::fs::write(&later, encode(5, &[set("e", json!(5))]))?;
     let report = redru::verify_dir(dir.path())?;
     let found: Vec<_> = report.problems.iter().map(|p| (p.kind, p.file.clone(), p.line, p.offset)).collect();
@@ -249,7 +249,7 @@ fn sequence_gap_between_segments_and_after_the_snapshot() -> TestResult {
             std::fs::remove_file(path)?;
         }
     }
-    std::fs::write(other.join(redru::internal::wal::segment_name(Seq(5))), encode(5, &[set("e", json!(5))]))?;
+    std::fs::write(other.join(redru::internal::log::segment_name(Seq(5))), encode(5, &[set("e", json!(5))]))?;
     let report = redru::verify_dir(&other)?;
     assert_eq!(report.problems.len(), 1, "{report}");
     assert_eq!(report.problems[0].kind, ProblemKind::SequenceGap);
@@ -365,9 +365,9 @@ fn a_log_starting_inside_the_snapshot_is_fine() -> TestResult {
     }
     db.save()?;
     drop(db);
-    std::fs::remove_file(dir.path().join(redru::internal::wal::segment_name(Seq(6))))?;
+    std::fs::remove_file(dir.path().join(redru::internal::log::segment_name(Seq(6))))?;
     let records: Vec<Record> = ["c", "d", "e", "f", "g", "h"].iter().map(|k| set(k, json!(k))).collect();
-    std::fs::write(dir.path().join(redru::internal::wal::segment_name(Seq(3))), encode(3, &records))?;
+    std::fs::write(dir.path().join(redru::internal::log::segment_name(Seq(3))), encode(3, &records))?;
     let report = redru::verify_dir(dir.path())?;
     assert!(report.is_clean(), "{report}");
     assert_eq!((report.skipped, report.replayed, report.last_seq, report.keys), (3, 3, 8, 8));

@@ -380,7 +380,7 @@ impl Run {
                 let closed = db.map_or(Ok(()), Db::close);
                 if let (Op::Tear(junk), Ok(())) = (op, &closed)
                     && let Some(last) =
-                        redru::internal::wal::list_segments(&self.fs, &self.dir).ok().and_then(|s| s.last().cloned())
+                        redru::internal::log::list_segments(&self.fs, &self.dir).ok().and_then(|s| s.last().cloned())
                 {
                     let _ = self.fs.append_durable(&last.path, junk);
                 }

@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::db::LOCK_NAME;
 use crate::error::{Error, Result};
-use crate::index::{FieldPath, ValueDigest};
 use crate::options::Options;
-use crate::record::{self, DecodeError, Seq};
-use crate::snapshot::{self, IndexDef, SnapshotInfo};
-use crate::store::{State, build_index};
-use crate::vfs::{LockGuard, LockOutcome, Vfs};
-use crate::wal::{self, Found, Segment, Tail};
+use crate::state::index::{FieldPath, ValueDigest};
+use crate::state::store::{State, build_index};
+use crate::storage::files::LOCK_NAME;
+use crate::storage::log::{self, Found, Segment, Tail};
+use crate::storage::record::{self, DecodeError, Seq};
+use crate::storage::snapshot::{self, IndexDef, SnapshotInfo};
+use crate::storage::vfs::{LockGuard, LockOutcome, Vfs};
 
 /// What kind of problem [`verify_dir`] or [`verify_file`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -500,8 +500,8 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
     }
 
     // The log: segments wholly inside the snapshot are leftovers of an
-    // interrupted save (open removes them unread), as in `wal::read_log`.
-    let segments = wal::list_segments(vfs, dir)?;
+    // interrupted save (open removes them unread), as in `log::read_log`.
+    let segments = log::list_segments(vfs, dir)?;
     let covered = match snapshot_seq {
         Some(s) => segments
             .iter()
@@ -686,7 +686,7 @@ fn check_segment(log: &mut LogCheck, segment: &Segment, bytes: &[u8], last: bool
     let mut expected = segment.first;
     while pos < bytes.len() {
         let rest = &bytes[pos..];
-        let outcome = wal::scan(rest, expected, last, |mut found| {
+        let outcome = log::scan(rest, expected, last, |mut found| {
             found.line += line_base;
             found.offset += pos as u64;
             log.record(path, found);
@@ -700,7 +700,7 @@ fn check_segment(log: &mut LogCheck, segment: &Segment, bytes: &[u8], last: bool
                 let message = format!(
                     "{} bytes after record {after} are not a complete record ({reason}); opening cuts them and keeps them in {}",
                     bytes.len() as u64 - at,
-                    wal::segment_name(segment.first) + &format!(".torn-{at}")
+                    log::segment_name(segment.first) + &format!(".torn-{at}")
                 );
                 let problem = Problem::new(ProblemKind::TornTail, path, Some(line_base + line), Some(at), message)
                     .after(Some(after));
@@ -845,7 +845,7 @@ pub(crate) fn unique_duplicates(state: &State, path: &Path) -> Vec<Problem> {
     let mut out = Vec::new();
     for (field, index) in state.indexes.iter().filter(|(_, i)| i.unique()) {
         let mut seen: BTreeMap<ValueDigest, &str> = BTreeMap::new();
-        let wanted = crate::index::Wanted::of([index.path()]);
+        let wanted = crate::state::index::Wanted::of([index.path()]);
         let mut pairs = Vec::new();
         for (key, value) in state.map.sorted() {
             if let Some(d) = index.digest(&wanted.extract(value.as_str()))

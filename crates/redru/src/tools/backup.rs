@@ -20,15 +20,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{Batch, Db};
 use crate::error::{Error, Result};
-use crate::index::FieldPath;
 use crate::options::Options;
-use crate::record::Seq;
-use crate::snapshot::{self, Frozen, IndexDef};
-use crate::verify::{self, file_sha256, sidecar_path};
-use crate::vfs::Vfs;
+use crate::state::index::FieldPath;
+use crate::storage::record::Seq;
+use crate::storage::snapshot::{self, Frozen, IndexDef};
+use crate::storage::vfs::Vfs;
+use crate::tools::verify::{self, file_sha256, sidecar_path};
 
-/// The backups directory's name inside a data directory.
-pub const BACKUP_DIR: &str = "backups";
+pub use crate::storage::files::BACKUP_DIR;
 
 /// One backup at a time in this process: two in the same second at the same
 /// sequence number would otherwise race for one name.
@@ -179,7 +178,7 @@ pub struct RestoreReport {
     /// Index definitions created to match the backup.
     pub indexes_created: Vec<String>,
     /// How long it took.
-    #[serde(serialize_with = "crate::verify::millis")]
+    #[serde(serialize_with = "crate::tools::verify::millis")]
     pub duration: Duration,
 }
 

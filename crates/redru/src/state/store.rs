@@ -14,21 +14,15 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::doc::Doc;
 use crate::error::{Error, Result};
-use crate::index::{DigestMap, FieldPath, Index, IndexInfo, Wanted};
-use crate::record::{BatchOp, Record, Seq};
+use crate::state::change::{BatchOp, Record, Seq};
+use crate::state::doc::Doc;
+use crate::state::index::{DigestMap, FieldPath, Index, IndexInfo, Wanted};
 
 /// How many shards the map has.
 pub const SHARDS: usize = 64;
 
-/// A key as the map and the indexes hold it: up to 23 bytes inline in the
-/// table's slot (`user:123456` and most keys people choose), longer ones in
-/// one reference-counted allocation shared between the map and every index
-/// that lists the key. Inline keys were the largest single gain for `get`:
-/// comparing a key that lives behind a pointer was half of a lookup's time
-/// (a cache miss per get), and they save an allocation per key.
-pub type Key = smol_str::SmolStr;
+pub use crate::state::key::Key;
 
 /// One shard's table. foldhash (hashbrown's default hasher, randomly seeded
 /// per table) instead of std's SipHash: hashing every key was the largest
@@ -441,14 +435,14 @@ impl State {
 }
 
 /// Refuses a value serde_json could not read back: nested too deeply (see
-/// [`crate::doc::MAX_DEPTH`]) or using its reserved member names (see
-/// [`crate::doc::RESERVED`]).
+/// [`crate::state::doc::MAX_DEPTH`]) or using its reserved member names (see
+/// [`crate::state::doc::RESERVED`]).
 fn check_value(value: &Doc) -> Result<()> {
     if value.too_deep() {
         return Err(Error::InvalidInput(format!(
             "the value is nested {} levels deep; at most {} are supported",
             value.depth(),
-            crate::doc::MAX_DEPTH
+            crate::state::doc::MAX_DEPTH
         )));
     }
     value.check_reserved().map_err(Error::InvalidInput)
@@ -486,7 +480,7 @@ fn short_json(value: Option<&Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::ValueDigest;
+    use crate::state::index::ValueDigest;
     use serde_json::json;
 
     fn set(k: &str, v: Value) -> Record {

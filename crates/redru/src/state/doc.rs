@@ -160,7 +160,7 @@ impl<'de> serde::de::Visitor<'de> for Check {
         f.write_str("a JSON value")
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
-        while let Some(crate::index::StrRef(key)) = access.next_key()? {
+        while let Some(StrRef(key)) = access.next_key()? {
             if key.starts_with(RESERVED) {
                 return Err(serde::de::Error::custom(format!("member names starting with `{RESERVED}` are reserved")));
             }
@@ -355,6 +355,33 @@ impl PartialEq<Value> for Doc {
 impl Serialize for Doc {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.to_value().serialize(serializer)
+    }
+}
+
+/// A JSON string borrowed from the input when it has no escapes (serde's own
+/// `Cow<str>` always copies): keys read while loading or extracting cost no
+/// allocation.
+pub(crate) struct StrRef<'de>(pub std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for StrRef<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = StrRef<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> std::result::Result<StrRef<'de>, E> {
+                Ok(StrRef(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> std::result::Result<StrRef<'de>, E> {
+                Ok(StrRef(std::borrow::Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> std::result::Result<StrRef<'de>, E> {
+                Ok(StrRef(std::borrow::Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

@@ -1,4 +1,5 @@
-//! One WAL record: its in-memory form and its on-disk line, encoded and decoded.
+//! One WAL record's on-disk line, encoded and decoded (the record itself,
+//! [`Record`], is the state's `change` type, re-exported here).
 //!
 //! Pure: no I/O. A line is `CCCCCCCC {json}\n`, where `CCCCCCCC` is the crc32
 //! (lowercase hex) of the JSON payload bytes. Decoding either returns a record
@@ -8,68 +9,9 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::doc::Doc;
-use crate::index::FieldPath;
-
-/// A record's sequence number: strictly increasing by one across the whole log.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Seq(pub u64);
-
-impl Seq {
-    /// The sequence number after this one.
-    pub fn next(self) -> Seq {
-        Seq(self.0 + 1)
-    }
-}
-
-impl std::fmt::Display for Seq {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// One operation of an atomic batch.
-#[derive(Clone, Debug, PartialEq)]
-pub enum BatchOp {
-    /// Insert or replace `key`.
-    Set(String, Doc),
-    /// Remove `key` (a no-op if it is absent).
-    Delete(String),
-    /// Remove every key (what follows in the batch is applied to an empty map).
-    Clear,
-}
-
-impl BatchOp {
-    /// The key this operation touches (`None` for a clear).
-    pub fn key(&self) -> Option<&str> {
-        match self {
-            BatchOp::Set(k, _) | BatchOp::Delete(k) => Some(k),
-            BatchOp::Clear => None,
-        }
-    }
-}
-
-/// A mutation, as logged.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Record {
-    /// Insert or replace a key.
-    Set(String, Doc),
-    /// Remove a key.
-    Delete(String),
-    /// Several operations applied all together or not at all.
-    Batch(Vec<BatchOp>),
-    /// Remove every key (index definitions stay).
-    Clear,
-    /// Define a hash index on a field path.
-    CreateIndex {
-        /// The field path, as the user wrote it.
-        field: String,
-        /// Whether two keys may share a value.
-        unique: bool,
-    },
-    /// Remove an index definition.
-    DropIndex(String),
-}
+pub use crate::state::change::{BatchOp, Record, Seq};
+use crate::state::doc::Doc;
+use crate::state::index::FieldPath;
 
 /// Bytes before the JSON payload: eight hex digits and a space.
 pub const PREFIX_LEN: usize = 9;

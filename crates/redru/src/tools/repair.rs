@@ -16,10 +16,10 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::options::Options;
-use crate::record::{self, BatchOp, DecodeError, Record};
-use crate::verify::{self, Problem, VerifyReport};
-use crate::vfs::Vfs;
-use crate::wal::{self, Segment};
+use crate::storage::log::{self, Segment};
+use crate::storage::record::{self, BatchOp, DecodeError, Record};
+use crate::storage::vfs::Vfs;
+use crate::tools::verify::{self, Problem, VerifyReport};
 
 /// At most this many affected keys are listed per set-aside file.
 const MAX_KEYS: usize = 1000;
@@ -75,7 +75,7 @@ pub struct RepairReport {
     /// `verify` after the repair (not in a dry run).
     pub after: Option<VerifyReport>,
     /// How long it took.
-    #[serde(serialize_with = "crate::verify::millis")]
+    #[serde(serialize_with = "crate::tools::verify::millis")]
     pub duration: Duration,
 }
 
@@ -163,7 +163,7 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
         let problem = analysis.report.problems.first();
         let what = problem.map(|p| format!("{}: {}", p.kind, p.message)).unwrap_or_default();
         return Err(Error::BadSnapshot {
-            path: dir.join(crate::snapshot::FILE_NAME),
+            path: dir.join(crate::storage::snapshot::FILE_NAME),
             reason: format!("{what}; `repair` only cuts the log and cannot rebuild a snapshot, nothing was changed"),
         });
     }
@@ -208,7 +208,7 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
     let mut truncate: Option<(&Segment, u64)> = None;
     for ((segment, offset, tail), aside) in planned.iter().zip(report.set_aside.iter_mut()) {
         if *offset > 0 {
-            aside.quarantine = wal::set_aside(vfs, dir, segment, "quarantine", *offset, tail)?;
+            aside.quarantine = log::set_aside(vfs, dir, segment, "quarantine", *offset, tail)?;
             truncate = Some((segment, *offset));
         }
     }
@@ -232,8 +232,8 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
 }
 
 /// The quarantine name for bytes of `segment` from `offset`: the segment's
-/// name + `.quarantine-<offset>` (scheme: [`wal::segment_name`]), with `.1`,
-/// `.2`... when taken, exactly as [`wal::set_aside`] picks it.
+/// name + `.quarantine-<offset>` (scheme: [`log::segment_name`]), with `.1`,
+/// `.2`... when taken, exactly as [`log::set_aside`] picks it.
 fn free_name(
     vfs: &dyn Vfs,
     dir: &Path,
@@ -241,7 +241,7 @@ fn free_name(
     offset: u64,
     taken: &mut BTreeSet<PathBuf>,
 ) -> Result<PathBuf> {
-    let base = format!("{}.quarantine-{offset}", wal::segment_name(segment.first));
+    let base = format!("{}.quarantine-{offset}", log::segment_name(segment.first));
     let mut path = dir.join(&base);
     let mut n = 1;
     while taken.contains(&path) || vfs.exists(&path).map_err(|e| Error::io("checking", &path, e))? {

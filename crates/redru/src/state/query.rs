@@ -18,10 +18,10 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::doc::Doc;
 use crate::error::{Error, Result};
-use crate::index::{FieldPath, ValueDigest};
-use crate::store::State;
+use crate::state::doc::Doc;
+use crate::state::index::{FieldPath, ValueDigest};
+use crate::state::store::State;
 
 /// A comparison operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -395,7 +395,7 @@ pub fn run(state: &State, query: &Query) -> QueryResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Record, Seq};
+    use crate::state::change::{Record, Seq};
     use serde_json::json;
 
     fn state() -> State {

@@ -12,7 +12,8 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
-use crate::store::Key;
+use crate::state::doc::StrRef;
+use crate::state::key::Key;
 
 /// A path into a JSON value: `name`, `address.city`, `tags.0`, or `$` (the whole value).
 ///
@@ -209,33 +210,6 @@ impl<'de> serde::de::Visitor<'de> for &Wanted {
     }
     fn visit_unit<E>(self) -> std::result::Result<Value, E> {
         Ok(Value::Null)
-    }
-}
-
-/// A JSON string borrowed from the input when it has no escapes (serde's own
-/// `Cow<str>` always copies): keys read while loading or extracting cost no
-/// allocation.
-pub(crate) struct StrRef<'de>(pub std::borrow::Cow<'de, str>);
-
-impl<'de> serde::Deserialize<'de> for StrRef<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = StrRef<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> std::result::Result<StrRef<'de>, E> {
-                Ok(StrRef(std::borrow::Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> std::result::Result<StrRef<'de>, E> {
-                Ok(StrRef(std::borrow::Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E>(self, s: String) -> std::result::Result<StrRef<'de>, E> {
-                Ok(StrRef(std::borrow::Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 

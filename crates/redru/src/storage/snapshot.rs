@@ -13,17 +13,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::doc::Doc;
 use crate::error::{Error, Result};
-use crate::index::{FieldPath, StrRef};
-use crate::record::Seq;
-use crate::store::{Key, Map, SHARDS, ShardLists, State, build_index};
-use crate::vfs::{VFile, Vfs};
+use crate::state::doc::Doc;
+use crate::state::doc::StrRef;
+use crate::state::index::FieldPath;
+use crate::state::store::{Key, Map, SHARDS, ShardLists, State, build_index};
+use crate::storage::files;
+use crate::storage::record::Seq;
+use crate::storage::vfs::{VFile, Vfs};
 
 /// The snapshot's file name in a data directory.
-pub const FILE_NAME: &str = "database.json";
+pub const FILE_NAME: &str = files::SNAPSHOT;
 /// The name a snapshot is written under before it is renamed into place.
-pub const TMP_NAME: &str = "database.json.tmp";
+pub const TMP_NAME: &str = files::SNAPSHOT_TMP;
 /// The value of the snapshot's `format` member.
 pub const FORMAT: &str = "redru-snapshot";
 /// The snapshot format version this build writes and reads.
@@ -385,7 +387,7 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Record;
+    use crate::storage::record::Record;
     use serde_json::json;
 
     fn sample() -> State {
@@ -399,7 +401,7 @@ mod tests {
     #[test]
     fn write_then_parse_roundtrips() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let info = write_atomic(&crate::vfs::StdFs, dir.path(), &Frozen::of(&sample()))?;
+        let info = write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&sample()))?;
         let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
         assert_eq!(info.bytes, bytes.len() as u64);
         // It is plain JSON: any JSON reader takes it.
@@ -426,7 +428,7 @@ mod tests {
             state.apply(Seq(i + 1), &Record::Set(key, crate::Doc::from(value)));
         }
         let dir = tempfile::tempdir()?;
-        let info = write_atomic(&crate::vfs::StdFs, dir.path(), &Frozen::of(&state))?;
+        let info = write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&state))?;
         let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
         let content = &bytes[..bytes.len() - TRAILER_LEN];
         let lines = parse_lines(content).ok_or("the line parser refused its own layout")?;
@@ -456,7 +458,7 @@ mod tests {
     #[test]
     fn every_damage_is_refused() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        write_atomic(&crate::vfs::StdFs, dir.path(), &Frozen::of(&sample()))?;
+        write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&sample()))?;
         let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
         for i in 0..bytes.len() {
             let mut damaged = bytes.clone();

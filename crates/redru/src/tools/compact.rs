@@ -14,9 +14,9 @@ use serde::Serialize;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::options::Options;
-use crate::snapshot;
-use crate::vfs::Vfs;
-use crate::wal;
+use crate::storage::log;
+use crate::storage::snapshot;
+use crate::storage::vfs::Vfs;
 
 /// Disk use of a data directory (the snapshot and the log; side files not counted).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -42,7 +42,7 @@ impl DiskUsage {
         if vfs.exists(&snap).map_err(|e| Error::io("checking", &snap, e))? {
             usage.snapshot_bytes = vfs.read(&snap).map_err(|e| Error::io("reading", &snap, e))?.len() as u64;
         }
-        for segment in wal::list_segments(vfs, dir)? {
+        for segment in log::list_segments(vfs, dir)? {
             usage.wal_bytes +=
                 vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?.len() as u64;
             usage.wal_segments += 1;
@@ -69,7 +69,7 @@ pub struct CompactReport {
     /// What opening recovered (a torn tail cut), if anything.
     pub recovery: Option<String>,
     /// Total time, open to close.
-    #[serde(serialize_with = "crate::verify::millis")]
+    #[serde(serialize_with = "crate::tools::verify::millis")]
     pub duration: Duration,
 }
 

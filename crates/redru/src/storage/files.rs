@@ -1,0 +1,44 @@
+//! The name of every file redru keeps in a data directory, in one place.
+//!
+//! ```text
+//! DIR/redru.lock                      the directory lock (stays after close)
+//! DIR/database.json                   the snapshot; database.json.tmp while written
+//! DIR/wal-<20-digit first seq>.wal    log segments, sorting in log order
+//! DIR/wal-….wal.torn-<offset>         a torn tail cut off at open, kept aside
+//! DIR/wal-….wal.quarantine-<offset>   what `repair` set aside
+//! DIR/backups/backup-….json           backups (their scheme: tools::backup::backup_name)
+//! ```
+
+use crate::state::change::Seq;
+
+/// The lock file's name in a data directory. It stays after close (removing
+/// a lock file another process may be opening would let two processes in).
+pub const LOCK_NAME: &str = "redru.lock";
+
+/// The snapshot's file name.
+pub const SNAPSHOT: &str = "database.json";
+
+/// The snapshot's name while it is being written (renamed over [`SNAPSHOT`] once synced).
+pub const SNAPSHOT_TMP: &str = "database.json.tmp";
+
+/// The backups directory's name inside a data directory.
+pub const BACKUP_DIR: &str = "backups";
+
+/// The name of the segment whose first record has sequence number `first`.
+///
+/// The naming scheme, in one place: `wal-` + 20-digit zero-padded first
+/// sequence number + `.wal`, so names sort in log order. The torn-tail side
+/// file of a segment is the segment's name + `.torn-<offset>`; `repair`'s
+/// quarantine file is the segment's name + `.quarantine-<offset>`.
+pub fn segment_name(first: Seq) -> String {
+    format!("wal-{:020}.wal", first.0)
+}
+
+/// Parses a segment name made by [`segment_name`].
+pub fn parse_segment_name(name: &str) -> Option<Seq> {
+    let digits = name.strip_prefix("wal-")?.strip_suffix(".wal")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(Seq)
+}

@@ -1,0 +1,35 @@
+//! The write-ahead log: segment files, appending with group commit, and
+//! scanning with the torn-tail policy.
+//!
+//! Invariants: sequence numbers are strictly increasing by one across all
+//! segments; every segment but the last was fsynced before the next was
+//! created, so damage there is always corruption; only the last segment can
+//! have a torn tail, and only bytes after its last valid record count as one.
+//! A record is acknowledged (in `Durability::Always`) only once an fsync that
+//! started after its append has returned. In `Durability::Buffered` records
+//! wait in the writer's buffer and reach the file as one append of whole
+//! lines; every sync, rotation and freeze writes the buffer out first.
+//!
+//! Laid out as fjall's journal: [`segment`] (which files), [`reader`] (one
+//! segment's records and the torn-tail rule), [`recovery`] (the whole log at
+//! open, cutting a torn tail), [`writer`] (appending, rotation) and
+//! [`group_commit`] (shared fsyncs, poisoning).
+
+mod group_commit;
+mod reader;
+mod recovery;
+mod segment;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+// The log's whole interface; some of it only the whitebox tests use.
+#[allow(unused_imports)]
+pub use group_commit::Wal;
+#[allow(unused_imports)]
+pub use reader::{Damage, Found, ScanOutcome, Tail, scan};
+#[allow(unused_imports)]
+pub use recovery::{LogScan, TornFound, cut_torn_tail, read_log, set_aside};
+#[allow(unused_imports)]
+pub use segment::{Segment, list_segments, parse_segment_name, remove_segments, segment_name};
+pub use writer::Writer;

@@ -1,0 +1,293 @@
+//! Unit tests of the log: scanning, the torn-tail rule, the writer and group commit.
+
+use super::reader::PARALLEL_DECODE_BYTES;
+use super::*;
+use crate::error::{Error, Result};
+use crate::storage::record::{self, Record, Seq};
+use crate::storage::vfs::{VFile, Vfs};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+fn log(records: &[Record], first: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        record::encode(Seq(first + i as u64), r, &mut out);
+    }
+    out
+}
+
+fn sets(n: usize) -> Vec<Record> {
+    (0..n).map(|i| Record::Set(format!("k{i}"), crate::Doc::from(json!(i)))).collect()
+}
+
+fn run(bytes: &[u8], first: u64, last: bool) -> Result<(Vec<u64>, ScanOutcome)> {
+    let mut seen = Vec::new();
+    let out = scan(bytes, Seq(first), last, |f| {
+        seen.push(f.seq.0);
+        Ok(())
+    })?;
+    Ok((seen, out))
+}
+
+#[test]
+fn names_sort_in_log_order() {
+    assert_eq!(segment_name(Seq(42)), "wal-00000000000000000042.wal");
+    assert_eq!(parse_segment_name(&segment_name(Seq(u64::MAX))), Some(Seq(u64::MAX)));
+    assert_eq!(parse_segment_name("wal-42.wal"), None);
+    assert_eq!(parse_segment_name("wal-00000000000000000042.wal.torn-7"), None);
+}
+
+#[test]
+fn every_cut_of_the_last_record_is_a_torn_tail() -> Result<()> {
+    let bytes = log(&sets(3), 1);
+    let second_end = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(1).map(|(i, _)| i + 1).unwrap_or(0);
+    for cut in second_end..bytes.len() {
+        let (seen, out) = run(&bytes[..cut], 1, true)?;
+        assert_eq!(seen, [1, 2], "cut at {cut}");
+        if cut == second_end {
+            assert_eq!(out, Ok((Tail::Clean, Seq(3))));
+        } else {
+            assert!(matches!(out, Ok((Tail::Torn { offset, line: 3, .. }, _)) if offset == second_end as u64));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn zeros_and_garbage_after_the_end_are_torn() -> Result<()> {
+    let mut bytes = log(&sets(2), 1);
+    let end = bytes.len() as u64;
+    bytes.extend_from_slice(&[0u8; 4096]);
+    let (_, out) = run(&bytes, 1, true)?;
+    assert!(matches!(out, Ok((Tail::Torn { offset, .. }, _)) if offset == end));
+    bytes.extend_from_slice(b"\ngarbage\n\x07\x07\n");
+    let (_, out) = run(&bytes, 1, true)?;
+    assert!(matches!(out, Ok((Tail::Torn { offset, .. }, _)) if offset == end));
+    Ok(())
+}
+
+#[test]
+fn damage_followed_by_valid_records_is_corruption() -> Result<()> {
+    let bytes = log(&sets(5), 1);
+    let starts: Vec<usize> =
+        std::iter::once(0).chain(bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)).collect();
+    let mut damaged = bytes.clone();
+    damaged[starts[2] + 20] ^= 0x10;
+    let (seen, out) = run(&damaged, 1, true)?;
+    assert_eq!(seen, [1, 2]);
+    let damage = out.err();
+    assert_eq!(damage.as_ref().map(|d| (d.line, d.offset, d.after)), Some((3, starts[2] as u64, Some(Seq(2)))));
+    // In an older segment even a damaged last line is corruption.
+    let mut tail_damaged = bytes.clone();
+    let n = tail_damaged.len();
+    tail_damaged[n - 3] ^= 0x10;
+    assert!(run(&tail_damaged, 1, false)?.1.is_err());
+    assert!(matches!(run(&tail_damaged, 1, true)?.1, Ok((Tail::Torn { line: 5, .. }, _))));
+    Ok(())
+}
+
+#[test]
+fn a_large_segment_decoded_in_parallel_scans_the_same() -> Result<()> {
+    let records: Vec<Record> = (0..20_000)
+        .map(|i| Record::Set(format!("key{i}"), crate::Doc::from(json!({"i": i, "pad": "x".repeat(40)}))))
+        .collect();
+    let bytes = log(&records, 1);
+    assert!(bytes.len() >= PARALLEL_DECODE_BYTES);
+    let (seen, out) = run(&bytes, 1, true)?;
+    assert_eq!(seen.len(), 20_000);
+    assert_eq!(out, Ok((Tail::Clean, Seq(20_001))));
+    let starts: Vec<usize> =
+        std::iter::once(0).chain(bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)).collect();
+    // Damage in the middle: refused at its line, with the records before it seen.
+    let mut damaged = bytes.clone();
+    damaged[starts[12_345] + 30] ^= 0x08;
+    let (seen, out) = run(&damaged, 1, true)?;
+    assert_eq!(seen.len(), 12_345);
+    assert_eq!(out.err().map(|d| (d.line, d.offset)), Some((12_346, starts[12_345] as u64)));
+    // A torn last record and zeros after it: a torn tail.
+    let mut torn = bytes[..bytes.len() - 10].to_vec();
+    torn.extend_from_slice(&[0u8; 5000]);
+    let (seen, out) = run(&torn, 1, true)?;
+    assert_eq!(seen.len(), 19_999);
+    assert!(matches!(out, Ok((Tail::Torn { line: 20_000, .. }, _))));
+    Ok(())
+}
+
+#[test]
+fn gaps_and_steps_back_are_corruption() -> Result<()> {
+    let mut bytes = log(&sets(2), 1);
+    bytes.extend(log(&sets(1), 4));
+    let damage = run(&bytes, 1, true)?.1.err();
+    assert!(damage.is_some_and(|d| d.line == 3 && d.reason.contains("gap")));
+    let mut back = log(&sets(2), 1);
+    back.extend(log(&sets(1), 2));
+    let damage = run(&back, 1, true)?.1.err();
+    assert!(damage.is_some_and(|d| d.line == 3 && d.reason.contains("back")));
+    // The first record must carry the expected number too.
+    assert!(run(&log(&sets(1), 5), 1, true)?.1.is_err());
+    Ok(())
+}
+
+/// A file whose fsyncs block until the test releases them, each with the outcome it is given.
+#[derive(Debug, Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    data: Vec<u8>,
+    /// fsyncs entered so far.
+    entered: usize,
+    /// Outcomes released so far, one per fsync in order (true: success).
+    released: Vec<bool>,
+}
+
+impl Gate {
+    fn state(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn wait_until(&self, done: impl Fn(&GateState) -> bool) {
+        let mut state = self.state();
+        while !done(&state) {
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+    fn release(&self, ok: bool) {
+        self.state().released.push(ok);
+        self.changed.notify_all();
+    }
+}
+
+struct GateFile(Arc<Gate>);
+
+impl VFile for GateFile {
+    fn append(&self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.state().data.extend_from_slice(buf);
+        Ok(())
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        let mut state = self.0.state();
+        let me = state.entered;
+        state.entered += 1;
+        self.0.changed.notify_all();
+        // The sync of the cut after a failure is not gated.
+        while state.released.len() <= me && !state.released.contains(&false) {
+            state = self.0.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        if state.released.get(me) == Some(&false) {
+            Err(std::io::Error::other("injected fsync failure"))
+        } else {
+            Ok(())
+        }
+    }
+    fn truncate(&self, len: u64) -> std::io::Result<()> {
+        self.0.state().data.truncate(len as usize);
+        Ok(())
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.0.state().data.len() as u64)
+    }
+}
+
+#[derive(Debug)]
+struct GateFs(Arc<Gate>);
+
+impl Vfs for GateFs {
+    fn create_dir_all(&self, _: &Path) -> std::io::Result<()> {
+        Err(std::io::Error::other("unused"))
+    }
+    fn list(&self, _: &Path) -> std::io::Result<Vec<String>> {
+        Err(std::io::Error::other("unused"))
+    }
+    fn exists(&self, _: &Path) -> std::io::Result<bool> {
+        Err(std::io::Error::other("unused"))
+    }
+    fn open_append(&self, _: &Path) -> std::io::Result<Box<dyn VFile>> {
+        Ok(Box::new(GateFile(Arc::clone(&self.0))))
+    }
+    fn create_new(&self, _: &Path) -> std::io::Result<Box<dyn VFile>> {
+        Err(std::io::Error::other("unused"))
+    }
+    fn read(&self, _: &Path) -> std::io::Result<crate::storage::vfs::FileBytes> {
+        Err(std::io::Error::other("unused"))
+    }
+    fn rename(&self, _: &Path, _: &Path) -> std::io::Result<()> {
+        Err(std::io::Error::other("unused"))
+    }
+    fn remove(&self, _: &Path) -> std::io::Result<()> {
+        Err(std::io::Error::other("unused"))
+    }
+    fn sync_dir(&self, _: &Path) -> std::io::Result<()> {
+        Err(std::io::Error::other("unused"))
+    }
+    fn try_lock(&self, _: &Path) -> std::io::Result<crate::storage::vfs::LockOutcome> {
+        Err(std::io::Error::other("unused"))
+    }
+}
+
+/// Group commit with a gated fsync: a leader appends record 1 and blocks in its
+/// fsync; `waiters` more writers append records 2.. and park behind it; then
+/// the fsyncs are released with `outcomes`. Returns each writer's result (the
+/// leader's first), the fsync count and the file's final length.
+fn gated_group(waiters: usize, outcomes: &[bool]) -> (Vec<Result<()>>, u64, usize) {
+    let gate = Arc::new(Gate::default());
+    let vfs: Arc<dyn Vfs> = Arc::new(GateFs(Arc::clone(&gate)));
+    let segment = Segment { path: PathBuf::from("wal-test"), first: Seq(1) };
+    let writer = match Writer::open(vfs, Path::new("."), segment, Vec::new(), Seq(0)) {
+        Ok(writer) => writer,
+        Err(e) => return (vec![Err(e)], 0, 0),
+    };
+    let wal = Wal::new(writer, Seq(0));
+    let write = |wal: &Wal| -> Result<()> {
+        let seq = wal.lock().append(&Record::Set("k".into(), crate::Doc::from(json!(1))))?;
+        wal.wait_durable(seq)
+    };
+    let results = std::thread::scope(|s| {
+        let leader = s.spawn(|| write(&wal));
+        gate.wait_until(|g| g.entered == 1);
+        let others: Vec<_> = (0..waiters).map(|_| s.spawn(|| write(&wal))).collect();
+        // Every writer is parked behind the leader's fsync before it returns.
+        while wal.sync_state().waiters.len() < waiters {
+            std::thread::yield_now();
+        }
+        for &ok in outcomes {
+            gate.release(ok);
+        }
+        std::iter::once(leader)
+            .chain(others)
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::InvalidInput("writer panicked".into()))))
+            .collect()
+    });
+    let len = gate.state().data.len();
+    (results, wal.syncs(), len)
+}
+
+#[test]
+fn writers_parked_behind_a_failed_fsync_all_get_the_error() {
+    let (results, syncs, len) = gated_group(6, &[false]);
+    assert_eq!(results.len(), 7);
+    for r in &results {
+        assert!(matches!(r, Err(Error::Poisoned { cause }) if cause.contains("injected")), "{r:?}");
+    }
+    assert_eq!(syncs, 1);
+    assert_eq!(len, 0, "the unsynced records are cut");
+}
+
+#[test]
+fn the_fsync_after_the_leaders_covers_the_writers_parked_behind_it() {
+    // The first fsync covers only the leader's record; the role passes to one
+    // parked writer, whose single fsync covers all the others.
+    let (results, syncs, len) = gated_group(6, &[true, true]);
+    assert_eq!(results.len(), 7);
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    assert_eq!(syncs, 2);
+    assert!(len > 0);
+    // And if that second fsync fails, all six get the error, the leader none.
+    let (results, syncs, _) = gated_group(6, &[true, false]);
+    assert!(results[0].is_ok());
+    assert!(results[1..].iter().all(|r| matches!(r, Err(Error::Poisoned { .. }))), "{results:?}");
+    assert_eq!(syncs, 2);
+}

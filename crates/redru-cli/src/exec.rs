@@ -370,7 +370,30 @@ fn wrap(text: &str, width: usize) -> String {
     out
 }
 
-/// Prints `error: ...` (with anyhow's cause chain) on stderr.
+/// Prints `error: ...` (with anyhow's cause chain) on stderr, followed on
+/// the same line by the command that helps, when the error has one.
 pub fn print_error(error: &anyhow::Error, color: bool) {
-    eprintln!("{} {error:#}", paint(sgr::ERROR, "error:", color));
+    let hint = error.chain().find_map(|e| e.downcast_ref::<redru::Error>()).and_then(hint);
+    let hint = hint.map(|h| format!("; {h}")).unwrap_or_default();
+    eprintln!("{} {error:#}{hint}", paint(sgr::ERROR, "error:", color));
+}
+
+/// The shell command that deals with a library error: the library's messages
+/// name library calls, a person at the prompt needs the command line.
+fn hint(error: &redru::Error) -> Option<String> {
+    use redru::Error;
+    match error {
+        Error::Corrupt { path, .. } => {
+            let dir = path.parent().map(|p| p.display().to_string()).unwrap_or_else(|| ".".into());
+            Some(format!("run `redru repair --dir {dir}` (see `redru repair --dry-run` first)"))
+        }
+        Error::BadSnapshot { .. } => {
+            Some("`redru backups` lists the backups, `redru restore NAME` restores one".into())
+        }
+        Error::NoIndex { field } => Some(format!("create one with `index {field}`")),
+        Error::BackupNotFound { .. } | Error::BadBackupName { .. } => {
+            Some("`redru backups` lists the backups; `restore --file PATH` takes a file elsewhere".into())
+        }
+        _ => None,
+    }
 }

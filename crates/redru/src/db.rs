@@ -171,8 +171,8 @@ pub struct Stats {
 /// An atomic group of sets and deletes: all are applied, or none.
 ///
 /// ```
-/// # fn main() -> redru::Result<()> {
-/// # let dir = tempfile::tempdir().map_err(|e| redru::Error::InvalidInput(e.to_string()))?;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
 /// # let db = redru::Db::open(dir.path())?;
 /// use serde_json::json;
 /// db.batch(redru::Batch::new().set("a", json!(1)).set("b", json!(2)).delete("c"))?;
@@ -388,8 +388,8 @@ impl Db {
     /// The value of `key` deserialized into `T`; an error if it does not fit `T`.
     ///
     /// ```
-    /// # fn main() -> redru::Result<()> {
-    /// # let dir = tempfile::tempdir().map_err(|e| redru::Error::InvalidInput(e.to_string()))?;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
     /// # let db = redru::Db::open(dir.path())?;
     /// #[derive(serde::Deserialize)]
     /// struct User { name: String }
@@ -400,7 +400,14 @@ impl Db {
     /// # }
     /// ```
     pub fn get_as<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.get(key).map(|doc| doc.deserialize()).transpose()
+        self.get(key)
+            .map(|doc| {
+                doc.deserialize().map_err(|e| match e {
+                    Error::Deserialize { reason, .. } => Error::Deserialize { key: Some(key.to_owned()), reason },
+                    other => other,
+                })
+            })
+            .transpose()
     }
 
     /// Whether `key` exists.
@@ -495,9 +502,7 @@ impl Db {
     pub fn find(&self, field: &str, value: &Value) -> Result<Vec<String>> {
         let path = FieldPath::parse(field)?;
         let state = self.inner.read_state();
-        let index = state
-            .index(&path)
-            .ok_or_else(|| Error::Index(format!("there is no index on `{path}` (create one with `index {path}`)")))?;
+        let index = state.index(&path).ok_or_else(|| Error::NoIndex { field: path.to_string() })?;
         Ok(index.lookup(&ValueDigest::of(value)).map(|k| k.to_string()).collect())
     }
 
@@ -505,9 +510,7 @@ impl Db {
     pub fn find_entries(&self, field: &str, value: &Value) -> Result<Vec<(String, Doc)>> {
         let path = FieldPath::parse(field)?;
         let state = self.inner.read_state();
-        let index = state
-            .index(&path)
-            .ok_or_else(|| Error::Index(format!("there is no index on `{path}` (create one with `index {path}`)")))?;
+        let index = state.index(&path).ok_or_else(|| Error::NoIndex { field: path.to_string() })?;
         Ok(index
             .lookup(&ValueDigest::of(value))
             .filter_map(|k| state.map.get(k).map(|v| (k.to_string(), v.clone())))
@@ -519,8 +522,8 @@ impl Db {
     /// the keys are scanned. The result says which plan ran.
     ///
     /// ```
-    /// # fn main() -> redru::Result<()> {
-    /// # let dir = tempfile::tempdir().map_err(|e| redru::Error::InvalidInput(e.to_string()))?;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
     /// # let db = redru::Db::open(dir.path())?;
     /// use redru::{Query, json};
     /// db.set("u1", json!({"name": "Alice", "age": 30}))?;

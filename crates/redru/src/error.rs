@@ -1,8 +1,10 @@
 //! The library's one error type.
 //!
-//! Every variant carries what a person needs to act on it: the path, the line
-//! and byte offset, what was expected, and for damage the command that repairs
-//! it. `Display` is written for people; nothing reuses `{:?}` as a message.
+//! Every variant carries what a person needs to act on it, as fields a caller
+//! can match on: the path, the line and byte offset, the field, the key, and
+//! for damage the function that repairs it. `Display` is written for people;
+//! nothing reuses `{:?}` as a message. Messages name library calls, never
+//! shell commands: the `redru` command line adds its own when it prints one.
 
 use std::path::PathBuf;
 
@@ -37,7 +39,7 @@ pub enum Error {
 
     /// A file is damaged in a way that is not a torn tail: refused, never skipped.
     #[error("{path}: corrupt at line {line}, byte offset {offset}: {reason}; \
-             run `redru repair --dir {dir}` to keep the records before it and set the rest aside",
+             `redru::repair` on {dir} keeps the records before it and sets the rest aside",
         dir = .path.parent().map(|p| p.display().to_string()).unwrap_or_else(|| ".".into()),
         path = .path.display())]
     Corrupt {
@@ -53,7 +55,7 @@ pub enum Error {
 
     /// The snapshot `database.json` (or a backup) failed its integrity check.
     #[error(
-        "{path}: snapshot is damaged: {reason}; restore a backup (`redru backups` lists them, `redru restore NAME` restores one)"
+        "{path}: snapshot is damaged: {reason}; restore a backup (`redru::list_backups` lists them, `Db::restore` restores one)"
     )]
     BadSnapshot {
         /// The snapshot file.
@@ -87,17 +89,114 @@ pub enum Error {
         value: String,
     },
 
-    /// An index operation named a field that has no index, or one that exists.
-    #[error("{0}")]
-    Index(String),
+    /// A lookup or `drop_index` named a field that has no index.
+    #[error("there is no index on `{field}`")]
+    NoIndex {
+        /// The field path, as given.
+        field: String,
+    },
 
-    /// A caller passed something redru cannot accept (a bad field path, a bad query...).
-    #[error("{0}")]
-    InvalidInput(String),
+    /// `create_index` named a field that already has an index.
+    #[error("an index on `{field}` already exists")]
+    IndexExists {
+        /// The field path, as given.
+        field: String,
+    },
 
-    /// A backup could not be found, or its name was refused.
-    #[error("{0}")]
-    Backup(String),
+    /// A field path that cannot be read (`a..b`, an empty path).
+    #[error("{reason}")]
+    InvalidFieldPath {
+        /// The path, as given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A query that the query language cannot read.
+    #[error("{reason}")]
+    InvalidQuery {
+        /// The query, as given.
+        query: String,
+        /// What is wrong, and where.
+        reason: String,
+    },
+
+    /// A value that is not valid JSON, or that could not be read back exactly
+    /// once stored (nested too deeply, serde_json's reserved member names).
+    #[error("{}{reason}", .key.as_ref().map(|k| format!("value of `{k}`: ")).unwrap_or_default())]
+    InvalidValue {
+        /// The key being written, when known.
+        key: Option<String>,
+        /// What is wrong with the value.
+        reason: String,
+    },
+
+    /// A stored value does not deserialize into the type asked for.
+    #[error("cannot deserialize value{}: {reason}", .key.as_ref().map(|k| format!(" of `{k}`")).unwrap_or_default())]
+    Deserialize {
+        /// The key read, when known.
+        key: Option<String>,
+        /// serde's message.
+        reason: String,
+    },
+
+    /// An import file that cannot be imported; nothing was.
+    #[error("{path}: {reason}; nothing was imported")]
+    Import {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// No backup of that name in the backups directory.
+    #[error("there is no backup named {name:?} in {dir}", dir = .dir.display())]
+    BackupNotFound {
+        /// The name, as given.
+        name: String,
+        /// The backups directory.
+        dir: PathBuf,
+    },
+
+    /// A backup name that could leave the backups directory, or is empty.
+    #[error(
+        "refusing backup name {name:?}: {reason}; give a name that `redru::list_backups` lists, or a path to `Db::restore_file`"
+    )]
+    BadBackupName {
+        /// The name, as given.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// `backup_to` a path that exists: a backup never overwrites a file.
+    #[error("{path} already exists; a backup never overwrites a file", path = .path.display())]
+    BackupExists {
+        /// The path.
+        path: PathBuf,
+    },
+
+    /// A backup just written did not verify when read back; it was left for inspection.
+    #[error("the backup read back from {path} does not verify ({reason}); it was left there for inspection", path = .path.display())]
+    BackupUnverified {
+        /// The temporary file left in place.
+        path: PathBuf,
+        /// What did not match.
+        reason: String,
+    },
+
+    /// A restore failed after it started changing the database; the state
+    /// before it is in the backup named `undo`.
+    #[error("restore of {path} failed midway ({source}); to undo, restore {undo}", path = .path.display())]
+    RestoreFailed {
+        /// The backup being restored.
+        path: PathBuf,
+        /// The backup of the state before the restore began.
+        undo: String,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {

@@ -51,8 +51,8 @@ impl std::fmt::Display for Durability {
 /// Options for [`Db::open_with`](crate::Db::open_with): a builder.
 ///
 /// ```
-/// # fn main() -> redru::Result<()> {
-/// # let dir = tempfile::tempdir().map_err(|e| redru::Error::InvalidInput(e.to_string()))?;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
 /// use redru::{Durability, Options};
 /// use std::time::Duration;
 /// let db = Options::new()

@@ -28,7 +28,7 @@ fn writers_on_many_threads_are_all_recovered() -> TestResult {
             })
             .collect();
         for h in handles {
-            h.join().map_err(|_| redru::Error::InvalidInput("writer thread panicked".into()))??;
+            h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         }
         Ok(())
     })?;
@@ -77,8 +77,8 @@ fn saves_and_reads_run_alongside_writers() -> TestResult {
             db.save()?;
             saves += 1;
         }
-        writer.join().map_err(|_| redru::Error::InvalidInput("writer panicked".into()))??;
-        reader.join().map_err(|_| redru::Error::InvalidInput("reader panicked".into()))?;
+        writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         assert!(saves > 0);
         Ok(())
     })?;

@@ -48,7 +48,10 @@ fn make_log(n: u64) -> Result<(Vec<u8>, Vec<Data>), Error> {
     }
     db.close()?;
     let segment = PathBuf::from(DIR).join(redru::internal::log::segment_name(redru::Seq(1)));
-    Ok((fs.contents(&segment).map_err(|e| Error::InvalidInput(e.to_string()))?, states))
+    Ok((
+        fs.contents(&segment).map_err(|source| Error::Io { action: "reading", path: segment.clone(), source })?,
+        states,
+    ))
 }
 
 /// A fresh disk holding `files` (name, bytes) durably in `/db`.
@@ -322,7 +325,7 @@ fn make_snapshot(keys: u64, pad: usize) -> Result<(Vec<u8>, Data), Error> {
     db.close()?;
     let bytes = fs
         .contents(&Path::new(DIR).join(redru::internal::snapshot::FILE_NAME))
-        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        .map_err(|source| Error::Io { action: "reading", path: redru::internal::snapshot::FILE_NAME.into(), source })?;
     Ok((bytes, data))
 }
 

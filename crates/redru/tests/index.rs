@@ -43,7 +43,7 @@ fn find_stays_exact_through_updates_restarts_and_compaction() -> TestResult {
         [("address.city", 1, 2), ("name", 2, 3)]
     );
     db.drop_index("address.city")?;
-    assert!(matches!(db.find("address.city", &json!("Bergen")), Err(Error::Index(_))));
+    assert!(matches!(db.find("address.city", &json!("Bergen")), Err(Error::NoIndex { .. })));
     drop(db);
     let db = Db::open(dir.path())?;
     assert_eq!(db.indexes().len(), 1);
@@ -139,7 +139,8 @@ proptest! {
         conds in prop::collection::vec(condition(), 1..4),
     ) {
         let run = || -> redru::Result<(Entries, Entries)> {
-            let dir = tempfile::tempdir().map_err(|e| Error::InvalidInput(e.to_string()))?;
+            let dir = tempfile::tempdir()
+                .map_err(|source| Error::Io { action: "creating", path: "a temporary directory".into(), source })?;
             let db = Options::new().durability(Durability::Never).open(dir.path())?;
             for (k, v) in &rows {
                 db.set(format!("k{k}"), v.clone())?;

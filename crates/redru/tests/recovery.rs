@@ -90,7 +90,7 @@ fn a_flipped_byte_in_a_middle_record_is_refused_with_line_and_offset() -> TestRe
             other => panic!("expected Corrupt, got {other:?}"),
         }
         let message = err.to_string();
-        assert!(message.contains("redru repair --dir"), "{message}");
+        assert!(message.contains("redru::repair"), "{message}");
         assert!(message.contains(&format!("line {line}")), "{message}");
         // Nothing was changed by the refused open.
         assert_eq!(std::fs::read(&seg)?, bytes);

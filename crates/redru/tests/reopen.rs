@@ -289,8 +289,8 @@ fn values_too_deep_to_read_back_are_refused() -> TestResult {
     let deepest = nested(redru::MAX_DEPTH);
     db.set("ok", &deepest)?;
     let too_deep = serde_json::Value::Array(vec![deepest.clone()]);
-    assert!(matches!(db.set("deep", &too_deep), Err(Error::InvalidInput(_))));
-    assert!(matches!(db.batch(Batch::new().set("deep", &too_deep)), Err(Error::InvalidInput(_))));
+    assert!(matches!(db.set("deep", &too_deep), Err(Error::InvalidValue { .. })));
+    assert!(matches!(db.batch(Batch::new().set("deep", &too_deep)), Err(Error::InvalidValue { .. })));
     let seq = db.stats().last_seq;
     drop(db);
     let db = Db::open(dir.path())?;
@@ -330,8 +330,8 @@ fn serde_json_reserved_member_names_are_refused() -> TestResult {
         json!({"a": [{"$serde_json::private::RawValue": "1"}]}),
         json!({"a": {"$serde_json::private::Number": "1"}}),
     ] {
-        assert!(matches!(db.set("k", &bad), Err(Error::InvalidInput(_))), "{bad} was accepted");
-        assert!(matches!(db.batch(Batch::new().set("k", &bad)), Err(Error::InvalidInput(_))), "{bad} in a batch");
+        assert!(matches!(db.set("k", &bad), Err(Error::InvalidValue { .. })), "{bad} was accepted");
+        assert!(matches!(db.batch(Batch::new().set("k", &bad)), Err(Error::InvalidValue { .. })), "{bad} in a batch");
     }
     let fine = json!({"a": "$serde_json::private::RawValue", "b$serde_json::private::": 1});
     db.set("fine", &fine)?;

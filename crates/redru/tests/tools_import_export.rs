@@ -151,7 +151,7 @@ fn the_shape_can_be_forced() -> TestResult {
     // Forcing lines on an object file is an error that changes nothing.
     std::fs::write(&file, b"{\n\"a\": 1\n}\n")?;
     let lines = ImportOptions { format: ImportFormat::Lines, replace: true };
-    assert!(matches!(db.import_with(&file, lines, &mut |_, _| {}), Err(Error::InvalidInput(_))));
+    assert!(matches!(db.import_with(&file, lines, &mut |_, _| {}), Err(Error::Import { .. })));
     assert_eq!(db.len(), 2);
     Ok(())
 }

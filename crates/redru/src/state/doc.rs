@@ -59,15 +59,15 @@ impl Doc {
 
     /// The value deserialized into any type, without building a `Value` first.
     pub fn deserialize<T: DeserializeOwned>(&self) -> crate::Result<T> {
-        serde_json::from_str(&self.0).map_err(|e| crate::Error::InvalidInput(format!("cannot deserialize value: {e}")))
+        serde_json::from_str(&self.0).map_err(|e| crate::Error::Deserialize { key: None, reason: e.to_string() })
     }
 
     /// Parses and checks JSON text, keeping it as written. Refuses invalid
     /// JSON and nesting deeper than [`MAX_DEPTH`].
     pub fn parse(text: &str) -> crate::Result<Doc> {
-        let raw: &RawValue =
-            serde_json::from_str(text).map_err(|e| crate::Error::InvalidInput(format!("invalid JSON value: {e}")))?;
-        Doc::from_raw(raw).map_err(crate::Error::InvalidInput)
+        let invalid = |reason: String| crate::Error::InvalidValue { key: None, reason };
+        let raw: &RawValue = serde_json::from_str(text).map_err(|e| invalid(format!("invalid JSON value: {e}")))?;
+        Doc::from_raw(raw).map_err(invalid)
     }
 
     /// How deeply arrays and objects nest (0 for a scalar).

@@ -34,13 +34,17 @@ impl FieldPath {
             return Ok(FieldPath { text: "$".into(), segments: Vec::new() });
         }
         if text.is_empty() {
-            return Err(Error::InvalidInput("empty field path (use `$` for the whole value)".into()));
+            return Err(Error::InvalidFieldPath {
+                path: text.to_owned(),
+                reason: "empty field path (use `$` for the whole value)".into(),
+            });
         }
         let segments: Vec<String> = text.split('.').map(str::to_owned).collect();
         if segments.iter().any(String::is_empty) {
-            return Err(Error::InvalidInput(format!(
-                "field path `{text}` has an empty segment (write `a.b.c`, positions as `tags.0`)"
-            )));
+            return Err(Error::InvalidFieldPath {
+                path: text.to_owned(),
+                reason: format!("field path `{text}` has an empty segment (write `a.b.c`, positions as `tags.0`)"),
+            });
         }
         Ok(FieldPath { text: text.to_owned(), segments })
     }
@@ -459,7 +463,8 @@ mod tests {
         ];
         let paths = ["name", "address.city", "address.zip.1", "tags.1", "tags.01", "tags.1.k", "0", "0.name", "n", "$"];
         for text in texts {
-            let full: Value = serde_json::from_str(text).map_err(|e| Error::InvalidInput(e.to_string()))?;
+            let full: Value =
+                serde_json::from_str(text).map_err(|e| Error::InvalidValue { key: None, reason: e.to_string() })?;
             for n in 1..=paths.len() {
                 // Each path alone, and growing sets of them together.
                 for set in [&paths[n - 1..n], &paths[..n]] {

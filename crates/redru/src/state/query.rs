@@ -166,7 +166,7 @@ enum Token {
 }
 
 fn tokenize(text: &str) -> Result<Vec<Token>> {
-    let bad = |msg: String| Error::InvalidInput(msg);
+    let bad = |reason: String| Error::InvalidQuery { query: String::new(), reason };
     let chars: Vec<char> = text.chars().collect();
     let mut tokens = Vec::new();
     let mut i = 0;
@@ -246,13 +246,21 @@ fn json_end(chars: &[char], start: usize) -> Option<usize> {
 impl Query {
     /// Parses the query language (module docs): conditions joined by `and`.
     pub fn parse(text: &str) -> Result<Query> {
-        let tokens = tokenize(text)?;
+        // The helpers leave the query out of their errors; it is filled in here.
+        let with_query = |e: Error| match e {
+            Error::InvalidQuery { reason, .. } => Error::InvalidQuery { query: text.to_owned(), reason },
+            other => other,
+        };
+        let tokens = tokenize(text).map_err(with_query)?;
         if tokens.is_empty() {
-            return Err(Error::InvalidInput("empty query: write a condition such as `name = Alice`".into()));
+            return Err(with_query(Error::InvalidQuery {
+                query: String::new(),
+                reason: "empty query: write a condition such as `name = Alice`".into(),
+            }));
         }
         let mut conditions = Vec::new();
         for clause in tokens.split(|t| matches!(t, Token::Word(w) if w.eq_ignore_ascii_case("and"))) {
-            conditions.push(parse_clause(clause)?);
+            conditions.push(parse_clause(clause).map_err(with_query)?);
         }
         Ok(Query { conditions })
     }
@@ -272,7 +280,7 @@ fn value_of(token: &Token) -> Option<Value> {
 }
 
 fn parse_clause(clause: &[Token]) -> Result<Condition> {
-    let bad = |msg: String| Error::InvalidInput(msg);
+    let bad = |reason: String| Error::InvalidQuery { query: String::new(), reason };
     let usage = "write `field = value`, `field < value` (= != < <= > >=), `exists field` or `prefix text`";
     match clause {
         [] => Err(bad(format!("empty condition around `and`: {usage}"))),

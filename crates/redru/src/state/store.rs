@@ -216,13 +216,13 @@ impl State {
     pub fn check_with(&self, record: &Record, parsed: Option<&Value>) -> Result<()> {
         match record {
             Record::Set(key, value) => {
-                check_value(value)?;
+                check_value(key, value)?;
                 self.check_unique(&[(key.as_str(), Some((value, parsed)))], false)
             }
             Record::Batch(ops) => {
                 for op in ops {
-                    if let BatchOp::Set(_, value) = op {
-                        check_value(value)?;
+                    if let BatchOp::Set(key, value) = op {
+                        check_value(key, value)?;
                     }
                 }
                 if !self.has_unique() {
@@ -252,7 +252,7 @@ impl State {
             Record::CreateIndex { field, unique } => {
                 let path = FieldPath::parse(field)?;
                 if self.indexes.contains_key(path.as_str()) {
-                    return Err(Error::Index(format!("an index on `{path}` already exists")));
+                    return Err(Error::IndexExists { field: path.to_string() });
                 }
                 if *unique {
                     let mut seen: DigestMap<&str> = DigestMap::default();
@@ -279,7 +279,7 @@ impl State {
                 if self.indexes.contains_key(path.as_str()) {
                     Ok(())
                 } else {
-                    Err(Error::Index(format!("there is no index on `{path}`")))
+                    Err(Error::NoIndex { field: path.to_string() })
                 }
             }
         }
@@ -437,15 +437,16 @@ impl State {
 /// Refuses a value serde_json could not read back: nested too deeply (see
 /// [`crate::state::doc::MAX_DEPTH`]) or using its reserved member names (see
 /// [`crate::state::doc::RESERVED`]).
-fn check_value(value: &Doc) -> Result<()> {
+fn check_value(key: &str, value: &Doc) -> Result<()> {
+    let invalid = |reason: String| Error::InvalidValue { key: Some(key.to_owned()), reason };
     if value.too_deep() {
-        return Err(Error::InvalidInput(format!(
+        return Err(invalid(format!(
             "the value is nested {} levels deep; at most {} are supported",
             value.depth(),
             crate::state::doc::MAX_DEPTH
         )));
     }
-    value.check_reserved().map_err(Error::InvalidInput)
+    value.check_reserved().map_err(invalid)
 }
 
 /// Builds an index on `path` from scratch.
@@ -545,7 +546,7 @@ mod tests {
             Err(Error::UniqueViolation { .. })
         ));
         assert!(s.check(&Record::CreateIndex { field: "tag".into(), unique: false }).is_ok());
-        assert!(matches!(s.check(&Record::DropIndex("nope".into())), Err(Error::Index(_))));
+        assert!(matches!(s.check(&Record::DropIndex("nope".into())), Err(Error::NoIndex { .. })));
     }
 
     #[test]

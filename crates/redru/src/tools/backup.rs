@@ -363,10 +363,7 @@ fn write_backup(vfs: &dyn Vfs, path: &Path, frozen: &Frozen, time: u64) -> Resul
     let checked = light_check(&tmp, &bytes);
     if checked != Ok((written.seq.0, written.keys)) || bytes.len() as u64 != written.bytes {
         let why = checked.err().unwrap_or_else(|| "its content differs from what was written".into());
-        return Err(Error::Backup(format!(
-            "the backup read back from {} does not verify ({why}); it was left there for inspection",
-            tmp.display()
-        )));
+        return Err(Error::BackupUnverified { path: tmp, reason: why });
     }
     let sha256 = file_sha256(&bytes);
     drop(bytes);
@@ -410,11 +407,7 @@ fn now() -> u64 {
 /// Resolves a backup name inside `backups`, refusing anything that could
 /// leave it: empty names, `/`, `\`, `..`, a leading `.`, NUL.
 fn resolve(vfs: &dyn Vfs, backups: &Path, name: &str) -> Result<PathBuf> {
-    let refuse = |why: &str| {
-        Err(Error::Backup(format!(
-            "refusing backup name {name:?}: {why}; give a name from `redru backups`, or an explicit path with `--file`"
-        )))
-    };
+    let refuse = |why: &str| Err(Error::BadBackupName { name: name.to_owned(), reason: why.to_owned() });
     if name.is_empty() {
         return refuse("it is empty");
     }
@@ -430,7 +423,7 @@ fn resolve(vfs: &dyn Vfs, backups: &Path, name: &str) -> Result<PathBuf> {
             return Ok(path);
         }
     }
-    Err(Error::Backup(format!("there is no backup named {name:?} in {} (see `redru backups`)", backups.display())))
+    Err(Error::BackupNotFound { name: name.to_owned(), dir: backups.to_owned() })
 }
 
 impl Db {
@@ -472,7 +465,7 @@ impl Db {
         self.check_poisoned()?;
         let vfs = &*self.options().vfs;
         if vfs.exists(path).map_err(|e| Error::io("checking", path, e))? {
-            return Err(Error::Backup(format!("{} already exists; a backup never overwrites a file", path.display())));
+            return Err(Error::BackupExists { path: path.to_owned() });
         }
         let _one = WRITING.lock().unwrap_or_else(|p| p.into_inner());
         let frozen = self.freeze()?;
@@ -526,9 +519,8 @@ impl Db {
         }
 
         let undo = self.backup()?;
-        let failed = |e: Error| {
-            Error::Backup(format!("restore of {} failed midway ({e}); to undo, restore {}", path.display(), undo.name))
-        };
+        let failed =
+            |e: Error| Error::RestoreFailed { path: path.to_owned(), undo: undo.name.clone(), source: Box::new(e) };
         let wanted: Vec<(String, bool)> = state.indexes.values().map(|i| (i.path().to_string(), i.unique())).collect();
         let current: Vec<(String, bool)> = self.indexes().into_iter().map(|i| (i.field, i.unique)).collect();
         let mut dropped = Vec::new();

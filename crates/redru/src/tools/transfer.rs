@@ -188,7 +188,7 @@ fn parse_import(
 }
 
 fn invalid(path: &Path, why: String) -> Error {
-    Error::InvalidInput(format!("{}: {why}; nothing was imported", path.display()))
+    Error::Import { path: path.to_owned(), reason: why }
 }
 
 /// Counts the bytes the JSON parser has consumed, for progress.

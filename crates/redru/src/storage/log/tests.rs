@@ -258,7 +258,7 @@ fn gated_group(waiters: usize, outcomes: &[bool]) -> (Vec<Result<()>>, u64, usiz
         }
         std::iter::once(leader)
             .chain(others)
-            .map(|h| h.join().unwrap_or_else(|_| Err(Error::InvalidInput("writer panicked".into()))))
+            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             .collect()
     });
     let len = gate.state().data.len();

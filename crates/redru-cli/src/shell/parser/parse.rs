@@ -1,0 +1,383 @@
+//! Parsing: [`parse`] turns one line (or a multi-line JSON value) into a
+//! [`Command`], or a [`ParseError`] carrying the named command's usage;
+//! [`parse_value`], [`parse_find`] and [`looks_like_query`] also serve the one-shot CLI.
+//!
+//! Invariant: a value that opens like JSON (`{`, `[`, `"`) is JSON or an
+//! error, never silently stored as text.
+
+use serde_json::Value;
+
+use super::command::{Command, Find};
+use super::glob::Pattern;
+use super::table::spec;
+use super::tokens::Cursor;
+
+/// A line the shell could not understand, with the usage of the command it named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// What is wrong.
+    pub message: String,
+    /// The usage line of the command, when the command was recognised.
+    pub usage: Option<&'static str>,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(usage) = self.usage {
+            write!(f, " (usage: {usage})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parses one command. `Ok(None)` for a blank line or a `#` comment.
+pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
+    let mut cur = Cursor::new(line);
+    cur.skip_ws();
+    if cur.at_end() || cur.rest().starts_with('#') {
+        return Ok(None);
+    }
+    let name = cur.bare_word();
+    let spec = spec(name).ok_or_else(|| ParseError {
+        message: format!("unknown command `{name}`; type `help` for the list"),
+        usage: None,
+    })?;
+    let usage = spec.usage;
+    let err = |message: String| ParseError { message, usage: Some(usage) };
+    let key = |cur: &mut Cursor, what: &str| -> Result<String, ParseError> {
+        cur.word().map_err(err)?.ok_or_else(|| err(format!("missing {what}")))
+    };
+    let end = |cur: &mut Cursor, after: &str| -> Result<(), ParseError> {
+        cur.skip_ws();
+        if cur.at_end() {
+            Ok(())
+        } else {
+            let extra = cur.rest().trim_end();
+            let hint = if after == "key" { "; quote keys with spaces: \"my key\"" } else { "" };
+            Err(err(format!("unexpected `{extra}` after the {after}{hint}")))
+        }
+    };
+    let command = match spec.name {
+        "set" => {
+            let key = key(&mut cur, "key")?;
+            let text = cur.rest().trim();
+            if text.is_empty() {
+                return Err(err(format!("missing value for `{key}`")));
+            }
+            Command::Set { key, value: parse_value(text).map_err(err)? }
+        }
+        "get" | "delete" | "exists" => {
+            let key = key(&mut cur, "key")?;
+            end(&mut cur, "key")?;
+            match spec.name {
+                "get" => Command::Get { key },
+                "delete" => Command::Delete { key },
+                _ => Command::Exists { key },
+            }
+        }
+        "list" | "count" => {
+            let pattern = cur.word().map_err(err)?.map(Pattern::new);
+            end(&mut cur, "pattern")?;
+            if spec.name == "list" { Command::List { pattern } } else { Command::Count { pattern } }
+        }
+        "find" => Command::Find(parse_find(cur.rest().trim()).map_err(err)?),
+        "explain" => {
+            let query = cur.rest().trim();
+            if query.is_empty() {
+                return Err(err("missing query".into()));
+            }
+            Command::Explain { query: query.to_owned() }
+        }
+        "index" => {
+            let field = key(&mut cur, "field")?;
+            let unique = match cur.word().map_err(err)?.as_deref() {
+                None => false,
+                Some("unique" | "--unique" | "UNIQUE") => true,
+                Some(other) => return Err(err(format!("expected `unique` after the field, found `{other}`"))),
+            };
+            end(&mut cur, "field")?;
+            Command::Index { field, unique }
+        }
+        "drop-index" => {
+            let field = key(&mut cur, "field")?;
+            end(&mut cur, "field")?;
+            Command::DropIndex { field }
+        }
+        "clear" => {
+            let yes = match cur.word().map_err(err)?.as_deref() {
+                None => false,
+                Some("--yes" | "-y" | "yes") => true,
+                Some(other) => return Err(err(format!("unexpected `{other}`"))),
+            };
+            end(&mut cur, "flag")?;
+            Command::Clear { yes }
+        }
+        "backup" => {
+            let mut path = None;
+            let mut keep = None;
+            while let Some(word) = cur.word().map_err(err)? {
+                if word == "--keep" {
+                    let n = cur.word().map_err(err)?.ok_or_else(|| err("`--keep` needs a number".into()))?;
+                    keep = Some(n.parse().map_err(|_| err(format!("`{n}` is not a number of backups")))?);
+                } else if path.is_none() {
+                    path = Some(word);
+                } else {
+                    return Err(err(format!("unexpected `{word}`")));
+                }
+            }
+            Command::Backup { path, keep }
+        }
+        "restore" => {
+            let first = key(&mut cur, "backup name (or --file <path>)")?;
+            let (name, file) = if first == "--file" { (key(&mut cur, "backup file")?, true) } else { (first, false) };
+            end(&mut cur, "backup name")?;
+            Command::Restore { name, file }
+        }
+        "prune-backups" => {
+            let keep = key(&mut cur, "number of backups to keep")?;
+            let keep = keep.parse().map_err(|_| err(format!("`{keep}` is not a number of backups")))?;
+            end(&mut cur, "number")?;
+            Command::PruneBackups { keep }
+        }
+        "export" | "import" => {
+            let mut path = None;
+            let mut flag = false;
+            let wanted = if spec.name == "export" { "--lines" } else { "--replace" };
+            while let Some(word) = cur.word().map_err(err)? {
+                if word == wanted {
+                    flag = true;
+                } else if path.is_none() {
+                    path = Some(word);
+                } else {
+                    return Err(err(format!("unexpected `{word}`")));
+                }
+            }
+            if spec.name == "export" {
+                Command::Export { path, lines: flag }
+            } else {
+                let path = path.ok_or_else(|| err("missing file".into()))?;
+                Command::Import { path, replace: flag }
+            }
+        }
+        "help" => {
+            let topic = cur.word().map_err(err)?;
+            end(&mut cur, "command name")?;
+            Command::Help { topic }
+        }
+        other => {
+            end(&mut cur, "command")?;
+            match other {
+                "indexes" => Command::Indexes,
+                "stats" => Command::Stats,
+                "save" => Command::Save,
+                "sync" => Command::Sync,
+                "backups" => Command::Backups,
+                _ => Command::Exit,
+            }
+        }
+    };
+    Ok(Some(command))
+}
+
+/// `find`'s argument text: `<field> <value>` or a query.
+pub fn parse_find(text: &str) -> Result<Find, String> {
+    if text.is_empty() {
+        return Err("missing field and value".into());
+    }
+    if looks_like_query(text) {
+        return Ok(Find::Query(text.to_owned()));
+    }
+    let mut cur = Cursor::new(text);
+    let field = cur.word()?.ok_or("missing field")?;
+    let value = cur.rest().trim();
+    if value.is_empty() {
+        return Err(format!("missing the value to look for in `{field}`"));
+    }
+    Ok(Find::Equals { field, value: parse_value(value)? })
+}
+
+/// A query, rather than `<field> <value>`: its first clause shows an operator
+/// (`name = x`, `name=x`, `age >= 3`) or starts with `exists`/`prefix`. Later
+/// clauses need no look: a query's first clause always has one of those.
+pub fn looks_like_query(text: &str) -> bool {
+    let mut words = text.split_whitespace();
+    let first = words.next().unwrap_or("");
+    let second = words.next().unwrap_or("");
+    let is_op = |w: &str| ["=", "==", "!=", "<", "<=", ">", ">="].iter().any(|op| w.starts_with(op));
+    first.contains(['=', '<', '>'])
+        || is_op(second)
+        || first.eq_ignore_ascii_case("exists")
+        || first.eq_ignore_ascii_case("prefix")
+}
+
+/// A value as typed: JSON when it parses, text otherwise. Text that opens
+/// like JSON (`{`, `[`, `"`) must be JSON: a typo there is an error, never a
+/// silently stored string. `'...'` is verbatim text.
+pub fn parse_value(text: &str) -> Result<Value, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("missing value".into());
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => Ok(value),
+        Err(e) => {
+            if text.starts_with(['{', '[', '"']) {
+                let what = match text.as_bytes()[0] {
+                    b'{' => "object",
+                    b'[' => "array",
+                    _ => "string",
+                };
+                let tip = if what == "string" {
+                    "; for text with quotes inside, wrap it in single quotes: 'say \"hi\" twice'"
+                } else {
+                    ""
+                };
+                Err(format!("invalid JSON {what}: {e}{tip}"))
+            } else if text.len() >= 2 && text.starts_with('\'') && text.ends_with('\'') {
+                Ok(Value::String(text[1..text.len() - 1].to_owned()))
+            } else {
+                Ok(Value::String(text.to_owned()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shell::parser::testing::{fails, ok, set};
+    use serde_json::json;
+
+    #[test]
+    fn blank_and_comment_lines_are_nothing() {
+        assert_eq!(parse(""), Ok(None));
+        assert_eq!(parse("   \t "), Ok(None));
+        assert_eq!(parse("# a comment"), Ok(None));
+        assert_eq!(parse("  # indented comment"), Ok(None));
+    }
+
+    #[test]
+    fn quoted_and_bare_strings_store_the_same_text() {
+        assert_eq!(ok("set name Alice"), set("name", json!("Alice")));
+        assert_eq!(ok("set name \"Alice\""), set("name", json!("Alice")));
+        assert_eq!(ok("set name 'Alice'"), set("name", json!("Alice")));
+    }
+
+    #[test]
+    fn value_is_the_rest_of_the_line() {
+        assert_eq!(ok("set greeting hello   big world  "), set("greeting", json!("hello   big world")));
+        assert_eq!(ok("set note it's fine"), set("note", json!("it's fine")));
+        assert_eq!(ok("set q 'say \"hi\" twice'"), set("q", json!("say \"hi\" twice")));
+        assert_eq!(ok("set url http://x/?a=b#c"), set("url", json!("http://x/?a=b#c")));
+    }
+
+    #[test]
+    fn json_values_keep_their_type() {
+        assert_eq!(ok("set n 42"), set("n", json!(42)));
+        assert_eq!(ok("set n -1.5e3"), set("n", json!(-1500.0)));
+        assert_eq!(ok("set b true"), set("b", json!(true)));
+        assert_eq!(ok("set z null"), set("z", json!(null)));
+        assert_eq!(ok("set o {\"a\": [1, {\"b\": null}]}"), set("o", json!({"a": [1, {"b": null}]})));
+        assert_eq!(ok("set a [1, 2, 3]"), set("a", json!([1, 2, 3])));
+        assert_eq!(ok("set s \"line\\nbreak \\u00e9\""), set("s", json!("line\nbreak é")));
+        // Not JSON numbers: kept as text exactly as typed.
+        assert_eq!(ok("set zip 007"), set("zip", json!("007")));
+        assert_eq!(ok("set v 1.2.3"), set("v", json!("1.2.3")));
+        assert_eq!(ok("set t True"), set("t", json!("True")));
+    }
+
+    #[test]
+    fn multi_line_json_values_parse() {
+        assert_eq!(
+            ok("set user {\n  \"name\": \"Alice\",\n  \"age\": 30\n}"),
+            set("user", json!({"name": "Alice", "age": 30}))
+        );
+    }
+
+    #[test]
+    fn broken_json_is_an_error_not_a_string() {
+        for line in ["set k {\"a\":", "set k [1, 2", "set k {a: 1}", "set k [1,]", "set k \"open", "set k \"a\" b"] {
+            let e = fails(line);
+            assert!(e.message.contains("invalid JSON"), "{line:?}: {e}");
+            assert_eq!(e.usage, Some("set <key> <value>"));
+        }
+    }
+
+    #[test]
+    fn missing_arguments_name_the_usage() {
+        let e = fails("set");
+        assert_eq!(e.message, "missing key");
+        assert_eq!(e.usage, Some("set <key> <value>"));
+        assert!(fails("set k").message.contains("missing value"));
+        assert!(fails("set k    ").message.contains("missing value"));
+        assert_eq!(fails("get").usage, Some("get <key>"));
+        assert!(fails("index").message.contains("missing field"));
+        assert!(fails("find").message.contains("missing"));
+        assert!(fails("find name").message.contains("missing the value"));
+        assert!(fails("stats now").message.contains("unexpected `now`"));
+        let unknown = fails("frobnicate x");
+        assert!(unknown.message.contains("unknown command `frobnicate`"));
+        assert_eq!(unknown.usage, None);
+    }
+
+    #[test]
+    fn list_takes_a_prefix_or_a_glob() {
+        assert_eq!(ok("list"), Command::List { pattern: None });
+        assert_eq!(ok("list user:"), Command::List { pattern: Some(Pattern::Prefix("user:".into())) });
+        assert_eq!(ok("count user:*"), Command::Count { pattern: Some(Pattern::Glob("user:*".into())) });
+        assert_eq!(ok("list \"a b\""), Command::List { pattern: Some(Pattern::Prefix("a b".into())) });
+    }
+
+    #[test]
+    fn find_is_equality_or_a_query() {
+        assert_eq!(ok("find name Alice"), Command::Find(Find::Equals { field: "name".into(), value: json!("Alice") }));
+        assert_eq!(ok("find age 30"), Command::Find(Find::Equals { field: "age".into(), value: json!(30) }));
+        assert_eq!(
+            ok("find name Alice Smith"),
+            Command::Find(Find::Equals { field: "name".into(), value: json!("Alice Smith") })
+        );
+        for q in
+            ["name = Alice and age >= 30", "name=Alice", "age > 3", "exists address.city", "age != 3", "prefix user:"]
+        {
+            assert_eq!(ok(&format!("find {q}")), Command::Find(Find::Query(q.into())), "{q}");
+        }
+        assert!(fails("find tags [1,").message.contains("invalid JSON"));
+        assert_eq!(ok("explain name = x"), Command::Explain { query: "name = x".into() });
+    }
+
+    #[test]
+    fn index_clear_and_flags() {
+        assert_eq!(ok("index name"), Command::Index { field: "name".into(), unique: false });
+        assert_eq!(ok("index email unique"), Command::Index { field: "email".into(), unique: true });
+        assert_eq!(ok("index email --unique"), Command::Index { field: "email".into(), unique: true });
+        assert!(fails("index email uniq").message.contains("expected `unique`"));
+        assert_eq!(ok("drop-index name"), Command::DropIndex { field: "name".into() });
+        assert_eq!(ok("clear"), Command::Clear { yes: false });
+        assert_eq!(ok("clear --yes"), Command::Clear { yes: true });
+        assert!(fails("clear now").message.contains("unexpected"));
+    }
+
+    #[test]
+    fn backup_and_transfer_commands() {
+        assert_eq!(ok("backup"), Command::Backup { path: None, keep: None });
+        assert_eq!(ok("backup \"/tmp/a b.json\""), Command::Backup { path: Some("/tmp/a b.json".into()), keep: None });
+        assert_eq!(ok("backup --keep 3"), Command::Backup { path: None, keep: Some(3) });
+        assert!(fails("backup --keep x").message.contains("not a number"));
+        assert_eq!(ok("restore --file /x/b.json"), Command::Restore { name: "/x/b.json".into(), file: true });
+        assert_eq!(ok("backups"), Command::Backups);
+        assert_eq!(ok("restore b1"), Command::Restore { name: "b1".into(), file: false });
+        assert!(fails("restore").message.contains("missing backup name"));
+        assert_eq!(ok("prune-backups 3"), Command::PruneBackups { keep: 3 });
+        assert!(fails("prune-backups x").message.contains("not a number"));
+        assert_eq!(ok("export"), Command::Export { path: None, lines: false });
+        assert_eq!(ok("export --lines"), Command::Export { path: None, lines: true });
+        assert_eq!(ok("export d.jsonl --lines"), Command::Export { path: Some("d.jsonl".into()), lines: true });
+        assert_eq!(ok("import d.json"), Command::Import { path: "d.json".into(), replace: false });
+        assert_eq!(ok("import --replace d.json"), Command::Import { path: "d.json".into(), replace: true });
+        assert!(fails("import").message.contains("missing file"));
+        assert!(fails("import a b").message.contains("unexpected `b`"));
+    }
+}

@@ -20,7 +20,7 @@ use crate::sim::{Rng, SimFs};
 /// One WAL line from raw bytes: decodes or says why not. A decoded record
 /// re-encodes to a line that decodes to the same record and re-encodes to the
 /// very same bytes; its values are the payload's (by an independent parse)
-/// and every one reads back (see [`check_doc`]).
+/// and every one reads back (see `check_doc`).
 pub fn record_decode(data: &[u8]) {
     if let Ok((seq, rec)) = record::decode(data) {
         for doc in docs_of(&rec) {
@@ -161,7 +161,7 @@ pub fn wal_replay(data: &[u8]) {
 
 /// Snapshot bytes: as they are, and with a correct SHA-256 trailer appended
 /// (so the fuzzer gets past the digest). Load either succeeds or refuses; a
-/// load is checked by [`check_snapshot`].
+/// load is checked by `check_snapshot`.
 pub fn snapshot_load(data: &[u8]) {
     let path = Path::new("/db/database.json");
     if let Ok((state, info)) = redru::internal::snapshot::parse(path, data) {

@@ -237,6 +237,19 @@ impl Options {
 
 impl Db {
     /// Opens (or creates) the database in `dir` with the default [`Options`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let db = redru::Db::open(dir.path())?;
+    /// db.set("greeting", redru::json!("hello"))?;
+    /// db.close()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Db::open_with`].
     pub fn open(dir: impl AsRef<Path>) -> Result<Db> {
         Db::open_with(dir, Options::default())
     }
@@ -244,6 +257,16 @@ impl Db {
     /// Opens (or creates) the database in `dir`: takes the directory lock,
     /// loads and verifies the snapshot, replays the log, cuts a torn tail
     /// (keeping the bytes in a side file) and refuses corruption.
+    ///
+    /// # Errors
+    /// - [`Error::Locked`] if another `Db`, in this process or another, has the
+    ///   directory open.
+    /// - [`Error::Corrupt`] if a log record is damaged anywhere but in a torn
+    ///   tail (the error names the file, line and byte offset; [`repair`](crate::repair)
+    ///   keeps the records before it).
+    /// - [`Error::BadSnapshot`] if `database.json` fails its SHA-256 or cannot
+    ///   be read (restore a backup: [`list_backups`](crate::list_backups), [`Db::restore`]).
+    /// - [`Error::Io`] if the directory cannot be created, read or locked.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
         let started = Instant::now();
         let dir = dir.as_ref().to_owned();
@@ -399,6 +422,9 @@ impl Db {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::Deserialize`] (naming the key) if the stored value does not fit `T`.
     pub fn get_as<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.get(key)
             .map(|doc| {
@@ -444,6 +470,27 @@ impl Db {
 
     /// Inserts or replaces `key`. Returns once the write is durable (in
     /// [`Durability::Always`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = redru::Db::open(dir.path())?;
+    /// db.set("user:1", redru::json!({"name": "Alice"}))?;   // a Value
+    /// db.set("n", redru::Doc::parse("12345678901234567890123")?)?; // JSON text, digits kept
+    /// assert_eq!(db.get("n").map(|d| d.as_str().to_owned()).as_deref(), Some("12345678901234567890123"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// - [`Error::InvalidValue`] if a value could not be read back exactly once
+    ///   stored (nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH), or using
+    ///   serde_json's reserved member names): nothing is written.
+    /// - [`Error::UniqueViolation`] if a unique index would see two keys share a
+    ///   value: nothing is written.
+    /// - [`Error::Io`] if the log cannot be written or synced: the write is not
+    ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
+    /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn set<'a>(&self, key: impl Into<String>, value: impl IntoDoc<'a>) -> Result<()> {
         let (doc, parsed) = value.into_parts();
         self.inner.commit_with(Record::Set(key.into(), doc), parsed.as_deref()).map(|_| ())
@@ -451,6 +498,11 @@ impl Db {
 
     /// Removes `key`; returns whether it existed. A delete of a missing key
     /// is not logged.
+    ///
+    /// # Errors
+    /// - [`Error::Io`] if the log cannot be written or synced: the write is not
+    ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
+    /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn delete(&self, key: &str) -> Result<bool> {
         if !self.contains(key) {
             // Still refuse on a poisoned handle, like any write.
@@ -461,11 +513,26 @@ impl Db {
     }
 
     /// Applies every operation of `batch` atomically: one log record, all or nothing.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidValue`] if a value could not be read back exactly once
+    ///   stored (nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH), or using
+    ///   serde_json's reserved member names): nothing is written.
+    /// - [`Error::UniqueViolation`] if a unique index would see two keys share a
+    ///   value: nothing is written.
+    /// - [`Error::Io`] if the log cannot be written or synced: the write is not
+    ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
+    /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn batch(&self, batch: Batch) -> Result<()> {
         self.inner.commit(Record::Batch(batch.ops)).map(|_| ())
     }
 
     /// Removes every key (index definitions stay). Returns how many there were.
+    ///
+    /// # Errors
+    /// - [`Error::Io`] if the log cannot be written or synced: the write is not
+    ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
+    /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn clear(&self) -> Result<usize> {
         let before = self.len();
         self.inner.commit(Record::Clear)?;
@@ -473,6 +540,26 @@ impl Db {
     }
 
     /// Creates a hash index on a field path (`name`, `address.city`, `tags.0`, `$`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = redru::Db::open(dir.path())?;
+    /// db.set("user:1", redru::json!({"address": {"city": "Oslo"}}))?;
+    /// if !db.indexes().iter().any(|i| i.field == "address.city") {
+    ///     db.create_index("address.city")?; // kept across reopen: create it once
+    /// }
+    /// assert_eq!(db.find("address.city", &redru::json!("Oslo"))?, ["user:1"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// - [`Error::InvalidFieldPath`] if `field` is not a field path.
+    /// - [`Error::IndexExists`] if `field` already has an index.
+    /// - [`Error::Io`] if the log cannot be written or synced: the write is not
+    ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
+    /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn create_index(&self, field: &str) -> Result<()> {
         let path = FieldPath::parse(field)?;
         self.inner.commit(Record::CreateIndex { field: path.as_str().to_owned(), unique: false }).map(|_| ())
@@ -481,12 +568,27 @@ impl Db {
     /// Creates a unique hash index: refused if two keys already share a
     /// value, and afterwards every write that would make two keys share one
     /// is refused with [`Error::UniqueViolation`], changing nothing.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidFieldPath`] if `field` is not a field path.
+    /// - [`Error::IndexExists`] if `field` already has an index.
+    /// - [`Error::UniqueViolation`] if two keys already share a value of `field`.
+    /// - [`Error::Io`] if the log cannot be written or synced: the write is not
+    ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
+    /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn create_unique_index(&self, field: &str) -> Result<()> {
         let path = FieldPath::parse(field)?;
         self.inner.commit(Record::CreateIndex { field: path.as_str().to_owned(), unique: true }).map(|_| ())
     }
 
     /// Removes the index on `field`.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidFieldPath`] if `field` is not a field path.
+    /// - [`Error::NoIndex`] if `field` has no index.
+    /// - [`Error::Io`] if the log cannot be written or synced: the write is not
+    ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
+    /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn drop_index(&self, field: &str) -> Result<()> {
         let path = FieldPath::parse(field)?;
         self.inner.commit(Record::DropIndex(path.as_str().to_owned())).map(|_| ())
@@ -499,6 +601,10 @@ impl Db {
 
     /// The keys (sorted) whose value's `field` equals `value`, through the
     /// index on `field`. Errors if there is no such index.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidFieldPath`] if `field` is not a field path.
+    /// - [`Error::NoIndex`] if `field` has no index ([`Db::query`] scans instead).
     pub fn find(&self, field: &str, value: &Value) -> Result<Vec<String>> {
         let path = FieldPath::parse(field)?;
         let state = self.inner.read_state();
@@ -507,6 +613,9 @@ impl Db {
     }
 
     /// Like [`Db::find`], with each key's value.
+    ///
+    /// # Errors
+    /// As [`Db::find`].
     pub fn find_entries(&self, field: &str, value: &Value) -> Result<Vec<(String, Doc)>> {
         let path = FieldPath::parse(field)?;
         let state = self.inner.read_state();
@@ -535,6 +644,10 @@ impl Db {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Errors
+    /// None today: a query is checked when it is parsed ([`Error::InvalidQuery`]
+    /// from [`Query::parse`]); the `Result` leaves room for queries that can fail.
     pub fn query(&self, query: &Query) -> Result<QueryResult> {
         Ok(crate::state::query::run(&self.inner.read_state(), query))
     }
@@ -542,11 +655,22 @@ impl Db {
     /// Writes a new snapshot and drops the log records it holds. Writers
     /// are held only while the state is frozen (a copy-on-write clone) and
     /// the log is rotated, not while the snapshot is written.
+    ///
+    /// # Errors
+    /// - [`Error::Io`] if the snapshot cannot be written, synced or renamed into
+    ///   place, or the log cannot be rotated: the previous snapshot and the log
+    ///   stay as they were, nothing acknowledged is lost.
+    /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn save(&self) -> Result<SaveReport> {
         self.inner.save()
     }
 
     /// Makes every write so far durable (useful with the relaxed modes).
+    ///
+    /// # Errors
+    /// - [`Error::Io`] if the log cannot be written or synced: the write is not
+    ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
+    /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn sync(&self) -> Result<()> {
         self.inner.wal.sync_all()
     }
@@ -582,6 +706,11 @@ impl Db {
     }
 
     /// Syncs the log, waits for a running compaction, releases the directory.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the final sync of the log fails (writes made in the
+    /// relaxed modes since the last sync may then be lost), or a running
+    /// compaction failed.
     pub fn close(mut self) -> Result<()> {
         self.shutdown()
     }
@@ -628,6 +757,8 @@ impl Db {
     }
 
     /// Test hook for negative controls: acknowledge writes without syncing.
+    /// Only with the `__internal_whitebox` feature (redru's own tests).
+    #[cfg(feature = "__internal_whitebox")]
     #[doc(hidden)]
     pub fn __test_skip_sync(&self) {
         self.inner.wal.lock().skip_sync = true;

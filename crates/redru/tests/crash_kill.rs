@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use redru::{Batch, Db, Durability, Options, json};
+use redru_testkit::rng::Rng;
 
 const CHILD_DIR: &str = "REDRU_KILL_CHILD_DIR";
 const CHILD_EPOCH: &str = "REDRU_KILL_CHILD_EPOCH";
@@ -24,18 +25,6 @@ const CHILD_ACK_EARLY: &str = "REDRU_KILL_CHILD_ACK_EARLY";
 
 fn iterations() -> u64 {
     std::env::var("REDRU_KILL_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(200)
-}
-
-/// SplitMix64, seeded: which ack count each kill waits for.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
 }
 
 fn say(line: &str) {
@@ -162,7 +151,8 @@ struct Tally {
 }
 
 fn kill_loop(iterations: u64, seed: u64, ack_early: bool) -> Result<Tally, Box<dyn std::error::Error>> {
-    let mut rng = Rng(seed);
+    // Which ack count each kill waits for.
+    let mut rng = Rng::new(seed);
     let mut tally = Tally { iterations: 0, acked: 0, lost: Vec::new(), during_save: 0, tmp_left: 0, torn_tails: 0 };
     let mut tmp = tempfile::tempdir()?;
     let mut acked: Vec<(String, u64)> = Vec::new();

@@ -80,7 +80,7 @@ impl fmt::Display for FieldPath {
 /// by parsing whole values cost 40 % of the relaxed write rate; reading only
 /// the indexed field brings it back near the cost of hashing it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Wanted {
+pub(crate) struct Wanted {
     /// The whole value here is wanted (a path ends here).
     whole: bool,
     /// Wanted members or positions, by segment.
@@ -109,6 +109,7 @@ impl Wanted {
     }
 
     /// Whether nothing is wanted (no paths).
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         !self.whole && self.children.is_empty()
     }

@@ -436,6 +436,11 @@ impl Db {
     /// `DIR/backups/` (named by [`backup_name`]), reads it back and verifies
     /// it before returning. Writers are held only for the copy-on-write
     /// freeze (O(shards)), not while the file is written.
+    ///
+    /// # Errors
+    /// - [`Error::Io`] if the file cannot be written or synced.
+    /// - [`Error::BackupUnverified`] if the file read back does not match what was written.
+    /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn backup(&self) -> Result<BackupInfo> {
         self.check_poisoned()?;
         let vfs = &*self.options().vfs;
@@ -461,6 +466,10 @@ impl Db {
 
     /// Like [`Db::backup`], to an explicit file `path` (which must not exist);
     /// `<path>.sha256` is written beside it.
+    ///
+    /// # Errors
+    /// - [`Error::BackupExists`] if `path` exists: a backup never overwrites a file.
+    /// - As [`Db::backup`].
     pub fn backup_to(&self, path: &Path) -> Result<BackupInfo> {
         self.check_poisoned()?;
         let vfs = &*self.options().vfs;
@@ -473,6 +482,9 @@ impl Db {
     }
 
     /// The backups in `DIR/backups/`, oldest first, each read and checked.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the backups directory cannot be listed.
     pub fn backups(&self) -> Result<Vec<BackupInfo>> {
         list_in(&*self.options().vfs, &self.backup_dir())
     }
@@ -480,6 +492,9 @@ impl Db {
     /// Deletes the oldest backups beyond the newest `keep` (with their
     /// `.sha256` files), but never the newest verified backup, even when the
     /// `keep` newest are all unverified or `keep` is 0. Returns what it deleted.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a backup cannot be listed or removed.
     pub fn prune_backups(&self, keep: usize) -> Result<Vec<PathBuf>> {
         let _one = WRITING.lock().unwrap_or_else(|p| p.into_inner());
         prune_in(&*self.options().vfs, &self.backup_dir(), keep)
@@ -487,6 +502,25 @@ impl Db {
 
     /// Restores the backup called `name` in `DIR/backups/` (a bare file name,
     /// `.json` optional; names with `/`, `\` or `..` are refused); see [`Db::restore_file`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = redru::Db::open(dir.path())?;
+    /// db.set("a", redru::json!(1))?;
+    /// let backup = db.backup()?;
+    /// db.set("a", redru::json!(2))?;
+    /// let report = db.restore(&backup.name)?; // the state it replaced is `report.undo`
+    /// assert_eq!(db.get_value("a"), Some(redru::json!(1)));
+    /// # let _ = report;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// - [`Error::BadBackupName`] for a name that is empty or could leave the
+    ///   backups directory; [`Error::BackupNotFound`] if there is no such backup.
+    /// - As [`Db::restore_file`].
     pub fn restore(&self, name: &str) -> Result<RestoreReport> {
         let path = resolve(&*self.options().vfs, &self.backup_dir(), name)?;
         self.restore_file(&path)
@@ -501,6 +535,12 @@ impl Db {
     /// have; replaces all data in one atomic batch (one log record); creates
     /// the indexes the backup has. The data change is atomic; if a later
     /// step fails, the error names the undo backup.
+    ///
+    /// # Errors
+    /// - [`Error::BadSnapshot`] if the backup does not verify: nothing changed.
+    /// - [`Error::RestoreFailed`] (naming the undo backup) if a step after the
+    ///   data change failed.
+    /// - [`Error::Io`], [`Error::Poisoned`]: as [`Db::batch`].
     pub fn restore_file(&self, path: &Path) -> Result<RestoreReport> {
         let started = Instant::now();
         let vfs = &*self.options().vfs;

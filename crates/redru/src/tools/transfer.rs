@@ -60,6 +60,9 @@ impl Db {
     /// member per line), or with `lines` one `{"key":..,"value":..}` per
     /// line. Writes from a frozen copy: writers are not held. Returns the
     /// number of pairs.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if writing to `out` fails.
     pub fn export(&self, out: &mut dyn Write, lines: bool) -> Result<usize> {
         let frozen = self.freeze()?;
         let mut w = BufWriter::with_capacity(1 << 16, out);
@@ -96,6 +99,9 @@ impl Db {
 
     /// Merges the pairs of the file at `path` (either shape, detected) into
     /// the database as one atomic batch; see [`Db::import_with`].
+    ///
+    /// # Errors
+    /// As [`Db::import_with`].
     pub fn import(&self, path: &Path) -> Result<usize> {
         self.import_with(path, ImportOptions::default(), &mut |_, _| {})
     }
@@ -105,6 +111,12 @@ impl Db {
     /// refuses, changes nothing). `progress(done, total)` is called with
     /// bytes parsed as parsing goes. Returns the number of pairs in the file
     /// (a key given twice counts twice; the last value wins).
+    ///
+    /// # Errors
+    /// - [`Error::Import`] if the file is not a JSON object of pairs or JSON
+    ///   lines of `{"key":..,"value":..}`, or a value cannot be stored: nothing imported.
+    /// - [`Error::UniqueViolation`]: nothing imported.
+    /// - [`Error::Io`] if the file cannot be read; [`Error::Io`], [`Error::Poisoned`] as [`Db::batch`].
     pub fn import_with(
         &self,
         path: &Path,

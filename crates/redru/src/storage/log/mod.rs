@@ -10,10 +10,10 @@
 //! wait in the writer's buffer and reach the file as one append of whole
 //! lines; every sync, rotation and freeze writes the buffer out first.
 //!
-//! Laid out as fjall's journal: [`segment`] (which files), [`reader`] (one
-//! segment's records and the torn-tail rule), [`recovery`] (the whole log at
-//! open, cutting a torn tail), [`writer`] (appending, rotation) and
-//! [`group_commit`] (shared fsyncs, poisoning).
+//! Laid out as fjall's journal: `segment` (which files), `reader` (one
+//! segment's records and the torn-tail rule), `recovery` (the whole log at
+//! open, cutting a torn tail), `writer` (appending, rotation) and
+//! `group_commit` (shared fsyncs, poisoning).
 
 mod group_commit;
 mod reader;

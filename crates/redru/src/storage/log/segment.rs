@@ -27,7 +27,7 @@ pub fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<Segment>> {
     Ok(segments)
 }
 
-/// Deletes segments taken out of the log by [`Writer::take_older`] and syncs
+/// Deletes segments taken out of the log by [`Writer::take_older`](super::Writer::take_older) and syncs
 /// the directory. A crash in between leaves covered segments, which the next
 /// open removes. Returns how many.
 pub fn remove_segments(vfs: &dyn Vfs, dir: &Path, segments: &[Segment]) -> Result<usize> {

@@ -235,6 +235,13 @@ pub enum Sub {
     /// Rewrite the snapshot and drop the log it covers (offline; the directory must not be open).
     Compact,
 
+    /// Serve the database over the Redis protocol (redis-cli, redis-py, any Redis client).
+    #[command(after_help = "Examples:\n  redru serve                     listen on 127.0.0.1:6379\n  \
+                            redru serve --port 7000\n  \
+                            redru serve --bind 0.0.0.0 --requirepass-file /etc/redru/pass\n\n\
+                            Stops on Ctrl-C, SIGTERM or SHUTDOWN, after syncing. docs/server.md lists the commands.")]
+    Serve(crate::serve::ServeArgs),
+
     /// Remove every key (asks in a terminal; needs --yes otherwise).
     #[command(after_help = "Example:\n  redru clear --yes")]
     Clear {
@@ -252,6 +259,8 @@ pub enum Action {
     Command(Command),
     /// A tool that works on the closed directory.
     Offline(Offline),
+    /// `serve`: the Redis protocol server.
+    Serve(crate::serve::ServeArgs),
 }
 
 /// The tools that take the directory lock themselves.
@@ -294,6 +303,7 @@ impl Sub {
             }
             Sub::Repair { dry_run } => return Ok(Action::Offline(Offline::Repair { dry_run })),
             Sub::Compact => return Ok(Action::Offline(Offline::Compact)),
+            Sub::Serve(args) => return Ok(Action::Serve(args)),
             Sub::Set { key, value } => {
                 let value = parse_value(&value.join(" ")).map_err(|e| format!("the value for `{key}`: {e}"))?;
                 Command::Set { key, value }

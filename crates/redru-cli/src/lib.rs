@@ -11,6 +11,7 @@ mod cli;
 mod exec;
 mod output;
 mod progress;
+mod serve;
 #[doc(hidden)]
 pub mod shell;
 
@@ -61,6 +62,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     let command = match action {
         Action::Command(command) => command,
         Action::Offline(tool) => return offline(tool, &cli.dir, stderr_tty),
+        Action::Serve(args) => return serve::run(args, &cli.dir),
         // The shell: interactive at a terminal, script mode otherwise.
         Action::Shell if stdin_tty => {
             let db = open(&cli.dir, stderr_tty, cli.color)?;

@@ -1,0 +1,85 @@
+//! `redru serve`: opens the data directory and hands it to redru-server.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use redru_server::{Config, Durability};
+
+/// `redru serve`'s options (Redis's names where Redis has one).
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The address to listen on. Anything but loopback needs a password.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    bind: std::net::IpAddr,
+    /// The TCP port.
+    #[arg(long, default_value_t = 6379)]
+    port: u16,
+    /// The password clients give with AUTH (or HELLO ... AUTH default PASSWORD).
+    #[arg(long, value_name = "PASSWORD", conflicts_with = "requirepass_file")]
+    requirepass: Option<String>,
+    /// Read the password from a file (its first line), so that it is not in `ps`.
+    #[arg(long, value_name = "FILE")]
+    requirepass_file: Option<PathBuf>,
+    /// Most clients connected at once.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    maxclients: usize,
+    /// Close a client idle this many seconds (0: never).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    timeout: u64,
+    /// Largest request in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
+    max_request: usize,
+    /// When a write's reply is sent: `always` once it is fsynced (group
+    /// commit), or `everysec` at once, syncing every second.
+    #[arg(long, default_value = "always", value_parser = ["always", "everysec"])]
+    appendfsync: String,
+}
+
+/// Runs the server until it is stopped.
+pub fn run(args: ServeArgs, dir: &Path) -> Result<ExitCode> {
+    let requirepass = match &args.requirepass_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let line = text.lines().next().unwrap_or("").trim_end().to_owned();
+            if line.is_empty() {
+                bail!("{} holds no password on its first line", file.display());
+            }
+            Some(line)
+        }
+        None => args.requirepass,
+    };
+    let config = Config {
+        bind: args.bind,
+        port: args.port,
+        requirepass,
+        max_clients: args.maxclients,
+        idle_timeout: (args.timeout > 0).then(|| Duration::from_secs(args.timeout)),
+        limits: redru_server::Limits { max_bytes: args.max_request, ..redru_server::Limits::default() },
+        durability: if args.appendfsync == "everysec" { Durability::EverySecond } else { Durability::Always },
+    };
+    config.check().map_err(anyhow::Error::msg)?;
+    // The server syncs once per batch of replies itself, so the database
+    // buffers between syncs instead of fsyncing every write on its own.
+    let db = redru::Options::new()
+        .durability(redru::Durability::Buffered)
+        .open(dir)
+        .with_context(|| format!("opening {}", dir.display()))?;
+    let db = Arc::new(db);
+    let (keys, shown) = (db.len(), dir.display().to_string());
+    redru_server::serve_ready(Arc::clone(&db), config, |addr| {
+        // One line, and the address as bound (with --port 0, the port picked).
+        eprintln!(
+            "redru {} serving {shown} ({keys} keys) on {addr}; Ctrl-C or SHUTDOWN stops it",
+            env!("CARGO_PKG_VERSION")
+        );
+    })
+    .context("serving")?;
+    match Arc::try_unwrap(db) {
+        Ok(db) => db.close().context("closing the database")?,
+        Err(_) => bail!("the database is still in use after the server stopped"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,124 @@
+//! One client connection: read what arrived, run every complete request in
+//! it (a pipeline) on a blocking thread, make what the replies show durable
+//! with one sync, then send the replies.
+//!
+//! Why one sync per batch: `Db::sync` joins the group commit, so a pipeline
+//! of 16 SETs costs one fsync, and many connections syncing at once share
+//! fsyncs too. Why after reads as well: a read may show another connection's
+//! write that is applied but not yet durable; the reply waits until it is,
+//! so no client ever sees a write that a crash could still take back.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::config::Durability;
+use crate::exec::{After, execute};
+use crate::reply::Reply;
+use crate::request::{self, ProtocolError};
+use crate::shared::{Client, Shared};
+
+/// Most requests run in one batch (the rest wait for the next).
+const MAX_BATCH: usize = 1024;
+
+/// Serves one connection until it closes, errs, idles out or the server stops.
+pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: String, shared: Arc<Shared>) {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut shutdown = shared.shutdown.subscribe();
+    let authed = shared.config.requirepass.is_none();
+    let mut client = Some(Client::new(shared.next_id(), addr, authed));
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    loop {
+        let (requests, error) = take_requests(&mut buf, &shared.config.limits);
+        if !requests.is_empty() {
+            let Some(current) = client.take() else { return };
+            let batch_shared = Arc::clone(&shared);
+            let joined = tokio::task::spawn_blocking(move || run_batch(&batch_shared, current, requests)).await;
+            let Ok((returned, out, close)) = joined else { return };
+            client = Some(returned);
+            if writer.write_all(&out).await.is_err() || close || *shutdown.borrow() {
+                let _ = writer.shutdown().await;
+                return;
+            }
+            continue;
+        }
+        if let Some(ProtocolError(message)) = error {
+            let _ = writer.write_all(format!("-ERR Protocol error: {message}\r\n").as_bytes()).await;
+            let _ = writer.shutdown().await;
+            return;
+        }
+        buf.reserve(16 * 1024);
+        let idle = shared.config.idle_timeout;
+        tokio::select! {
+            read = async {
+                match idle {
+                    Some(limit) => tokio::time::timeout(limit, reader.read_buf(&mut buf)).await.ok(),
+                    None => Some(reader.read_buf(&mut buf).await),
+                }
+            } => match read {
+                Some(Ok(n)) if n > 0 => {}
+                _ => return, // closed, failed or idle too long
+            },
+            _ = shutdown.changed() => {
+                let _ = writer.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+/// Splits the complete requests off the front of `buf`; a protocol error
+/// stops at the bad request (the ones before it still run).
+fn take_requests(buf: &mut Vec<u8>, limits: &request::Limits) -> (Vec<Vec<Vec<u8>>>, Option<ProtocolError>) {
+    let mut requests = Vec::new();
+    let mut at = 0;
+    let mut error = None;
+    while requests.len() < MAX_BATCH {
+        match request::parse(&buf[at..], limits) {
+            Ok(Some((args, used))) => {
+                at += used;
+                if !args.is_empty() {
+                    requests.push(args);
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    buf.drain(..at);
+    (requests, error)
+}
+
+/// Runs a batch on a blocking thread: the replies' bytes, and whether to close.
+fn run_batch(shared: &Shared, mut client: Client, requests: Vec<Vec<Vec<u8>>>) -> (Client, Vec<u8>, bool) {
+    let mut replies = Vec::with_capacity(requests.len());
+    let mut close = false;
+    for args in &requests {
+        let (reply, after) = execute(shared, &mut client, args);
+        replies.push(reply);
+        if after == After::Close || *shared.shutdown.borrow() {
+            close = true;
+            break;
+        }
+    }
+    if shared.config.durability == Durability::Always
+        && let Err(e) = shared.db.sync()
+    {
+        // Nothing in this batch may be acknowledged: its writes, or the
+        // writes its reads saw, are not known durable.
+        let message = format!("ERR not durable: {e}; the database refuses writes until `redru serve` is restarted");
+        for reply in &mut replies {
+            if !matches!(reply, Reply::None) {
+                *reply = Reply::Error(message.clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for reply in &replies {
+        reply.encode(client.protocol, &mut out);
+    }
+    (client, out, close)
+}

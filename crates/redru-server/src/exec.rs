@@ -1,0 +1,94 @@
+//! Running one request: authentication, MULTI queueing, the arity check,
+//! the write gate and the commit of a write's batch.
+
+use std::sync::atomic::Ordering;
+
+use crate::commands::{self, Ctx, Spec};
+use crate::reply::Reply;
+use crate::shared::{Client, Shared};
+use crate::tx::Tx;
+
+/// What the connection does after a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// Read the next request.
+    Continue,
+    /// Send the reply, then close (QUIT).
+    Close,
+}
+
+/// Runs one request (`args[0]` is the command's name).
+pub fn execute(shared: &Shared, client: &mut Client, args: &[Vec<u8>]) -> (Reply, After) {
+    shared.total_commands.fetch_add(1, Ordering::Relaxed);
+    let Some(spec) = commands::find(&args[0]) else {
+        if client.multi.is_some() {
+            client.multi_failed = true;
+        }
+        return (commands::unknown(args), After::Continue);
+    };
+    if !client.authed && !spec.no_auth {
+        return (Reply::Error("NOAUTH Authentication required.".into()), After::Continue);
+    }
+    if let Err(reply) = commands::check_arity(spec, args) {
+        if client.multi.is_some() {
+            client.multi_failed = true;
+        }
+        return (reply, After::Continue);
+    }
+    if let Some(queue) = &mut client.multi
+        && !matches!(spec.name, "exec" | "discard" | "multi" | "quit" | "watch")
+    {
+        queue.push(args.to_vec());
+        return (Reply::Simple("QUEUED".into()), After::Continue);
+    }
+    let after = if spec.name == "quit" { After::Close } else { After::Continue };
+    (run_one(shared, client, spec, args), after)
+}
+
+/// Runs one command on its own: a write under the write gate, committed.
+fn run_one(shared: &Shared, client: &mut Client, spec: &Spec, args: &[Vec<u8>]) -> Reply {
+    let _gate = spec.write.then(|| shared.write_gate());
+    let mut tx = Tx::new(&shared.db);
+    let reply = run(shared, client, spec, args, &mut tx);
+    if reply.is_error() {
+        // A command that failed wrote nothing (handlers check before they write).
+        return reply;
+    }
+    match tx.commit() {
+        Ok(()) => reply,
+        Err(e) => error_reply(&e),
+    }
+}
+
+/// Runs `spec` inside `tx`.
+pub fn run(shared: &Shared, client: &mut Client, spec: &Spec, args: &[Vec<u8>], tx: &mut Tx<'_>) -> Reply {
+    let mut ctx = Ctx { shared, client, args, tx };
+    (spec.run)(&mut ctx).unwrap_or_else(|error| error)
+}
+
+/// Runs the queued commands of a MULTI as one transaction: one write gate,
+/// one view, one atomic commit. If the commit fails nothing was applied and
+/// EXEC answers the error.
+pub fn exec(shared: &Shared, client: &mut Client, queue: Vec<Vec<Vec<u8>>>) -> Reply {
+    let _gate = shared.write_gate();
+    let mut tx = Tx::new(&shared.db);
+    let mut replies = Vec::with_capacity(queue.len());
+    for args in &queue {
+        // Queued commands passed the lookup and arity checks when queued.
+        let reply = match commands::find(&args[0]) {
+            Some(spec) if spec.name == "exec" || spec.name == "multi" => Reply::err("MULTI and EXEC cannot be nested"),
+            Some(spec) => run(shared, client, spec, args, &mut tx),
+            None => commands::unknown(args),
+        };
+        replies.push(reply);
+    }
+    match tx.commit() {
+        Ok(()) => Reply::Array(replies),
+        Err(e) => Reply::Error(format!("EXECABORT the transaction changed nothing: {e}")),
+    }
+}
+
+/// A library error as a reply (`-ERR ...`, the library's message).
+pub fn error_reply(error: &redru::Error) -> Reply {
+    Reply::err(error)
+}

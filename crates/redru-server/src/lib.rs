@@ -1,0 +1,257 @@
+//! `redru serve`: the Redis protocol over a redru database, so that every
+//! Redis client library, redis-cli and redis-benchmark can use it.
+//!
+//! RESP2 and RESP3 (`HELLO 3`), inline commands, pipelines; the strings and
+//! keyspace commands, MULTI/EXEC as one atomic batch, RedisJSON's JSON.* on
+//! simple paths, and REDRU.* for indexes and queries (docs/server.md lists
+//! every command). A reply to a write is sent only once the write is
+//! durable; pipelines and connections share fsyncs. By default it listens on
+//! loopback only and refuses any other address without a password.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! let db = redru::Options::new().durability(redru::Durability::Buffered).open("data")?;
+//! // Blocks until SIGINT, SIGTERM or SHUTDOWN; then syncs and returns.
+//! redru_server::serve(Arc::new(db), redru_server::Config::default())?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Open the database with [`redru::Durability::Buffered`] (as `redru serve`
+//! does): the server makes every reply's writes durable itself, once per
+//! batch, so a database that fsyncs each write on its own only costs time.
+
+mod commands;
+mod config;
+mod connection;
+mod exec;
+mod glob;
+mod reply;
+mod request;
+mod shared;
+mod tx;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redru::Db;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use config::{Config, Durability};
+pub use request::Limits;
+use shared::Shared;
+
+/// How long a stopping server waits for connections to finish their batch.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves `db` until SIGINT, SIGTERM or a client's SHUTDOWN, then stops
+/// accepting, lets every connection finish what it is running, syncs the
+/// database and returns. Blocks the calling thread (it runs its own tokio
+/// runtime).
+///
+/// # Errors
+/// The configuration is refused ([`Config::check`]: a non-loopback address
+/// without a password), the address cannot be bound, or the final sync failed.
+pub fn serve(db: Arc<Db>, config: Config) -> io::Result<()> {
+    serve_ready(db, config, |_| {})
+}
+
+/// [`serve`], calling `ready` with the address once it listens (useful with
+/// port 0, which picks a free port).
+///
+/// # Errors
+/// As [`serve`].
+pub fn serve_ready(db: Arc<Db>, config: Config, ready: impl FnOnce(SocketAddr)) -> io::Result<()> {
+    runtime()?.block_on(async move {
+        let server = Server::bind(db, config).await?;
+        ready(server.addr);
+        let stop = server.stopper();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            stop.stop();
+        });
+        server.run().await
+    })
+}
+
+/// A server running on a thread of its own, for tests and for programs that
+/// serve their database beside their own work. Dropping it stops it.
+pub struct Running {
+    addr: SocketAddr,
+    stopper: Stopper,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl Running {
+    /// Starts serving `db` on a new thread; returns once it listens.
+    ///
+    /// # Errors
+    /// As [`serve`], for the configuration and the bind.
+    pub fn start(db: Arc<Db>, config: Config) -> io::Result<Running> {
+        let runtime = runtime()?;
+        let server = runtime.block_on(Server::bind(db, config))?;
+        let (addr, stopper) = (server.addr, server.stopper());
+        let thread =
+            std::thread::Builder::new().name("redru-serve".into()).spawn(move || runtime.block_on(server.run()))?;
+        Ok(Running { addr, stopper, thread: Some(thread) })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops it and waits until it has stopped.
+    ///
+    /// # Errors
+    /// The final sync failed.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stopper.stop();
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the server thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stopper.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Stops a server from anywhere.
+#[derive(Clone)]
+pub struct Stopper(watch::Sender<bool>);
+
+impl Stopper {
+    /// Asks the server to stop (it finishes what is in flight first).
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// A bound server, not yet running.
+struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    async fn bind(db: Arc<Db>, config: Config) -> io::Result<Server> {
+        config.check().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let listener = TcpListener::bind(config.addr()).await?;
+        let addr = listener.local_addr()?;
+        let mut config = config;
+        config.port = addr.port();
+        Ok(Server { listener, addr, shared: Arc::new(Shared::new(db, config)) })
+    }
+
+    fn stopper(&self) -> Stopper {
+        Stopper(self.shared.shutdown.clone())
+    }
+
+    async fn run(self) -> io::Result<()> {
+        let shared = self.shared;
+        let mut shutdown = shared.shutdown.subscribe();
+        let mut connections = JoinSet::new();
+        if shared.config.durability == Durability::EverySecond {
+            connections.spawn(sync_every_second(Arc::clone(&shared)));
+        }
+        while !*shutdown.borrow() {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let Ok((stream, peer)) = accepted else {
+                        // Out of file descriptors and the like: wait, do not spin.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    admit(&shared, &mut connections, stream, peer).await;
+                }
+                _ = shutdown.changed() => {}
+            }
+            while connections.try_join_next().is_some() {}
+        }
+        drop(self.listener);
+        if tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await.is_err() {
+            connections.abort_all();
+        }
+        let db = Arc::clone(&shared.db);
+        tokio::task::spawn_blocking(move || db.sync()).await.map_err(io::Error::other)?.map_err(io::Error::other)
+    }
+}
+
+/// Starts serving a new connection, or refuses it past the client limit.
+async fn admit(
+    shared: &Arc<Shared>,
+    connections: &mut JoinSet<()>,
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    shared.total_connections.fetch_add(1, Ordering::Relaxed);
+    if shared.connected.load(Ordering::Relaxed) >= shared.config.max_clients {
+        shared.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        use tokio::io::AsyncWriteExt;
+        let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+        return;
+    }
+    shared.connected.fetch_add(1, Ordering::Relaxed);
+    let shared = Arc::clone(shared);
+    connections.spawn(async move {
+        connection::handle(stream, peer.to_string(), Arc::clone(&shared)).await;
+        shared.connected.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+/// `Durability::EverySecond`: the log is synced once a second.
+async fn sync_every_second(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while !*shutdown.borrow() {
+        tokio::select! {
+            _ = tick.tick() => {
+                let db = Arc::clone(&shared.db);
+                let _ = tokio::task::spawn_blocking(move || db.sync()).await;
+            }
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("redru-serve").build()
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

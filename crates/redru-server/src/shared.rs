@@ -1,0 +1,163 @@
+//! What the connections share (the database, the configuration, the write
+//! gate, SCAN cursors, counters) and what each connection keeps (protocol
+//! version, authentication, name, a MULTI queue).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use redru::Db;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::reply::Protocol;
+
+/// Server-wide state.
+pub struct Shared {
+    /// The database.
+    pub db: Arc<Db>,
+    /// The configuration.
+    pub config: Config,
+    /// Held while a write command checks and applies (not while it waits
+    /// for its fsync): conditional writes (NX, XX, GETSET, RENAME, JSON
+    /// paths, INCR) and MULTI/EXEC see no other write between their read
+    /// and their write.
+    write_gate: Mutex<()>,
+    /// Open SCAN cursors.
+    pub cursors: Mutex<Cursors>,
+    next_client_id: AtomicU64,
+    /// Clients connected now.
+    pub connected: AtomicUsize,
+    /// Connections accepted since start.
+    pub total_connections: AtomicU64,
+    /// Commands run since start.
+    pub total_commands: AtomicU64,
+    /// Connections refused (max clients).
+    pub rejected_connections: AtomicU64,
+    /// When the server started.
+    pub started: Instant,
+    /// Saves: the last one's time, whether BGSAVE runs (shared with its thread).
+    pub saves: Arc<Saves>,
+    /// Set to true to stop the server (SHUTDOWN, a signal, `Running::stop`).
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Server-wide state for `db`.
+    pub fn new(db: Arc<Db>, config: Config) -> Shared {
+        Shared {
+            db,
+            config,
+            write_gate: Mutex::new(()),
+            cursors: Mutex::new(Cursors::default()),
+            next_client_id: AtomicU64::new(1),
+            connected: AtomicUsize::new(0),
+            total_connections: AtomicU64::new(0),
+            total_commands: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            started: Instant::now(),
+            saves: Arc::new(Saves { last: AtomicU64::new(unix_now()), running: AtomicBool::new(false) }),
+            shutdown: watch::Sender::new(false),
+        }
+    }
+
+    /// A new client id.
+    pub fn next_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Takes the write gate.
+    pub fn write_gate(&self) -> MutexGuard<'_, ()> {
+        self.write_gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the server to stop.
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+/// What LASTSAVE and INFO persistence report.
+pub struct Saves {
+    /// Unix time of the last successful save.
+    pub last: AtomicU64,
+    /// A BGSAVE is running.
+    pub running: AtomicBool,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// One connection's state.
+pub struct Client {
+    /// CLIENT ID.
+    pub id: u64,
+    /// The peer's address.
+    pub addr: String,
+    /// CLIENT SETNAME.
+    pub name: Option<String>,
+    /// CLIENT SETINFO LIB-NAME / LIB-VER.
+    pub lib: (Option<String>, Option<String>),
+    /// RESP2 until HELLO 3.
+    pub protocol: Protocol,
+    /// Whether AUTH succeeded (or no password is set).
+    pub authed: bool,
+    /// Commands queued since MULTI.
+    pub multi: Option<Vec<Vec<Vec<u8>>>>,
+    /// A command queued in MULTI was refused: EXEC will abort.
+    pub multi_failed: bool,
+    /// When it connected.
+    pub since: Instant,
+}
+
+impl Client {
+    /// A new connection's state.
+    pub fn new(id: u64, addr: String, authed: bool) -> Client {
+        Client {
+            id,
+            addr,
+            name: None,
+            lib: (None, None),
+            protocol: Protocol::Resp2,
+            authed,
+            multi: None,
+            multi_failed: false,
+            since: Instant::now(),
+        }
+    }
+}
+
+/// Most SCAN cursors kept at once; the oldest is dropped past it.
+const MAX_CURSORS: usize = 256;
+
+/// Open SCAN iterations. A cursor holds the sorted keys as they were when
+/// its iteration began and how far it got: every key that existed throughout
+/// the iteration is returned exactly once (keys are visited in order, none
+/// twice), keys added meanwhile may or may not be, as Redis promises. Keys
+/// deleted meanwhile are skipped when the page is read.
+#[derive(Default)]
+pub struct Cursors {
+    next: u64,
+    open: VecDeque<(u64, Arc<[String]>, usize)>,
+}
+
+impl Cursors {
+    /// Opens a cursor over `keys` positioned at `at`; its number.
+    pub fn open(&mut self, keys: Arc<[String]>, at: usize) -> u64 {
+        self.next += 1;
+        if self.open.len() >= MAX_CURSORS {
+            self.open.pop_front();
+        }
+        self.open.push_back((self.next, keys, at));
+        self.next
+    }
+
+    /// Takes cursor `id` out: its keys and position.
+    pub fn take(&mut self, id: u64) -> Option<(Arc<[String]>, usize)> {
+        let i = self.open.iter().position(|(c, _, _)| *c == id)?;
+        self.open.remove(i).map(|(_, keys, at)| (keys, at))
+    }
+}

@@ -1,0 +1,99 @@
+//! A command's view of the data: reads through the writes it (or the
+//! transaction it belongs to) has made so far, and those writes collected as
+//! one redru batch, applied all together when it commits. A lone command and
+//! a whole MULTI/EXEC are the same thing to the database: one atomic record.
+
+use std::collections::HashMap;
+
+use redru::{Batch, Db, Doc};
+
+/// Pending writes over a database.
+pub struct Tx<'a> {
+    db: &'a Db,
+    /// Keys written so far: `Some(value)` set, `None` deleted.
+    overlay: HashMap<String, Option<Doc>>,
+    /// Whether the whole database was cleared first.
+    cleared: bool,
+    batch: Batch,
+}
+
+impl<'a> Tx<'a> {
+    /// A view with no writes yet.
+    pub fn new(db: &'a Db) -> Tx<'a> {
+        Tx { db, overlay: HashMap::new(), cleared: false, batch: Batch::new() }
+    }
+
+    /// The database underneath.
+    pub fn db(&self) -> &'a Db {
+        self.db
+    }
+
+    /// The value of `key` as this transaction sees it.
+    pub fn get(&self, key: &str) -> Option<Doc> {
+        match self.overlay.get(key) {
+            Some(value) => value.clone(),
+            None if self.cleared => None,
+            None => self.db.get(key),
+        }
+    }
+
+    /// Whether `key` exists.
+    pub fn contains(&self, key: &str) -> bool {
+        match self.overlay.get(key) {
+            Some(value) => value.is_some(),
+            None => !self.cleared && self.db.contains(key),
+        }
+    }
+
+    /// Sets `key`.
+    pub fn set(&mut self, key: &str, value: Doc) {
+        self.batch.push_set(key, value.clone());
+        self.overlay.insert(key.to_owned(), Some(value));
+    }
+
+    /// Deletes `key`; whether it existed.
+    pub fn delete(&mut self, key: &str) -> bool {
+        let existed = self.contains(key);
+        if existed {
+            self.batch.push_delete(key);
+            self.overlay.insert(key.to_owned(), None);
+        }
+        existed
+    }
+
+    /// Removes every key; how many there were.
+    pub fn clear(&mut self) -> usize {
+        let n = self.len();
+        self.batch = std::mem::take(&mut self.batch).clear();
+        self.overlay.clear();
+        self.cleared = true;
+        n
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        let base = if self.cleared { 0 } else { self.db.len() };
+        let mut n = base as i64;
+        for (key, value) in &self.overlay {
+            let before = !self.cleared && self.db.contains(key);
+            n += i64::from(value.is_some()) - i64::from(before);
+        }
+        n.max(0) as usize
+    }
+
+    /// Every key, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = if self.cleared { Vec::new() } else { self.db.keys() };
+        if !self.overlay.is_empty() {
+            keys.retain(|k| !self.overlay.contains_key(k));
+            keys.extend(self.overlay.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.clone()));
+            keys.sort();
+        }
+        keys
+    }
+
+    /// Applies every write as one atomic record (nothing if there are none).
+    pub fn commit(self) -> redru::Result<()> {
+        if self.batch.is_empty() { Ok(()) } else { self.db.batch(self.batch) }
+    }
+}

@@ -47,6 +47,30 @@ pub use config::{Config, Durability};
 pub use request::Limits;
 use shared::Shared;
 
+/// The `resp_request` fuzz target's body (fuzz/, and the corpus replay in
+/// this crate's tests): any bytes parse to requests or a protocol error,
+/// never a panic, and every parsed request, encoded again as a RESP array,
+/// parses back to the same arguments.
+#[doc(hidden)]
+pub fn fuzz_request(data: &[u8]) {
+    let limits = Limits { max_args: 64, max_bytes: 4096 };
+    let mut at = 0;
+    while let Ok(Some((args, used))) = request::parse(&data[at..], &limits) {
+        assert!(used > 0 && at + used <= data.len(), "a request must consume bytes within the buffer");
+        at += used;
+        if args.is_empty() {
+            continue;
+        }
+        let mut again = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in &args {
+            again.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            again.extend_from_slice(arg);
+            again.extend_from_slice(b"\r\n");
+        }
+        assert_eq!(request::parse(&again, &limits), Ok(Some((args, again.len()))), "re-encoded request differs");
+    }
+}
+
 /// How long a stopping server waits for connections to finish their batch.
 const DRAIN: Duration = Duration::from_secs(10);
 

@@ -26,16 +26,24 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: String, 
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut shutdown = shared.shutdown.subscribe();
     let authed = shared.config.requirepass.is_none();
-    let mut client = Some(Client::new(shared.next_id(), addr, authed));
+    let mut client = Client::new(shared.next_id(), addr, authed);
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     loop {
         let (requests, error) = take_requests(&mut buf, &shared.config.limits);
         if !requests.is_empty() {
-            let Some(current) = client.take() else { return };
-            let batch_shared = Arc::clone(&shared);
-            let joined = tokio::task::spawn_blocking(move || run_batch(&batch_shared, current, requests)).await;
-            let Ok((returned, out, close)) = joined else { return };
-            client = Some(returned);
+            // Commands run here: they only touch memory (the log's buffer
+            // and page cache at most); the fsync is the sync thread's.
+            let (mut replies, close) = run_batch(&shared, &mut client, &requests);
+            if shared.config.durability == Durability::Always
+                && let Err(e) = shared.syncer.sync().await
+            {
+                not_durable(&mut replies, &e);
+            }
+            out.clear();
+            for reply in &replies {
+                reply.encode(client.protocol, &mut out);
+            }
             if writer.write_all(&out).await.is_err() || close || *shutdown.borrow() {
                 let _ = writer.shutdown().await;
                 return;
@@ -92,33 +100,26 @@ fn take_requests(buf: &mut Vec<u8>, limits: &request::Limits) -> (Vec<Vec<Vec<u8
     (requests, error)
 }
 
-/// Runs a batch on a blocking thread: the replies' bytes, and whether to close.
-fn run_batch(shared: &Shared, mut client: Client, requests: Vec<Vec<Vec<u8>>>) -> (Client, Vec<u8>, bool) {
+/// Runs a batch: the replies, and whether to close after sending them.
+fn run_batch(shared: &Shared, client: &mut Client, requests: &[Vec<Vec<u8>>]) -> (Vec<Reply>, bool) {
     let mut replies = Vec::with_capacity(requests.len());
-    let mut close = false;
-    for args in &requests {
-        let (reply, after) = execute(shared, &mut client, args);
+    for args in requests {
+        let (reply, after) = execute(shared, client, args);
         replies.push(reply);
         if after == After::Close || *shared.shutdown.borrow() {
-            close = true;
-            break;
+            return (replies, true);
         }
     }
-    if shared.config.durability == Durability::Always
-        && let Err(e) = shared.db.sync()
-    {
-        // Nothing in this batch may be acknowledged: its writes, or the
-        // writes its reads saw, are not known durable.
-        let message = format!("ERR not durable: {e}; the database refuses writes until `redru serve` is restarted");
-        for reply in &mut replies {
-            if !matches!(reply, Reply::None) {
-                *reply = Reply::Error(message.clone());
-            }
+    (replies, false)
+}
+
+/// Nothing in a batch whose sync failed may be acknowledged: its writes, or
+/// the writes its reads saw, are not known durable.
+fn not_durable(replies: &mut [Reply], error: &str) {
+    let message = format!("ERR not durable: {error}; the database refuses writes until `redru serve` is restarted");
+    for reply in replies {
+        if !matches!(reply, Reply::None) {
+            *reply = Reply::Error(message.clone());
         }
     }
-    let mut out = Vec::new();
-    for reply in &replies {
-        reply.encode(client.protocol, &mut out);
-    }
-    (client, out, close)
 }

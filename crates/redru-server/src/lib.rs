@@ -20,7 +20,8 @@
 //!
 //! Open the database with [`redru::Durability::Buffered`] (as `redru serve`
 //! does): the server makes every reply's writes durable itself, once per
-//! batch, so a database that fsyncs each write on its own only costs time.
+//! batch. A database in `Durability::Always` mode is refused: each write
+//! would fsync on its own, on the async runtime's threads.
 
 mod commands;
 mod config;
@@ -30,6 +31,7 @@ mod glob;
 mod reply;
 mod request;
 mod shared;
+mod syncer;
 mod tx;
 
 use std::io;
@@ -175,11 +177,20 @@ struct Server {
 impl Server {
     async fn bind(db: Arc<Db>, config: Config) -> io::Result<Server> {
         config.check().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if db.durability() == redru::Durability::Always {
+            // Each write would fsync on its own, on the async runtime's
+            // threads; the server syncs every batch itself instead.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "open the database with Durability::Buffered (or Never) to serve it: the server makes \
+                 every reply's writes durable itself, one sync per batch",
+            ));
+        }
         let listener = TcpListener::bind(config.addr()).await?;
         let addr = listener.local_addr()?;
         let mut config = config;
         config.port = addr.port();
-        Ok(Server { listener, addr, shared: Arc::new(Shared::new(db, config)) })
+        Ok(Server { listener, addr, shared: Arc::new(Shared::new(db, config)?) })
     }
 
     fn stopper(&self) -> Stopper {

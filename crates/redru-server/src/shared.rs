@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::reply::Protocol;
+use crate::syncer::Syncer;
 
 /// Server-wide state.
 pub struct Shared {
@@ -41,12 +42,15 @@ pub struct Shared {
     pub saves: Arc<Saves>,
     /// Set to true to stop the server (SHUTDOWN, a signal, `Running::stop`).
     pub shutdown: watch::Sender<bool>,
+    /// Makes batches durable before their replies go out.
+    pub syncer: Syncer,
 }
 
 impl Shared {
     /// Server-wide state for `db`.
-    pub fn new(db: Arc<Db>, config: Config) -> Shared {
-        Shared {
+    pub fn new(db: Arc<Db>, config: Config) -> std::io::Result<Shared> {
+        Ok(Shared {
+            syncer: Syncer::start(Arc::clone(&db))?,
             db,
             config,
             write_gate: Mutex::new(()),
@@ -59,7 +63,7 @@ impl Shared {
             started: Instant::now(),
             saves: Arc::new(Saves { last: AtomicU64::new(unix_now()), running: AtomicBool::new(false) }),
             shutdown: watch::Sender::new(false),
-        }
+        })
     }
 
     /// A new client id.

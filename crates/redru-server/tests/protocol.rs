@@ -203,7 +203,11 @@ fn a_password_is_required_when_set() -> TestResult {
 #[test]
 fn only_loopback_without_a_password() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let db = std::sync::Arc::new(redru::Db::open(dir.path())?);
+    let always = std::sync::Arc::new(redru::Db::open(dir.path())?);
+    let refused = Running::start(always, Config { port: 0, ..Config::default() });
+    assert!(matches!(&refused, Err(e) if e.to_string().contains("Durability::Buffered")), "{:?}", refused.err());
+    let db =
+        std::sync::Arc::new(redru::Options::new().durability(redru::Durability::Buffered).open(dir.path().join("b"))?);
     let config = Config { bind: [0, 0, 0, 0].into(), port: 0, ..Config::default() };
     let refused = Running::start(std::sync::Arc::clone(&db), config.clone());
     assert!(matches!(&refused, Err(e) if e.to_string().contains("without a password")), "{:?}", refused.err());

@@ -391,6 +391,11 @@ impl Db {
         &self.inner.dir
     }
 
+    /// The durability mode it was opened with.
+    pub fn durability(&self) -> Durability {
+        self.inner.options.durability
+    }
+
     /// What opening found and did (a torn tail cut, leftovers removed, ...).
     pub fn recovery(&self) -> &RecoveryReport {
         &self.inner.recovery

@@ -56,7 +56,8 @@ pub fn set(c: &mut Ctx) -> R {
             _ => return Err(Reply::err("syntax error")),
         }
     }
-    let old = c.tx.get(&key);
+    // The old value only when an option needs it: a plain SET reads nothing.
+    let old = if nx || xx || get { c.tx.get(&key) } else { None };
     let allowed = !(nx && old.is_some() || xx && old.is_none());
     if allowed {
         c.tx.set(&key, value);

@@ -112,52 +112,149 @@ fn explain_says_which_plan_ran() -> TestResult {
 type Entries = Vec<(String, redru::Doc)>;
 
 fn record() -> impl Strategy<Value = Value> {
-    (0u8..5, 0u8..40, prop::option::of(0u8..3)).prop_map(|(n, age, city)| match city {
-        Some(c) => json!({"name": format!("n{n}"), "age": age, "city": format!("c{c}")}),
-        None => json!({"name": format!("n{n}"), "age": age as f64}),
+    (0u8..5, 0u8..40, prop::option::of(0u8..3), prop::collection::vec(0u8..4, 0..3)).prop_map(|(n, age, city, tags)| {
+        let tags: Vec<String> = tags.iter().map(|t| format!("t{t}")).collect();
+        match city {
+            Some(c) => json!({"name": format!("n{n}"), "age": age, "city": format!("c{c}"), "tags": tags}),
+            None => json!({"name": format!("n{n}"), "age": age as f64}),
+        }
     })
 }
 
-fn condition() -> impl Strategy<Value = String> {
-    prop_oneof![
-        (0u8..5).prop_map(|n| format!("name = n{n}")),
-        (0u8..5).prop_map(|n| format!("name != n{n}")),
-        (0u8..40, 0usize..4).prop_map(|(a, op)| format!("age {} {a}", ["<", "<=", ">", ">="][op])),
-        (0u8..3).prop_map(|c| format!("city = c{c}")),
-        Just("exists city".to_string()),
-        (0u8..3).prop_map(|p| format!("prefix k{p}")),
-    ]
+/// A filter, as text and as the test's own evaluator (an oracle independent
+/// of the engine's): fields `name`, `age`, `city`, `tags`, keys `k0`..`k29`.
+#[derive(Clone, Debug)]
+enum Expr {
+    NameEq(u8),
+    NameNe(u8),
+    Age(usize, u8),
+    CityEq(u8),
+    CityIn(Vec<u8>),
+    HasCity,
+    KeyPrefix(u8),
+    TagsContain(u8),
+    NamePrefix(u8),
+    AgeBetween(u8, u8),
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+}
+
+impl Expr {
+    fn text(&self) -> String {
+        let join =
+            |parts: &[Expr], word: &str| parts.iter().map(|p| format!("({})", p.text())).collect::<Vec<_>>().join(word);
+        match self {
+            Expr::NameEq(n) => format!("name = n{n}"),
+            Expr::NameNe(n) => format!("name != n{n}"),
+            Expr::Age(op, a) => format!("age {} {a}", ["<", "<=", ">", ">="][*op]),
+            Expr::CityEq(c) => format!("city = c{c}"),
+            Expr::CityIn(cs) => {
+                format!("city in [{}]", cs.iter().map(|c| format!("\"c{c}\"")).collect::<Vec<_>>().join(", "))
+            }
+            Expr::HasCity => "exists city".into(),
+            Expr::KeyPrefix(p) => format!("prefix k{p}"),
+            Expr::TagsContain(t) => format!("tags contains t{t}"),
+            Expr::NamePrefix(n) => format!("name prefix n{n}"),
+            Expr::AgeBetween(a, b) => format!("age between {a} and {b}"),
+            Expr::And(parts) => join(parts, " and "),
+            Expr::Or(parts) => join(parts, " or "),
+            Expr::Not(part) => format!("not ({})", part.text()),
+        }
+    }
+
+    fn eval(&self, key: &str, v: &Value) -> bool {
+        let s = |f: &str| v.get(f).and_then(Value::as_str).map(str::to_owned);
+        let age = v.get("age").and_then(Value::as_f64);
+        match self {
+            Expr::NameEq(n) => s("name") == Some(format!("n{n}")),
+            Expr::NameNe(n) => s("name").is_some_and(|x| x != format!("n{n}")),
+            Expr::Age(op, a) => age.is_some_and(|x| {
+                let a = f64::from(*a);
+                [x < a, x <= a, x > a, x >= a][*op]
+            }),
+            Expr::CityEq(c) => s("city") == Some(format!("c{c}")),
+            Expr::CityIn(cs) => cs.iter().any(|c| s("city") == Some(format!("c{c}"))),
+            Expr::HasCity => v.get("city").is_some(),
+            Expr::KeyPrefix(p) => key.starts_with(&format!("k{p}")),
+            Expr::TagsContain(t) => {
+                v.get("tags").and_then(Value::as_array).is_some_and(|a| a.contains(&json!(format!("t{t}"))))
+            }
+            Expr::NamePrefix(n) => s("name").is_some_and(|x| x.starts_with(&format!("n{n}"))),
+            Expr::AgeBetween(a, b) => age.is_some_and(|x| f64::from(*a) <= x && x <= f64::from(*b)),
+            Expr::And(parts) => parts.iter().all(|p| p.eval(key, v)),
+            Expr::Or(parts) => parts.iter().any(|p| p.eval(key, v)),
+            Expr::Not(part) => !part.eval(key, v),
+        }
+    }
+}
+
+fn expr() -> impl Strategy<Value = Expr> {
+    let leaf = prop_oneof![
+        (0u8..5).prop_map(Expr::NameEq),
+        (0u8..5).prop_map(Expr::NameNe),
+        (0usize..4, 0u8..40).prop_map(|(op, a)| Expr::Age(op, a)),
+        (0u8..3).prop_map(Expr::CityEq),
+        prop::collection::vec(0u8..4, 1..3).prop_map(Expr::CityIn),
+        Just(Expr::HasCity),
+        (0u8..3).prop_map(Expr::KeyPrefix),
+        (0u8..4).prop_map(Expr::TagsContain),
+        (0u8..5).prop_map(Expr::NamePrefix),
+        (0u8..40, 0u8..40).prop_map(|(a, b)| Expr::AgeBetween(a.min(b), a.max(b))),
+    ];
+    leaf.prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 2..4).prop_map(Expr::And),
+            prop::collection::vec(inner.clone(), 2..4).prop_map(Expr::Or),
+            inner.prop_map(|e| Expr::Not(Box::new(e))),
+        ]
+    })
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
-    /// The same query over the same data answers the same with indexes and without.
+    /// The same query over the same data answers the same with indexes and
+    /// without, and both equal the test's own filter, sort and page.
     #[test]
     fn indexes_never_change_answers(
         rows in prop::collection::vec((0u8..30, record()), 0..60),
-        conds in prop::collection::vec(condition(), 1..4),
+        filter in expr(),
+        page in prop::option::of((0usize..5, 0usize..8, any::<bool>())),
     ) {
-        let run = || -> redru::Result<(Entries, Entries)> {
+        let mut text = filter.text();
+        if let Some((offset, limit, desc)) = page {
+            text.push_str(&format!(" sort by age{} limit {limit} offset {offset}", if desc { " desc" } else { "" }));
+        }
+        let run = || -> redru::Result<(Entries, Entries, Entries)> {
             let dir = tempfile::tempdir()
                 .map_err(|source| Error::Io { action: "creating", path: "a temporary directory".into(), source })?;
             let db = Options::new().durability(Durability::Never).open(dir.path())?;
             for (k, v) in &rows {
                 db.set(format!("k{k}"), v.clone())?;
             }
-            let q = Query::parse(&conds.join(" and "))?;
+            let q = Query::parse(&text)?;
             let plain = db.query(&q)?.entries;
             db.create_index("name")?;
             db.create_index("city")?;
             let indexed = db.query(&q)?.entries;
-            // And a brute-force filter agrees with both.
-            let brute: Vec<_> = db.scan_prefix("").into_iter()
-                .filter(|(k, v)| q.conditions.iter().all(|c| c.matches(k, &v.to_value())))
-                .collect();
-            assert_eq!(brute, plain);
-            Ok((plain, indexed))
+            // The oracle: filter, then sort by age (missing first; ties by key), then page.
+            let mut brute: Vec<_> = db.scan_prefix("").into_iter().filter(|(k, v)| filter.eval(k, &v.to_value())).collect();
+            if let Some((offset, limit, desc)) = page {
+                let age = |d: &redru::Doc| d.to_value().get("age").and_then(Value::as_f64);
+                brute.sort_by(|a, b| {
+                    let o = match (age(&a.1), age(&b.1)) {
+                        (Some(x), Some(y)) => x.total_cmp(&y),
+                        (x, y) => x.is_some().cmp(&y.is_some()),
+                    };
+                    (if desc { o.reverse() } else { o }).then_with(|| a.0.cmp(&b.0))
+                });
+                brute = brute.into_iter().skip(offset).take(limit).collect();
+            }
+            Ok((plain, indexed, brute))
         };
-        let (plain, indexed) = run().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(plain, indexed);
+        let (plain, indexed, brute) = run().map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+        prop_assert_eq!(&brute, &plain, "{}", text);
+        prop_assert_eq!(plain, indexed, "{}", text);
     }
 }

@@ -226,7 +226,6 @@ impl<'de> serde::de::Visitor<'de> for &Wanted {
 /// integral value within ±2^64 written as that integer (`1`, `1.0`, `1e0`
 /// all become `1`; `-0.0` becomes `0`), other numbers in serde_json's
 /// shortest round-trip form.
-#[cfg(test)]
 pub fn canonical(value: &Value, out: &mut Vec<u8>) {
     write_canonical(value, out);
 }

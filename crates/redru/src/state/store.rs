@@ -74,6 +74,11 @@ impl Map {
         self.shards[Map::shard_of(key)].get(key)
     }
 
+    /// The key as the map holds it, and its value.
+    pub fn get_key_value(&self, key: &str) -> Option<(&Key, &Doc)> {
+        self.shards[Map::shard_of(key)].get_key_value(key)
+    }
+
     /// Inserts or replaces; returns the key as the map holds it (the
     /// existing one when the key was there) and the previous value.
     pub fn insert(&mut self, key: Key, value: Doc) -> (Key, Option<Doc>) {

@@ -1,0 +1,608 @@
+//! Queries: the language people type and the planner that answers it.
+//!
+//! Pure: no I/O. A query is a filter (conditions joined by `and`, `or`,
+//! `not` and parentheses), then an optional order, page and projection. The
+//! planner answers equalities and `in` lists on indexed fields through their
+//! hash indexes, intersecting several under `and` and uniting them under
+//! `or`; a key prefix narrows a scan; otherwise every key is examined. The
+//! result says which plan ran (`explain`). The grammar is in docs/design.md.
+//!
+//! ```text
+//! name = Alice                         name Alice (the same)
+//! age >= 30 and address.city = Oslo    age between 20 and 30
+//! (city = Oslo or city = Bergen) and not exists deleted
+//! tags contains admin                  name prefix Al          role in ["admin", "owner"]
+//! prefix user: and age > 20 sort by age desc, name limit 10 offset 20 fields name, age
+//! $ = {"a": 1}                         (the whole value)
+//! ```
+
+mod parse;
+mod run;
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::state::doc::Doc;
+use crate::state::index::{FieldPath, ValueDigest};
+
+pub use run::run;
+
+/// A comparison operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `=` (or `==`): equal JSON values; numbers by value (`1` = `1.0`).
+    Eq,
+    /// `!=`: the field exists and is not equal.
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl fmt::Display for CmpOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        })
+    }
+}
+
+/// One condition of a query.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Condition {
+    /// `field op value`.
+    Compare {
+        /// The field path.
+        field: FieldPath,
+        /// The operator.
+        op: CmpOp,
+        /// The value compared with.
+        value: Value,
+    },
+    /// `exists field`: the value has the field (even if it is `null`).
+    Exists(FieldPath),
+    /// `prefix text`: the key starts with `text`.
+    KeyPrefix(String),
+    /// `field in [v1, v2]`: the field equals one of the values.
+    In {
+        /// The field path.
+        field: FieldPath,
+        /// The values.
+        values: Vec<Value>,
+    },
+    /// `field contains value`: the field is an array with a member equal to the value.
+    Contains {
+        /// The field path.
+        field: FieldPath,
+        /// The member looked for.
+        value: Value,
+    },
+    /// `field prefix text`: the field is a string starting with `text`.
+    StartsWith {
+        /// The field path.
+        field: FieldPath,
+        /// The start looked for.
+        prefix: String,
+    },
+    /// `field between low and high`: `low <= field <= high` (numbers or strings).
+    Between {
+        /// The field path.
+        field: FieldPath,
+        /// The lower bound, included.
+        low: Value,
+        /// The upper bound, included.
+        high: Value,
+    },
+}
+
+fn quoted(text: &str) -> Value {
+    Value::String(text.to_owned())
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Condition::Compare { field, op, value } => write!(f, "{field} {op} {value}"),
+            Condition::Exists(field) => write!(f, "exists {field}"),
+            Condition::KeyPrefix(p) => write!(f, "prefix {}", quoted(p)),
+            Condition::In { field, values } => write!(f, "{field} in {}", Value::Array(values.clone())),
+            Condition::Contains { field, value } => write!(f, "{field} contains {value}"),
+            Condition::StartsWith { field, prefix } => write!(f, "{field} prefix {}", quoted(prefix)),
+            Condition::Between { field, low, high } => write!(f, "{field} between {low} and {high}"),
+        }
+    }
+}
+
+/// A query's filter: conditions combined with `and`, `or` and `not`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Filter {
+    /// One condition.
+    Cond(Condition),
+    /// Every part holds (an empty `And` holds for every entry).
+    And(Vec<Filter>),
+    /// At least one part holds.
+    Or(Vec<Filter>),
+    /// The part does not hold.
+    Not(Box<Filter>),
+}
+
+impl Default for Filter {
+    fn default() -> Filter {
+        Filter::And(Vec::new())
+    }
+}
+
+impl fmt::Display for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let join = |f: &mut fmt::Formatter<'_>, parts: &[Filter], word: &str| -> fmt::Result {
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    write!(f, " {word} ")?;
+                }
+                match part {
+                    Filter::And(_) | Filter::Or(_) => write!(f, "({part})")?,
+                    _ => write!(f, "{part}")?,
+                }
+            }
+            Ok(())
+        };
+        match self {
+            Filter::Cond(c) => write!(f, "{c}"),
+            Filter::And(parts) => join(f, parts, "and"),
+            Filter::Or(parts) => join(f, parts, "or"),
+            Filter::Not(part) => match **part {
+                Filter::Cond(_) | Filter::Not(_) => write!(f, "not {part}"),
+                _ => write!(f, "not ({part})"),
+            },
+        }
+    }
+}
+
+/// One key of `sort by`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SortKey {
+    /// The field sorted on.
+    pub field: FieldPath,
+    /// `desc`.
+    pub descending: bool,
+}
+
+/// A parsed query: what to match, in which order, which page, which fields.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Query {
+    /// Which entries match.
+    pub filter: Filter,
+    /// `sort by`: entries ordered by these fields (then by key); by key without it.
+    pub sort: Vec<SortKey>,
+    /// `limit N`: at most this many entries.
+    pub limit: Option<usize>,
+    /// `offset N`: skip this many first.
+    pub offset: usize,
+    /// `fields a, b.c`: each value reduced to an object of these paths.
+    pub fields: Option<Vec<FieldPath>>,
+}
+
+impl fmt::Display for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        if self.filter != Filter::default() {
+            write!(f, "{}", self.filter)?;
+            sep = " ";
+        }
+        if !self.sort.is_empty() {
+            f.write_str(sep)?;
+            f.write_str("sort by ")?;
+            for (i, key) in self.sort.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{}{}", key.field, if key.descending { " desc" } else { "" })?;
+            }
+            sep = " ";
+        }
+        if let Some(limit) = self.limit {
+            write!(f, "{sep}limit {limit}")?;
+            sep = " ";
+        }
+        if self.offset > 0 {
+            write!(f, "{sep}offset {}", self.offset)?;
+            sep = " ";
+        }
+        if let Some(fields) = &self.fields {
+            let list: Vec<String> = fields.iter().map(ToString::to_string).collect();
+            write!(f, "{sep}fields {}", list.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Query {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Query> {
+        Query::parse(s)
+    }
+}
+
+impl Query {
+    /// Parses the query language (module docs, docs/design.md). A malformed
+    /// query is [`Error::InvalidQuery`], saying what was expected at which character.
+    pub fn parse(text: &str) -> Result<Query> {
+        parse::parse(text).map_err(|reason| Error::InvalidQuery { query: text.to_owned(), reason })
+    }
+
+    /// A single equality condition.
+    pub fn eq(field: &str, value: Value) -> Result<Query> {
+        let field = FieldPath::parse(field)?;
+        Ok(Query { filter: Filter::Cond(Condition::Compare { field, op: CmpOp::Eq, value }), ..Query::default() })
+    }
+
+    /// Whether `key` with `value` passes the filter.
+    pub fn matches(&self, key: &str, value: &Value) -> bool {
+        self.filter.matches(key, value)
+    }
+}
+
+impl Filter {
+    /// Whether `key`/`value` passes.
+    pub fn matches(&self, key: &str, value: &Value) -> bool {
+        match self {
+            Filter::Cond(c) => c.matches(key, value),
+            Filter::And(parts) => parts.iter().all(|p| p.matches(key, value)),
+            Filter::Or(parts) => parts.iter().any(|p| p.matches(key, value)),
+            Filter::Not(part) => !part.matches(key, value),
+        }
+    }
+
+    /// Whether deciding needs the value (not only the key).
+    fn reads_values(&self) -> bool {
+        match self {
+            Filter::Cond(Condition::KeyPrefix(_)) => false,
+            Filter::Cond(_) => true,
+            Filter::And(parts) | Filter::Or(parts) => parts.iter().any(Filter::reads_values),
+            Filter::Not(part) => part.reads_values(),
+        }
+    }
+}
+
+/// How a query was answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Plan {
+    /// Candidates came from the hash index on `field`, then the other
+    /// conditions were checked on each.
+    IndexLookup {
+        /// The indexed field used.
+        field: String,
+        /// Keys the index returned.
+        candidates: usize,
+    },
+    /// Candidates came from several index lookups: intersected under `and`,
+    /// united under `or` and `in`; then every condition was checked on each.
+    Indexes {
+        /// How the lookups combined, e.g. `name ∩ (city ∪ city)`.
+        combined: String,
+        /// Keys the combination returned.
+        candidates: usize,
+    },
+    /// Every key (or every key with the prefix) was examined.
+    Scan {
+        /// Keys examined.
+        examined: usize,
+        /// The key prefix that narrowed the scan, if any.
+        prefix: Option<String>,
+    },
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Plan::IndexLookup { field, candidates } => {
+                write!(f, "index lookup on `{field}` ({candidates} candidate keys), then filter")
+            }
+            Plan::Indexes { combined, candidates } => {
+                write!(f, "index lookups {combined} ({candidates} candidate keys), then filter")
+            }
+            Plan::Scan { examined, prefix: None } => {
+                write!(f, "full scan ({examined} keys examined; no index applies)")
+            }
+            Plan::Scan { examined, prefix: Some(p) } => {
+                write!(f, "scan of keys with prefix {p:?} ({examined} keys examined)")
+            }
+        }
+    }
+}
+
+/// The matches of a query, in order, and the plan that found them.
+#[derive(Clone, Debug)]
+pub struct QueryResult {
+    /// Matching keys and their values (projected with `fields`), sorted by
+    /// key or by `sort by`, the page `offset`/`limit` chose.
+    pub entries: Vec<(String, Doc)>,
+    /// How many entries matched before `offset` and `limit`.
+    pub total: usize,
+    /// How they were found.
+    pub plan: Plan,
+}
+
+/// Parses a value as commands do: JSON when the text is JSON, otherwise the text as a string.
+pub fn parse_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+impl Condition {
+    /// Whether `key`/`value` satisfies the condition.
+    pub fn matches(&self, key: &str, value: &Value) -> bool {
+        match self {
+            Condition::Exists(field) => field.resolve(value).is_some(),
+            Condition::KeyPrefix(p) => key.starts_with(p.as_str()),
+            Condition::Compare { field, op, value: wanted } => {
+                let Some(have) = field.resolve(value) else { return false };
+                match op {
+                    CmpOp::Eq => equal(have, wanted),
+                    CmpOp::Ne => !equal(have, wanted),
+                    _ => match order(have, wanted) {
+                        Some(ord) => match op {
+                            CmpOp::Lt => ord == Ordering::Less,
+                            CmpOp::Le => ord != Ordering::Greater,
+                            CmpOp::Gt => ord == Ordering::Greater,
+                            _ => ord != Ordering::Less,
+                        },
+                        None => false,
+                    },
+                }
+            }
+            Condition::In { field, values } => {
+                field.resolve(value).is_some_and(|have| values.iter().any(|v| equal(have, v)))
+            }
+            Condition::Contains { field, value: wanted } => match field.resolve(value) {
+                Some(Value::Array(items)) => items.iter().any(|item| equal(item, wanted)),
+                _ => false,
+            },
+            Condition::StartsWith { field, prefix } => {
+                matches!(field.resolve(value), Some(Value::String(s)) if s.starts_with(prefix.as_str()))
+            }
+            Condition::Between { field, low, high } => field.resolve(value).is_some_and(|have| {
+                order(have, low).is_some_and(|o| o != Ordering::Less)
+                    && order(have, high).is_some_and(|o| o != Ordering::Greater)
+            }),
+        }
+    }
+}
+
+/// Equal as the hash indexes see it: numbers by value (`1` = `1.0`), objects
+/// whatever their member order.
+fn equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Null, Value::Null) => true,
+        _ => ValueDigest::of(a) == ValueDigest::of(b),
+    }
+}
+
+/// Orders two numbers by value or two strings by code point; other pairs do not compare.
+fn order(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => Some(x.cmp(&y)),
+            _ => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        },
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        _ => None,
+    }
+}
+
+/// The order of `sort by`, total across types: a missing field first, then
+/// null, false, true, numbers (by value), strings (by code point), arrays
+/// (element by element), objects (by their canonical JSON text).
+pub fn sort_order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+    fn rank(v: Option<&Value>) -> u8 {
+        match v {
+            None => 0,
+            Some(Value::Null) => 1,
+            Some(Value::Bool(false)) => 2,
+            Some(Value::Bool(true)) => 3,
+            Some(Value::Number(_)) => 4,
+            Some(Value::String(_)) => 5,
+            Some(Value::Array(_)) => 6,
+            Some(Value::Object(_)) => 7,
+        }
+    }
+    match (a, b) {
+        (Some(Value::Number(x)), Some(Value::Number(y))) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => x.as_f64().unwrap_or(0.0).total_cmp(&y.as_f64().unwrap_or(0.0)),
+        },
+        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
+        (Some(Value::Array(x)), Some(Value::Array(y))) => {
+            for (p, q) in x.iter().zip(y) {
+                let o = sort_order(Some(p), Some(q));
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        (Some(x @ Value::Object(_)), Some(y @ Value::Object(_))) => {
+            let text = |v: &Value| {
+                let mut out = Vec::new();
+                crate::state::index::canonical(v, &mut out);
+                out
+            };
+            text(x).cmp(&text(y))
+        }
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::change::{Record, Seq};
+    use crate::state::store::State;
+    use serde_json::json;
+
+    fn state() -> State {
+        let mut s = State::default();
+        let rows = [
+            ("u1", json!({"name": "Alice", "age": 30, "address": {"city": "Oslo"}, "tags": ["admin"]})),
+            ("u2", json!({"name": "Bob", "age": 25.0, "address": {"city": "Bergen"}})),
+            ("u3", json!({"name": "Alice", "age": 41, "email": null})),
+            ("x1", json!("Alice")),
+        ];
+        for (i, (k, v)) in rows.into_iter().enumerate() {
+            s.apply(Seq(i as u64 + 1), &Record::Set(k.into(), crate::Doc::from(v)));
+        }
+        s
+    }
+
+    fn keys(s: &State, q: &str) -> Result<Vec<String>> {
+        Ok(run(s, &Query::parse(q)?).entries.into_iter().map(|(k, _)| k).collect())
+    }
+
+    #[test]
+    fn parses_what_people_type() -> Result<()> {
+        let q = Query::parse(r#"name = "Alice Smith" and age>=30 AND exists address.city and prefix user:"#)?;
+        assert!(matches!(&q.filter, Filter::And(parts) if parts.len() == 4));
+        assert_eq!(q.to_string(), r#"name = "Alice Smith" and age >= 30 and exists address.city and prefix "user:""#);
+        assert_eq!(Query::parse("name Alice")?, Query::eq("name", json!("Alice"))?);
+        assert!(matches!(Query::parse(r#"$ = {"a": [1, "x y"]}"#)?.filter, Filter::Cond(_)));
+        assert_eq!(Query::parse("n == 1")?, Query::eq("n", json!(1))?);
+        let q = Query::parse(
+            "(a = 1 or not b in [1, \"x\"]) and c contains 3 and d prefix x and e between 1 and 5 sort by a desc, b limit 10 offset 5 fields a, b.c",
+        )?;
+        assert_eq!(
+            q.to_string(),
+            r#"(a = 1 or not b in [1,"x"]) and c contains 3 and d prefix "x" and e between 1 and 5 sort by a desc, b limit 10 offset 5 fields a, b.c"#
+        );
+        assert_eq!(Query::parse(&q.to_string())?, q, "the display parses back to the same query");
+        assert_eq!(Query::parse("sort by age limit 3")?.limit, Some(3));
+        assert!(
+            matches!(Query::parse("sort = 1")?.filter, Filter::Cond(Condition::Compare { .. })),
+            "a field named sort"
+        );
+        for bad in [
+            "",
+            "name",
+            "name =",
+            "name = 1 and",
+            "age ! 3",
+            "a = {\"x\":",
+            "age < {}",
+            "a..b = 1",
+            "x = 1 y",
+            "(a = 1",
+            "a = 1)",
+            "a in 3",
+            "a between 1",
+            "a between 1 and {}",
+            "sort age",
+            "limit x",
+            "limit 1 limit 2",
+            "not",
+            "a = 1 or",
+            "fields",
+        ] {
+            assert!(Query::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        let deep = format!("{}a = 1{}", "(".repeat(100), ")".repeat(100));
+        assert!(Query::parse(&deep).is_err(), "nesting is bounded");
+        Ok(())
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let reason = |q: &str| match Query::parse(q) {
+            Err(Error::InvalidQuery { reason, .. }) => reason,
+            other => format!("not an InvalidQuery: {other:?}"),
+        };
+        assert_eq!(
+            reason("age > 3 and"),
+            "at the end (character 12): expected a field path such as `name`, `address.city` or `tags.0`, found the end of the query"
+        );
+        assert!(reason("age >").starts_with("at the end (character 6): expected a value after `age >`"));
+        assert!(
+            reason("a = 1 b = 2").starts_with("at character 7: expected `and`, `or` or the end of the query"),
+            "{}",
+            reason("a = 1 b = 2")
+        );
+        assert!(reason("(a = 1").starts_with("at the end (character 7): expected `)`"));
+        assert!(reason("a in 3").starts_with("at character 6: expected a JSON array"));
+    }
+
+    #[test]
+    fn conditions_filter_exactly() -> Result<()> {
+        let s = state();
+        assert_eq!(keys(&s, "name = Alice")?, ["u1", "u3"]);
+        assert_eq!(keys(&s, "name != Alice")?, ["u2"]);
+        assert_eq!(keys(&s, "age >= 30")?, ["u1", "u3"]);
+        assert_eq!(keys(&s, "age < 30")?, ["u2"]);
+        assert_eq!(keys(&s, "age = 25")?, ["u2"], "25 matches 25.0");
+        assert_eq!(keys(&s, "age > 26 and age <= 41 and name = Alice")?, ["u1", "u3"]);
+        assert_eq!(keys(&s, "name > B")?, ["u2"]);
+        assert_eq!(keys(&s, "exists email")?, ["u3"]);
+        assert_eq!(keys(&s, "tags.0 = admin")?, ["u1"]);
+        assert_eq!(keys(&s, "address.city = Oslo")?, ["u1"]);
+        assert_eq!(keys(&s, "$ = Alice")?, ["x1"]);
+        assert_eq!(keys(&s, "prefix u and age > 100")?, Vec::<String>::new());
+        assert_eq!(keys(&s, "prefix x and exists $")?, ["x1"]);
+        assert_eq!(keys(&s, "age > Alice")?, Vec::<String>::new(), "a number never compares with a string");
+        assert_eq!(keys(&s, "name = Bob or age > 40")?, ["u2", "u3"]);
+        assert_eq!(keys(&s, "not name = Alice")?, ["u2", "x1"]);
+        assert_eq!(keys(&s, "tags contains admin")?, ["u1"]);
+        assert_eq!(keys(&s, "name prefix Al")?, ["u1", "u3"]);
+        assert_eq!(keys(&s, "age between 25 and 30")?, ["u1", "u2"]);
+        assert_eq!(keys(&s, "name in [\"Bob\", \"Carol\"]")?, ["u2"]);
+        assert_eq!(keys(&s, "exists age sort by age desc")?, ["u3", "u1", "u2"]);
+        assert_eq!(keys(&s, "exists age sort by age limit 2 offset 1")?, ["u1", "u3"]);
+        assert_eq!(keys(&s, "sort by name desc limit 1")?, ["u2"], "missing fields sort first, desc last");
+        let r = run(&s, &Query::parse("prefix u sort by age fields name, address.city limit 2")?);
+        assert_eq!(r.total, 3);
+        let got: Vec<String> = r.entries.iter().map(|(k, v)| format!("{k} {}", v.as_str())).collect();
+        assert_eq!(
+            got,
+            [r#"u2 {"address.city":"Bergen","name":"Bob"}"#, r#"u1 {"address.city":"Oslo","name":"Alice"}"#]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_planner_uses_an_index_for_equality() -> Result<()> {
+        let mut s = state();
+        s.apply(Seq(10), &Record::CreateIndex { field: "name".into(), unique: false });
+        let r = run(&s, &Query::parse("age > 35 and name = Alice")?);
+        assert_eq!(r.plan, Plan::IndexLookup { field: "name".into(), candidates: 2 });
+        assert_eq!(r.entries.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["u3"]);
+        let r = run(&s, &Query::parse("age > 35")?);
+        assert_eq!(r.plan, Plan::Scan { examined: 4, prefix: None });
+        let r = run(&s, &Query::parse("prefix u and age > 35")?);
+        assert_eq!(r.plan, Plan::Scan { examined: 3, prefix: Some("u".into()) });
+        assert!(r.plan.to_string().contains("prefix"));
+        s.apply(Seq(11), &Record::CreateIndex { field: "address.city".into(), unique: false });
+        let r = run(&s, &Query::parse("name = Alice and address.city = Oslo")?);
+        assert!(matches!(&r.plan, Plan::Indexes { candidates: 1, .. }), "{}", r.plan);
+        assert_eq!(r.entries.len(), 1);
+        let r = run(&s, &Query::parse("name = Bob or address.city = Oslo")?);
+        assert!(matches!(&r.plan, Plan::Indexes { candidates: 2, .. }), "{}", r.plan);
+        let r = run(&s, &Query::parse("name = Bob or age > 40")?);
+        assert!(matches!(r.plan, Plan::Scan { .. }), "an `or` with an unindexed side scans");
+        let r = run(&s, &Query::parse("name in [\"Bob\", \"Alice\"] and not age < 30")?);
+        assert!(matches!(&r.plan, Plan::Indexes { candidates: 3, .. }), "{}", r.plan);
+        assert_eq!(r.entries.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["u1", "u3"]);
+        Ok(())
+    }
+}

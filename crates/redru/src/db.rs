@@ -458,17 +458,19 @@ impl Db {
 
     /// Every key, sorted (byte order).
     pub fn keys(&self) -> Vec<String> {
-        let state = self.inner.read_state();
-        let mut keys: Vec<String> = state.map.iter().map(|(k, _)| k.to_string()).collect();
+        // On a frozen copy: writers do not wait for the listing.
+        let map = self.inner.read_state().map.clone();
+        let mut keys: Vec<String> = map.iter().map(|(k, _)| k.to_string()).collect();
         keys.sort_unstable();
         keys
     }
 
     /// Every key starting with `prefix`, with its value, sorted by key.
     pub fn scan_prefix(&self, prefix: &str) -> Vec<(String, Doc)> {
-        let state = self.inner.read_state();
+        // On a frozen copy: writers do not wait for the scan.
+        let map = self.inner.read_state().map.clone();
         let mut out: Vec<(String, Doc)> =
-            state.map.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.to_string(), v.clone())).collect();
+            map.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.to_string(), v.clone())).collect();
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -654,7 +656,16 @@ impl Db {
     /// None today: a query is checked when it is parsed ([`Error::InvalidQuery`]
     /// from [`Query::parse`]); the `Result` leaves room for queries that can fail.
     pub fn query(&self, query: &Query) -> Result<QueryResult> {
-        Ok(crate::state::query::run(&self.inner.read_state(), query))
+        let state = self.inner.read_state();
+        if let Some(result) = crate::state::query::run_indexed(&state, query) {
+            return Ok(result);
+        }
+        // A scan runs on a frozen copy of the map (O(shards) to take), so
+        // writers never wait for it however long it is; they copy a shard
+        // on their first write to it while the copy is alive.
+        let map = state.map.clone();
+        drop(state);
+        Ok(crate::state::query::scan(&map, query))
     }
 
     /// Writes a new snapshot and drops the log records it holds. Writers

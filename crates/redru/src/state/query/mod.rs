@@ -28,7 +28,9 @@ use crate::error::{Error, Result};
 use crate::state::doc::Doc;
 use crate::state::index::{FieldPath, ValueDigest};
 
+#[cfg(test)]
 pub use run::run;
+pub use run::{run_indexed, scan};
 
 /// A comparison operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,13 +5,13 @@
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{CmpOp, Condition, Filter, Plan, Query, QueryResult, sort_order};
 use crate::state::doc::Doc;
 use crate::state::index::ValueDigest;
 use crate::state::key::Key;
-use crate::state::store::State;
+use crate::state::store::{Map, State};
 
 /// Keys some index lookups found, and how they were combined (for `explain`).
 struct Candidates<'s> {
@@ -76,42 +76,61 @@ fn key_prefix(filter: &Filter) -> Option<String> {
     }
 }
 
-/// Runs `query` against `state`.
+/// Runs `query` against `state` (the unit tests' entry; `Db::query` scans on a frozen copy).
+#[cfg(test)]
 pub fn run(state: &State, query: &Query) -> QueryResult {
-    let reads_values = query.filter.reads_values() || !query.sort.is_empty() || query.fields.is_some();
-    // Each examined entry, with its parsed value when anything reads values.
+    run_indexed(state, query).unwrap_or_else(|| scan(&state.map, query))
+}
+
+fn reads_values(query: &Query) -> bool {
+    query.filter.reads_values() || !query.sort.is_empty() || query.fields.is_some()
+}
+
+/// The filter on one entry: its parsed value (when anything reads values) if it passes.
+fn keep(query: &Query, key: &Key, doc: &Doc) -> Option<Value> {
+    let value = if reads_values(query) { doc.to_value() } else { Value::Null };
+    query.filter.matches(key, &value).then_some(value)
+}
+
+/// Runs `query` through the indexes, or `None` when no index applies (the
+/// caller then scans, possibly on a frozen copy of the map).
+pub fn run_indexed(state: &State, query: &Query) -> Option<QueryResult> {
+    let found = candidates(state, &query.filter)?;
     let mut matched: Vec<(&Key, &Doc, Value)> = Vec::new();
-    let keep = |key: &Key, doc: &Doc| -> Option<Value> {
-        let value = if reads_values { doc.to_value() } else { Value::Null };
-        query.filter.matches(key, &value).then_some(value)
-    };
-    let plan = if let Some(found) = candidates(state, &query.filter) {
-        for key in &found.keys {
-            if let Some((key, doc)) = state.map.get_key_value(key)
-                && let Some(value) = keep(key, doc)
-            {
-                matched.push((key, doc, value));
-            }
+    for key in &found.keys {
+        if let Some((key, doc)) = state.map.get_key_value(key)
+            && let Some(value) = keep(query, key, doc)
+        {
+            matched.push((key, doc, value));
         }
-        if found.lookups == 1 {
-            Plan::IndexLookup { field: found.how.trim_matches('`').to_owned(), candidates: found.keys.len() }
-        } else {
-            Plan::Indexes { combined: found.how, candidates: found.keys.len() }
-        }
+    }
+    let plan = if found.lookups == 1 {
+        Plan::IndexLookup { field: found.how.trim_matches('`').to_owned(), candidates: found.keys.len() }
     } else {
-        let prefix = key_prefix(&query.filter);
-        let mut examined = 0;
-        for (key, doc) in state.map.iter() {
-            if prefix.as_deref().is_some_and(|p| !key.starts_with(p)) {
-                continue;
-            }
-            examined += 1;
-            if let Some(value) = keep(key, doc) {
-                matched.push((key, doc, value));
-            }
-        }
-        Plan::Scan { examined, prefix }
+        Plan::Indexes { combined: found.how, candidates: found.keys.len() }
     };
+    Some(finish(query, matched, plan))
+}
+
+/// Runs `query` by examining every key of `map` (every key with the
+/// filter's key prefix, when it has one).
+pub fn scan(map: &Map, query: &Query) -> QueryResult {
+    let prefix = key_prefix(&query.filter);
+    let mut examined = 0;
+    let mut matched: Vec<(&Key, &Doc, Value)> = Vec::new();
+    for (key, doc) in map.iter() {
+        if prefix.as_deref().is_some_and(|p| !key.starts_with(p)) {
+            continue;
+        }
+        examined += 1;
+        if let Some(value) = keep(query, key, doc) {
+            matched.push((key, doc, value));
+        }
+    }
+    finish(query, matched, Plan::Scan { examined, prefix })
+}
+
+fn finish(query: &Query, mut matched: Vec<(&Key, &Doc, Value)>, plan: Plan) -> QueryResult {
     let total = matched.len();
     order_and_page(query, &mut matched);
     let entries = matched.into_iter().map(|(key, doc, value)| (key.to_string(), project(query, doc, &value))).collect();
@@ -148,7 +167,7 @@ fn project(query: &Query, doc: &Doc, value: &Value) -> Doc {
     match &query.fields {
         None => doc.clone(),
         Some(fields) => {
-            let mut out = Map::new();
+            let mut out = serde_json::Map::new();
             for field in fields {
                 if let Some(found) = field.resolve(value) {
                     out.insert(field.to_string(), found.clone());

@@ -32,6 +32,12 @@ pub struct ServeArgs {
     /// Largest request in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
     max_request: usize,
+    /// Serve TLS only, with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM); needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// When a write's reply is sent: `always` once it is fsynced (group
     /// commit), or `everysec` at once, syncing every second.
     #[arg(long, default_value = "always", value_parser = ["always", "everysec"])]
@@ -59,6 +65,10 @@ pub fn run(args: ServeArgs, dir: &Path) -> Result<ExitCode> {
         idle_timeout: (args.timeout > 0).then(|| Duration::from_secs(args.timeout)),
         limits: redru_server::Limits { max_bytes: args.max_request, ..redru_server::Limits::default() },
         durability: if args.appendfsync == "everysec" { Durability::EverySecond } else { Durability::Always },
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(redru_server::Tls { cert, key }),
+            _ => None,
+        },
     };
     config.check().map_err(anyhow::Error::msg)?;
     // The server syncs once per batch of replies itself, so the database

@@ -2,6 +2,7 @@
 //! enforces, and what a write's reply waits for.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::request::Limits;
@@ -36,6 +37,17 @@ pub struct Config {
     pub limits: Limits,
     /// When write replies are sent.
     pub durability: Durability,
+    /// Serve TLS only, with this certificate chain and private key (PEM files).
+    pub tls: Option<Tls>,
+}
+
+/// The PEM files of a TLS server: the certificate chain and its private key.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// The certificate chain, leaf first (PEM).
+    pub cert: PathBuf,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for Config {
@@ -48,6 +60,7 @@ impl Default for Config {
             idle_timeout: Some(Duration::from_secs(300)),
             limits: Limits::default(),
             durability: Durability::Always,
+            tls: None,
         }
     }
 }

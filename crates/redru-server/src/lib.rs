@@ -32,6 +32,7 @@ mod reply;
 mod request;
 mod shared;
 mod syncer;
+mod tls;
 mod tx;
 
 use std::io;
@@ -45,7 +46,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use config::{Config, Durability};
+pub use config::{Config, Durability, Tls};
 pub use request::Limits;
 use shared::Shared;
 
@@ -172,6 +173,7 @@ struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Server {
@@ -186,11 +188,12 @@ impl Server {
                  every reply's writes durable itself, one sync per batch",
             ));
         }
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let listener = TcpListener::bind(config.addr()).await?;
         let addr = listener.local_addr()?;
         let mut config = config;
         config.port = addr.port();
-        Ok(Server { listener, addr, shared: Arc::new(Shared::new(db, config)?) })
+        Ok(Server { listener, addr, shared: Arc::new(Shared::new(db, config)?), tls })
     }
 
     fn stopper(&self) -> Stopper {
@@ -213,7 +216,7 @@ impl Server {
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    admit(&shared, &mut connections, stream, peer).await;
+                    admit(&shared, &mut connections, stream, peer, self.tls.clone()).await;
                 }
                 _ = shutdown.changed() => {}
             }
@@ -234,6 +237,7 @@ async fn admit(
     connections: &mut JoinSet<()>,
     mut stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     shared.total_connections.fetch_add(1, Ordering::Relaxed);
     if shared.connected.load(Ordering::Relaxed) >= shared.config.max_clients {
@@ -245,7 +249,15 @@ async fn admit(
     shared.connected.fetch_add(1, Ordering::Relaxed);
     let shared = Arc::clone(shared);
     connections.spawn(async move {
-        connection::handle(stream, peer.to_string(), Arc::clone(&shared)).await;
+        match tls {
+            None => connection::handle(stream, peer.to_string(), Arc::clone(&shared)).await,
+            Some(acceptor) => {
+                // A client that never finishes its handshake is dropped.
+                if let Ok(Ok(stream)) = tokio::time::timeout(tls::HANDSHAKE, acceptor.accept(stream)).await {
+                    connection::handle(stream, peer.to_string(), Arc::clone(&shared)).await;
+                }
+            }
+        }
         shared.connected.fetch_sub(1, Ordering::Relaxed);
     });
 }

@@ -7,4 +7,5 @@
 mod commands;
 mod protocol;
 mod redis_rs;
+mod tls;
 mod util;

@@ -39,7 +39,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtocolErro
     match buf.first() {
         None => Ok(None),
         Some(b'*') => parse_multibulk(buf, limits),
-        Some(_) => parse_inline(buf),
+        Some(_) => parse_inline(buf, limits),
     }
 }
 
@@ -100,12 +100,16 @@ fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Protoc
     Ok(Some((args, at)))
 }
 
-fn parse_inline(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
+fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtocolError> {
     let Some(end) = buf.iter().position(|&b| b == b'\n') else {
         return if buf.len() > MAX_LINE { err("too big inline request") } else { Ok(None) };
     };
     let text = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
-    split_args(text).map(|args| Some((args, end + 1)))
+    let args = split_args(text)?;
+    if args.len() > limits.max_args {
+        return err("too many arguments in an inline request");
+    }
+    Ok(Some((args, end + 1)))
 }
 
 /// Splits an inline command as redis-cli and Redis do: whitespace between
@@ -247,6 +251,13 @@ mod tests {
         ] {
             assert!(parse(bad, &Limits::default()).is_err(), "{:?} accepted", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn inline_commands_obey_the_argument_limit() {
+        let limits = Limits { max_args: 4, max_bytes: 100 };
+        assert!(parse(b"a b c d e\n", &limits).is_err());
+        assert_eq!(parse(b"a b c d\n", &limits).map(|r| r.map(|(a, _)| a.len())), Ok(Some(4)));
     }
 
     #[test]

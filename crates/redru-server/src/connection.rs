@@ -27,6 +27,7 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: String, 
     let mut shutdown = shared.shutdown.subscribe();
     let authed = shared.config.requirepass.is_none();
     let mut client = Client::new(shared.next_id(), addr, authed);
+    let _forget = Forget(&shared, client.id);
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     loop {
@@ -72,6 +73,16 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: String, 
                 return;
             }
         }
+    }
+}
+
+/// Forgets a closed connection's WATCHed keys.
+struct Forget<'a>(&'a Shared, u64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        let mut watches = self.0.lock_watches();
+        watches.forget(self.1);
     }
 }
 

@@ -36,7 +36,7 @@ pub fn execute(shared: &Shared, client: &mut Client, args: &[Vec<u8>]) -> (Reply
         return (reply, After::Continue);
     }
     if let Some(queue) = &mut client.multi
-        && !matches!(spec.name, "exec" | "discard" | "multi" | "quit" | "watch")
+        && !matches!(spec.name, "exec" | "discard" | "multi" | "quit" | "watch" | "unwatch")
     {
         queue.push(args.to_vec());
         return (Reply::Simple("QUEUED".into()), After::Continue);
@@ -55,7 +55,10 @@ fn run_one(shared: &Shared, client: &mut Client, spec: &Spec, args: &[Vec<u8>]) 
         return reply;
     }
     match tx.commit() {
-        Ok(()) => reply,
+        Ok(changed) => {
+            shared.watched_changed(&changed);
+            reply
+        }
         Err(e) => error_reply(&e),
     }
 }
@@ -71,6 +74,12 @@ pub fn run(shared: &Shared, client: &mut Client, spec: &Spec, args: &[Vec<u8>], 
 /// EXEC answers the error.
 pub fn exec(shared: &Shared, client: &mut Client, queue: Vec<Vec<Vec<u8>>>) -> Reply {
     let _gate = shared.write_gate();
+    let watching = std::mem::take(&mut client.watching);
+    let dirty = shared.lock_watches().unwatch(client.id, &watching);
+    if dirty {
+        // A watched key changed since WATCH: nothing runs (Redis's null reply).
+        return Reply::NilArray;
+    }
     let mut tx = Tx::new(&shared.db);
     let mut replies = Vec::with_capacity(queue.len());
     for args in &queue {
@@ -83,7 +92,10 @@ pub fn exec(shared: &Shared, client: &mut Client, queue: Vec<Vec<Vec<u8>>>) -> R
         replies.push(reply);
     }
     match tx.commit() {
-        Ok(()) => Reply::Array(replies),
+        Ok(changed) => {
+            shared.watched_changed(&changed);
+            Reply::Array(replies)
+        }
         Err(e) => Reply::Error(format!("EXECABORT the transaction changed nothing: {e}")),
     }
 }

@@ -34,6 +34,8 @@ pub enum Reply {
     Map(Vec<(Reply, Reply)>),
     /// A boolean (RESP3); 1 or 0 in RESP2.
     Bool(bool),
+    /// The null array (`*-1` in RESP2): an EXEC that a WATCH aborted.
+    NilArray,
     /// No reply at all (the connection is closing without one, as after SHUTDOWN).
     None,
 }
@@ -61,8 +63,11 @@ impl Reply {
 
     /// Appends the reply's bytes in `protocol` to `out`.
     pub fn encode(&self, protocol: Protocol, out: &mut Vec<u8>) {
-        if matches!(self, Reply::None) {
-            return;
+        match (self, protocol) {
+            (Reply::None, _) => return,
+            // redis-protocol's RESP2 null is the null bulk string; EXEC's is the null array.
+            (Reply::NilArray, Protocol::Resp2) => return out.extend_from_slice(b"*-1\r\n"),
+            _ => {}
         }
         let start = out.len();
         // Encoding into a buffer of exactly `encode_len` bytes cannot fail;
@@ -94,7 +99,7 @@ impl Reply {
             Reply::Error(e) => Frame2::Error(e.clone()),
             Reply::Int(n) => Frame2::Integer(*n),
             Reply::Bulk(b) => Frame2::BulkString(b.clone()),
-            Reply::Nil | Reply::None => Frame2::Null,
+            Reply::Nil | Reply::NilArray | Reply::None => Frame2::Null,
             Reply::Array(items) => Frame2::Array(items.iter().map(Reply::to_resp2).collect()),
             Reply::Map(pairs) => Frame2::Array(pairs.iter().flat_map(|(k, v)| [k.to_resp2(), v.to_resp2()]).collect()),
             Reply::Bool(b) => Frame2::Integer(i64::from(*b)),
@@ -107,7 +112,7 @@ impl Reply {
             Reply::Error(e) => Frame3::SimpleError { data: e.clone(), attributes: None },
             Reply::Int(n) => Frame3::Number { data: *n, attributes: None },
             Reply::Bulk(b) => Frame3::BlobString { data: b.clone(), attributes: None },
-            Reply::Nil | Reply::None => Frame3::Null,
+            Reply::Nil | Reply::NilArray | Reply::None => Frame3::Null,
             Reply::Array(items) => {
                 Frame3::Array { data: items.iter().map(Reply::to_resp3).collect(), attributes: None }
             }

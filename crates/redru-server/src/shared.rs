@@ -2,7 +2,7 @@
 //! gate, SCAN cursors, counters) and what each connection keeps (protocol
 //! version, authentication, name, a MULTI queue).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::reply::Protocol;
 use crate::syncer::Syncer;
+use crate::tx::Changed;
 
 /// Server-wide state.
 pub struct Shared {
@@ -44,6 +45,63 @@ pub struct Shared {
     pub shutdown: watch::Sender<bool>,
     /// Makes batches durable before their replies go out.
     pub syncer: Syncer,
+    /// Keys clients WATCH, and the clients whose watched keys changed.
+    pub watches: Mutex<Watches>,
+}
+
+/// WATCH: which clients watch which keys, and which of them saw a watched
+/// key change (their next EXEC fails). Only writes through this server are
+/// seen: a program writing to the same `Db` directly bypasses it.
+#[derive(Default)]
+pub struct Watches {
+    by_key: HashMap<String, HashSet<u64>>,
+    dirty: HashSet<u64>,
+}
+
+impl Watches {
+    /// Client `id` watches `key`.
+    pub fn watch(&mut self, id: u64, key: &str) {
+        self.by_key.entry(key.to_owned()).or_default().insert(id);
+    }
+
+    /// Client `id` watches nothing any more; whether a watched key had changed.
+    pub fn unwatch(&mut self, id: u64, keys: &[String]) -> bool {
+        for key in keys {
+            if let Some(ids) = self.by_key.get_mut(key) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_key.remove(key);
+                }
+            }
+        }
+        self.dirty.remove(&id)
+    }
+
+    /// Forgets client `id` entirely (its connection closed).
+    pub fn forget(&mut self, id: u64) {
+        self.by_key.retain(|_, ids| {
+            ids.remove(&id);
+            !ids.is_empty()
+        });
+        self.dirty.remove(&id);
+    }
+
+    /// Marks the watchers of what `changed` touched.
+    pub fn touched(&mut self, changed: &Changed) {
+        if self.by_key.is_empty() {
+            return;
+        }
+        if changed.all {
+            let all: Vec<u64> = self.by_key.values().flatten().copied().collect();
+            self.dirty.extend(all);
+            return;
+        }
+        for key in &changed.keys {
+            if let Some(ids) = self.by_key.get(key) {
+                self.dirty.extend(ids.iter().copied());
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -51,6 +109,7 @@ impl Shared {
     pub fn new(db: Arc<Db>, config: Config) -> std::io::Result<Shared> {
         Ok(Shared {
             syncer: Syncer::start(Arc::clone(&db))?,
+            watches: Mutex::new(Watches::default()),
             db,
             config,
             write_gate: Mutex::new(()),
@@ -74,6 +133,18 @@ impl Shared {
     /// Takes the write gate.
     pub fn write_gate(&self) -> MutexGuard<'_, ()> {
         self.write_gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The WATCH registry.
+    pub fn lock_watches(&self) -> MutexGuard<'_, Watches> {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks the clients watching what a commit changed.
+    pub fn watched_changed(&self, changed: &Changed) {
+        if !changed.keys.is_empty() || changed.all {
+            self.lock_watches().touched(changed);
+        }
     }
 
     /// Asks the server to stop.
@@ -113,6 +184,8 @@ pub struct Client {
     pub multi: Option<Vec<Vec<Vec<u8>>>>,
     /// A command queued in MULTI was refused: EXEC will abort.
     pub multi_failed: bool,
+    /// The keys this client WATCHes.
+    pub watching: Vec<String>,
     /// When it connected.
     pub since: Instant,
 }
@@ -129,6 +202,7 @@ impl Client {
             authed,
             multi: None,
             multi_failed: false,
+            watching: Vec::new(),
             since: Instant::now(),
         }
     }

@@ -92,8 +92,22 @@ impl<'a> Tx<'a> {
         keys
     }
 
-    /// Applies every write as one atomic record (nothing if there are none).
-    pub fn commit(self) -> redru::Result<()> {
-        if self.batch.is_empty() { Ok(()) } else { self.db.batch(self.batch) }
+    /// Applies every write as one atomic record (nothing if there are
+    /// none); returns what it changed, for WATCH.
+    pub fn commit(self) -> redru::Result<Changed> {
+        if self.batch.is_empty() {
+            return Ok(Changed::default());
+        }
+        self.db.batch(self.batch)?;
+        Ok(Changed { keys: self.overlay.into_keys().collect(), all: self.cleared })
     }
+}
+
+/// What a committed transaction changed.
+#[derive(Debug, Default)]
+pub struct Changed {
+    /// The keys set or deleted.
+    pub keys: Vec<String>,
+    /// Whether every key was removed first.
+    pub all: bool,
 }

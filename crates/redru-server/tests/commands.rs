@@ -232,3 +232,43 @@ fn what_clients_ask_on_connect() -> TestResult {
     assert!(c.closed());
     Ok(())
 }
+
+#[test]
+fn watch_aborts_exec_when_a_watched_key_changes() -> TestResult {
+    let server = Server::start()?;
+    let mut a = server.client()?;
+    let mut b = server.client()?;
+    a.call(&["SET", "balance", "10"])?;
+    // Untouched: EXEC runs.
+    assert_eq!(a.call(&["WATCH", "balance"])?, "+OK");
+    assert_eq!(a.call(&["MULTI"])?, "+OK");
+    assert_eq!(a.call(&["INCRBY", "balance", "5"])?, "+QUEUED");
+    assert_eq!(a.call(&["EXEC"])?, "[:15]");
+    // Changed by another client between WATCH and EXEC: nothing runs.
+    assert_eq!(a.call(&["WATCH", "balance", "other"])?, "+OK");
+    assert_eq!(b.call(&["SET", "balance", "100"])?, "+OK");
+    a.call(&["MULTI"])?;
+    a.call(&["INCRBY", "balance", "5"])?;
+    assert_eq!(a.call(&["EXEC"])?, "*nil");
+    assert_eq!(a.call(&["GET", "balance"])?, "$100");
+    // EXEC forgot the watch: the next transaction runs.
+    a.call(&["MULTI"])?;
+    a.call(&["INCR", "balance"])?;
+    assert_eq!(a.call(&["EXEC"])?, "[:101]");
+    // FLUSHALL touches every watched key; UNWATCH forgets them.
+    a.call(&["WATCH", "x"])?;
+    b.call(&["FLUSHALL"])?;
+    a.call(&["MULTI"])?;
+    a.call(&["SET", "x", "1"])?;
+    assert_eq!(a.call(&["EXEC"])?, "*nil");
+    a.call(&["WATCH", "y"])?;
+    b.call(&["SET", "y", "1"])?;
+    assert_eq!(a.call(&["UNWATCH"])?, "+OK");
+    a.call(&["MULTI"])?;
+    a.call(&["SET", "y", "2"])?;
+    assert_eq!(a.call(&["EXEC"])?, "[+OK]");
+    a.call(&["MULTI"])?;
+    assert!(a.call(&["WATCH", "z"])?.starts_with("-ERR WATCH inside MULTI"));
+    assert_eq!(a.call(&["DISCARD"])?, "+OK");
+    Ok(())
+}

@@ -215,6 +215,16 @@ pub static COMMANDS: &[Spec] = &[
     spec!("ttl", 2, r, "generic", "key", "Seconds to live: -1 (no expiry), -2 (no key).", keys::ttl),
     spec!("type", 2, r, "generic", "key", "string, ReJSON-RL (other JSON values) or none.", keys::type_),
     spec!("unlink", -2, w, "generic", "key [key ...]", "Deletes keys; how many existed.", keys::del),
+    spec!("unwatch", 1, r, "transactions", "", "Forgets every WATCHed key.", server::unwatch),
+    spec!(
+        "watch",
+        -2,
+        r,
+        "transactions",
+        "key [key ...]",
+        "EXEC fails if one of these keys changes first.",
+        server::watch
+    ),
 ];
 
 /// The command named `name` (any case).

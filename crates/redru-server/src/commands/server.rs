@@ -163,6 +163,25 @@ pub fn multi(c: &mut Ctx) -> R {
 
 pub fn discard(c: &mut Ctx) -> R {
     c.client.multi.take().ok_or_else(|| Reply::err("DISCARD without MULTI"))?;
+    unwatch(c)
+}
+
+pub fn watch(c: &mut Ctx) -> R {
+    if c.client.multi.is_some() {
+        return Err(Reply::err("WATCH inside MULTI is not allowed"));
+    }
+    let mut watches = c.shared.lock_watches();
+    for i in 1..c.args.len() {
+        let key = String::from_utf8_lossy(&c.args[i]).into_owned();
+        watches.watch(c.client.id, &key);
+        c.client.watching.push(key);
+    }
+    Ok(Reply::ok())
+}
+
+pub fn unwatch(c: &mut Ctx) -> R {
+    let watching = std::mem::take(&mut c.client.watching);
+    c.shared.lock_watches().unwatch(c.client.id, &watching);
     Ok(Reply::ok())
 }
 

@@ -1,18 +1,19 @@
 //! Runs a parsed [`Command`] against the database and writes its result: the
 //! one place where shell, script and one-shot commands meet the library.
 //!
-//! Results go to `out` (stdout), "not found" and errors to stderr. Writes go
-//! through `Db` with its default `Durability::Always`, so a result line is
-//! printed only after the write is on stable storage.
+//! Results go to `out` (stdout) laid out as the [`Format`] says, "not found"
+//! and errors to stderr. With `--durability always` (the default) a write's
+//! result line is printed only after the write is on stable storage. Between
+//! `begin` and `commit` the session holds the writes in one [`Batch`].
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use redru::{Db, ImportOptions, Query};
+use redru::{Batch, Db, Query};
 
-use crate::output::{self, Style, paint, sgr};
+use crate::import;
+use crate::output::{self, Format, Style, paint, raw_key, sgr};
 use crate::progress;
 use crate::shell::parser::{COMMANDS, Command, Find, Pattern, quote_key, spec};
 
@@ -30,36 +31,76 @@ pub enum Outcome {
 /// Asks the person a yes/no question; `None` when nobody can be asked (a script).
 pub type Confirm<'a> = &'a mut dyn FnMut(&str) -> Result<Option<bool>>;
 
-/// Where a command runs.
+/// Where commands run: one session per shell, script or one-shot command.
 pub struct Session<'a> {
     /// The open database.
     pub db: &'a Db,
-    /// How to write values.
+    /// Colour, and whether values are indented.
     pub style: Style,
+    /// How results are laid out.
+    pub format: Format,
     /// Whether a spinner may be drawn on stderr.
     pub progress: bool,
     /// stdout.
     pub out: &'a mut dyn Write,
+    /// The script line being run, named in "not found" messages.
+    pub line: Option<usize>,
+    /// The writes collected since `begin`.
+    pub batch: Option<Batch>,
+    /// Whether `import -` may read standard input (not when it holds a script or the shell's terminal).
+    pub stdin_free: bool,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// A session writing `format` to `out`, indented and coloured as `style` says.
+    pub fn new(db: &'a Db, style: Style, format: Format, out: &'a mut dyn Write) -> Session<'a> {
+        let style = Style { pretty: style.pretty && format == Format::Table, ..style };
+        Session { db, style, format, progress: false, out, line: None, batch: None, stdin_free: false }
+    }
+
     /// Runs `command`.
     pub fn run(&mut self, command: Command, confirm: Confirm) -> Result<Outcome> {
         let db = self.db;
         let style = self.style;
-        let pretty = style.pretty;
+        let pretty = self.format == Format::Table;
+        if let Some(batch) = &mut self.batch {
+            match command {
+                Command::Set { key, value } => {
+                    batch.push_set(key, value);
+                    self.line("QUEUED")?;
+                    return Ok(Outcome::Done);
+                }
+                Command::Delete { key } => {
+                    batch.push_delete(key);
+                    self.line("QUEUED")?;
+                    return Ok(Outcome::Done);
+                }
+                Command::Clear { .. }
+                | Command::Import { .. }
+                | Command::Restore { .. }
+                | Command::Index { .. }
+                | Command::DropIndex { .. }
+                | Command::Begin => {
+                    bail!("`{}` cannot run inside a batch: `commit` or `rollback` the batch first", command.name());
+                }
+                _ => {}
+            }
+        }
         match command {
             Command::Set { key, value } => {
                 db.set(key.clone(), value).with_context(|| format!("setting {}", quote_key(&key)))?;
                 self.line("OK")?;
             }
             Command::Get { key } => match db.get(&key) {
-                Some(value) => self.line(&output::doc(&value, style))?,
-                None => return not_found(&key),
+                Some(value) => {
+                    let style = Style { pretty, ..style };
+                    self.line(&output::doc(&value, style))?;
+                }
+                None => return self.not_found(&key),
             },
             Command::Delete { key } => {
                 if !db.delete(&key).with_context(|| format!("deleting {}", quote_key(&key)))? {
-                    return not_found(&key);
+                    return self.not_found(&key);
                 }
                 self.line("OK")?;
             }
@@ -72,13 +113,23 @@ impl Session<'_> {
             }
             Command::List { pattern } => {
                 let keys = matching_keys(db, pattern.as_ref());
-                if keys.is_empty() && pretty {
-                    self.line(&paint(sgr::DIM, "(no keys)", style.color))?;
-                }
-                for key in keys {
-                    // Quoted for people (so it can be pasted back), exact for programs.
-                    let shown = if pretty { quote_key(&key) } else { key };
-                    self.line(&shown)?;
+                match self.format {
+                    Format::Table if keys.is_empty() => self.line(&paint(sgr::DIM, "(no keys)", style.color))?,
+                    Format::Json => {
+                        let all: Vec<String> = keys.iter().map(|k| output::quote(k)).collect();
+                        self.line(&format!("[{}]", all.join(",")))?;
+                    }
+                    format => {
+                        for key in keys {
+                            // Quoted for people (so it can be pasted back), unambiguous for programs.
+                            let shown = match format {
+                                Format::Table => quote_key(&key),
+                                Format::Jsonl => output::quote(&key),
+                                _ => raw_key(&key),
+                            };
+                            self.line(&shown)?;
+                        }
+                    }
                 }
             }
             Command::Count { pattern } => {
@@ -100,7 +151,7 @@ impl Session<'_> {
                 self.entries(&result.entries)?;
                 if pretty {
                     let n = result.entries.len();
-                    let note = format!("({n} match{}; {})", if n == 1 { "" } else { "es" }, result.plan);
+                    let note = format!("({}; {})", count(n, "match", "matches"), plan(&result.plan));
                     self.line(&paint(sgr::DIM, &note, style.color))?;
                 }
             }
@@ -108,7 +159,7 @@ impl Session<'_> {
                 let parsed = Query::parse(&query).with_context(|| format!("query `{query}`"))?;
                 let result = db.query(&parsed).with_context(|| format!("running `{query}`"))?;
                 let n = result.entries.len();
-                self.line(&format!("{}; {n} match{}", result.plan, if n == 1 { "" } else { "es" }))?;
+                self.line(&format!("{}; {}", plan(&result.plan), count(n, "match", "matches")))?;
             }
             Command::Index { field, unique } => {
                 let made = if unique { db.create_unique_index(&field) } else { db.create_index(&field) };
@@ -121,6 +172,9 @@ impl Session<'_> {
             }
             Command::Indexes => {
                 let indexes = db.indexes();
+                if matches!(self.format, Format::Json | Format::Jsonl) {
+                    return self.json_rows(serde_json::to_value(&indexes).context("encoding the indexes")?);
+                }
                 if pretty {
                     if indexes.is_empty() {
                         self.line(&paint(sgr::DIM, "(no indexes; create one with `index <field>`)", style.color))?;
@@ -143,20 +197,20 @@ impl Session<'_> {
             }
             Command::Stats => {
                 let stats = serde_json::to_value(db.stats()).context("encoding the statistics")?;
-                self.line(&output::json(&stats, style))?;
+                self.line(&output::json(&stats, Style { pretty, ..style }))?;
             }
             Command::Save => {
                 let report =
                     progress::spin(self.progress, "saving a snapshot", || db.save()).context("saving a snapshot")?;
                 let text = if report.unchanged {
-                    format!("nothing changed since the last save ({} keys)", report.keys)
+                    format!("nothing changed since the last save ({})", count(report.keys, "key", "keys"))
                 } else {
                     format!(
-                        "saved {} keys ({} bytes) in {} ms; {} log segment(s) removed",
-                        report.keys,
+                        "saved {} ({} bytes) in {} ms; {} removed",
+                        count(report.keys, "key", "keys"),
                         report.bytes,
                         report.duration.as_millis(),
-                        report.segments_removed
+                        count(report.segments_removed, "log segment", "log segments")
                     )
                 };
                 self.line(&text)?;
@@ -168,7 +222,7 @@ impl Session<'_> {
             Command::Clear { yes } => {
                 let n = db.len();
                 if !yes && n > 0 {
-                    let question = format!("remove all {n} keys from {}? [y/N] ", db.dir().display());
+                    let question = format!("remove {} from {}? [y/N] ", all(n), db.dir().display());
                     match confirm(&question)? {
                         Some(true) => {}
                         Some(false) => {
@@ -179,7 +233,7 @@ impl Session<'_> {
                     }
                 }
                 let removed = db.clear().context("clearing")?;
-                self.line(&format!("cleared {removed} keys"))?;
+                self.line(&format!("cleared {}", count(removed, "key", "keys")))?;
             }
             Command::Backup { path, keep } => {
                 let info = progress::spin(self.progress, "writing a backup", || match &path {
@@ -194,15 +248,18 @@ impl Session<'_> {
                 }
                 let checked = if info.verified { "verified" } else { "NOT verified" };
                 self.line(&format!(
-                    "wrote {} (up to record {}, {} keys, {} bytes, {checked})",
+                    "wrote {} (up to record {}, {}, {} bytes, {checked})",
                     info.path.display(),
                     info.seq,
-                    info.keys,
+                    count(info.keys, "key", "keys"),
                     info.bytes
                 ))?;
             }
             Command::Backups => {
                 let backups = db.backups().context("listing the backups")?;
+                if matches!(self.format, Format::Json | Format::Jsonl) {
+                    return self.json_rows(serde_json::to_value(&backups).context("encoding the backups")?);
+                }
                 if backups.is_empty() && pretty {
                     self.line(&paint(sgr::DIM, "(no backups; write one with `backup`)", style.color))?;
                 }
@@ -211,6 +268,9 @@ impl Session<'_> {
                 }
             }
             Command::Restore { name, file } => {
+                if file {
+                    refuse_export(Path::new(&name))?;
+                }
                 let report = progress::spin(self.progress, "restoring", || {
                     if file { db.restore_file(Path::new(&name)) } else { db.restore(&name) }
                 })
@@ -222,23 +282,53 @@ impl Session<'_> {
                 for path in &removed {
                     self.line(&format!("removed {}", path.display()))?;
                 }
-                self.line(&format!("{} backup(s) removed", removed.len()))?;
+                self.line(&format!("{} removed", count(removed.len(), "backup", "backups")))?;
             }
-            Command::Export { path, lines } => match path {
+            Command::Export { path, lines, force } => match path {
                 None => {
                     db.export(self.out, lines).context("exporting")?;
                 }
                 Some(path) => {
+                    if !force && Path::new(&path).exists() {
+                        bail!("{path} already exists; `export {path} --force` replaces it");
+                    }
                     let n = export_to_file(db, Path::new(&path), lines)?;
-                    self.line(&format!("exported {n} pairs to {path}"))?;
+                    self.line(&format!("exported {} to {path}", count(n, "pair", "pairs")))?;
                 }
             },
             Command::Import { path, replace } => {
-                let options = ImportOptions { replace, ..ImportOptions::default() };
-                let n = import(db, Path::new(&path), options, self.progress)
-                    .with_context(|| format!("importing {path}"))?;
+                if !self.stdin_free && (path == "-" || path == "/dev/stdin") {
+                    bail!("`import {path}` reads standard input, which holds the commands here; run it one-shot");
+                }
+                let n = progress::spin(self.progress, "importing", || {
+                    import::read_input(&path).and_then(|bytes| import::apply(db, &bytes, replace))
+                })
+                .with_context(|| format!("importing {path}"))?;
                 let how = if replace { "replaced the data with" } else { "imported" };
-                self.line(&format!("{how} {n} pairs from {path}"))?;
+                self.line(&format!("{how} {} from {path}", count(n, "pair", "pairs")))?;
+            }
+            Command::Begin => {
+                self.batch = Some(Batch::new());
+                self.line("OK")?;
+            }
+            Command::Commit => {
+                let Some(batch) = self.batch.take() else { bail!("`commit` without `begin`") };
+                let n = batch.len();
+                if !batch.is_empty() {
+                    db.batch(batch).context("committing the batch (none of its writes was applied)")?;
+                }
+                self.line(&format!("committed {}", count(n, "write", "writes")))?;
+            }
+            Command::Rollback => {
+                let Some(batch) = self.batch.take() else { bail!("`rollback` without `begin`") };
+                self.line(&format!("rolled back {}", count(batch.len(), "write", "writes")))?;
+            }
+            Command::Verify { .. } | Command::Repair { .. } | Command::Compact => {
+                bail!(
+                    "`{}` works on the closed directory, so it is a one-shot command; leave and run: {}",
+                    command.name(),
+                    one_shot_line(&command, db.dir())
+                );
             }
             Command::Help { topic } => {
                 let text = help(topic.as_deref(), style.color)?;
@@ -253,20 +343,113 @@ impl Session<'_> {
         writeln!(self.out, "{text}").context("writing to stdout")
     }
 
+    fn not_found(&mut self, key: &str) -> Result<Outcome> {
+        self.out.flush().context("writing to stdout")?;
+        let at = self.line.map(|n| format!("line {n}: ")).unwrap_or_default();
+        eprintln!("{at}not found: {}", quote_key(key));
+        Ok(Outcome::Missing)
+    }
+
+    /// Rows as one JSON array (`json`) or one object per line (`jsonl`).
+    fn json_rows(&mut self, rows: serde_json::Value) -> Result<Outcome> {
+        let rows = match rows {
+            serde_json::Value::Array(rows) => rows,
+            other => vec![other],
+        };
+        if self.format == Format::Json {
+            self.line(&serde_json::to_string(&rows).context("encoding the rows")?)?;
+        } else {
+            for row in &rows {
+                self.line(&serde_json::to_string(row).context("encoding a row")?)?;
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
     fn entries(&mut self, entries: &[(String, redru::Doc)]) -> Result<()> {
         let style = self.style;
+        if self.format == Format::Json {
+            let members: Vec<String> =
+                entries.iter().map(|(k, v)| format!("{}:{}", output::quote(k), v.as_str())).collect();
+            return self.line(&format!("{{{}}}", members.join(",")));
+        }
         for (key, value) in entries {
-            let line = if style.pretty {
+            let line = match self.format {
                 // One line per match even in a terminal: compact, but coloured.
-                let compact = Style { pretty: false, ..style };
-                format!("{}  {}", paint(sgr::BOLD, &quote_key(key), style.color), output::doc(value, compact))
-            } else {
-                format!("{key}\t{}", output::doc(value, Style::PLAIN))
+                Format::Table => {
+                    let compact = Style { pretty: false, ..style };
+                    format!("{}  {}", paint(sgr::BOLD, &quote_key(key), style.color), output::doc(value, compact))
+                }
+                Format::Jsonl => format!("{{\"key\":{},\"value\":{}}}", output::quote(key), value.as_str()),
+                _ => format!("{}\t{}", raw_key(key), output::doc(value, Style::PLAIN)),
             };
             self.line(&line)?;
         }
         Ok(())
     }
+}
+
+/// `n thing` or `n things`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// "the 1 key" / "all 3 keys".
+fn all(n: usize) -> String {
+    if n == 1 { "the 1 key".into() } else { format!("all {n} keys") }
+}
+
+/// A query plan in words, with its numbers' nouns in agreement.
+fn plan(plan: &redru::Plan) -> String {
+    match plan {
+        redru::Plan::IndexLookup { field, candidates } => {
+            format!(
+                "index lookup on `{field}` ({}), then filter",
+                count(*candidates, "candidate key", "candidate keys")
+            )
+        }
+        redru::Plan::Scan { examined, prefix: None } => {
+            format!("full scan ({} examined; no index applies)", count(*examined, "key", "keys"))
+        }
+        redru::Plan::Scan { examined, prefix: Some(p) } => {
+            format!("scan of keys with prefix {p:?} ({} examined)", count(*examined, "key", "keys"))
+        }
+    }
+}
+
+/// The command line that runs a one-shot-only command on `dir`.
+pub fn one_shot_line(command: &Command, dir: &Path) -> String {
+    let quote = |text: &str| {
+        let safe = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/=@%+,".contains(c));
+        if safe { text.to_owned() } else { format!("'{}'", text.replace('\'', "'\\''")) }
+    };
+    let mut line = format!("redru --dir {}", quote(&dir.to_string_lossy()));
+    match command {
+        Command::Verify { file, json } => {
+            line.push_str(" verify");
+            if let Some(file) = file {
+                line.push_str(&format!(" {}", quote(file)));
+            }
+            if *json {
+                line.push_str(" --json");
+            }
+        }
+        Command::Repair { dry_run } => line.push_str(if *dry_run { " repair --dry-run" } else { " repair" }),
+        _ => line.push_str(" compact"),
+    }
+    line
+}
+
+/// `restore --file` of an export: say what it is and what loads it, rather
+/// than that a snapshot is damaged.
+fn refuse_export(path: &Path) -> Result<()> {
+    let Ok(bytes) = std::fs::read(path) else { return Ok(()) };
+    let is_snapshot = bytes.trim_ascii_start().starts_with(b"{\"format\":\"redru-snapshot\"");
+    if !is_snapshot && import::pairs(&bytes).is_ok() {
+        let p = path.display();
+        bail!("{p} is an export (written by `export`), not a backup; load it with `import {p} --replace`");
+    }
+    Ok(())
 }
 
 /// Exports into a new file, through a temporary name so a failed export
@@ -286,28 +469,6 @@ fn export_to_file(db: &Db, path: &Path, lines: bool) -> Result<usize> {
         let _ = std::fs::remove_file(&tmp);
     }
     written
-}
-
-/// Imports with a byte progress bar on stderr (parsing is the long part).
-fn import(db: &Db, path: &Path, options: ImportOptions, progress: bool) -> Result<usize> {
-    if !progress {
-        return Ok(db.import_with(path, options, &mut |_, _| {})?);
-    }
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("importing {bar:30} {bytes}/{total_bytes} ({eta})") {
-        bar.set_style(style);
-    }
-    let n = db.import_with(path, options, &mut |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    });
-    bar.finish_and_clear();
-    Ok(n?)
-}
-
-fn not_found(key: &str) -> Result<Outcome> {
-    eprintln!("not found: {}", quote_key(key));
-    Ok(Outcome::Missing)
 }
 
 /// Sorted keys matching `pattern` (all keys without one).
@@ -375,7 +536,25 @@ fn wrap(text: &str, width: usize) -> String {
 pub fn print_error(error: &anyhow::Error, color: bool) {
     let hint = error.chain().find_map(|e| e.downcast_ref::<redru::Error>()).and_then(hint);
     let hint = hint.map(|h| format!("; {h}")).unwrap_or_default();
-    eprintln!("{} {error:#}{hint}", paint(sgr::ERROR, "error:", color));
+    eprintln!("{} {}{hint}", paint(sgr::ERROR, "error:", color), causes(error));
+}
+
+/// The chain of causes joined by `: `, each said once: a library error's
+/// message already holds the OS error it wraps (`... : Not a directory (os
+/// error 20)`), which anyhow would print a second time as the next cause.
+pub fn causes(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.ends_with(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// The shell command that deals with a library error: the library's messages

@@ -10,13 +10,17 @@ use crate::shell::parser::{COMMANDS, Command, Cursor, Place, Spec, parse_args};
 const AFTER_HELP: &str = "\
 Without a command, redru opens an interactive shell on the data directory; with
 standard input from a pipe or file it runs one command per line instead
-(script mode: no prompt, no colour; see --bail).
+(script mode: no prompt, no colour; see --bail). Every command takes the same
+words one-shot as in the shell; redru's options may also follow them, and
+after `--` every word is the command's. In the shell and in scripts, `begin`
+... `commit` makes the writes between them one atomic batch.
 
 Examples:
   redru                                     open the shell on ./data
   redru --dir /tmp/db set user:1 '{\"name\": \"Alice\", \"age\": 30}'
-  redru --dir /tmp/db get user:1
+  redru --dir /tmp/db get user:1 --format json
   printf 'set a 1\\nget a\\n' | redru --dir /tmp/db
+  redru --dir /tmp/db --durability buffered < load.redru
 
 Exit codes: 0 success, 1 not found (get, delete, exists) or problems found
 (verify, repair), 2 usage error or failure.
@@ -36,10 +40,8 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true, value_name = "WHEN")]
     pub color: ColorChoice,
 
-    /// How get, list, find, indexes, backups and stats write results: `table` for people
-    /// (the default in a terminal), `raw` (the default when piped: stored JSON text, one key or
-    /// entry per line, tab-separated columns), `json` (one JSON document) or `jsonl` (one JSON
-    /// value per line).
+    /// How get, list, find, indexes, backups and stats lay out results (default: table in a
+    /// terminal, raw when piped).
     #[arg(long, value_enum, global = true, value_name = "FORMAT")]
     pub format: Option<Format>,
 
@@ -47,9 +49,8 @@ pub struct Cli {
     #[arg(long, global = true, conflicts_with = "format")]
     pub raw: bool,
 
-    /// When writes reach stable storage: `always` (each write is fsynced before its result
-    /// line), `buffered` (writes collect in memory and are fsynced at the end: a crash can lose
-    /// the last ones) or `never` (the OS decides; fsynced at the end). See docs/durability.md.
+    /// When writes reach stable storage (a crash or power loss during a `buffered` or `never`
+    /// run can lose its last writes; see docs/durability.md).
     #[arg(long, value_enum, default_value_t = DurabilityChoice::Always, global = true, value_name = "MODE")]
     pub durability: DurabilityChoice,
 
@@ -71,7 +72,7 @@ pub struct Cli {
 /// `--durability`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum DurabilityChoice {
-    /// Every write fsynced before it returns.
+    /// Every write fsynced before its result line.
     #[default]
     Always,
     /// Writes buffered in memory, handed to the OS in large writes; fsynced at the end.

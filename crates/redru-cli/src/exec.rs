@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use redru::{Batch, Db, Query};
 
 use crate::import;
@@ -300,10 +301,8 @@ impl<'a> Session<'a> {
                 if !self.stdin_free && (path == "-" || path == "/dev/stdin") {
                     bail!("`import {path}` reads standard input, which holds the commands here; run it one-shot");
                 }
-                let n = progress::spin(self.progress, "importing", || {
-                    import::read_input(&path).and_then(|bytes| import::apply(db, &bytes, replace))
-                })
-                .with_context(|| format!("importing {path}"))?;
+                let n =
+                    import_with_bar(db, &path, replace, self.progress).with_context(|| format!("importing {path}"))?;
                 let how = if replace { "replaced the data with" } else { "imported" };
                 self.line(&format!("{how} {} from {path}", count(n, "pair", "pairs")))?;
             }
@@ -445,7 +444,7 @@ pub fn one_shot_line(command: &Command, dir: &Path) -> String {
 fn refuse_export(path: &Path) -> Result<()> {
     let Ok(bytes) = std::fs::read(path) else { return Ok(()) };
     let is_snapshot = bytes.trim_ascii_start().starts_with(b"{\"format\":\"redru-snapshot\"");
-    if !is_snapshot && import::pairs(&bytes).is_ok() {
+    if !is_snapshot && import::pairs(&bytes, &mut |_, _| {}).is_ok() {
         let p = path.display();
         bail!("{p} is an export (written by `export`), not a backup; load it with `import {p} --replace`");
     }
@@ -469,6 +468,24 @@ fn export_to_file(db: &Db, path: &Path, lines: bool) -> Result<usize> {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// Imports with a byte progress bar on stderr while parsing (the long part).
+fn import_with_bar(db: &Db, path: &str, replace: bool, progress: bool) -> Result<usize> {
+    let bytes = import::read_input(path)?;
+    if !progress {
+        return import::apply(db, &bytes, replace, &mut |_, _| {});
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("importing {bar:30} {bytes}/{total_bytes} ({eta})") {
+        bar.set_style(style);
+    }
+    let n = import::apply(db, &bytes, replace, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    n
 }
 
 /// Sorted keys matching `pattern` (all keys without one).

@@ -2,12 +2,12 @@
 //! it starts on. The shell, a paste and a script all go through it.
 //!
 //! Invariants: one line is one command, unless its value opens JSON that is
-//! still open ([`is_incomplete`]); a continued value takes the next lines only
-//! while none of them starts with a command name, so an unclosed value costs
-//! that one command (an [`Piece::Unfinished`]) and never swallows the lines
-//! after it.
+//! still open ([`is_incomplete`]); a continued value takes the next lines while
+//! a bracket or string of it is open and none of them starts with a command
+//! name, so an unclosed value costs that one command (an [`Piece::Unfinished`])
+//! and never swallows the lines after it. Each line is scanned once.
 
-use super::tokens::{is_incomplete, starts_command};
+use super::tokens::{Brackets, is_incomplete, open_value, starts_command};
 
 /// What the lines fed so far add up to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +59,7 @@ impl std::fmt::Display for Piece {
 #[derive(Debug, Default)]
 pub struct Joiner {
     pending: String,
+    brackets: Brackets,
     first: usize,
     line: usize,
 }
@@ -87,7 +88,9 @@ impl Joiner {
             if !starts_command(line) {
                 self.pending.push('\n');
                 self.pending.push_str(line);
-                if !is_incomplete(&self.pending) {
+                self.brackets.scan("\n");
+                self.brackets.scan(line);
+                if self.brackets.closed() {
                     done.push(Piece::Command { text: std::mem::take(&mut self.pending), line: self.first });
                 }
                 return done;
@@ -96,6 +99,8 @@ impl Joiner {
         }
         if is_incomplete(line) {
             self.pending = line.to_owned();
+            self.brackets = Brackets::default();
+            self.brackets.scan(open_value(line).unwrap_or_default());
             self.first = self.line;
         } else {
             done.push(Piece::Command { text: line.to_owned(), line: self.line });
@@ -159,8 +164,14 @@ mod tests {
         let unfinished = |ended_by| Piece::Unfinished { text: "set k {\"a\": 1".into(), line: 1, ended_by };
         assert_eq!(feed(&["set k {\"a\": 1", "set b 2"]), [unfinished(Some(2)), command("set b 2", 2)]);
         assert_eq!(feed(&["set k {\"a\": 1"]), [unfinished(None)]);
-        // A line that breaks the JSON and is no command ends the value: the parser reports the JSON error.
-        assert_eq!(feed(&["set k {", "oops", "get k"]), [command("set k {\noops", 1), command("get k", 3)]);
+        // A line that breaks the JSON but is no command goes on until the brackets close: the parser
+        // reports the JSON error.
+        assert_eq!(feed(&["set k {", "oops }", "get k"]), [command("set k {\noops }", 1), command("get k", 3)]);
+        assert_eq!(
+            feed(&["set \"k{\" [\"]\",", "\"[\"]"]),
+            [command("set \"k{\" [\"]\",\n\"[\"]", 1)],
+            "brackets in the key and in strings do not count"
+        );
         let mut joiner = Joiner::new();
         assert!(joiner.push("set k [").is_empty() && joiner.is_pending());
         assert_eq!(joiner.skip().map(|p| p.line()), Some(1));

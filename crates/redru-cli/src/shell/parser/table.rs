@@ -220,7 +220,7 @@ pub const COMMANDS: &[Spec] = &[
         args: &[],
         arg: Arg::None,
         place: Place::Everywhere,
-        summary: "make every write durable (already the default)",
+        summary: "make every write durable (each already is with --durability always, the default)",
         details: "",
         examples: &["sync"],
     },

@@ -5,8 +5,9 @@
 //!
 //! Invariants: `quote_key` round-trips through `Cursor::word`; only a *value*
 //! that opens with `{`, `[` or `"` (set's value, find's value) holds the input
-//! open, and only while it is still the beginning of valid JSON; a stray quote
-//! or bracket anywhere else never does.
+//! open: its first line only while it is the beginning of valid JSON, later
+//! lines while a bracket or string of it is open ([`Brackets`], linear in the
+//! input); a stray quote or bracket anywhere else never does.
 
 use std::borrow::Cow;
 
@@ -23,7 +24,7 @@ pub fn is_incomplete(text: &str) -> bool {
 }
 
 /// The value of a `set` or `find <field> <value>` command when it opens like JSON.
-fn open_value(text: &str) -> Option<&str> {
+pub fn open_value(text: &str) -> Option<&str> {
     let mut cur = Cursor::new(text);
     cur.skip_ws();
     if cur.rest().starts_with('#') {
@@ -44,6 +45,43 @@ fn open_value(text: &str) -> Option<&str> {
 /// Whether `text` is JSON cut short: valid so far, but the input ended inside it.
 fn json_is_open(text: &str) -> bool {
     matches!(serde_json::from_str::<&RawValue>(text), Err(e) if e.is_eof())
+}
+
+/// The brackets and string of a JSON value that spans lines, followed line
+/// by line (so a long pasted document costs one pass, not one per line).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Brackets {
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Brackets {
+    /// Follows `text`.
+    pub fn scan(&mut self, text: &str) {
+        for c in text.chars() {
+            if self.in_string {
+                match (self.escaped, c) {
+                    (true, _) => self.escaped = false,
+                    (false, '\\') => self.escaped = true,
+                    (false, '"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                '"' => self.in_string = true,
+                '{' | '[' => self.depth += 1,
+                '}' | ']' => self.depth = self.depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether every bracket and string opened so far is closed.
+    pub fn closed(&self) -> bool {
+        self.depth == 0 && !self.in_string
+    }
 }
 
 /// Whether `line` starts with a command name: such a line never continues

@@ -102,8 +102,14 @@ pub enum Action {
 
 /// The whole command line: global options and the subcommands of the table.
 pub fn command() -> clap::Command {
+    let shell_only = Cli::command()
+        .get_arguments()
+        .filter(|a| SHELL_ONLY.contains(&a.get_id().as_str()))
+        .cloned()
+        .collect::<Vec<_>>();
     let shell = clap::Command::new("shell")
-        .about("Open the interactive shell (the default); runs a script when stdin is not a terminal");
+        .about("Open the interactive shell (the default); runs a script when stdin is not a terminal")
+        .args(shell_only);
     Cli::command().subcommand(shell).subcommands(COMMANDS.iter().filter(|s| s.place != Place::Session).map(subcommand))
 }
 
@@ -163,7 +169,7 @@ pub fn action(matches: &ArgMatches) -> Result<Action, String> {
     if name == "shell" {
         return Ok(Action::Shell);
     }
-    for flag in ["bail", "backup_every", "backup_keep"] {
+    for flag in SHELL_ONLY {
         if matches.value_source(flag) == Some(ValueSource::CommandLine) {
             let flag = format!("--{}", flag.replace('_', "-"));
             return Err(format!("{flag} applies to the shell and to scripts, not to a one-shot `{name}`"));
@@ -181,14 +187,31 @@ pub fn action(matches: &ArgMatches) -> Result<Action, String> {
 /// Parses the process's command line.
 pub fn parse() -> Result<(Cli, ArgMatches), clap::Error> {
     let matches = command().try_get_matches_from(reorder(std::env::args_os().collect()))?;
-    let cli = Cli::from_arg_matches(&matches)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    // `redru shell --bail ...`: the shell's own options may follow its name.
+    if let Some(("shell", sub)) = matches.subcommand() {
+        cli.bail |= sub.get_flag("bail");
+        if let Some(every) = sub.get_one::<std::time::Duration>("backup_every") {
+            cli.backup_every = Some(*every);
+        }
+        if let (Some(ValueSource::CommandLine), Some(keep)) =
+            (sub.value_source("backup_keep"), sub.get_one::<usize>("backup_keep"))
+        {
+            cli.backup_keep = *keep;
+        }
+    }
     Ok((cli, matches))
 }
 
 /// The options that take a value.
 const VALUED: &[&str] = &["--dir", "-d", "--color", "--format", "--durability", "--backup-every", "--backup-keep"];
-/// The options that take none (help and version included).
-const FLAGS: &[&str] = &["--raw", "--bail", "-h", "--help", "-V", "--version"];
+/// The options that follow a command's words: long names only, so that a
+/// word such as `-d` or `-done` stays a word (it never moves the directory).
+const AFTER_WORDS: &[&str] = &["--dir", "--color", "--format", "--durability", "--backup-every", "--backup-keep"];
+/// The flags that follow a command's words.
+const FLAGS_AFTER_WORDS: &[&str] = &["--raw", "--bail", "--help"];
+/// The options the shell (and script mode) alone takes.
+const SHELL_ONLY: &[&str] = &["bail", "backup_every", "backup_keep"];
 
 /// redru's own options may also follow a command's words (`redru get k
 /// --format json`): they are moved in front of the words, and a `--` put
@@ -197,10 +220,8 @@ const FLAGS: &[&str] = &["--raw", "--bail", "-h", "--help", "-V", "--version"];
 /// among the words ends this: every word after it is the command's.
 pub fn reorder(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let text = |a: &std::ffi::OsString| a.to_str().map(str::to_owned).unwrap_or_default();
-    let is_option = |a: &str| {
-        FLAGS.contains(&a)
-            || VALUED.iter().any(|v| a.starts_with(&format!("{v}=")) || (v.len() == 2 && a.starts_with(v)))
-    };
+    let is_option =
+        |a: &str| FLAGS_AFTER_WORDS.contains(&a) || AFTER_WORDS.iter().any(|v| a.starts_with(&format!("{v}=")));
     let mut i = 1;
     while i < args.len() {
         let a = text(&args[i]);
@@ -222,7 +243,7 @@ pub fn reorder(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
         let a = text(arg);
         if a == "--" {
             words.extend(rest.by_ref().cloned());
-        } else if VALUED.contains(&a.as_str()) {
+        } else if AFTER_WORDS.contains(&a.as_str()) {
             out.push(arg.clone());
             out.extend(rest.next().cloned());
         } else if is_option(&a) {
@@ -297,6 +318,8 @@ mod tests {
         assert_eq!(reordered("redru set n -5 --raw"), "redru set --raw -- n -5");
         assert_eq!(reordered("redru set k -- --raw"), "redru set -- k --raw");
         assert_eq!(reordered("redru -d x set k --help"), "redru -d x set --help -- k");
+        assert_eq!(reordered("redru set k -d -done"), "redru set -- k -d -done");
+        assert_eq!(reordered("redru get k --dir=y"), "redru get --dir=y -- k");
         assert_eq!(reordered("redru --bail"), "redru --bail");
         assert_eq!(reordered("redru shell --bail"), "redru shell --bail");
     }

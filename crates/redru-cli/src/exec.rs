@@ -53,9 +53,9 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    /// A session writing `format` to `out`, indented and coloured as `style` says.
+    /// A session writing `format` to `out`, coloured as `style` says (indented in `table`).
     pub fn new(db: &'a Db, style: Style, format: Format, out: &'a mut dyn Write) -> Session<'a> {
-        let style = Style { pretty: style.pretty && format == Format::Table, ..style };
+        let style = Style { pretty: format == Format::Table, ..style };
         Session { db, style, format, progress: false, out, line: None, batch: None, stdin_free: false }
     }
 

@@ -47,7 +47,7 @@ pub fn run(session: &mut Session, input: &mut dyn BufRead, bail: bool) -> Result
         for piece in pieces {
             let failed = match piece {
                 Err(e) => Some(e),
-                Ok(piece @ Piece::Unfinished { .. }) => Some(anyhow!("line {}: {piece}", piece.line())),
+                Ok(piece @ Piece::Unfinished { .. }) => Some(anyhow!("line {}: {piece:#}", piece.line())),
                 Ok(Piece::Command { text, line }) => {
                     session.line = Some(line);
                     match run_one(session, &text) {

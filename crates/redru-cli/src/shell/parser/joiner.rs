@@ -40,14 +40,16 @@ impl Piece {
 }
 
 impl std::fmt::Display for Piece {
-    /// The error an unfinished command is (a complete one shows its text).
+    /// The error an unfinished command is (a complete one shows its text);
+    /// `{:#}` names the line that ended it (a script's lines have numbers, a shell session's do not).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Piece::Command { text, .. } => f.write_str(text),
             Piece::Unfinished { ended_by, .. } => {
                 f.write_str("unfinished value: the JSON value that opens it is never closed ")?;
                 match ended_by {
-                    Some(next) => write!(f, "(line {next} starts the next command)"),
+                    Some(next) if f.alternate() => write!(f, "(line {next} starts the next command)"),
+                    Some(_) => f.write_str("(the next command starts first)"),
                     None => f.write_str("(the input ends first)"),
                 }
             }

@@ -61,42 +61,17 @@ impl<'a> Session<'a> {
 
     /// Runs `command`.
     pub fn run(&mut self, command: Command, confirm: Confirm) -> Result<Outcome> {
+        let Some(command) = self.queue(command)? else { return Ok(Outcome::Done) };
         let db = self.db;
         let style = self.style;
         let pretty = self.format == Format::Table;
-        if let Some(batch) = &mut self.batch {
-            match command {
-                Command::Set { key, value } => {
-                    batch.push_set(key, value);
-                    self.line("QUEUED")?;
-                    return Ok(Outcome::Done);
-                }
-                Command::Delete { key } => {
-                    batch.push_delete(key);
-                    self.line("QUEUED")?;
-                    return Ok(Outcome::Done);
-                }
-                Command::Clear { .. }
-                | Command::Import { .. }
-                | Command::Restore { .. }
-                | Command::Index { .. }
-                | Command::DropIndex { .. }
-                | Command::Begin => {
-                    bail!("`{}` cannot run inside a batch: `commit` or `rollback` the batch first", command.name());
-                }
-                _ => {}
-            }
-        }
         match command {
             Command::Set { key, value } => {
                 db.set(key.clone(), value).with_context(|| format!("setting {}", quote_key(&key)))?;
                 self.line("OK")?;
             }
             Command::Get { key } => match db.get(&key) {
-                Some(value) => {
-                    let style = Style { pretty, ..style };
-                    self.line(&output::doc(&value, style))?;
-                }
+                Some(value) => self.line(&output::doc(&value, style))?,
                 None => return self.not_found(&key),
             },
             Command::Delete { key } => {
@@ -112,27 +87,7 @@ impl<'a> Session<'a> {
                     return Ok(Outcome::Missing);
                 }
             }
-            Command::List { pattern } => {
-                let keys = matching_keys(db, pattern.as_ref());
-                match self.format {
-                    Format::Table if keys.is_empty() => self.line(&paint(sgr::DIM, "(no keys)", style.color))?,
-                    Format::Json => {
-                        let all: Vec<String> = keys.iter().map(|k| output::quote(k)).collect();
-                        self.line(&format!("[{}]", all.join(",")))?;
-                    }
-                    format => {
-                        for key in keys {
-                            // Quoted for people (so it can be pasted back), unambiguous for programs.
-                            let shown = match format {
-                                Format::Table => quote_key(&key),
-                                Format::Jsonl => output::quote(&key),
-                                _ => raw_key(&key),
-                            };
-                            self.line(&shown)?;
-                        }
-                    }
-                }
-            }
+            Command::List { pattern } => self.keys(matching_keys(db, pattern.as_ref()))?,
             Command::Count { pattern } => {
                 let n = match &pattern {
                     None => db.len(),
@@ -171,34 +126,10 @@ impl<'a> Session<'a> {
                 db.drop_index(&field).with_context(|| format!("dropping the index on `{field}`"))?;
                 self.line("OK")?;
             }
-            Command::Indexes => {
-                let indexes = db.indexes();
-                if matches!(self.format, Format::Json | Format::Jsonl) {
-                    return self.json_rows(serde_json::to_value(&indexes).context("encoding the indexes")?);
-                }
-                if pretty {
-                    if indexes.is_empty() {
-                        self.line(&paint(sgr::DIM, "(no indexes; create one with `index <field>`)", style.color))?;
-                    } else {
-                        let width = indexes.iter().map(|i| i.field.len()).max().unwrap_or(5).max(5);
-                        let head = format!("{:<width$}  {:<6}  {:>8}  {:>8}", "field", "kind", "values", "keys");
-                        self.line(&paint(sgr::BOLD, &head, style.color))?;
-                    }
-                }
-                for i in indexes {
-                    let kind = if i.unique { "unique" } else { "plain" };
-                    let row = if pretty {
-                        let width = i.field.len().max(5);
-                        format!("{:<width$}  {:<6}  {:>8}  {:>8}", i.field, kind, i.distinct_values, i.entries)
-                    } else {
-                        format!("{}\t{}\t{}\t{}", i.field, kind, i.distinct_values, i.entries)
-                    };
-                    self.line(&row)?;
-                }
-            }
+            Command::Indexes => self.indexes(db.indexes())?,
             Command::Stats => {
                 let stats = serde_json::to_value(db.stats()).context("encoding the statistics")?;
-                self.line(&output::json(&stats, Style { pretty, ..style }))?;
+                self.line(&output::json(&stats, style))?;
             }
             Command::Save => {
                 let report =
@@ -256,18 +187,7 @@ impl<'a> Session<'a> {
                     info.bytes
                 ))?;
             }
-            Command::Backups => {
-                let backups = db.backups().context("listing the backups")?;
-                if matches!(self.format, Format::Json | Format::Jsonl) {
-                    return self.json_rows(serde_json::to_value(&backups).context("encoding the backups")?);
-                }
-                if backups.is_empty() && pretty {
-                    self.line(&paint(sgr::DIM, "(no backups; write one with `backup`)", style.color))?;
-                }
-                for info in backups {
-                    self.line(&info.to_string())?;
-                }
-            }
+            Command::Backups => self.backups(db.backups().context("listing the backups")?)?,
             Command::Restore { name, file } => {
                 if file {
                     refuse_export(Path::new(&name))?;
@@ -306,22 +226,7 @@ impl<'a> Session<'a> {
                 let how = if replace { "replaced the data with" } else { "imported" };
                 self.line(&format!("{how} {} from {path}", count(n, "pair", "pairs")))?;
             }
-            Command::Begin => {
-                self.batch = Some(Batch::new());
-                self.line("OK")?;
-            }
-            Command::Commit => {
-                let Some(batch) = self.batch.take() else { bail!("`commit` without `begin`") };
-                let n = batch.len();
-                if !batch.is_empty() {
-                    db.batch(batch).context("committing the batch (none of its writes was applied)")?;
-                }
-                self.line(&format!("committed {}", count(n, "write", "writes")))?;
-            }
-            Command::Rollback => {
-                let Some(batch) = self.batch.take() else { bail!("`rollback` without `begin`") };
-                self.line(&format!("rolled back {}", count(batch.len(), "write", "writes")))?;
-            }
+            Command::Begin | Command::Commit | Command::Rollback => self.batch_command(&command)?,
             Command::Verify { .. } | Command::Repair { .. } | Command::Compact => {
                 bail!(
                     "`{}` works on the closed directory, so it is a one-shot command; leave and run: {}",
@@ -342,6 +247,110 @@ impl<'a> Session<'a> {
         writeln!(self.out, "{text}").context("writing to stdout")
     }
 
+    /// Inside a batch: queues a set or a delete (`None`: nothing more to
+    /// run), refuses what cannot join a batch, hands back everything else.
+    fn queue(&mut self, command: Command) -> Result<Option<Command>> {
+        let Some(batch) = &mut self.batch else { return Ok(Some(command)) };
+        match command {
+            Command::Set { key, value } => batch.push_set(key, value),
+            Command::Delete { key } => batch.push_delete(key),
+            Command::Clear { .. }
+            | Command::Import { .. }
+            | Command::Restore { .. }
+            | Command::Index { .. }
+            | Command::DropIndex { .. }
+            | Command::Begin => {
+                bail!("`{}` cannot run inside a batch: `commit` or `rollback` the batch first", command.name())
+            }
+            other => return Ok(Some(other)),
+        }
+        self.line("QUEUED")?;
+        Ok(None)
+    }
+
+    /// `begin`, `commit`, `rollback`.
+    fn batch_command(&mut self, command: &Command) -> Result<()> {
+        match command {
+            Command::Begin => {
+                self.batch = Some(Batch::new());
+                self.line("OK")
+            }
+            Command::Commit => {
+                let Some(batch) = self.batch.take() else { bail!("`commit` without `begin`") };
+                let n = batch.len();
+                if !batch.is_empty() {
+                    self.db.batch(batch).context("committing the batch (none of its writes was applied)")?;
+                }
+                self.line(&format!("committed {}", count(n, "write", "writes")))
+            }
+            _ => {
+                let Some(batch) = self.batch.take() else { bail!("`rollback` without `begin`") };
+                self.line(&format!("rolled back {}", count(batch.len(), "write", "writes")))
+            }
+        }
+    }
+
+    /// `list`'s keys: quoted for people (so they can be pasted back), unambiguous for programs.
+    fn keys(&mut self, keys: Vec<String>) -> Result<()> {
+        match self.format {
+            Format::Table if keys.is_empty() => self.line(&paint(sgr::DIM, "(no keys)", self.style.color)),
+            Format::Json => {
+                let all: Vec<String> = keys.iter().map(|k| output::quote(k)).collect();
+                self.line(&format!("[{}]", all.join(",")))
+            }
+            format => keys.iter().try_for_each(|key| {
+                self.line(&match format {
+                    Format::Table => quote_key(key),
+                    Format::Jsonl => output::quote(key),
+                    _ => raw_key(key),
+                })
+            }),
+        }
+    }
+
+    /// `indexes`: a table for people, tab-separated or JSON for programs.
+    fn indexes(&mut self, indexes: Vec<redru::IndexInfo>) -> Result<()> {
+        let color = self.style.color;
+        match self.format {
+            Format::Json | Format::Jsonl => {
+                return self.json_rows(serde_json::to_value(&indexes).context("encoding the indexes")?);
+            }
+            Format::Table if indexes.is_empty() => {
+                return self.line(&paint(sgr::DIM, "(no indexes; create one with `index <field>`)", color));
+            }
+            Format::Table => {
+                let width = indexes.iter().map(|i| i.field.len()).max().unwrap_or(5).max(5);
+                let head = format!("{:<width$}  {:<6}  {:>8}  {:>8}", "field", "kind", "values", "keys");
+                self.line(&paint(sgr::BOLD, &head, color))?;
+            }
+            Format::Raw => {}
+        }
+        for i in indexes {
+            let kind = if i.unique { "unique" } else { "plain" };
+            let row = if self.format == Format::Table {
+                let width = i.field.len().max(5);
+                format!("{:<width$}  {:<6}  {:>8}  {:>8}", i.field, kind, i.distinct_values, i.entries)
+            } else {
+                format!("{}\t{}\t{}\t{}", i.field, kind, i.distinct_values, i.entries)
+            };
+            self.line(&row)?;
+        }
+        Ok(())
+    }
+
+    /// `backups`: one line each, or JSON.
+    fn backups(&mut self, backups: Vec<redru::BackupInfo>) -> Result<()> {
+        match self.format {
+            Format::Json | Format::Jsonl => {
+                self.json_rows(serde_json::to_value(&backups).context("encoding the backups")?)
+            }
+            Format::Table if backups.is_empty() => {
+                self.line(&paint(sgr::DIM, "(no backups; write one with `backup`)", self.style.color))
+            }
+            _ => backups.iter().try_for_each(|info| self.line(&info.to_string())),
+        }
+    }
+
     fn not_found(&mut self, key: &str) -> Result<Outcome> {
         self.out.flush().context("writing to stdout")?;
         let at = self.line.map(|n| format!("line {n}: ")).unwrap_or_default();
@@ -350,7 +359,7 @@ impl<'a> Session<'a> {
     }
 
     /// Rows as one JSON array (`json`) or one object per line (`jsonl`).
-    fn json_rows(&mut self, rows: serde_json::Value) -> Result<Outcome> {
+    fn json_rows(&mut self, rows: serde_json::Value) -> Result<()> {
         let rows = match rows {
             serde_json::Value::Array(rows) => rows,
             other => vec![other],
@@ -362,7 +371,7 @@ impl<'a> Session<'a> {
                 self.line(&serde_json::to_string(row).context("encoding a row")?)?;
             }
         }
-        Ok(Outcome::Done)
+        Ok(())
     }
 
     fn entries(&mut self, entries: &[(String, redru::Doc)]) -> Result<()> {

@@ -442,12 +442,9 @@ fn reads_do_not_create_a_mistyped_directory() -> TestResult {
 fn output_formats_for_programs_and_people() -> TestResult {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    {
-        let db = Db::open(d)?;
-        db.set("two\nlines", json!(1))?;
-        db.set("", json!(2))?;
-        db.set("plain", json!({"n": 3}))?;
-    }
+    redru(d).args(["set", "two\nlines", "1"]).assert().success();
+    redru(d).args(["set", "", "2"]).assert().success();
+    redru(d).args(["set", "plain", "{\"n\": 3}"]).assert().success();
     redru(d).arg("list").assert().success().stdout("\"\"\nplain\n\"two\\nlines\"\n");
     redru(d).args(["list", "--raw"]).assert().success().stdout("\"\"\nplain\n\"two\\nlines\"\n");
     redru(d).args(["--format", "json", "list"]).assert().success().stdout("[\"\",\"plain\",\"two\\nlines\"]\n");

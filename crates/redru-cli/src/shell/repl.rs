@@ -70,8 +70,8 @@ pub fn run(db: Db, style: Style, format: Format, progress: bool, backups: Option
     let abandoned = Arc::new(Mutex::new(None));
     rl.bind_sequence(KeyEvent::ctrl('C'), EventHandler::Conditional(Box::new(Abandon(Arc::clone(&abandoned)))));
 
-    let history = history_path();
-    if let Some(path) = &history {
+    let mut history = History { path: history_path(), failed: false };
+    if let Some(path) = &history.path {
         match rl.load_history(path) {
             Ok(()) => {}
             Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -89,7 +89,6 @@ pub fn run(db: Db, style: Style, format: Format, progress: bool, backups: Option
         db.dir().display(),
         count(db.len(), "key", "keys")
     );
-    let mut history_failed = false;
     let mut joiner = Joiner::new();
     let mut stdout = std::io::stdout();
     let mut session = Session::new(&db, style, format, &mut stdout);
@@ -113,54 +112,15 @@ pub fn run(db: Db, style: Style, format: Format, progress: bool, backups: Option
         // A paste brings several lines in one input: each is a line of its own.
         for line in input.split('\n') {
             for piece in joiner.push(line) {
-                let text = match piece {
-                    Piece::Command { text, .. } => text,
-                    unfinished @ Piece::Unfinished { .. } => {
-                        print_error(&anyhow!("{unfinished}"), style.color);
-                        continue;
+                match piece {
+                    Piece::Command { text, .. } if !text.trim().is_empty() => {
+                        history.remember(&mut rl, &text, style.color);
+                        if run_text(&mut session, &text, style.color) == Outcome::Exit {
+                            break 'input;
+                        }
                     }
-                };
-                if text.trim().is_empty() {
-                    continue;
-                }
-                if text.len() <= MAX_HISTORY_ENTRY {
-                    let _ = rl.add_history_entry(text.trim_end());
-                    let saved = history.as_deref().map(|path| (path, save_history(&mut rl, path)));
-                    if let Some((path, Err(e))) = saved
-                        && !history_failed
-                    {
-                        // Once: the shell works without history, no need to repeat it each line.
-                        eprintln!(
-                            "{} history not saved to {}: {e:#}",
-                            paint(sgr::WARNING, "warning:", style.color),
-                            path.display()
-                        );
-                        history_failed = true;
-                    }
-                }
-                let command = match parse(&text) {
-                    Ok(Some(command)) => command,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        print_error(&anyhow!(e), style.color);
-                        continue;
-                    }
-                };
-                let mut confirm = |question: &str| -> Result<Option<bool>> {
-                    // The editor owns the terminal: ask through it (no helper needed).
-                    let answer = match rustyline::DefaultEditor::new().and_then(|mut ask| ask.readline(question)) {
-                        Ok(answer) => answer,
-                        Err(ReadlineError::Interrupted | ReadlineError::Eof) => String::new(),
-                        Err(e) => return Err(anyhow!(e).context("asking for confirmation")),
-                    };
-                    Ok(Some(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")))
-                };
-                let outcome = session.run(command, &mut confirm);
-                let _ = session.out.flush();
-                match outcome {
-                    Ok(Outcome::Exit) => break 'input,
-                    Ok(_) => {}
-                    Err(e) => print_error(&e, style.color),
+                    Piece::Command { .. } => {}
+                    unfinished @ Piece::Unfinished { .. } => print_error(&anyhow!("{unfinished}"), style.color),
                 }
             }
         }
@@ -178,6 +138,57 @@ pub fn run(db: Db, style: Style, format: Format, progress: bool, backups: Option
     let db = Arc::into_inner(db).ok_or_else(|| anyhow!("the database is still in use"))?;
     let dir = db.dir().to_owned();
     db.close().with_context(|| format!("closing {}", dir.display()))
+}
+
+/// Parses and runs one command's text, printing its error; `Exit` ends the shell.
+fn run_text(session: &mut Session, text: &str, color: bool) -> Outcome {
+    let command = match parse(text) {
+        Ok(Some(command)) => command,
+        Ok(None) => return Outcome::Done,
+        Err(e) => {
+            print_error(&anyhow!(e), color);
+            return Outcome::Done;
+        }
+    };
+    let mut confirm = |question: &str| -> Result<Option<bool>> {
+        // The editor owns the terminal: ask through it (no helper needed).
+        let answer = match rustyline::DefaultEditor::new().and_then(|mut ask| ask.readline(question)) {
+            Ok(answer) => answer,
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => String::new(),
+            Err(e) => return Err(anyhow!(e).context("asking for confirmation")),
+        };
+        Ok(Some(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")))
+    };
+    let outcome = session.run(command, &mut confirm);
+    let _ = session.out.flush();
+    outcome.unwrap_or_else(|e| {
+        print_error(&e, color);
+        Outcome::Done
+    })
+}
+
+/// The history file, written after every command.
+struct History {
+    path: Option<PathBuf>,
+    /// Whether saving failed once already (said once: the shell works without history).
+    failed: bool,
+}
+
+impl History {
+    /// Adds `text` (unless it is longer than [`MAX_HISTORY_ENTRY`]) and appends it to the file.
+    fn remember(&mut self, rl: &mut Editor<ShellHelper, DefaultHistory>, text: &str, color: bool) {
+        if text.len() > MAX_HISTORY_ENTRY {
+            return;
+        }
+        let _ = rl.add_history_entry(text.trim_end());
+        let Some(path) = &self.path else { return };
+        if let Err(e) = save_history(rl, path)
+            && !self.failed
+        {
+            eprintln!("{} history not saved to {}: {e:#}", paint(sgr::WARNING, "warning:", color), path.display());
+            self.failed = true;
+        }
+    }
 }
 
 /// Ctrl-C: remembers the line being abandoned (and the cursor), then interrupts.

@@ -74,8 +74,10 @@ pub const COMMANDS: &[Spec] = &[
         summary: "store a JSON value (or plain text) under a key",
         details: "The value is the rest of the line: JSON when it parses (42, true, null, \"text\", {...}, [...]), \
                   plain text otherwise, so `set name Alice` and `set name \"Alice\"` both store the string Alice. \
-                  A value that starts with { [ or \" must be valid JSON; an open bracket or quote continues on the \
-                  next line. Quote keys with spaces: set \"my key\" 1.",
+                  JSON is stored as written (numbers keep their digits), without the blanks between its tokens. \
+                  A value that starts with { [ or \" must be valid JSON, and it alone may continue on the next \
+                  lines, while a bracket or string of it is open (behind a `...>` prompt in a terminal). \
+                  Quote keys with spaces: set \"my key\" 1.",
         examples: &["set name Alice", "set user:1 {\"name\": \"Alice\", \"age\": 30}", "set \"my key\" [1, 2, 3]"],
     },
     Spec {

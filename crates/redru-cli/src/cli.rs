@@ -110,7 +110,13 @@ pub fn command() -> clap::Command {
     let shell = clap::Command::new("shell")
         .about("Open the interactive shell (the default); runs a script when stdin is not a terminal")
         .args(shell_only);
-    Cli::command().subcommand(shell).subcommands(COMMANDS.iter().filter(|s| s.place != Place::Session).map(subcommand))
+    // The commands of a session (begin, commit, rollback, exit) are there only to say where they work.
+    let session_only =
+        COMMANDS.iter().filter(|s| s.place == Place::Session && s.name != "help").map(|s| subcommand(s).hide(true));
+    Cli::command()
+        .subcommand(shell)
+        .subcommands(COMMANDS.iter().filter(|s| s.place != Place::Session).map(subcommand))
+        .subcommands(session_only)
 }
 
 /// One subcommand: its help comes from the table, its words go to the shell's parser.
@@ -168,6 +174,14 @@ pub fn action(matches: &ArgMatches) -> Result<Action, String> {
     let Some((name, sub)) = matches.subcommand() else { return Ok(Action::Shell) };
     if name == "shell" {
         return Ok(Action::Shell);
+    }
+    if let Some(spec) = crate::shell::parser::spec(name).filter(|s| s.place == Place::Session) {
+        let batch = if spec.name == "exit" {
+            ""
+        } else {
+            ": a batch groups a script's writes (`printf 'begin\\nset a 1\\ncommit\\n' | redru`)"
+        };
+        return Err(format!("`{name}` works only in the shell and in scripts{batch}"));
     }
     for flag in SHELL_ONLY {
         if matches.value_source(flag) == Some(ValueSource::CommandLine) {

@@ -373,6 +373,9 @@ fn one_shot_commands_take_the_shell_syntax() -> TestResult {
         .success()
         .stdout(predicate::str::contains("redru set 'my key' '[1, 2, 3]'").and(predicate::str::contains("Examples:")));
     redru(d).arg("--help").assert().success().stdout(predicate::str::contains("create-index"));
+    // The shell's session commands say where they work.
+    redru(d).arg("begin").assert().code(2).stderr(predicate::str::contains("works only in the shell and in scripts"));
+    redru(d).arg("quit").assert().code(2).stderr("error: `exit` works only in the shell and in scripts\n");
     Ok(())
 }
 

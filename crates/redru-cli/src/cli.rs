@@ -164,7 +164,7 @@ fn one_shot_example(spec: &Spec, example: &str) -> String {
 }
 
 /// `word` quoted for sh when it needs it.
-fn sh_quote(word: &str) -> String {
+pub fn sh_quote(word: &str) -> String {
     let safe = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/=@%+,".contains(c));
     if safe { word.to_owned() } else { format!("'{}'", word.replace('\'', "'\\''")) }
 }

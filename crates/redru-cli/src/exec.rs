@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use redru::{Batch, Db, Query};
 
+use crate::cli::sh_quote;
 use crate::import;
 use crate::output::{self, Format, Style, paint, raw_key, sgr};
 use crate::progress;
@@ -427,16 +428,12 @@ fn plan(plan: &redru::Plan) -> String {
 
 /// The command line that runs a one-shot-only command on `dir`.
 pub fn one_shot_line(command: &Command, dir: &Path) -> String {
-    let quote = |text: &str| {
-        let safe = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/=@%+,".contains(c));
-        if safe { text.to_owned() } else { format!("'{}'", text.replace('\'', "'\\''")) }
-    };
-    let mut line = format!("redru --dir {}", quote(&dir.to_string_lossy()));
+    let mut line = format!("redru --dir {}", sh_quote(&dir.to_string_lossy()));
     match command {
         Command::Verify { file, json } => {
             line.push_str(" verify");
             if let Some(file) = file {
-                line.push_str(&format!(" {}", quote(file)));
+                line.push_str(&format!(" {}", sh_quote(file)));
             }
             if *json {
                 line.push_str(" --json");
@@ -451,9 +448,16 @@ pub fn one_shot_line(command: &Command, dir: &Path) -> String {
 /// `restore --file` of an export: say what it is and what loads it, rather
 /// than that a snapshot is damaged.
 fn refuse_export(path: &Path) -> Result<()> {
+    use std::io::Read;
+    const SNAPSHOT: &[u8] = b"{\"format\":\"redru-snapshot\"";
+    let Ok(file) = std::fs::File::open(path) else { return Ok(()) };
+    // A snapshot is told by its first bytes; only something else is read whole.
+    let mut head = Vec::new();
+    if file.take(64).read_to_end(&mut head).is_err() || head.trim_ascii_start().starts_with(SNAPSHOT) {
+        return Ok(());
+    }
     let Ok(bytes) = std::fs::read(path) else { return Ok(()) };
-    let is_snapshot = bytes.trim_ascii_start().starts_with(b"{\"format\":\"redru-snapshot\"");
-    if !is_snapshot && import::pairs(&bytes, &mut |_, _| {}).is_ok() {
+    if import::pairs(&bytes, &mut |_, _| {}).is_ok() {
         let p = path.display();
         bail!("{p} is an export (written by `export`), not a backup; load it with `import {p} --replace`");
     }

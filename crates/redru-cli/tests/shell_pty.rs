@@ -173,7 +173,14 @@ fn only_an_open_json_value_continues_on_the_next_line() -> TestResult {
     shell.send("set broken [1,\r")?;
     shell.expect(CONTINUATION)?;
     run(&mut shell, "exists broken", "unfinished value")?;
-    exit_with_ctrl_d(shell)?;
+    // Ctrl-D inside an open value says it was not stored, and leaves.
+    shell.send("set open {\r")?;
+    shell.expect(CONTINUATION)?;
+    shell.send(CTRL_D)?;
+    shell.expect("unfinished value: the JSON value that opens it is never closed (the input ends first)")?;
+    shell.expect(Eof)?;
+    let status = shell.get_process().wait()?;
+    assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
     let db = Db::open(dir.path())?;
     assert_eq!(db.get("doc").map(|d| d.as_str().to_owned()).as_deref(), Some("{\"n\":12345678901234567890123}"));
     assert!(!db.contains("broken"));

@@ -106,7 +106,12 @@ pub fn run(db: Db, style: Style, format: Format, progress: bool, backups: Option
                 }
                 continue;
             }
-            Err(ReadlineError::Eof) => break,
+            Err(ReadlineError::Eof) => {
+                if let Some(unfinished) = joiner.finish() {
+                    print_error(&anyhow!("{unfinished}"), style.color);
+                }
+                break;
+            }
             Err(e) => return Err(anyhow!(e).context("reading a line")),
         };
         // A paste brings several lines in one input: each is a line of its own.

@@ -7,8 +7,8 @@
 //! (default `target/bench-data`: the disk measured) change it. Prints a
 //! Markdown table: median and spread of each row's seconds, and its median
 //! ratio to `import`, taken run by run.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -27,8 +27,10 @@ fn value(i: usize) -> String {
     )
 }
 
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
 /// Runs `redru --dir DIR ARGS < input` on a fresh directory; returns the seconds it took.
-fn timed(work: &Path, args: &[&str], input: &Path) -> f64 {
+fn timed(work: &Path, args: &[&str], input: &Path) -> Result<f64> {
     let dir = work.join("db");
     let _ = std::fs::remove_dir_all(&dir);
     let started = Instant::now();
@@ -37,35 +39,35 @@ fn timed(work: &Path, args: &[&str], input: &Path) -> f64 {
         .arg(&dir)
         .args(args)
         .env("REDRU_HISTORY", "")
-        .stdin(std::fs::File::open(input).expect("input"))
+        .stdin(std::fs::File::open(input)?)
         .stdout(Stdio::null())
-        .status()
-        .expect("redru runs");
+        .status()?;
     let seconds = started.elapsed().as_secs_f64();
-    assert!(status.success(), "redru {args:?} failed");
-    seconds
+    if !status.success() {
+        return Err(format!("redru {args:?} failed: {status}").into());
+    }
+    Ok(seconds)
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
+    xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn main() {
+fn main() -> Result<()> {
     let lines = env_or("REDRU_BENCH_SCRIPT_LINES", 200_000);
     let runs = env_or("REDRU_BENCH_RUNS", 3).max(1);
     let base = std::env::var_os("REDRU_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-data"));
-    std::fs::create_dir_all(&base).expect("bench dir");
-    let work = tempfile::tempdir_in(&base).expect("temp dir");
+    std::fs::create_dir_all(&base)?;
+    let work = tempfile::tempdir_in(&base)?;
     let w = work.path();
     let script: String = (0..lines).map(|i| format!("set user:{i} {}\n", value(i))).collect();
-    std::fs::write(w.join("sets.redru"), &script).expect("script");
-    std::fs::write(w.join("batch.redru"), format!("begin\n{script}commit\n")).expect("batch script");
+    std::fs::write(w.join("sets.redru"), &script)?;
+    std::fs::write(w.join("batch.redru"), format!("begin\n{script}commit\n"))?;
     let dump: String = (0..lines).map(|i| format!("{{\"key\":\"user:{i}\",\"value\":{}}}\n", value(i))).collect();
-    std::fs::write(w.join("dump.jsonl"), dump).expect("dump");
-    std::fs::write(w.join("empty"), "").expect("empty");
+    std::fs::write(w.join("dump.jsonl"), dump)?;
 
     let rows: [(&str, Vec<&str>, &str); 5] = [
         ("`import` of the same pairs (baseline)", vec!["import", "-"], "dump.jsonl"),
@@ -77,7 +79,7 @@ fn main() {
     let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
     for run in 0..runs {
         for (i, (name, args, input)) in rows.iter().enumerate() {
-            let s = timed(w, args, &w.join(input));
+            let s = timed(w, args, &w.join(input))?;
             eprintln!("run {}/{runs}: {name}: {s:.2} s", run + 1);
             seconds[i].push(s);
         }
@@ -92,4 +94,5 @@ fn main() {
         let ratio = median(s.iter().zip(&seconds[0]).map(|(a, b)| a / b).collect());
         println!("| {name} | {:.2} ({min:.2}-{max:.2}) | {ratio:.1} |", median(s.clone()));
     }
+    Ok(())
 }

@@ -204,9 +204,20 @@ fn lines_typed_ahead_or_pasted_each_run() -> TestResult {
     shell.expect("\"pasted-value\"")?;
     shell.expect(PROMPT)?;
     run(&mut shell, "count", "\n3\r\n")?;
+    // A line typed while a command still runs (the terminal is not in raw mode then) runs next.
+    let dump = state.path().join("dump.jsonl");
+    let pairs: String = (0..100_000).map(|i| format!("{{\"key\":\"k{i}\",\"value\":{i}}}\n")).collect();
+    std::fs::write(&dump, pairs)?;
+    shell.send(format!("import {}\r", dump.display()))?;
+    std::thread::sleep(Duration::from_millis(20));
+    shell.send("get b\r")?;
+    shell.expect("imported 100000 pairs")?;
+    shell.expect("\"second-value\"")?;
+    shell.expect(PROMPT)?;
     exit_with_ctrl_d(shell)?;
     let db = Db::open(dir.path())?;
-    assert_eq!(db.keys(), ["a", "b", "c"]);
+    assert_eq!(db.len(), 100_003);
+    assert_eq!(db.keys()[..3], ["a", "b", "c"]);
     assert_eq!(db.get_value("a").as_ref(), Some(&json!("first-value")));
     Ok(())
 }

@@ -1,13 +1,7 @@
-//! `import`: the pairs of an export file (either shape) read the way `set`
-//! reads a value, then applied as one atomic batch.
-//!
-//! The library's `Db::import_with` reads values into `serde_json::Value`,
-//! which turns `12345678901234567890123` into `1.2345678901234568e22`; here
-//! every value goes through [`json_doc`] (the library's raw-text path), so
-//! numbers keep their digits and a value that could not be read back is
-//! refused. The input is read to its end first, so `-`, `/dev/stdin`, pipes
-//! and process substitution work like files; parsing reports its progress in
-//! bytes, as the library's import did.
+//! `import`: an export file's pairs (either shape), each value read like
+//! `set`'s ([`json_doc`]: digits kept, where the library's `import_with`
+//! goes through `Value`), applied as one atomic batch. The input is read to
+//! its end first, so `-`, `/dev/stdin` and pipes work like files.
 
 use std::collections::BTreeMap;
 use std::fmt;

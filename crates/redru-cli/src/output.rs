@@ -1,13 +1,8 @@
-//! How results look: JSON pretty-printed and coloured for people, compact and
-//! plain for programs.
+//! How results look: [`Format`] (`--format`) lays them out, JSON indented and
+//! coloured for people, the stored text for programs.
 //!
-//! [`Format`] says how results are laid out (`--format`); [`raw_key`] writes
-//! a key so that no key, not even an empty one or one holding a line break,
-//! can be mistaken for another in line-per-key output.
-//!
-//! Colour is hand-written ANSI (a handful of SGR codes); it is on only when the
-//! stream is a terminal, `NO_COLOR` is unset or empty, and `TERM` is not `dumb`,
-//! unless `--color always|never` says otherwise.
+//! Invariants: no key can pass for another ([`raw_key`]); colour (hand-written
+//! ANSI) only on a terminal without `NO_COLOR`, unless `--color` says otherwise.
 
 use std::io::IsTerminal;
 

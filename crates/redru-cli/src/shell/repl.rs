@@ -1,16 +1,8 @@
 //! The interactive loop: read lines with rustyline, gather them into
 //! commands ([`Joiner`]), run each, print.
 //!
-//! Every line runs as its own command, in order, however it arrived: typed
-//! ahead while a command ran (rustyline keeps its read buffer between lines,
-//! the `buffer-redux` feature) or pasted several at once (a bracketed paste
-//! arrives as one input holding line breaks, split here). A value that opens
-//! JSON continues behind the `...> ` prompt while it is open.
-//!
-//! Ctrl-C abandons the command being typed (and erases its hint), Ctrl-D (or
-//! `exit`) leaves and closes the database. Every command goes to the history
-//! file at once, so a crash keeps it, unless it is longer than
-//! [`MAX_HISTORY_ENTRY`]; the file's location is [`history_path`].
+//! Invariant: every line runs as its own command, in order, however it
+//! arrived (typed ahead, pasted); a command goes to the history file at once.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -64,6 +56,8 @@ pub fn run(db: Db, style: Style, format: Format, progress: bool, backups: Option
         .context("configuring the line editor")?
         .completion_type(CompletionType::List)
         .build();
+    // Bytes typed ahead stay in rustyline's read buffer from one prompt to the
+    // next (its `buffer-redux` feature); without it they went with the reader.
     let mut rl: Editor<ShellHelper, DefaultHistory> =
         Editor::with_config(config).context("starting the line editor")?;
     rl.set_helper(Some(ShellHelper::new(Arc::clone(&db), style.color, PROMPT)));

@@ -1,11 +1,8 @@
-//! Script mode: stdin is not a terminal, so read one command per line (a
-//! value that opens JSON may span lines while it stays open), with no
-//! prompt, banner or colour, like `sqlite3 < script.sql`.
+//! Script mode: stdin is not a terminal, so read one command per line, with
+//! no prompt, banner or colour, like `sqlite3 < script.sql`.
 //!
-//! Every problem is that line's alone: a failing command, an unfinished JSON
-//! value or a line that is not UTF-8 prints `error: line N: ...` and the
-//! script goes on (the exit code is then 2); `--bail` stops at the first.
-//! A `begin` left open at the end is rolled back and counts as a failure.
+//! Invariant: every problem is its line's alone (`error: line N: ...`, exit
+//! code 2 at the end); `--bail` stops at the first; an open batch rolls back.
 
 use std::io::BufRead;
 

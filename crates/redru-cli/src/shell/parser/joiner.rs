@@ -1,11 +1,8 @@
-//! [`Joiner`]: lines in, command texts out, each with the number of the line
-//! it starts on. The shell, a paste and a script all go through it.
+//! [`Joiner`]: lines in, command texts out (with the line each starts on),
+//! for the shell, a paste and a script alike.
 //!
-//! Invariants: one line is one command, unless its value opens JSON that is
-//! still open ([`is_incomplete`]); a continued value takes the next lines while
-//! a bracket or string of it is open and none of them starts with a command
-//! name, so an unclosed value costs that one command (an [`Piece::Unfinished`])
-//! and never swallows the lines after it. Each line is scanned once.
+//! Invariant: an unclosed value costs its own command ([`Piece::Unfinished`]),
+//! never the lines after it; each line is scanned once.
 
 use super::tokens::{Brackets, is_incomplete, open_value, starts_command};
 

@@ -1,12 +1,8 @@
-//! Parsing: [`parse`] turns one line (or a multi-line JSON value) into a
-//! [`Command`], [`parse_args`] does the same for a one-shot command line's
-//! words, or a [`ParseError`] carrying the named command's usage.
+//! Parsing: [`parse`] (a line) and [`parse_args`] (a one-shot command's
+//! words) give a [`Command`], or a [`ParseError`] with the command's usage.
 //!
-//! Invariants: the shell, scripts and one-shot commands share this one
-//! parser; a value that parses as JSON is checked the way the library's
-//! raw-text path checks it ([`redru::Doc::parse`]: digits kept, refused if it
-//! could not be read back); a value that opens like JSON (`{`, `[`, `"`) is
-//! JSON or an error, never silently stored as text.
+//! Invariant: JSON values take the library's raw-text path ([`redru::Doc::parse`]);
+//! a value that opens like JSON is JSON or an error, never stored as text.
 
 use redru::Doc;
 use serde_json::Value;

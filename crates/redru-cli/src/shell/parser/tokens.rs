@@ -1,13 +1,9 @@
-//! The tokenizer: [`Cursor`] reads words (`"..."` with JSON escapes, `'...'`
-//! verbatim, or bare) from a typed line or from a one-shot command's
-//! arguments, [`quote_key`] writes a key back, and [`is_incomplete`] decides
-//! when the input needs another line.
+//! The tokenizer: [`Cursor`] reads words from a typed line or a one-shot
+//! command's arguments, [`quote_key`] writes a key back, [`is_incomplete`]
+//! and [`Brackets`] decide when the input needs another line.
 //!
-//! Invariants: `quote_key` round-trips through `Cursor::word`; only a *value*
-//! that opens with `{`, `[` or `"` (set's value, find's value) holds the input
-//! open: its first line only while it is the beginning of valid JSON, later
-//! lines while a bracket or string of it is open ([`Brackets`], linear in the
-//! input); a stray quote or bracket anywhere else never does.
+//! Invariants: `quote_key` round-trips through `Cursor::word`; only a value
+//! opening with `{`, `[` or `"` ever holds the input open.
 
 use std::borrow::Cow;
 

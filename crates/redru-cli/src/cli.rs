@@ -1,276 +1,294 @@
-//! The command line (clap derive): global options and one subcommand per
-//! shell command, each turned into the same [`Command`] the shell parses.
+//! The command line (clap): global options (derive), and one subcommand per
+//! command of the shell's table, built from that table, whose words go to the
+//! shell's own parser: a one-shot command accepts exactly what the shell accepts.
 
-use std::path::PathBuf;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
-use clap::{Parser, Subcommand};
-
-use crate::output::ColorChoice;
-use crate::shell::parser::{Command, Find, Pattern, looks_like_query, parse_value};
-
+use crate::output::{ColorChoice, Format};
+use crate::shell::parser::{COMMANDS, Command, Cursor, Place, Spec, parse_args};
 const AFTER_HELP: &str = "\
 Without a command, redru opens an interactive shell on the data directory; with
 standard input from a pipe or file it runs one command per line instead
-(script mode: no prompt, no colour; see --bail).
+(script mode: no prompt, no colour; see --bail). Every command takes the same
+words one-shot as in the shell; redru's options may also follow them, and
+after `--` every word is the command's. In the shell and in scripts, `begin`
+... `commit` makes the writes between them one atomic batch.
 
 Examples:
   redru                                     open the shell on ./data
   redru --dir /tmp/db set user:1 '{\"name\": \"Alice\", \"age\": 30}'
-  redru --dir /tmp/db get user:1
+  redru --dir /tmp/db get user:1 --format json
   printf 'set a 1\\nget a\\n' | redru --dir /tmp/db
+  redru --dir /tmp/db --durability buffered < load.redru
 
 Exit codes: 0 success, 1 not found (get, delete, exists) or problems found
 (verify, repair), 2 usage error or failure.
 Environment: REDRU_DIR (default for --dir), REDRU_HISTORY (shell history file),
 NO_COLOR (disables colour).";
 
+const SERVE_HELP: &str = "\
+Examples:
+  redru serve                     listen on 127.0.0.1:6379
+  redru --dir mydb serve --port 7000
+  redru serve --bind 0.0.0.0 --requirepass-file /etc/redru/pass
+
+Stops on Ctrl-C, SIGTERM or SHUTDOWN, after syncing. docs/server.md lists the commands.";
+
 /// redru: an embedded JSON key-value database, and its shell.
 #[derive(Debug, Parser)]
 #[command(name = "redru", version, after_help = AFTER_HELP, max_term_width = 100)]
 pub struct Cli {
-    /// The data directory (created if missing).
+    /// The data directory (created by the shell, a script or a one-shot write; a one-shot read
+    /// of a missing directory is an error).
     #[arg(short, long, env = "REDRU_DIR", default_value = "data", global = true, value_name = "DIR")]
-    pub dir: PathBuf,
+    pub dir: std::path::PathBuf,
 
     /// When to colour the output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true, value_name = "WHEN")]
     pub color: ColorChoice,
 
+    /// How get, list, find, indexes, backups and stats lay out results (default: table in a
+    /// terminal, raw when piped).
+    #[arg(long, value_enum, global = true, value_name = "FORMAT")]
+    pub format: Option<Format>,
+
+    /// The same as --format raw.
+    #[arg(long, global = true, conflicts_with = "format")]
+    pub raw: bool,
+
+    /// When writes reach stable storage (a crash or power loss during a `buffered` or `never`
+    /// run can lose its last writes; see docs/durability.md).
+    #[arg(long, value_enum, default_value_t = DurabilityChoice::Always, global = true, value_name = "MODE")]
+    pub durability: DurabilityChoice,
+
     /// Script mode: stop at the first failing command (by default the whole
-    /// script runs and the exit code is 2 if any command failed).
-    #[arg(long, global = true)]
+    /// script runs and the exit code is 2 if any command failed). Not for one-shot commands.
+    #[arg(long)]
     pub bail: bool,
 
     /// In the interactive shell, take a backup every DURATION in the background
-    /// (e.g. 30m, 1h, 1d), keeping the newest --backup-keep of them.
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    /// (e.g. 30m, 1h, 1d), keeping the newest --backup-keep of them. Not for one-shot commands.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub backup_every: Option<std::time::Duration>,
 
     /// How many backups the scheduled backups keep (never deleting the newest verified one).
-    #[arg(long, global = true, value_name = "N", default_value_t = 24)]
+    #[arg(long, value_name = "N", default_value_t = 24)]
     pub backup_keep: usize,
-
-    #[command(subcommand)]
-    pub command: Option<Sub>,
 }
 
-/// The subcommands: `shell` and one per shell command.
-#[derive(Debug, Subcommand)]
-pub enum Sub {
-    /// Open the interactive shell (the default); runs a script when stdin is not a terminal.
-    Shell,
+/// `--durability`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityChoice {
+    /// Every write fsynced before its result line.
+    #[default]
+    Always,
+    /// Writes buffered in memory, handed to the OS in large writes; fsynced at the end.
+    Buffered,
+    /// Writes handed to the OS at once; fsynced at the end.
+    Never,
+}
 
-    /// Store a value: JSON when it parses, plain text otherwise.
-    #[command(after_help = "Examples:\n  redru set name Alice\n  redru set n 42\n  \
-                            redru set user:1 '{\"name\": \"Alice\", \"age\": 30}'")]
-    Set {
-        /// The key.
-        key: String,
-        /// The value; several words are joined with spaces.
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
-        value: Vec<String>,
-    },
-
-    /// Print a key's value (exit code 1 if the key does not exist).
-    #[command(after_help = "Example:\n  redru get user:1")]
-    Get {
-        /// The key.
-        key: String,
-    },
-
-    /// Remove a key (exit code 1 if it did not exist).
-    #[command(visible_alias = "del", after_help = "Example:\n  redru delete user:1")]
-    Delete {
-        /// The key.
-        key: String,
-    },
-
-    /// Print true or false (exit code 0 or 1).
-    #[command(after_help = "Example:\n  redru exists user:1 && echo present")]
-    Exists {
-        /// The key.
-        key: String,
-    },
-
-    /// List keys, sorted; optionally those with a prefix or matching a glob (* ? [..]).
-    #[command(
-        visible_alias = "keys",
-        after_help = "Examples:\n  redru list\n  redru list user:\n  redru list 'user:*'"
-    )]
-    List {
-        /// A key prefix, or a glob when it has * ? or [.
-        pattern: Option<String>,
-    },
-
-    /// Count keys; optionally those with a prefix or matching a glob.
-    #[command(after_help = "Example:\n  redru count user:")]
-    Count {
-        /// A key prefix, or a glob when it has * ? or [.
-        pattern: Option<String>,
-    },
-
-    /// Find entries whose field equals a value, or that match a query (key<TAB>value per line).
-    #[command(
-        after_help = "A query compares fields with = != < <= > >=, tests `exists FIELD` or `prefix KEYPREFIX`,\n\
-                            and joins conditions with `and`. An index on a compared field turns a scan into a lookup.\n\n\
-                            Examples:\n  redru find name Alice\n  redru find 'age >= 30 and exists email'"
-    )]
-    Find {
-        /// `FIELD VALUE` or a query.
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
-        query: Vec<String>,
-    },
-
-    /// Show how a query runs (index lookup or scan) and how many entries match.
-    #[command(after_help = "Example:\n  redru explain 'name = Alice and age >= 30'")]
-    Explain {
-        /// The query.
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
-        query: Vec<String>,
-    },
-
-    /// Create a hash index on a field path (name, address.city, tags.0).
-    #[command(after_help = "Examples:\n  redru index name\n  redru index email --unique")]
-    Index {
-        /// The field path.
-        field: String,
-        /// Refuse two keys with the same value of the field.
-        #[arg(long)]
-        unique: bool,
-    },
-
-    /// Remove the index on a field.
-    #[command(after_help = "Example:\n  redru drop-index name")]
-    DropIndex {
-        /// The field path.
-        field: String,
-    },
-
-    /// List the indexes: field, kind, distinct values, keys (tab-separated when piped).
-    Indexes,
-
-    /// Print counters and sizes as JSON.
-    Stats,
-
-    /// Write a snapshot (database.json) and drop the log records it holds.
-    Save,
-
-    /// Make every write durable (they already are by default).
-    Sync,
-
-    /// Write a verified point-in-time copy into DIR/backups/ (or to FILE).
-    #[command(after_help = "Examples:\n  redru backup\n  redru backup --keep 7\n  redru backup /mnt/usb/copy.json")]
-    Backup {
-        /// Write here instead (must not exist).
-        file: Option<PathBuf>,
-        /// Afterwards keep only the newest N backups in DIR/backups/ (never deleting the newest verified one).
-        #[arg(long, value_name = "N")]
-        keep: Option<usize>,
-    },
-
-    /// List the backups, oldest first, each checked.
-    Backups,
-
-    /// Replace the data with a backup (the current state is backed up first).
-    #[command(after_help = "Examples:\n  redru restore backup-20250101T120000Z-seq00000000000000000042.json\n  \
-                            redru restore --file /mnt/usb/copy.json")]
-    Restore {
-        /// A name from `redru backups` (.json optional), looked up only inside DIR/backups/.
-        #[arg(required_unless_present = "file", conflicts_with = "file")]
-        backup: Option<String>,
-        /// A backup file anywhere else.
-        #[arg(long, value_name = "PATH")]
-        file: Option<PathBuf>,
-    },
-
-    /// Delete all but the newest KEEP backups (never the newest verified one).
-    PruneBackups {
-        /// How many backups to keep.
-        keep: usize,
-    },
-
-    /// Write every pair as one JSON object (or JSON lines) to stdout or FILE.
-    #[command(after_help = "Examples:\n  redru export > dump.json\n  redru export --lines dump.jsonl")]
-    Export {
-        /// Write to this file instead of stdout.
-        file: Option<PathBuf>,
-        /// One {"key": ..., "value": ...} object per line.
-        #[arg(long)]
-        lines: bool,
-    },
-
-    /// Merge the pairs of an export file (either shape) in one atomic batch.
-    #[command(after_help = "Example:\n  redru import dump.json")]
-    Import {
-        /// The file.
-        file: PathBuf,
-        /// Replace the whole content instead of merging.
-        #[arg(long)]
-        replace: bool,
-    },
-
-    /// Check the data directory (or one snapshot/backup FILE) without changing it.
-    /// Exit code 0 clean, 1 problems found.
-    #[command(after_help = "Examples:\n  redru verify\n  redru verify data/backups/backup-...json")]
-    Verify {
-        /// A snapshot or backup file to check instead of the directory.
-        #[arg(conflicts_with = "file_flag")]
-        file: Option<PathBuf>,
-        /// The same, as a flag: `redru verify --file PATH`.
-        #[arg(long = "file", value_name = "PATH")]
-        file_flag: Option<PathBuf>,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-
-    /// Cut a damaged log at its first bad record, moving the rest aside.
-    /// Exit code 0 when nothing is left wrong, 1 otherwise (or damage found with --dry-run).
-    Repair {
-        /// Say what would be done; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-
-    /// Rewrite the snapshot and drop the log it covers (offline; the directory must not be open).
-    Compact,
-
-    /// Serve the database over the Redis protocol (redis-cli, redis-py, any Redis client).
-    #[command(after_help = "Examples:\n  redru serve                     listen on 127.0.0.1:6379\n  \
-                            redru serve --port 7000\n  \
-                            redru serve --bind 0.0.0.0 --requirepass-file /etc/redru/pass\n\n\
-                            Stops on Ctrl-C, SIGTERM or SHUTDOWN, after syncing. docs/server.md lists the commands.")]
-    Serve(crate::serve::ServeArgs),
-
-    /// Remove every key (asks in a terminal; needs --yes otherwise).
-    #[command(after_help = "Example:\n  redru clear --yes")]
-    Clear {
-        /// Do not ask.
-        #[arg(short, long)]
-        yes: bool,
-    },
+impl DurabilityChoice {
+    /// The library's mode.
+    pub fn mode(self) -> redru::Durability {
+        match self {
+            DurabilityChoice::Always => redru::Durability::Always,
+            DurabilityChoice::Buffered => redru::Durability::Buffered,
+            DurabilityChoice::Never => redru::Durability::Never,
+        }
+    }
 }
 
 /// What a command line asks for.
 pub enum Action {
     /// The shell (or a script on stdin).
     Shell,
-    /// One shell command.
+    /// One command.
     Command(Command),
-    /// A tool that works on the closed directory.
-    Offline(Offline),
     /// `serve`: the Redis protocol server.
     Serve(crate::serve::ServeArgs),
 }
 
-/// The tools that take the directory lock themselves.
-pub enum Offline {
-    /// `verify [FILE] [--json]`
-    Verify { file: Option<PathBuf>, json: bool },
-    /// `repair [--dry-run]`
-    Repair { dry_run: bool },
-    /// `compact`
-    Compact,
+/// The whole command line: global options and the subcommands of the table.
+pub fn command() -> clap::Command {
+    let shell_only = Cli::command()
+        .get_arguments()
+        .filter(|a| SHELL_ONLY.contains(&a.get_id().as_str()))
+        .cloned()
+        .collect::<Vec<_>>();
+    let shell = clap::Command::new("shell")
+        .about("Open the interactive shell (the default); runs a script when stdin is not a terminal")
+        .args(shell_only);
+    // The commands of a session (begin, commit, rollback, exit) are there only to say where they work.
+    let session_only =
+        COMMANDS.iter().filter(|s| s.place == Place::Session && s.name != "help").map(|s| subcommand(s).hide(true));
+    let serve = crate::serve::ServeArgs::augment_args(
+        clap::Command::new("serve")
+            .about("Serve the database over the Redis protocol (redis-cli, redis-py, any Redis client)")
+            .after_help(SERVE_HELP),
+    );
+    Cli::command()
+        .subcommand(shell)
+        .subcommand(serve)
+        .subcommands(COMMANDS.iter().filter(|s| s.place != Place::Session).map(subcommand))
+        .subcommands(session_only)
+}
+
+/// One subcommand: its help comes from the table, its words go to the shell's parser.
+fn subcommand(spec: &'static Spec) -> clap::Command {
+    let summary = capitalized(spec.summary);
+    let examples: Vec<String> =
+        spec.examples.iter().map(|e| format!("  redru {}", one_shot_example(spec, e))).collect();
+    let heading = if examples.len() == 1 { "Example" } else { "Examples" };
+    let mut sub = clap::Command::new(spec.name)
+        .about(summary.clone())
+        .override_usage(format!("redru [OPTIONS] {}", spec.usage))
+        .visible_aliases(spec.aliases.iter().copied())
+        .after_help(format!("{heading}:\n{}", examples.join("\n")))
+        .arg(clap::Arg::new("words").num_args(0..).value_name("ARGS").hide(true).action(clap::ArgAction::Append));
+    if !spec.details.is_empty() {
+        sub = sub.long_about(format!("{summary}.\n\n{}", spec.details));
+    }
+    sub
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// A shell example as a command line for sh: the words the shell reads one
+/// by one, then the rest of the line (a value or a query) as one word.
+fn one_shot_example(spec: &Spec, example: &str) -> String {
+    let mut cur = Cursor::new(example);
+    let mut words = vec![spec.name.to_owned()];
+    let _ = cur.word();
+    let rest_of_line = spec.args.last().is_some_and(|a| matches!(*a, "<value>" | "<query>"));
+    let single = if rest_of_line { spec.args.len() - 1 } else { usize::MAX };
+    while words.len() <= single {
+        match cur.word() {
+            Ok(Some(word)) => words.push(sh_quote(&word)),
+            _ => break,
+        }
+    }
+    let rest = cur.rest();
+    if !rest.trim().is_empty() {
+        words.push(sh_quote(rest.trim()));
+    }
+    words.join(" ")
+}
+
+/// `word` quoted for sh when it needs it.
+pub fn sh_quote(word: &str) -> String {
+    let safe = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/=@%+,".contains(c));
+    if safe { word.to_owned() } else { format!("'{}'", word.replace('\'', "'\\''")) }
+}
+
+/// What the matched command line asks for; a usage error as text.
+pub fn action(matches: &ArgMatches) -> Result<Action, String> {
+    let Some((name, sub)) = matches.subcommand() else { return Ok(Action::Shell) };
+    if name == "shell" {
+        return Ok(Action::Shell);
+    }
+    if name == "serve" {
+        return crate::serve::ServeArgs::from_arg_matches(sub).map(Action::Serve).map_err(|e| e.to_string());
+    }
+    if let Some(spec) = crate::shell::parser::spec(name).filter(|s| s.place == Place::Session) {
+        let batch = if spec.name == "exit" {
+            ""
+        } else {
+            ": a batch groups a script's writes (`printf 'begin\\nset a 1\\ncommit\\n' | redru`)"
+        };
+        return Err(format!("`{name}` works only in the shell and in scripts{batch}"));
+    }
+    for flag in SHELL_ONLY {
+        if matches.value_source(flag) == Some(ValueSource::CommandLine) {
+            let flag = format!("--{}", flag.replace('_', "-"));
+            return Err(format!("{flag} applies to the shell and to scripts, not to a one-shot `{name}`"));
+        }
+    }
+    let mut words = vec![name.to_owned()];
+    words.extend(sub.get_many::<String>("words").into_iter().flatten().cloned());
+    match parse_args(&words) {
+        Ok(Some(command)) => Ok(Action::Command(command)),
+        Ok(None) => Err(format!("`{name}` needs arguments")),
+        Err(e) => Err(format!("{e}")),
+    }
+}
+
+/// Parses the process's command line.
+pub fn parse() -> Result<(Cli, ArgMatches), clap::Error> {
+    let matches = command().try_get_matches_from(reorder(std::env::args_os().collect()))?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    // `redru shell --bail ...`: the shell's own options may follow its name.
+    if let Some(("shell", sub)) = matches.subcommand() {
+        cli.bail |= sub.get_flag("bail");
+        if let Some(every) = sub.get_one::<std::time::Duration>("backup_every") {
+            cli.backup_every = Some(*every);
+        }
+        if let (Some(ValueSource::CommandLine), Some(keep)) =
+            (sub.value_source("backup_keep"), sub.get_one::<usize>("backup_keep"))
+        {
+            cli.backup_keep = *keep;
+        }
+    }
+    Ok((cli, matches))
+}
+
+/// The options that take a value.
+const VALUED: &[&str] = &["--dir", "-d", "--color", "--format", "--durability", "--backup-every", "--backup-keep"];
+/// The options that follow a command's words: long names only, so that a
+/// word such as `-d` or `-done` stays a word (it never moves the directory).
+const AFTER_WORDS: &[&str] = &["--dir", "--color", "--format", "--durability", "--backup-every", "--backup-keep"];
+/// The flags that follow a command's words.
+const FLAGS_AFTER_WORDS: &[&str] = &["--raw", "--bail", "--help"];
+/// The options the shell (and script mode) alone takes.
+const SHELL_ONLY: &[&str] = &["bail", "backup_every", "backup_keep"];
+
+/// redru's own options may also follow a command's words (`redru get k
+/// --format json`): they are moved in front of the words, and a `--` put
+/// between the two, so that clap reads the options as options and hands
+/// every word to the shell's parser as it is (`--unique`, `-5`). A `--`
+/// among the words ends this: every word after it is the command's.
+pub fn reorder(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let text = |a: &std::ffi::OsString| a.to_str().map(str::to_owned).unwrap_or_default();
+    let is_option =
+        |a: &str| FLAGS_AFTER_WORDS.contains(&a) || AFTER_WORDS.iter().any(|v| a.starts_with(&format!("{v}=")));
+    let mut i = 1;
+    while i < args.len() {
+        let a = text(&args[i]);
+        if VALUED.contains(&a.as_str()) {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    // The shell and the server take options of their own, parsed by clap as they are.
+    if i >= args.len() || matches!(text(&args[i]).as_str(), "shell" | "serve") {
+        return args;
+    }
+    let mut out: Vec<_> = args[..=i].to_vec();
+    let mut words = Vec::new();
+    let mut rest = args[i + 1..].iter();
+    while let Some(arg) = rest.next() {
+        let a = text(arg);
+        if a == "--" {
+            words.extend(rest.by_ref().cloned());
+        } else if AFTER_WORDS.contains(&a.as_str()) {
+            out.push(arg.clone());
+            out.extend(rest.next().cloned());
+        } else if is_option(&a) {
+            out.push(arg.clone());
+        } else {
+            words.push(arg.clone());
+        }
+    }
+    out.push("--".into());
+    out.extend(words);
+    out
 }
 
 /// Parses `90s`, `30m`, `1h`, `2d` (a number and a unit; seconds when the unit is missing).
@@ -292,67 +310,9 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(seconds))
 }
 
-impl Sub {
-    /// What this subcommand runs.
-    pub fn action(self) -> Result<Action, String> {
-        let path = |p: PathBuf| p.to_string_lossy().into_owned();
-        let command = match self {
-            Sub::Shell => return Ok(Action::Shell),
-            Sub::Verify { file, file_flag, json } => {
-                return Ok(Action::Offline(Offline::Verify { file: file.or(file_flag), json }));
-            }
-            Sub::Repair { dry_run } => return Ok(Action::Offline(Offline::Repair { dry_run })),
-            Sub::Compact => return Ok(Action::Offline(Offline::Compact)),
-            Sub::Serve(args) => return Ok(Action::Serve(args)),
-            Sub::Set { key, value } => {
-                let value = parse_value(&value.join(" ")).map_err(|e| format!("the value for `{key}`: {e}"))?;
-                Command::Set { key, value }
-            }
-            Sub::Get { key } => Command::Get { key },
-            Sub::Delete { key } => Command::Delete { key },
-            Sub::Exists { key } => Command::Exists { key },
-            Sub::List { pattern } => Command::List { pattern: pattern.map(Pattern::new) },
-            Sub::Count { pattern } => Command::Count { pattern: pattern.map(Pattern::new) },
-            Sub::Find { query } => {
-                let text = query.join(" ");
-                if looks_like_query(&text) {
-                    Command::Find(Find::Query(text))
-                } else {
-                    // The shell split the words already: the first is the field.
-                    let (field, value) = query.split_first().ok_or("missing field")?;
-                    if value.is_empty() {
-                        return Err(format!("missing the value to look for in `{field}`"));
-                    }
-                    Command::Find(Find::Equals { field: field.clone(), value: parse_value(&value.join(" "))? })
-                }
-            }
-            Sub::Explain { query } => Command::Explain { query: query.join(" ") },
-            Sub::Index { field, unique } => Command::Index { field, unique },
-            Sub::DropIndex { field } => Command::DropIndex { field },
-            Sub::Indexes => Command::Indexes,
-            Sub::Stats => Command::Stats,
-            Sub::Save => Command::Save,
-            Sub::Sync => Command::Sync,
-            Sub::Backup { file, keep } => Command::Backup { path: file.map(path), keep },
-            Sub::Backups => Command::Backups,
-            Sub::Restore { backup, file } => match (backup, file) {
-                (_, Some(file)) => Command::Restore { name: path(file), file: true },
-                (Some(name), None) => Command::Restore { name, file: false },
-                (None, None) => return Err("restore needs a backup name or --file PATH".into()),
-            },
-            Sub::PruneBackups { keep } => Command::PruneBackups { keep },
-            Sub::Export { file, lines } => Command::Export { path: file.map(path), lines },
-            Sub::Import { file, replace } => Command::Import { path: path(file), replace },
-            Sub::Clear { yes } => Command::Clear { yes },
-        };
-        Ok(Action::Command(command))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn durations_read_like_people_write_them() {
@@ -367,6 +327,34 @@ mod tests {
 
     #[test]
     fn clap_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    #[test]
+    fn examples_become_command_lines() {
+        let set = crate::shell::parser::spec("set").map(|s| one_shot_example(s, "set \"my key\" [1, 2, 3]"));
+        assert_eq!(set.as_deref(), Some("set 'my key' '[1, 2, 3]'"));
+        let find = crate::shell::parser::spec("find").map(|s| one_shot_example(s, "find age >= 30 and exists email"));
+        assert_eq!(find.as_deref(), Some("find age '>= 30 and exists email'"));
+        let export = crate::shell::parser::spec("export").map(|s| one_shot_example(s, "export d.jsonl --lines"));
+        assert_eq!(export.as_deref(), Some("export d.jsonl --lines"));
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn options_after_the_words_are_moved_before_them() {
+        let reordered = |line: &str| -> String {
+            let args = line.split(' ').map(std::ffi::OsString::from).collect();
+            reorder(args).iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+        };
+        assert_eq!(reordered("redru get k --format json"), "redru get --format json -- k");
+        assert_eq!(reordered("redru --dir d index email --unique"), "redru --dir d index -- email --unique");
+        assert_eq!(reordered("redru set n -5 --raw"), "redru set --raw -- n -5");
+        assert_eq!(reordered("redru set k -- --raw"), "redru set -- k --raw");
+        assert_eq!(reordered("redru -d x set k --help"), "redru -d x set --help -- k");
+        assert_eq!(reordered("redru set k -d -done"), "redru set -- k -d -done");
+        assert_eq!(reordered("redru get k --dir=y"), "redru get --dir=y -- k");
+        assert_eq!(reordered("redru --bail"), "redru --bail");
+        assert_eq!(reordered("redru shell --bail"), "redru shell --bail");
     }
 }

@@ -1,18 +1,21 @@
 //! Runs a parsed [`Command`] against the database and writes its result: the
 //! one place where shell, script and one-shot commands meet the library.
 //!
-//! Results go to `out` (stdout), "not found" and errors to stderr. Writes go
-//! through `Db` with its default `Durability::Always`, so a result line is
-//! printed only after the write is on stable storage.
+//! Results go to `out` (stdout) laid out as the [`Format`] says, "not found"
+//! and errors to stderr. With `--durability always` (the default) a write's
+//! result line is printed only after the write is on stable storage. Between
+//! `begin` and `commit` the session holds the writes in one [`Batch`].
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use redru::{Db, ImportOptions, Query};
+use redru::{Batch, Db, Query};
 
-use crate::output::{self, Style, paint, sgr};
+use crate::cli::sh_quote;
+use crate::import;
+use crate::output::{self, Format, Style, paint, raw_key, sgr};
 use crate::progress;
 use crate::shell::parser::{COMMANDS, Command, Find, Pattern, quote_key, spec};
 
@@ -30,24 +33,39 @@ pub enum Outcome {
 /// Asks the person a yes/no question; `None` when nobody can be asked (a script).
 pub type Confirm<'a> = &'a mut dyn FnMut(&str) -> Result<Option<bool>>;
 
-/// Where a command runs.
+/// Where commands run: one session per shell, script or one-shot command.
 pub struct Session<'a> {
     /// The open database.
     pub db: &'a Db,
-    /// How to write values.
+    /// Colour, and whether values are indented.
     pub style: Style,
+    /// How results are laid out.
+    pub format: Format,
     /// Whether a spinner may be drawn on stderr.
     pub progress: bool,
     /// stdout.
     pub out: &'a mut dyn Write,
+    /// The script line being run, named in "not found" messages.
+    pub line: Option<usize>,
+    /// The writes collected since `begin`.
+    pub batch: Option<Batch>,
+    /// Whether `import -` may read standard input (not when it holds a script or the shell's terminal).
+    pub stdin_free: bool,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// A session writing `format` to `out`, coloured as `style` says (indented in `table`).
+    pub fn new(db: &'a Db, style: Style, format: Format, out: &'a mut dyn Write) -> Session<'a> {
+        let style = Style { pretty: format == Format::Table, ..style };
+        Session { db, style, format, progress: false, out, line: None, batch: None, stdin_free: false }
+    }
+
     /// Runs `command`.
     pub fn run(&mut self, command: Command, confirm: Confirm) -> Result<Outcome> {
+        let Some(command) = self.queue(command)? else { return Ok(Outcome::Done) };
         let db = self.db;
         let style = self.style;
-        let pretty = style.pretty;
+        let pretty = self.format == Format::Table;
         match command {
             Command::Set { key, value } => {
                 db.set(key.clone(), value).with_context(|| format!("setting {}", quote_key(&key)))?;
@@ -55,11 +73,11 @@ impl Session<'_> {
             }
             Command::Get { key } => match db.get(&key) {
                 Some(value) => self.line(&output::doc(&value, style))?,
-                None => return not_found(&key),
+                None => return self.not_found(&key),
             },
             Command::Delete { key } => {
                 if !db.delete(&key).with_context(|| format!("deleting {}", quote_key(&key)))? {
-                    return not_found(&key);
+                    return self.not_found(&key);
                 }
                 self.line("OK")?;
             }
@@ -70,17 +88,7 @@ impl Session<'_> {
                     return Ok(Outcome::Missing);
                 }
             }
-            Command::List { pattern } => {
-                let keys = matching_keys(db, pattern.as_ref());
-                if keys.is_empty() && pretty {
-                    self.line(&paint(sgr::DIM, "(no keys)", style.color))?;
-                }
-                for key in keys {
-                    // Quoted for people (so it can be pasted back), exact for programs.
-                    let shown = if pretty { quote_key(&key) } else { key };
-                    self.line(&shown)?;
-                }
-            }
+            Command::List { pattern } => self.keys(matching_keys(db, pattern.as_ref()))?,
             Command::Count { pattern } => {
                 let n = match &pattern {
                     None => db.len(),
@@ -100,7 +108,7 @@ impl Session<'_> {
                 self.entries(&result.entries)?;
                 if pretty {
                     let n = result.entries.len();
-                    let note = format!("({n} match{}; {})", if n == 1 { "" } else { "es" }, result.plan);
+                    let note = format!("({}; {})", count(n, "match", "matches"), plan(&result.plan));
                     self.line(&paint(sgr::DIM, &note, style.color))?;
                 }
             }
@@ -108,7 +116,7 @@ impl Session<'_> {
                 let parsed = Query::parse(&query).with_context(|| format!("query `{query}`"))?;
                 let result = db.query(&parsed).with_context(|| format!("running `{query}`"))?;
                 let n = result.entries.len();
-                self.line(&format!("{}; {n} match{}", result.plan, if n == 1 { "" } else { "es" }))?;
+                self.line(&format!("{}; {}", plan(&result.plan), count(n, "match", "matches")))?;
             }
             Command::Index { field, unique } => {
                 let made = if unique { db.create_unique_index(&field) } else { db.create_index(&field) };
@@ -119,28 +127,7 @@ impl Session<'_> {
                 db.drop_index(&field).with_context(|| format!("dropping the index on `{field}`"))?;
                 self.line("OK")?;
             }
-            Command::Indexes => {
-                let indexes = db.indexes();
-                if pretty {
-                    if indexes.is_empty() {
-                        self.line(&paint(sgr::DIM, "(no indexes; create one with `index <field>`)", style.color))?;
-                    } else {
-                        let width = indexes.iter().map(|i| i.field.len()).max().unwrap_or(5).max(5);
-                        let head = format!("{:<width$}  {:<6}  {:>8}  {:>8}", "field", "kind", "values", "keys");
-                        self.line(&paint(sgr::BOLD, &head, style.color))?;
-                    }
-                }
-                for i in indexes {
-                    let kind = if i.unique { "unique" } else { "plain" };
-                    let row = if pretty {
-                        let width = i.field.len().max(5);
-                        format!("{:<width$}  {:<6}  {:>8}  {:>8}", i.field, kind, i.distinct_values, i.entries)
-                    } else {
-                        format!("{}\t{}\t{}\t{}", i.field, kind, i.distinct_values, i.entries)
-                    };
-                    self.line(&row)?;
-                }
-            }
+            Command::Indexes => self.indexes(db.indexes())?,
             Command::Stats => {
                 let stats = serde_json::to_value(db.stats()).context("encoding the statistics")?;
                 self.line(&output::json(&stats, style))?;
@@ -149,14 +136,14 @@ impl Session<'_> {
                 let report =
                     progress::spin(self.progress, "saving a snapshot", || db.save()).context("saving a snapshot")?;
                 let text = if report.unchanged {
-                    format!("nothing changed since the last save ({} keys)", report.keys)
+                    format!("nothing changed since the last save ({})", count(report.keys, "key", "keys"))
                 } else {
                     format!(
-                        "saved {} keys ({} bytes) in {} ms; {} log segment(s) removed",
-                        report.keys,
+                        "saved {} ({} bytes) in {} ms; {} removed",
+                        count(report.keys, "key", "keys"),
                         report.bytes,
                         report.duration.as_millis(),
-                        report.segments_removed
+                        count(report.segments_removed, "log segment", "log segments")
                     )
                 };
                 self.line(&text)?;
@@ -168,7 +155,7 @@ impl Session<'_> {
             Command::Clear { yes } => {
                 let n = db.len();
                 if !yes && n > 0 {
-                    let question = format!("remove all {n} keys from {}? [y/N] ", db.dir().display());
+                    let question = format!("remove {} from {}? [y/N] ", all(n), db.dir().display());
                     match confirm(&question)? {
                         Some(true) => {}
                         Some(false) => {
@@ -179,7 +166,7 @@ impl Session<'_> {
                     }
                 }
                 let removed = db.clear().context("clearing")?;
-                self.line(&format!("cleared {removed} keys"))?;
+                self.line(&format!("cleared {}", count(removed, "key", "keys")))?;
             }
             Command::Backup { path, keep } => {
                 let info = progress::spin(self.progress, "writing a backup", || match &path {
@@ -194,23 +181,18 @@ impl Session<'_> {
                 }
                 let checked = if info.verified { "verified" } else { "NOT verified" };
                 self.line(&format!(
-                    "wrote {} (up to record {}, {} keys, {} bytes, {checked})",
+                    "wrote {} (up to record {}, {}, {} bytes, {checked})",
                     info.path.display(),
                     info.seq,
-                    info.keys,
+                    count(info.keys, "key", "keys"),
                     info.bytes
                 ))?;
             }
-            Command::Backups => {
-                let backups = db.backups().context("listing the backups")?;
-                if backups.is_empty() && pretty {
-                    self.line(&paint(sgr::DIM, "(no backups; write one with `backup`)", style.color))?;
-                }
-                for info in backups {
-                    self.line(&info.to_string())?;
-                }
-            }
+            Command::Backups => self.backups(db.backups().context("listing the backups")?)?,
             Command::Restore { name, file } => {
+                if file {
+                    refuse_export(Path::new(&name))?;
+                }
                 let report = progress::spin(self.progress, "restoring", || {
                     if file { db.restore_file(Path::new(&name)) } else { db.restore(&name) }
                 })
@@ -222,23 +204,36 @@ impl Session<'_> {
                 for path in &removed {
                     self.line(&format!("removed {}", path.display()))?;
                 }
-                self.line(&format!("{} backup(s) removed", removed.len()))?;
+                self.line(&format!("{} removed", count(removed.len(), "backup", "backups")))?;
             }
-            Command::Export { path, lines } => match path {
+            Command::Export { path, lines, force } => match path {
                 None => {
                     db.export(self.out, lines).context("exporting")?;
                 }
                 Some(path) => {
+                    if !force && Path::new(&path).exists() {
+                        bail!("{path} already exists; `export {path} --force` replaces it");
+                    }
                     let n = export_to_file(db, Path::new(&path), lines)?;
-                    self.line(&format!("exported {n} pairs to {path}"))?;
+                    self.line(&format!("exported {} to {path}", count(n, "pair", "pairs")))?;
                 }
             },
             Command::Import { path, replace } => {
-                let options = ImportOptions { replace, ..ImportOptions::default() };
-                let n = import(db, Path::new(&path), options, self.progress)
-                    .with_context(|| format!("importing {path}"))?;
+                if !self.stdin_free && (path == "-" || path == "/dev/stdin") {
+                    bail!("`import {path}` reads standard input, which holds the commands here; run it one-shot");
+                }
+                let n =
+                    import_with_bar(db, &path, replace, self.progress).with_context(|| format!("importing {path}"))?;
                 let how = if replace { "replaced the data with" } else { "imported" };
-                self.line(&format!("{how} {n} pairs from {path}"))?;
+                self.line(&format!("{how} {} from {path}", count(n, "pair", "pairs")))?;
+            }
+            Command::Begin | Command::Commit | Command::Rollback => self.batch_command(&command)?,
+            Command::Verify { .. } | Command::Repair { .. } | Command::Compact => {
+                bail!(
+                    "`{}` works on the closed directory, so it is a one-shot command; leave and run: {}",
+                    command.name(),
+                    one_shot_line(&command, db.dir())
+                );
             }
             Command::Help { topic } => {
                 let text = help(topic.as_deref(), style.color)?;
@@ -253,20 +248,207 @@ impl Session<'_> {
         writeln!(self.out, "{text}").context("writing to stdout")
     }
 
+    /// Inside a batch: queues a set or a delete (`None`: nothing more to
+    /// run), refuses what cannot join a batch, hands back everything else.
+    fn queue(&mut self, command: Command) -> Result<Option<Command>> {
+        let Some(batch) = &mut self.batch else { return Ok(Some(command)) };
+        match command {
+            Command::Set { key, value } => batch.push_set(key, value),
+            Command::Delete { key } => batch.push_delete(key),
+            Command::Clear { .. }
+            | Command::Import { .. }
+            | Command::Restore { .. }
+            | Command::Index { .. }
+            | Command::DropIndex { .. }
+            | Command::Begin => {
+                bail!("`{}` cannot run inside a batch: `commit` or `rollback` the batch first", command.name())
+            }
+            other => return Ok(Some(other)),
+        }
+        self.line("QUEUED")?;
+        Ok(None)
+    }
+
+    /// `begin`, `commit`, `rollback`.
+    fn batch_command(&mut self, command: &Command) -> Result<()> {
+        match command {
+            Command::Begin => {
+                self.batch = Some(Batch::new());
+                self.line("OK")
+            }
+            Command::Commit => {
+                let Some(batch) = self.batch.take() else { bail!("`commit` without `begin`") };
+                let n = batch.len();
+                if !batch.is_empty() {
+                    self.db.batch(batch).context("committing the batch (none of its writes was applied)")?;
+                }
+                self.line(&format!("committed {}", count(n, "write", "writes")))
+            }
+            _ => {
+                let Some(batch) = self.batch.take() else { bail!("`rollback` without `begin`") };
+                self.line(&format!("rolled back {}", count(batch.len(), "write", "writes")))
+            }
+        }
+    }
+
+    /// `list`'s keys: quoted for people (so they can be pasted back), unambiguous for programs.
+    fn keys(&mut self, keys: Vec<String>) -> Result<()> {
+        match self.format {
+            Format::Table if keys.is_empty() => self.line(&paint(sgr::DIM, "(no keys)", self.style.color)),
+            Format::Json => {
+                let all: Vec<String> = keys.iter().map(|k| output::quote(k)).collect();
+                self.line(&format!("[{}]", all.join(",")))
+            }
+            format => keys.iter().try_for_each(|key| {
+                self.line(&match format {
+                    Format::Table => quote_key(key),
+                    Format::Jsonl => output::quote(key),
+                    _ => raw_key(key),
+                })
+            }),
+        }
+    }
+
+    /// `indexes`: a table for people, tab-separated or JSON for programs.
+    fn indexes(&mut self, indexes: Vec<redru::IndexInfo>) -> Result<()> {
+        let color = self.style.color;
+        match self.format {
+            Format::Json | Format::Jsonl => {
+                return self.json_rows(serde_json::to_value(&indexes).context("encoding the indexes")?);
+            }
+            Format::Table if indexes.is_empty() => {
+                return self.line(&paint(sgr::DIM, "(no indexes; create one with `index <field>`)", color));
+            }
+            Format::Table => {
+                let width = indexes.iter().map(|i| i.field.len()).max().unwrap_or(5).max(5);
+                let head = format!("{:<width$}  {:<6}  {:>8}  {:>8}", "field", "kind", "values", "keys");
+                self.line(&paint(sgr::BOLD, &head, color))?;
+            }
+            Format::Raw => {}
+        }
+        for i in indexes {
+            let kind = if i.unique { "unique" } else { "plain" };
+            let row = if self.format == Format::Table {
+                let width = i.field.len().max(5);
+                format!("{:<width$}  {:<6}  {:>8}  {:>8}", i.field, kind, i.distinct_values, i.entries)
+            } else {
+                format!("{}\t{}\t{}\t{}", i.field, kind, i.distinct_values, i.entries)
+            };
+            self.line(&row)?;
+        }
+        Ok(())
+    }
+
+    /// `backups`: one line each, or JSON.
+    fn backups(&mut self, backups: Vec<redru::BackupInfo>) -> Result<()> {
+        match self.format {
+            Format::Json | Format::Jsonl => {
+                self.json_rows(serde_json::to_value(&backups).context("encoding the backups")?)
+            }
+            Format::Table if backups.is_empty() => {
+                self.line(&paint(sgr::DIM, "(no backups; write one with `backup`)", self.style.color))
+            }
+            _ => backups.iter().try_for_each(|info| self.line(&info.to_string())),
+        }
+    }
+
+    fn not_found(&mut self, key: &str) -> Result<Outcome> {
+        self.out.flush().context("writing to stdout")?;
+        let at = self.line.map(|n| format!("line {n}: ")).unwrap_or_default();
+        eprintln!("{at}not found: {}", quote_key(key));
+        Ok(Outcome::Missing)
+    }
+
+    /// Rows as one JSON array (`json`) or one object per line (`jsonl`).
+    fn json_rows(&mut self, rows: serde_json::Value) -> Result<()> {
+        let rows = match rows {
+            serde_json::Value::Array(rows) => rows,
+            other => vec![other],
+        };
+        if self.format == Format::Json {
+            self.line(&serde_json::to_string(&rows).context("encoding the rows")?)?;
+        } else {
+            for row in &rows {
+                self.line(&serde_json::to_string(row).context("encoding a row")?)?;
+            }
+        }
+        Ok(())
+    }
+
     fn entries(&mut self, entries: &[(String, redru::Doc)]) -> Result<()> {
         let style = self.style;
+        if self.format == Format::Json {
+            let members: Vec<String> =
+                entries.iter().map(|(k, v)| format!("{}:{}", output::quote(k), v.as_str())).collect();
+            return self.line(&format!("{{{}}}", members.join(",")));
+        }
         for (key, value) in entries {
-            let line = if style.pretty {
+            let line = match self.format {
                 // One line per match even in a terminal: compact, but coloured.
-                let compact = Style { pretty: false, ..style };
-                format!("{}  {}", paint(sgr::BOLD, &quote_key(key), style.color), output::doc(value, compact))
-            } else {
-                format!("{key}\t{}", output::doc(value, Style::PLAIN))
+                Format::Table => {
+                    let compact = Style { pretty: false, ..style };
+                    format!("{}  {}", paint(sgr::BOLD, &quote_key(key), style.color), output::doc(value, compact))
+                }
+                Format::Jsonl => format!("{{\"key\":{},\"value\":{}}}", output::quote(key), value.as_str()),
+                _ => format!("{}\t{}", raw_key(key), output::doc(value, Style::PLAIN)),
             };
             self.line(&line)?;
         }
         Ok(())
     }
+}
+
+/// `n thing` or `n things`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// "the 1 key" / "all 3 keys".
+fn all(n: usize) -> String {
+    if n == 1 { "the 1 key".into() } else { format!("all {n} keys") }
+}
+
+/// A query plan in words (the library's text, its nouns in agreement with its numbers).
+fn plan(plan: &redru::Plan) -> String {
+    plan.to_string()
+}
+
+/// The command line that runs a one-shot-only command on `dir`.
+pub fn one_shot_line(command: &Command, dir: &Path) -> String {
+    let mut line = format!("redru --dir {}", sh_quote(&dir.to_string_lossy()));
+    match command {
+        Command::Verify { file, json } => {
+            line.push_str(" verify");
+            if let Some(file) = file {
+                line.push_str(&format!(" {}", sh_quote(file)));
+            }
+            if *json {
+                line.push_str(" --json");
+            }
+        }
+        Command::Repair { dry_run } => line.push_str(if *dry_run { " repair --dry-run" } else { " repair" }),
+        _ => line.push_str(" compact"),
+    }
+    line
+}
+
+/// `restore --file` of an export: say what it is and what loads it, rather
+/// than that a snapshot is damaged.
+fn refuse_export(path: &Path) -> Result<()> {
+    use std::io::Read;
+    const SNAPSHOT: &[u8] = b"{\"format\":\"redru-snapshot\"";
+    let Ok(file) = std::fs::File::open(path) else { return Ok(()) };
+    // A snapshot is told by its first bytes; only something else is read whole.
+    let mut head = Vec::new();
+    if file.take(64).read_to_end(&mut head).is_err() || head.trim_ascii_start().starts_with(SNAPSHOT) {
+        return Ok(());
+    }
+    let Ok(bytes) = std::fs::read(path) else { return Ok(()) };
+    if import::pairs(&bytes, &mut |_, _| {}).is_ok() {
+        let p = path.display();
+        bail!("{p} is an export (written by `export`), not a backup; load it with `import {p} --replace`");
+    }
+    Ok(())
 }
 
 /// Exports into a new file, through a temporary name so a failed export
@@ -288,26 +470,22 @@ fn export_to_file(db: &Db, path: &Path, lines: bool) -> Result<usize> {
     written
 }
 
-/// Imports with a byte progress bar on stderr (parsing is the long part).
-fn import(db: &Db, path: &Path, options: ImportOptions, progress: bool) -> Result<usize> {
+/// Imports with a byte progress bar on stderr while parsing (the long part).
+fn import_with_bar(db: &Db, path: &str, replace: bool, progress: bool) -> Result<usize> {
+    let bytes = import::read_input(path)?;
     if !progress {
-        return Ok(db.import_with(path, options, &mut |_, _| {})?);
+        return import::apply(db, &bytes, replace, &mut |_, _| {});
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template("importing {bar:30} {bytes}/{total_bytes} ({eta})") {
         bar.set_style(style);
     }
-    let n = db.import_with(path, options, &mut |done, total| {
+    let n = import::apply(db, &bytes, replace, &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     });
     bar.finish_and_clear();
-    Ok(n?)
-}
-
-fn not_found(key: &str) -> Result<Outcome> {
-    eprintln!("not found: {}", quote_key(key));
-    Ok(Outcome::Missing)
+    n
 }
 
 /// Sorted keys matching `pattern` (all keys without one).
@@ -375,7 +553,25 @@ fn wrap(text: &str, width: usize) -> String {
 pub fn print_error(error: &anyhow::Error, color: bool) {
     let hint = error.chain().find_map(|e| e.downcast_ref::<redru::Error>()).and_then(hint);
     let hint = hint.map(|h| format!("; {h}")).unwrap_or_default();
-    eprintln!("{} {error:#}{hint}", paint(sgr::ERROR, "error:", color));
+    eprintln!("{} {}{hint}", paint(sgr::ERROR, "error:", color), causes(error));
+}
+
+/// The chain of causes joined by `: `, each said once: a library error's
+/// message already holds the OS error it wraps (`... : Not a directory (os
+/// error 20)`), which anyhow would print a second time as the next cause.
+pub fn causes(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.ends_with(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// The shell command that deals with a library error: the library's messages

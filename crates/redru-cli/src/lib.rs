@@ -9,6 +9,7 @@
 
 mod cli;
 mod exec;
+mod import;
 mod output;
 mod progress;
 mod serve;
@@ -20,12 +21,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::Parser;
-use redru::Db;
+use redru::{Db, Options};
 
-use crate::cli::{Action, Cli, Offline};
+use crate::cli::{Action, Cli};
 use crate::exec::{Outcome, Session, print_error};
-use crate::output::{ColorChoice, Style, paint, sgr};
+use crate::output::{ColorChoice, Format, Style, paint, sgr};
+use crate::shell::parser::Command;
 
 /// Exit code for "not found".
 const NOT_FOUND: u8 = 1;
@@ -34,8 +35,8 @@ const FAILURE: u8 = 2;
 
 /// Runs the command line on this process's arguments and returns its exit code.
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let (cli, matches) = match cli::parse() {
+        Ok(parsed) => parsed,
         Err(e) => {
             // clap prints help/version on stdout (exit 0) and usage errors on stderr (exit 2).
             let _ = e.print();
@@ -43,7 +44,8 @@ pub fn run() -> ExitCode {
         }
     };
     let stderr_color = cli.color.enabled(std::io::stderr().is_terminal());
-    match dispatch(cli) {
+    let result = cli::action(&matches).map_err(|e| anyhow!(e)).and_then(|action| dispatch(&cli, action));
+    match result {
         Ok(code) => code,
         Err(e) => {
             print_error(&e, stderr_color);
@@ -52,39 +54,51 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let action = match cli.command {
-        None => Action::Shell,
-        Some(sub) => sub.action().map_err(|e| anyhow!(e))?,
-    };
+fn dispatch(cli: &Cli, action: Action) -> Result<ExitCode> {
     let stdin_tty = std::io::stdin().is_terminal();
+    let stdout_tty = std::io::stdout().is_terminal();
     let stderr_tty = std::io::stderr().is_terminal();
+    let asked = if cli.raw { Some(Format::Raw) } else { cli.format };
+    let options = Options::new().durability(cli.durability.mode());
     let command = match action {
         Action::Command(command) => command,
-        Action::Offline(tool) => return offline(tool, &cli.dir, stderr_tty),
         Action::Serve(args) => return serve::run(args, &cli.dir),
         // The shell: interactive at a terminal, script mode otherwise.
         Action::Shell if stdin_tty => {
-            let db = open(&cli.dir, stderr_tty, cli.color)?;
+            let db = open(&cli.dir, options, stderr_tty, cli.color)?;
             let backups = cli.backup_every.map(|every| (every, cli.backup_keep));
-            shell::repl::run(db, Style::for_stdout(cli.color), stderr_tty, backups)?;
+            let format = Format::or_default(asked, stdout_tty);
+            shell::repl::run(db, Style::for_stdout(cli.color), format, stderr_tty, backups)?;
             return Ok(ExitCode::SUCCESS);
         }
         Action::Shell => {
-            let db = open(&cli.dir, false, cli.color)?;
+            let db = open(&cli.dir, options, false, cli.color)?;
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             let style = Style { color: cli.color == ColorChoice::Always, pretty: false };
-            let end = shell::script::run(&db, &mut std::io::stdin().lock(), &mut out, style, cli.bail)?;
+            let mut session = Session::new(&db, style, asked.unwrap_or(Format::Raw), &mut out);
+            let end = shell::script::run(&mut session, &mut std::io::stdin().lock(), cli.bail)?;
+            drop(session);
             close(db)?;
             return Ok(if end.failures > 0 { ExitCode::from(FAILURE) } else { ExitCode::SUCCESS });
         }
     };
+    if matches!(command, Command::Verify { .. } | Command::Repair { .. } | Command::Compact) {
+        return offline(command, &cli.dir, stderr_tty);
+    }
+    if !cli.dir.exists() && !command.creates() {
+        bail!(
+            "no such database: {} does not exist (only a write such as `set` or `import` creates one)",
+            cli.dir.display()
+        );
+    }
 
-    let db = open(&cli.dir, stderr_tty, cli.color)?;
+    let db = open(&cli.dir, options, stderr_tty, cli.color)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut session = Session { db: &db, style: Style::for_stdout(cli.color), progress: stderr_tty, out: &mut out };
+    let mut session = Session::new(&db, Style::for_stdout(cli.color), Format::or_default(asked, stdout_tty), &mut out);
+    session.progress = stderr_tty;
+    session.stdin_free = true;
     let mut confirm = |question: &str| -> Result<Option<bool>> {
         if !stdin_tty {
             return Ok(None);
@@ -96,7 +110,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Ok(Some(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")))
     };
     let outcome = session.run(command, &mut confirm)?;
-    out.flush().context("writing to stdout")?;
+    session.out.flush().context("writing to stdout")?;
+    drop(session);
     close(db)?;
     Ok(match outcome {
         Outcome::Missing => ExitCode::from(NOT_FOUND),
@@ -105,15 +120,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 /// verify, repair, compact: they lock the directory themselves.
-fn offline(tool: Offline, dir: &Path, progress: bool) -> Result<ExitCode> {
+fn offline(tool: Command, dir: &Path, progress: bool) -> Result<ExitCode> {
     let problems = match tool {
-        Offline::Verify { file, json } => {
+        Command::Verify { file, json } => {
             let report = match &file {
-                Some(file) => progress::spin(progress, "verifying", || redru::verify_file(file))
-                    .with_context(|| format!("verifying {}", file.display()))?,
+                Some(file) => progress::spin(progress, "verifying", || redru::verify_file(Path::new(file)))
+                    .with_context(|| format!("verifying {file}"))?,
                 None => {
                     if !dir.exists() {
-                        bail!("verifying {}: there is no such directory", dir.display());
+                        bail!("verifying {}: no such database (the directory does not exist)", dir.display());
                     }
                     progress::spin(progress, "verifying", || redru::verify_dir(dir))
                         .with_context(|| format!("verifying {}", dir.display()))?
@@ -126,14 +141,14 @@ fn offline(tool: Offline, dir: &Path, progress: bool) -> Result<ExitCode> {
             }
             !report.is_clean()
         }
-        Offline::Repair { dry_run } => {
+        Command::Repair { dry_run } => {
             let report = progress::spin(progress, "repairing", || redru::repair(dir, dry_run))
                 .with_context(|| format!("repairing {}", dir.display()))?;
             println!("{report}");
             // Dry run: damage found is a problem; otherwise, what the repair left.
             !report.unfixable.is_empty() || (report.damage.is_some() && (dry_run || !report.is_repaired()))
         }
-        Offline::Compact => {
+        _ => {
             let report = progress::spin(progress, "compacting", || redru::compact(dir))
                 .with_context(|| format!("compacting {}", dir.display()))?;
             println!("{report}");
@@ -145,9 +160,9 @@ fn offline(tool: Offline, dir: &Path, progress: bool) -> Result<ExitCode> {
 
 /// Opens the database (with a spinner when it takes a while) and reports
 /// what recovery did.
-fn open(dir: &Path, progress: bool, color: ColorChoice) -> Result<Db> {
+fn open(dir: &Path, options: Options, progress: bool, color: ColorChoice) -> Result<Db> {
     let message = format!("opening {}", dir.display());
-    let db = progress::spin(progress, &message, || Db::open(dir))
+    let db = progress::spin(progress, &message, || Db::open_with(dir, options))
         .with_context(|| format!("opening the database in {}", dir.display()))?;
     if let Some(warning) = db.recovery().warning() {
         let color = color.enabled(std::io::stderr().is_terminal());

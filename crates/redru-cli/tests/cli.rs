@@ -12,7 +12,8 @@ fn set_then_get_round_trips_json_and_text() -> TestResult {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     redru(d).args(["set", "user:1", r#"{"name": "Alice", "age": 30}"#]).assert().success().stdout("OK\n").stderr("");
-    redru(d).args(["get", "user:1"]).assert().success().stdout("{\"age\":30,\"name\":\"Alice\"}\n");
+    // Stored as written (members in their order, digits kept), only without the blanks.
+    redru(d).args(["get", "user:1"]).assert().success().stdout("{\"name\":\"Alice\",\"age\":30}\n");
     // Bare and quoted text store the same string; numbers stay numbers.
     redru(d).args(["set", "a", "Alice"]).assert().success();
     redru(d).args(["set", "b", "\"Alice\""]).assert().success();
@@ -50,12 +51,10 @@ fn invalid_json_inside_brackets_is_an_error_not_a_string() -> TestResult {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     for bad in [r#"{"a":"#, "[1, 2", "{a: 1}", r#""open"#] {
-        redru(d)
-            .args(["set", "k", bad])
-            .assert()
-            .code(2)
-            .stdout("")
-            .stderr(predicate::str::starts_with("error: the value for `k`: invalid JSON"));
+        redru(d).args(["set", "k", bad]).assert().code(2).stdout("").stderr(
+            predicate::str::starts_with("error: invalid JSON")
+                .and(predicate::str::contains("(usage: set <key> <value>)")),
+        );
     }
     redru(d).args(["get", "k"]).assert().code(1);
     Ok(())
@@ -65,19 +64,16 @@ fn invalid_json_inside_brackets_is_an_error_not_a_string() -> TestResult {
 fn usage_errors_exit_2_and_say_what_is_missing() -> TestResult {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    redru(d)
-        .arg("set")
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("required arguments").and(predicate::str::contains("<KEY>")));
-    redru(d).args(["set", "k"]).assert().code(2).stderr(predicate::str::contains("<VALUE>"));
-    redru(d).arg("get").assert().code(2).stderr(predicate::str::contains("<KEY>"));
+    // The shell's parser says what is missing, with the command's usage.
+    redru(d).arg("set").assert().code(2).stderr("error: missing key (usage: set <key> <value>)\n");
+    redru(d).args(["set", "k"]).assert().code(2).stderr("error: missing value for `k` (usage: set <key> <value>)\n");
+    redru(d).arg("get").assert().code(2).stderr(predicate::str::contains("missing key (usage: get <key>)"));
     redru(d)
         .arg("frobnicate")
         .assert()
         .code(2)
         .stderr(predicate::str::contains("unrecognized subcommand 'frobnicate'"));
-    redru(d).args(["list", "a", "b"]).assert().code(2).stderr(predicate::str::contains("unexpected argument"));
+    redru(d).args(["list", "a", "b"]).assert().code(2).stderr(predicate::str::contains("unexpected `b`"));
     redru(d).args(["--color", "sometimes", "stats"]).assert().code(2);
     Ok(())
 }
@@ -151,7 +147,7 @@ fn indexes_find_and_explain() -> TestResult {
         .args(["find", "name", "Alice"])
         .assert()
         .success()
-        .stdout("u1\t{\"age\":30,\"email\":\"a@x\",\"name\":\"Alice\"}\n");
+        .stdout("u1\t{\"name\":\"Alice\",\"age\":30,\"email\":\"a@x\"}\n");
     redru(d).args(["explain", "name = Alice"]).assert().success().stdout(predicate::str::starts_with("full scan"));
     redru(d).args(["index", "name"]).assert().success().stdout("OK\n");
     redru(d).args(["index", "email", "--unique"]).assert().success();
@@ -227,8 +223,8 @@ fn stats_save_sync_print_what_they_did() -> TestResult {
     let stats: serde_json::Value = serde_json::from_slice(&out)?;
     assert_eq!(stats["keys"], json!(1));
     assert_eq!(stats["durability"], json!("always"));
-    redru(d).arg("save").assert().success().stdout(predicate::str::starts_with("saved 1 keys ("));
-    redru(d).arg("save").assert().success().stdout("nothing changed since the last save (1 keys)\n");
+    redru(d).arg("save").assert().success().stdout(predicate::str::starts_with("saved 1 key ("));
+    redru(d).arg("save").assert().success().stdout("nothing changed since the last save (1 key)\n");
     redru(d).arg("sync").assert().success().stdout("OK\n");
     Ok(())
 }
@@ -276,9 +272,9 @@ fn backups_restore_export_import() -> TestResult {
         .arg("--lines")
         .assert()
         .success()
-        .stdout(predicate::str::starts_with("exported 1 pairs"));
+        .stdout(predicate::str::starts_with("exported 1 pair to"));
     redru(d).args(["clear", "--yes"]).assert().success();
-    redru(d).arg("import").arg(&dump).assert().success().stdout(predicate::str::starts_with("imported 1 pairs"));
+    redru(d).arg("import").arg(&dump).assert().success().stdout(predicate::str::starts_with("imported 1 pair from"));
     redru(d).args(["get", "a"]).assert().success().stdout("1\n");
     std::fs::write(&dump, "{\"a\": 1, \"b\":")?;
     redru(d).arg("import").arg(&dump).assert().code(2).stderr(predicate::str::starts_with("error: importing"));
@@ -344,5 +340,233 @@ fn verify_checks_one_snapshot_file_given_as_flag_or_argument() -> TestResult {
     std::fs::write(&snapshot, &bytes)?;
     redru(d).args(["verify", "--file", path]).assert().code(1).stdout(predicate::str::contains("digest"));
     redru(d).args(["verify", "--file", path, path]).assert().code(2);
+    Ok(())
+}
+
+/// Issue 12, point 4: a one-shot command takes exactly what the shell takes
+/// (the same parser), aliases included, and `--help` still documents each.
+#[test]
+fn one_shot_commands_take_the_shell_syntax() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    redru(d).args(["set", "u1", r#"{"tags": ["admin", "x"]}"#]).assert().success();
+    redru(d).args(["find", "tags.0 admin"]).assert().success().stdout("u1\t{\"tags\":[\"admin\",\"x\"]}\n");
+    redru(d).args(["index", "email", "unique"]).assert().success().stdout("OK\n");
+    redru(d).args(["create-index", "name"]).assert().success().stdout("OK\n");
+    redru(d).arg("indexes").assert().success().stdout("email\tunique\t0\t0\nname\tplain\t0\t0\n");
+    redru(d).args(["set", "gone", "1"]).assert().success();
+    redru(d).args(["rm", "gone"]).assert().success().stdout("OK\n");
+    redru(d).arg("ls").assert().success().stdout("u1\n");
+    redru(d).arg("info").assert().success().stdout(predicate::str::starts_with("{\"compactions\""));
+    redru(d).args(["flush", "--yes"]).assert().success().stdout("cleared 1 key\n");
+    // Options may follow the words; `--` makes the rest words even when they look like options.
+    redru(d).args(["set", "k", "--", "--raw"]).assert().success();
+    redru(d).args(["get", "k", "--format", "json"]).assert().success().stdout("\"--raw\"\n");
+    redru(d).args(["set", "n", "-5"]).assert().success();
+    redru(d).args(["get", "n"]).assert().success().stdout("-5\n");
+    for alias in ["rm", "ls", "info", "flush", "create-index", "keys", "del"] {
+        redru(d).args([alias, "--help"]).assert().success().stdout(predicate::str::contains("Usage: redru"));
+    }
+    redru(d)
+        .args(["set", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("redru set 'my key' '[1, 2, 3]'").and(predicate::str::contains("Examples:")));
+    redru(d).arg("--help").assert().success().stdout(predicate::str::contains("create-index"));
+    // The shell's session commands say where they work.
+    redru(d).arg("begin").assert().code(2).stderr(predicate::str::contains("works only in the shell and in scripts"));
+    redru(d).arg("quit").assert().code(2).stderr("error: `exit` works only in the shell and in scripts\n");
+    Ok(())
+}
+
+/// Issue 12, points 5 and 6: `import` reads standard input (`-`, /dev/stdin)
+/// and keeps every number's digits; a value the library refuses fails the
+/// whole import.
+#[test]
+fn import_reads_standard_input_and_keeps_digits() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let dump = "{\n\"a\": 12345678901234567890123,\n\"b\": {\"x\": 1.50}\n}\n";
+    redru(d).args(["import", "-"]).write_stdin(dump).assert().success().stdout("imported 2 pairs from -\n");
+    redru(d).args(["get", "a"]).assert().success().stdout("12345678901234567890123\n");
+    redru(d).args(["get", "b"]).assert().success().stdout("{\"x\":1.50}\n");
+    let lines = "{\"key\":\"c\",\"value\":98765432109876543210987}\n";
+    redru(d)
+        .args(["import", "/dev/stdin"])
+        .write_stdin(lines)
+        .assert()
+        .success()
+        .stdout("imported 1 pair from /dev/stdin\n");
+    redru(d).args(["get", "c"]).assert().success().stdout("98765432109876543210987\n");
+    redru(d)
+        .args(["import", "-"])
+        .write_stdin("{\"d\": 1, \"e\": 1e400}")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("value of \"e\"").and(predicate::str::contains("nothing was imported")));
+    redru(d).args(["exists", "d"]).assert().code(1);
+    redru(d).args(["import", "-"]).write_stdin("").assert().code(2).stderr(predicate::str::contains("empty"));
+    // In a script, stdin holds the script.
+    redru(d).write_stdin("import -\n").assert().code(2).stderr(predicate::str::contains("run it one-shot"));
+    Ok(())
+}
+
+/// Issue 12, point 9: a read of a directory that does not exist creates
+/// nothing and says "no such database" (exit code 2); a write creates it.
+#[test]
+fn reads_do_not_create_a_mistyped_directory() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let missing = dir.path().join("no3").join("x");
+    for args in [
+        vec!["get", "a"],
+        vec!["exists", "a"],
+        vec!["list"],
+        vec!["count"],
+        vec!["find", "a", "1"],
+        vec!["explain", "a = 1"],
+        vec!["indexes"],
+        vec!["stats"],
+        vec!["export"],
+        vec!["backups"],
+        vec!["delete", "a"],
+        vec!["verify"],
+    ] {
+        redru(&missing).args(&args).assert().code(2).stdout("").stderr(predicate::str::contains("no such database"));
+    }
+    assert!(!dir.path().join("no3").exists());
+    redru(&missing).args(["set", "a", "1"]).assert().success();
+    redru(&missing).args(["get", "a"]).assert().success().stdout("1\n");
+    Ok(())
+}
+
+/// Issue 12, point 11: `--format json|jsonl|table|raw` (and `--raw`); no format
+/// lets a key holding a line break, or an empty key, pass for another.
+#[test]
+fn output_formats_for_programs_and_people() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    redru(d).args(["set", "two\nlines", "1"]).assert().success();
+    redru(d).args(["set", "", "2"]).assert().success();
+    redru(d).args(["set", "plain", "{\"n\": 3}"]).assert().success();
+    redru(d).arg("list").assert().success().stdout("\"\"\nplain\n\"two\\nlines\"\n");
+    redru(d).args(["list", "--raw"]).assert().success().stdout("\"\"\nplain\n\"two\\nlines\"\n");
+    redru(d).args(["--format", "json", "list"]).assert().success().stdout("[\"\",\"plain\",\"two\\nlines\"]\n");
+    redru(d).args(["list", "--format", "jsonl"]).assert().success().stdout("\"\"\n\"plain\"\n\"two\\nlines\"\n");
+    redru(d).args(["list", "--format", "table"]).assert().success().stdout("\"\"\nplain\n\"two\\nlines\"\n");
+    redru(d).args(["get", "plain", "--format", "table"]).assert().success().stdout("{\n  \"n\": 3\n}\n");
+    redru(d).args(["get", "plain", "--format", "json"]).assert().success().stdout("{\"n\":3}\n");
+    redru(d).args(["find", "n", "3", "--format", "json"]).assert().success().stdout("{\"plain\":{\"n\":3}}\n");
+    redru(d)
+        .args(["find", "n", "3", "--format", "jsonl"])
+        .assert()
+        .success()
+        .stdout("{\"key\":\"plain\",\"value\":{\"n\":3}}\n");
+    redru(d).args(["find", "n", "3", "--format", "table"]).assert().success().stdout(
+        predicate::str::starts_with("plain  {\"n\":3}\n")
+            .and(predicate::str::contains("(1 match; full scan (3 keys examined; no index applies))")),
+    );
+    redru(d).args(["index", "n"]).assert().success();
+    redru(d)
+        .args(["indexes", "--format", "json"])
+        .assert()
+        .success()
+        .stdout("[{\"distinct_values\":1,\"entries\":1,\"field\":\"n\",\"unique\":false}]\n");
+    redru(d)
+        .args(["indexes", "--format", "jsonl"])
+        .assert()
+        .success()
+        .stdout("{\"distinct_values\":1,\"entries\":1,\"field\":\"n\",\"unique\":false}\n");
+    redru(d).args(["indexes", "--format", "table"]).assert().success().stdout(predicate::str::starts_with("field"));
+    redru(d).args(["backups", "--format", "json"]).assert().success().stdout("[]\n");
+    redru(d).arg("backup").assert().success();
+    let out = redru(d).args(["backups", "--format", "jsonl"]).assert().success().get_output().stdout.clone();
+    let backup: serde_json::Value = serde_json::from_slice(&out)?;
+    assert_eq!(backup["verified"], json!(true));
+    let out = redru(d).args(["stats", "--format", "json"]).assert().success().get_output().stdout.clone();
+    assert_eq!(String::from_utf8(out.clone())?.lines().count(), 1);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out)?["keys"], json!(3));
+    redru(d).args(["stats", "--format", "table"]).assert().success().stdout(predicate::str::starts_with("{\n  \""));
+    redru(d).args(["--raw", "--format", "json", "list"]).assert().code(2);
+    Ok(())
+}
+
+/// Issue 12, point 12: the operating system's error is said once.
+#[test]
+fn the_os_error_is_printed_once() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x")?;
+    let assert = redru(&file.join("db")).args(["set", "k", "1"]).assert().code(2);
+    let err = String::from_utf8(assert.get_output().stderr.clone())?;
+    assert_eq!(err.matches("os error 20").count(), 1, "{err}");
+    Ok(())
+}
+
+/// Issue 12, point 13: `restore --file` of an export says what it is and what loads it.
+#[test]
+fn restoring_an_export_points_to_import() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let work = tempfile::tempdir()?;
+    redru(d).args(["set", "a", "1"]).assert().success();
+    for flag in ["--lines", "--force"] {
+        let dump = work.path().join(format!("dump{flag}.json"));
+        let dump = dump.to_str().ok_or("path")?;
+        redru(d).args(["export", dump, flag]).assert().success();
+        redru(d).args(["restore", "--file", dump]).assert().code(2).stderr(format!(
+            "error: {dump} is an export (written by `export`), not a backup; load it with \
+             `import {dump} --replace`\n"
+        ));
+    }
+    Ok(())
+}
+
+/// Issue 12, point 14: shell-only options are refused by one-shot commands
+/// and shown only in the main help; `export FILE` keeps an existing file
+/// unless `--force`; counts agree with their nouns.
+#[test]
+fn smaller_defects() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    redru(d).args(["set", "a", "1"]).assert().success();
+    redru(d).args(["--bail", "get", "a"]).assert().code(2).stderr(predicate::str::contains("--bail applies to"));
+    redru(d).args(["get", "a", "--backup-every", "1h"]).assert().code(2);
+    redru(d).args(["--backup-keep", "3", "list"]).assert().code(2).stderr(predicate::str::contains("--backup-keep"));
+    let help = redru(d).args(["get", "--help"]).assert().success().get_output().stdout.clone();
+    let help = String::from_utf8(help)?;
+    assert!(!help.contains("--bail") && !help.contains("--backup"), "{help}");
+    redru(d).arg("--help").assert().success().stdout(predicate::str::contains("--bail"));
+
+    let work = tempfile::tempdir()?;
+    let file = work.path().join("dump.json");
+    std::fs::write(&file, "keep me")?;
+    let path = file.to_str().ok_or("path")?;
+    redru(d).args(["export", path]).assert().code(2).stderr(predicate::str::contains("--force"));
+    assert_eq!(std::fs::read_to_string(&file)?, "keep me");
+    redru(d).args(["export", path, "--force"]).assert().success().stdout(format!("exported 1 pair to {path}\n"));
+    assert_eq!(std::fs::read_to_string(&file)?, "{\n\"a\":1\n}\n");
+
+    redru(d).args(["index", "a"]).assert().success();
+    redru(d).arg("save").assert().success().stdout(predicate::str::starts_with("saved 1 key ("));
+    redru(d).args(["clear", "--yes"]).assert().success().stdout("cleared 1 key\n");
+    Ok(())
+}
+
+#[test]
+fn find_takes_the_whole_query_language() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    redru(d).args(["set", "u1", r#"{"name":"Al","age":30,"tags":["a"]}"#]).assert().success();
+    redru(d).args(["set", "u2", r#"{"name":"Bo","age":20}"#]).assert().success();
+    let find = |query: &str| -> Result<String, Box<dyn std::error::Error>> {
+        let out = redru(d).args(["find", query]).output()?;
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    assert_eq!(find("tags contains a")?, "u1\t{\"name\":\"Al\",\"age\":30,\"tags\":[\"a\"]}\n");
+    assert_eq!(find("sort by age desc limit 1 fields name")?, "u1\t{\"name\":\"Al\"}\n");
+    assert_eq!(find("(name = Al or name = Bo) and age < 25")?, "u2\t{\"name\":\"Bo\",\"age\":20}\n");
+    assert_eq!(find("not name = Al fields age")?, "u2\t{\"age\":20}\n");
+    assert_eq!(find("name in [\"Bo\"] fields name")?, "u2\t{\"name\":\"Bo\"}\n");
+    assert_eq!(find("age between 25 and 35 fields age")?, "u1\t{\"age\":30}\n");
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! Guards the interactive shell through a real pseudo-terminal (expectrl):
-//! the prompt, a multi-line JSON value, Tab completion of a key, history
-//! surviving a restart (up arrow), Ctrl-C cancelling a line and Ctrl-D
-//! leaving cleanly with the database closed.
+//! the prompt, a multi-line JSON value behind the `...> ` prompt, stray
+//! quotes and brackets that hold no line open, lines typed ahead or pasted
+//! running one by one, Tab completion of a key, history surviving a restart
+//! (up arrow, long lines left out), Ctrl-C cancelling a line and erasing its
+//! hint, batches, and Ctrl-D leaving cleanly with the database closed.
 //!
 //! Every step waits for what the shell prints (the result, then the next
 //! prompt) before typing, so nothing depends on timing; timeouts are only a
@@ -18,6 +20,7 @@ use expectrl::{Eof, Expect, Session};
 use redru::{Db, json};
 
 const PROMPT: &str = "redru> ";
+const CONTINUATION: &str = "...> ";
 const UP: &str = "\x1b[A";
 const CTRL_C: &str = "\x03";
 const CTRL_D: &str = "\x04";
@@ -132,7 +135,7 @@ fn clear_asks_for_confirmation_in_a_terminal() -> TestResult {
     let mut shell = start(dir.path(), &history)?;
     run(&mut shell, "set a 1", "OK")?;
     shell.send("clear\r")?;
-    shell.expect("remove all 1 keys from")?;
+    shell.expect("remove the 1 key from")?;
     shell.send("n\r")?;
     shell.expect("cancelled")?;
     shell.expect(PROMPT)?;
@@ -140,9 +143,116 @@ fn clear_asks_for_confirmation_in_a_terminal() -> TestResult {
     shell.send("clear\r")?;
     shell.expect("[y/N]")?;
     shell.send("y\r")?;
-    shell.expect("cleared 1 keys")?;
+    shell.expect("cleared 1 key\r\n")?;
     shell.expect(PROMPT)?;
     exit_with_ctrl_d(shell)?;
     assert!(Db::open(dir.path())?.is_empty());
+    Ok(())
+}
+
+/// Issue 12, point 1: a stray `"` or `[` holds no line open; only a value
+/// that opens JSON continues, behind the `...> ` prompt.
+#[test]
+fn only_an_open_json_value_continues_on_the_next_line() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let state = tempfile::tempdir()?;
+    let mut shell = start(dir.path(), &state.path().join("history"))?;
+    run(&mut shell, "set height 5\" tall", "OK")?;
+    run(&mut shell, "list [a", "(no keys)")?;
+    run(&mut shell, "get height", "\"5\\\" tall\"")?;
+    shell.send("set doc {\r")?;
+    shell.expect(CONTINUATION)?;
+    shell.send("  \"n\": 12345678901234567890123\r")?;
+    shell.expect(CONTINUATION)?;
+    shell.send("}\r")?;
+    shell.expect("OK")?;
+    shell.expect(PROMPT)?;
+    // Shown from the stored text: the digits as typed.
+    run(&mut shell, "get doc", "\"n\": 12345678901234567890123")?;
+    // A command name ends an unclosed value: the value is an error, the command runs.
+    shell.send("set broken [1,\r")?;
+    shell.expect(CONTINUATION)?;
+    run(&mut shell, "exists broken", "unfinished value")?;
+    // Ctrl-D inside an open value says it was not stored, and leaves.
+    shell.send("set open {\r")?;
+    shell.expect(CONTINUATION)?;
+    shell.send(CTRL_D)?;
+    shell.expect("unfinished value: the JSON value that opens it is never closed (the input ends first)")?;
+    shell.expect(Eof)?;
+    let status = shell.get_process().wait()?;
+    assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+    let db = Db::open(dir.path())?;
+    assert_eq!(db.get("doc").map(|d| d.as_str().to_owned()).as_deref(), Some("{\"n\":12345678901234567890123}"));
+    assert!(!db.contains("broken"));
+    Ok(())
+}
+
+/// Issue 12, point 2: three lines written at once (typed ahead) run as three
+/// commands, in order; so do the lines of a bracketed paste.
+#[test]
+fn lines_typed_ahead_or_pasted_each_run() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let state = tempfile::tempdir()?;
+    let mut shell = start(dir.path(), &state.path().join("history"))?;
+    shell.send("set a first-value\rset b second-value\rget b\r")?;
+    shell.expect("OK")?;
+    shell.expect("OK")?;
+    shell.expect("\"second-value\"")?;
+    shell.expect(PROMPT)?;
+    shell.send("\x1b[200~set c pasted-value\nget c\n\x1b[201~\r")?;
+    shell.expect("OK")?;
+    shell.expect("\"pasted-value\"")?;
+    shell.expect(PROMPT)?;
+    run(&mut shell, "count", "\n3\r\n")?;
+    // A line typed while a command still runs (the terminal is not in raw mode then) runs next.
+    let dump = state.path().join("dump.jsonl");
+    let pairs: String = (0..100_000).map(|i| format!("{{\"key\":\"k{i}\",\"value\":{i}}}\n")).collect();
+    std::fs::write(&dump, pairs)?;
+    shell.send(format!("import {}\r", dump.display()))?;
+    std::thread::sleep(Duration::from_millis(20));
+    shell.send("get b\r")?;
+    shell.expect("imported 100000 pairs")?;
+    shell.expect("\"second-value\"")?;
+    shell.expect(PROMPT)?;
+    exit_with_ctrl_d(shell)?;
+    let db = Db::open(dir.path())?;
+    assert_eq!(db.len(), 100_003);
+    assert_eq!(db.keys()[..3], ["a", "b", "c"]);
+    assert_eq!(db.get_value("a").as_ref(), Some(&json!("first-value")));
+    Ok(())
+}
+
+/// Issue 12, points 7, 10 and 14: the offline tools say how to run them;
+/// batches work in the shell; Ctrl-C erases the hint of the abandoned line;
+/// a very long line stays out of the history file.
+#[test]
+fn one_shot_tools_batches_hints_and_history() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let state = tempfile::tempdir()?;
+    let history = state.path().join("history");
+    let mut shell = start(dir.path(), &history)?;
+    run(&mut shell, "verify", "one-shot command; leave and run: redru --dir")?;
+    run(&mut shell, "begin", "OK")?;
+    run(&mut shell, "set x 1", "QUEUED")?;
+    run(&mut shell, "commit", "committed 1 write")?;
+    // "se" shows the hint "t <key> <value>"; Ctrl-C must erase it from the screen.
+    shell.send("se")?;
+    shell.expect("t <key> <value>")?;
+    shell.send(CTRL_C)?;
+    shell.expect("\x1b[0J")?;
+    shell.expect(PROMPT)?;
+    let long = "v".repeat(6000);
+    shell.send(format!("\x1b[200~set long {long}\x1b[201~\r"))?;
+    shell.expect("OK")?;
+    shell.expect(PROMPT)?;
+    run(&mut shell, "begin", "OK")?;
+    run(&mut shell, "set y 1", "QUEUED")?;
+    shell.send(CTRL_D)?;
+    shell.expect("left inside a batch: its 1 queued write was rolled back")?;
+    shell.expect(Eof)?;
+    let db = Db::open(dir.path())?;
+    assert!(db.contains("x") && db.contains("long") && !db.contains("y"));
+    let saved = std::fs::read_to_string(&history)?;
+    assert!(saved.contains("set x 1") && !saved.contains("set long"), "{saved}");
     Ok(())
 }

@@ -91,7 +91,7 @@ set after exit
         "OK",
         "OK",
         "OK",
-        r#"{"age":30,"name":"Alice"}"#,
+        r#"{"name":"Alice","age":30}"#,
         r#""hello   world""#,
         r#""Alice""#,
         r#"{"tags":["a","b"],"text":"multi-line } with brackets in a string"}"#,
@@ -118,22 +118,22 @@ set after exit
         "OK",
         "email\tunique\t0\t0",
         "name\tplain\t2\t2",
-        r#"user:1	{"age":30,"name":"Alice"}"#,
-        r#"user:1	{"age":30,"name":"Alice"}"#,
-        r#"user:2	{"age":25,"name":"Bob"}"#,
-        "index lookup on `name` (1 candidate keys), then filter; 1 match",
+        r#"user:1	{"name":"Alice","age":30}"#,
+        r#"user:1	{"name":"Alice","age":30}"#,
+        r#"user:2	{"name":"Bob","age":25}"#,
+        "index lookup on `name` (1 candidate key), then filter; 1 match",
         "OK",
         "email\tunique\t0\t0",
         &stats_line,
-        "saved 5 keys (* bytes) in * ms; * log segment(s) removed",
+        "saved 5 keys (* bytes) in * ms; * log segment* removed",
         "OK",
         "wrote * (up to record *, 5 keys, * bytes, verified)",
         // backups: none in DIR/backups yet (the copy went elsewhere)
         r#"{"key":"doc","value":{"tags":["a","b"],"text":"multi-line } with brackets in a string"}}"#,
         r#"{"key":"my key","value":"hello   world"}"#,
         r#"{"key":"name","value":"Alice"}"#,
-        r#"{"key":"user:1","value":{"age":30,"name":"Alice"}}"#,
-        r#"{"key":"user:2","value":{"age":25,"name":"Bob"}}"#,
+        r#"{"key":"user:1","value":{"name":"Alice","age":30}}"#,
+        r#"{"key":"user:2","value":{"name":"Bob","age":25}}"#,
         "exported 5 pairs to *dump.jsonl",
         // clear without --yes: an error
         "cleared 5 keys",
@@ -144,7 +144,7 @@ set after exit
         "restored *copy.json (up to record *): 5 keys in * ms",
         "the state it replaced is backed up as backup-*.json (restore it to undo)",
         r#""Alice""#,
-        "0 backup(s) removed",
+        "0 backups removed",
         "get <key>",
         "  print the value of a key",
         "",
@@ -163,8 +163,8 @@ set after exit
         "stderr",
         &err,
         &[
-            "not found: nope",
-            "not found: nope",
+            "line 19: not found: nope",
+            "line 21: not found: nope",
             "error: line 43: `clear` removes every key; where it cannot ask, write `clear --yes`",
             "error: line 53: unknown command `bogus`; type `help` for the list",
             "error: line 54: invalid JSON object: expected value at line 1 column 7 (usage: set <key> <value>)",
@@ -196,6 +196,11 @@ fn the_whole_script_runs_unless_bail() -> TestResult {
     redru(d).arg("--bail").write_stdin(script).assert().code(2).stdout("OK\n");
     let db = Db::open(d)?;
     assert!(db.contains("a") && !db.contains("b"), "--bail stops at the failing line");
+    // The shell's options may also follow `shell`.
+    let other = tempfile::tempdir()?;
+    redru(other.path()).args(["shell", "--bail"]).write_stdin(script).assert().code(2).stdout("OK\n");
+    let db = Db::open(other.path())?;
+    assert!(db.contains("a") && !db.contains("b"));
     Ok(())
 }
 
@@ -216,12 +221,9 @@ fn a_clean_script_exits_0_with_no_prompt_banner_or_colour() -> TestResult {
 #[test]
 fn an_unclosed_value_at_the_end_of_input_is_an_error() -> TestResult {
     let dir = tempfile::tempdir()?;
-    redru(dir.path())
-        .write_stdin("set a 1\nset b {\"x\":\n  [1,\n")
-        .assert()
-        .code(2)
-        .stdout("OK\n")
-        .stderr(predicate::str::contains("line 2: unexpected end of input"));
+    redru(dir.path()).write_stdin("set a 1\nset b {\"x\":\n  [1,\n").assert().code(2).stdout("OK\n").stderr(
+        "error: line 2: unfinished value: the JSON value that opens it is never closed (the input ends first)\n",
+    );
     Ok(())
 }
 
@@ -252,5 +254,157 @@ fn a_write_is_durable_before_its_result_line() -> TestResult {
         let db = Db::open(dir.path())?;
         assert_eq!(db.get_value(&format!("round{round}")).as_ref(), Some(&json!({"n": round})));
     }
+    Ok(())
+}
+
+/// Issue 12, point 1: only a value that opens with `{`, `[` or `"` may go on
+/// to the next line, and only while it is still valid JSON; an unclosed value
+/// is an error for its own command and the script goes on.
+#[test]
+fn a_stray_quote_or_bracket_swallows_no_line() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    // The issue's example, word for word.
+    redru(d).write_stdin("set height 5\" tall\nset b 2\nget b\n").assert().success().stdout("OK\nOK\n2\n").stderr("");
+    redru(d).write_stdin("list [a\nget height\n").assert().success().stdout("\"5\\\" tall\"\n");
+    redru(d).write_stdin("set k {\"a\": 1\nset c 3\nget c\n").assert().code(2).stdout("OK\n3\n").stderr(
+        "error: line 1: unfinished value: the JSON value that opens it is never closed \
+             (line 2 starts the next command)\n",
+    );
+    redru(d).arg("--bail").write_stdin("set k [1,\nset d 4\n").assert().code(2).stdout("");
+    let db = Db::open(d)?;
+    assert!(!db.contains("k") && !db.contains("d"));
+    Ok(())
+}
+
+/// Issue 12, point 3: a line that is not UTF-8 is an error for that line only,
+/// and "not found" names its line like every other message.
+#[test]
+fn invalid_utf8_costs_its_own_line_only() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    redru(dir.path())
+        .write_stdin(&b"set a 1\n\xff\xfe bad\nget a\nget nope\n"[..])
+        .assert()
+        .code(2)
+        .stdout("OK\n1\n")
+        .stderr("error: line 2: not valid UTF-8 (at byte 0 of the line)\nline 4: not found: nope\n");
+    Ok(())
+}
+
+/// Issue 12, point 5: values keep their digits; what the library could not
+/// read back is refused with its reason, not stored as text.
+#[test]
+fn values_take_the_librarys_raw_text_path() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let script = "set big 12345678901234567890123\nget big\nset o {\n  \"n\": 1.50e2,\n  \"m\": [1, 2]\n}\nget o\n\
+                  set inf 1e400\nset r {\"$serde_json::private::RawValue\": \"1\"}\n";
+    let assert = redru(d)
+        .write_stdin(script)
+        .assert()
+        .code(2)
+        .stdout("OK\n12345678901234567890123\nOK\n{\"n\":1.50e2,\"m\":[1,2]}\n");
+    let err = String::from_utf8(assert.get_output().stderr.clone())?;
+    assert_lines(
+        "stderr",
+        &err,
+        &["error: line 8: * cannot be read back: number out of range*", "error: line 9: *$serde_json::private::*"],
+    );
+    let db = Db::open(d)?;
+    assert_eq!(db.get("big").map(|v| v.as_str().to_owned()).as_deref(), Some("12345678901234567890123"));
+    assert!(!db.contains("inf") && !db.contains("r"));
+    Ok(())
+}
+
+/// Issue 12, point 10: `begin` ... `commit` applies the writes between them as
+/// one atomic batch; `rollback`, a failing commit and the end of the script
+/// apply none of them.
+#[test]
+fn begin_commit_rollback_group_writes_into_one_batch() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let script = "set gone 0\nbegin\nset a 1\nset b 2\ndelete gone\nget a\ncommit\nget a\nexists gone\n\
+                  begin\nset c 3\nrollback\nexists c\ncommit\n\
+                  index u unique\nbegin\nset x {\"u\": 1}\nset y {\"u\": 1}\ncommit\nexists x\n\
+                  begin\nclear --yes\nset z 1\n";
+    let assert = redru(d).write_stdin(script).assert().code(2);
+    let out = String::from_utf8(assert.get_output().stdout.clone())?;
+    let err = String::from_utf8(assert.get_output().stderr.clone())?;
+    assert_lines(
+        "stdout",
+        &out,
+        &[
+            "OK",
+            "OK",
+            "QUEUED",
+            "QUEUED",
+            "QUEUED", // get a: not yet there
+            "committed 3 writes",
+            "1",
+            "false",
+            "OK",
+            "QUEUED",
+            "rolled back 1 write",
+            "false",
+            "OK",
+            "OK",
+            "QUEUED",
+            "QUEUED",
+            "false",
+            "OK",
+            "QUEUED",
+        ],
+    );
+    assert_lines(
+        "stderr",
+        &err,
+        &[
+            "line 6: not found: a",
+            "error: line 14: `commit` without `begin`",
+            "error: line 19: committing the batch (none of its writes was applied): *unique index on `u`*",
+            "error: line 22: `clear` cannot run inside a batch: `commit` or `rollback` the batch first",
+            "error: the script ended inside a batch (`begin` without `commit`): its 1 queued write was rolled back",
+        ],
+    );
+    let db = Db::open(d)?;
+    assert_eq!(db.keys(), ["a", "b"]);
+    Ok(())
+}
+
+/// Issue 12, point 10: `--durability buffered|never` hand the writes to the
+/// OS without an fsync each; everything is there after the script ends.
+#[test]
+fn durability_modes_keep_every_write_of_a_finished_script() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    for mode in ["buffered", "never", "always"] {
+        let script: String = (0..200).map(|i| format!("set {mode}{i} {i}\n")).collect();
+        redru(d).args(["--durability", mode]).write_stdin(script).assert().success();
+        redru(d)
+            .args(["--durability", mode, "stats"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(format!("\"durability\":\"{mode}\"")));
+    }
+    redru(d).args(["--durability", "sometimes", "stats"]).assert().code(2);
+    assert_eq!(Db::open(d)?.len(), 600);
+    Ok(())
+}
+
+/// Issue 12, point 7: verify, repair and compact are one-shot commands; a
+/// script (like the shell) says so with the command line to run.
+#[test]
+fn offline_tools_name_the_command_line_to_run() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let shown = d.display().to_string();
+    redru(d).write_stdin("verify --json\nrepair --dry-run\ncompact\n").assert().code(2).stderr(format!(
+        "error: line 1: `verify` works on the closed directory, so it is a one-shot command; leave and run: \
+         redru --dir {shown} verify --json\n\
+         error: line 2: `repair` works on the closed directory, so it is a one-shot command; leave and run: \
+         redru --dir {shown} repair --dry-run\n\
+         error: line 3: `compact` works on the closed directory, so it is a one-shot command; leave and run: \
+         redru --dir {shown} compact\n"
+    ));
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The rustyline helper: Tab completion (command names, existing keys,
-//! indexed fields), usage hints as you type, and a validator that keeps
-//! reading lines while a JSON bracket or string is open.
+//! indexed fields) and usage hints as you type. Its validator accepts every
+//! line: a JSON value that stays open continues in the loop instead
+//! (`repl`), behind a `...> ` prompt that rustyline could not show.
 //!
 //! The logic is in pure functions over a [`Source`] of keys and fields, so it
 //! is unit-tested without a terminal or a database.
@@ -16,7 +17,7 @@ use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper};
 
 use crate::output::{paint, sgr};
-use crate::shell::parser::{Arg, COMMANDS, is_incomplete, quote_key, spec};
+use crate::shell::parser::{Arg, COMMANDS, quote_key, spec};
 
 /// At most this many keys are offered by one Tab.
 const MAX_CANDIDATES: usize = 500;
@@ -110,8 +111,8 @@ impl Highlighter for ShellHelper {
 }
 
 impl Validator for ShellHelper {
-    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
-        Ok(if is_incomplete(ctx.input()) { ValidationResult::Incomplete } else { ValidationResult::Valid(None) })
+    fn validate(&self, _ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        Ok(ValidationResult::Valid(None))
     }
 }
 

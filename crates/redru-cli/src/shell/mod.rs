@@ -11,7 +11,14 @@ pub mod script;
 pub fn fuzz_parse(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let _ = parser::is_incomplete(text);
+    let mut joiner = parser::Joiner::new();
     for line in text.lines() {
         let _ = parser::parse(line);
+        for piece in joiner.push(line) {
+            if let parser::Piece::Command { text, .. } = piece {
+                let _ = parser::parse(&text);
+            }
+        }
     }
+    let _ = joiner.finish();
 }

@@ -1,26 +1,33 @@
-//! The interactive loop: read a line with rustyline, parse it, run it, print.
+//! The interactive loop: read lines with rustyline, gather them into
+//! commands ([`Joiner`]), run each, print.
 //!
-//! Ctrl-C abandons the line being typed, Ctrl-D (or `exit`) leaves and closes
-//! the database. Every entered line goes to the history file at once, so a
-//! crash keeps it; the file's location is [`history_path`].
+//! Invariant: every line runs as its own command, in order, however it
+//! arrived (typed ahead, pasted); a command goes to the history file at once.
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use redru::Db;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
-use rustyline::{CompletionType, Config, Editor};
+use rustyline::{
+    Cmd, CompletionType, ConditionalEventHandler, Config, Editor, Event, EventContext, EventHandler, KeyEvent,
+    RepeatCount,
+};
 
-use crate::exec::{Outcome, Session, print_error};
-use crate::output::{Style, paint, sgr};
-use crate::shell::helper::ShellHelper;
-use crate::shell::parser::parse;
+use crate::exec::{Outcome, Session, count, print_error};
+use crate::output::{Format, Style, paint, sgr};
+use crate::shell::helper::{ShellHelper, hint};
+use crate::shell::parser::{Joiner, Piece, parse};
 
 const PROMPT: &str = "redru> ";
+/// The prompt of a line that continues an open JSON value.
+const CONTINUATION: &str = "...> ";
+/// Commands longer than this (a pasted 10 MB value) stay out of the history file.
+pub const MAX_HISTORY_ENTRY: usize = 4096;
 
 /// The history file: `$REDRU_HISTORY` when set (empty disables history),
 /// else `$XDG_STATE_HOME/redru/history`, else `~/.local/state/redru/history`.
@@ -36,7 +43,7 @@ pub fn history_path() -> Option<PathBuf> {
 }
 
 /// Runs the shell until `exit` or Ctrl-D, then closes the database.
-pub fn run(db: Db, style: Style, progress: bool, backups: Option<(Duration, usize)>) -> Result<()> {
+pub fn run(db: Db, style: Style, format: Format, progress: bool, backups: Option<(Duration, usize)>) -> Result<()> {
     let db = Arc::new(db);
     // Scheduled backups hold only a weak reference, and stop when this is dropped.
     let schedule = backups.map(|(every, keep)| db.start_backup_schedule(every, keep));
@@ -49,12 +56,16 @@ pub fn run(db: Db, style: Style, progress: bool, backups: Option<(Duration, usiz
         .context("configuring the line editor")?
         .completion_type(CompletionType::List)
         .build();
+    // Bytes typed ahead stay in rustyline's read buffer from one prompt to the
+    // next (its `buffer-redux` feature); without it they went with the reader.
     let mut rl: Editor<ShellHelper, DefaultHistory> =
         Editor::with_config(config).context("starting the line editor")?;
     rl.set_helper(Some(ShellHelper::new(Arc::clone(&db), style.color, PROMPT)));
+    let abandoned = Arc::new(Mutex::new(None));
+    rl.bind_sequence(KeyEvent::ctrl('C'), EventHandler::Conditional(Box::new(Abandon(Arc::clone(&abandoned)))));
 
-    let history = history_path();
-    if let Some(path) = &history {
+    let mut history = History { path: history_path(), failed: false };
+    if let Some(path) = &history.path {
         match rl.load_history(path) {
             Ok(()) => {}
             Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -67,68 +78,147 @@ pub fn run(db: Db, style: Style, progress: bool, backups: Option<(Duration, usiz
     }
 
     println!(
-        "redru {} on {} ({} keys). Type `help` for the commands, Ctrl-D to leave.",
+        "redru {} on {} ({}). Type `help` for the commands, Ctrl-D to leave.",
         env!("CARGO_PKG_VERSION"),
         db.dir().display(),
-        db.len()
+        count(db.len(), "key", "keys")
     );
-    let mut history_failed = false;
-    loop {
-        let line = match rl.readline(PROMPT) {
-            Ok(line) => line,
-            // Ctrl-C: the line is dropped, the shell stays.
-            Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => break,
-            Err(e) => return Err(anyhow!(e).context("reading a line")),
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let _ = rl.add_history_entry(line.trim_end());
-        let saved = history.as_deref().map(|path| (path, save_history(&mut rl, path)));
-        if let Some((path, Err(e))) = saved
-            && !history_failed
-        {
-            // Once: the shell works without history, no need to repeat it each line.
-            eprintln!(
-                "{} history not saved to {}: {e:#}",
-                paint(sgr::WARNING, "warning:", style.color),
-                path.display()
-            );
-            history_failed = true;
-        }
-        let command = match parse(&line) {
-            Ok(Some(command)) => command,
-            Ok(None) => continue,
-            Err(e) => {
-                print_error(&anyhow!(e), style.color);
+    let mut joiner = Joiner::new();
+    let mut stdout = std::io::stdout();
+    let mut session = Session::new(&db, style, format, &mut stdout);
+    session.progress = progress;
+    'input: loop {
+        let prompt = if joiner.is_pending() { CONTINUATION } else { PROMPT };
+        let input = match rl.readline(prompt) {
+            Ok(input) => input,
+            // Ctrl-C: the command is dropped, the shell stays.
+            Err(ReadlineError::Interrupted) => {
+                joiner = Joiner::new();
+                let line = abandoned.lock().ok().and_then(|mut l| l.take());
+                if let Some((line, pos)) = line {
+                    erase_hint(&mut rl, prompt, &line, pos);
+                }
                 continue;
             }
+            Err(ReadlineError::Eof) => {
+                if let Some(unfinished) = joiner.finish() {
+                    print_error(&anyhow!("{unfinished}"), style.color);
+                }
+                break;
+            }
+            Err(e) => return Err(anyhow!(e).context("reading a line")),
         };
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
-        let mut session = Session { db: &db, style, progress, out: &mut out };
-        let mut confirm = |question: &str| -> Result<Option<bool>> {
-            // The editor owns the terminal: ask through it (no helper needed).
-            let answer = match rustyline::DefaultEditor::new().and_then(|mut ask| ask.readline(question)) {
-                Ok(answer) => answer,
-                Err(ReadlineError::Interrupted | ReadlineError::Eof) => String::new(),
-                Err(e) => return Err(anyhow!(e).context("asking for confirmation")),
-            };
-            Ok(Some(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")))
-        };
-        match session.run(command, &mut confirm) {
-            Ok(Outcome::Exit) => break,
-            Ok(_) => {}
-            Err(e) => print_error(&e, style.color),
+        // A paste brings several lines in one input: each is a line of its own.
+        for line in input.split('\n') {
+            for piece in joiner.push(line) {
+                match piece {
+                    Piece::Command { text, .. } if !text.trim().is_empty() => {
+                        history.remember(&mut rl, &text, style.color);
+                        if run_text(&mut session, &text, style.color) == Outcome::Exit {
+                            break 'input;
+                        }
+                    }
+                    Piece::Command { .. } => {}
+                    unfinished @ Piece::Unfinished { .. } => print_error(&anyhow!("{unfinished}"), style.color),
+                }
+            }
         }
-        let _ = out.flush();
     }
+    if let Some(batch) = session.batch.take() {
+        eprintln!(
+            "{} left inside a batch: its {} rolled back",
+            paint(sgr::WARNING, "warning:", style.color),
+            count(batch.len(), "queued write was", "queued writes were")
+        );
+    }
+    drop(session);
     drop(rl);
     drop(schedule);
     let db = Arc::into_inner(db).ok_or_else(|| anyhow!("the database is still in use"))?;
     let dir = db.dir().to_owned();
     db.close().with_context(|| format!("closing {}", dir.display()))
+}
+
+/// Parses and runs one command's text, printing its error; `Exit` ends the shell.
+fn run_text(session: &mut Session, text: &str, color: bool) -> Outcome {
+    let command = match parse(text) {
+        Ok(Some(command)) => command,
+        Ok(None) => return Outcome::Done,
+        Err(e) => {
+            print_error(&anyhow!(e), color);
+            return Outcome::Done;
+        }
+    };
+    let mut confirm = |question: &str| -> Result<Option<bool>> {
+        // The editor owns the terminal: ask through it (no helper needed).
+        let answer = match rustyline::DefaultEditor::new().and_then(|mut ask| ask.readline(question)) {
+            Ok(answer) => answer,
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => String::new(),
+            Err(e) => return Err(anyhow!(e).context("asking for confirmation")),
+        };
+        Ok(Some(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")))
+    };
+    let outcome = session.run(command, &mut confirm);
+    let _ = session.out.flush();
+    outcome.unwrap_or_else(|e| {
+        print_error(&e, color);
+        Outcome::Done
+    })
+}
+
+/// The history file, written after every command.
+struct History {
+    path: Option<PathBuf>,
+    /// Whether saving failed once already (said once: the shell works without history).
+    failed: bool,
+}
+
+impl History {
+    /// Adds `text` (unless it is longer than [`MAX_HISTORY_ENTRY`]) and appends it to the file.
+    fn remember(&mut self, rl: &mut Editor<ShellHelper, DefaultHistory>, text: &str, color: bool) {
+        if text.len() > MAX_HISTORY_ENTRY {
+            return;
+        }
+        let _ = rl.add_history_entry(text.trim_end());
+        let Some(path) = &self.path else { return };
+        if let Err(e) = save_history(rl, path)
+            && !self.failed
+        {
+            eprintln!("{} history not saved to {}: {e:#}", paint(sgr::WARNING, "warning:", color), path.display());
+            self.failed = true;
+        }
+    }
+}
+
+/// Ctrl-C: remembers the line being abandoned (and the cursor), then interrupts.
+struct Abandon(Arc<Mutex<Option<(String, usize)>>>);
+
+impl ConditionalEventHandler for Abandon {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        if let Ok(mut line) = self.0.lock() {
+            *line = Some((ctx.line().to_owned(), ctx.pos()));
+        }
+        Some(Cmd::Interrupt)
+    }
+}
+
+/// rustyline leaves a dimmed hint after an interrupted line (it erases it
+/// only when a line is accepted): go back up to where the line ends and
+/// erase from there. The cursor is then at the start of the line below it.
+fn erase_hint(rl: &mut Editor<ShellHelper, DefaultHistory>, prompt: &str, line: &str, pos: usize) {
+    if hint(line, pos).is_none() {
+        return;
+    }
+    let Some((columns, _)) = rl.dimensions() else { return };
+    let columns = usize::from(columns);
+    let width = prompt.chars().count() + line.chars().count();
+    let column = if columns > 0 { width % columns } else { width };
+    if column == 0 {
+        return;
+    }
+    let mut stdout = std::io::stdout();
+    let _ = write!(stdout, "\x1b[A\x1b[{}G\x1b[0J\r\n", column + 1);
+    let _ = stdout.flush();
 }
 
 fn save_history(rl: &mut Editor<ShellHelper, DefaultHistory>, path: &std::path::Path) -> Result<()> {

@@ -1,18 +1,15 @@
-//! Script mode: stdin is not a terminal, so read one command per line (a JSON
-//! value may still span lines while a bracket or string is open), with no
-//! prompt, banner or colour, like `sqlite3 < script.sql`.
+//! Script mode: stdin is not a terminal, so read one command per line, with
+//! no prompt, banner or colour, like `sqlite3 < script.sql`.
 //!
-//! A failing command prints `error: line N: ...` and the script goes on; the
-//! exit code is then 2. With `--bail` the first failure stops the script.
+//! Invariant: every problem is its line's alone (`error: line N: ...`, exit
+//! code 2 at the end); `--bail` stops at the first; an open batch rolls back.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 
 use anyhow::{Context, Result, anyhow};
-use redru::Db;
 
-use crate::exec::{Outcome, Session, print_error};
-use crate::output::Style;
-use crate::shell::parser::{is_incomplete, parse};
+use crate::exec::{Outcome, Session, count, print_error};
+use crate::shell::parser::{Joiner, Piece, parse};
 
 /// What a script run ended with.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,74 +18,70 @@ pub struct ScriptEnd {
     pub failures: usize,
 }
 
-/// Runs every command read from `input`.
-pub fn run(db: &Db, input: &mut dyn BufRead, out: &mut dyn Write, style: Style, bail: bool) -> Result<ScriptEnd> {
+/// Runs every command read from `input` in `session`.
+pub fn run(session: &mut Session, input: &mut dyn BufRead, bail: bool) -> Result<ScriptEnd> {
     let mut failures = 0;
-    let mut line_no = 0usize;
-    let mut first_line = 0usize;
-    let mut text = String::new();
-    let mut buf = String::new();
-    loop {
+    let mut joiner = Joiner::new();
+    let mut buf = Vec::new();
+    'lines: loop {
         buf.clear();
-        let read = input.read_line(&mut buf).context("reading the script from stdin")?;
-        let eof = read == 0;
-        if !eof {
-            line_no += 1;
-            if text.is_empty() {
-                first_line = line_no;
-            }
-            text.push_str(&buf);
-            if is_incomplete(&text) {
-                continue;
-            }
-        } else if text.trim().is_empty() {
-            break;
-        }
-        let command_text = std::mem::take(&mut text);
-        let failed = if eof && is_incomplete(&command_text) {
-            Some(anyhow!("line {first_line}: unexpected end of input: a JSON bracket or string is still open"))
+        let read = input.read_until(b'\n', &mut buf).context("reading the script from stdin")?;
+        let pieces: Vec<Result<Piece, anyhow::Error>> = if read == 0 {
+            joiner.finish().into_iter().map(Ok).collect()
         } else {
-            run_one(db, &command_text, out, style).map_err(|e| e.context(format!("line {first_line}"))).err()
+            let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            match std::str::from_utf8(line) {
+                Ok(text) => joiner.push(text).into_iter().map(Ok).collect(),
+                Err(e) => {
+                    let mut pieces: Vec<_> = joiner.skip().into_iter().map(Ok).collect();
+                    let at = e.valid_up_to();
+                    pieces.push(Err(anyhow!("line {}: not valid UTF-8 (at byte {at} of the line)", joiner.line())));
+                    pieces
+                }
+            }
         };
-        match failed {
-            Some(e) if e.downcast_ref::<Stop>().is_some() => break,
-            Some(e) => {
-                out.flush().context("writing to stdout")?;
+        for piece in pieces {
+            let failed = match piece {
+                Err(e) => Some(e),
+                Ok(piece @ Piece::Unfinished { .. }) => Some(anyhow!("line {}: {piece:#}", piece.line())),
+                Ok(Piece::Command { text, line }) => {
+                    session.line = Some(line);
+                    match run_one(session, &text) {
+                        Ok(Outcome::Exit) => break 'lines,
+                        Ok(_) => None,
+                        Err(e) => Some(e.context(format!("line {line}"))),
+                    }
+                }
+            };
+            if let Some(e) = failed {
+                session.out.flush().context("writing to stdout")?;
                 print_error(&e, false);
                 failures += 1;
                 if bail {
-                    break;
+                    break 'lines;
                 }
             }
-            None => {}
         }
-        if eof {
+        if read == 0 {
             break;
         }
     }
-    out.flush().context("writing to stdout")?;
+    if let Some(batch) = session.batch.take() {
+        session.out.flush().context("writing to stdout")?;
+        let e = anyhow!(
+            "the script ended inside a batch (`begin` without `commit`): its {} rolled back",
+            count(batch.len(), "queued write was", "queued writes were")
+        );
+        print_error(&e, false);
+        failures += 1;
+    }
+    session.out.flush().context("writing to stdout")?;
     Ok(ScriptEnd { failures })
 }
 
-/// `exit` in a script: not a failure, just the end.
-#[derive(Debug)]
-struct Stop;
-
-impl std::fmt::Display for Stop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("exit")
-    }
-}
-
-impl std::error::Error for Stop {}
-
-fn run_one(db: &Db, text: &str, out: &mut dyn Write, style: Style) -> Result<()> {
-    let Some(command) = parse(text)? else { return Ok(()) };
-    let mut session = Session { db, style, progress: false, out };
+fn run_one(session: &mut Session, text: &str) -> Result<Outcome> {
+    let Some(command) = parse(text)? else { return Ok(Outcome::Done) };
     // Nobody can answer a question in a script: `clear` needs `--yes`.
-    let outcome = session.run(command, &mut |_| Ok(None))?;
-    if outcome == Outcome::Exit {
-        return Err(Stop.into());
-    }
-    Ok(())
+    session.run(command, &mut |_| Ok(None))
 }

@@ -12,18 +12,21 @@
 //! - `table`: the command table, [`COMMANDS`]: names, aliases, usage, help text.
 //! - `tokens`: the tokenizer ([`Cursor`], [`quote_key`]) and the multi-line rule, [`is_incomplete`].
 //! - `glob`: [`Pattern`], prefix and glob matching of keys.
-//! - `parse`: [`parse`](fn@parse) itself, built on the four above.
+//! - `parse`: [`parse`](fn@parse) and [`parse_args`] themselves, built on the four above.
+//! - `joiner`: [`Joiner`], lines to command texts (a JSON value may span lines).
 
 mod command;
 mod glob;
+mod joiner;
 mod parse;
 mod table;
 mod tokens;
 
 pub use self::command::{Command, Find};
 pub use self::glob::Pattern;
-pub use self::parse::{ParseError, looks_like_query, parse, parse_find, parse_value};
-pub use self::table::{Arg, COMMANDS, Spec, spec};
+pub use self::joiner::{Joiner, Piece};
+pub use self::parse::{ParseError, json_doc, looks_like_query, parse, parse_args, parse_find, parse_value};
+pub use self::table::{Arg, COMMANDS, Place, Spec, spec};
 pub use self::tokens::{Cursor, is_incomplete, quote_key};
 
 /// Helpers the submodules' tests share.
@@ -48,6 +51,6 @@ mod testing {
     }
 
     pub(super) fn set(key: &str, value: Value) -> Command {
-        Command::Set { key: key.into(), value }
+        Command::Set { key: key.into(), value: redru::Doc::from(value) }
     }
 }

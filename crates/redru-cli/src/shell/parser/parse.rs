@@ -1,11 +1,12 @@
-//! Parsing: [`parse`] turns one line (or a multi-line JSON value) into a
-//! [`Command`], or a [`ParseError`] carrying the named command's usage;
-//! [`parse_value`], [`parse_find`] and [`looks_like_query`] also serve the one-shot CLI.
+//! Parsing: [`parse`] (a line) and [`parse_args`] (a one-shot command's
+//! words) give a [`Command`], or a [`ParseError`] with the command's usage.
 //!
-//! Invariant: a value that opens like JSON (`{`, `[`, `"`) is JSON or an
-//! error, never silently stored as text.
+//! Invariant: JSON values take the library's raw-text path ([`redru::Doc::parse`]);
+//! a value that opens like JSON is JSON or an error, never stored as text.
 
+use redru::Doc;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::command::{Command, Find};
 use super::glob::Pattern;
@@ -35,13 +36,24 @@ impl std::error::Error for ParseError {}
 
 /// Parses one command. `Ok(None)` for a blank line or a `#` comment.
 pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
-    let mut cur = Cursor::new(line);
+    parse_cursor(Cursor::new(line))
+}
+
+/// Parses a one-shot command line: `args[0]` is the command's name, each
+/// other element one word as the user's shell split it (so a key needs no
+/// second quoting); what the shell reads as "the rest of the line" is the
+/// remaining words joined by spaces.
+pub fn parse_args(args: &[String]) -> Result<Option<Command>, ParseError> {
+    parse_cursor(Cursor::from_args(args))
+}
+
+fn parse_cursor(mut cur: Cursor) -> Result<Option<Command>, ParseError> {
     cur.skip_ws();
     if cur.at_end() || cur.rest().starts_with('#') {
         return Ok(None);
     }
     let name = cur.bare_word();
-    let spec = spec(name).ok_or_else(|| ParseError {
+    let spec = spec(&name).ok_or_else(|| ParseError {
         message: format!("unknown command `{name}`; type `help` for the list"),
         usage: None,
     })?;
@@ -55,7 +67,8 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         if cur.at_end() {
             Ok(())
         } else {
-            let extra = cur.rest().trim_end();
+            let rest = cur.rest();
+            let extra = rest.trim_end();
             let hint = if after == "key" { "; quote keys with spaces: \"my key\"" } else { "" };
             Err(err(format!("unexpected `{extra}` after the {after}{hint}")))
         }
@@ -63,7 +76,8 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
     let command = match spec.name {
         "set" => {
             let key = key(&mut cur, "key")?;
-            let text = cur.rest().trim();
+            let rest = cur.rest();
+            let text = rest.trim();
             if text.is_empty() {
                 return Err(err(format!("missing value for `{key}`")));
             }
@@ -85,7 +99,8 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         }
         "find" => Command::Find(parse_find(cur.rest().trim()).map_err(err)?),
         "explain" => {
-            let query = cur.rest().trim();
+            let rest = cur.rest();
+            let query = rest.trim();
             if query.is_empty() {
                 return Err(err("missing query".into()));
             }
@@ -142,25 +157,36 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             end(&mut cur, "number")?;
             Command::PruneBackups { keep }
         }
-        "export" | "import" => {
-            let mut path = None;
-            let mut flag = false;
-            let wanted = if spec.name == "export" { "--lines" } else { "--replace" };
+        "export" => {
+            let (path, flags) = path_and_flags(&mut cur, &["--lines", "--force"]).map_err(err)?;
+            Command::Export { path, lines: flags[0], force: flags[1] }
+        }
+        "import" => {
+            let (path, flags) = path_and_flags(&mut cur, &["--replace"]).map_err(err)?;
+            let path = path.ok_or_else(|| err("missing file".into()))?;
+            Command::Import { path, replace: flags[0] }
+        }
+        "verify" => {
+            let mut file = None;
+            let mut json = false;
             while let Some(word) = cur.word().map_err(err)? {
-                if word == wanted {
-                    flag = true;
-                } else if path.is_none() {
-                    path = Some(word);
-                } else {
-                    return Err(err(format!("unexpected `{word}`")));
+                match word.as_str() {
+                    "--json" => json = true,
+                    "--file" => {
+                        let path = cur.word().map_err(err)?.ok_or_else(|| err("`--file` needs a path".into()))?;
+                        file = once(file, path).map_err(err)?;
+                    }
+                    _ => file = once(file, word).map_err(err)?,
                 }
             }
-            if spec.name == "export" {
-                Command::Export { path, lines: flag }
-            } else {
-                let path = path.ok_or_else(|| err("missing file".into()))?;
-                Command::Import { path, replace: flag }
+            Command::Verify { file, json }
+        }
+        "repair" => {
+            let (path, flags) = path_and_flags(&mut cur, &["--dry-run"]).map_err(err)?;
+            if let Some(extra) = path {
+                return Err(err(format!("unexpected `{extra}`")));
             }
+            Command::Repair { dry_run: flags[0] }
         }
         "help" => {
             let topic = cur.word().map_err(err)?;
@@ -175,11 +201,36 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
                 "save" => Command::Save,
                 "sync" => Command::Sync,
                 "backups" => Command::Backups,
+                "begin" => Command::Begin,
+                "commit" => Command::Commit,
+                "rollback" => Command::Rollback,
+                "compact" => Command::Compact,
                 _ => Command::Exit,
             }
         }
     };
     Ok(Some(command))
+}
+
+/// An optional path among flags: which of `flags` were given, in their order.
+fn path_and_flags(cur: &mut Cursor, flags: &[&str]) -> Result<(Option<String>, Vec<bool>), String> {
+    let mut path = None;
+    let mut given = vec![false; flags.len()];
+    while let Some(word) = cur.word()? {
+        match flags.iter().position(|f| *f == word) {
+            Some(i) => given[i] = true,
+            None => path = once(path, word)?,
+        }
+    }
+    Ok((path, given))
+}
+
+/// The one path a command takes: a second one is an error.
+fn once(path: Option<String>, word: String) -> Result<Option<String>, String> {
+    match path {
+        None => Ok(Some(word)),
+        Some(_) => Err(format!("unexpected `{word}`")),
+    }
 }
 
 /// `find`'s argument text: `<field> <value>` or a query.
@@ -192,11 +243,12 @@ pub fn parse_find(text: &str) -> Result<Find, String> {
     }
     let mut cur = Cursor::new(text);
     let field = cur.word()?.ok_or("missing field")?;
-    let value = cur.rest().trim();
+    let rest = cur.rest();
+    let value = rest.trim();
     if value.is_empty() {
         return Err(format!("missing the value to look for in `{field}`"));
     }
-    Ok(Find::Equals { field, value: parse_value(value)? })
+    Ok(Find::Equals { field, value: parse_value(value)?.to_value() })
 }
 
 /// A query, rather than `<field> <value>`: its first clause shows an operator
@@ -207,27 +259,33 @@ pub fn looks_like_query(text: &str) -> bool {
     let first = words.next().unwrap_or("");
     let second = words.next().unwrap_or("");
     let is_op = |w: &str| ["=", "==", "!=", "<", "<=", ">", ">="].iter().any(|op| w.starts_with(op));
+    let any = |w: &str, words: &[&str]| words.iter().any(|k| w.eq_ignore_ascii_case(k));
     first.contains(['=', '<', '>'])
+        || first.starts_with('(')
         || is_op(second)
-        || first.eq_ignore_ascii_case("exists")
-        || first.eq_ignore_ascii_case("prefix")
+        || any(first, &["exists", "prefix", "not", "sort", "limit", "offset", "fields"])
+        || any(second, &["in", "contains", "prefix", "between"])
 }
 
-/// A value as typed: JSON when it parses, text otherwise. Text that opens
-/// like JSON (`{`, `[`, `"`) must be JSON: a typo there is an error, never a
-/// silently stored string. `'...'` is verbatim text.
-pub fn parse_value(text: &str) -> Result<Value, String> {
+/// A value as typed: JSON when it parses, text otherwise. JSON goes the way
+/// of the library's raw-text write ([`Doc::parse`]): its insignificant
+/// whitespace removed, its members in the order given, its numbers' digits
+/// as written, and refused (with the library's reason) when it could not be
+/// read back, such as `1e400`. Text that opens like JSON (`{`, `[`, `"`) must
+/// be JSON: a typo there is an error, never a silently stored string.
+/// `'...'` is verbatim text.
+pub fn parse_value(text: &str) -> Result<Doc, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("missing value".into());
     }
-    match serde_json::from_str::<Value>(text) {
-        Ok(value) => Ok(value),
+    match serde_json::from_str::<&RawValue>(text) {
+        Ok(_) => json_doc(text),
         Err(e) => {
-            if text.starts_with(['{', '[', '"']) {
-                let what = match text.as_bytes()[0] {
-                    b'{' => "object",
-                    b'[' => "array",
+            if let Some(first) = text.chars().next().filter(|c| matches!(c, '{' | '[' | '"')) {
+                let what = match first {
+                    '{' => "object",
+                    '[' => "array",
                     _ => "string",
                 };
                 let tip = if what == "string" {
@@ -237,12 +295,42 @@ pub fn parse_value(text: &str) -> Result<Value, String> {
                 };
                 Err(format!("invalid JSON {what}: {e}{tip}"))
             } else if text.len() >= 2 && text.starts_with('\'') && text.ends_with('\'') {
-                Ok(Value::String(text[1..text.len() - 1].to_owned()))
+                Ok(Doc::from(Value::String(text[1..text.len() - 1].to_owned())))
             } else {
-                Ok(Value::String(text.to_owned()))
+                Ok(Doc::from(Value::String(text.to_owned())))
             }
         }
     }
+}
+
+/// JSON text as the library's raw-text path takes it ([`Doc::parse`]),
+/// after dropping the whitespace between tokens (a value that spans lines
+/// would otherwise be re-encoded, losing its numbers' digits).
+pub fn json_doc(text: &str) -> Result<Doc, String> {
+    Doc::parse(&compact(text)).map_err(|e| e.to_string())
+}
+
+/// Valid JSON text without the whitespace between its tokens (strings untouched).
+fn compact(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in json.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if matches!(c, ' ' | '\t' | '\n' | '\r') {
+            continue;
+        } else if c == '"' {
+            in_string = true;
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -277,7 +365,7 @@ mod tests {
     #[test]
     fn json_values_keep_their_type() {
         assert_eq!(ok("set n 42"), set("n", json!(42)));
-        assert_eq!(ok("set n -1.5e3"), set("n", json!(-1500.0)));
+        assert_eq!(ok("set n -1.5e3"), Command::Set { key: "n".into(), value: Doc::parse("-1.5e3").unwrap() });
         assert_eq!(ok("set b true"), set("b", json!(true)));
         assert_eq!(ok("set z null"), set("z", json!(null)));
         assert_eq!(ok("set o {\"a\": [1, {\"b\": null}]}"), set("o", json!({"a": [1, {"b": null}]})));
@@ -287,6 +375,50 @@ mod tests {
         assert_eq!(ok("set zip 007"), set("zip", json!("007")));
         assert_eq!(ok("set v 1.2.3"), set("v", json!("1.2.3")));
         assert_eq!(ok("set t True"), set("t", json!("True")));
+    }
+
+    #[test]
+    fn json_values_keep_their_text_and_refuse_what_cannot_read_back() {
+        let text = |line: &str| match ok(line) {
+            Command::Set { value, .. } => value.as_str().to_owned(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(text("set n 12345678901234567890123"), "12345678901234567890123");
+        assert_eq!(text("set o { \"b\" : 1.50, \"a\": [ 1 ,2 ] }"), "{\"b\":1.50,\"a\":[1,2]}");
+        assert_eq!(
+            text("set o {\n \"n\": 12345678901234567890123,\n \"s\": \"a  b\"\n}"),
+            "{\"n\":12345678901234567890123,\"s\":\"a  b\"}"
+        );
+        assert!(fails("set n 1e400").message.contains("read back"), "{}", fails("set n 1e400"));
+        let reserved = fails("set r {\"$serde_json::private::RawValue\": \"1\"}");
+        assert!(reserved.message.contains("$serde_json::private::"), "{reserved}");
+        assert!(fails("find n 1e400").message.contains("read back"));
+    }
+
+    #[test]
+    fn one_shot_words_parse_like_the_line() {
+        let args = |words: &[&str]| parse_args(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            args(&["set", "my key", "hello", "big", "world"]),
+            Ok(Some(set("my key", json!("hello big world"))))
+        );
+        assert_eq!(args(&["set", "k", "{\"a\": 1}"]), Ok(Some(set("k", json!({"a": 1})))));
+        assert_eq!(
+            args(&["find", "tags.0 admin"]),
+            Ok(Some(Command::Find(Find::Equals { field: "tags.0".into(), value: json!("admin") })))
+        );
+        assert_eq!(
+            args(&["index", "email", "unique"]),
+            Ok(Some(Command::Index { field: "email".into(), unique: true }))
+        );
+        assert_eq!(args(&["rm", "\"q\""]), Ok(Some(Command::Delete { key: "\"q\"".into() })));
+        assert_eq!(args(&["get", ""]), Ok(Some(Command::Get { key: "".into() })));
+        assert!(args(&["get", "a", "b"]).is_err());
+        assert_eq!(
+            args(&["verify", "--file", "x", "--json"]),
+            Ok(Some(Command::Verify { file: Some("x".into()), json: true }))
+        );
+        assert!(args(&["verify", "x", "--file", "y"]).is_err());
     }
 
     #[test]
@@ -372,9 +504,17 @@ mod tests {
         assert!(fails("restore").message.contains("missing backup name"));
         assert_eq!(ok("prune-backups 3"), Command::PruneBackups { keep: 3 });
         assert!(fails("prune-backups x").message.contains("not a number"));
-        assert_eq!(ok("export"), Command::Export { path: None, lines: false });
-        assert_eq!(ok("export --lines"), Command::Export { path: None, lines: true });
-        assert_eq!(ok("export d.jsonl --lines"), Command::Export { path: Some("d.jsonl".into()), lines: true });
+        assert_eq!(ok("export"), Command::Export { path: None, lines: false, force: false });
+        assert_eq!(ok("export --lines"), Command::Export { path: None, lines: true, force: false });
+        assert_eq!(
+            ok("export d.jsonl --force --lines"),
+            Command::Export { path: Some("d.jsonl".into()), lines: true, force: true }
+        );
+        assert_eq!(ok("begin"), Command::Begin);
+        assert_eq!(ok("COMMIT"), Command::Commit);
+        assert_eq!(ok("rollback"), Command::Rollback);
+        assert_eq!(ok("repair --dry-run"), Command::Repair { dry_run: true });
+        assert_eq!(ok("compact"), Command::Compact);
         assert_eq!(ok("import d.json"), Command::Import { path: "d.json".into(), replace: false });
         assert_eq!(ok("import --replace d.json"), Command::Import { path: "d.json".into(), replace: true });
         assert!(fails("import").message.contains("missing file"));

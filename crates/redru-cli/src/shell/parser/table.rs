@@ -27,6 +27,18 @@ pub enum Arg {
     File,
 }
 
+/// Where a command runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// In the shell, in a script and as a one-shot command.
+    Everywhere,
+    /// Only as a one-shot command: it needs the directory closed (the shell
+    /// says so and shows the command line to run).
+    OneShot,
+    /// Only in the shell or a script: it makes no sense on its own.
+    Session,
+}
+
 /// One command's documentation: the single source for `help`, hints and completion.
 #[derive(Debug)]
 pub struct Spec {
@@ -40,6 +52,8 @@ pub struct Spec {
     pub args: &'static [&'static str],
     /// What the first argument is.
     pub arg: Arg,
+    /// Where it runs.
+    pub place: Place,
     /// One line.
     pub summary: &'static str,
     /// More details for `help <command>` (may be empty).
@@ -56,11 +70,14 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &["<key>", "<value>"],
         arg: Arg::NewKey,
+        place: Place::Everywhere,
         summary: "store a JSON value (or plain text) under a key",
         details: "The value is the rest of the line: JSON when it parses (42, true, null, \"text\", {...}, [...]), \
                   plain text otherwise, so `set name Alice` and `set name \"Alice\"` both store the string Alice. \
-                  A value that starts with { [ or \" must be valid JSON; an open bracket or quote continues on the \
-                  next line. Quote keys with spaces: set \"my key\" 1.",
+                  JSON is stored as written (numbers keep their digits), without the blanks between its tokens. \
+                  A value that starts with { [ or \" must be valid JSON, and it alone may continue on the next \
+                  lines, while a bracket or string of it is open (behind a `...>` prompt in a terminal). \
+                  Quote keys with spaces: set \"my key\" 1.",
         examples: &["set name Alice", "set user:1 {\"name\": \"Alice\", \"age\": 30}", "set \"my key\" [1, 2, 3]"],
     },
     Spec {
@@ -69,6 +86,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &["<key>"],
         arg: Arg::Key,
+        place: Place::Everywhere,
         summary: "print the value of a key",
         details: "Says `not found` when the key does not exist (exit code 1 as a one-shot command).",
         examples: &["get user:1"],
@@ -79,6 +97,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &["del", "rm"],
         args: &["<key>"],
         arg: Arg::Key,
+        place: Place::Everywhere,
         summary: "remove a key",
         details: "Says `not found` when the key does not exist (exit code 1 as a one-shot command).",
         examples: &["delete user:1"],
@@ -89,6 +108,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &["<key>"],
         arg: Arg::Key,
+        place: Place::Everywhere,
         summary: "print true or false",
         details: "As a one-shot command the exit code is 0 for true and 1 for false.",
         examples: &["exists user:1"],
@@ -99,6 +119,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &["keys", "ls"],
         args: &["[prefix|glob]"],
         arg: Arg::Pattern,
+        place: Place::Everywhere,
         summary: "list keys, sorted, optionally by prefix or glob",
         details: "A pattern with * ? or [ is a glob (`user:*:name`, `log-202?`, `[ab]*`); anything else is a prefix.",
         examples: &["list", "list user:", "list user:*"],
@@ -109,6 +130,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &["[prefix|glob]"],
         arg: Arg::Pattern,
+        place: Place::Everywhere,
         summary: "count keys, optionally by prefix or glob",
         details: "",
         examples: &["count", "count user:"],
@@ -119,12 +141,21 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &["<field>", "<value>"],
         arg: Arg::IndexedField,
+        place: Place::Everywhere,
         summary: "find entries by field value, or by a query",
         details: "`find <field> <value>`: the value is the rest of the line, read like `set`'s. A query compares \
-                  fields with = != < <= > >=, tests `exists <field>` or `prefix <key prefix>`, and joins \
-                  conditions with `and`. An index on a compared field makes it a lookup instead of a scan \
-                  (see `explain`).",
-        examples: &["find name Alice", "find address.city \"Paris\"", "find age >= 30 and exists email"],
+                  fields with = != < <= > >=, `in [..]`, `contains` (an array member), `prefix` (a string's \
+                  start) or `between a and b`, tests `exists <field>` or `prefix <key prefix>`, and combines \
+                  conditions with `and`, `or`, `not` and parentheses; then optionally `sort by <field> [desc]`, \
+                  `limit N`, `offset N` and `fields a, b.c`. An index on a field compared for equality makes \
+                  it a lookup instead of a scan (see `explain`). The grammar: docs/design.md, \"Queries\".",
+        examples: &[
+            "find name Alice",
+            "find address.city \"Paris\"",
+            "find age >= 30 and exists email",
+            "find (city = Oslo or city = Bergen) and not exists deleted",
+            "find tags contains admin sort by age desc limit 10 fields name, age",
+        ],
     },
     Spec {
         name: "explain",
@@ -132,6 +163,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &["<query>"],
         arg: Arg::IndexedField,
+        place: Place::Everywhere,
         summary: "show how a query would run (index lookup or full scan)",
         details: "",
         examples: &["explain name = Alice and age >= 30"],
@@ -142,6 +174,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &["create-index"],
         args: &["<field>", "[unique]"],
         arg: Arg::Field,
+        place: Place::Everywhere,
         summary: "index a field path (`unique` refuses duplicates)",
         details: "Field paths use dots: name, address.city, tags.0.",
         examples: &["index name", "index email unique"],
@@ -152,6 +185,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &["<field>"],
         arg: Arg::IndexedField,
+        place: Place::Everywhere,
         summary: "remove the index on a field",
         details: "",
         examples: &["drop-index name"],
@@ -162,6 +196,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &[],
         arg: Arg::None,
+        place: Place::Everywhere,
         summary: "list the indexes with their sizes",
         details: "",
         examples: &["indexes"],
@@ -172,6 +207,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &["info"],
         args: &[],
         arg: Arg::None,
+        place: Place::Everywhere,
         summary: "print counters and sizes as JSON",
         details: "",
         examples: &["stats"],
@@ -182,6 +218,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &[],
         arg: Arg::None,
+        place: Place::Everywhere,
         summary: "write a snapshot and drop the log it covers",
         details: "Also happens by itself when the log grows large.",
         examples: &["save"],
@@ -192,7 +229,8 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &[],
         arg: Arg::None,
-        summary: "make every write durable (already the default)",
+        place: Place::Everywhere,
+        summary: "make every write durable (each already is with --durability always, the default)",
         details: "",
         examples: &["sync"],
     },
@@ -202,6 +240,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &["flush"],
         args: &["[--yes]"],
         arg: Arg::None,
+        place: Place::Everywhere,
         summary: "remove every key (index definitions stay)",
         details: "Asks for confirmation in a terminal. Where it cannot ask (a script, a pipe) it refuses \
                   unless given --yes.",
@@ -213,6 +252,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &["[file]", "[--keep N]"],
         arg: Arg::File,
+        place: Place::Everywhere,
         summary: "write a verified copy to backups/ (or a file)",
         details: "Writers are held only for a moment. Each backup gets a .sha256 file beside it. With \
                   `--keep N`, only the newest N backups are kept afterwards (never deleting the newest verified one).",
@@ -224,6 +264,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &[],
         arg: Arg::None,
+        place: Place::Everywhere,
         summary: "list the backups, oldest first, each checked",
         details: "",
         examples: &["backups"],
@@ -234,6 +275,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &["<backup>"],
         arg: Arg::Backup,
+        place: Place::Everywhere,
         summary: "replace the data with a backup (after backing up the current state)",
         details: "A name from `backups` (`.json` optional), looked up only inside the backups directory; a backup \
                   file elsewhere needs `--file`. The backup is verified before anything changes; the report names \
@@ -249,19 +291,22 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &["<keep>"],
         arg: Arg::None,
+        place: Place::Everywhere,
         summary: "delete all but the newest <keep> backups",
         details: "The newest verified backup is never deleted.",
         examples: &["prune-backups 5"],
     },
     Spec {
         name: "export",
-        usage: "export [file] [--lines]",
+        usage: "export [file] [--lines] [--force]",
         aliases: &[],
-        args: &["[file]", "[--lines]"],
+        args: &["[file]", "[--lines]", "[--force]"],
         arg: Arg::File,
-        summary: "write every pair as one JSON object (or JSON lines)",
-        details: "",
-        examples: &["export", "export dump.jsonl --lines"],
+        place: Place::Everywhere,
+        summary: "write every pair as one JSON object (or JSON lines) to stdout or a new file",
+        details: "An existing file is refused unless --force is given (the old file is replaced only once the \
+                  new one is complete).",
+        examples: &["export", "export dump.jsonl --lines", "export dump.json --force"],
     },
     Spec {
         name: "import",
@@ -269,9 +314,82 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         args: &["<file>", "[--replace]"],
         arg: Arg::File,
+        place: Place::Everywhere,
         summary: "merge an export file in one atomic batch (--replace: replace all)",
-        details: "Either shape of `export` is accepted. An invalid file changes nothing.",
-        examples: &["import dump.json", "import dump.jsonl --replace"],
+        details: "Either shape of `export` is accepted. An invalid file changes nothing. Every value is read \
+                  like `set`'s: numbers keep their digits, and a value the library would not read back is refused. \
+                  As a one-shot command, `-` (or /dev/stdin, or a pipe) reads standard input.",
+        examples: &["import dump.json", "import dump.jsonl --replace", "import -"],
+    },
+    Spec {
+        name: "begin",
+        usage: "begin",
+        aliases: &["multi"],
+        args: &[],
+        arg: Arg::None,
+        place: Place::Session,
+        summary: "collect the following set/delete commands into one atomic batch",
+        details: "Until `commit`, `set` and `delete` are queued (they print QUEUED) and reads see the data as it \
+                  was before `begin`. `commit` applies them all as one write (one fsync), `rollback` drops them. \
+                  A script that ends inside a batch, or a shell left inside one, rolls it back.",
+        examples: &["begin"],
+    },
+    Spec {
+        name: "commit",
+        usage: "commit",
+        aliases: &["exec"],
+        args: &[],
+        arg: Arg::None,
+        place: Place::Session,
+        summary: "apply the batch started by `begin`, all or nothing",
+        details: "",
+        examples: &["commit"],
+    },
+    Spec {
+        name: "rollback",
+        usage: "rollback",
+        aliases: &["discard"],
+        args: &[],
+        arg: Arg::None,
+        place: Place::Session,
+        summary: "drop the batch started by `begin`",
+        details: "",
+        examples: &["rollback"],
+    },
+    Spec {
+        name: "verify",
+        usage: "verify [file] [--json]",
+        aliases: &[],
+        args: &["[file]", "[--json]"],
+        arg: Arg::File,
+        place: Place::OneShot,
+        summary: "check the data directory (or one snapshot or backup file); one-shot only",
+        details: "Runs on the closed directory: from the shell, leave it and run `redru --dir DIR verify`. \
+                  Exit code 0 clean, 1 problems found. `--file PATH` is the same as giving the file.",
+        examples: &["verify", "verify --json", "verify data/backups/backup-1.json"],
+    },
+    Spec {
+        name: "repair",
+        usage: "repair [--dry-run]",
+        aliases: &[],
+        args: &["[--dry-run]"],
+        arg: Arg::None,
+        place: Place::OneShot,
+        summary: "cut a damaged log at its first bad record; one-shot only",
+        details: "Runs on the closed directory. The rest of the log is moved aside, not deleted. Exit code 0 when \
+                  nothing is left wrong, 1 otherwise (or damage found with --dry-run).",
+        examples: &["repair --dry-run", "repair"],
+    },
+    Spec {
+        name: "compact",
+        usage: "compact",
+        aliases: &[],
+        args: &[],
+        arg: Arg::None,
+        place: Place::OneShot,
+        summary: "rewrite the snapshot and drop the log it covers; one-shot only",
+        details: "Runs on the closed directory; in the shell, `save` does the same on the open database.",
+        examples: &["compact"],
     },
     Spec {
         name: "help",
@@ -279,6 +397,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &["?", ".help"],
         args: &["[command]"],
         arg: Arg::Command,
+        place: Place::Session,
         summary: "list the commands, or show one in detail",
         details: "",
         examples: &["help", "help set"],
@@ -289,6 +408,7 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &["quit", ".exit", ".quit"],
         args: &[],
         arg: Arg::None,
+        place: Place::Session,
         summary: "close the database and leave (Ctrl-D does the same)",
         details: "",
         examples: &["exit"],

@@ -1,35 +1,89 @@
-//! The tokenizer: [`Cursor`] reads words (`"..."` with JSON escapes, `'...'`
-//! verbatim, or bare), [`quote_key`] writes a key back, and [`is_incomplete`]
-//! decides when the input needs another line.
+//! The tokenizer: [`Cursor`] reads words from a typed line or a one-shot
+//! command's arguments, [`quote_key`] writes a key back, [`is_incomplete`]
+//! and [`Brackets`] decide when the input needs another line.
 //!
-//! Invariants: `quote_key` round-trips through `Cursor::word`; only an open
-//! `{`/`[` or `"` holds the input open, never a `'`.
+//! Invariants: `quote_key` round-trips through `Cursor::word`; only a value
+//! opening with `{`, `[` or `"` ever holds the input open.
 
-/// Whether more lines are needed: a `{`/`[` or a `"` is still open. Single
-/// quotes are not tracked (an apostrophe in `set note it's fine` must not
-/// hold the line open).
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use super::parse::looks_like_query;
+use super::table::spec;
+
+/// Whether more lines are needed: the command's value opens with `{`, `[` or
+/// `"` and everything typed so far is the beginning of a JSON value that has
+/// not ended yet. `set height 5" tall` and `list [a` are complete lines.
 pub fn is_incomplete(text: &str) -> bool {
-    let mut depth: usize = 0;
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in text.chars() {
-        if in_string {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
+    open_value(text).is_some_and(json_is_open)
+}
+
+/// The value of a `set` or `find <field> <value>` command when it opens like JSON.
+pub fn open_value(text: &str) -> Option<&str> {
+    let mut cur = Cursor::new(text);
+    cur.skip_ws();
+    if cur.rest().starts_with('#') {
+        return None;
+    }
+    let name = cur.bare_word();
+    match spec(&name)?.name {
+        "set" => {}
+        "find" if !looks_like_query(&cur.rest()) => {}
+        _ => return None,
+    }
+    cur.word().ok()??;
+    let Cow::Borrowed(rest) = cur.rest() else { return None };
+    let value = rest.trim_start();
+    value.starts_with(['{', '[', '"']).then_some(value)
+}
+
+/// Whether `text` is JSON cut short: valid so far, but the input ended inside it.
+fn json_is_open(text: &str) -> bool {
+    matches!(serde_json::from_str::<&RawValue>(text), Err(e) if e.is_eof())
+}
+
+/// The brackets and string of a JSON value that spans lines, followed line
+/// by line (so a long pasted document costs one pass, not one per line).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Brackets {
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Brackets {
+    /// Follows `text`.
+    pub fn scan(&mut self, text: &str) {
+        for c in text.chars() {
+            if self.in_string {
+                match (self.escaped, c) {
+                    (true, _) => self.escaped = false,
+                    (false, '\\') => self.escaped = true,
+                    (false, '"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                '"' => self.in_string = true,
+                '{' | '[' => self.depth += 1,
+                '}' | ']' => self.depth = self.depth.saturating_sub(1),
                 _ => {}
             }
-            continue;
-        }
-        match c {
-            '"' => in_string = true,
-            '{' | '[' => depth += 1,
-            '}' | ']' => depth = depth.saturating_sub(1),
-            _ => {}
         }
     }
-    in_string || depth > 0
+
+    /// Whether every bracket and string opened so far is closed.
+    pub fn closed(&self) -> bool {
+        self.depth == 0 && !self.in_string
+    }
+}
+
+/// Whether `line` starts with a command name: such a line never continues
+/// an open value (no JSON line starts with a bare word like `set`).
+pub fn starts_command(line: &str) -> bool {
+    line.split_whitespace().next().is_some_and(|word| spec(word).is_some())
 }
 
 /// Quotes a key for the shell when it needs it (spaces, quotes, empty, `#`).
@@ -40,48 +94,82 @@ pub fn quote_key(key: &str) -> String {
     if plain { key.to_owned() } else { serde_json::to_string(key).unwrap_or_else(|_| format!("{key:?}")) }
 }
 
-/// A position in a line, for reading words.
+/// What a [`Cursor`] reads: a typed line, or the words of a one-shot
+/// command line, which the user's shell has already split and unquoted.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Text(&'a str),
+    Args(&'a [String]),
+}
+
+/// A position in a line (or in a command line's arguments), for reading words.
 pub struct Cursor<'a> {
-    text: &'a str,
+    source: Source<'a>,
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
     /// At the start of `text`.
     pub fn new(text: &'a str) -> Self {
-        Cursor { text, pos: 0 }
+        Cursor { source: Source::Text(text), pos: 0 }
+    }
+
+    /// At the first of `args`: each is one word, taken as it is (no quotes
+    /// are read); the rest of the line is the remaining words joined by spaces.
+    pub fn from_args(args: &'a [String]) -> Self {
+        Cursor { source: Source::Args(args), pos: 0 }
     }
 
     /// Skips whitespace (newlines included).
     pub fn skip_ws(&mut self) {
-        let rest = &self.text[self.pos..];
-        self.pos += rest.len() - rest.trim_start().len();
+        if let Source::Text(text) = self.source {
+            let rest = &text[self.pos..];
+            self.pos += rest.len() - rest.trim_start().len();
+        }
     }
 
     /// Whether nothing is left.
     pub fn at_end(&self) -> bool {
-        self.pos >= self.text.len()
+        match self.source {
+            Source::Text(text) => self.pos >= text.len(),
+            Source::Args(args) => self.pos >= args.len(),
+        }
     }
 
     /// The text not read yet.
-    pub fn rest(&self) -> &'a str {
-        &self.text[self.pos..]
+    pub fn rest(&self) -> Cow<'a, str> {
+        match self.source {
+            Source::Text(text) => Cow::Borrowed(&text[self.pos..]),
+            Source::Args(args) => Cow::Owned(args.get(self.pos..).unwrap_or_default().join(" ")),
+        }
     }
 
     /// A word up to whitespace, without quote handling.
-    pub(super) fn bare_word(&mut self) -> &'a str {
-        self.skip_ws();
-        let rest = self.rest();
-        let len = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        self.pos += len;
-        &rest[..len]
+    pub(super) fn bare_word(&mut self) -> Cow<'a, str> {
+        match self.source {
+            Source::Text(text) => {
+                self.skip_ws();
+                let rest = &text[self.pos..];
+                let len = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                self.pos += len;
+                Cow::Borrowed(&rest[..len])
+            }
+            Source::Args(args) => {
+                let word = args.get(self.pos).map(String::as_str).unwrap_or_default();
+                self.pos += 1;
+                Cow::Borrowed(word)
+            }
+        }
     }
 
     /// The next word, unquoted: `"..."` (JSON escapes), `'...'` (verbatim) or
     /// bare. `Ok(None)` at the end.
     pub fn word(&mut self) -> Result<Option<String>, String> {
+        let Source::Text(text) = self.source else {
+            return Ok((!self.at_end()).then(|| self.bare_word().into_owned()));
+        };
         self.skip_ws();
-        let rest = self.rest();
+        let rest = &text[self.pos..];
         let word = if rest.starts_with('"') {
             let close = closing_double_quote(rest).ok_or("unterminated \" quote")?;
             let quoted = &rest[..=close];
@@ -95,7 +183,7 @@ impl<'a> Cursor<'a> {
         } else if rest.is_empty() {
             return Ok(None);
         } else {
-            return Ok(Some(self.bare_word().to_owned()));
+            return Ok(Some(self.bare_word().into_owned()));
         };
         if !self.at_end() && !self.rest().starts_with(char::is_whitespace) {
             return Err(format!("expected a space after the closing quote, found `{}`", self.rest().trim_end()));
@@ -141,8 +229,11 @@ mod tests {
     }
 
     #[test]
-    fn incomplete_while_brackets_or_double_quotes_are_open() {
+    fn incomplete_while_a_json_value_is_open() {
         assert!(is_incomplete("set k {"));
+        assert!(is_incomplete("set k ["));
+        assert!(is_incomplete("find tags [\"a\","));
+        assert!(is_incomplete("set 'my key' {\"a\":\n  1"));
         assert!(is_incomplete("set k {\"a\": [1,"));
         assert!(is_incomplete("set k \"open"));
         assert!(is_incomplete("set k {\"a\": \"}\""));
@@ -152,6 +243,15 @@ mod tests {
         assert!(!is_incomplete("set note it's fine"));
         assert!(!is_incomplete("set k }"));
         assert!(!is_incomplete("get k"));
+        // A stray quote or bracket that does not open the value never holds the line.
+        assert!(!is_incomplete("set height 5\" tall"));
+        assert!(!is_incomplete("list [a"));
+        assert!(!is_incomplete("get \"open"));
+        assert!(!is_incomplete("find name = {"));
+        assert!(!is_incomplete("set k {\"a\": 1,, "), "no longer JSON: complete, and an error");
+        assert!(!is_incomplete("# set k {"));
+        assert!(starts_command("  set b 2") && starts_command("GET b") && !starts_command("\"a\": 1"));
+        assert!(!starts_command("true]") && !starts_command(""));
     }
 
     #[test]

@@ -311,18 +311,20 @@ pub enum Plan {
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = |n: usize| if n == 1 { "1 key".to_owned() } else { format!("{n} keys") };
+        let candidates = |n: usize| if n == 1 { "1 candidate key".to_owned() } else { format!("{n} candidate keys") };
         match self {
-            Plan::IndexLookup { field, candidates } => {
-                write!(f, "index lookup on `{field}` ({candidates} candidate keys), then filter")
+            Plan::IndexLookup { field, candidates: n } => {
+                write!(f, "index lookup on `{field}` ({}), then filter", candidates(*n))
             }
-            Plan::Indexes { combined, candidates } => {
-                write!(f, "index lookups {combined} ({candidates} candidate keys), then filter")
+            Plan::Indexes { combined, candidates: n } => {
+                write!(f, "index lookups {combined} ({}), then filter", candidates(*n))
             }
             Plan::Scan { examined, prefix: None } => {
-                write!(f, "full scan ({examined} keys examined; no index applies)")
+                write!(f, "full scan ({} examined; no index applies)", keys(*examined))
             }
             Plan::Scan { examined, prefix: Some(p) } => {
-                write!(f, "scan of keys with prefix {p:?} ({examined} keys examined)")
+                write!(f, "scan of keys with prefix {p:?} ({} examined)", keys(*examined))
             }
         }
     }

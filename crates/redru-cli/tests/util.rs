@@ -53,6 +53,18 @@ pub fn assert_lines(what: &str, text: &str, expected: &[&str]) {
 }
 
 #[test]
+fn a_missing_tool_fails_naming_its_package_unless_skipping_is_asked() {
+    let found = tool("redru-test-no-such-program", &[], "the-package (apt-get install the-package)");
+    if std::env::var("REDRU_SKIP_REDIS_TOOLS").as_deref() == Ok("1") {
+        assert_eq!(found, Ok(false));
+    } else {
+        let message = found.err().unwrap_or_default();
+        assert!(message.contains("install the-package (apt-get install the-package)"), "{message}");
+        assert!(message.contains("REDRU_SKIP_REDIS_TOOLS=1"), "{message}");
+    }
+}
+
+#[test]
 fn wildcard_matches() {
     assert!(wildcard("abc", "abc"));
     assert!(!wildcard("abc", "abcd"));

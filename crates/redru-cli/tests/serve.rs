@@ -436,8 +436,10 @@ fn redis_py_auth_with_requirepass() -> Result {
 /// other than 0 (redru has one database), expiry (SET EX/PX, EXPIRE: redru
 /// refuses them with an error), keys and values that are not UTF-8 (redru
 /// refuses them, it stores text), the order of KEYS and SCAN (Redis's is its
-/// hash order), HELLO/INFO/CONFIG contents (server name, version, settings).
+/// hash order; KEYS is compared sorted), HELLO/INFO/CONFIG contents (server
+/// name, version, settings).
 ///
+/// A line starting with `^ ` compares an array's elements in any order (KEYS).
 /// A line starting with `~ ` compares only the error's prefix (`ERR`,
 /// `WRONGTYPE`, ...), for errors whose text legitimately differs:
 /// - `SELECT 16`, `SELECT -1`: both refuse, redru adds "(redru has one
@@ -525,6 +527,27 @@ const SEQUENCES: &[(&str, &[&str])] = &[
             "MSETNX x 1 x 2",
             "GET x",
             "MSETNX a",
+            "MSETNX a 1 b",
+            "FLUSHALL x",
+            "FLUSHALL",
+            "DBSIZE",
+            "MSET a 1 b 2",
+            "FLUSHALL ASYNC",
+            "MSET a 1 b 2 c 3 x 1 y 1 z 1",
+            "MSET h1 1 h2 2 hello 3 hallo 4 hxllo 5 h*llo 6 \"a[b\" 7 a\\b 8 \"\" 9",
+            "^ KEYS *",
+            "^ KEYS h?llo",
+            "^ KEYS h*llo",
+            "^ KEYS h[ae]llo",
+            "^ KEYS h[^e]llo",
+            "^ KEYS h[a-h]llo",
+            "^ KEYS h\\*llo",
+            "^ KEYS a[[]b",
+            "^ KEYS a\\\\b",
+            "^ KEYS \"\"",
+            "^ KEYS nothing*",
+            "KEYS",
+            "DEL h1 h2 hello hallo hxllo h*llo \"a[b\" a\\b \"\"",
             "DEL a nope b",
             "UNLINK c c",
             "DEL",
@@ -702,6 +725,20 @@ const SEQUENCES: &[(&str, &[&str])] = &[
             "EXEC x",
             "MULTI x",
             "DISCARD x",
+            "MULTI",
+            "SET t 5",
+            "EXEC x",
+            "EXEC",
+            "GET t",
+            "MULTI",
+            "SET t 6",
+            "DISCARD x",
+            "EXEC",
+            "GET t",
+            "MULTI",
+            "SELECT",
+            "DISCARD",
+            "gEt t",
         ],
     ),
     (
@@ -719,8 +756,10 @@ const SEQUENCES: &[(&str, &[&str])] = &[
             "EXISTS",
             "RENAME a",
             "STRLEN a b",
+            "SELECT",
         ],
     ),
+    ("quit", &["PING", "QUIT"]),
 ];
 
 /// A command line split into arguments (see [`SEQUENCES`]).
@@ -764,6 +803,27 @@ enum Mode {
     Pipelined,
     /// RESP3 (after HELLO 3), the whole sequence written at once.
     Resp3Pipelined,
+    /// Inline commands (`SET k "a b"` lines, as typed into telnet), all at once.
+    Inline,
+}
+
+/// `args` as one inline command line: every argument double-quoted, with
+/// the escapes Redis's inline parser (`sdssplitargs`) reads.
+fn inline(args: &[Vec<u8>], out: &mut Vec<u8>) {
+    for (i, arg) in args.iter().enumerate() {
+        out.extend_from_slice(if i == 0 { b"\"" } else { b" \"" });
+        for &byte in arg {
+            match byte {
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                b'"' | b'\\' => out.extend_from_slice(&[b'\\', byte]),
+                _ => out.push(byte),
+            }
+        }
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The replies of `commands` on a fresh connection to `addr`.
@@ -777,14 +837,55 @@ fn replies(addr: SocketAddr, mode: Mode, commands: &[Vec<Vec<u8>>]) -> Result<Ve
     match mode {
         Mode::OneByOne => commands.iter().map(|args| client.call(args)).collect(),
         Mode::Pipelined | Mode::Resp3Pipelined => client.pipeline(commands),
+        Mode::Inline => {
+            let mut out = Vec::new();
+            commands.iter().for_each(|args| inline(args, &mut out));
+            client.send_raw(&out)?;
+            commands.iter().map(|_| client.read()).collect()
+        }
     }
 }
 
-/// `ERR`, `WRONGTYPE`, ... of an error reply.
-fn error_prefix(frame: &Frame) -> Option<&str> {
-    match frame {
-        Frame::Error(e) => e.split(' ').next(),
-        _ => None,
+/// How two replies are compared (see [`SEQUENCES`]).
+#[derive(Clone, Copy, Debug)]
+enum Compare {
+    Exact,
+    /// Both errors with the same prefix (`~ `).
+    ErrorPrefix,
+    /// The same elements in any order (`^ `).
+    Sorted,
+}
+
+impl Compare {
+    /// A sequence line's comparison and its command.
+    fn of(line: &str) -> (Compare, &str) {
+        if let Some(rest) = line.strip_prefix("~ ") {
+            (Compare::ErrorPrefix, rest)
+        } else if let Some(rest) = line.strip_prefix("^ ") {
+            (Compare::Sorted, rest)
+        } else {
+            (Compare::Exact, line)
+        }
+    }
+
+    fn same(self, want: &Frame, got: &Frame) -> bool {
+        let error_prefix = |frame: &Frame| match frame {
+            Frame::Error(e) => e.split(' ').next().map(str::to_owned),
+            _ => None,
+        };
+        let sorted = |frame: &Frame| match frame {
+            Frame::Array(items) => {
+                let mut items: Vec<String> = items.iter().map(|item| format!("{item:?}")).collect();
+                items.sort();
+                Some(items)
+            }
+            _ => None,
+        };
+        match self {
+            Compare::Exact => want == got,
+            Compare::ErrorPrefix => error_prefix(want).is_some() && error_prefix(want) == error_prefix(got),
+            Compare::Sorted => sorted(want).is_some() && sorted(want) == sorted(got),
+        }
     }
 }
 
@@ -800,25 +901,18 @@ fn the_same_replies_as_redis_server() -> Result {
     let mut compared = 0;
     for (name, lines) in SEQUENCES {
         let mut commands = Vec::new();
-        let mut prefix_only = Vec::new();
+        let mut compares = Vec::new();
         for line in *lines {
-            let (line, loose) = match line.strip_prefix("~ ") {
-                Some(rest) => (rest, true),
-                None => (*line, false),
-            };
+            let (compare, line) = Compare::of(line);
             commands.push(words(line)?);
-            prefix_only.push(loose);
+            compares.push(compare);
         }
-        for mode in [Mode::OneByOne, Mode::Pipelined, Mode::Resp3Pipelined] {
+        for mode in [Mode::OneByOne, Mode::Pipelined, Mode::Resp3Pipelined, Mode::Inline] {
             let want = replies(redis.addr, mode, &commands)?;
             let got = replies(redru.addr, mode, &commands)?;
             for (i, (want, got)) in want.iter().zip(&got).enumerate() {
                 compared += 1;
-                let same = if prefix_only[i] {
-                    error_prefix(want).is_some() && error_prefix(want) == error_prefix(got)
-                } else {
-                    want == got
-                };
+                let same = compares[i].same(want, got);
                 if !same {
                     differences.push(format!(
                         "{name} ({mode:?}) `{}`:\n    redis-server: {want:?}\n    redru serve:  {got:?}",

@@ -377,10 +377,14 @@ fn redis_py_with_resp3_and_resp2() -> Result {
 /// strips the prefix: its AuthenticationError carries Redis's texts).
 const REDIS_PY_AUTH: &str = r#"
 import sys, redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 port, password = int(sys.argv[1]), sys.argv[2]
 for kw in [{}, {"protocol": 2}, {"protocol": 3}]:
     def client(**more):
-        return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=60, **kw, **more)
+        # No retries: redis-py 8 retries a refused AUTH with backoff, seconds each.
+        return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=60,
+                           retry=Retry(NoBackoff(), 0), **kw, **more)
     r = client(password=password)
     assert r.ping() is True
     assert r.set("authed", "yes") is True and r.get("authed") == "yes"
@@ -1004,6 +1008,11 @@ fn check_after_restart(server: &Serve, acked: &[String], prefix: &str) -> Result
     Ok(())
 }
 
+/// Two connections pipeline SETs of distinct keys; the server is SIGKILLed
+/// mid-load and restarted on its directory, five times. Every SET whose +OK
+/// arrived must be there with its value. It catches a reply sent before the
+/// write left the process: run with `--appendfsync everysec` (replies at
+/// once, the log buffered in the process) it fails in its first round.
 #[test]
 fn kill_9_during_pipelined_load_loses_no_acknowledged_set() -> Result {
     let dir = tempfile::tempdir()?;

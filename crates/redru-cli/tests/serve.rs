@@ -187,7 +187,12 @@ fn redis_cli_takes_its_hints_and_help_from_command_docs() -> Result {
     let server = Serve::start(dir.path(), &[])?;
     let prompt = format!("127.0.0.1:{}> ", server.port());
     let mut cmd = Command::new("redis-cli");
-    cmd.args(["-h", "127.0.0.1", "-p", &server.port().to_string()]).env("TERM", "xterm").env_remove("NO_COLOR");
+    cmd.args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        // Neither the user's history nor their preferences: the test's own session.
+        .env("REDISCLI_HISTFILE", "/dev/null")
+        .env("REDISCLI_RCFILE", "/dev/null");
     let mut cli = Session::spawn(cmd)?;
     cli.set_expect_timeout(Some(PATIENCE));
     cli.expect(prompt.as_str())?;
@@ -1030,9 +1035,11 @@ fn kill_9_during_pipelined_load_loses_no_acknowledged_set() -> Result {
                 std::thread::spawn(move || write_until_killed(addr, format!("crash:{round}:{conn}"), count))
             })
             .collect();
-        // Kill it mid-load: once a few pipelines of each writer were acknowledged.
+        // Kill it mid-load: once some pipelines of each writer were
+        // acknowledged, more each round (the load itself never pauses).
+        let threshold = (round + 1) * 8 * PIPELINE;
         let deadline = Instant::now() + PATIENCE;
-        while acked.iter().any(|n| n.load(Ordering::Relaxed) < 4 * PIPELINE)
+        while acked.iter().any(|n| n.load(Ordering::Relaxed) < threshold)
             && Instant::now() < deadline
             && !writers.iter().any(|w| w.is_finished())
         {

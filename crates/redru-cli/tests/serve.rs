@@ -174,6 +174,12 @@ fn redis_cli_scan_with_a_pattern_returns_every_match_once() -> Result {
     server.stop()
 }
 
+/// Waits for `what` on the terminal; the error names it.
+fn expect(cli: &mut expectrl::session::OsSession, what: &str) -> Result {
+    cli.expect(what).map_err(|e| format!("redis-cli: waiting for {what:?}: {e}"))?;
+    Ok(())
+}
+
 /// redis-cli asks `COMMAND DOCS` when it starts interactively and builds its
 /// hints and `help` from the answer. REDRU.FIND exists only in redru's
 /// answer, and SET's summary is redru's own text: seeing both proves redis-cli
@@ -195,28 +201,28 @@ fn redis_cli_takes_its_hints_and_help_from_command_docs() -> Result {
         .env("REDISCLI_RCFILE", "/dev/null");
     let mut cli = Session::spawn(cmd)?;
     cli.set_expect_timeout(Some(PATIENCE));
-    cli.expect(prompt.as_str())?;
+    expect(&mut cli, prompt.as_str())?;
 
     // The hint after a command name: its arguments, as COMMAND DOCS gave them.
     cli.send("redru.find ")?;
-    cli.expect("field value")?;
+    expect(&mut cli, "field value")?;
     cli.send("\x15set k ")?; // Ctrl-U clears the line
-    cli.expect("value [NX|XX] [GET]")?;
+    expect(&mut cli, "value [NX|XX] [GET]")?;
     cli.send("\x15scan ")?;
-    cli.expect("cursor [MATCH pattern] [COUNT count] [TYPE type]")?;
+    expect(&mut cli, "cursor [MATCH pattern] [COUNT count] [TYPE type]")?;
     cli.send("\x15help redru.find\r")?;
-    cli.expect("REDRU.FIND")?;
-    cli.expect("Keys whose field equals a JSON value, through its index.")?;
-    cli.expect("group:")?;
-    cli.expect("redru")?;
-    cli.expect(prompt.as_str())?;
+    expect(&mut cli, "REDRU.FIND")?;
+    expect(&mut cli, "Keys whose field equals a JSON value, through its index.")?;
+    expect(&mut cli, "group:")?;
+    expect(&mut cli, "redru")?;
+    expect(&mut cli, prompt.as_str())?;
     cli.send("help set\r")?;
-    cli.expect("Sets a key to a string.")?;
-    cli.expect(prompt.as_str())?;
+    expect(&mut cli, "Sets a key to a string.")?;
+    expect(&mut cli, prompt.as_str())?;
     // And it still talks to the server.
     cli.send("set hinted yes\r")?;
-    cli.expect("OK")?;
-    cli.expect(prompt.as_str())?;
+    expect(&mut cli, "OK")?;
+    expect(&mut cli, prompt.as_str())?;
     cli.send("quit\r")?;
     cli.expect(Eof)?;
     let status = cli.get_process().wait()?;

@@ -321,6 +321,12 @@ impl RedisServer {
                 if let Ok(mut client) = Resp::connect(addr)
                     && client.call(&["PING"]).ok() == Some(Frame::Simple("PONG".into()))
                 {
+                    // Ours, not another process that took the port meanwhile.
+                    let info = client.call(&["INFO", "server"])?;
+                    let ours = format!("process_id:{}\r\n", proc.pid());
+                    if !info.text().is_some_and(|text| text.contains(&ours)) {
+                        return Err(format!("another server answers on port {port}: {info:?}").into());
+                    }
                     return Ok(RedisServer { proc, addr, _dir: dir });
                 }
                 std::thread::sleep(Duration::from_millis(50));

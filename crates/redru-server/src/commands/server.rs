@@ -34,18 +34,24 @@ pub fn select(c: &mut Ctx) -> R {
     }
 }
 
-/// Checks a password (the only user is `default`).
+/// Checks a user and password (the only user is `default`). Without a
+/// password configured, `default` takes any password, as Redis's `nopass`
+/// default user does: a client configured with a password (redis-py's
+/// `HELLO 3 AUTH default ...`) still connects.
 fn check_password(c: &mut Ctx, user: &[u8], password: &[u8]) -> R {
+    let wrong = || Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into());
     let Some(expected) = &c.shared.config.requirepass else {
-        return Err(Reply::err(
-            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        ));
+        if user != b"default" {
+            return Err(wrong());
+        }
+        c.client.authed = true;
+        return Ok(Reply::ok());
     };
     // Compare every byte whatever the first difference, so timing tells nothing.
     let same =
         expected.len() == password.len() && expected.bytes().zip(password).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
     if user != b"default" || !same {
-        return Err(Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into()));
+        return Err(wrong());
     }
     c.client.authed = true;
     Ok(Reply::ok())
@@ -54,6 +60,10 @@ fn check_password(c: &mut Ctx, user: &[u8], password: &[u8]) -> R {
 pub fn auth(c: &mut Ctx) -> R {
     let args = c.args;
     match args.len() {
+        // Only the one-argument form is refused without a password, as in Redis.
+        2 if c.shared.config.requirepass.is_none() => Err(Reply::err(
+            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        )),
         2 => check_password(c, b"default", &args[1]),
         3 => check_password(c, &args[1], &args[2]),
         _ => Err(Reply::err("syntax error")),
@@ -85,7 +95,7 @@ pub fn hello(c: &mut Ctx) -> R {
             }
             _ => {
                 return Err(Reply::err(format!(
-                    "syntax error in HELLO option '{}'",
+                    "Syntax error in HELLO option '{}'",
                     String::from_utf8_lossy(&args[i])
                 )));
             }

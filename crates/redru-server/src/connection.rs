@@ -94,11 +94,13 @@ fn take_requests(buf: &mut Vec<u8>, limits: &request::Limits) -> (Vec<Vec<Vec<u8
 
 /// Runs a batch on a blocking thread: the replies' bytes, and whether to close.
 fn run_batch(shared: &Shared, mut client: Client, requests: Vec<Vec<Vec<u8>>>) -> (Client, Vec<u8>, bool) {
+    // Each reply with the protocol in force once its command ran: a HELLO in
+    // the batch changes it for the replies after it (HELLO's own included).
     let mut replies = Vec::with_capacity(requests.len());
     let mut close = false;
     for args in &requests {
         let (reply, after) = execute(shared, &mut client, args);
-        replies.push(reply);
+        replies.push((reply, client.protocol));
         if after == After::Close || *shared.shutdown.borrow() {
             close = true;
             break;
@@ -110,15 +112,15 @@ fn run_batch(shared: &Shared, mut client: Client, requests: Vec<Vec<Vec<u8>>>) -
         // Nothing in this batch may be acknowledged: its writes, or the
         // writes its reads saw, are not known durable.
         let message = format!("ERR not durable: {e}; the database refuses writes until `redru serve` is restarted");
-        for reply in &mut replies {
+        for (reply, _) in &mut replies {
             if !matches!(reply, Reply::None) {
                 *reply = Reply::Error(message.clone());
             }
         }
     }
     let mut out = Vec::new();
-    for reply in &replies {
-        reply.encode(client.protocol, &mut out);
+    for (reply, protocol) in &replies {
+        reply.encode(*protocol, &mut out);
     }
     (client, out, close)
 }

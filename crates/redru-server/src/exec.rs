@@ -27,7 +27,11 @@ pub fn execute(shared: &Shared, client: &mut Client, args: &[Vec<u8>]) -> (Reply
         return (commands::unknown(args), After::Continue);
     };
     if !client.authed && !spec.no_auth {
-        return (Reply::Error("NOAUTH Authentication required.".into()), After::Continue);
+        let refusal = Reply::Error("NOAUTH Authentication required.".into());
+        if spec.name == "exec" {
+            return (abort_exec(client, &refusal), After::Continue);
+        }
+        return (refusal, After::Continue);
     }
     if let Err(reply) = commands::check_arity(spec, args) {
         if spec.name == "exec" {
@@ -48,8 +52,9 @@ pub fn execute(shared: &Shared, client: &mut Client, args: &[Vec<u8>]) -> (Reply
     (run_one(shared, client, spec, args), after)
 }
 
-/// A malformed EXEC discards the transaction, as Redis's `execCommandAbort`
-/// does (in MULTI or not): the client is out of MULTI afterwards.
+/// An EXEC refused (wrong arity, no AUTH) discards the transaction, as
+/// Redis's `execCommandAbort` does (in MULTI or not): the client is out of
+/// MULTI afterwards.
 fn abort_exec(client: &mut Client, refusal: &Reply) -> Reply {
     client.multi = None;
     client.multi_failed = false;

@@ -793,6 +793,61 @@ const SEQUENCES: &[(&str, &[&str])] = &[
     ("quit", &["PING", "QUIT"]),
 ];
 
+/// The password of [`AUTH_SEQUENCES`]' servers.
+const PASSWORD: &str = "pass word";
+
+/// Sequences for servers started with a password (no FLUSHDB first; each on
+/// a new connection), compared as [`SEQUENCES`] are. Left out: a command
+/// with the wrong number of arguments before AUTH (Redis checks the arity
+/// first and answers ERR; redru answers NOAUTH first); `~ HELLO` before AUTH:
+/// both refuse with NOAUTH, and redru's text is Redis 7.2's ("HELLO <proto>
+/// AUTH <user> <pass>"), Debian's 7.0 says "HELLO AUTH <user> <pass>".
+const AUTH_SEQUENCES: &[(&str, &[&str])] = &[
+    (
+        "before AUTH",
+        &[
+            "PING",
+            "GET a",
+            "SET a 1",
+            "NOSUCH x",
+            "MULTI",
+            "EXEC",
+            "DISCARD",
+            "~ HELLO 3",
+            "~ HELLO",
+            "HELLO 3 AUTH default nope",
+            "HELLO 3 AUTH other \"pass word\"",
+            "AUTH nope",
+            "AUTH other \"pass word\"",
+            "AUTH",
+            "ECHO x",
+            "CLIENT SETNAME x",
+            "GET a",
+            "QUIT",
+        ],
+    ),
+    (
+        "AUTH",
+        &[
+            "AUTH nope",
+            "GET a",
+            "AUTH \"pass word\"",
+            "SET a 1",
+            "GET a",
+            "AUTH nope",
+            "GET a",
+            "AUTH default \"pass word\"",
+            "DEL a",
+            "QUIT",
+        ],
+    ),
+    (
+        "HELLO AUTH",
+        &["? HELLO 3 AUTH default \"pass word\"", "SET a 1", "GET a", "GET nope", "? HELLO 2", "GET nope", "DEL a"],
+    ),
+    ("MULTI after AUTH", &["AUTH \"pass word\"", "MULTI", "SET a 1", "INCR a", "EXEC", "DEL a"]),
+];
+
 /// A command line split into arguments (see [`SEQUENCES`]).
 fn words(line: &str) -> Result<Vec<Vec<u8>>> {
     let mut args = Vec::new();
@@ -857,14 +912,17 @@ fn inline(args: &[Vec<u8>], out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The replies of `commands` on a fresh connection to `addr`.
-fn replies(addr: SocketAddr, mode: Mode, commands: &[Vec<Vec<u8>>]) -> Result<Vec<Frame>> {
+/// The replies of `commands` on a fresh connection to `addr` (emptied
+/// first with FLUSHDB if `flush`).
+fn replies(addr: SocketAddr, mode: Mode, flush: bool, commands: &[Vec<Vec<u8>>]) -> Result<Vec<Frame>> {
     let mut client = Resp::connect(addr)?;
     if let Mode::Resp3Pipelined = mode {
         let Frame::Map(hello) = client.call(&["HELLO", "3"])? else { return Err("HELLO 3: not a map".into()) };
         assert!(hello.contains(&(bulk("proto"), Frame::Int(3))), "HELLO 3 on {addr}: {hello:?}");
     }
-    assert_eq!(client.call(&["FLUSHDB"])?, Frame::Simple("OK".into()));
+    if flush {
+        assert_eq!(client.call(&["FLUSHDB"])?, Frame::Simple("OK".into()));
+    }
     match mode {
         Mode::OneByOne => commands.iter().map(|args| client.call(args)).collect(),
         Mode::Pipelined | Mode::Resp3Pipelined => client.pipeline(commands),
@@ -928,17 +986,17 @@ impl Compare {
     }
 }
 
-#[test]
-fn the_same_replies_as_redis_server() -> Result {
-    if !have_redis_server()? {
-        return Ok(());
-    }
-    let redis = RedisServer::start()?;
-    let dir = tempfile::tempdir()?;
-    let redru = Serve::start(dir.path(), &[])?;
-    let mut differences = Vec::new();
-    let mut compared = 0;
-    for (name, lines) in SEQUENCES {
+/// Runs `sequences` on both servers in each of `modes`: how many replies
+/// were compared, and a description of each difference.
+fn compare(
+    redis: SocketAddr,
+    redru: SocketAddr,
+    sequences: &[(&str, &[&str])],
+    modes: &[Mode],
+    flush: bool,
+) -> Result<(usize, Vec<String>)> {
+    let (mut compared, mut differences) = (0, Vec::new());
+    for (name, lines) in sequences {
         let mut commands = Vec::new();
         let mut compares = Vec::new();
         for line in *lines {
@@ -946,13 +1004,12 @@ fn the_same_replies_as_redis_server() -> Result {
             commands.push(words(line)?);
             compares.push(compare);
         }
-        for mode in [Mode::OneByOne, Mode::Pipelined, Mode::Resp3Pipelined, Mode::Inline] {
-            let want = replies(redis.addr, mode, &commands)?;
-            let got = replies(redru.addr, mode, &commands)?;
+        for &mode in modes {
+            let want = replies(redis, mode, flush, &commands)?;
+            let got = replies(redru, mode, flush, &commands)?;
             for (i, (want, got)) in want.iter().zip(&got).enumerate() {
                 compared += 1;
-                let same = compares[i].same(want, got);
-                if !same {
+                if !compares[i].same(want, got) {
                     differences.push(format!(
                         "{name} ({mode:?}) `{}`:\n    redis-server: {want:?}\n    redru serve:  {got:?}",
                         lines[i]
@@ -961,7 +1018,31 @@ fn the_same_replies_as_redis_server() -> Result {
             }
         }
     }
+    Ok((compared, differences))
+}
+
+#[test]
+fn the_same_replies_as_redis_server() -> Result {
+    if !have_redis_server()? {
+        return Ok(());
+    }
+    let redis = RedisServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let redru = Serve::start(dir.path(), &[])?;
+    let all = [Mode::OneByOne, Mode::Pipelined, Mode::Resp3Pipelined, Mode::Inline];
+    let (compared, mut differences) = compare(redis.addr, redru.addr, SEQUENCES, &all, true)?;
     assert!(compared > 500, "only {compared} replies compared");
+    redru.stop()?;
+    redis.stop()?;
+
+    // With a password. RESP3 is reached through HELLO 3 AUTH inside the sequences.
+    let redis = RedisServer::start_with(Some(PASSWORD))?;
+    let dir = tempfile::tempdir()?;
+    let redru = Serve::start(dir.path(), &["--requirepass", PASSWORD])?;
+    let modes = [Mode::OneByOne, Mode::Pipelined, Mode::Inline];
+    let (compared, more) = compare(redis.addr, redru.addr, AUTH_SEQUENCES, &modes, false)?;
+    assert!(compared > 50, "only {compared} replies compared with a password");
+    differences.extend(more);
     assert!(differences.is_empty(), "{} replies differ:\n{}", differences.len(), differences.join("\n"));
     redru.stop()?;
     redis.stop()

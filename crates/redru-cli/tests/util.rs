@@ -301,6 +301,11 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one on a free loopback port and waits until it answers PING.
     pub fn start() -> Result<RedisServer, BoxError> {
+        RedisServer::start_with(None)
+    }
+
+    /// As [`RedisServer::start`], with `requirepass` if given.
+    pub fn start_with(requirepass: Option<&str>) -> Result<RedisServer, BoxError> {
         let dir = tempfile::tempdir()?;
         // A port found free may be taken before redis-server binds it: a few tries.
         for _ in 0..5 {
@@ -310,6 +315,7 @@ impl RedisServer {
                 .current_dir(dir.path())
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .args(["--daemonize", "no", "--protected-mode", "yes"])
+                .args(requirepass.map(|password| ["--requirepass", password]).iter().flatten())
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
@@ -319,6 +325,7 @@ impl RedisServer {
             let deadline = Instant::now() + PATIENCE;
             while proc.exited()?.is_none() && Instant::now() < deadline {
                 if let Ok(mut client) = Resp::connect(addr)
+                    && requirepass.is_none_or(|password| client.call(&["AUTH", password]).is_ok())
                     && client.call(&["PING"]).ok() == Some(Frame::Simple("PONG".into()))
                 {
                     // Ours, not another process that took the port meanwhile.
@@ -355,8 +362,12 @@ pub enum Frame {
     Error(String),
     Int(i64),
     Bulk(Vec<u8>),
-    /// RESP2's null bulk string and null array, RESP3's null.
+    /// RESP2's null bulk string (`$-1`).
     Nil,
+    /// RESP2's null array (`*-1`).
+    NilArray,
+    /// RESP3's null (`_`).
+    Null,
     Array(Vec<Frame>),
     /// RESP3: map, set, boolean, double, big number, verbatim string.
     Map(Vec<(Frame, Frame)>),
@@ -441,7 +452,7 @@ impl Resp {
             "+" => Frame::Simple(rest.to_owned()),
             "-" => Frame::Error(rest.to_owned()),
             ":" => Frame::Int(int(rest)?),
-            "_" => Frame::Nil,
+            "_" => Frame::Null,
             "#" => Frame::Bool(rest == "t"),
             "," => Frame::Double(rest.to_owned()),
             "(" => Frame::BigNumber(rest.to_owned()),
@@ -465,7 +476,7 @@ impl Resp {
                 _ => return Err(format!("bad bulk length in {line:?}").into()),
             },
             "*" | "~" | ">" | "%" => match int(rest)? {
-                -1 => Frame::Nil,
+                -1 => Frame::NilArray,
                 n if (0..=MAX_ELEMENTS).contains(&n) => {
                     if kind == "%" {
                         let mut pairs = Vec::new();

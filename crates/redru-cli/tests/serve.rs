@@ -122,8 +122,9 @@ fn redis_cli_reads_commands_from_stdin_and_pipes_raw_protocol() -> Result {
         ],
     );
 
-    // --pipe: raw RESP, 1000 SETs, then redis-cli's own ECHO to find the last reply.
-    let n = 1000;
+    // --pipe: raw RESP, 3000 SETs (more than the server runs in one batch),
+    // then redis-cli's own ECHO to find the last reply.
+    let n = 3000;
     let mut raw = Vec::new();
     for i in 0..n {
         Resp::encode(&["SET".to_owned(), format!("pipe:{i}"), format!("value {i}\r\nline two")], &mut raw);
@@ -136,7 +137,7 @@ fn redis_cli_reads_commands_from_stdin_and_pipes_raw_protocol() -> Result {
 
     let mut client = server.connect()?;
     assert_eq!(client.call(&["DBSIZE"])?, Frame::Int(n + 2));
-    for i in [0, 1, 499, 999] {
+    for i in [0, 1, 1023, 1024, 2999] {
         assert_eq!(get(&mut client, &format!("pipe:{i}"))?, bulk(&format!("value {i}\r\nline two")));
     }
     drop(client);
@@ -791,6 +792,8 @@ const SEQUENCES: &[(&str, &[&str])] = &[
         ],
     ),
     ("quit", &["PING", "QUIT"]),
+    ("quit inside MULTI", &["MULTI", "SET q 1", "QUIT"]),
+    ("after a MULTI that quit", &["EXISTS q", "MULTI", "DISCARD"]),
 ];
 
 /// The password of [`AUTH_SEQUENCES`]' servers.

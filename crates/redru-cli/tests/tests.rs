@@ -3,6 +3,7 @@
 
 mod cli;
 mod fuzz_corpus;
+mod serve;
 mod shell_pty;
 mod shell_script;
 mod util;

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::Durability;
 use crate::exec::{After, execute};
-use crate::reply::Reply;
+use crate::reply::{Protocol, Reply};
 use crate::request::{self, ProtocolError};
 use crate::shared::{Client, Shared};
 
@@ -42,8 +42,8 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: String, 
                 not_durable(&mut replies, &e);
             }
             out.clear();
-            for reply in &replies {
-                reply.encode(client.protocol, &mut out);
+            for (reply, protocol) in &replies {
+                reply.encode(*protocol, &mut out);
             }
             if writer.write_all(&out).await.is_err() || close || *shutdown.borrow() {
                 let _ = writer.shutdown().await;
@@ -111,12 +111,15 @@ fn take_requests(buf: &mut Vec<u8>, limits: &request::Limits) -> (Vec<Vec<Vec<u8
     (requests, error)
 }
 
-/// Runs a batch: the replies, and whether to close after sending them.
-fn run_batch(shared: &Shared, client: &mut Client, requests: &[Vec<Vec<u8>>]) -> (Vec<Reply>, bool) {
+/// Runs a batch: the replies, each with the protocol to encode it in, and
+/// whether to close after sending them.
+fn run_batch(shared: &Shared, client: &mut Client, requests: &[Vec<Vec<u8>>]) -> (Vec<(Reply, Protocol)>, bool) {
+    // Each reply with the protocol in force once its command ran: a HELLO in
+    // the batch changes it for the replies after it (HELLO's own included).
     let mut replies = Vec::with_capacity(requests.len());
     for args in requests {
         let (reply, after) = execute(shared, client, args);
-        replies.push(reply);
+        replies.push((reply, client.protocol));
         if after == After::Close || *shared.shutdown.borrow() {
             return (replies, true);
         }
@@ -126,9 +129,9 @@ fn run_batch(shared: &Shared, client: &mut Client, requests: &[Vec<Vec<u8>>]) ->
 
 /// Nothing in a batch whose sync failed may be acknowledged: its writes, or
 /// the writes its reads saw, are not known durable.
-fn not_durable(replies: &mut [Reply], error: &str) {
+fn not_durable(replies: &mut [(Reply, Protocol)], error: &str) {
     let message = format!("ERR not durable: {error}; the database refuses writes until `redru serve` is restarted");
-    for reply in replies {
+    for (reply, _) in replies {
         if !matches!(reply, Reply::None) {
             *reply = Reply::Error(message.clone());
         }

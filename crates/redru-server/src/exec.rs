@@ -27,9 +27,16 @@ pub fn execute(shared: &Shared, client: &mut Client, args: &[Vec<u8>]) -> (Reply
         return (commands::unknown(args), After::Continue);
     };
     if !client.authed && !spec.no_auth {
-        return (Reply::Error("NOAUTH Authentication required.".into()), After::Continue);
+        let refusal = Reply::Error("NOAUTH Authentication required.".into());
+        if spec.name == "exec" {
+            return (abort_exec(client, &refusal), After::Continue);
+        }
+        return (refusal, After::Continue);
     }
     if let Err(reply) = commands::check_arity(spec, args) {
+        if spec.name == "exec" {
+            return (abort_exec(client, &reply), After::Continue);
+        }
         if client.multi.is_some() {
             client.multi_failed = true;
         }
@@ -43,6 +50,19 @@ pub fn execute(shared: &Shared, client: &mut Client, args: &[Vec<u8>]) -> (Reply
     }
     let after = if spec.name == "quit" { After::Close } else { After::Continue };
     (run_one(shared, client, spec, args), after)
+}
+
+/// An EXEC refused (wrong arity, no AUTH) discards the transaction, as
+/// Redis's `execCommandAbort` does (in MULTI or not): the client is out of
+/// MULTI afterwards.
+fn abort_exec(client: &mut Client, refusal: &Reply) -> Reply {
+    client.multi = None;
+    client.multi_failed = false;
+    let why = match refusal {
+        Reply::Error(text) => text.strip_prefix("ERR ").unwrap_or(text),
+        _ => "",
+    };
+    Reply::Error(format!("EXECABORT Transaction discarded because of: {why}"))
 }
 
 /// Runs one command on its own: a write under the write gate, committed.

@@ -120,7 +120,11 @@ impl Shared {
             total_commands: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             started: Instant::now(),
-            saves: Arc::new(Saves { last: AtomicU64::new(unix_now()), running: AtomicBool::new(false) }),
+            saves: Arc::new(Saves {
+                last: AtomicU64::new(unix_now()),
+                running: AtomicBool::new(false),
+                thread: Mutex::new(None),
+            }),
             shutdown: watch::Sender::new(false),
         })
     }
@@ -159,6 +163,17 @@ pub struct Saves {
     pub last: AtomicU64,
     /// A BGSAVE is running.
     pub running: AtomicBool,
+    /// The BGSAVE thread, joined when the server's state goes (it holds the database).
+    pub thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let thread = self.saves.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Seconds since the Unix epoch.

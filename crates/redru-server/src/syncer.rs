@@ -16,16 +16,28 @@ use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
-/// A handle to the syncing thread.
+/// A handle to the syncing thread. Dropping it ends the thread and waits
+/// for it, so that the thread's handle on the database is gone when the
+/// server's state is (the caller may then close the `Db`).
 pub struct Syncer {
-    requests: mpsc::Sender<Waiter>,
+    requests: Option<mpsc::Sender<Waiter>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.requests = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Syncer {
     /// Starts the thread for `db`; it ends when the last handle is dropped.
     pub fn start(db: Arc<Db>) -> std::io::Result<Syncer> {
         let (requests, waiting) = mpsc::channel::<Waiter>();
-        std::thread::Builder::new().name("redru-sync".into()).spawn(move || {
+        let thread = std::thread::Builder::new().name("redru-sync".into()).spawn(move || {
             while let Ok(first) = waiting.recv() {
                 let mut round = vec![first];
                 round.extend(waiting.try_iter());
@@ -37,13 +49,14 @@ impl Syncer {
                 }
             }
         })?;
-        Ok(Syncer { requests })
+        Ok(Syncer { requests: Some(requests), thread: Some(thread) })
     }
 
     /// Returns once everything applied before the call is durable.
     pub async fn sync(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.requests.send(tx).map_err(|_| "the sync thread has stopped".to_owned())?;
+        let requests = self.requests.as_ref().ok_or_else(|| "the sync thread has stopped".to_owned())?;
+        requests.send(tx).map_err(|_| "the sync thread has stopped".to_owned())?;
         rx.await.map_err(|_| "the sync thread has stopped".to_owned())?
     }
 }

@@ -240,7 +240,7 @@ fn add(c: &mut Ctx, by: i64) -> R {
         None => 0,
         Some(doc) => {
             let text = as_string(&doc).unwrap_or_else(|| doc.as_str().to_owned());
-            text.parse::<i64>().map_err(|_| Reply::err("value is not an integer or out of range"))?
+            super::parse_int(text.as_bytes()).ok_or_else(|| Reply::err("value is not an integer or out of range"))?
         }
     };
     let next = current.checked_add(by).ok_or_else(|| Reply::err("increment or decrement would overflow"))?;

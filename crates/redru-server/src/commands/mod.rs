@@ -46,13 +46,27 @@ impl Ctx<'_, '_> {
         String::from_utf8_lossy(&self.args[i]).to_ascii_uppercase()
     }
 
-    /// Argument `i` as an integer.
+    /// Argument `i` as an integer, read as Redis reads one ([`parse_int`]).
     pub fn int(&self, i: usize) -> Result<i64, Reply> {
-        std::str::from_utf8(&self.args[i])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| Reply::err("value is not an integer or out of range"))
+        parse_int(&self.args[i]).ok_or_else(|| Reply::err("value is not an integer or out of range"))
     }
+}
+
+/// An integer as Redis reads one (its `string2ll`): an optional `-`, then
+/// digits without a leading zero (`0` itself excepted), within i64. Unlike
+/// Rust's `str::parse`, it refuses `+1`, `01` and `-0`, so that INCR and the
+/// integer arguments accept exactly what Redis accepts.
+pub fn parse_int(text: &[u8]) -> Option<i64> {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    let canonical = match digits {
+        [] => false,
+        [b'0'] => digits.len() == text.len(),
+        [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
+    };
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
 }
 
 /// A handler: a reply, or an error reply through `?`.
@@ -263,5 +277,29 @@ mod tests {
         assert!(COMMANDS.iter().all(|s| s.name == s.name.to_ascii_lowercase()));
         assert!(find(b"GeT").is_some());
         assert!(find(b"nope").is_none());
+    }
+
+    #[test]
+    fn integers_are_read_as_redis_reads_them() {
+        for (text, want) in [
+            ("0", Some(0)),
+            ("7", Some(7)),
+            ("-12", Some(-12)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("-9223372036854775808", Some(i64::MIN)),
+            ("9223372036854775808", None),
+            ("", None),
+            ("-", None),
+            ("+1", None),
+            ("01", None),
+            ("-0", None),
+            ("00", None),
+            (" 1", None),
+            ("1 ", None),
+            ("1.5", None),
+            ("1e3", None),
+        ] {
+            assert_eq!(parse_int(text.as_bytes()), want, "{text:?}");
+        }
     }
 }

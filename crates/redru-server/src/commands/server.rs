@@ -28,24 +28,30 @@ pub fn quit(_: &mut Ctx) -> R {
 }
 
 pub fn select(c: &mut Ctx) -> R {
-    match c.int(1) {
-        Ok(0) => Ok(Reply::ok()),
+    match c.int(1)? {
+        0 => Ok(Reply::ok()),
         _ => Err(Reply::err("DB index is out of range (redru has one database, 0)")),
     }
 }
 
-/// Checks a password (the only user is `default`).
+/// Checks a user and password (the only user is `default`). Without a
+/// password configured, `default` takes any password, as Redis's `nopass`
+/// default user does: a client configured with a password (redis-py's
+/// `HELLO 3 AUTH default ...`) still connects.
 fn check_password(c: &mut Ctx, user: &[u8], password: &[u8]) -> R {
+    let wrong = || Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into());
     let Some(expected) = &c.shared.config.requirepass else {
-        return Err(Reply::err(
-            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        ));
+        if user != b"default" {
+            return Err(wrong());
+        }
+        c.client.authed = true;
+        return Ok(Reply::ok());
     };
     // Compare every byte whatever the first difference, so timing tells nothing.
     let same =
         expected.len() == password.len() && expected.bytes().zip(password).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
     if user != b"default" || !same {
-        return Err(Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into()));
+        return Err(wrong());
     }
     c.client.authed = true;
     Ok(Reply::ok())
@@ -54,6 +60,10 @@ fn check_password(c: &mut Ctx, user: &[u8], password: &[u8]) -> R {
 pub fn auth(c: &mut Ctx) -> R {
     let args = c.args;
     match args.len() {
+        // Only the one-argument form is refused without a password, as in Redis.
+        2 if c.shared.config.requirepass.is_none() => Err(Reply::err(
+            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        )),
         2 => check_password(c, b"default", &args[1]),
         3 => check_password(c, &args[1], &args[2]),
         _ => Err(Reply::err("syntax error")),
@@ -85,7 +95,7 @@ pub fn hello(c: &mut Ctx) -> R {
             }
             _ => {
                 return Err(Reply::err(format!(
-                    "syntax error in HELLO option '{}'",
+                    "Syntax error in HELLO option '{}'",
                     String::from_utf8_lossy(&args[i])
                 )));
             }
@@ -193,43 +203,125 @@ pub fn exec(c: &mut Ctx) -> R {
     Ok(exec::exec(c.shared, c.client, queue))
 }
 
+/// One argument of COMMAND DOCS, as Redis describes them (and redis-cli
+/// renders them into its hints and `help`: `[MATCH pattern]` is an optional
+/// `pattern` with the token MATCH, `key [key ...]` a `key` flagged multiple).
+#[derive(Clone, Debug, PartialEq)]
+struct Arg {
+    name: String,
+    /// `key`, `string`, `pure-token`, `oneof` or `block`.
+    kind: &'static str,
+    token: Option<String>,
+    optional: bool,
+    multiple: bool,
+    /// The alternatives of a `oneof`, the parts of a `block`.
+    parts: Vec<Arg>,
+}
+
+impl Arg {
+    fn new(name: &str, kind: &'static str) -> Arg {
+        Arg { name: name.to_owned(), kind, token: None, optional: false, multiple: false, parts: Vec::new() }
+    }
+
+    /// A word of a usage string: `key`, `value`, `GET` (a token), `NX|XX`.
+    fn word(word: &str) -> Arg {
+        let is_token = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_uppercase() || b == b'-');
+        if word.contains('|') {
+            let mut arg = Arg::new(&word.to_ascii_lowercase(), "oneof");
+            arg.parts = word.split('|').map(Arg::word).collect();
+            arg
+        } else if is_token(word) {
+            let mut arg = Arg::new(&word.to_ascii_lowercase(), "pure-token");
+            arg.token = Some(word.to_owned());
+            arg
+        } else {
+            Arg::new(word, if word == "key" || word == "newkey" { "key" } else { "string" })
+        }
+    }
+
+    fn reply(&self) -> Reply {
+        let mut fields =
+            vec![(Reply::text("name"), Reply::text(&self.name)), (Reply::text("type"), Reply::text(self.kind))];
+        if let Some(token) = &self.token {
+            fields.push((Reply::text("token"), Reply::text(token)));
+        }
+        let flags: Vec<Reply> = [(self.optional, "optional"), (self.multiple, "multiple")]
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, flag)| Reply::Simple(flag.into()))
+            .collect();
+        if !flags.is_empty() {
+            fields.push((Reply::text("flags"), Reply::Array(flags)));
+        }
+        if !self.parts.is_empty() {
+            fields.push((Reply::text("arguments"), Reply::Array(self.parts.iter().map(Arg::reply).collect())));
+        }
+        Reply::Map(fields)
+    }
+}
+
+/// Parses a usage string (`cursor [MATCH pattern] [COUNT count]`) into
+/// arguments, up to the `]` closing the group it is in (or the end).
+fn parse_usage<'a, I: Iterator<Item = &'a str>>(words: &mut I) -> Vec<Arg> {
+    let mut out: Vec<Arg> = Vec::new();
+    while let Some(word) = words.next() {
+        match word {
+            "]" => break,
+            "[" => {
+                let mut inner = parse_usage(words);
+                let repeats = inner.last().is_some_and(|a| a.name == "...");
+                if repeats {
+                    inner.pop();
+                }
+                let names = |args: &[Arg]| args.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+                if repeats && inner.len() <= out.len() && names(&out[out.len() - inner.len()..]) == names(&inner) {
+                    // `key [key ...]`, `key value [key value ...]`: the arguments before repeat.
+                    let repeated = out.split_off(out.len() - inner.len());
+                    let mut arg = group(repeated);
+                    arg.multiple = true;
+                    out.push(arg);
+                } else if !inner.is_empty() {
+                    let mut arg = group(inner);
+                    arg.optional = true;
+                    arg.multiple = repeats;
+                    out.push(arg);
+                }
+            }
+            "..." => out.push(Arg::new("...", "string")),
+            word => out.push(Arg::word(word)),
+        }
+    }
+    out
+}
+
+/// Several arguments as one: itself if alone, a token and its value
+/// (`MATCH pattern`), or a block (`AUTH username password`).
+fn group(mut args: Vec<Arg>) -> Arg {
+    if args.len() == 1 {
+        return args.remove(0);
+    }
+    if args[0].kind == "pure-token" {
+        let token = args.remove(0);
+        if args.len() == 1 && args[0].token.is_none() && args[0].kind != "block" {
+            let mut arg = args.remove(0);
+            arg.token = token.token;
+            return arg;
+        }
+        let mut block = Arg::new(&token.name, "block");
+        block.token = token.token;
+        block.parts = args;
+        return block;
+    }
+    let mut block = Arg::new(&args[0].name, "block");
+    block.parts = args;
+    block
+}
+
 /// COMMAND DOCS' arguments for `usage` (`key value [NX|XX] [GET]`).
 fn arguments(usage: &str) -> Reply {
-    let mut out = Vec::new();
-    for word in usage.split_whitespace() {
-        if word == "..." || word.ends_with("...]") {
-            continue;
-        }
-        let optional = word.starts_with('[');
-        let name = word.trim_matches(|ch| ch == '[' || ch == ']').to_ascii_lowercase();
-        let kind = if name == "key" || name == "newkey" {
-            "key"
-        } else if name.contains('|') {
-            "oneof"
-        } else {
-            "string"
-        };
-        let mut fields =
-            vec![(Reply::text("name"), Reply::text(name.clone())), (Reply::text("type"), Reply::text(kind))];
-        if optional {
-            fields.push((Reply::text("flags"), Reply::Array(vec![Reply::Simple("optional".into())])));
-        }
-        if kind == "oneof" {
-            let choices = name
-                .split('|')
-                .map(|choice| {
-                    Reply::Map(vec![
-                        (Reply::text("name"), Reply::text(choice)),
-                        (Reply::text("type"), Reply::text("pure-token")),
-                        (Reply::text("token"), Reply::text(choice.to_ascii_uppercase())),
-                    ])
-                })
-                .collect();
-            fields.push((Reply::text("arguments"), Reply::Array(choices)));
-        }
-        out.push(Reply::Map(fields));
-    }
-    Reply::Array(out)
+    let spaced = usage.replace('[', " [ ").replace(']', " ] ");
+    let args = parse_usage(&mut spaced.split_whitespace());
+    Reply::Array(args.iter().map(Arg::reply).collect())
 }
 
 fn docs(spec: &Spec) -> Reply {
@@ -403,15 +495,25 @@ pub fn bgsave(c: &mut Ctx) -> R {
     let db = std::sync::Arc::clone(&c.shared.db);
     // The thread reports through LASTSAVE and INFO, as Redis's fork does.
     let saves = std::sync::Arc::clone(&c.shared.saves);
-    std::thread::Builder::new()
-        .name("redru-bgsave".into())
-        .spawn(move || {
-            if db.save().is_ok() {
-                saves.last.store(unix_now(), Ordering::Relaxed);
+    let spawned = std::thread::Builder::new().name("redru-bgsave".into()).spawn(move || {
+        if db.save().is_ok() {
+            saves.last.store(unix_now(), Ordering::Relaxed);
+        }
+        saves.running.store(false, Ordering::Release);
+    });
+    match spawned {
+        Ok(thread) => {
+            let previous = c.shared.saves.thread.lock().unwrap_or_else(|p| p.into_inner()).replace(thread);
+            // The previous one has finished (`running` was false): reap it.
+            if let Some(previous) = previous {
+                let _ = previous.join();
             }
-            saves.running.store(false, Ordering::Release);
-        })
-        .map_err(|e| Reply::err(format!("cannot start the background save: {e}")))?;
+        }
+        Err(e) => {
+            c.shared.saves.running.store(false, Ordering::Release);
+            return Err(Reply::err(format!("cannot start the background save: {e}")));
+        }
+    }
     Ok(Reply::Simple("Background saving started".into()))
 }
 
@@ -432,4 +534,53 @@ pub fn shutdown(c: &mut Ctx) -> R {
     }
     c.shared.request_shutdown();
     Ok(Reply::None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An argument as redis-cli renders it in its hints (`cliAddArgument`).
+    fn render(arg: &Arg) -> String {
+        let repeat = match arg.kind {
+            "oneof" => arg.parts.iter().map(render).collect::<Vec<_>>().join("|"),
+            "block" => arg.parts.iter().map(render).collect::<Vec<_>>().join(" "),
+            "pure-token" => String::new(),
+            _ => arg.name.clone(),
+        };
+        let mut token = arg.token.clone().unwrap_or_default();
+        if !token.is_empty() && arg.kind != "pure-token" {
+            token.push(' ');
+        }
+        let mut out = format!("{token}{repeat}");
+        if arg.multiple {
+            out = format!("{out} [{repeat} ...]");
+        }
+        if arg.optional { format!("[{out}]") } else { out }
+    }
+
+    fn hint(usage: &str) -> String {
+        let spaced = usage.replace('[', " [ ").replace(']', " ] ");
+        parse_usage(&mut spaced.split_whitespace()).iter().map(render).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn command_docs_arguments_render_as_the_usage() {
+        for spec in COMMANDS {
+            let want = match spec.usage {
+                // A repeated argument that does not repeat the one before it is optional and multiple.
+                "subcommand [arg ...]" => "subcommand [arg [arg ...]]",
+                "[section ...]" => "[section [section ...]]",
+                "[COUNT|DOCS|INFO|LIST [name ...]]" => "[COUNT|DOCS|INFO|LIST [name [name ...]]]",
+                "key [path ...]" => "key [path [path ...]]",
+                usage => usage,
+            };
+            assert_eq!(hint(spec.usage), want, "{}", spec.name);
+        }
+        let scan = parse_usage(&mut "cursor [ MATCH pattern ] [ COUNT count ]".split_whitespace());
+        assert_eq!(scan[1].token.as_deref(), Some("MATCH"));
+        assert!(scan[1].optional && scan[1].kind == "string" && scan[1].name == "pattern");
+        let mset = parse_usage(&mut "key value [ key value ... ]".split_whitespace());
+        assert!(mset.len() == 1 && mset[0].kind == "block" && mset[0].multiple && !mset[0].optional);
+    }
 }

@@ -21,7 +21,7 @@ use crate::state::doc::{Doc, IntoDoc};
 use crate::state::index::{FieldPath, IndexInfo, ValueDigest};
 use crate::state::query::{Query, QueryResult};
 use crate::state::store::{Applied, State};
-use crate::storage::files::LOCK_NAME;
+use crate::storage::files::{BACKUP_DIR, LOCK_NAME, is_backup_temp};
 use crate::storage::log::{self, Wal, Writer};
 use crate::storage::record::{BatchOp, Record, Seq};
 use crate::storage::snapshot::{self, Frozen, SnapshotInfo};
@@ -278,6 +278,17 @@ impl Db {
         if vfs.exists(&tmp).map_err(|e| Error::io("checking", &tmp, e))? {
             vfs.remove(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
             report.removed_files.push(tmp);
+        }
+
+        // Likewise a failed or killed backup's temporary files (a backup in
+        // progress needs an open `Db`, so none is running now). Best effort:
+        // they hold no data the database needs, so they never stop an open.
+        let backups = dir.join(BACKUP_DIR);
+        for name in vfs.list(&backups).unwrap_or_default() {
+            let stale = backups.join(&name);
+            if is_backup_temp(&name) && vfs.remove(&stale).is_ok() {
+                report.removed_files.push(stale);
+            }
         }
 
         let snap_path = dir.join(snapshot::FILE_NAME);

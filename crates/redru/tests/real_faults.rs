@@ -43,3 +43,40 @@ fn a_failed_save_removes_its_temporary_file() -> TestResult {
     db.save()?;
     Ok(())
 }
+
+#[test]
+fn a_failed_backup_removes_its_temporary_files() -> TestResult {
+    for kind in [OpKind::Append, OpKind::Sync, OpKind::Rename] {
+        for name in ["backup-", ".sha256"] {
+            let fs = disk();
+            let db = options(&fs).open("/db")?;
+            db.set("a", json!({"pad": "x".repeat(2000)}))?;
+            fs.set_path_fault(full_for(name, &[kind]));
+            assert!(db.backup().is_err(), "the backup must fail ({kind} of {name})");
+            fs.set_path_fault(None);
+            let left = fs.names(Path::new("/db/backups"));
+            assert!(!left.iter().any(|n| n.ends_with(".tmp")), "a failed backup ({kind} of {name}) left {left:?}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_killed_backups_temporary_file_is_noted_by_verify_and_removed_by_open() -> TestResult {
+    let fs = disk();
+    let db = options(&fs).open("/db")?;
+    db.set("a", json!(1))?;
+    db.backup()?;
+    drop(db);
+    // What a backup killed while writing leaves.
+    let stale = Path::new("/db/backups/backup-20260101T000000Z-seq00000000000000000001.json.tmp");
+    fs.vfs().create_new(stale)?.append(b"{\"format\":\"redru-snapshot\",\"ver")?;
+    let report = redru::verify_dir_with(Path::new("/db"), &options(&fs))?;
+    assert!(report.is_clean(), "{report}");
+    assert!(report.notes.iter().any(|n| n.contains("json.tmp") && n.contains("backup")), "{:?}", report.notes);
+    let db = options(&fs).open("/db")?;
+    assert!(db.recovery().removed_files.iter().any(|p| p == stale), "{:?}", db.recovery());
+    assert!(!fs.names(Path::new("/db/backups")).iter().any(|n| n.ends_with(".tmp")));
+    assert_eq!(db.backups()?.len(), 1);
+    Ok(())
+}

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::state::index::{FieldPath, ValueDigest};
 use crate::state::store::{State, build_index};
-use crate::storage::files::LOCK_NAME;
+use crate::storage::files::{self, LOCK_NAME};
 use crate::storage::log::{self, Found, Segment, Tail};
 use crate::storage::record::{self, DecodeError, Seq};
 use crate::storage::snapshot::{self, IndexDef, SnapshotInfo};
@@ -462,6 +462,18 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
     let started = Instant::now();
     let mut report = VerifyReport::new(dir);
     let names = vfs.list(dir).map_err(|e| Error::io("listing", dir, e))?;
+    let backups = dir.join(files::BACKUP_DIR);
+    if names.iter().any(|n| n == files::BACKUP_DIR) {
+        // Backups are checked by `verify_backups`; here only the leftovers.
+        for name in vfs.list(&backups).unwrap_or_default() {
+            if files::is_backup_temp(&name) {
+                report.notes.push(format!(
+                    "{}/{name} is left over from a backup that failed or was killed; opening removes it",
+                    files::BACKUP_DIR
+                ));
+            }
+        }
+    }
     for name in &names {
         if name == snapshot::TMP_NAME {
             report.notes.push(format!(

@@ -52,6 +52,10 @@ struct Inner {
     snap: Mutex<SnapMeta>,
     compactor: Mutex<Option<JoinHandle<()>>>,
     compactions: AtomicU64,
+    failed_compactions: AtomicU64,
+    /// After a failed automatic compaction: the log size (bytes) the next
+    /// attempt waits for; 0 when none failed since the last save.
+    compaction_retry_at: AtomicU64,
     last_compaction_error: Mutex<Option<String>>,
     recovery: RecoveryReport,
     _lock: Box<dyn LockGuard>,
@@ -158,9 +162,14 @@ pub struct Stats {
     pub wal_syncs: u64,
     /// The durability mode.
     pub durability: String,
-    /// Automatic compactions since open.
+    /// Automatic compactions that completed since open.
     pub compactions: u64,
-    /// The last automatic compaction's error, if it failed.
+    /// Automatic compactions that failed since open. After a failure the
+    /// next attempt waits until the log has grown by
+    /// [`Options::auto_compact_min_bytes`] (or a `save` succeeds).
+    pub failed_compactions: u64,
+    /// The error of the last automatic compaction, if it failed (cleared
+    /// when one succeeds).
     pub last_compaction_error: Option<String>,
     /// Why writes are refused, if they are.
     pub poisoned: Option<String>,
@@ -361,6 +370,8 @@ impl Db {
             snap: Mutex::new(snap_meta),
             compactor: Mutex::new(None),
             compactions: AtomicU64::new(0),
+            failed_compactions: AtomicU64::new(0),
+            compaction_retry_at: AtomicU64::new(0),
             last_compaction_error: Mutex::new(None),
             recovery: report,
             _lock: lock,
@@ -586,6 +597,7 @@ impl Db {
             wal_syncs: inner.wal.syncs(),
             durability: inner.options.durability.to_string(),
             compactions: inner.compactions.load(Ordering::Relaxed),
+            failed_compactions: inner.failed_compactions.load(Ordering::Relaxed),
             last_compaction_error: inner.last_compaction_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             poisoned: inner.wal.check_poisoned().err().map(|e| e.to_string()),
             indexes: state.index_infos(),
@@ -636,6 +648,16 @@ impl Db {
     #[allow(dead_code)]
     pub(crate) fn options(&self) -> &Options {
         &self.inner.options
+    }
+
+    /// Test hook: waits for a running automatic compaction to finish, so that
+    /// tests of its outcome are deterministic.
+    #[doc(hidden)]
+    pub fn __test_wait_compaction(&self) {
+        let running = self.inner.compactor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = running {
+            let _ = handle.join();
+        }
     }
 
     /// Test hook for negative controls: acknowledge writes without syncing.
@@ -706,7 +728,11 @@ impl Inner {
         }
         let wal = writer.total_bytes();
         let snapshot = self.snap().bytes;
-        wal > self.options.auto_compact_min_bytes && wal as f64 > snapshot as f64 * self.options.auto_compact_ratio
+        // Backing off after a failure: retrying at every write would rotate
+        // a new segment each time and fail again (a full disk).
+        wal > self.options.auto_compact_min_bytes
+            && wal as f64 > snapshot as f64 * self.options.auto_compact_ratio
+            && wal >= self.compaction_retry_at.load(Ordering::Relaxed)
     }
 
     fn start_compaction(self: &Arc<Self>) {
@@ -720,7 +746,14 @@ impl Inner {
         let inner = Arc::clone(self);
         let spawned = std::thread::Builder::new().name("redru-compact".into()).spawn(move || {
             let outcome = inner.save();
-            inner.compactions.fetch_add(1, Ordering::Relaxed);
+            match &outcome {
+                Ok(_) => inner.compactions.fetch_add(1, Ordering::Relaxed),
+                Err(_) => {
+                    let grown = inner.wal.lock().total_bytes().saturating_add(inner.options.auto_compact_min_bytes);
+                    inner.compaction_retry_at.store(grown.max(1), Ordering::Relaxed);
+                    inner.failed_compactions.fetch_add(1, Ordering::Relaxed)
+                }
+            };
             *inner.last_compaction_error.lock().unwrap_or_else(|p| p.into_inner()) =
                 outcome.err().map(|e| e.to_string());
         });
@@ -774,6 +807,7 @@ impl Inner {
         // Unlinking happens without the writer lock: it is the slowest step writers would wait on.
         let covered = self.wal.lock().take_older(info.seq);
         let segments_removed = log::remove_segments(&*self.vfs, &self.dir, &covered)?;
+        self.compaction_retry_at.store(0, Ordering::Relaxed);
         Ok(SaveReport {
             seq: info.seq.0,
             keys: info.keys,

@@ -80,3 +80,41 @@ fn a_killed_backups_temporary_file_is_noted_by_verify_and_removed_by_open() -> T
     assert_eq!(db.backups()?.len(), 1);
     Ok(())
 }
+
+#[test]
+fn failed_automatic_compaction_backs_off_and_is_counted_apart() -> TestResult {
+    let fs = disk();
+    let db = options(&fs).auto_compact(true).auto_compact_min_bytes(2000).auto_compact_ratio(1.0).open("/db")?;
+    let value = json!({"pad": "x".repeat(40)}); // ~80-byte log lines
+    let mut n = 0;
+    let mut set = |db: &redru::Db| -> redru::Result<()> {
+        n += 1;
+        db.set(format!("k{n}"), value.clone())?;
+        db.__test_wait_compaction();
+        Ok(())
+    };
+    // A disk with room for the log's appends but not for a snapshot.
+    fs.set_path_fault(full_for("database.json.tmp", &[OpKind::Create]));
+    while db.stats().last_compaction_error.is_none() && db.stats().wal_bytes < 3000 {
+        set(&db)?;
+    }
+    for _ in 0..10 {
+        set(&db)?;
+    }
+    let stats = db.stats();
+    assert_eq!(stats.compactions, 0, "failed attempts counted as compactions: {stats:?}");
+    assert_eq!(stats.failed_compactions, 1, "{stats:?}");
+    assert!(stats.wal_segments <= 2, "every write retried and rotated the log: {} segments", stats.wal_segments);
+    assert!(stats.last_compaction_error.as_deref().is_some_and(|e| e.contains("database.json.tmp")), "{stats:?}");
+    assert!(stats.poisoned.is_none());
+    // Once the log has grown by auto_compact_min_bytes again, it retries (and now succeeds).
+    fs.set_path_fault(None);
+    while db.stats().compactions == 0 && db.stats().wal_bytes < 6000 {
+        set(&db)?;
+    }
+    let stats = db.stats();
+    assert_eq!((stats.compactions, stats.failed_compactions), (1, 1), "{stats:?}");
+    assert_eq!(stats.last_compaction_error, None);
+    assert_eq!(db.len(), n);
+    Ok(())
+}

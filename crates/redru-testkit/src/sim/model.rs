@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redru::internal::record::{BatchOp, Record, Seq};
 use redru::{Batch, Db, Durability, Error, Options, Value, json};
 
 use super::{Rng, SimFs};
@@ -342,7 +341,6 @@ impl Run {
         let start = self.fs.mutations();
         let fired = self.fs.fired();
         let before = last_seq(&self.db);
-        let pre = self.db.as_ref().map(|db| db.stats());
         // What the engine claims durable, believed as claimed (negative controls break the claim).
         let mut durable_kind = self.config.durability == Durability::Always;
         let mut backup = None;
@@ -388,8 +386,8 @@ impl Run {
             }
         };
         let after = last_seq(&self.db).max(before);
-        if let (Some(pre), true) = (pre, after > before) {
-            self.wait_for_compaction(&pre, op, after);
+        if after > before {
+            self.wait_for_compaction();
         }
         if after > before {
             debug_assert_eq!(after, before + 1, "one operation, one record");
@@ -423,24 +421,10 @@ impl Run {
     }
 
     /// An automatic compaction runs in its own thread; wait for the one this
-    /// write started (the engine's rule, restated) so runs stay reproducible.
-    fn wait_for_compaction(&self, pre: &redru::Stats, op: &Op, after: u64) {
-        let (Some(min), Some(db)) = (self.config.auto_compact, self.db.as_ref()) else { return };
-        let Some(record) = to_record(op) else { return };
-        let mut line = Vec::new();
-        redru::internal::record::encode(Seq(after), &record, &mut line);
-        let wal = pre.wal_bytes + line.len() as u64;
-        if !(wal > min && wal as f64 > pre.snapshot_bytes as f64) {
-            return;
-        }
-        // The engine skips the start while the previous compactor thread is
-        // still exiting (after it counted itself): then nothing comes, so the
-        // wait is bounded. Either way every crash state stays a valid check.
-        for _ in 0..200_000u64 {
-            if db.stats().compactions > pre.compactions {
-                return;
-            }
-            std::thread::yield_now();
+    /// write may have started, so that runs stay reproducible.
+    fn wait_for_compaction(&self) {
+        if let (Some(_), Some(db)) = (self.config.auto_compact, self.db.as_ref()) {
+            db.__test_wait_compaction();
         }
     }
 
@@ -524,25 +508,4 @@ impl Run {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
-
-/// The record an operation logs, to restate the compaction rule.
-fn to_record(op: &Op) -> Option<Record> {
-    Some(match op {
-        Op::Set(k, v) => Record::Set(k.clone(), redru::Doc::from(v)),
-        Op::Delete(k) => Record::Delete(k.clone()),
-        Op::Batch(ops) => Record::Batch(
-            ops.iter()
-                .map(|op| match op {
-                    BOp::Set(k, v) => BatchOp::Set(k.clone(), redru::Doc::from(v)),
-                    BOp::Delete(k) => BatchOp::Delete(k.clone()),
-                    BOp::Clear => BatchOp::Clear,
-                })
-                .collect(),
-        ),
-        Op::Clear => Record::Clear,
-        Op::CreateIndex(f, unique) => Record::CreateIndex { field: f.clone(), unique: *unique },
-        Op::DropIndex(f) => Record::DropIndex(f.clone()),
-        _ => return None,
-    })
 }

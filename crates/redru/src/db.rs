@@ -5,6 +5,7 @@
 //! the lock, the writer waits for a group-commit fsync before returning.
 //! Reads take a shared lock on the state and return shared handles to values.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -20,7 +21,7 @@ use crate::options::{Durability, Options};
 use crate::state::doc::{Doc, IntoDoc};
 use crate::state::index::{FieldPath, IndexInfo, ValueDigest};
 use crate::state::query::{Query, QueryResult};
-use crate::state::store::{Applied, State};
+use crate::state::store::{Applied, State, Undo};
 use crate::storage::files::{BACKUP_DIR, LOCK_NAME, is_backup_temp};
 use crate::storage::log::{self, Wal, Writer};
 use crate::storage::record::{BatchOp, Record, Seq};
@@ -42,11 +43,29 @@ struct SnapMeta {
     exists: bool,
 }
 
+/// The records applied to the state but not yet known durable, with what
+/// undoes each: after a failed log write or fsync they are taken back, so that
+/// no read shows a write the disk may not have (docs/durability.md).
+#[derive(Default)]
+struct Pending {
+    records: VecDeque<(Seq, Undo)>,
+    /// Value bytes the undos keep alive.
+    held: usize,
+    rolled_back: bool,
+}
+
+/// In the relaxed modes, the log is synced when this many records (or
+/// [`PENDING_BYTES`] of replaced values) are waiting to be known durable, so
+/// that what a rollback needs stays bounded.
+const PENDING_RECORDS: usize = 1 << 16;
+const PENDING_BYTES: usize = 64 << 20;
+
 struct Inner {
     dir: PathBuf,
     vfs: Arc<dyn Vfs>,
     options: Options,
     state: RwLock<State>,
+    pending: Mutex<Pending>,
     wal: Wal,
     save_lock: Mutex<()>,
     snap: Mutex<SnapMeta>,
@@ -366,6 +385,7 @@ impl Db {
             vfs,
             wal: Wal::new(writer, last),
             state: RwLock::new(state),
+            pending: Mutex::new(Pending::default()),
             save_lock: Mutex::new(()),
             snap: Mutex::new(snap_meta),
             compactor: Mutex::new(None),
@@ -680,8 +700,54 @@ impl std::fmt::Debug for Db {
 }
 
 impl Inner {
+    /// The state for reading. Once the log has failed, first takes back
+    /// every record not known durable (once), so no read shows one.
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        if self.wal.is_poisoned() {
+            self.roll_back();
+        }
         self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps how to undo record `seq` until it is known durable (called
+    /// under the writer lock, so the log cannot fail between the apply and
+    /// this). Returns whether so much is waiting that the log should be synced.
+    fn remember(&self, seq: Seq, undo: Undo) -> bool {
+        let durable = self.wal.synced();
+        let mut pending = self.pending();
+        while pending.records.front().is_some_and(|(s, _)| *s <= durable) {
+            if let Some((_, done)) = pending.records.pop_front() {
+                pending.held = pending.held.saturating_sub(done.held_bytes());
+            }
+        }
+        pending.held += undo.held_bytes();
+        pending.records.push_back((seq, undo));
+        pending.records.len() >= PENDING_RECORDS || pending.held >= PENDING_BYTES
+    }
+
+    /// Takes back, newest first, every applied record after the last durable
+    /// one. Runs once, on the first read after the log failed; the failure was
+    /// set under the writer lock, after which nothing more is applied.
+    fn roll_back(&self) {
+        let mut pending = self.pending();
+        if pending.rolled_back {
+            return;
+        }
+        let durable = self.wal.synced();
+        let mut state = self.write_state();
+        while let Some((seq, undo)) = pending.records.pop_back() {
+            if seq <= durable {
+                break;
+            }
+            state.undo(undo);
+        }
+        pending.records.clear();
+        pending.held = 0;
+        pending.rolled_back = true;
     }
 
     fn write_state(&self) -> RwLockWriteGuard<'_, State> {
@@ -698,7 +764,7 @@ impl Inner {
 
     /// `parsed`: a `Set` record's value as the caller gave it, if it did.
     fn commit_with(self: &Arc<Self>, record: Record, parsed: Option<&Value>) -> Result<Applied> {
-        let (seq, applied, compact) = {
+        let (seq, applied, compact, crowded) = {
             let mut writer = self.wal.lock();
             self.wal.check_poisoned()?;
             self.read_state().check_with(&record, parsed)?;
@@ -710,14 +776,15 @@ impl Inner {
                     return Err(e);
                 }
             };
-            let applied = self.write_state().apply_with(seq, &record, parsed);
-            (seq, applied, self.wants_compaction(&writer))
+            let (applied, undo) = self.write_state().apply_undoable(seq, &record, parsed);
+            let crowded = self.remember(seq, undo);
+            (seq, applied, self.wants_compaction(&writer), crowded)
         };
         if compact {
             self.start_compaction();
         }
-        if self.options.durability == Durability::Always {
-            self.wal.wait_durable(seq)?;
+        if self.options.durability == Durability::Always || crowded {
+            self.wal.wait_durable(seq, "this write")?;
         }
         Ok(applied)
     }

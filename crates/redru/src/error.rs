@@ -74,6 +74,20 @@ pub enum Error {
         cause: String,
     },
 
+    /// This write (or sync) reached the log but could not be made durable:
+    /// its fsync, or handing it to the OS, failed. What it covered was taken
+    /// back from the in-memory state (no read shows it), and the handle
+    /// refuses writes until the database is reopened.
+    #[error(
+        "{what} failed ({cause}); the writes it covered were rolled back and the database refuses writes until it is reopened"
+    )]
+    WriteFailed {
+        /// "this write" or "this sync".
+        what: &'static str,
+        /// The failure's message.
+        cause: String,
+    },
+
     /// A write would give two keys the same value of a unique indexed field.
     #[error(
         "unique index on `{field}`: key `{key}` would share value {value} with key `{existing}`; nothing was written"

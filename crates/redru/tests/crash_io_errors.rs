@@ -5,6 +5,7 @@
 //! mutation, error and mode (once, or from then on), with that mutation
 //! failing. No operation that hit a failure may succeed; after a failed log
 //! write or sync every later write on that handle is refused as poisoned;
+//! once refused, every read shows the state after the last durable record;
 //! reopened on a healthy disk, with or without a power loss, nothing
 //! acknowledged is missing. Every injection point must be reached. Negative
 //! control: a file system that reports failed syncs as successful is caught.
@@ -112,6 +113,7 @@ fn run_with(config: Config, fault: Fault, broken: bool) -> Outcome {
         }
     }
     problems.extend(run.lost.iter().cloned());
+    problems.extend(run.undurable_reads.iter().cloned());
     // On a healthy disk, without and with a power loss, nothing acknowledged is lost.
     let lo = run.events.iter().filter_map(|e| e.durable).max().unwrap_or(0);
     let hi = run.events.iter().map(|e| e.last).max().unwrap_or(0);

@@ -9,7 +9,7 @@ use std::path::Path;
 use redru::{Options, json};
 use redru_testkit::sim::{Errno, OpKind, PathFault, SimFs};
 
-use crate::util::TestResult;
+use crate::util::{self, TestResult};
 
 fn disk() -> SimFs {
     let fs = SimFs::new();
@@ -116,5 +116,60 @@ fn failed_automatic_compaction_backs_off_and_is_counted_apart() -> TestResult {
     assert_eq!((stats.compactions, stats.failed_compactions), (1, 1), "{stats:?}");
     assert_eq!(stats.last_compaction_error, None);
     assert_eq!(db.len(), n);
+    Ok(())
+}
+
+/// The log's fsyncs fail from now on.
+fn failing_log_syncs(fs: &SimFs) {
+    fs.set_path_fault(full_for(".wal", &[OpKind::Sync]));
+}
+
+#[test]
+fn after_a_failed_fsync_the_failed_write_is_not_readable_and_says_it_failed() -> TestResult {
+    let fs = disk();
+    let db = options(&fs).open("/db")?;
+    db.set("a", json!(1))?;
+    failing_log_syncs(&fs);
+    let err = db.set("b", json!(2)).err().ok_or("the write must fail")?;
+    assert!(matches!(err, redru::Error::WriteFailed { what: "this write", .. }), "{err:?}");
+    assert!(err.to_string().starts_with("this write failed ("), "{err}");
+    assert_eq!(db.get("b"), None, "a write that was not durable is readable");
+    assert_eq!(util::dump(&db), vec![("a".to_owned(), json!(1))]);
+    assert_eq!(db.stats().keys, 1);
+    // Later writes are refused as after an earlier failure.
+    assert!(matches!(db.set("c", json!(3)), Err(redru::Error::Poisoned { .. })));
+    drop(db);
+    fs.set_path_fault(None);
+    let db = options(&fs).open("/db")?;
+    assert_eq!(util::dump(&db), vec![("a".to_owned(), json!(1))]);
+    Ok(())
+}
+
+#[test]
+fn a_failed_sync_rolls_back_every_write_it_covered_indexes_included() -> TestResult {
+    for durability in [redru::Durability::Never, redru::Durability::Buffered] {
+        let fs = disk();
+        let db = options(&fs).durability(durability).buffer_flush_interval(None).open("/db")?;
+        db.create_unique_index("name")?;
+        db.set("a", json!({"name": "ann"}))?;
+        db.set("b", json!({"name": "bob"}))?;
+        db.sync()?;
+        let durable = util::dump(&db);
+        // Acknowledged in a relaxed mode, not yet durable: every kind of record.
+        db.set("a", json!({"name": "amy"}))?;
+        db.delete("b")?;
+        db.batch(redru::Batch::new().set("c", json!({"name": "cy"})).clear().set("d", json!({"name": "bob"})))?;
+        db.drop_index("name")?;
+        db.create_index("n")?;
+        failing_log_syncs(&fs);
+        let err = db.sync().err().ok_or("the sync must fail")?;
+        assert!(matches!(err, redru::Error::WriteFailed { what: "this sync", .. }), "{durability}: {err:?}");
+        assert_eq!(util::dump(&db), durable, "{durability}");
+        let names: Vec<String> = db.indexes().into_iter().map(|i| i.field).collect();
+        assert_eq!(names, vec!["name".to_owned()], "{durability}");
+        assert_eq!(db.find("name", &json!("bob"))?, vec!["b".to_owned()], "{durability}");
+        assert_eq!(db.find("name", &json!("amy"))?, Vec::<String>::new(), "{durability}");
+        assert_eq!(db.stats().keys, 2);
+    }
     Ok(())
 }

@@ -268,6 +268,8 @@ pub struct Run {
     pub undurable: Vec<String>,
     /// Reopens that came back without records acknowledged durable before.
     pub lost: Vec<String>,
+    /// Reads after a failed log write or sync that showed records not durable.
+    pub undurable_reads: Vec<String>,
 }
 
 fn last_seq(db: &Option<Db>) -> u64 {
@@ -287,6 +289,7 @@ impl Run {
             vfs,
             undurable: Vec::new(),
             lost: Vec::new(),
+            undurable_reads: Vec::new(),
         };
         run.open();
         run
@@ -395,6 +398,7 @@ impl Run {
             model.apply(op);
             self.states.push(model);
         }
+        self.check_rolled_back(op);
         let poisoned = matches!(result, Err(Error::Poisoned { .. }));
         let ok = result.is_ok();
         if ok {
@@ -425,6 +429,24 @@ impl Run {
     fn wait_for_compaction(&self) {
         if let (Some(_), Some(db)) = (self.config.auto_compact, self.db.as_ref()) {
             db.__test_wait_compaction();
+        }
+    }
+
+    /// Once the handle refuses writes, every read must show the state after
+    /// the last durable record (docs/durability.md): nothing that was not.
+    fn check_rolled_back(&mut self, op: &Op) {
+        let Some(db) = self.db.as_ref() else { return };
+        let stats = db.stats();
+        if stats.poisoned.is_none() {
+            return;
+        }
+        let durable = stats.durable_seq as usize;
+        let diff = self.states.get(durable).map(|m| m.diff(db)).unwrap_or_default();
+        if !diff.is_empty() {
+            self.undurable_reads.push(format!(
+                "after {op:?} failed, reads differ from the state after durable record {durable}: {}",
+                diff.join("; ")
+            ));
         }
     }
 

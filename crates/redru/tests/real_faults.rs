@@ -173,3 +173,40 @@ fn a_failed_sync_rolls_back_every_write_it_covered_indexes_included() -> TestRes
     }
     Ok(())
 }
+
+#[test]
+fn a_refused_opener_always_reads_the_holders_pid() -> TestResult {
+    use redru::vfs::{LockOutcome, StdFs, Vfs};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(redru::LOCK_NAME);
+    // A longer pid from an earlier holder, as after a reboot.
+    std::fs::write(&path, "4000000000\n")?;
+    let stop = AtomicBool::new(false);
+    let (refusals, missing) = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(LockOutcome::Acquired(guard)) = StdFs.try_lock(&path) {
+                    drop(guard);
+                }
+            }
+        });
+        let (mut refusals, mut missing) = (0u32, 0u32);
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_millis(500) {
+            match StdFs.try_lock(&path) {
+                Ok(LockOutcome::Held(pid)) => {
+                    refusals += 1;
+                    missing += u32::from(pid != Some(std::process::id()));
+                }
+                Ok(LockOutcome::Acquired(guard)) => drop(guard),
+                Err(_) => missing += 1,
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        (refusals, missing)
+    });
+    assert!(refusals > 0, "the race never produced a refusal");
+    assert_eq!(missing, 0, "{missing} of {refusals} refusals did not name the holder");
+    Ok(())
+}

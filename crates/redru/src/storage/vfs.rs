@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Deref;
 use std::path::Path;
 
@@ -100,6 +100,20 @@ fn private_file(opts: &mut OpenOptions) -> &mut OpenOptions {
     opts
 }
 
+/// The pid on the first line of a held lock file. A lock file created a
+/// moment ago may not hold it yet: look again for up to ~50 ms.
+fn read_pid(file: &mut File) -> Option<u32> {
+    for _ in 0..50 {
+        let mut text = String::new();
+        let read = file.seek(SeekFrom::Start(0)).and_then(|_| file.read_to_string(&mut text));
+        if let Some(pid) = read.ok().and_then(|_| text.lines().next().and_then(|l| l.trim().parse().ok())) {
+            return Some(pid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    None
+}
+
 impl Vfs for StdFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         if dir.is_dir() {
@@ -180,15 +194,17 @@ impl Vfs for StdFs {
         let mut file = private_file(OpenOptions::new().read(true).write(true).create(true)).open(path)?;
         match file.try_lock() {
             Ok(()) => {
-                file.set_len(0)?;
-                file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+                // Overwrite in place, then cut what a longer old pid left:
+                // emptying the file first let a refused opener read nothing.
+                // Readers take the first line, so the moment between the two
+                // calls reads as the new pid.
+                let line = format!("{}\n", std::process::id());
+                file.seek(SeekFrom::Start(0))?;
+                file.write_all(line.as_bytes())?;
+                file.set_len(line.len() as u64)?;
                 Ok(LockOutcome::Acquired(Box::new(StdLock(file))))
             }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
-                Ok(LockOutcome::Held(pid))
-            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(LockOutcome::Held(read_pid(&mut file))),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }

@@ -276,7 +276,7 @@ fn export_to_file(db: &Db, path: &Path, lines: bool) -> Result<usize> {
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
     let written = (|| -> Result<usize> {
-        let mut file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut file = private_file().open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let n = db.export(&mut file, lines).with_context(|| format!("exporting to {}", tmp.display()))?;
         file.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
@@ -286,6 +286,19 @@ fn export_to_file(db: &Db, path: &Path, lines: bool) -> Result<usize> {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// Options that create (or truncate) a file with mode 0600, as the engine
+/// creates its own: an export holds the whole database.
+fn private_file() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
 }
 
 /// Imports with a byte progress bar on stderr (parsing is the long part).

@@ -277,6 +277,12 @@ fn backups_restore_export_import() -> TestResult {
         .assert()
         .success()
         .stdout(predicate::str::starts_with("exported 1 pairs"));
+    // Like every file redru writes, whatever the umask (0666 for a new file).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&dump)?.permissions().mode() & 0o777, 0o600, "export file mode");
+    }
     redru(d).args(["clear", "--yes"]).assert().success();
     redru(d).arg("import").arg(&dump).assert().success().stdout(predicate::str::starts_with("imported 1 pairs"));
     redru(d).args(["get", "a"]).assert().success().stdout("1\n");

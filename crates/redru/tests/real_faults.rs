@@ -210,3 +210,26 @@ fn a_refused_opener_always_reads_the_holders_pid() -> TestResult {
     assert_eq!(missing, 0, "{missing} of {refusals} refusals did not name the holder");
     Ok(())
 }
+
+#[test]
+fn an_open_that_fails_to_set_a_torn_tail_aside_leaves_no_side_file() -> TestResult {
+    let fs = disk();
+    let db = options(&fs).open("/db")?;
+    db.set("a", json!(1))?;
+    drop(db);
+    let segment = Path::new("/db/wal-00000000000000000001.wal");
+    fs.append_durable(segment, b"0badc0de {\"seq\":2,\"op\":\"se")?;
+    for kind in [OpKind::Append, OpKind::Sync] {
+        fs.set_path_fault(full_for(".torn-", &[kind]));
+        for _ in 0..3 {
+            assert!(options(&fs).open("/db").is_err(), "the open must fail ({kind})");
+        }
+        let names = fs.names(Path::new("/db"));
+        assert!(!names.iter().any(|n| n.contains(".torn-")), "failed opens ({kind}) left {names:?}");
+    }
+    fs.set_path_fault(None);
+    let db = options(&fs).open("/db")?;
+    assert!(db.recovery().torn_tail.is_some());
+    assert_eq!(fs.names(Path::new("/db")).iter().filter(|n| n.contains(".torn-")).count(), 1);
+    Ok(())
+}

@@ -167,8 +167,18 @@ pub fn set_aside(
         n += 1;
     }
     let file = vfs.create_new(&path).map_err(|e| Error::io("creating", &path, e))?;
-    file.append(bytes).map_err(|e| Error::io("writing", &path, e))?;
-    file.sync().map_err(|e| Error::io("syncing", &path, e))?;
-    vfs.sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e))?;
+    let written = file
+        .append(bytes)
+        .map_err(|e| Error::io("writing", &path, e))
+        .and_then(|()| file.sync().map_err(|e| Error::io("syncing", &path, e)))
+        .and_then(|()| vfs.sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e)));
+    drop(file);
+    if let Err(e) = written {
+        // The bytes are still in the segment (it is cut only after this
+        // returns): a partial or empty copy would only pile up, one more at
+        // each retried open on a full disk.
+        let _ = vfs.remove(&path);
+        return Err(e);
+    }
     Ok(path)
 }

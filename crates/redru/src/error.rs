@@ -27,6 +27,20 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A directory stands where redru keeps one of its files (`database.json/`,
+    /// `wal-….wal/`): redru never makes one there, and no repair can fix it.
+    #[error(
+        "{path} is a directory, where redru keeps a file ({action} it failed); move it out of the data directory \
+         (redru never creates a directory there, and `redru::repair` cannot fix this)",
+        path = .path.display()
+    )]
+    IsADirectory {
+        /// What redru was doing ("reading", "opening", ...).
+        action: &'static str,
+        /// The directory.
+        path: PathBuf,
+    },
+
     /// Another `Db` (in this process or another) holds the directory.
     #[error("{dir} is locked by another redru process{}; close it first (only one Db may open a directory)",
         .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
@@ -215,7 +229,14 @@ pub enum Error {
 
 impl Error {
     /// Shorthand for [`Error::Io`].
+    /// A directory where a file should be gets its own variant, whatever
+    /// the call: the OS's own words for it range from "Is a directory" to
+    /// "No such device" (mmap).
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { action, path: path.into(), source }
+        let path = path.into();
+        if source.kind() == std::io::ErrorKind::IsADirectory {
+            return Error::IsADirectory { action, path };
+        }
+        Error::Io { action, path, source }
     }
 }

@@ -233,3 +233,24 @@ fn an_open_that_fails_to_set_a_torn_tail_aside_leaves_no_side_file() -> TestResu
     assert_eq!(fs.names(Path::new("/db")).iter().filter(|n| n.contains(".torn-")).count(), 1);
     Ok(())
 }
+
+#[test]
+fn a_directory_where_a_data_file_should_be_is_named_as_such() -> TestResult {
+    // The snapshot, and the live segment (after the save at record 1, the log continues in 2).
+    for name in ["database.json", "wal-00000000000000000002.wal"] {
+        let dir = tempfile::tempdir()?;
+        let db = redru::Db::open(dir.path())?;
+        db.set("a", json!(1))?;
+        db.save()?;
+        db.set("b", json!(2))?;
+        drop(db);
+        std::fs::remove_file(dir.path().join(name))?;
+        std::fs::create_dir(dir.path().join(name))?;
+        let err = redru::Db::open(dir.path()).err().ok_or("the open must fail")?;
+        assert!(matches!(&err, redru::Error::IsADirectory { path, .. } if path.ends_with(name)), "{name}: {err:?}");
+        assert!(err.to_string().contains("is a directory, where redru keeps a file"), "{err}");
+        let err = redru::verify_dir(dir.path()).err().ok_or("verify must fail")?;
+        assert!(matches!(&err, redru::Error::IsADirectory { .. }), "verify, {name}: {err:?}");
+    }
+    Ok(())
+}

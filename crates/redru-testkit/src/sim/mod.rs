@@ -254,7 +254,9 @@ impl SimState {
     fn lookup_file(&self, path: &Path) -> io::Result<Ino> {
         match self.names.get(path) {
             Some(Node::File(ino)) => Ok(*ino),
-            Some(Node::Dir) => Err(io::Error::other(format!("{} is a directory", path.display()))),
+            Some(Node::Dir) => {
+                Err(io::Error::new(io::ErrorKind::IsADirectory, format!("{} is a directory", path.display())))
+            }
             None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))),
         }
     }

@@ -54,7 +54,7 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn VFile>>;
     /// Creates `path` empty (mode 0600), failing if it already exists.
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn VFile>>;
-    /// Reads a whole file.
+    /// Reads a whole file (`ErrorKind::IsADirectory` if `path` is a directory).
     fn read(&self, path: &Path) -> io::Result<FileBytes>;
     /// Renames `from` to `to`, replacing `to` atomically.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
@@ -156,7 +156,12 @@ impl Vfs for StdFs {
 
     fn read(&self, path: &Path) -> io::Result<FileBytes> {
         let file = File::open(path)?;
-        if file.metadata()?.len() == 0 {
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            // Say so: mmap would fail with ENODEV ("No such device").
+            return Err(io::Error::from(io::ErrorKind::IsADirectory));
+        }
+        if meta.len() == 0 {
             return Ok(Box::new(Vec::new()));
         }
         // SAFETY: the map is read-only and the file lives in a directory this

@@ -254,3 +254,71 @@ fn a_directory_where_a_data_file_should_be_is_named_as_such() -> TestResult {
     }
     Ok(())
 }
+
+/// A real 1 MiB tmpfs, mounted for one test and always unmounted.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `None` when mounting is not permitted here (not root, no tmpfs): the test then skips.
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Disk full for real: a 1 MiB tmpfs, written until a write fails, with
+/// automatic compaction on. Skips where mounting is not allowed.
+#[test]
+fn disk_full_on_a_real_tmpfs() -> TestResult {
+    let base = tempfile::tempdir()?;
+    let Some(mount) = Tmpfs::mount(base.path(), "1m") else {
+        eprintln!("real_faults: skipped disk_full_on_a_real_tmpfs (cannot mount a tmpfs here)");
+        return Ok(());
+    };
+    let dir = mount.0.join("db");
+    let opts = || Options::new().auto_compact(true).auto_compact_min_bytes(64 << 10).auto_compact_ratio(1.0);
+    let db = opts().open(&dir)?;
+    let value = json!({"pad": "x".repeat(1000)});
+    let mut acknowledged = 0usize;
+    let failure = loop {
+        match db.set(format!("k{acknowledged:05}"), value.clone()) {
+            Ok(()) => acknowledged += 1,
+            Err(e) => break e,
+        }
+        db.__test_wait_compaction();
+        if acknowledged > 10_000 {
+            return Err("1 MiB never filled up".into());
+        }
+    };
+    let stats = db.stats();
+    eprintln!(
+        "real_faults: 1 MiB tmpfs full after {acknowledged} acknowledged 1 KB writes; failing write: {failure}; \
+         {} compactions, {} failed, {} segments, {} log bytes, {} snapshot bytes",
+        stats.compactions, stats.failed_compactions, stats.wal_segments, stats.wal_bytes, stats.snapshot_bytes
+    );
+    assert!(matches!(failure, redru::Error::WriteFailed { .. } | redru::Error::Io { .. }), "{failure:?}");
+    assert!(stats.failed_compactions <= 2, "compaction retried without backing off: {stats:?}");
+    assert_eq!(db.len(), acknowledged, "after the failure reads show exactly the acknowledged writes");
+    assert_eq!(db.get(&format!("k{acknowledged:05}")), None);
+    drop(db);
+    let left: Vec<_> = crate::util::files_containing(&dir, ".tmp");
+    assert!(left.is_empty(), "leftovers on the full disk: {left:?}");
+    // Reopened on the same full disk: everything acknowledged is there.
+    let db = opts().open(&dir)?;
+    assert_eq!(db.len(), acknowledged);
+    assert!(db.get("k00000").is_some());
+    drop(db);
+    drop(mount);
+    Ok(())
+}

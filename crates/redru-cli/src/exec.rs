@@ -391,6 +391,31 @@ pub fn print_error(error: &anyhow::Error, color: bool) {
     eprintln!("{} {error:#}{hint}", paint(sgr::ERROR, "error:", color));
 }
 
+/// How to put the newest backup back in place of a missing snapshot, with
+/// the commands (the database cannot be opened to run `restore`).
+fn restore_hint(snapshot: &std::path::Path, first: u64) -> String {
+    let dir = snapshot.parent().unwrap_or(std::path::Path::new("."));
+    let newest = redru::list_backups(dir).ok().and_then(|b| b.into_iter().rev().find(|b| b.verified));
+    match newest {
+        Some(b) if b.seq + 1 >= first => format!(
+            "the newest backup holds every record the log lacks: `cp {} {}`",
+            b.path.display(),
+            snapshot.display()
+        ),
+        Some(b) => format!(
+            "the newest backup ends at record {}: records {}..{} are in no file any more, and the log (from record \
+             {first}) cannot continue it; `cp {} {}` brings the data back to record {}",
+            b.seq,
+            b.seq + 1,
+            first - 1,
+            b.path.display(),
+            snapshot.display(),
+            b.seq
+        ),
+        None => format!("there is no verified backup in {}", dir.join(redru::BACKUP_DIR).display()),
+    }
+}
+
 /// The shell command that deals with a library error: the library's messages
 /// name library calls, a person at the prompt needs the command line.
 fn hint(error: &redru::Error) -> Option<String> {
@@ -403,6 +428,7 @@ fn hint(error: &redru::Error) -> Option<String> {
         Error::BadSnapshot { .. } => {
             Some("`redru backups` lists the backups, `redru restore NAME` restores one".into())
         }
+        Error::MissingSnapshot { path, first } => Some(restore_hint(path, *first)),
         Error::NoIndex { field } => Some(format!("create one with `index {field}`")),
         Error::BackupNotFound { .. } | Error::BadBackupName { .. } => {
             Some("`redru backups` lists the backups; `restore --file PATH` takes a file elsewhere".into())

@@ -352,3 +352,27 @@ fn verify_checks_one_snapshot_file_given_as_flag_or_argument() -> TestResult {
     redru(d).args(["verify", "--file", path, path]).assert().code(2);
     Ok(())
 }
+
+#[test]
+fn a_missing_snapshot_points_to_the_newest_backup_not_to_repair() -> TestResult {
+    let work = tempfile::tempdir()?;
+    let d = work.path();
+    redru(d).args(["set", "a", "1"]).assert().success();
+    redru(d).arg("backup").assert().success();
+    redru(d).arg("save").assert().success();
+    redru(d).args(["set", "b", "2"]).assert().success();
+    std::fs::remove_file(d.join("database.json"))?;
+    let out = redru(d).args(["get", "a"]).assert().code(2).get_output().stderr.clone();
+    let err = String::from_utf8(out)?;
+    assert!(
+        err.contains("database.json is missing") && err.contains("`cp ") && !err.contains("redru repair --dir"),
+        "{err}"
+    );
+    redru(d).arg("repair").assert().code(2);
+    // Following the advice brings everything back.
+    let cp = err.split("`cp ").nth(1).and_then(|s| s.split('`').next()).ok_or("no cp command")?;
+    let (from, to) = cp.split_once(' ').ok_or("cp needs two paths")?;
+    std::fs::copy(from, to)?;
+    redru(d).args(["get", "b"]).assert().success().stdout("2\n");
+    Ok(())
+}

@@ -326,6 +326,12 @@ impl Db {
             report.snapshot_keys = info.keys;
             (state, SnapMeta { seq: info.seq, bytes: info.bytes, exists: true })
         } else {
+            // Without a snapshot the log must start at record 1; if it starts
+            // later the snapshot was lost, and the log alone would look like a
+            // gap that `repair` resolves by setting everything aside.
+            if let Some(first) = log::list_segments(&*vfs, &dir)?.first().filter(|s| s.first > Seq(1)) {
+                return Err(Error::MissingSnapshot { path: snap_path, first: first.first.0 });
+            }
             (State::default(), SnapMeta { seq: Seq(0), bytes: 0, exists: false })
         };
 

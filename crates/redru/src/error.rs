@@ -78,6 +78,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// `database.json` is missing but the log no longer starts at record 1:
+    /// the records before the log were only in the snapshot. Nothing was changed.
+    #[error(
+        "{path} is missing, but the log starts at record {first}: records 1 to {last} were only in the snapshot. \
+         Restore the newest backup by copying it to {path} (a backup is a snapshot file; `redru::list_backups` \
+         lists them with their last record), which restores everything if it holds record {last} or later; \
+         `redru::repair` cannot rebuild a snapshot and is refused",
+        path = .path.display(),
+        last = .first.saturating_sub(1)
+    )]
+    MissingSnapshot {
+        /// Where the snapshot should be.
+        path: PathBuf,
+        /// The first record the log holds.
+        first: u64,
+    },
+
     /// A previous write or fsync failed: the page cache can no longer be
     /// trusted, so the handle refuses writes until the database is reopened.
     #[error(

@@ -322,3 +322,36 @@ fn disk_full_on_a_real_tmpfs() -> TestResult {
     drop(mount);
     Ok(())
 }
+
+#[test]
+fn a_missing_snapshot_is_named_and_repair_sets_nothing_aside() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = redru::Db::open(dir.path())?;
+    for i in 0..100 {
+        db.set(format!("a{i}"), json!(i))?;
+    }
+    db.backup()?;
+    db.save()?;
+    for i in 0..150 {
+        db.set(format!("b{i}"), json!(i))?;
+    }
+    drop(db);
+    let snapshot = dir.path().join("database.json");
+    std::fs::remove_file(&snapshot)?;
+    let before = util::dir_contents(dir.path());
+    let err = redru::Db::open(dir.path()).err().ok_or("the open must fail")?;
+    assert!(matches!(&err, redru::Error::MissingSnapshot { first: 101, .. }), "{err:?}");
+    assert!(err.to_string().contains("Restore the newest backup"), "{err}");
+    assert!(!err.to_string().contains("`redru::repair` on"), "advises repair: {err}");
+    let report = redru::verify_dir(dir.path())?;
+    assert!(report.problems.iter().any(|p| p.kind == redru::ProblemKind::MissingSnapshot), "{report}");
+    let err = redru::repair(dir.path(), false).err().ok_or("repair must refuse")?;
+    assert!(matches!(&err, redru::Error::MissingSnapshot { .. }), "{err:?}");
+    assert_eq!(util::dir_contents(dir.path()), before, "repair changed files");
+    // The advice works: the newest backup (record 100) in place of the snapshot.
+    let backup = redru::list_backups(dir.path())?.pop().ok_or("no backup")?;
+    std::fs::copy(&backup.path, &snapshot)?;
+    let db = redru::Db::open(dir.path())?;
+    assert_eq!(db.len(), 250);
+    Ok(())
+}

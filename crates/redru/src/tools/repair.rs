@@ -19,7 +19,7 @@ use crate::options::Options;
 use crate::storage::log::{self, Segment};
 use crate::storage::record::{self, BatchOp, DecodeError, Record};
 use crate::storage::vfs::Vfs;
-use crate::tools::verify::{self, Problem, VerifyReport};
+use crate::tools::verify::{self, Problem, ProblemKind, VerifyReport};
 
 /// At most this many affected keys are listed per set-aside file.
 const MAX_KEYS: usize = 1000;
@@ -166,6 +166,10 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
             path: dir.join(crate::storage::snapshot::FILE_NAME),
             reason: format!("{what}; `repair` only cuts the log and cannot rebuild a snapshot, nothing was changed"),
         });
+    }
+    if analysis.report.problems.iter().any(|p| p.kind == ProblemKind::MissingSnapshot) {
+        let first = analysis.live.first().map_or(1, |s| s.first.0);
+        return Err(Error::MissingSnapshot { path: dir.join(crate::storage::snapshot::FILE_NAME), first });
     }
     let unfixable: Vec<Problem> =
         analysis.report.problems.iter().filter(|p| !p.kind.is_log_damage()).cloned().collect();

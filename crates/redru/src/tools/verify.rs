@@ -61,6 +61,9 @@ pub enum ProblemKind {
     UniqueViolation,
     /// A backup's `.sha256` file does not match the backup.
     BackupChecksum,
+    /// There is no snapshot but the log starts after record 1: the snapshot
+    /// was deleted. Restore a backup; `repair` cannot help.
+    MissingSnapshot,
 }
 
 impl ProblemKind {
@@ -97,6 +100,7 @@ impl ProblemKind {
             ProblemKind::IndexMismatch => "index mismatch",
             ProblemKind::UniqueViolation => "unique index violated",
             ProblemKind::BackupChecksum => "backup checksum mismatch",
+            ProblemKind::MissingSnapshot => "missing snapshot",
         }
     }
 }
@@ -548,7 +552,19 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
         report.bytes += bytes.len() as u64;
         // The first live segment may start inside the snapshot (its first
         // records are skipped); after that, each segment continues the last.
-        if let Some(want) = expected
+        if i == 0 && report.snapshot.is_none() && segment.first > Seq(1) {
+            let last = segment.first.0 - 1;
+            let message = format!(
+                "there is no snapshot, but the log starts at record {}: records 1..{last} were only in a snapshot \
+                 that is gone; restore the newest backup (copy it to {}) — `repair` would set every record aside",
+                segment.first,
+                dir.join(snapshot::FILE_NAME).display()
+            );
+            log.problem(Problem::new(ProblemKind::MissingSnapshot, &segment.path, Some(1), Some(0), message), 0);
+            // What follows cannot be replayed without the records before it.
+            log.state = None;
+            log.replaying = false;
+        } else if let Some(want) = expected
             && (segment.first > want || (i > 0 && segment.first != want))
         {
             let message = if i == 0 && report.snapshot.is_none() {

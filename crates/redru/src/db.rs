@@ -54,11 +54,13 @@ struct Pending {
     rolled_back: bool,
 }
 
-/// In the relaxed modes, the log is synced when this many records (or
-/// [`PENDING_BYTES`] of replaced values) are waiting to be known durable, so
+/// In the relaxed modes, the log is synced when the undos of the records
+/// waiting to be known durable hold this much (about 1.4M small writes), so
 /// that what a rollback needs stays bounded.
-const PENDING_RECORDS: usize = 1 << 16;
 const PENDING_BYTES: usize = 64 << 20;
+/// Durable undos are dropped once this many are kept (not at every write: it
+/// takes the group-commit lock).
+const PENDING_TRIM: usize = 64;
 
 struct Inner {
     dir: PathBuf,
@@ -686,6 +688,13 @@ impl Db {
         }
     }
 
+    /// Test hook for negative controls: never roll back after a failed log
+    /// write or sync (reads then show writes that were not durable).
+    #[doc(hidden)]
+    pub fn __test_skip_rollback(&self) {
+        self.inner.pending().rolled_back = true;
+    }
+
     /// Test hook for negative controls: acknowledge writes without syncing.
     #[doc(hidden)]
     pub fn __test_skip_sync(&self) {
@@ -723,16 +732,18 @@ impl Inner {
     /// under the writer lock, so the log cannot fail between the apply and
     /// this). Returns whether so much is waiting that the log should be synced.
     fn remember(&self, seq: Seq, undo: Undo) -> bool {
-        let durable = self.wal.synced();
         let mut pending = self.pending();
-        while pending.records.front().is_some_and(|(s, _)| *s <= durable) {
-            if let Some((_, done)) = pending.records.pop_front() {
-                pending.held = pending.held.saturating_sub(done.held_bytes());
+        if pending.records.len() >= PENDING_TRIM {
+            let durable = self.wal.synced();
+            while pending.records.front().is_some_and(|(s, _)| *s <= durable) {
+                if let Some((_, done)) = pending.records.pop_front() {
+                    pending.held = pending.held.saturating_sub(done.held_bytes());
+                }
             }
         }
         pending.held += undo.held_bytes();
         pending.records.push_back((seq, undo));
-        pending.records.len() >= PENDING_RECORDS || pending.held >= PENDING_BYTES
+        pending.held >= PENDING_BYTES
     }
 
     /// Takes back, newest first, every applied record after the last durable

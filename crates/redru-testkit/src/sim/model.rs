@@ -270,6 +270,8 @@ pub struct Run {
     pub lost: Vec<String>,
     /// Reads after a failed log write or sync that showed records not durable.
     pub undurable_reads: Vec<String>,
+    /// Negative control: every handle skips its rollback after a failure.
+    pub skip_rollback: bool,
 }
 
 fn last_seq(db: &Option<Db>) -> u64 {
@@ -290,6 +292,7 @@ impl Run {
             undurable: Vec::new(),
             lost: Vec::new(),
             undurable_reads: Vec::new(),
+            skip_rollback: false,
         };
         run.open();
         run
@@ -303,6 +306,9 @@ impl Run {
             Ok(db) => {
                 if self.config.skip_sync {
                     db.__test_skip_sync();
+                }
+                if self.skip_rollback {
+                    db.__test_skip_rollback();
                 }
                 let last = db.stats().last_seq;
                 let acknowledged = self.events.iter().filter_map(|e| e.durable).max().unwrap_or(0);
@@ -334,6 +340,15 @@ impl Run {
             faulted: self.fs.fired() - fired,
             backup: None,
         });
+    }
+
+    /// Negative control: this handle and every reopened one skip the rollback
+    /// after a failed log write or sync.
+    pub fn skip_rollback(&mut self) {
+        self.skip_rollback = true;
+        if let Some(db) = &self.db {
+            db.__test_skip_rollback();
+        }
     }
 
     /// Runs one step. Returns false once the database could not be reopened.

@@ -203,7 +203,47 @@ type Write<'a> = (&'a str, Option<(&'a Doc, Option<&'a Value>)>);
 /// copy-on-write clone, a dropped index as it was.
 pub struct Undo {
     seq_before: Seq,
-    steps: Vec<UndoStep>,
+    steps: Steps,
+}
+
+/// Most records replace one value: keep that without a `Vec` (no allocation
+/// per write).
+#[derive(Default)]
+enum Steps {
+    #[default]
+    None,
+    One(UndoStep),
+    Many(Vec<UndoStep>),
+}
+
+impl Steps {
+    fn push(&mut self, step: UndoStep) {
+        *self = match std::mem::take(self) {
+            Steps::None => Steps::One(step),
+            Steps::One(first) => Steps::Many(vec![first, step]),
+            Steps::Many(mut all) => {
+                all.push(step);
+                Steps::Many(all)
+            }
+        };
+    }
+
+    fn into_vec(self) -> Vec<UndoStep> {
+        match self {
+            Steps::None => Vec::new(),
+            Steps::One(step) => vec![step],
+            Steps::Many(all) => all,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &UndoStep> {
+        let (one, many) = match self {
+            Steps::None => (None, &[][..]),
+            Steps::One(step) => (Some(step), &[][..]),
+            Steps::Many(all) => (None, &all[..]),
+        };
+        one.into_iter().chain(many)
+    }
 }
 
 enum UndoStep {
@@ -218,15 +258,18 @@ enum UndoStep {
 }
 
 impl Undo {
-    /// The value bytes this undo keeps alive (what holding it costs).
+    /// About how many bytes holding this undo costs: its own size, and the
+    /// keys and replaced values it keeps alive.
     pub fn held_bytes(&self) -> usize {
-        self.steps
-            .iter()
-            .map(|s| match s {
-                UndoStep::Key(k, v) => k.len() + v.as_ref().map_or(0, |d| d.as_str().len()),
-                _ => 0,
-            })
-            .sum()
+        std::mem::size_of::<Undo>()
+            + self
+                .steps
+                .iter()
+                .map(|s| match s {
+                    UndoStep::Key(k, v) => k.len() + v.as_ref().map_or(0, |d| d.as_str().len()),
+                    _ => std::mem::size_of::<UndoStep>(),
+                })
+                .sum::<usize>()
     }
 }
 
@@ -377,7 +420,7 @@ impl State {
     /// [`State::apply_with`], also returning how to take the record back
     /// ([`State::undo`]).
     pub fn apply_undoable(&mut self, seq: Seq, record: &Record, parsed: Option<&Value>) -> (Applied, Undo) {
-        let mut undo = Undo { seq_before: self.seq, steps: Vec::new() };
+        let mut undo = Undo { seq_before: self.seq, steps: Steps::None };
         let applied = self.apply_inner(seq, record, parsed, Some(&mut undo.steps));
         (applied, undo)
     }
@@ -385,7 +428,7 @@ impl State {
     /// Takes back the last record applied (with [`State::apply_undoable`]);
     /// undoing several takes them back newest first. Indexes stay exact.
     pub fn undo(&mut self, undo: Undo) {
-        for step in undo.steps.into_iter().rev() {
+        for step in undo.steps.into_vec().into_iter().rev() {
             match step {
                 UndoStep::Key(key, Some(value)) => {
                     self.set(&key, &value, None);
@@ -416,7 +459,7 @@ impl State {
         seq: Seq,
         record: &Record,
         parsed: Option<&Value>,
-        mut undo: Option<&mut Vec<UndoStep>>,
+        mut undo: Option<&mut Steps>,
     ) -> Applied {
         self.seq = seq;
         let mut keep = |step: UndoStep| {

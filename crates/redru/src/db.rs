@@ -127,8 +127,11 @@ pub struct RecoveryReport {
     pub records_skipped: u64,
     /// The torn tail that was cut, if any.
     pub torn_tail: Option<TornTail>,
-    /// Leftovers of an interrupted save that were removed.
+    /// Leftovers of an interrupted save (or a failed backup) that were removed.
     pub removed_files: Vec<PathBuf>,
+    /// Files named like log segments below the snapshot's end that did not
+    /// hold valid records: copied here (`.quarantine-0`) instead of deleted.
+    pub set_aside: Vec<PathBuf>,
     /// Time taken to open, in milliseconds.
     pub millis: u64,
 }
@@ -136,7 +139,33 @@ pub struct RecoveryReport {
 impl RecoveryReport {
     /// One line for people, or `None` when there is nothing worth saying.
     pub fn warning(&self) -> Option<String> {
-        self.torn_tail.as_ref().map(|t| format!("recovered after a crash: {t}"))
+        let mut said = Vec::new();
+        if let Some(t) = &self.torn_tail {
+            said.push(format!("recovered after a crash: {t}"));
+        }
+        let segments: Vec<String> = self
+            .removed_files
+            .iter()
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+            .filter(|n| log::parse_segment_name(n).is_some())
+            .map(str::to_owned)
+            .collect();
+        if !segments.is_empty() {
+            said.push(format!(
+                "removed {} log segment(s) whose records are all in the snapshot (left by an interrupted save): {}",
+                segments.len(),
+                segments.join(", ")
+            ));
+        }
+        if !self.set_aside.is_empty() {
+            let names: Vec<String> = self.set_aside.iter().map(|p| p.display().to_string()).collect();
+            said.push(format!(
+                "set aside {} file(s) named like log segments that held something other than records already in the snapshot: {}",
+                names.len(),
+                names.join(", ")
+            ));
+        }
+        (!said.is_empty()).then(|| said.join("; "))
     }
 }
 
@@ -345,9 +374,15 @@ impl Db {
         report.records_skipped = scan.skipped;
 
         // Finish what an interrupted save started: these are in the snapshot.
+        // Only what holds exactly such records is deleted: anything else
+        // named like a segment is copied aside first, and reported.
         for segment in &scan.covered {
+            if let Some(bytes) = log::stray_bytes(&*vfs, segment)? {
+                report.set_aside.push(log::set_aside(&*vfs, &dir, segment, "quarantine", 0, &bytes)?);
+            } else {
+                report.removed_files.push(segment.path.clone());
+            }
             vfs.remove(&segment.path).map_err(|e| Error::io("removing", &segment.path, e))?;
-            report.removed_files.push(segment.path.clone());
         }
         if let Some(torn) = &scan.torn {
             let side_file = log::cut_torn_tail(&*vfs, &dir, torn)?;

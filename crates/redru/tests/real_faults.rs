@@ -355,3 +355,59 @@ fn a_missing_snapshot_is_named_and_repair_sets_nothing_aside() -> TestResult {
     assert_eq!(db.len(), 250);
     Ok(())
 }
+
+#[test]
+fn repair_sets_aside_only_a_stray_segment_between_valid_ones() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let db = redru::Db::open(d)?;
+    for i in 1..=100u64 {
+        db.set(format!("a{i}"), json!(i))?;
+    }
+    db.save()?; // snapshot at 100; the log continues in wal-…101
+    for i in 1..=100u64 {
+        db.set(format!("b{i}"), json!(i))?;
+    }
+    drop(db);
+    // Split the live log into two segments by hand: 101..=150 and 151..=200.
+    let live = d.join("wal-00000000000000000101.wal");
+    let bytes = std::fs::read(&live)?;
+    let starts = util::line_starts(&bytes);
+    let (head, tail) = bytes.split_at(starts[50]);
+    std::fs::write(&live, head)?;
+    std::fs::write(d.join("wal-00000000000000000151.wal"), tail)?;
+    assert_eq!(redru::Db::open(d)?.len(), 200);
+    // A garbage file named like a segment between them, and one below the snapshot.
+    std::fs::write(d.join("wal-00000000000000000120.wal"), b"garbage\n")?;
+    let report = redru::verify_dir(d)?;
+    assert!(report.problems.iter().any(|p| p.kind == redru::ProblemKind::StraySegment), "{report}");
+    let repaired = redru::repair(d, false)?;
+    let aside: Vec<_> = repaired.set_aside.iter().map(|a| a.segment.clone()).collect();
+    assert_eq!(aside, vec![d.join("wal-00000000000000000120.wal")], "{repaired}");
+    let db = redru::Db::open(d)?;
+    assert_eq!(db.len(), 200, "repair threw away valid records");
+    drop(db);
+    Ok(())
+}
+
+#[test]
+fn a_stray_file_below_the_snapshot_is_set_aside_and_reported_not_deleted() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let db = redru::Db::open(d)?;
+    for i in 1..=150u64 {
+        db.set(format!("k{i}"), json!(i))?;
+    }
+    db.save()?;
+    drop(db);
+    let stray = d.join("wal-00000000000000000100.wal");
+    std::fs::write(&stray, b"not a log\n")?;
+    let db = redru::Db::open(d)?;
+    assert_eq!(db.len(), 150);
+    let recovery = db.recovery();
+    assert_eq!(recovery.set_aside.len(), 1, "{recovery:?}");
+    assert_eq!(std::fs::read(&recovery.set_aside[0])?, b"not a log\n");
+    assert!(recovery.warning().is_some_and(|w| w.contains("set aside 1 file")), "{recovery:?}");
+    assert!(!stray.exists());
+    Ok(())
+}

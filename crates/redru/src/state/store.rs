@@ -249,12 +249,13 @@ impl Steps {
 enum UndoStep {
     /// A key's value before the record (None: absent).
     Key(Key, Option<Doc>),
-    /// The map and the indexes before a clear.
-    All(Map, BTreeMap<String, Index>),
+    /// The map and the indexes before a clear (boxed: rare, and the common
+    /// step stays small).
+    All(Box<(Map, BTreeMap<String, Index>)>),
     /// An index the record created.
     Created(String),
     /// An index the record dropped, as it was.
-    Dropped(String, Index),
+    Dropped(Box<(String, Index)>),
 }
 
 impl Undo {
@@ -436,7 +437,8 @@ impl State {
                 UndoStep::Key(key, None) => {
                     self.delete(&key);
                 }
-                UndoStep::All(map, indexes) => {
+                UndoStep::All(all) => {
+                    let (map, indexes) = *all;
                     self.map = map;
                     self.indexes = indexes;
                     self.indexes_changed();
@@ -445,7 +447,8 @@ impl State {
                     self.indexes.remove(&name);
                     self.indexes_changed();
                 }
-                UndoStep::Dropped(name, index) => {
+                UndoStep::Dropped(dropped) => {
+                    let (name, index) = *dropped;
                     self.indexes.insert(name, index);
                     self.indexes_changed();
                 }
@@ -494,17 +497,17 @@ impl State {
                             }
                         }
                         BatchOp::Clear => {
-                            let (map, indexes) = self.clear();
-                            keep(UndoStep::All(map, indexes));
+                            let cleared = self.clear();
+                            keep(UndoStep::All(Box::new(cleared)));
                         }
                     }
                 }
                 Applied { existed: true }
             }
             Record::Clear => {
-                let (map, indexes) = self.clear();
-                let existed = !map.is_empty();
-                keep(UndoStep::All(map, indexes));
+                let cleared = self.clear();
+                let existed = !cleared.0.is_empty();
+                keep(UndoStep::All(Box::new(cleared)));
                 Applied { existed }
             }
             Record::CreateIndex { field, unique } => {
@@ -524,8 +527,8 @@ impl State {
                 });
                 self.indexes_changed();
                 let existed = removed.is_some();
-                if let Some((name, index)) = removed {
-                    keep(UndoStep::Dropped(name, index));
+                if let Some(dropped) = removed {
+                    keep(UndoStep::Dropped(Box::new(dropped)));
                 }
                 Applied { existed }
             }

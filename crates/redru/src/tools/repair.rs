@@ -184,16 +184,29 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
         after: None,
         duration: Duration::ZERO,
     };
-    let Some(cut) = analysis.cut else {
+    if analysis.cut.is_none() && analysis.strays.is_empty() {
         report.duration = started.elapsed();
         return Ok(report);
-    };
-    report.damage = Some(cut.problem.clone());
+    }
+    report.damage = analysis
+        .cut
+        .as_ref()
+        .map(|c| c.problem.clone())
+        .or_else(|| analysis.report.problems.iter().find(|p| p.kind == ProblemKind::StraySegment).cloned());
 
-    // Plan: the tail of the damaged segment (or all of it), then every later one.
+    // Plan: every stray whole (the log does not run through it), then the
+    // tail of the damaged segment (or all of it) and every later one.
     let mut planned: Vec<(Segment, u64, Vec<u8>)> = Vec::new();
-    for (i, segment) in analysis.live.iter().enumerate().skip(cut.segment) {
-        let offset = if i == cut.segment { cut.offset } else { 0 };
+    for segment in &analysis.strays {
+        let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
+        planned.push((segment.clone(), 0, bytes.to_vec()));
+    }
+    let from = analysis.cut.as_ref().map_or(analysis.live.len(), |c| c.segment);
+    for (i, segment) in analysis.live.iter().enumerate().skip(from) {
+        if analysis.strays.contains(segment) {
+            continue;
+        }
+        let offset = analysis.cut.as_ref().filter(|c| c.segment == i).map_or(0, |c| c.offset);
         let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
         let tail = bytes.get(offset as usize..).unwrap_or_default().to_vec();
         planned.push((segment.clone(), offset, tail));

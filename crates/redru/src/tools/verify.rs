@@ -64,6 +64,10 @@ pub enum ProblemKind {
     /// There is no snapshot but the log starts after record 1: the snapshot
     /// was deleted. Restore a backup; `repair` cannot help.
     MissingSnapshot,
+    /// A file named like a segment that does not continue the log, while a
+    /// later segment does: a stray, not part of the chain. `repair` sets it
+    /// aside alone.
+    StraySegment,
 }
 
 impl ProblemKind {
@@ -82,6 +86,7 @@ impl ProblemKind {
                 | ProblemKind::SequenceGap
                 | ProblemKind::SequenceStepBack
                 | ProblemKind::ReplayRefused
+                | ProblemKind::StraySegment
         )
     }
 
@@ -101,6 +106,7 @@ impl ProblemKind {
             ProblemKind::UniqueViolation => "unique index violated",
             ProblemKind::BackupChecksum => "backup checksum mismatch",
             ProblemKind::MissingSnapshot => "missing snapshot",
+            ProblemKind::StraySegment => "stray segment",
         }
     }
 }
@@ -449,8 +455,10 @@ pub(crate) struct Cut {
 /// What `verify` found, with what `repair` needs to act on it.
 pub(crate) struct Analysis {
     pub report: VerifyReport,
-    /// The live log segments (those `open` reads), in order.
+    /// The live log segments (those `open` reads), in order, strays included.
     pub live: Vec<Segment>,
+    /// Segments that do not continue the log while a later one does.
+    pub strays: Vec<Segment>,
     /// The first log damage.
     pub cut: Option<Cut>,
     /// Whether the snapshot (if any) is intact.
@@ -545,6 +553,7 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
         last_good: snapshot_seq.unwrap_or(Seq(0)),
     };
     let mut expected: Option<Seq> = snapshot_seq.map(Seq::next);
+    let mut strays = Vec::new();
     for (i, segment) in live.iter().enumerate() {
         log.segment = i;
         let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
@@ -564,6 +573,24 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
             // What follows cannot be replayed without the records before it.
             log.state = None;
             log.replaying = false;
+        } else if let Some(want) = expected
+            && segment.first != want
+            && (i > 0 || segment.first > want)
+            && live[i + 1..].iter().any(|later| later.first == want)
+        {
+            // A later segment continues the log: this one is not part of it.
+            let message = format!(
+                "a file named as a segment starting at record {} lies in the log, which continues at record {want} in {}: \
+                 it is not part of the log",
+                segment.first,
+                live[i + 1..]
+                    .iter()
+                    .find(|later| later.first == want)
+                    .map_or(String::new(), |l| l.path.display().to_string())
+            );
+            log.problems.push(Problem::new(ProblemKind::StraySegment, &segment.path, Some(1), Some(0), message));
+            strays.push(segment.clone());
+            continue;
         } else if let Some(want) = expected
             && (segment.first > want || (i > 0 && segment.first != want))
         {
@@ -639,6 +666,7 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
     Ok(Analysis {
         report,
         live,
+        strays,
         cut: log.cut,
         snapshot_ok,
         kept_upto: log.last_good,

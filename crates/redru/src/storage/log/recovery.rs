@@ -138,6 +138,19 @@ pub fn read_log(vfs: &dyn Vfs, dir: &Path, snapshot_seq: Seq, mut apply: impl Fn
     Ok(out)
 }
 
+/// Checks a segment the snapshot covers before it is removed: `None` if it
+/// holds only valid records in sequence from its first (what an interrupted
+/// save leaves), otherwise its bytes, to be set aside rather than deleted
+/// (a stray file named like a segment).
+pub fn stray_bytes(vfs: &dyn Vfs, segment: &Segment) -> Result<Option<Vec<u8>>> {
+    let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
+    let outcome = scan(&bytes, segment.first, false, |_| Ok(()))?;
+    Ok(match outcome {
+        Ok((Tail::Clean, _)) => None,
+        _ => Some(bytes.to_vec()),
+    })
+}
+
 /// Sets a torn tail aside: copies the torn bytes to a side file next to the
 /// segment (synced, directory synced), then cuts the segment at the torn
 /// offset and syncs it. Nothing is destroyed; a crash in between only means

@@ -325,6 +325,8 @@ impl Db {
             }
         }
         let lock_path = dir.join(LOCK_NAME);
+        // Whether redru opened this directory before (the lock file stays).
+        let opened_before = vfs.exists(&lock_path).map_err(|e| Error::io("checking", &lock_path, e))?;
         let lock = match vfs.try_lock(&lock_path).map_err(|e| Error::io("locking", &lock_path, e))? {
             LockOutcome::Acquired(guard) => guard,
             LockOutcome::Held(pid) => return Err(Error::Locked { dir, pid }),
@@ -353,6 +355,11 @@ impl Db {
         let snap_path = dir.join(snapshot::FILE_NAME);
         let (mut state, snap_meta) = if vfs.exists(&snap_path).map_err(|e| Error::io("checking", &snap_path, e))? {
             let (state, info) = snapshot::load(&*vfs, &snap_path)?;
+            if opened_before
+                && let Some(path) = log::missing_successor(&log::list_segments(&*vfs, &dir)?, &dir, info.seq)
+            {
+                return Err(Error::MissingSegment { path, snapshot_seq: info.seq.0 });
+            }
             report.snapshot_seq = info.seq.0;
             report.snapshot_keys = info.keys;
             (state, SnapMeta { seq: info.seq, bytes: info.bytes, exists: true })

@@ -95,6 +95,23 @@ pub enum Error {
         first: u64,
     },
 
+    /// The snapshot ends at record `snapshot_seq` but there is no log
+    /// segment, in a directory redru has opened before: every save creates the
+    /// next segment before its snapshot exists, so the newest segment was
+    /// deleted. Nothing was changed.
+    #[error(
+        "{path} is missing: the snapshot ends at record {snapshot_seq}, and every save starts the log's next segment \
+         there before writing its snapshot, so the newest segment (every write after the snapshot) was deleted. \
+         Put it back if you have a copy; to accept the loss, create it empty; `redru::repair` cannot bring it back",
+        path = .path.display()
+    )]
+    MissingSegment {
+        /// The segment that should be there.
+        path: PathBuf,
+        /// The snapshot's last record.
+        snapshot_seq: u64,
+    },
+
     /// A previous write or fsync failed: the page cache can no longer be
     /// trusted, so the handle refuses writes until the database is reopened.
     #[error(

@@ -411,3 +411,57 @@ fn a_stray_file_below_the_snapshot_is_set_aside_and_reported_not_deleted() -> Te
     assert!(!stray.exists());
     Ok(())
 }
+
+#[test]
+fn a_deleted_newest_segment_is_detected_after_a_save() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let db = redru::Db::open(d)?;
+    for i in 1..=100u64 {
+        db.set(format!("a{i}"), json!(i))?;
+    }
+    db.save()?; // snapshot at 100; the log continues in wal-…101
+    for i in 1..=50u64 {
+        db.set(format!("b{i}"), json!(i))?;
+    }
+    drop(db);
+    let newest = d.join("wal-00000000000000000101.wal");
+    std::fs::remove_file(&newest)?;
+    let before = util::dir_contents(d);
+    let err = redru::Db::open(d).err().ok_or("the open must fail: 50 writes are gone")?;
+    assert!(matches!(&err, redru::Error::MissingSegment { path, snapshot_seq: 100 } if *path == newest), "{err:?}");
+    let report = redru::verify_dir(d)?;
+    assert!(report.problems.iter().any(|p| p.kind == redru::ProblemKind::MissingSegment), "{report}");
+    assert!(matches!(redru::repair(d, false), Err(redru::Error::MissingSegment { .. })));
+    assert_eq!(util::dir_contents(d), before, "nothing may change");
+    // Accepting the loss: the segment created empty.
+    std::fs::write(&newest, b"")?;
+    assert_eq!(redru::Db::open(d)?.len(), 100);
+    // A snapshot copied into a directory redru never opened is a restore, not a loss.
+    let fresh = tempfile::tempdir()?;
+    std::fs::copy(d.join("database.json"), fresh.path().join("database.json"))?;
+    assert_eq!(redru::Db::open(fresh.path())?.len(), 100);
+    Ok(())
+}
+
+#[test]
+fn repair_that_sets_aside_the_whole_log_after_the_snapshot_leaves_it_openable() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let db = redru::Db::open(d)?;
+    db.set("a", json!(1))?;
+    db.save()?;
+    db.set("b", json!(2))?;
+    db.set("c", json!(3))?;
+    drop(db);
+    // Damage the first line of the only live segment, with a valid record after it.
+    let live = d.join("wal-00000000000000000002.wal");
+    let mut bytes = std::fs::read(&live)?;
+    bytes[0] ^= 0x01;
+    std::fs::write(&live, &bytes)?;
+    let repaired = redru::repair(d, false)?;
+    assert!(repaired.is_repaired(), "{repaired}");
+    let db = redru::Db::open(d)?;
+    assert_eq!(util::dump(&db), vec![("a".to_owned(), json!(1))]);
+    Ok(())
+}

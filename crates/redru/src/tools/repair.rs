@@ -157,8 +157,10 @@ pub fn repair(dir: &Path, dry_run: bool) -> Result<RepairReport> {
 pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<RepairReport> {
     let started = Instant::now();
     let vfs = &*options.vfs;
+    let lock_path = dir.join(crate::storage::files::LOCK_NAME);
+    let opened_before = vfs.exists(&lock_path).map_err(|e| Error::io("checking", &lock_path, e))?;
     let _lock = verify::lock_dir(vfs, dir, !dry_run)?;
-    let analysis = verify::analyze(vfs, dir)?;
+    let analysis = verify::analyze(vfs, dir, opened_before)?;
     if !analysis.snapshot_ok {
         let problem = analysis.report.problems.first();
         let what = problem.map(|p| format!("{}: {}", p.kind, p.message)).unwrap_or_default();
@@ -166,6 +168,9 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
             path: dir.join(crate::storage::snapshot::FILE_NAME),
             reason: format!("{what}; `repair` only cuts the log and cannot rebuild a snapshot, nothing was changed"),
         });
+    }
+    if let Some(p) = analysis.report.problems.iter().find(|p| p.kind == ProblemKind::MissingSegment) {
+        return Err(Error::MissingSegment { path: p.file.clone(), snapshot_seq: analysis.snapshot_seq.0 });
     }
     if analysis.report.problems.iter().any(|p| p.kind == ProblemKind::MissingSnapshot) {
         let first = analysis.live.first().map_or(1, |s| s.first.0);
@@ -243,7 +248,16 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
         file.truncate(offset).map_err(|e| Error::io("truncating", &segment.path, e))?;
         file.sync().map_err(|e| Error::io("syncing", &segment.path, e))?;
     }
-    report.after = Some(verify::analyze(vfs, dir)?.report);
+    // 4. If nothing after the snapshot is left, start the log where the
+    //    snapshot ends, as a save does: without that segment a directory
+    //    redru opened reads as one whose newest segment was deleted.
+    if analysis.report.snapshot.is_some()
+        && let Some(path) = log::missing_successor(&log::list_segments(vfs, dir)?, dir, analysis.snapshot_seq)
+    {
+        vfs.create_new(&path).map_err(|e| Error::io("creating", &path, e))?;
+        vfs.sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e))?;
+    }
+    report.after = Some(verify::analyze(vfs, dir, opened_before)?.report);
     report.duration = started.elapsed();
     Ok(report)
 }

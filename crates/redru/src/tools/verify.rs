@@ -64,6 +64,9 @@ pub enum ProblemKind {
     /// There is no snapshot but the log starts after record 1: the snapshot
     /// was deleted. Restore a backup; `repair` cannot help.
     MissingSnapshot,
+    /// The snapshot ends at record S but there is no log segment at all, in
+    /// a directory redru opened before: the newest segment was deleted.
+    MissingSegment,
     /// A file named like a segment that does not continue the log, while a
     /// later segment does: a stray, not part of the chain. `repair` sets it
     /// aside alone.
@@ -107,6 +110,7 @@ impl ProblemKind {
             ProblemKind::BackupChecksum => "backup checksum mismatch",
             ProblemKind::MissingSnapshot => "missing snapshot",
             ProblemKind::StraySegment => "stray segment",
+            ProblemKind::MissingSegment => "missing segment",
         }
     }
 }
@@ -355,8 +359,8 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport> {
 /// never been opened by redru and is read without one (no file is created).
 pub fn verify_dir_with(dir: &Path, options: &Options) -> Result<VerifyReport> {
     let vfs = &*options.vfs;
-    let _lock = lock_dir(vfs, dir, false)?;
-    Ok(analyze(vfs, dir)?.report)
+    let lock = lock_dir(vfs, dir, false)?;
+    Ok(analyze(vfs, dir, lock.is_some())?.report)
 }
 
 /// Checks one snapshot or backup file on the real file system; see [`verify_file_with`].
@@ -469,8 +473,9 @@ pub(crate) struct Analysis {
     pub snapshot_seq: Seq,
 }
 
-/// Checks a data directory; the caller holds the lock.
-pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
+/// Checks a data directory; the caller holds the lock. `opened_before`:
+/// whether it held a lock file before this check (redru opened it).
+pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path, opened_before: bool) -> Result<Analysis> {
     let started = Instant::now();
     let mut report = VerifyReport::new(dir);
     let names = vfs.list(dir).map_err(|e| Error::io("listing", dir, e))?;
@@ -540,6 +545,23 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
         ));
     }
     let live: Vec<Segment> = segments[covered..].to_vec();
+    if let (true, true, Some(seq)) = (opened_before, snapshot_ok, snapshot_seq)
+        && report.snapshot.is_some()
+        && let Some(path) = log::missing_successor(&segments, dir, seq)
+    {
+        report.problems.push(Problem::new(
+            ProblemKind::MissingSegment,
+            &path,
+            None,
+            None,
+            format!(
+                "the snapshot ends at record {seq} but there is no log segment, not even {}: every save creates \
+                 it before its snapshot exists, so the newest segment was deleted (with every write after the \
+                 snapshot); put it back, or create it empty to accept the loss",
+                path.display()
+            ),
+        ));
+    }
     let mut log = LogCheck {
         state: base,
         snapshot_seq: snapshot_seq.unwrap_or(Seq(0)),

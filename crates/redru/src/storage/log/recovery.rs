@@ -151,6 +151,17 @@ pub fn stray_bytes(vfs: &dyn Vfs, segment: &Segment) -> Result<Option<Vec<u8>>> 
     })
 }
 
+/// The segment the log must continue in after a snapshot at `snapshot_seq`,
+/// if there is no segment at all: every save creates `wal-<snapshot_seq + 1>`
+/// (and syncs the directory) before its snapshot exists, and nothing redru
+/// does removes the last segment, so in a directory redru has opened before
+/// a snapshot without any segment means the newest one was deleted. (A
+/// directory holding only a snapshot copied in, never opened, is a restore,
+/// not a loss; a log that resumes later is a sequence gap, reported as such.)
+pub fn missing_successor(segments: &[Segment], dir: &Path, snapshot_seq: Seq) -> Option<PathBuf> {
+    segments.is_empty().then(|| dir.join(segment_name(snapshot_seq.next())))
+}
+
 /// Sets a torn tail aside: copies the torn bytes to a side file next to the
 /// segment (synced, directory synced), then cuts the segment at the torn
 /// offset and syncs it. Nothing is destroyed; a crash in between only means

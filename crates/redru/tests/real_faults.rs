@@ -465,3 +465,42 @@ fn repair_that_sets_aside_the_whole_log_after_the_snapshot_leaves_it_openable() 
     assert_eq!(util::dump(&db), vec![("a".to_owned(), json!(1))]);
     Ok(())
 }
+
+#[test]
+fn with_many_writers_exactly_the_acknowledged_writes_stay_readable_after_a_failed_fsync() -> TestResult {
+    use std::sync::Mutex;
+    for round in 0..200u64 {
+        let fs = disk();
+        let db = options(&fs).open("/db")?;
+        let acked = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for t in 0..8u64 {
+                let (db, acked) = (&db, &acked);
+                s.spawn(move || {
+                    for i in 0..40u64 {
+                        let key = format!("t{t}-{i}");
+                        if db.set(key.clone(), json!(i)).is_ok() {
+                            acked.lock().unwrap_or_else(|p| p.into_inner()).push(key);
+                        }
+                    }
+                });
+            }
+            // The disk starts failing fsyncs in the middle of the run.
+            s.spawn(|| {
+                while db.stats().last_seq < 40 + (round % 20) * 10 {
+                    std::thread::yield_now();
+                }
+                failing_log_syncs(&fs);
+            });
+        });
+        let mut acked = acked.into_inner().unwrap_or_else(|p| p.into_inner());
+        acked.sort();
+        assert_eq!(db.keys(), acked, "round {round}: reads and acknowledgements disagree");
+        assert_eq!(db.stats().durable_seq as usize, acked.len(), "round {round}");
+        drop(db);
+        fs.set_path_fault(None);
+        let db = options(&fs).open("/db")?;
+        assert_eq!(db.keys(), acked, "round {round}: after reopening");
+    }
+    Ok(())
+}

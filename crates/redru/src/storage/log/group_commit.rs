@@ -160,11 +160,15 @@ impl Wal {
     pub fn wait_durable(&self, seq: Seq, what: &'static str) -> Result<()> {
         let mut state = self.sync_state();
         loop {
-            if let Some(cause) = &state.poisoned {
-                return Err(Error::WriteFailed { what, cause: cause.clone() });
-            }
+            // Durable is durable, even on a log that failed since: `synced`
+            // stops moving once the log is poisoned, and the rollback keeps
+            // exactly the records up to it, so every write acknowledged here
+            // stays readable and every one refused is taken back.
             if state.synced >= seq {
                 return Ok(());
+            }
+            if let Some(cause) = &state.poisoned {
+                return Err(Error::WriteFailed { what, cause: cause.clone() });
             }
             if state.leader {
                 let parked = Parked::new();
@@ -241,7 +245,9 @@ impl Wal {
         let mut state = self.sync_state();
         state.leader = false;
         state.syncs += 1;
-        if result.is_ok() {
+        // Once poisoned (by another writer's failed append meanwhile), the
+        // durable point stays where the rollback took the state back to.
+        if result.is_ok() && state.poisoned.is_none() {
             state.synced = state.synced.max(target);
         }
         let covered = state.take_covered();

@@ -458,7 +458,7 @@ fn export_to_file(db: &Db, path: &Path, lines: bool) -> Result<usize> {
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
     let written = (|| -> Result<usize> {
-        let mut file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut file = private_file().open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let n = db.export(&mut file, lines).with_context(|| format!("exporting to {}", tmp.display()))?;
         file.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
@@ -468,6 +468,19 @@ fn export_to_file(db: &Db, path: &Path, lines: bool) -> Result<usize> {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// Options that create (or truncate) a file with mode 0600, as the engine
+/// creates its own: an export holds the whole database.
+fn private_file() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
 }
 
 /// Imports with a byte progress bar on stderr while parsing (the long part).
@@ -574,6 +587,31 @@ pub fn causes(error: &anyhow::Error) -> String {
     text
 }
 
+/// How to put the newest backup back in place of a missing snapshot, with
+/// the commands (the database cannot be opened to run `restore`).
+fn restore_hint(snapshot: &std::path::Path, first: u64) -> String {
+    let dir = snapshot.parent().unwrap_or(std::path::Path::new("."));
+    let newest = redru::list_backups(dir).ok().and_then(|b| b.into_iter().rev().find(|b| b.verified));
+    match newest {
+        Some(b) if b.seq + 1 >= first => format!(
+            "the newest backup holds every record the log lacks: `cp {} {}`",
+            b.path.display(),
+            snapshot.display()
+        ),
+        Some(b) => format!(
+            "the newest backup ends at record {}: records {}..{} are in no file any more, and the log (from record \
+             {first}) cannot continue it; `cp {} {}` brings the data back to record {}",
+            b.seq,
+            b.seq + 1,
+            first - 1,
+            b.path.display(),
+            snapshot.display(),
+            b.seq
+        ),
+        None => format!("there is no verified backup in {}", dir.join(redru::BACKUP_DIR).display()),
+    }
+}
+
 /// The shell command that deals with a library error: the library's messages
 /// name library calls, a person at the prompt needs the command line.
 fn hint(error: &redru::Error) -> Option<String> {
@@ -586,6 +624,7 @@ fn hint(error: &redru::Error) -> Option<String> {
         Error::BadSnapshot { .. } => {
             Some("`redru backups` lists the backups, `redru restore NAME` restores one".into())
         }
+        Error::MissingSnapshot { path, first } => Some(restore_hint(path, *first)),
         Error::NoIndex { field } => Some(format!("create one with `index {field}`")),
         Error::BackupNotFound { .. } | Error::BadBackupName { .. } => {
             Some("`redru backups` lists the backups; `restore --file PATH` takes a file elsewhere".into())

@@ -273,6 +273,12 @@ fn backups_restore_export_import() -> TestResult {
         .assert()
         .success()
         .stdout(predicate::str::starts_with("exported 1 pair to"));
+    // Like every file redru writes, whatever the umask (0666 for a new file).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&dump)?.permissions().mode() & 0o777, 0o600, "export file mode");
+    }
     redru(d).args(["clear", "--yes"]).assert().success();
     redru(d).arg("import").arg(&dump).assert().success().stdout(predicate::str::starts_with("imported 1 pair from"));
     redru(d).args(["get", "a"]).assert().success().stdout("1\n");
@@ -568,5 +574,29 @@ fn find_takes_the_whole_query_language() -> TestResult {
     assert_eq!(find("not name = Al fields age")?, "u2\t{\"age\":20}\n");
     assert_eq!(find("name in [\"Bo\"] fields name")?, "u2\t{\"name\":\"Bo\"}\n");
     assert_eq!(find("age between 25 and 35 fields age")?, "u1\t{\"age\":30}\n");
+    Ok(())
+}
+
+#[test]
+fn a_missing_snapshot_points_to_the_newest_backup_not_to_repair() -> TestResult {
+    let work = tempfile::tempdir()?;
+    let d = work.path();
+    redru(d).args(["set", "a", "1"]).assert().success();
+    redru(d).arg("backup").assert().success();
+    redru(d).arg("save").assert().success();
+    redru(d).args(["set", "b", "2"]).assert().success();
+    std::fs::remove_file(d.join("database.json"))?;
+    let out = redru(d).args(["get", "a"]).assert().code(2).get_output().stderr.clone();
+    let err = String::from_utf8(out)?;
+    assert!(
+        err.contains("database.json is missing") && err.contains("`cp ") && !err.contains("redru repair --dir"),
+        "{err}"
+    );
+    redru(d).arg("repair").assert().code(2);
+    // Following the advice brings everything back.
+    let cp = err.split("`cp ").nth(1).and_then(|s| s.split('`').next()).ok_or("no cp command")?;
+    let (from, to) = cp.split_once(' ').ok_or("cp needs two paths")?;
+    std::fs::copy(from, to)?;
+    redru(d).args(["get", "b"]).assert().success().stdout("2\n");
     Ok(())
 }

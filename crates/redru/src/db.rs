@@ -5,6 +5,7 @@
 //! the lock, the writer waits for a group-commit fsync before returning.
 //! Reads take a shared lock on the state and return shared handles to values.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -20,8 +21,8 @@ use crate::options::{Durability, Options};
 use crate::state::doc::{Doc, IntoDoc};
 use crate::state::index::{FieldPath, IndexInfo, ValueDigest};
 use crate::state::query::{Query, QueryResult};
-use crate::state::store::{Applied, State};
-use crate::storage::files::LOCK_NAME;
+use crate::state::store::{Applied, State, Undo};
+use crate::storage::files::{BACKUP_DIR, LOCK_NAME, is_backup_temp};
 use crate::storage::log::{self, Wal, Writer};
 use crate::storage::record::{BatchOp, Record, Seq};
 use crate::storage::snapshot::{self, Frozen, SnapshotInfo};
@@ -42,16 +43,40 @@ struct SnapMeta {
     exists: bool,
 }
 
+/// The records applied to the state but not yet known durable, with what
+/// undoes each: after a failed log write or fsync they are taken back, so that
+/// no read shows a write the disk may not have (docs/durability.md).
+#[derive(Default)]
+struct Pending {
+    records: VecDeque<(Seq, Undo)>,
+    /// Value bytes the undos keep alive.
+    held: usize,
+    rolled_back: bool,
+}
+
+/// In the relaxed modes, the log is synced when the undos of the records
+/// waiting to be known durable hold this much (about 1.4M small writes), so
+/// that what a rollback needs stays bounded.
+const PENDING_BYTES: usize = 64 << 20;
+/// Durable undos are dropped once this many are kept (not at every write: it
+/// takes the group-commit lock).
+const PENDING_TRIM: usize = 64;
+
 struct Inner {
     dir: PathBuf,
     vfs: Arc<dyn Vfs>,
     options: Options,
     state: RwLock<State>,
+    pending: Mutex<Pending>,
     wal: Wal,
     save_lock: Mutex<()>,
     snap: Mutex<SnapMeta>,
     compactor: Mutex<Option<JoinHandle<()>>>,
     compactions: AtomicU64,
+    failed_compactions: AtomicU64,
+    /// After a failed automatic compaction: the log size (bytes) the next
+    /// attempt waits for; 0 when none failed since the last save.
+    compaction_retry_at: AtomicU64,
     last_compaction_error: Mutex<Option<String>>,
     recovery: RecoveryReport,
     _lock: Box<dyn LockGuard>,
@@ -102,8 +127,11 @@ pub struct RecoveryReport {
     pub records_skipped: u64,
     /// The torn tail that was cut, if any.
     pub torn_tail: Option<TornTail>,
-    /// Leftovers of an interrupted save that were removed.
+    /// Leftovers of an interrupted save (or a failed backup) that were removed.
     pub removed_files: Vec<PathBuf>,
+    /// Files named like log segments below the snapshot's end that did not
+    /// hold valid records: copied here (`.quarantine-0`) instead of deleted.
+    pub set_aside: Vec<PathBuf>,
     /// Time taken to open, in milliseconds.
     pub millis: u64,
 }
@@ -111,7 +139,33 @@ pub struct RecoveryReport {
 impl RecoveryReport {
     /// One line for people, or `None` when there is nothing worth saying.
     pub fn warning(&self) -> Option<String> {
-        self.torn_tail.as_ref().map(|t| format!("recovered after a crash: {t}"))
+        let mut said = Vec::new();
+        if let Some(t) = &self.torn_tail {
+            said.push(format!("recovered after a crash: {t}"));
+        }
+        let segments: Vec<String> = self
+            .removed_files
+            .iter()
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+            .filter(|n| log::parse_segment_name(n).is_some())
+            .map(str::to_owned)
+            .collect();
+        if !segments.is_empty() {
+            said.push(format!(
+                "removed {} log segment(s) whose records are all in the snapshot (left by an interrupted save): {}",
+                segments.len(),
+                segments.join(", ")
+            ));
+        }
+        if !self.set_aside.is_empty() {
+            let names: Vec<String> = self.set_aside.iter().map(|p| p.display().to_string()).collect();
+            said.push(format!(
+                "set aside {} file(s) named like log segments that held something other than records already in the snapshot: {}",
+                names.len(),
+                names.join(", ")
+            ));
+        }
+        (!said.is_empty()).then(|| said.join("; "))
     }
 }
 
@@ -158,9 +212,14 @@ pub struct Stats {
     pub wal_syncs: u64,
     /// The durability mode.
     pub durability: String,
-    /// Automatic compactions since open.
+    /// Automatic compactions that completed since open.
     pub compactions: u64,
-    /// The last automatic compaction's error, if it failed.
+    /// Automatic compactions that failed since open. After a failure the
+    /// next attempt waits until the log has grown by
+    /// [`Options::auto_compact_min_bytes`] (or a `save` succeeds).
+    pub failed_compactions: u64,
+    /// The error of the last automatic compaction, if it failed (cleared
+    /// when one succeeds).
     pub last_compaction_error: Option<String>,
     /// Why writes are refused, if they are.
     pub poisoned: Option<String>,
@@ -289,6 +348,8 @@ impl Db {
             }
         }
         let lock_path = dir.join(LOCK_NAME);
+        // Whether redru opened this directory before (the lock file stays).
+        let opened_before = vfs.exists(&lock_path).map_err(|e| Error::io("checking", &lock_path, e))?;
         let lock = match vfs.try_lock(&lock_path).map_err(|e| Error::io("locking", &lock_path, e))? {
             LockOutcome::Acquired(guard) => guard,
             LockOutcome::Held(pid) => return Err(Error::Locked { dir, pid }),
@@ -303,13 +364,35 @@ impl Db {
             report.removed_files.push(tmp);
         }
 
+        // Likewise a failed or killed backup's temporary files (a backup in
+        // progress needs an open `Db`, so none is running now). Best effort:
+        // they hold no data the database needs, so they never stop an open.
+        let backups = dir.join(BACKUP_DIR);
+        for name in vfs.list(&backups).unwrap_or_default() {
+            let stale = backups.join(&name);
+            if is_backup_temp(&name) && vfs.remove(&stale).is_ok() {
+                report.removed_files.push(stale);
+            }
+        }
+
         let snap_path = dir.join(snapshot::FILE_NAME);
         let (mut state, snap_meta) = if vfs.exists(&snap_path).map_err(|e| Error::io("checking", &snap_path, e))? {
             let (state, info) = snapshot::load(&*vfs, &snap_path)?;
+            if opened_before
+                && let Some(path) = log::missing_successor(&log::list_segments(&*vfs, &dir)?, &dir, info.seq)
+            {
+                return Err(Error::MissingSegment { path, snapshot_seq: info.seq.0 });
+            }
             report.snapshot_seq = info.seq.0;
             report.snapshot_keys = info.keys;
             (state, SnapMeta { seq: info.seq, bytes: info.bytes, exists: true })
         } else {
+            // Without a snapshot the log must start at record 1; if it starts
+            // later the snapshot was lost, and the log alone would look like a
+            // gap that `repair` resolves by setting everything aside.
+            if let Some(first) = log::list_segments(&*vfs, &dir)?.first().filter(|s| s.first > Seq(1)) {
+                return Err(Error::MissingSnapshot { path: snap_path, first: first.first.0 });
+            }
             (State::default(), SnapMeta { seq: Seq(0), bytes: 0, exists: false })
         };
 
@@ -321,9 +404,15 @@ impl Db {
         report.records_skipped = scan.skipped;
 
         // Finish what an interrupted save started: these are in the snapshot.
+        // Only what holds exactly such records is deleted: anything else
+        // named like a segment is copied aside first, and reported.
         for segment in &scan.covered {
+            if let Some(bytes) = log::stray_bytes(&*vfs, segment)? {
+                report.set_aside.push(log::set_aside(&*vfs, &dir, segment, "quarantine", 0, &bytes)?);
+            } else {
+                report.removed_files.push(segment.path.clone());
+            }
             vfs.remove(&segment.path).map_err(|e| Error::io("removing", &segment.path, e))?;
-            report.removed_files.push(segment.path.clone());
         }
         if let Some(torn) = &scan.torn {
             let side_file = log::cut_torn_tail(&*vfs, &dir, torn)?;
@@ -369,10 +458,13 @@ impl Db {
             vfs,
             wal: Wal::new(writer, last),
             state: RwLock::new(state),
+            pending: Mutex::new(Pending::default()),
             save_lock: Mutex::new(()),
             snap: Mutex::new(snap_meta),
             compactor: Mutex::new(None),
             compactions: AtomicU64::new(0),
+            failed_compactions: AtomicU64::new(0),
+            compaction_retry_at: AtomicU64::new(0),
             last_compaction_error: Mutex::new(None),
             recovery: report,
             _lock: lock,
@@ -715,6 +807,7 @@ impl Db {
             wal_syncs: inner.wal.syncs(),
             durability: inner.options.durability.to_string(),
             compactions: inner.compactions.load(Ordering::Relaxed),
+            failed_compactions: inner.failed_compactions.load(Ordering::Relaxed),
             last_compaction_error: inner.last_compaction_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             poisoned: inner.wal.check_poisoned().err().map(|e| e.to_string()),
             indexes: state.index_infos(),
@@ -772,6 +865,23 @@ impl Db {
         &self.inner.options
     }
 
+    /// Test hook: waits for a running automatic compaction to finish, so that
+    /// tests of its outcome are deterministic.
+    #[doc(hidden)]
+    pub fn __test_wait_compaction(&self) {
+        let running = self.inner.compactor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = running {
+            let _ = handle.join();
+        }
+    }
+
+    /// Test hook for negative controls: never roll back after a failed log
+    /// write or sync (reads then show writes that were not durable).
+    #[doc(hidden)]
+    pub fn __test_skip_rollback(&self) {
+        self.inner.pending().rolled_back = true;
+    }
+
     /// Test hook for negative controls: acknowledge writes without syncing.
     /// Only with the `__internal_whitebox` feature (redru's own tests).
     #[cfg(feature = "__internal_whitebox")]
@@ -794,8 +904,56 @@ impl std::fmt::Debug for Db {
 }
 
 impl Inner {
+    /// The state for reading. Once the log has failed, first takes back
+    /// every record not known durable (once), so no read shows one.
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        if self.wal.is_poisoned() {
+            self.roll_back();
+        }
         self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps how to undo record `seq` until it is known durable (called
+    /// under the writer lock, so the log cannot fail between the apply and
+    /// this). Returns whether so much is waiting that the log should be synced.
+    fn remember(&self, seq: Seq, undo: Undo) -> bool {
+        let mut pending = self.pending();
+        if pending.records.len() >= PENDING_TRIM {
+            let durable = self.wal.synced();
+            while pending.records.front().is_some_and(|(s, _)| *s <= durable) {
+                if let Some((_, done)) = pending.records.pop_front() {
+                    pending.held = pending.held.saturating_sub(done.held_bytes());
+                }
+            }
+        }
+        pending.held += undo.held_bytes();
+        pending.records.push_back((seq, undo));
+        pending.held >= PENDING_BYTES
+    }
+
+    /// Takes back, newest first, every applied record after the last durable
+    /// one. Runs once, on the first read after the log failed; the failure was
+    /// set under the writer lock, after which nothing more is applied.
+    fn roll_back(&self) {
+        let mut pending = self.pending();
+        if pending.rolled_back {
+            return;
+        }
+        let durable = self.wal.synced();
+        let mut state = self.write_state();
+        while let Some((seq, undo)) = pending.records.pop_back() {
+            if seq <= durable {
+                break;
+            }
+            state.undo(undo);
+        }
+        pending.records.clear();
+        pending.held = 0;
+        pending.rolled_back = true;
     }
 
     fn write_state(&self) -> RwLockWriteGuard<'_, State> {
@@ -812,7 +970,7 @@ impl Inner {
 
     /// `parsed`: a `Set` record's value as the caller gave it, if it did.
     fn commit_with(self: &Arc<Self>, record: Record, parsed: Option<&Value>) -> Result<Applied> {
-        let (seq, applied, compact) = {
+        let (seq, applied, compact, crowded) = {
             let mut writer = self.wal.lock();
             self.wal.check_poisoned()?;
             self.read_state().check_with(&record, parsed)?;
@@ -824,14 +982,15 @@ impl Inner {
                     return Err(e);
                 }
             };
-            let applied = self.write_state().apply_with(seq, &record, parsed);
-            (seq, applied, self.wants_compaction(&writer))
+            let (applied, undo) = self.write_state().apply_undoable(seq, &record, parsed);
+            let crowded = self.remember(seq, undo);
+            (seq, applied, self.wants_compaction(&writer), crowded)
         };
         if compact {
             self.start_compaction();
         }
-        if self.options.durability == Durability::Always {
-            self.wal.wait_durable(seq)?;
+        if self.options.durability == Durability::Always || crowded {
+            self.wal.wait_durable(seq, "this write")?;
         }
         Ok(applied)
     }
@@ -842,7 +1001,11 @@ impl Inner {
         }
         let wal = writer.total_bytes();
         let snapshot = self.snap().bytes;
-        wal > self.options.auto_compact_min_bytes && wal as f64 > snapshot as f64 * self.options.auto_compact_ratio
+        // Backing off after a failure: retrying at every write would rotate
+        // a new segment each time and fail again (a full disk).
+        wal > self.options.auto_compact_min_bytes
+            && wal as f64 > snapshot as f64 * self.options.auto_compact_ratio
+            && wal >= self.compaction_retry_at.load(Ordering::Relaxed)
     }
 
     fn start_compaction(self: &Arc<Self>) {
@@ -856,7 +1019,14 @@ impl Inner {
         let inner = Arc::clone(self);
         let spawned = std::thread::Builder::new().name("redru-compact".into()).spawn(move || {
             let outcome = inner.save();
-            inner.compactions.fetch_add(1, Ordering::Relaxed);
+            match &outcome {
+                Ok(_) => inner.compactions.fetch_add(1, Ordering::Relaxed),
+                Err(_) => {
+                    let grown = inner.wal.lock().total_bytes().saturating_add(inner.options.auto_compact_min_bytes);
+                    inner.compaction_retry_at.store(grown.max(1), Ordering::Relaxed);
+                    inner.failed_compactions.fetch_add(1, Ordering::Relaxed)
+                }
+            };
             *inner.last_compaction_error.lock().unwrap_or_else(|p| p.into_inner()) =
                 outcome.err().map(|e| e.to_string());
         });
@@ -910,6 +1080,7 @@ impl Inner {
         // Unlinking happens without the writer lock: it is the slowest step writers would wait on.
         let covered = self.wal.lock().take_older(info.seq);
         let segments_removed = log::remove_segments(&*self.vfs, &self.dir, &covered)?;
+        self.compaction_retry_at.store(0, Ordering::Relaxed);
         Ok(SaveReport {
             seq: info.seq.0,
             keys: info.keys,

@@ -27,6 +27,20 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A directory stands where redru keeps one of its files (`database.json/`,
+    /// `wal-….wal/`): redru never makes one there, and no repair can fix it.
+    #[error(
+        "{path} is a directory, where redru keeps a file ({action} it failed); move it out of the data directory \
+         (redru never creates a directory there, and `redru::repair` cannot fix this)",
+        path = .path.display()
+    )]
+    IsADirectory {
+        /// What redru was doing ("reading", "opening", ...).
+        action: &'static str,
+        /// The directory.
+        path: PathBuf,
+    },
+
     /// Another `Db` (in this process or another) holds the directory.
     #[error("{dir} is locked by another redru process{}; close it first (only one Db may open a directory)",
         .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
@@ -64,6 +78,40 @@ pub enum Error {
         reason: String,
     },
 
+    /// `database.json` is missing but the log no longer starts at record 1:
+    /// the records before the log were only in the snapshot. Nothing was changed.
+    #[error(
+        "{path} is missing, but the log starts at record {first}: records 1 to {last} were only in the snapshot. \
+         Restore the newest backup by copying it to {path} (a backup is a snapshot file; `redru::list_backups` \
+         lists them with their last record), which restores everything if it holds record {last} or later; \
+         `redru::repair` cannot rebuild a snapshot and is refused",
+        path = .path.display(),
+        last = .first.saturating_sub(1)
+    )]
+    MissingSnapshot {
+        /// Where the snapshot should be.
+        path: PathBuf,
+        /// The first record the log holds.
+        first: u64,
+    },
+
+    /// The snapshot ends at record `snapshot_seq` but there is no log
+    /// segment, in a directory redru has opened before: every save creates the
+    /// next segment before its snapshot exists, so the newest segment was
+    /// deleted. Nothing was changed.
+    #[error(
+        "{path} is missing: the snapshot ends at record {snapshot_seq}, and every save starts the log's next segment \
+         there before writing its snapshot, so the newest segment (every write after the snapshot) was deleted. \
+         Put it back if you have a copy; to accept the loss, create it empty; `redru::repair` cannot bring it back",
+        path = .path.display()
+    )]
+    MissingSegment {
+        /// The segment that should be there.
+        path: PathBuf,
+        /// The snapshot's last record.
+        snapshot_seq: u64,
+    },
+
     /// A previous write or fsync failed: the page cache can no longer be
     /// trusted, so the handle refuses writes until the database is reopened.
     #[error(
@@ -71,6 +119,20 @@ pub enum Error {
     )]
     Poisoned {
         /// The first failure's message.
+        cause: String,
+    },
+
+    /// This write (or sync) reached the log but could not be made durable:
+    /// its fsync, or handing it to the OS, failed. What it covered was taken
+    /// back from the in-memory state (no read shows it), and the handle
+    /// refuses writes until the database is reopened.
+    #[error(
+        "{what} failed ({cause}); the writes it covered were rolled back and the database refuses writes until it is reopened"
+    )]
+    WriteFailed {
+        /// "this write" or "this sync".
+        what: &'static str,
+        /// The failure's message.
         cause: String,
     },
 
@@ -201,7 +263,14 @@ pub enum Error {
 
 impl Error {
     /// Shorthand for [`Error::Io`].
+    /// A directory where a file should be gets its own variant, whatever
+    /// the call: the OS's own words for it range from "Is a directory" to
+    /// "No such device" (mmap).
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { action, path: path.into(), source }
+        let path = path.into();
+        if source.kind() == std::io::ErrorKind::IsADirectory {
+            return Error::IsADirectory { action, path };
+        }
+        Error::Io { action, path, source }
     }
 }

@@ -5,6 +5,7 @@
 //! mutation, error and mode (once, or from then on), with that mutation
 //! failing. No operation that hit a failure may succeed; after a failed log
 //! write or sync every later write on that handle is refused as poisoned;
+//! once refused, every read shows the state after the last durable record;
 //! reopened on a healthy disk, with or without a power loss, nothing
 //! acknowledged is missing. Every injection point must be reached. Negative
 //! control: a file system that reports failed syncs as successful is caught.
@@ -55,17 +56,30 @@ struct Outcome {
     fired: u64,
 }
 
+/// A deliberately broken engine or disk, for the negative controls.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Control {
+    Healthy,
+    /// The disk reports failed syncs as successful.
+    SwallowedSyncErrors,
+    /// The handle keeps showing writes that were not durable after a failure.
+    NoRollback,
+}
+
 /// Runs the workload with `fault` and returns what went wrong (empty: nothing).
-fn run_with(config: Config, fault: Fault, broken: bool) -> Outcome {
+fn run_with(config: Config, fault: Fault, control: Control) -> Outcome {
     let fs = SimFs::new();
     fs.mkdir_durable(Path::new("/"));
     fs.set_fault(Some(fault));
-    let vfs: Arc<dyn redru::vfs::Vfs> = if broken {
+    let vfs: Arc<dyn redru::vfs::Vfs> = if control == Control::SwallowedSyncErrors {
         Arc::new(Broken { inner: fs.clone(), no_dir_sync: false, swallow_sync_errors: true })
     } else {
         fs.vfs()
     };
     let mut run = Run::start(fs.clone(), vfs, config);
+    if control == Control::NoRollback {
+        run.skip_rollback();
+    }
     run.run_all(&workload());
     run.close();
     let fired = fs.fired();
@@ -112,6 +126,7 @@ fn run_with(config: Config, fault: Fault, broken: bool) -> Outcome {
         }
     }
     problems.extend(run.lost.iter().cloned());
+    problems.extend(run.undurable_reads.iter().cloned());
     // On a healthy disk, without and with a power loss, nothing acknowledged is lost.
     let lo = run.events.iter().filter_map(|e| e.durable).max().unwrap_or(0);
     let hi = run.events.iter().map(|e| e.last).max().unwrap_or(0);
@@ -146,7 +161,7 @@ struct Coverage {
     failures: Vec<String>,
 }
 
-fn sweep(config: Config, broken: bool, kinds: &[OpKind]) -> Coverage {
+fn sweep(config: Config, control: Control, kinds: &[OpKind]) -> Coverage {
     let mut cov = Coverage::default();
     // The baseline run lists the mutations the workload makes.
     let fs = SimFs::new();
@@ -161,7 +176,7 @@ fn sweep(config: Config, broken: bool, kinds: &[OpKind]) -> Coverage {
         for errno in [Errno::NoSpace, Errno::Eio] {
             for persistent in [false, true] {
                 let fault = Fault { at: t.index, errno, persistent };
-                let Outcome { problems, fired } = run_with(config, fault, broken);
+                let Outcome { problems, fired } = run_with(config, fault, control);
                 cov.runs += 1;
                 if fired == 0 {
                     cov.failures.push(format!("{fault:?} ({} of {}) was never reached", t.kind, t.path.display()));
@@ -193,7 +208,7 @@ const ALL: [OpKind; 9] = [
 fn no_failed_operation_is_acknowledged_and_nothing_acknowledged_is_lost() {
     let mut total = Coverage::default();
     for durability in [Durability::Always, Durability::Never, Durability::Buffered] {
-        let cov = sweep(Config { durability, auto_compact: None, skip_sync: false }, false, &ALL);
+        let cov = sweep(Config { durability, auto_compact: None, skip_sync: false }, Control::Healthy, &ALL);
         total.runs += cov.runs;
         for (k, n) in cov.by_kind {
             *total.by_kind.entry(k).or_default() += n;
@@ -219,8 +234,8 @@ fn no_failed_operation_is_acknowledged_and_nothing_acknowledged_is_lost() {
 
 #[test]
 fn negative_control_swallowed_sync_errors_are_caught() {
-    let cov =
-        sweep(Config { durability: Durability::Always, auto_compact: None, skip_sync: false }, true, &[OpKind::Sync]);
+    let config = Config { durability: Durability::Always, auto_compact: None, skip_sync: false };
+    let cov = sweep(config, Control::SwallowedSyncErrors, &[OpKind::Sync]);
     let lost = cov
         .failures
         .iter()
@@ -228,6 +243,20 @@ fn negative_control_swallowed_sync_errors_are_caught() {
         .count();
     eprintln!("negative control (sync errors reported as success): {lost} problems found in {} fault runs", cov.runs);
     assert!(lost > 0, "the suite did not notice a file system that hides failed syncs");
+}
+
+#[test]
+fn negative_control_no_rollback_after_a_failure_is_caught() {
+    let mut shown = 0;
+    let mut runs = 0;
+    for durability in [Durability::Always, Durability::Never] {
+        let config = Config { durability, auto_compact: None, skip_sync: false };
+        let cov = sweep(config, Control::NoRollback, &[OpKind::Append, OpKind::Sync]);
+        shown += cov.failures.iter().filter(|f| f.contains("reads differ")).count();
+        runs += cov.runs;
+    }
+    eprintln!("negative control (no rollback after a failure): {shown} problems found in {runs} fault runs");
+    assert!(shown > 0, "the suite did not notice reads showing writes that were not durable");
 }
 
 /// Regression (found by this suite): after a failed log fsync the records it

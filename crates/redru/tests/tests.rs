@@ -11,6 +11,7 @@ mod format_fixtures;
 mod fuzz_corpus;
 mod index;
 mod model;
+mod real_faults;
 mod recovery;
 mod reopen;
 mod tools_backup;

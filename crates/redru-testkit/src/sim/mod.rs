@@ -83,6 +83,16 @@ impl Errno {
     }
 }
 
+/// An injected failure of every mutating operation of the given kinds on a
+/// path whose file name contains `name` (a full disk that still has room for
+/// the log's small appends, say, but not for a snapshot).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathFault {
+    pub name: String,
+    pub kinds: Vec<OpKind>,
+    pub errno: Errno,
+}
+
 /// An injected failure: at mutating operation `at` (and, if `persistent`, at every one after it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
@@ -146,6 +156,7 @@ pub struct SimState {
     trace: Vec<TraceOp>,
     violations: Vec<String>,
     fault: Option<Fault>,
+    path_fault: Option<PathFault>,
     fired: u64,
     /// Snapshots of the state before each mutating operation, when recording.
     recording: bool,
@@ -204,7 +215,9 @@ impl SimState {
     fn lookup_file(&self, path: &Path) -> io::Result<Ino> {
         match self.names.get(path) {
             Some(Node::File(ino)) => Ok(*ino),
-            Some(Node::Dir) => Err(io::Error::other(format!("{} is a directory", path.display()))),
+            Some(Node::Dir) => {
+                Err(io::Error::new(io::ErrorKind::IsADirectory, format!("{} is a directory", path.display())))
+            }
             None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))),
         }
     }
@@ -221,8 +234,12 @@ impl SimState {
         }
         let index = self.mutations;
         self.mutations += 1;
-        let fail = match self.fault {
-            Some(f) if index == f.at || (f.persistent && index > f.at) => Some(f.errno.error()),
+        let by_path = self.path_fault.as_ref().filter(|f| {
+            f.kinds.contains(&kind) && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(&f.name))
+        });
+        let fail = match (self.fault, by_path) {
+            (Some(f), _) if index == f.at || (f.persistent && index > f.at) => Some(f.errno.error()),
+            (_, Some(f)) => Some(f.errno.error()),
             _ => None,
         };
         if fail.is_some() {
@@ -478,6 +495,13 @@ impl SimFs {
     pub fn set_fault(&self, fault: Option<Fault>) {
         let mut s = self.lock();
         s.fault = fault;
+        s.fired = 0;
+    }
+
+    /// Fails every operation `fault` names from now on (until set to `None`).
+    pub fn set_path_fault(&self, fault: Option<PathFault>) {
+        let mut s = self.lock();
+        s.path_fault = fault;
         s.fired = 0;
     }
 

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redru::internal::record::{BatchOp, Record, Seq};
 use redru::{Batch, Db, Durability, Error, Options, Value, json};
 
 use super::{Rng, SimFs};
@@ -269,6 +268,10 @@ pub struct Run {
     pub undurable: Vec<String>,
     /// Reopens that came back without records acknowledged durable before.
     pub lost: Vec<String>,
+    /// Reads after a failed log write or sync that showed records not durable.
+    pub undurable_reads: Vec<String>,
+    /// Negative control: every handle skips its rollback after a failure.
+    pub skip_rollback: bool,
 }
 
 fn last_seq(db: &Option<Db>) -> u64 {
@@ -288,6 +291,8 @@ impl Run {
             vfs,
             undurable: Vec::new(),
             lost: Vec::new(),
+            undurable_reads: Vec::new(),
+            skip_rollback: false,
         };
         run.open();
         run
@@ -301,6 +306,9 @@ impl Run {
             Ok(db) => {
                 if self.config.skip_sync {
                     db.__test_skip_sync();
+                }
+                if self.skip_rollback {
+                    db.__test_skip_rollback();
                 }
                 let last = db.stats().last_seq;
                 let acknowledged = self.events.iter().filter_map(|e| e.durable).max().unwrap_or(0);
@@ -334,6 +342,15 @@ impl Run {
         });
     }
 
+    /// Negative control: this handle and every reopened one skip the rollback
+    /// after a failed log write or sync.
+    pub fn skip_rollback(&mut self) {
+        self.skip_rollback = true;
+        if let Some(db) = &self.db {
+            db.__test_skip_rollback();
+        }
+    }
+
     /// Runs one step. Returns false once the database could not be reopened.
     pub fn step(&mut self, op: &Op) -> bool {
         if self.db.is_none() {
@@ -342,7 +359,6 @@ impl Run {
         let start = self.fs.mutations();
         let fired = self.fs.fired();
         let before = last_seq(&self.db);
-        let pre = self.db.as_ref().map(|db| db.stats());
         // What the engine claims durable, believed as claimed (negative controls break the claim).
         let mut durable_kind = self.config.durability == Durability::Always;
         let mut backup = None;
@@ -388,8 +404,8 @@ impl Run {
             }
         };
         let after = last_seq(&self.db).max(before);
-        if let (Some(pre), true) = (pre, after > before) {
-            self.wait_for_compaction(&pre, op, after);
+        if after > before {
+            self.wait_for_compaction();
         }
         if after > before {
             debug_assert_eq!(after, before + 1, "one operation, one record");
@@ -397,6 +413,7 @@ impl Run {
             model.apply(op);
             self.states.push(model);
         }
+        self.check_rolled_back(op);
         let poisoned = matches!(result, Err(Error::Poisoned { .. }));
         let ok = result.is_ok();
         if ok {
@@ -423,24 +440,28 @@ impl Run {
     }
 
     /// An automatic compaction runs in its own thread; wait for the one this
-    /// write started (the engine's rule, restated) so runs stay reproducible.
-    fn wait_for_compaction(&self, pre: &redru::Stats, op: &Op, after: u64) {
-        let (Some(min), Some(db)) = (self.config.auto_compact, self.db.as_ref()) else { return };
-        let Some(record) = to_record(op) else { return };
-        let mut line = Vec::new();
-        redru::internal::record::encode(Seq(after), &record, &mut line);
-        let wal = pre.wal_bytes + line.len() as u64;
-        if !(wal > min && wal as f64 > pre.snapshot_bytes as f64) {
+    /// write may have started, so that runs stay reproducible.
+    fn wait_for_compaction(&self) {
+        if let (Some(_), Some(db)) = (self.config.auto_compact, self.db.as_ref()) {
+            db.__test_wait_compaction();
+        }
+    }
+
+    /// Once the handle refuses writes, every read must show the state after
+    /// the last durable record (docs/durability.md): nothing that was not.
+    fn check_rolled_back(&mut self, op: &Op) {
+        let Some(db) = self.db.as_ref() else { return };
+        let stats = db.stats();
+        if stats.poisoned.is_none() {
             return;
         }
-        // The engine skips the start while the previous compactor thread is
-        // still exiting (after it counted itself): then nothing comes, so the
-        // wait is bounded. Either way every crash state stays a valid check.
-        for _ in 0..200_000u64 {
-            if db.stats().compactions > pre.compactions {
-                return;
-            }
-            std::thread::yield_now();
+        let durable = stats.durable_seq as usize;
+        let diff = self.states.get(durable).map(|m| m.diff(db)).unwrap_or_default();
+        if !diff.is_empty() {
+            self.undurable_reads.push(format!(
+                "after {op:?} failed, reads differ from the state after durable record {durable}: {}",
+                diff.join("; ")
+            ));
         }
     }
 
@@ -524,25 +545,4 @@ impl Run {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
-
-/// The record an operation logs, to restate the compaction rule.
-fn to_record(op: &Op) -> Option<Record> {
-    Some(match op {
-        Op::Set(k, v) => Record::Set(k.clone(), redru::Doc::from(v)),
-        Op::Delete(k) => Record::Delete(k.clone()),
-        Op::Batch(ops) => Record::Batch(
-            ops.iter()
-                .map(|op| match op {
-                    BOp::Set(k, v) => BatchOp::Set(k.clone(), redru::Doc::from(v)),
-                    BOp::Delete(k) => BatchOp::Delete(k.clone()),
-                    BOp::Clear => BatchOp::Clear,
-                })
-                .collect(),
-        ),
-        Op::Clear => Record::Clear,
-        Op::CreateIndex(f, unique) => Record::CreateIndex { field: f.clone(), unique: *unique },
-        Op::DropIndex(f) => Record::DropIndex(f.clone()),
-        _ => return None,
-    })
 }

@@ -418,12 +418,6 @@ impl Index {
         }
     }
 
-    /// Empties the index.
-    pub fn clear(&mut self) {
-        self.map.clear();
-        self.entries = 0;
-    }
-
     /// The keys whose field value has digest `d`, in key order.
     pub fn lookup(&self, d: &ValueDigest) -> impl Iterator<Item = &Key> {
         self.map.get(d).into_iter().flatten()

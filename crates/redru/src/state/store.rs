@@ -202,6 +202,83 @@ pub struct State {
 /// the caller had it parsed.
 type Write<'a> = (&'a str, Option<(&'a Doc, Option<&'a Value>)>);
 
+/// How to take one applied record back: what it replaced, in the order it
+/// replaced it ([`State::undo`] restores in reverse). Cheap to keep: shared
+/// handles to the replaced values, the map before a clear as a
+/// copy-on-write clone, a dropped index as it was.
+pub struct Undo {
+    seq_before: Seq,
+    steps: Steps,
+}
+
+/// Most records replace one value: keep that without a `Vec` (no allocation
+/// per write).
+#[derive(Default)]
+enum Steps {
+    #[default]
+    None,
+    One(UndoStep),
+    Many(Vec<UndoStep>),
+}
+
+impl Steps {
+    fn push(&mut self, step: UndoStep) {
+        *self = match std::mem::take(self) {
+            Steps::None => Steps::One(step),
+            Steps::One(first) => Steps::Many(vec![first, step]),
+            Steps::Many(mut all) => {
+                all.push(step);
+                Steps::Many(all)
+            }
+        };
+    }
+
+    fn into_vec(self) -> Vec<UndoStep> {
+        match self {
+            Steps::None => Vec::new(),
+            Steps::One(step) => vec![step],
+            Steps::Many(all) => all,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &UndoStep> {
+        let (one, many) = match self {
+            Steps::None => (None, &[][..]),
+            Steps::One(step) => (Some(step), &[][..]),
+            Steps::Many(all) => (None, &all[..]),
+        };
+        one.into_iter().chain(many)
+    }
+}
+
+enum UndoStep {
+    /// A key's value before the record (None: absent).
+    Key(Key, Option<Doc>),
+    /// The map and the indexes before a clear (boxed: rare, and the common
+    /// step stays small).
+    All(Box<(Map, BTreeMap<String, Index>)>),
+    /// An index the record created.
+    Created(String),
+    /// An index the record dropped, as it was.
+    Dropped(Box<(String, Index)>),
+}
+
+impl Undo {
+    /// About how many bytes holding this undo costs: its own size, and the
+    /// keys and replaced values it keeps alive.
+    pub fn held_bytes(&self) -> usize {
+        std::mem::size_of::<Undo>()
+            + self
+                .steps
+                .iter()
+                .map(|s| match s {
+                    UndoStep::Key(k, v) => k.len() + v.as_ref().map_or(0, |d| d.as_str().len()),
+                    _ => std::mem::size_of::<UndoStep>(),
+                })
+                .sum::<usize>()
+    }
+}
+
 /// What applying a record found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Applied {
@@ -343,49 +420,131 @@ impl State {
     /// [`State::apply`], given the parsed value of a `Set` record when the
     /// caller has it (so the indexes need not parse its text).
     pub fn apply_with(&mut self, seq: Seq, record: &Record, parsed: Option<&Value>) -> Applied {
+        self.apply_inner(seq, record, parsed, None)
+    }
+
+    /// [`State::apply_with`], also returning how to take the record back
+    /// ([`State::undo`]).
+    pub fn apply_undoable(&mut self, seq: Seq, record: &Record, parsed: Option<&Value>) -> (Applied, Undo) {
+        let mut undo = Undo { seq_before: self.seq, steps: Steps::None };
+        let applied = self.apply_inner(seq, record, parsed, Some(&mut undo.steps));
+        (applied, undo)
+    }
+
+    /// Takes back the last record applied (with [`State::apply_undoable`]);
+    /// undoing several takes them back newest first. Indexes stay exact.
+    pub fn undo(&mut self, undo: Undo) {
+        for step in undo.steps.into_vec().into_iter().rev() {
+            match step {
+                UndoStep::Key(key, Some(value)) => {
+                    self.set(&key, &value, None);
+                }
+                UndoStep::Key(key, None) => {
+                    self.delete(&key);
+                }
+                UndoStep::All(all) => {
+                    let (map, indexes) = *all;
+                    self.map = map;
+                    self.indexes = indexes;
+                    self.indexes_changed();
+                }
+                UndoStep::Created(name) => {
+                    self.indexes.remove(&name);
+                    self.indexes_changed();
+                }
+                UndoStep::Dropped(dropped) => {
+                    let (name, index) = *dropped;
+                    self.indexes.insert(name, index);
+                    self.indexes_changed();
+                }
+            }
+        }
+        self.seq = undo.seq_before;
+    }
+
+    fn apply_inner(
+        &mut self,
+        seq: Seq,
+        record: &Record,
+        parsed: Option<&Value>,
+        mut undo: Option<&mut Steps>,
+    ) -> Applied {
         self.seq = seq;
+        let mut keep = |step: UndoStep| {
+            if let Some(steps) = undo.as_deref_mut() {
+                steps.push(step);
+            }
+        };
         match record {
             Record::Set(key, value) => {
-                self.set(key, value, parsed);
+                let (key, old) = self.set(key, value, parsed);
+                keep(UndoStep::Key(key, old));
                 Applied { existed: true }
             }
-            Record::Delete(key) => Applied { existed: self.delete(key) },
+            Record::Delete(key) => {
+                let old = self.delete(key);
+                let existed = old.is_some();
+                if existed {
+                    keep(UndoStep::Key(Key::from(key.as_str()), old));
+                }
+                Applied { existed }
+            }
             Record::Batch(ops) => {
                 for op in ops {
                     match op {
-                        BatchOp::Set(k, v) => self.set(k, v, None),
+                        BatchOp::Set(k, v) => {
+                            let (key, old) = self.set(k, v, None);
+                            keep(UndoStep::Key(key, old));
+                        }
                         BatchOp::Delete(k) => {
-                            self.delete(k);
+                            if let Some(old) = self.delete(k) {
+                                keep(UndoStep::Key(Key::from(k.as_str()), Some(old)));
+                            }
                         }
                         BatchOp::Clear => {
-                            self.clear();
+                            let cleared = self.clear();
+                            keep(UndoStep::All(Box::new(cleared)));
                         }
                     }
                 }
                 Applied { existed: true }
             }
-            Record::Clear => Applied { existed: self.clear() },
+            Record::Clear => {
+                let cleared = self.clear();
+                let existed = !cleared.0.is_empty();
+                keep(UndoStep::All(Box::new(cleared)));
+                Applied { existed }
+            }
             Record::CreateIndex { field, unique } => {
                 // A replayed definition was valid when logged.
                 if let Ok(path) = FieldPath::parse(field) {
                     let index = build_index(&self.map, path.clone(), *unique);
                     self.indexes.insert(path.as_str().to_owned(), index);
                     self.indexes_changed();
+                    keep(UndoStep::Created(path.as_str().to_owned()));
                 }
                 Applied { existed: false }
             }
             Record::DropIndex(field) => {
-                let existed = FieldPath::parse(field).is_ok_and(|p| self.indexes.remove(p.as_str()).is_some());
+                let removed = FieldPath::parse(field).ok().and_then(|p| {
+                    let name = p.as_str().to_owned();
+                    self.indexes.remove(&name).map(|index| (name, index))
+                });
                 self.indexes_changed();
+                let existed = removed.is_some();
+                if let Some(dropped) = removed {
+                    keep(UndoStep::Dropped(Box::new(dropped)));
+                }
                 Applied { existed }
             }
         }
     }
 
-    fn set(&mut self, key: &str, value: &Doc, parsed: Option<&Value>) {
+    /// Returns the key as stored and the value it replaced.
+    fn set(&mut self, key: &str, value: &Doc, parsed: Option<&Value>) -> (Key, Option<Doc>) {
         let (key, old) = self.map.insert(Key::from(key), value.clone());
         if self.indexes.is_empty() {
-            return;
+            return (key, old);
         }
         // Indexes read fields: parse those of the new (unless given) and the
         // replaced value once each.
@@ -393,33 +552,35 @@ impl State {
             Some(v) => Cow::Borrowed(v),
             None => Cow::Owned(self.wanted.extract(value.as_str())),
         };
-        let old = old.map(|d| self.wanted.extract(d.as_str()));
+        let old_fields = old.as_ref().map(|d| self.wanted.extract(d.as_str()));
         for index in self.indexes.values_mut() {
-            if let Some(old) = &old {
+            if let Some(old) = &old_fields {
                 index.remove(&key, old);
             }
             index.insert(&key, &new);
         }
+        (key, old)
     }
 
-    fn clear(&mut self) -> bool {
-        let existed = !self.map.is_empty();
-        self.map = Map::default();
-        for index in self.indexes.values_mut() {
-            index.clear();
-        }
-        existed
+    /// Empties the map and the indexes; returns them as they were (the
+    /// map's shards are shared, so dropping what is returned costs the same
+    /// as dropping them here).
+    fn clear(&mut self) -> (Map, BTreeMap<String, Index>) {
+        let map = std::mem::take(&mut self.map);
+        let emptied = self.indexes.iter().map(|(n, i)| (n.clone(), Index::new(i.path().clone(), i.unique()))).collect();
+        (map, std::mem::replace(&mut self.indexes, emptied))
     }
 
-    fn delete(&mut self, key: &str) -> bool {
-        let Some(old) = self.map.remove(key) else { return false };
+    /// Returns the value removed, if the key existed.
+    fn delete(&mut self, key: &str) -> Option<Doc> {
+        let old = self.map.remove(key)?;
         if !self.indexes.is_empty() {
-            let old = self.wanted.extract(old.as_str());
+            let fields = self.wanted.extract(old.as_str());
             for index in self.indexes.values_mut() {
-                index.remove(key, &old);
+                index.remove(key, &fields);
             }
         }
-        true
+        Some(old)
     }
 
     /// Recomputes what the indexes read; call after changing `indexes`.
@@ -491,6 +652,59 @@ mod tests {
 
     fn set(k: &str, v: Value) -> Record {
         Record::Set(k.into(), Doc::from(v))
+    }
+
+    /// Everything a read can see: entries, index definitions and contents, seq.
+    type Picture = (Vec<(String, String)>, Vec<IndexInfo>, Vec<Vec<String>>, Seq);
+
+    fn picture(s: &State) -> Picture {
+        let mut entries: Vec<_> = s.map.iter().map(|(k, v)| (k.to_string(), v.as_str().to_owned())).collect();
+        entries.sort();
+        let mut lookups = Vec::new();
+        for name in ["a", "b", "c"] {
+            let digest = ValueDigest::of(&json!(name));
+            for index in s.indexes.values() {
+                lookups.push(index.lookup(&digest).map(|k| k.to_string()).collect());
+            }
+        }
+        (entries, s.index_infos(), lookups, s.seq)
+    }
+
+    #[test]
+    fn undo_takes_back_every_kind_of_record_newest_first() {
+        let mut s = State::default();
+        s.apply(Seq(1), &Record::CreateIndex { field: "n".into(), unique: false });
+        s.apply(Seq(2), &set("x", json!({"n": "a"})));
+        s.apply(Seq(3), &set("y", json!({"n": "b"})));
+        let records = [
+            set("x", json!({"n": "b"})),
+            set("z", json!({"n": "c"})),
+            Record::Delete("y".into()),
+            Record::Delete("missing".into()),
+            Record::Batch(vec![
+                BatchOp::Set("w".into(), Doc::from(json!({"n": "a"}))),
+                BatchOp::Clear,
+                BatchOp::Set("x".into(), Doc::from(json!({"n": "c"}))),
+                BatchOp::Delete("x".into()),
+                BatchOp::Set("v".into(), Doc::from(json!({"n": "b"}))),
+            ]),
+            Record::DropIndex("n".into()),
+            Record::CreateIndex { field: "m".into(), unique: true },
+            Record::Clear,
+            set("q", json!({"n": "a"})),
+        ];
+        let mut pictures = vec![picture(&s)];
+        let mut undos = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            undos.push(s.apply_undoable(Seq(4 + i as u64), record, None).1);
+            pictures.push(picture(&s));
+        }
+        // Each undo restores exactly the picture before its record.
+        while let Some(undo) = undos.pop() {
+            pictures.pop();
+            s.undo(undo);
+            assert!(pictures.last() == Some(&picture(&s)), "after undoing record {}", undos.len() + 4);
+        }
     }
 
     #[test]

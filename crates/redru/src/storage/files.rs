@@ -7,6 +7,7 @@
 //! DIR/wal-….wal.torn-<offset>         a torn tail cut off at open, kept aside
 //! DIR/wal-….wal.quarantine-<offset>   what `repair` set aside
 //! DIR/backups/backup-….json           backups (their scheme: tools::backup::backup_name)
+//! DIR/backups/backup-…[.sha256].tmp   a backup (or its checksum) being written
 //! ```
 
 use crate::state::change::Seq;
@@ -41,4 +42,11 @@ pub fn parse_segment_name(name: &str) -> Option<Seq> {
         return None;
     }
     digits.parse().ok().map(Seq)
+}
+
+/// Whether `name` (in the backups directory) is a backup or its `.sha256`
+/// file still being written: `backup-….json.tmp`, `backup-….json.sha256.tmp`.
+/// Left over only by a backup that failed or was killed; opening removes them.
+pub fn is_backup_temp(name: &str) -> bool {
+    name.starts_with("backup-") && name.ends_with(".tmp")
 }

@@ -120,8 +120,22 @@ impl HashingWriter {
 ///
 /// Does not rename: [`write_atomic`] does the whole dance for `database.json`,
 /// backups reuse this for their own names.
+///
+/// If writing fails after the file was created, the partial file is removed
+/// (best effort): on a full disk it would hold the space the log needs next.
 pub fn write_file(vfs: &dyn Vfs, path: &Path, frozen: &Frozen) -> Result<SnapshotInfo> {
     let file = vfs.create_new(path).map_err(|e| Error::io("creating", path, e))?;
+    write_into(file, path, frozen).inspect_err(|_| discard(vfs, path))
+}
+
+/// Removes a temporary file a failed write leaves, ignoring errors: the
+/// operation already failed with a better one, and a file left behind is
+/// removed by the next open.
+pub fn discard(vfs: &dyn Vfs, path: &Path) {
+    let _ = vfs.remove(path);
+}
+
+fn write_into(file: Box<dyn VFile>, path: &Path, frozen: &Frozen) -> Result<SnapshotInfo> {
     let mut w = HashingWriter {
         file,
         path: path.to_owned(),
@@ -172,7 +186,10 @@ pub fn write_atomic(vfs: &dyn Vfs, dir: &Path, frozen: &Frozen) -> Result<Snapsh
         vfs.remove(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
     }
     let info = write_file(vfs, &tmp, frozen)?;
-    vfs.rename(&tmp, &path).map_err(|e| Error::io("renaming into place", &path, e))?;
+    vfs.rename(&tmp, &path).map_err(|e| {
+        discard(vfs, &tmp);
+        Error::io("renaming into place", &path, e)
+    })?;
     vfs.sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e))?;
     Ok(info)
 }

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Deref;
 use std::path::Path;
 
@@ -54,7 +54,7 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn VFile>>;
     /// Creates `path` empty (mode 0600), failing if it already exists.
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn VFile>>;
-    /// Reads a whole file.
+    /// Reads a whole file (`ErrorKind::IsADirectory` if `path` is a directory).
     fn read(&self, path: &Path) -> io::Result<FileBytes>;
     /// Renames `from` to `to`, replacing `to` atomically.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
@@ -100,6 +100,20 @@ fn private_file(opts: &mut OpenOptions) -> &mut OpenOptions {
     opts
 }
 
+/// The pid on the first line of a held lock file. A lock file created a
+/// moment ago may not hold it yet: look again for up to ~50 ms.
+fn read_pid(file: &mut File) -> Option<u32> {
+    for _ in 0..50 {
+        let mut text = String::new();
+        let read = file.seek(SeekFrom::Start(0)).and_then(|_| file.read_to_string(&mut text));
+        if let Some(pid) = read.ok().and_then(|_| text.lines().next().and_then(|l| l.trim().parse().ok())) {
+            return Some(pid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    None
+}
+
 impl Vfs for StdFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         if dir.is_dir() {
@@ -142,7 +156,12 @@ impl Vfs for StdFs {
 
     fn read(&self, path: &Path) -> io::Result<FileBytes> {
         let file = File::open(path)?;
-        if file.metadata()?.len() == 0 {
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            // Say so: mmap would fail with ENODEV ("No such device").
+            return Err(io::Error::from(io::ErrorKind::IsADirectory));
+        }
+        if meta.len() == 0 {
             return Ok(Box::new(Vec::new()));
         }
         // SAFETY: the map is read-only and the file lives in a directory this
@@ -180,15 +199,17 @@ impl Vfs for StdFs {
         let mut file = private_file(OpenOptions::new().read(true).write(true).create(true)).open(path)?;
         match file.try_lock() {
             Ok(()) => {
-                file.set_len(0)?;
-                file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+                // Overwrite in place, then cut what a longer old pid left:
+                // emptying the file first let a refused opener read nothing.
+                // Readers take the first line, so the moment between the two
+                // calls reads as the new pid.
+                let line = format!("{}\n", std::process::id());
+                file.seek(SeekFrom::Start(0))?;
+                file.write_all(line.as_bytes())?;
+                file.set_len(line.len() as u64)?;
                 Ok(LockOutcome::Acquired(Box::new(StdLock(file))))
             }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
-                Ok(LockOutcome::Held(pid))
-            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(LockOutcome::Held(read_pid(&mut file))),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }

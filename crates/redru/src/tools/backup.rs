@@ -358,8 +358,12 @@ fn write_backup(vfs: &dyn Vfs, path: &Path, frozen: &Frozen, time: u64) -> Resul
     if vfs.exists(&tmp).map_err(|e| Error::io("checking", &tmp, e))? {
         vfs.remove(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
     }
+    // `write_file` removes the temporary file itself if writing it fails.
     let written = snapshot::write_file(vfs, &tmp, frozen)?;
-    let bytes = vfs.read(&tmp).map_err(|e| Error::io("reading back", &tmp, e))?;
+    let bytes = vfs.read(&tmp).map_err(|e| {
+        snapshot::discard(vfs, &tmp);
+        Error::io("reading back", &tmp, e)
+    })?;
     let checked = light_check(&tmp, &bytes);
     if checked != Ok((written.seq.0, written.keys)) || bytes.len() as u64 != written.bytes {
         let why = checked.err().unwrap_or_else(|| "its content differs from what was written".into());
@@ -367,7 +371,10 @@ fn write_backup(vfs: &dyn Vfs, path: &Path, frozen: &Frozen, time: u64) -> Resul
     }
     let sha256 = file_sha256(&bytes);
     drop(bytes);
-    vfs.rename(&tmp, path).map_err(|e| Error::io("renaming into place", path, e))?;
+    vfs.rename(&tmp, path).map_err(|e| {
+        snapshot::discard(vfs, &tmp);
+        Error::io("renaming into place", path, e)
+    })?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let sidecar = sidecar_path(path);
     let sidecar_tmp = with_suffix(&sidecar, ".tmp");
@@ -375,10 +382,14 @@ fn write_backup(vfs: &dyn Vfs, path: &Path, frozen: &Frozen, time: u64) -> Resul
         vfs.remove(&sidecar_tmp).map_err(|e| Error::io("removing", &sidecar_tmp, e))?;
     }
     let file = vfs.create_new(&sidecar_tmp).map_err(|e| Error::io("creating", &sidecar_tmp, e))?;
-    file.append(format!("{sha256}  {name}\n").as_bytes()).map_err(|e| Error::io("writing", &sidecar_tmp, e))?;
-    file.sync().map_err(|e| Error::io("syncing", &sidecar_tmp, e))?;
+    let written_sidecar = file
+        .append(format!("{sha256}  {name}\n").as_bytes())
+        .map_err(|e| Error::io("writing", &sidecar_tmp, e))
+        .and_then(|()| file.sync().map_err(|e| Error::io("syncing", &sidecar_tmp, e)));
     drop(file);
-    vfs.rename(&sidecar_tmp, &sidecar).map_err(|e| Error::io("renaming into place", &sidecar, e))?;
+    written_sidecar
+        .and_then(|()| vfs.rename(&sidecar_tmp, &sidecar).map_err(|e| Error::io("renaming into place", &sidecar, e)))
+        .inspect_err(|_| snapshot::discard(vfs, &sidecar_tmp))?;
     vfs.sync_dir(&dir).map_err(|e| Error::io("syncing directory", &dir, e))?;
     Ok(BackupInfo {
         name,

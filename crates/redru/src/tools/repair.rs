@@ -19,7 +19,7 @@ use crate::options::Options;
 use crate::storage::log::{self, Segment};
 use crate::storage::record::{self, BatchOp, DecodeError, Record};
 use crate::storage::vfs::Vfs;
-use crate::tools::verify::{self, Problem, VerifyReport};
+use crate::tools::verify::{self, Problem, ProblemKind, VerifyReport};
 
 /// At most this many affected keys are listed per set-aside file.
 const MAX_KEYS: usize = 1000;
@@ -157,8 +157,10 @@ pub fn repair(dir: &Path, dry_run: bool) -> Result<RepairReport> {
 pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<RepairReport> {
     let started = Instant::now();
     let vfs = &*options.vfs;
+    let lock_path = dir.join(crate::storage::files::LOCK_NAME);
+    let opened_before = vfs.exists(&lock_path).map_err(|e| Error::io("checking", &lock_path, e))?;
     let _lock = verify::lock_dir(vfs, dir, !dry_run)?;
-    let analysis = verify::analyze(vfs, dir)?;
+    let analysis = verify::analyze(vfs, dir, opened_before)?;
     if !analysis.snapshot_ok {
         let problem = analysis.report.problems.first();
         let what = problem.map(|p| format!("{}: {}", p.kind, p.message)).unwrap_or_default();
@@ -166,6 +168,13 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
             path: dir.join(crate::storage::snapshot::FILE_NAME),
             reason: format!("{what}; `repair` only cuts the log and cannot rebuild a snapshot, nothing was changed"),
         });
+    }
+    if let Some(p) = analysis.report.problems.iter().find(|p| p.kind == ProblemKind::MissingSegment) {
+        return Err(Error::MissingSegment { path: p.file.clone(), snapshot_seq: analysis.snapshot_seq.0 });
+    }
+    if analysis.report.problems.iter().any(|p| p.kind == ProblemKind::MissingSnapshot) {
+        let first = analysis.live.first().map_or(1, |s| s.first.0);
+        return Err(Error::MissingSnapshot { path: dir.join(crate::storage::snapshot::FILE_NAME), first });
     }
     let unfixable: Vec<Problem> =
         analysis.report.problems.iter().filter(|p| !p.kind.is_log_damage()).cloned().collect();
@@ -180,16 +189,29 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
         after: None,
         duration: Duration::ZERO,
     };
-    let Some(cut) = analysis.cut else {
+    if analysis.cut.is_none() && analysis.strays.is_empty() {
         report.duration = started.elapsed();
         return Ok(report);
-    };
-    report.damage = Some(cut.problem.clone());
+    }
+    report.damage = analysis
+        .cut
+        .as_ref()
+        .map(|c| c.problem.clone())
+        .or_else(|| analysis.report.problems.iter().find(|p| p.kind == ProblemKind::StraySegment).cloned());
 
-    // Plan: the tail of the damaged segment (or all of it), then every later one.
+    // Plan: every stray whole (the log does not run through it), then the
+    // tail of the damaged segment (or all of it) and every later one.
     let mut planned: Vec<(Segment, u64, Vec<u8>)> = Vec::new();
-    for (i, segment) in analysis.live.iter().enumerate().skip(cut.segment) {
-        let offset = if i == cut.segment { cut.offset } else { 0 };
+    for segment in &analysis.strays {
+        let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
+        planned.push((segment.clone(), 0, bytes.to_vec()));
+    }
+    let from = analysis.cut.as_ref().map_or(analysis.live.len(), |c| c.segment);
+    for (i, segment) in analysis.live.iter().enumerate().skip(from) {
+        if analysis.strays.contains(segment) {
+            continue;
+        }
+        let offset = analysis.cut.as_ref().filter(|c| c.segment == i).map_or(0, |c| c.offset);
         let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
         let tail = bytes.get(offset as usize..).unwrap_or_default().to_vec();
         planned.push((segment.clone(), offset, tail));
@@ -226,7 +248,16 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
         file.truncate(offset).map_err(|e| Error::io("truncating", &segment.path, e))?;
         file.sync().map_err(|e| Error::io("syncing", &segment.path, e))?;
     }
-    report.after = Some(verify::analyze(vfs, dir)?.report);
+    // 4. If nothing after the snapshot is left, start the log where the
+    //    snapshot ends, as a save does: without that segment a directory
+    //    redru opened reads as one whose newest segment was deleted.
+    if analysis.report.snapshot.is_some()
+        && let Some(path) = log::missing_successor(&log::list_segments(vfs, dir)?, dir, analysis.snapshot_seq)
+    {
+        vfs.create_new(&path).map_err(|e| Error::io("creating", &path, e))?;
+        vfs.sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e))?;
+    }
+    report.after = Some(verify::analyze(vfs, dir, opened_before)?.report);
     report.duration = started.elapsed();
     Ok(report)
 }

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::state::index::{FieldPath, ValueDigest};
 use crate::state::store::{State, build_index};
-use crate::storage::files::LOCK_NAME;
+use crate::storage::files::{self, LOCK_NAME};
 use crate::storage::log::{self, Found, Segment, Tail};
 use crate::storage::record::{self, DecodeError, Seq};
 use crate::storage::snapshot::{self, IndexDef, SnapshotInfo};
@@ -61,6 +61,16 @@ pub enum ProblemKind {
     UniqueViolation,
     /// A backup's `.sha256` file does not match the backup.
     BackupChecksum,
+    /// There is no snapshot but the log starts after record 1: the snapshot
+    /// was deleted. Restore a backup; `repair` cannot help.
+    MissingSnapshot,
+    /// The snapshot ends at record S but there is no log segment at all, in
+    /// a directory redru opened before: the newest segment was deleted.
+    MissingSegment,
+    /// A file named like a segment that does not continue the log, while a
+    /// later segment does: a stray, not part of the chain. `repair` sets it
+    /// aside alone.
+    StraySegment,
 }
 
 impl ProblemKind {
@@ -79,6 +89,7 @@ impl ProblemKind {
                 | ProblemKind::SequenceGap
                 | ProblemKind::SequenceStepBack
                 | ProblemKind::ReplayRefused
+                | ProblemKind::StraySegment
         )
     }
 
@@ -97,6 +108,9 @@ impl ProblemKind {
             ProblemKind::IndexMismatch => "index mismatch",
             ProblemKind::UniqueViolation => "unique index violated",
             ProblemKind::BackupChecksum => "backup checksum mismatch",
+            ProblemKind::MissingSnapshot => "missing snapshot",
+            ProblemKind::StraySegment => "stray segment",
+            ProblemKind::MissingSegment => "missing segment",
         }
     }
 }
@@ -345,8 +359,8 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport> {
 /// never been opened by redru and is read without one (no file is created).
 pub fn verify_dir_with(dir: &Path, options: &Options) -> Result<VerifyReport> {
     let vfs = &*options.vfs;
-    let _lock = lock_dir(vfs, dir, false)?;
-    Ok(analyze(vfs, dir)?.report)
+    let lock = lock_dir(vfs, dir, false)?;
+    Ok(analyze(vfs, dir, lock.is_some())?.report)
 }
 
 /// Checks one snapshot or backup file on the real file system; see [`verify_file_with`].
@@ -445,8 +459,10 @@ pub(crate) struct Cut {
 /// What `verify` found, with what `repair` needs to act on it.
 pub(crate) struct Analysis {
     pub report: VerifyReport,
-    /// The live log segments (those `open` reads), in order.
+    /// The live log segments (those `open` reads), in order, strays included.
     pub live: Vec<Segment>,
+    /// Segments that do not continue the log while a later one does.
+    pub strays: Vec<Segment>,
     /// The first log damage.
     pub cut: Option<Cut>,
     /// Whether the snapshot (if any) is intact.
@@ -457,11 +473,24 @@ pub(crate) struct Analysis {
     pub snapshot_seq: Seq,
 }
 
-/// Checks a data directory; the caller holds the lock.
-pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
+/// Checks a data directory; the caller holds the lock. `opened_before`:
+/// whether it held a lock file before this check (redru opened it).
+pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path, opened_before: bool) -> Result<Analysis> {
     let started = Instant::now();
     let mut report = VerifyReport::new(dir);
     let names = vfs.list(dir).map_err(|e| Error::io("listing", dir, e))?;
+    let backups = dir.join(files::BACKUP_DIR);
+    if names.iter().any(|n| n == files::BACKUP_DIR) {
+        // Backups are checked by `verify_backups`; here only the leftovers.
+        for name in vfs.list(&backups).unwrap_or_default() {
+            if files::is_backup_temp(&name) {
+                report.notes.push(format!(
+                    "{}/{name} is left over from a backup that failed or was killed; opening removes it",
+                    files::BACKUP_DIR
+                ));
+            }
+        }
+    }
     for name in &names {
         if name == snapshot::TMP_NAME {
             report.notes.push(format!(
@@ -516,6 +545,23 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
         ));
     }
     let live: Vec<Segment> = segments[covered..].to_vec();
+    if let (true, true, Some(seq)) = (opened_before, snapshot_ok, snapshot_seq)
+        && report.snapshot.is_some()
+        && let Some(path) = log::missing_successor(&segments, dir, seq)
+    {
+        report.problems.push(Problem::new(
+            ProblemKind::MissingSegment,
+            &path,
+            None,
+            None,
+            format!(
+                "the snapshot ends at record {seq} but there is no log segment, not even {}: every save creates \
+                 it before its snapshot exists, so the newest segment was deleted (with every write after the \
+                 snapshot); put it back, or create it empty to accept the loss",
+                path.display()
+            ),
+        ));
+    }
     let mut log = LogCheck {
         state: base,
         snapshot_seq: snapshot_seq.unwrap_or(Seq(0)),
@@ -529,6 +575,7 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
         last_good: snapshot_seq.unwrap_or(Seq(0)),
     };
     let mut expected: Option<Seq> = snapshot_seq.map(Seq::next);
+    let mut strays = Vec::new();
     for (i, segment) in live.iter().enumerate() {
         log.segment = i;
         let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
@@ -536,7 +583,37 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
         report.bytes += bytes.len() as u64;
         // The first live segment may start inside the snapshot (its first
         // records are skipped); after that, each segment continues the last.
-        if let Some(want) = expected
+        if i == 0 && report.snapshot.is_none() && segment.first > Seq(1) {
+            let last = segment.first.0 - 1;
+            let message = format!(
+                "there is no snapshot, but the log starts at record {}: records 1..{last} were only in a snapshot \
+                 that is gone; restore the newest backup (copy it to {}) — `repair` would set every record aside",
+                segment.first,
+                dir.join(snapshot::FILE_NAME).display()
+            );
+            log.problem(Problem::new(ProblemKind::MissingSnapshot, &segment.path, Some(1), Some(0), message), 0);
+            // What follows cannot be replayed without the records before it.
+            log.state = None;
+            log.replaying = false;
+        } else if let Some(want) = expected
+            && segment.first != want
+            && (i > 0 || segment.first > want)
+            && live[i + 1..].iter().any(|later| later.first == want)
+        {
+            // A later segment continues the log: this one is not part of it.
+            let message = format!(
+                "a file named as a segment starting at record {} lies in the log, which continues at record {want} in {}: \
+                 it is not part of the log",
+                segment.first,
+                live[i + 1..]
+                    .iter()
+                    .find(|later| later.first == want)
+                    .map_or(String::new(), |l| l.path.display().to_string())
+            );
+            log.problems.push(Problem::new(ProblemKind::StraySegment, &segment.path, Some(1), Some(0), message));
+            strays.push(segment.clone());
+            continue;
+        } else if let Some(want) = expected
             && (segment.first > want || (i > 0 && segment.first != want))
         {
             let message = if i == 0 && report.snapshot.is_none() {
@@ -611,6 +688,7 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path) -> Result<Analysis> {
     Ok(Analysis {
         report,
         live,
+        strays,
         cut: log.cut,
         snapshot_ok,
         kept_upto: log.last_good,

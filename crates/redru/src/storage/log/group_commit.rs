@@ -109,6 +109,11 @@ impl Wal {
         self.sync.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether a write or sync failed (cheap: no lock).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
     /// Refuses with [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn check_poisoned(&self) -> Result<()> {
         if !self.poisoned.load(Ordering::Acquire) {
@@ -149,14 +154,21 @@ impl Wal {
     /// Returns once every record up to `seq` is durable (group commit: one
     /// thread at a time syncs, on behalf of every record appended before its
     /// sync started; the others park until an fsync covers their record).
-    pub fn wait_durable(&self, seq: Seq) -> Result<()> {
+    /// `what` names the caller in the error if the log fails meanwhile
+    /// ("this write"): the failure is then this caller's own, since a record
+    /// is never appended to a poisoned log.
+    pub fn wait_durable(&self, seq: Seq, what: &'static str) -> Result<()> {
         let mut state = self.sync_state();
         loop {
-            if let Some(cause) = &state.poisoned {
-                return Err(Error::Poisoned { cause: cause.clone() });
-            }
+            // Durable is durable, even on a log that failed since: `synced`
+            // stops moving once the log is poisoned, and the rollback keeps
+            // exactly the records up to it, so every write acknowledged here
+            // stays readable and every one refused is taken back.
             if state.synced >= seq {
                 return Ok(());
+            }
+            if let Some(cause) = &state.poisoned {
+                return Err(Error::WriteFailed { what, cause: cause.clone() });
             }
             if state.leader {
                 let parked = Parked::new();
@@ -233,7 +245,9 @@ impl Wal {
         let mut state = self.sync_state();
         state.leader = false;
         state.syncs += 1;
-        if result.is_ok() {
+        // Once poisoned (by another writer's failed append meanwhile), the
+        // durable point stays where the rollback took the state back to.
+        if result.is_ok() && state.poisoned.is_none() {
             state.synced = state.synced.max(target);
         }
         let covered = state.take_covered();
@@ -261,10 +275,15 @@ impl Wal {
         w.flush().inspect_err(|e| self.poison(e))
     }
 
-    /// Makes everything appended so far durable.
+    /// Makes everything appended so far durable. On a log that failed
+    /// before, [`Error::Poisoned`]; if it fails now, [`Error::WriteFailed`].
     pub fn sync_all(&self) -> Result<()> {
-        let target = self.lock().written;
-        self.wait_durable(target)
+        let target = {
+            let w = self.lock();
+            self.check_poisoned()?;
+            w.written
+        };
+        self.wait_durable(target, "this sync")
     }
 
     /// Records that everything up to `seq` is durable (after a rotation synced it).

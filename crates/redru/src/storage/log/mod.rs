@@ -29,7 +29,7 @@ pub use group_commit::Wal;
 #[allow(unused_imports)]
 pub use reader::{Damage, Found, ScanOutcome, Tail, scan};
 #[allow(unused_imports)]
-pub use recovery::{LogScan, TornFound, cut_torn_tail, read_log, set_aside};
+pub use recovery::{LogScan, TornFound, cut_torn_tail, missing_successor, read_log, set_aside, stray_bytes};
 #[allow(unused_imports)]
 pub use segment::{Segment, list_segments, parse_segment_name, remove_segments, segment_name};
 pub use writer::Writer;

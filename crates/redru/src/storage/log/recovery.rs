@@ -138,6 +138,30 @@ pub fn read_log(vfs: &dyn Vfs, dir: &Path, snapshot_seq: Seq, mut apply: impl Fn
     Ok(out)
 }
 
+/// Checks a segment the snapshot covers before it is removed: `None` if it
+/// holds only valid records in sequence from its first (what an interrupted
+/// save leaves), otherwise its bytes, to be set aside rather than deleted
+/// (a stray file named like a segment).
+pub fn stray_bytes(vfs: &dyn Vfs, segment: &Segment) -> Result<Option<Vec<u8>>> {
+    let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
+    let outcome = scan(&bytes, segment.first, false, |_| Ok(()))?;
+    Ok(match outcome {
+        Ok((Tail::Clean, _)) => None,
+        _ => Some(bytes.to_vec()),
+    })
+}
+
+/// The segment the log must continue in after a snapshot at `snapshot_seq`,
+/// if there is no segment at all: every save creates `wal-<snapshot_seq + 1>`
+/// (and syncs the directory) before its snapshot exists, and nothing redru
+/// does removes the last segment, so in a directory redru has opened before
+/// a snapshot without any segment means the newest one was deleted. (A
+/// directory holding only a snapshot copied in, never opened, is a restore,
+/// not a loss; a log that resumes later is a sequence gap, reported as such.)
+pub fn missing_successor(segments: &[Segment], dir: &Path, snapshot_seq: Seq) -> Option<PathBuf> {
+    segments.is_empty().then(|| dir.join(segment_name(snapshot_seq.next())))
+}
+
 /// Sets a torn tail aside: copies the torn bytes to a side file next to the
 /// segment (synced, directory synced), then cuts the segment at the torn
 /// offset and syncs it. Nothing is destroyed; a crash in between only means
@@ -167,8 +191,18 @@ pub fn set_aside(
         n += 1;
     }
     let file = vfs.create_new(&path).map_err(|e| Error::io("creating", &path, e))?;
-    file.append(bytes).map_err(|e| Error::io("writing", &path, e))?;
-    file.sync().map_err(|e| Error::io("syncing", &path, e))?;
-    vfs.sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e))?;
+    let written = file
+        .append(bytes)
+        .map_err(|e| Error::io("writing", &path, e))
+        .and_then(|()| file.sync().map_err(|e| Error::io("syncing", &path, e)))
+        .and_then(|()| vfs.sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e)));
+    drop(file);
+    if let Err(e) = written {
+        // The bytes are still in the segment (it is cut only after this
+        // returns): a partial or empty copy would only pile up, one more at
+        // each retried open on a full disk.
+        let _ = vfs.remove(&path);
+        return Err(e);
+    }
     Ok(path)
 }

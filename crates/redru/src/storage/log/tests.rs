@@ -243,7 +243,7 @@ fn gated_group(waiters: usize, outcomes: &[bool]) -> (Vec<Result<()>>, u64, usiz
     let wal = Wal::new(writer, Seq(0));
     let write = |wal: &Wal| -> Result<()> {
         let seq = wal.lock().append(&Record::Set("k".into(), crate::Doc::from(json!(1))))?;
-        wal.wait_durable(seq)
+        wal.wait_durable(seq, "this write")
     };
     let results = std::thread::scope(|s| {
         let leader = s.spawn(|| write(&wal));
@@ -270,7 +270,10 @@ fn writers_parked_behind_a_failed_fsync_all_get_the_error() {
     let (results, syncs, len) = gated_group(6, &[false]);
     assert_eq!(results.len(), 7);
     for r in &results {
-        assert!(matches!(r, Err(Error::Poisoned { cause }) if cause.contains("injected")), "{r:?}");
+        assert!(
+            matches!(r, Err(Error::WriteFailed { what: "this write", cause }) if cause.contains("injected")),
+            "{r:?}"
+        );
     }
     assert_eq!(syncs, 1);
     assert_eq!(len, 0, "the unsynced records are cut");
@@ -288,6 +291,6 @@ fn the_fsync_after_the_leaders_covers_the_writers_parked_behind_it() {
     // And if that second fsync fails, all six get the error, the leader none.
     let (results, syncs, _) = gated_group(6, &[true, false]);
     assert!(results[0].is_ok());
-    assert!(results[1..].iter().all(|r| matches!(r, Err(Error::Poisoned { .. }))), "{results:?}");
+    assert!(results[1..].iter().all(|r| matches!(r, Err(Error::WriteFailed { .. }))), "{results:?}");
     assert_eq!(syncs, 2);
 }

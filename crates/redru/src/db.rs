@@ -55,7 +55,7 @@ struct Pending {
 }
 
 /// In the relaxed modes, the log is synced when the undos of the records
-/// waiting to be known durable hold this much (about 1.4M small writes), so
+/// waiting to be known durable hold this much (about 1.1M writes of new small keys), so
 /// that what a rollback needs stays bounded.
 const PENDING_BYTES: usize = 64 << 20;
 /// Durable undos are dropped once this many are kept (not at every write: it

@@ -1,8 +1,13 @@
-//! Leftovers and honest errors under real faults (issue 13): a failed save or
-//! backup removes its temporary file, stale ones are cleaned on open and
-//! listed by `verify`, automatic compaction backs off after a failure, and
-//! after a failed fsync no read shows a write that was not durable. Faults
-//! are injected on the simulated file system (`redru_testkit::sim`).
+//! Leftovers and honest errors under real faults (issue 13): a failed save,
+//! backup or torn-tail copy removes its file, stale backup temporaries are
+//! cleaned on open and listed by `verify`, automatic compaction backs off
+//! after a failure, after a failed fsync no read shows a write that was not
+//! durable (and the failing write says so), a refused opener always reads the
+//! lock holder's pid, a directory where a data file should be is named, a
+//! missing snapshot or newest segment is reported rather than "repaired", and
+//! a stray file named like a segment is the only thing `repair` sets aside.
+//! Faults are injected on the simulated file system (`redru_testkit::sim`);
+//! one test fills a real 1 MiB tmpfs (skipped where mounting is not allowed).
 
 use std::path::Path;
 

@@ -708,6 +708,15 @@ mod tests {
     }
 
     #[test]
+    fn the_undo_of_a_set_is_small() {
+        let mut s = State::default();
+        let (_, undo) = s.apply_undoable(Seq(1), &set("user:00000001", json!({"n": 1})), None);
+        eprintln!("undo of a 13-byte new key: {} bytes", undo.held_bytes());
+        // What the relaxed modes' 64 MiB bound means in writes (docs/design.md).
+        assert!(undo.held_bytes() <= 96, "{}", undo.held_bytes());
+    }
+
+    #[test]
     fn keys_spread_over_the_shards() {
         for pattern in ["user:", "k", "order/2026-11-26/"] {
             let mut counts = [0usize; SHARDS];

@@ -350,10 +350,11 @@ impl Db {
         let lock_path = dir.join(LOCK_NAME);
         // Whether redru opened this directory before (the lock file stays).
         let opened_before = vfs.exists(&lock_path).map_err(|e| Error::io("checking", &lock_path, e))?;
-        let lock = match vfs.try_lock(&lock_path).map_err(|e| Error::io("locking", &lock_path, e))? {
-            LockOutcome::Acquired(guard) => guard,
-            LockOutcome::Held(pid) => return Err(Error::Locked { dir, pid }),
-        };
+        let lock =
+            match crate::storage::vfs::lock(&*vfs, &lock_path).map_err(|e| Error::io("locking", &lock_path, e))? {
+                LockOutcome::Acquired(guard) => guard,
+                LockOutcome::Held(pid) => return Err(Error::Locked { dir, pid }),
+            };
         let mut report = RecoveryReport::default();
 
         // An interrupted save leaves its temporary file: the rename never

@@ -137,3 +137,22 @@ fn writers_go_on_during_a_long_scan() -> Result<(), redru::Error> {
     assert!(during >= 20_000, "only {during} writes completed while full scans ran: writers waited for the scans");
     Ok(())
 }
+
+/// A lock held for an instant (as by a child process between fork and exec,
+/// which shares the open lock file) does not make `open` fail: it tries
+/// again for a moment. A real holder is still refused (the other tests).
+#[test]
+fn open_waits_out_a_lock_held_for_an_instant() -> Result<(), redru::Error> {
+    let dir =
+        tempfile::tempdir().map_err(|source| redru::Error::Io { action: "creating", path: "tmp".into(), source })?;
+    let first = Db::open(dir.path())?;
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        first.close()
+    });
+    // Asked while `first` still holds the directory.
+    let second = Db::open(dir.path());
+    closer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    assert!(second.is_ok(), "refused although the holder let go 20 ms later: {:?}", second.err());
+    Ok(())
+}

@@ -66,6 +66,29 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     fn try_lock(&self, path: &Path) -> io::Result<LockOutcome>;
 }
 
+/// How long [`lock`] keeps trying a lock that another holder has.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Takes the lock at `path`, trying again for a moment when it is held.
+///
+/// Why not give up at once: a lock (`flock`) belongs to the open file, and a
+/// process that forks copies its open files into the child until the child
+/// execs. A program that closes its `Db` while another of its threads is
+/// starting a process can leave the lock held for that instant by the child
+/// (the redru CLI's tests hit it: "locked by pid <the test>"). A real holder
+/// is still refused, 200 ms later.
+pub fn lock(vfs: &dyn Vfs, path: &Path) -> io::Result<LockOutcome> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match vfs.try_lock(path)? {
+            LockOutcome::Held(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            outcome => return Ok(outcome),
+        }
+    }
+}
+
 /// The real file system: std::fs, with whole-file reads memory-mapped.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdFs;

@@ -439,7 +439,7 @@ pub(crate) fn lock_dir(vfs: &dyn Vfs, dir: &Path, create: bool) -> Result<Option
     if !create && !vfs.exists(&lock_path).map_err(|e| Error::io("checking", &lock_path, e))? {
         return Ok(None);
     }
-    match vfs.try_lock(&lock_path).map_err(|e| Error::io("locking", &lock_path, e))? {
+    match crate::storage::vfs::lock(vfs, &lock_path).map_err(|e| Error::io("locking", &lock_path, e))? {
         LockOutcome::Acquired(guard) => Ok(Some(guard)),
         LockOutcome::Held(pid) => Err(Error::Locked { dir: dir.to_owned(), pid }),
     }

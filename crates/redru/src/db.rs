@@ -26,7 +26,7 @@ use crate::storage::files::{BACKUP_DIR, LOCK_NAME, is_backup_temp};
 use crate::storage::log::{self, Wal, Writer};
 use crate::storage::record::{BatchOp, Record, Seq};
 use crate::storage::snapshot::{self, Frozen, SnapshotInfo};
-use crate::storage::vfs::{LockGuard, LockOutcome, Vfs};
+use crate::storage::vfs::{LockGuard, LockOutcome, ReadOnlyFs, Vfs};
 
 /// An open database. `Send + Sync`: share it between threads by reference or `Arc`.
 ///
@@ -329,6 +329,9 @@ impl Db {
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
         let started = Instant::now();
         let dir = dir.as_ref().to_owned();
+        if options.read_only {
+            return Db::open_read_only(dir, options, started);
+        }
         let vfs = Arc::clone(&options.vfs);
         if !vfs.exists(&dir).map_err(|e| Error::io("checking", &dir, e))? {
             // Each new directory's entry (the data directory's, and any parent
@@ -477,6 +480,66 @@ impl Db {
             _ => None,
         };
         Ok(Db { inner, flusher })
+    }
+
+    /// [`Options::read_only`]: a view of the directory as of its last
+    /// complete record, through a file system that refuses every change.
+    fn open_read_only(dir: PathBuf, mut options: Options, started: Instant) -> Result<Db> {
+        if !options.vfs.exists(&dir).map_err(|e| Error::io("checking", &dir, e))? {
+            return Err(Error::NoDatabase { dir });
+        }
+        let vfs: Arc<dyn Vfs> = Arc::new(ReadOnlyFs(Arc::clone(&options.vfs)));
+        // A writer's save renames the snapshot and removes the segments it
+        // covers: reading in between finds a file gone, or a log that no
+        // longer continues the snapshot read. Start again on the files as
+        // they are then; what is still wrong after a while is real.
+        let mut attempts = 0;
+        let (mut state, snap_meta, mut report) = loop {
+            match load_view(&*vfs, &dir) {
+                Ok(view) => break view,
+                Err(_) if attempts < READ_ONLY_ATTEMPTS => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let last = state.seq;
+        let next = log::Segment { path: dir.join(log::segment_name(last.next())), first: last.next() };
+        let writer = Writer::open(Arc::clone(&vfs), &dir, next, Vec::new(), last)?;
+        state.seq = last;
+        report.millis = started.elapsed().as_millis() as u64;
+        // Nothing is written, so nothing is flushed, synced or compacted.
+        options.durability = Durability::Never;
+        options.auto_compact = false;
+        let inner = Arc::new(Inner {
+            dir,
+            vfs,
+            wal: Wal::new(writer, last),
+            state: RwLock::new(state),
+            pending: Mutex::new(Pending::default()),
+            save_lock: Mutex::new(()),
+            snap: Mutex::new(snap_meta),
+            compactor: Mutex::new(None),
+            compactions: AtomicU64::new(0),
+            failed_compactions: AtomicU64::new(0),
+            compaction_retry_at: AtomicU64::new(0),
+            last_compaction_error: Mutex::new(None),
+            recovery: report,
+            _lock: ReadOnlyFs::no_lock(),
+            options,
+        });
+        Ok(Db { inner, flusher: None })
+    }
+
+    /// Whether it was opened read-only ([`Options::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.options.read_only
+    }
+
+    /// Refuses a change on a read-only handle.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        self.inner.check_writable()
     }
 
     /// The data directory.
@@ -892,6 +955,36 @@ impl Db {
     }
 }
 
+/// How many times a read-only open starts again when files move underneath.
+const READ_ONLY_ATTEMPTS: u32 = 20;
+
+/// A snapshot and the log records after it, changing nothing: a torn last
+/// line is left where it is, segments a snapshot covers stay (they are the
+/// writer's to remove).
+fn load_view(vfs: &dyn Vfs, dir: &Path) -> Result<(State, SnapMeta, RecoveryReport)> {
+    let mut report = RecoveryReport::default();
+    let snap_path = dir.join(snapshot::FILE_NAME);
+    let (mut state, meta) = if vfs.exists(&snap_path).map_err(|e| Error::io("checking", &snap_path, e))? {
+        let (state, info) = snapshot::load(vfs, &snap_path)?;
+        report.snapshot_seq = info.seq.0;
+        report.snapshot_keys = info.keys;
+        (state, SnapMeta { seq: info.seq, bytes: info.bytes, exists: true })
+    } else {
+        if let Some(first) = log::list_segments(vfs, dir)?.first().filter(|s| s.first > Seq(1)) {
+            return Err(Error::MissingSnapshot { path: snap_path, first: first.first.0 });
+        }
+        (State::default(), SnapMeta { seq: Seq(0), bytes: 0, exists: false })
+    };
+    let snapshot_seq = state.seq;
+    let scan = log::read_log(vfs, dir, snapshot_seq, |seq, record| {
+        state.apply(seq, &record);
+    })?;
+    report.records_replayed = scan.replayed;
+    report.records_skipped = scan.skipped;
+    state.seq = scan.last.max(state.seq);
+    Ok((state, meta, report))
+}
+
 impl Drop for Db {
     fn drop(&mut self) {
         let _ = self.shutdown();
@@ -970,7 +1063,12 @@ impl Inner {
     }
 
     /// `parsed`: a `Set` record's value as the caller gave it, if it did.
+    fn check_writable(&self) -> Result<()> {
+        if self.options.read_only { Err(Error::ReadOnly { dir: self.dir.clone() }) } else { Ok(()) }
+    }
+
     fn commit_with(self: &Arc<Self>, record: Record, parsed: Option<&Value>) -> Result<Applied> {
+        self.check_writable()?;
         let (seq, applied, compact, crowded) = {
             let mut writer = self.wal.lock();
             self.wal.check_poisoned()?;
@@ -1037,6 +1135,7 @@ impl Inner {
     }
 
     fn save(&self) -> Result<SaveReport> {
+        self.check_writable()?;
         let _one_at_a_time = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
         // Sync the log before holding writers: the rotation's fsync below then

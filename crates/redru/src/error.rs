@@ -151,6 +151,20 @@ pub enum Error {
         value: String,
     },
 
+    /// A write (or save, backup, restore) on a handle opened read-only.
+    #[error("{dir} is open read-only: writes, saves and backups are refused (open it without `read_only`)", dir = .dir.display())]
+    ReadOnly {
+        /// The data directory.
+        dir: PathBuf,
+    },
+
+    /// A read-only open of a directory that does not exist.
+    #[error("no such database: {dir} does not exist", dir = .dir.display())]
+    NoDatabase {
+        /// The directory asked for.
+        dir: PathBuf,
+    },
+
     /// A lookup or `drop_index` named a field that has no index.
     #[error("there is no index on `{field}`")]
     NoIndex {

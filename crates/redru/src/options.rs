@@ -72,6 +72,7 @@ pub struct Options {
     pub(crate) buffer_bytes: usize,
     pub(crate) buffer_flush_interval: Option<Duration>,
     pub(crate) vfs: Arc<dyn Vfs>,
+    pub(crate) read_only: bool,
 }
 
 impl Default for Options {
@@ -84,6 +85,7 @@ impl Default for Options {
             buffer_bytes: 64 << 10,
             buffer_flush_interval: Some(Duration::from_millis(100)),
             vfs: Arc::new(StdFs),
+            read_only: false,
         }
     }
 }
@@ -145,6 +147,22 @@ impl Options {
     /// buffer is written only when full or by `sync`, `save`, `backup` and close.
     pub fn buffer_flush_interval(mut self, every: Option<Duration>) -> Options {
         self.buffer_flush_interval = every;
+        self
+    }
+
+    /// Opens the directory read-only. Default: false.
+    ///
+    /// A read-only handle takes no lock, so it opens a directory another
+    /// process (an application, `redru serve`) has open; it creates, changes
+    /// and removes no file, so it works on read-only media too. It sees the
+    /// state as of the last complete log record when it opened: a snapshot and
+    /// the records after it, never a mix of two states (a save or compaction
+    /// that moves files while it reads makes it start again), and it stops
+    /// before a torn last line instead of cutting it. It does not follow later
+    /// writes: open it again to see them. Every write, `save` and backup is
+    /// refused with [`Error::ReadOnly`](crate::Error::ReadOnly).
+    pub fn read_only(mut self, read_only: bool) -> Options {
+        self.read_only = read_only;
         self
     }
 

@@ -11,6 +11,7 @@ mod format_fixtures;
 mod fuzz_corpus;
 mod index;
 mod model;
+mod read_only;
 mod real_faults;
 mod recovery;
 mod reopen;

@@ -10,6 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Deref;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Bytes of a whole file, read at once (memory-mapped by [`StdFs`]).
 pub type FileBytes = Box<dyn Deref<Target = [u8]> + Send + Sync>;
@@ -86,6 +87,77 @@ pub fn lock(vfs: &dyn Vfs, path: &Path) -> io::Result<LockOutcome> {
             }
             outcome => return Ok(outcome),
         }
+    }
+}
+
+/// A file system that only reads: what a read-only handle opens its
+/// directory through. Every change fails (and a read-only handle makes none:
+/// this is the second line of defence); a file opened for appending takes no
+/// bytes.
+#[derive(Debug)]
+pub(crate) struct ReadOnlyFs(pub Arc<dyn Vfs>);
+
+fn read_only_error() -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, "the database is open read-only")
+}
+
+struct NoWrites;
+
+impl VFile for NoWrites {
+    fn append(&self, _: &[u8]) -> io::Result<()> {
+        Err(read_only_error())
+    }
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn truncate(&self, _: u64) -> io::Result<()> {
+        Err(read_only_error())
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(0)
+    }
+}
+
+struct NoLock;
+impl LockGuard for NoLock {}
+
+impl ReadOnlyFs {
+    /// The guard a read-only handle holds instead of the directory lock.
+    pub fn no_lock() -> Box<dyn LockGuard> {
+        Box::new(NoLock)
+    }
+}
+
+impl Vfs for ReadOnlyFs {
+    fn create_dir_all(&self, _: &Path) -> io::Result<()> {
+        Err(read_only_error())
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.0.list(dir)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        self.0.exists(path)
+    }
+    fn open_append(&self, _: &Path) -> io::Result<Box<dyn VFile>> {
+        Ok(Box::new(NoWrites))
+    }
+    fn create_new(&self, _: &Path) -> io::Result<Box<dyn VFile>> {
+        Err(read_only_error())
+    }
+    fn read(&self, path: &Path) -> io::Result<FileBytes> {
+        self.0.read(path)
+    }
+    fn rename(&self, _: &Path, _: &Path) -> io::Result<()> {
+        Err(read_only_error())
+    }
+    fn remove(&self, _: &Path) -> io::Result<()> {
+        Err(read_only_error())
+    }
+    fn sync_dir(&self, _: &Path) -> io::Result<()> {
+        Ok(())
+    }
+    fn try_lock(&self, _: &Path) -> io::Result<LockOutcome> {
+        Ok(LockOutcome::Acquired(Box::new(NoLock)))
     }
 }
 

@@ -453,6 +453,7 @@ impl Db {
     /// - [`Error::BackupUnverified`] if the file read back does not match what was written.
     /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn backup(&self) -> Result<BackupInfo> {
+        self.check_writable()?;
         self.check_poisoned()?;
         let vfs = &*self.options().vfs;
         let backups = self.backup_dir();
@@ -482,6 +483,7 @@ impl Db {
     /// - [`Error::BackupExists`] if `path` exists: a backup never overwrites a file.
     /// - As [`Db::backup`].
     pub fn backup_to(&self, path: &Path) -> Result<BackupInfo> {
+        self.check_writable()?;
         self.check_poisoned()?;
         let vfs = &*self.options().vfs;
         if vfs.exists(path).map_err(|e| Error::io("checking", path, e))? {
@@ -507,6 +509,7 @@ impl Db {
     /// # Errors
     /// [`Error::Io`] if a backup cannot be listed or removed.
     pub fn prune_backups(&self, keep: usize) -> Result<Vec<PathBuf>> {
+        self.check_writable()?;
         let _one = WRITING.lock().unwrap_or_else(|p| p.into_inner());
         prune_in(&*self.options().vfs, &self.backup_dir(), keep)
     }
@@ -553,6 +556,7 @@ impl Db {
     ///   data change failed.
     /// - [`Error::Io`], [`Error::Poisoned`]: as [`Db::batch`].
     pub fn restore_file(&self, path: &Path) -> Result<RestoreReport> {
+        self.check_writable()?;
         let started = Instant::now();
         let vfs = &*self.options().vfs;
         let bytes = vfs.read(path).map_err(|e| Error::io("reading", path, e))?;

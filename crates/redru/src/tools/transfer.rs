@@ -123,6 +123,7 @@ impl Db {
         options: ImportOptions,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<usize> {
+        self.check_writable()?;
         let vfs = &*self.options().vfs;
         let bytes = vfs.read(path).map_err(|e| Error::io("reading", path, e))?;
         let pairs = parse_import(path, &bytes, options.format, progress)?;

@@ -99,7 +99,7 @@ pub struct Cli {
     pub pass: Option<String>,
 
     /// Print help (-h is the host, as in redis-cli).
-    #[arg(long, action = ArgAction::Help)]
+    #[arg(long, action = ArgAction::Help, global = true)]
     help: Option<bool>,
 
     /// Whether --dir was given on the command line (not taken from REDRU_DIR or the default).
@@ -177,11 +177,10 @@ pub fn command() -> clap::Command {
     // The commands of a session (begin, commit, rollback, exit) are there only to say where they work.
     let session_only =
         COMMANDS.iter().filter(|s| s.place == Place::Session && s.name != "help").map(|s| subcommand(s).hide(true));
-    let serve = crate::serve::ServeArgs::augment_args(
-        clap::Command::new("serve")
-            .about("Serve the database over the Redis protocol (redis-cli, redis-py, any Redis client)")
-            .after_help(SERVE_HELP),
-    );
+    // The about after augment_args, which would put the struct's doc comment there.
+    let serve = crate::serve::ServeArgs::augment_args(clap::Command::new("serve"))
+        .about("Serve the database over the Redis protocol (redis-cli, redis-py, any Redis client)")
+        .after_help(SERVE_HELP);
     Cli::command()
         .subcommand(shell)
         .subcommand(serve)

@@ -186,27 +186,27 @@ impl<'a> Session<'a> {
                 }
                 self.line(&format!("{} removed", count(removed.len(), "backup", "backups")))?;
             }
-            Command::Export { ref path, lines, force } => match path {
+            Command::Export { path, lines, force } => match path {
                 None => {
-                    let db = self.local(&command)?;
                     db.export(self.out, lines).context("exporting")?;
                 }
                 Some(path) => {
-                    let db = self.local(&command)?;
-                    if !force && Path::new(path).exists() {
+                    if !force && Path::new(&path).exists() {
                         bail!("{path} already exists; `export {path} --force` replaces it");
                     }
-                    let n = export_to_file(db, Path::new(path), lines)?;
+                    let n = export_to_file(db, Path::new(&path), lines)?;
                     self.line(&format!("exported {} to {path}", count(n, "pair", "pairs")))?;
                 }
             },
-            Command::Import { ref path, replace } => {
-                let db = self.local(&command)?;
+            Command::Import { path, replace } => {
                 if !self.stdin_free && (path == "-" || path == "/dev/stdin") {
                     bail!("`import {path}` reads standard input, which holds the commands here; run it one-shot");
                 }
-                let n =
-                    import_with_bar(db, path, replace, self.progress).with_context(|| format!("importing {path}"))?;
+                let n = match db.local() {
+                    Some(db) => import_with_bar(db, &path, replace, self.progress),
+                    None => import_to(db, &path, replace),
+                }
+                .with_context(|| format!("importing {path}"))?;
                 let how = if replace { "replaced the data with" } else { "imported" };
                 self.line(&format!("{how} {} from {path}", count(n, "pair", "pairs")))?;
             }
@@ -233,9 +233,14 @@ impl<'a> Session<'a> {
     fn local(&self, command: &Command) -> Result<&'a Db> {
         match self.store.local() {
             Some(db) => Ok(db),
+            None if matches!(command, Command::Sync) => {
+                bail!(
+                    "`sync` is the server's to do: with --appendfsync always (its default) each write is synced before its reply"
+                )
+            }
             None => bail!(
-                "`{name}` works on the data directory, which is on the server's machine: run it there \
-                 (`redru --dir DIR {name} ...`, with the server stopped for verify, repair, compact and restore)",
+                "`{name}` works on the data directory, on the server's machine, which the server holds open: \
+                 stop the server there and run `redru --dir DIR {name}`",
                 name = command.name()
             ),
         }
@@ -445,7 +450,7 @@ fn refuse_export(path: &Path) -> Result<()> {
 
 /// Exports into a new file, through a temporary name so a failed export
 /// leaves no half-written file under the chosen name.
-fn export_to_file(db: &Db, path: &Path, lines: bool) -> Result<usize> {
+fn export_to_file(db: &dyn Store, path: &Path, lines: bool) -> Result<usize> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
@@ -460,6 +465,21 @@ fn export_to_file(db: &Db, path: &Path, lines: bool) -> Result<usize> {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// Imports into a server: the pairs read here, sent as one atomic batch.
+fn import_to(store: &dyn Store, path: &str, replace: bool) -> Result<usize> {
+    let pairs = import::pairs(&import::read_input(path)?, &mut |_, _| {})?;
+    let n = pairs.len();
+    let mut writes = Vec::with_capacity(n + 1);
+    if replace {
+        writes.push(Queued::Clear);
+    }
+    writes.extend(pairs.into_iter().map(|(key, value)| Queued::Set(key, value)));
+    if !writes.is_empty() {
+        store.commit(writes).context("applying the pairs (nothing was imported)")?;
+    }
+    Ok(n)
 }
 
 /// Imports with a byte progress bar on stderr while parsing (the long part).

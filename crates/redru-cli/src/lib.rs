@@ -168,6 +168,7 @@ fn remote(cli: &Cli, action: Action, target: Target) -> Result<ExitCode> {
             let format = Format::or_default(asked, stdout_tty);
             let mut session = Session::new(&*remote, Style::for_stdout(cli.color), format, &mut out);
             session.progress = std::io::stderr().is_terminal();
+            session.stdin_free = true;
             let mut confirm = |question: &str| ask(stdin_tty, question);
             let outcome = session.run(command, &mut confirm)?;
             session.out.flush().context("writing to stdout")?;

@@ -75,6 +75,8 @@ fn one_shot_commands_on_a_server() -> Result {
     // What needs the directory says where to run it.
     let ran = remote(&server, &["backups"], 2)?;
     assert!(ran.stderr.contains("`backups`") && ran.stderr.contains("server's machine"), "{}", ran.stderr);
+    let ran = remote(&server, &["verify"], 2)?;
+    assert!(ran.stderr.contains("stop the server there and run `redru --dir DIR verify`"), "{}", ran.stderr);
     server.stop()?;
     let db = Db::open(dir.path())?;
     assert_eq!(db.keys(), ["user:1", "user:2"]);
@@ -103,7 +105,21 @@ fn a_script_piped_to_a_server_and_a_password() -> Result {
     let ran = redru(&["-p", &port, "get", "a"], "")?;
     assert_eq!(ran.status.code(), Some(2));
     assert!(ran.stderr.contains("needs a password"), "{}", ran.stderr);
+    // import (a file here, or stdin) and export go through the server: one MULTI, one REDRU.QUERY.
+    let file = dir.path().join("pairs.jsonl");
+    let pairs: String = (0..3000).map(|i| format!("{{\"key\":\"k{i:04}\",\"value\":{i}}}\n")).collect();
+    std::fs::write(&file, pairs)?;
+    let shown = file.display().to_string();
+    let ran = redru(&["--connect", &url, "import", &shown, "--replace"], "")?;
+    assert_lines("import", &ran.stdout, &[&format!("replaced the data with 3000 pairs from {shown}")]);
+    let ran = redru(&["--connect", &url, "import", "-"], r#"{"extra": {"x": 1.50}}"#)?;
+    assert_lines("import -", &ran.stdout, &["imported 1 pair from -"]);
+    let ran = redru(&["--connect", &url, "export", "--lines"], "")?;
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert_eq!(lines.len(), 3001, "{}", ran.stderr);
+    assert_eq!(lines[..2], [r#"{"key":"extra","value":{"x":1.50}}"#, r#"{"key":"k0000","value":0}"#]);
     server.stop()?;
+    assert_eq!(Db::open(dir.path())?.len(), 3001);
     Ok(())
 }
 

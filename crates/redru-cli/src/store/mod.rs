@@ -29,6 +29,8 @@ pub enum Write {
     Set(String, Doc),
     /// `delete`
     Delete(String),
+    /// Remove every key (`import --replace`): the writes after it apply to an empty database.
+    Clear,
 }
 
 /// What a query found.
@@ -77,6 +79,8 @@ pub trait Store: Source + Send + Sync {
     fn save(&self) -> Result<String>;
     /// Writes a backup (to `path`, keeping the newest `keep`); the lines that say what it did.
     fn backup(&self, path: Option<&str>, keep: Option<usize>) -> Result<Vec<String>>;
+    /// Writes every pair, sorted by key, as `export` does (one JSON object, or JSON lines); how many.
+    fn export(&self, out: &mut dyn std::io::Write, lines: bool) -> Result<usize>;
 }
 
 impl Store for Db {
@@ -133,6 +137,7 @@ impl Store for Db {
             match write {
                 Write::Set(key, value) => batch.push_set(key, value),
                 Write::Delete(key) => batch.push_delete(key),
+                Write::Clear => batch = batch.clear(),
             }
         }
         Ok(Db::batch(self, batch)?)
@@ -150,6 +155,9 @@ impl Store for Db {
                 count(report.segments_removed, "log segment", "log segments")
             )
         })
+    }
+    fn export(&self, out: &mut dyn std::io::Write, lines: bool) -> Result<usize> {
+        Ok(Db::export(self, out, lines)?)
     }
     fn backup(&self, path: Option<&str>, keep: Option<usize>) -> Result<Vec<String>> {
         let info = match path {

@@ -7,6 +7,7 @@
 //! applies them atomically; a lost connection is an error naming the server,
 //! and the next command connects again.
 
+use std::io::Write as _;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -223,6 +224,7 @@ impl Store for Remote {
             .map(|w| match w {
                 Write::Set(key, value) => args(&["JSON.SET", key, "$", value.as_str()]),
                 Write::Delete(key) => args(&["DEL", key]),
+                Write::Clear => args(&["FLUSHDB"]),
             })
             .collect();
         for result in self.transaction(commands)? {
@@ -234,6 +236,11 @@ impl Store for Remote {
         self.call(args(&["SAVE"]))?;
         Ok("saved a snapshot on the server".into())
     }
+    fn export(&self, out: &mut dyn std::io::Write, lines: bool) -> Result<usize> {
+        let pairs = self.all_pairs()?;
+        write_pairs(out, &pairs, lines).context("writing the export")?;
+        Ok(pairs.len())
+    }
     fn backup(&self, path: Option<&str>, keep: Option<usize>) -> Result<Vec<String>> {
         if path.is_some() || keep.is_some() {
             bail!(
@@ -244,6 +251,37 @@ impl Store for Remote {
         let name = text(self.call(args(&["REDRU.BACKUP"]))?)?;
         Ok(vec![format!("wrote {name} in the server's backups directory")])
     }
+}
+
+impl Remote {
+    /// Every pair, read in one command (`prefix ""` matches every key), so
+    /// the export is one consistent state of the database.
+    fn all_pairs(&self) -> Result<Vec<(String, Doc)>> {
+        let everything = Query::parse("prefix \"\"").context("the query of every key")?;
+        Ok(Store::query(self, &everything, false)?.entries)
+    }
+}
+
+/// `pairs` in the shape of [`redru::Db::export`]: one JSON object of pairs,
+/// or one `{"key":..,"value":..}` line each.
+fn write_pairs(out: &mut dyn std::io::Write, pairs: &[(String, Doc)], lines: bool) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, out);
+    if !lines {
+        w.write_all(if pairs.is_empty() { b"{" } else { b"{\n" })?;
+    }
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        let key = crate::output::quote(key);
+        if lines {
+            writeln!(w, "{{\"key\":{key},\"value\":{}}}", value.as_str())?;
+        } else {
+            let sep = if i > 0 { ",\n" } else { "" };
+            write!(w, "{sep}{key}:{}", value.as_str())?;
+        }
+    }
+    if !lines {
+        w.write_all(if pairs.is_empty() { b"}\n" } else { b"\n}\n" })?;
+    }
+    w.flush()
 }
 
 impl Source for Remote {

@@ -18,6 +18,8 @@ const MAX_BULK: usize = 1 << 30;
 const MAX_ELEMENTS: usize = 1 << 26;
 /// How deep arrays may nest (redru's replies nest two levels).
 const MAX_DEPTH: usize = 8;
+/// Commands written before their replies are read.
+const PIPELINE_CHUNK: usize = 256;
 
 /// One reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,15 +74,23 @@ impl Connection {
         Ok(Connection { reader, writer: stream })
     }
 
-    /// Sends every command at once, then reads one reply for each (a pipeline).
+    /// Sends the commands and reads one reply for each (a pipeline), in
+    /// chunks: a server that answers while we still write (QUEUED for each
+    /// command of a large MULTI) must never wait on us while we wait on it.
     pub fn pipeline(&mut self, commands: &[Vec<Vec<u8>>]) -> Result<Vec<Reply>> {
-        let mut out = Vec::new();
-        for args in commands {
-            encode(args, &mut out);
+        let mut replies = Vec::with_capacity(commands.len());
+        for chunk in commands.chunks(PIPELINE_CHUNK) {
+            let mut out = Vec::new();
+            for args in chunk {
+                encode(args, &mut out);
+            }
+            self.writer.write_all(&out).context("sending")?;
+            self.writer.flush().context("sending")?;
+            for _ in chunk {
+                replies.push(read(&mut self.reader, 0)?);
+            }
         }
-        self.writer.write_all(&out).context("sending")?;
-        self.writer.flush().context("sending")?;
-        commands.iter().map(|_| read(&mut self.reader, 0)).collect()
+        Ok(replies)
     }
 }
 

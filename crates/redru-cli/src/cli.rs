@@ -309,18 +309,9 @@ const VALUED: &[&str] = &[
 ];
 /// The options that follow a command's words: long names only, so that a
 /// word such as `-d` or `-done` stays a word (it never moves the directory).
-const AFTER_WORDS: &[&str] = &[
-    "--dir",
-    "--color",
-    "--format",
-    "--durability",
-    "--backup-every",
-    "--backup-keep",
-    "--connect",
-    "--host",
-    "--port",
-    "--pass",
-];
+/// The server's (`--connect`, `-h`, `-p`, `--pass`) come before the command,
+/// as in redis-cli: they are not global, since `serve` has a `--port` of its own.
+const AFTER_WORDS: &[&str] = &["--dir", "--color", "--format", "--durability", "--backup-every", "--backup-keep"];
 /// The flags that follow a command's words.
 const FLAGS_AFTER_WORDS: &[&str] = &["--raw", "--bail", "--help"];
 /// The options the shell (and script mode) alone takes.
@@ -436,5 +427,8 @@ mod tests {
         assert_eq!(reordered("redru get k --dir=y"), "redru get --dir=y -- k");
         assert_eq!(reordered("redru --bail"), "redru --bail");
         assert_eq!(reordered("redru shell --bail"), "redru shell --bail");
+        // The server's options come before the command; the words after it stay words.
+        assert_eq!(reordered("redru -h h -p 7 get k"), "redru -h h -p 7 get -- k");
+        assert_eq!(reordered("redru --connect redis://h get k -p"), "redru --connect redis://h get -- k -p");
     }
 }

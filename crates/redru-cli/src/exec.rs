@@ -1,5 +1,6 @@
-//! Runs a parsed [`Command`] against the database and writes its result: the
-//! one place where shell, script and one-shot commands meet the library.
+//! Runs a parsed [`Command`] against a [`Store`] (the database, or a server
+//! with `--connect`) and writes its result: the one place where shell, script
+//! and one-shot commands meet the data, so both stores print alike.
 //!
 //! Results go to `out` (stdout) laid out as the [`Format`] says, "not found"
 //! and errors to stderr. With `--durability always` (the default) a write's
@@ -64,36 +65,36 @@ impl<'a> Session<'a> {
     /// Runs `command`.
     pub fn run(&mut self, command: Command, confirm: Confirm) -> Result<Outcome> {
         let Some(command) = self.queue(command)? else { return Ok(Outcome::Done) };
-        let db = self.store;
+        let store = self.store;
         let style = self.style;
         let pretty = self.format == Format::Table;
         match command {
             Command::Set { key, value } => {
-                db.set(&key, value).with_context(|| format!("setting {}", quote_key(&key)))?;
+                store.set(&key, value).with_context(|| format!("setting {}", quote_key(&key)))?;
                 self.line("OK")?;
             }
-            Command::Get { key } => match db.get(&key).with_context(|| format!("getting {}", quote_key(&key)))? {
+            Command::Get { key } => match store.get(&key).with_context(|| format!("getting {}", quote_key(&key)))? {
                 Some(value) => self.line(&output::doc(&value, style))?,
                 None => return self.not_found(&key),
             },
             Command::Delete { key } => {
-                if !db.delete(&key).with_context(|| format!("deleting {}", quote_key(&key)))? {
+                if !store.delete(&key).with_context(|| format!("deleting {}", quote_key(&key)))? {
                     return self.not_found(&key);
                 }
                 self.line("OK")?;
             }
             Command::Exists { key } => {
-                let exists = db.contains(&key).with_context(|| format!("looking up {}", quote_key(&key)))?;
+                let exists = store.contains(&key).with_context(|| format!("looking up {}", quote_key(&key)))?;
                 self.line(if exists { "true" } else { "false" })?;
                 if !exists {
                     return Ok(Outcome::Missing);
                 }
             }
-            Command::List { pattern } => self.keys(db.keys(pattern.as_ref()).context("listing the keys")?)?,
+            Command::List { pattern } => self.keys(store.keys(pattern.as_ref()).context("listing the keys")?)?,
             Command::Count { pattern } => {
                 let n = match &pattern {
-                    None => db.len(),
-                    Some(p) => db.keys(Some(p)).map(|k| k.len()),
+                    None => store.len(),
+                    Some(p) => store.keys(Some(p)).map(|k| k.len()),
                 }
                 .context("counting the keys")?;
                 self.line(&n.to_string())?;
@@ -106,7 +107,7 @@ impl<'a> Session<'a> {
                     }
                     Find::Query(text) => (Query::parse(&text).with_context(|| format!("query `{text}`"))?, text),
                 };
-                let result = db.query(&query, pretty).with_context(|| format!("finding `{shown}`"))?;
+                let result = store.query(&query, pretty).with_context(|| format!("finding `{shown}`"))?;
                 self.entries(&result.entries)?;
                 if pretty {
                     let n = result.entries.len();
@@ -116,25 +117,25 @@ impl<'a> Session<'a> {
             }
             Command::Explain { query } => {
                 let parsed = Query::parse(&query).with_context(|| format!("query `{query}`"))?;
-                let (plan, n) = db.explain(&parsed).with_context(|| format!("running `{query}`"))?;
+                let (plan, n) = store.explain(&parsed).with_context(|| format!("running `{query}`"))?;
                 self.line(&format!("{plan}; {}", count(n, "match", "matches")))?;
             }
             Command::Index { field, unique } => {
-                db.create_index(&field, unique).with_context(|| format!("creating an index on `{field}`"))?;
+                store.create_index(&field, unique).with_context(|| format!("creating an index on `{field}`"))?;
                 self.line("OK")?;
             }
             Command::DropIndex { field } => {
-                db.drop_index(&field).with_context(|| format!("dropping the index on `{field}`"))?;
+                store.drop_index(&field).with_context(|| format!("dropping the index on `{field}`"))?;
                 self.line("OK")?;
             }
-            Command::Indexes => self.indexes(db.indexes().context("listing the indexes")?)?,
+            Command::Indexes => self.indexes(store.indexes().context("listing the indexes")?)?,
             Command::Stats => {
-                let stats = db.stats().context("reading the statistics")?;
+                let stats = store.stats().context("reading the statistics")?;
                 self.line(&output::json(&stats, style))?;
             }
             Command::Save => {
                 let text =
-                    progress::spin(self.progress, "saving a snapshot", || db.save()).context("saving a snapshot")?;
+                    progress::spin(self.progress, "saving a snapshot", || store.save()).context("saving a snapshot")?;
                 self.line(&text)?;
             }
             Command::Sync => {
@@ -142,9 +143,9 @@ impl<'a> Session<'a> {
                 self.line("OK")?;
             }
             Command::Clear { yes } => {
-                let n = db.len().context("counting the keys")?;
+                let n = store.len().context("counting the keys")?;
                 if !yes && n > 0 {
-                    let question = format!("remove {} from {}? [y/N] ", all(n), db.name());
+                    let question = format!("remove {} from {}? [y/N] ", all(n), store.name());
                     match confirm(&question)? {
                         Some(true) => {}
                         Some(false) => {
@@ -154,11 +155,11 @@ impl<'a> Session<'a> {
                         None => bail!("`clear` removes every key; where it cannot ask, write `clear --yes`"),
                     }
                 }
-                let removed = db.clear().context("clearing")?;
+                let removed = store.clear().context("clearing")?;
                 self.line(&format!("cleared {}", count(removed, "key", "keys")))?;
             }
             Command::Backup { path, keep } => {
-                let lines = progress::spin(self.progress, "writing a backup", || db.backup(path.as_deref(), keep))
+                let lines = progress::spin(self.progress, "writing a backup", || store.backup(path.as_deref(), keep))
                     .context("writing a backup")?;
                 for line in lines {
                     self.line(&line)?;
@@ -188,13 +189,13 @@ impl<'a> Session<'a> {
             }
             Command::Export { path, lines, force } => match path {
                 None => {
-                    db.export(self.out, lines).context("exporting")?;
+                    store.export(self.out, lines).context("exporting")?;
                 }
                 Some(path) => {
                     if !force && Path::new(&path).exists() {
                         bail!("{path} already exists; `export {path} --force` replaces it");
                     }
-                    let n = export_to_file(db, Path::new(&path), lines)?;
+                    let n = export_to_file(store, Path::new(&path), lines)?;
                     self.line(&format!("exported {} to {path}", count(n, "pair", "pairs")))?;
                 }
             },
@@ -202,9 +203,9 @@ impl<'a> Session<'a> {
                 if !self.stdin_free && (path == "-" || path == "/dev/stdin") {
                     bail!("`import {path}` reads standard input, which holds the commands here; run it one-shot");
                 }
-                let n = match db.local() {
+                let n = match store.local() {
                     Some(db) => import_with_bar(db, &path, replace, self.progress),
-                    None => import_to(db, &path, replace),
+                    None => import_to(store, &path, replace),
                 }
                 .with_context(|| format!("importing {path}"))?;
                 let how = if replace { "replaced the data with" } else { "imported" };
@@ -450,13 +451,13 @@ fn refuse_export(path: &Path) -> Result<()> {
 
 /// Exports into a new file, through a temporary name so a failed export
 /// leaves no half-written file under the chosen name.
-fn export_to_file(db: &dyn Store, path: &Path, lines: bool) -> Result<usize> {
+fn export_to_file(store: &dyn Store, path: &Path, lines: bool) -> Result<usize> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
     let written = (|| -> Result<usize> {
         let mut file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let n = db.export(&mut file, lines).with_context(|| format!("exporting to {}", tmp.display()))?;
+        let n = store.export(&mut file, lines).with_context(|| format!("exporting to {}", tmp.display()))?;
         file.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
         Ok(n)

@@ -2,11 +2,14 @@
 //! command of the shell's table, built from that table, whose words go to the
 //! shell's own parser: a one-shot command accepts exactly what the shell accepts.
 
+use anyhow::bail;
 use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::output::{ColorChoice, Format};
 use crate::shell::parser::{COMMANDS, Command, Cursor, Place, Spec, parse_args};
+use crate::store::Target;
+use crate::store::target::DEFAULT_PORT;
 const AFTER_HELP: &str = "\
 Without a command, redru opens an interactive shell on the data directory; with
 standard input from a pipe or file it runs one command per line instead
@@ -21,6 +24,8 @@ Examples:
   redru --dir /tmp/db get user:1 --format json
   printf 'set a 1\\nget a\\n' | redru --dir /tmp/db
   redru --dir /tmp/db --durability buffered < load.redru
+  redru --connect redis://127.0.0.1:6379    the same shell on a running `redru serve`
+  redru -p 7000 list user:                  a one-shot command on the server at 127.0.0.1:7000
 
 Exit codes: 0 success, 1 not found (get, delete, exists) or problems found
 (verify, repair), 2 usage error or failure.
@@ -37,7 +42,7 @@ Stops on Ctrl-C, SIGTERM or SHUTDOWN, after syncing. docs/server.md lists the co
 
 /// redru: an embedded JSON key-value database, and its shell.
 #[derive(Debug, Parser)]
-#[command(name = "redru", version, after_help = AFTER_HELP, max_term_width = 100)]
+#[command(name = "redru", version, after_help = AFTER_HELP, max_term_width = 100, disable_help_flag = true)]
 pub struct Cli {
     /// The data directory (created by the shell, a script or a one-shot write; a one-shot read
     /// of a missing directory is an error).
@@ -75,6 +80,55 @@ pub struct Cli {
     /// How many backups the scheduled backups keep (never deleting the newest verified one).
     #[arg(long, value_name = "N", default_value_t = 24)]
     pub backup_keep: usize,
+
+    /// Open the shell, or run the command, on a running `redru serve` instead of a directory:
+    /// redis://[:PASSWORD@]HOST[:PORT] (port 6379 by default).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["host", "port"])]
+    pub connect: Option<String>,
+
+    /// Connect to the server on this host, as redis-cli -h does (port 6379 unless -p).
+    #[arg(short = 'h', long, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Connect to the server on this port, as redis-cli -p does (host 127.0.0.1 unless -h).
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// The server's password (AUTH), as redis-cli -a takes it; a URL may hold it instead.
+    #[arg(short = 'a', long, value_name = "PASSWORD")]
+    pub pass: Option<String>,
+
+    /// Print help (-h is the host, as in redis-cli).
+    #[arg(long, action = ArgAction::Help, global = true)]
+    help: Option<bool>,
+
+    /// Whether --dir was given on the command line (not taken from REDRU_DIR or the default).
+    #[arg(skip)]
+    pub dir_given: bool,
+}
+
+impl Cli {
+    /// The server that --connect, -h, -p and --pass name, if any.
+    pub fn target(&self) -> anyhow::Result<Option<Target>> {
+        let mut target = match (&self.connect, &self.host, self.port) {
+            (Some(url), _, _) => Target::parse(url)?,
+            (None, None, None) => {
+                if self.pass.is_some() {
+                    bail!("--pass is the password of a server: give --connect URL, -h HOST or -p PORT too");
+                }
+                return Ok(None);
+            }
+            (None, host, port) => {
+                let host = host.as_deref().unwrap_or("127.0.0.1");
+                let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+                Target { host: host.to_owned(), port: port.unwrap_or(DEFAULT_PORT), user: None, password: None }
+            }
+        };
+        if let Some(password) = &self.pass {
+            target.password = Some(password.clone());
+        }
+        Ok(Some(target))
+    }
 }
 
 /// `--durability`.
@@ -123,11 +177,10 @@ pub fn command() -> clap::Command {
     // The commands of a session (begin, commit, rollback, exit) are there only to say where they work.
     let session_only =
         COMMANDS.iter().filter(|s| s.place == Place::Session && s.name != "help").map(|s| subcommand(s).hide(true));
-    let serve = crate::serve::ServeArgs::augment_args(
-        clap::Command::new("serve")
-            .about("Serve the database over the Redis protocol (redis-cli, redis-py, any Redis client)")
-            .after_help(SERVE_HELP),
-    );
+    // The about after augment_args, which would put the struct's doc comment there.
+    let serve = crate::serve::ServeArgs::augment_args(clap::Command::new("serve"))
+        .about("Serve the database over the Redis protocol (redis-cli, redis-py, any Redis client)")
+        .after_help(SERVE_HELP);
     Cli::command()
         .subcommand(shell)
         .subcommand(serve)
@@ -221,6 +274,7 @@ pub fn action(matches: &ArgMatches) -> Result<Action, String> {
 pub fn parse() -> Result<(Cli, ArgMatches), clap::Error> {
     let matches = command().try_get_matches_from(reorder(std::env::args_os().collect()))?;
     let mut cli = Cli::from_arg_matches(&matches)?;
+    cli.dir_given = matches.value_source("dir") == Some(ValueSource::CommandLine);
     // `redru shell --bail ...`: the shell's own options may follow its name.
     if let Some(("shell", sub)) = matches.subcommand() {
         cli.bail |= sub.get_flag("bail");
@@ -237,9 +291,26 @@ pub fn parse() -> Result<(Cli, ArgMatches), clap::Error> {
 }
 
 /// The options that take a value.
-const VALUED: &[&str] = &["--dir", "-d", "--color", "--format", "--durability", "--backup-every", "--backup-keep"];
+const VALUED: &[&str] = &[
+    "--dir",
+    "-d",
+    "--color",
+    "--format",
+    "--durability",
+    "--backup-every",
+    "--backup-keep",
+    "--connect",
+    "--host",
+    "-h",
+    "--port",
+    "-p",
+    "--pass",
+    "-a",
+];
 /// The options that follow a command's words: long names only, so that a
 /// word such as `-d` or `-done` stays a word (it never moves the directory).
+/// The server's (`--connect`, `-h`, `-p`, `--pass`) come before the command,
+/// as in redis-cli: they are not global, since `serve` has a `--port` of its own.
 const AFTER_WORDS: &[&str] = &["--dir", "--color", "--format", "--durability", "--backup-every", "--backup-keep"];
 /// The flags that follow a command's words.
 const FLAGS_AFTER_WORDS: &[&str] = &["--raw", "--bail", "--help"];
@@ -356,5 +427,8 @@ mod tests {
         assert_eq!(reordered("redru get k --dir=y"), "redru get --dir=y -- k");
         assert_eq!(reordered("redru --bail"), "redru --bail");
         assert_eq!(reordered("redru shell --bail"), "redru shell --bail");
+        // The server's options come before the command; the words after it stay words.
+        assert_eq!(reordered("redru -h h -p 7 get k"), "redru -h h -p 7 get -- k");
+        assert_eq!(reordered("redru --connect redis://h get k -p"), "redru --connect redis://h get -- k -p");
     }
 }

@@ -1,5 +1,6 @@
-//! Runs a parsed [`Command`] against the database and writes its result: the
-//! one place where shell, script and one-shot commands meet the library.
+//! Runs a parsed [`Command`] against a [`Store`] (the database, or a server
+//! with `--connect`) and writes its result: the one place where shell, script
+//! and one-shot commands meet the data, so both stores print alike.
 //!
 //! Results go to `out` (stdout) laid out as the [`Format`] says, "not found"
 //! and errors to stderr. With `--durability always` (the default) a write's
@@ -11,13 +12,14 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use redru::{Batch, Db, Query};
+use redru::{Db, Query};
 
 use crate::cli::sh_quote;
 use crate::import;
 use crate::output::{self, Format, Style, paint, raw_key, sgr};
 use crate::progress;
 use crate::shell::parser::{COMMANDS, Command, Find, Pattern, quote_key, spec};
+use crate::store::{Store, Write as Queued};
 
 /// How a command ended, for exit codes and the shell loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,8 +37,8 @@ pub type Confirm<'a> = &'a mut dyn FnMut(&str) -> Result<Option<bool>>;
 
 /// Where commands run: one session per shell, script or one-shot command.
 pub struct Session<'a> {
-    /// The open database.
-    pub db: &'a Db,
+    /// Where the data is: the open database, or a server.
+    pub store: &'a dyn Store,
     /// Colour, and whether values are indented.
     pub style: Style,
     /// How results are laid out.
@@ -48,52 +50,53 @@ pub struct Session<'a> {
     /// The script line being run, named in "not found" messages.
     pub line: Option<usize>,
     /// The writes collected since `begin`.
-    pub batch: Option<Batch>,
+    pub batch: Option<Vec<Queued>>,
     /// Whether `import -` may read standard input (not when it holds a script or the shell's terminal).
     pub stdin_free: bool,
 }
 
 impl<'a> Session<'a> {
     /// A session writing `format` to `out`, coloured as `style` says (indented in `table`).
-    pub fn new(db: &'a Db, style: Style, format: Format, out: &'a mut dyn Write) -> Session<'a> {
+    pub fn new(store: &'a dyn Store, style: Style, format: Format, out: &'a mut dyn Write) -> Session<'a> {
         let style = Style { pretty: format == Format::Table, ..style };
-        Session { db, style, format, progress: false, out, line: None, batch: None, stdin_free: false }
+        Session { store, style, format, progress: false, out, line: None, batch: None, stdin_free: false }
     }
 
     /// Runs `command`.
     pub fn run(&mut self, command: Command, confirm: Confirm) -> Result<Outcome> {
         let Some(command) = self.queue(command)? else { return Ok(Outcome::Done) };
-        let db = self.db;
+        let store = self.store;
         let style = self.style;
         let pretty = self.format == Format::Table;
         match command {
             Command::Set { key, value } => {
-                db.set(key.clone(), value).with_context(|| format!("setting {}", quote_key(&key)))?;
+                store.set(&key, value).with_context(|| format!("setting {}", quote_key(&key)))?;
                 self.line("OK")?;
             }
-            Command::Get { key } => match db.get(&key) {
+            Command::Get { key } => match store.get(&key).with_context(|| format!("getting {}", quote_key(&key)))? {
                 Some(value) => self.line(&output::doc(&value, style))?,
                 None => return self.not_found(&key),
             },
             Command::Delete { key } => {
-                if !db.delete(&key).with_context(|| format!("deleting {}", quote_key(&key)))? {
+                if !store.delete(&key).with_context(|| format!("deleting {}", quote_key(&key)))? {
                     return self.not_found(&key);
                 }
                 self.line("OK")?;
             }
             Command::Exists { key } => {
-                let exists = db.contains(&key);
+                let exists = store.contains(&key).with_context(|| format!("looking up {}", quote_key(&key)))?;
                 self.line(if exists { "true" } else { "false" })?;
                 if !exists {
                     return Ok(Outcome::Missing);
                 }
             }
-            Command::List { pattern } => self.keys(matching_keys(db, pattern.as_ref()))?,
+            Command::List { pattern } => self.keys(store.keys(pattern.as_ref()).context("listing the keys")?)?,
             Command::Count { pattern } => {
                 let n = match &pattern {
-                    None => db.len(),
-                    Some(p) => matching_keys(db, Some(p)).len(),
-                };
+                    None => store.len(),
+                    Some(p) => store.keys(Some(p)).map(|k| k.len()),
+                }
+                .context("counting the keys")?;
                 self.line(&n.to_string())?;
             }
             Command::Find(find) => {
@@ -104,58 +107,45 @@ impl<'a> Session<'a> {
                     }
                     Find::Query(text) => (Query::parse(&text).with_context(|| format!("query `{text}`"))?, text),
                 };
-                let result = db.query(&query).with_context(|| format!("finding `{shown}`"))?;
+                let result = store.query(&query, pretty).with_context(|| format!("finding `{shown}`"))?;
                 self.entries(&result.entries)?;
                 if pretty {
                     let n = result.entries.len();
-                    let note = format!("({}; {})", count(n, "match", "matches"), plan(&result.plan));
+                    let note = format!("({}; {})", count(n, "match", "matches"), result.plan.unwrap_or_default());
                     self.line(&paint(sgr::DIM, &note, style.color))?;
                 }
             }
             Command::Explain { query } => {
                 let parsed = Query::parse(&query).with_context(|| format!("query `{query}`"))?;
-                let result = db.query(&parsed).with_context(|| format!("running `{query}`"))?;
-                let n = result.entries.len();
-                self.line(&format!("{}; {}", plan(&result.plan), count(n, "match", "matches")))?;
+                let (plan, n) = store.explain(&parsed).with_context(|| format!("running `{query}`"))?;
+                self.line(&format!("{plan}; {}", count(n, "match", "matches")))?;
             }
             Command::Index { field, unique } => {
-                let made = if unique { db.create_unique_index(&field) } else { db.create_index(&field) };
-                made.with_context(|| format!("creating an index on `{field}`"))?;
+                store.create_index(&field, unique).with_context(|| format!("creating an index on `{field}`"))?;
                 self.line("OK")?;
             }
             Command::DropIndex { field } => {
-                db.drop_index(&field).with_context(|| format!("dropping the index on `{field}`"))?;
+                store.drop_index(&field).with_context(|| format!("dropping the index on `{field}`"))?;
                 self.line("OK")?;
             }
-            Command::Indexes => self.indexes(db.indexes())?,
+            Command::Indexes => self.indexes(store.indexes().context("listing the indexes")?)?,
             Command::Stats => {
-                let stats = serde_json::to_value(db.stats()).context("encoding the statistics")?;
+                let stats = store.stats().context("reading the statistics")?;
                 self.line(&output::json(&stats, style))?;
             }
             Command::Save => {
-                let report =
-                    progress::spin(self.progress, "saving a snapshot", || db.save()).context("saving a snapshot")?;
-                let text = if report.unchanged {
-                    format!("nothing changed since the last save ({})", count(report.keys, "key", "keys"))
-                } else {
-                    format!(
-                        "saved {} ({} bytes) in {} ms; {} removed",
-                        count(report.keys, "key", "keys"),
-                        report.bytes,
-                        report.duration.as_millis(),
-                        count(report.segments_removed, "log segment", "log segments")
-                    )
-                };
+                let text =
+                    progress::spin(self.progress, "saving a snapshot", || store.save()).context("saving a snapshot")?;
                 self.line(&text)?;
             }
             Command::Sync => {
-                db.sync().context("syncing the log")?;
+                self.local(&command)?.sync().context("syncing the log")?;
                 self.line("OK")?;
             }
             Command::Clear { yes } => {
-                let n = db.len();
+                let n = store.len().context("counting the keys")?;
                 if !yes && n > 0 {
-                    let question = format!("remove {} from {}? [y/N] ", all(n), db.dir().display());
+                    let question = format!("remove {} from {}? [y/N] ", all(n), store.name());
                     match confirm(&question)? {
                         Some(true) => {}
                         Some(false) => {
@@ -165,42 +155,33 @@ impl<'a> Session<'a> {
                         None => bail!("`clear` removes every key; where it cannot ask, write `clear --yes`"),
                     }
                 }
-                let removed = db.clear().context("clearing")?;
+                let removed = store.clear().context("clearing")?;
                 self.line(&format!("cleared {}", count(removed, "key", "keys")))?;
             }
             Command::Backup { path, keep } => {
-                let info = progress::spin(self.progress, "writing a backup", || match &path {
-                    None => db.backup(),
-                    Some(p) => db.backup_to(Path::new(p)),
-                })
-                .context("writing a backup")?;
-                if let Some(keep) = keep {
-                    for removed in db.prune_backups(keep).context("pruning the backups")? {
-                        self.line(&format!("removed {}", removed.display()))?;
-                    }
+                let lines = progress::spin(self.progress, "writing a backup", || store.backup(path.as_deref(), keep))
+                    .context("writing a backup")?;
+                for line in lines {
+                    self.line(&line)?;
                 }
-                let checked = if info.verified { "verified" } else { "NOT verified" };
-                self.line(&format!(
-                    "wrote {} (up to record {}, {}, {} bytes, {checked})",
-                    info.path.display(),
-                    info.seq,
-                    count(info.keys, "key", "keys"),
-                    info.bytes
-                ))?;
             }
-            Command::Backups => self.backups(db.backups().context("listing the backups")?)?,
-            Command::Restore { name, file } => {
+            Command::Backups => {
+                let backups = self.local(&command)?.backups().context("listing the backups")?;
+                self.backups(backups)?;
+            }
+            Command::Restore { ref name, file } => {
+                let db = self.local(&command)?;
                 if file {
-                    refuse_export(Path::new(&name))?;
+                    refuse_export(Path::new(name))?;
                 }
                 let report = progress::spin(self.progress, "restoring", || {
-                    if file { db.restore_file(Path::new(&name)) } else { db.restore(&name) }
+                    if file { db.restore_file(Path::new(name)) } else { db.restore(name) }
                 })
                 .with_context(|| format!("restoring {name}"))?;
                 self.line(&report.to_string())?;
             }
             Command::PruneBackups { keep } => {
-                let removed = db.prune_backups(keep).context("pruning the backups")?;
+                let removed = self.local(&command)?.prune_backups(keep).context("pruning the backups")?;
                 for path in &removed {
                     self.line(&format!("removed {}", path.display()))?;
                 }
@@ -208,13 +189,13 @@ impl<'a> Session<'a> {
             }
             Command::Export { path, lines, force } => match path {
                 None => {
-                    db.export(self.out, lines).context("exporting")?;
+                    store.export(self.out, lines).context("exporting")?;
                 }
                 Some(path) => {
                     if !force && Path::new(&path).exists() {
                         bail!("{path} already exists; `export {path} --force` replaces it");
                     }
-                    let n = export_to_file(db, Path::new(&path), lines)?;
+                    let n = export_to_file(store, Path::new(&path), lines)?;
                     self.line(&format!("exported {} to {path}", count(n, "pair", "pairs")))?;
                 }
             },
@@ -222,13 +203,17 @@ impl<'a> Session<'a> {
                 if !self.stdin_free && (path == "-" || path == "/dev/stdin") {
                     bail!("`import {path}` reads standard input, which holds the commands here; run it one-shot");
                 }
-                let n =
-                    import_with_bar(db, &path, replace, self.progress).with_context(|| format!("importing {path}"))?;
+                let n = match store.local() {
+                    Some(db) => import_with_bar(db, &path, replace, self.progress),
+                    None => import_to(store, &path, replace),
+                }
+                .with_context(|| format!("importing {path}"))?;
                 let how = if replace { "replaced the data with" } else { "imported" };
                 self.line(&format!("{how} {} from {path}", count(n, "pair", "pairs")))?;
             }
             Command::Begin | Command::Commit | Command::Rollback => self.batch_command(&command)?,
             Command::Verify { .. } | Command::Repair { .. } | Command::Compact => {
+                let db = self.local(&command)?;
                 bail!(
                     "`{}` works on the closed directory, so it is a one-shot command; leave and run: {}",
                     command.name(),
@@ -244,6 +229,24 @@ impl<'a> Session<'a> {
         Ok(Outcome::Done)
     }
 
+    /// The local database, for a command that needs the data directory; over
+    /// `--connect` an error that says where to run it instead.
+    fn local(&self, command: &Command) -> Result<&'a Db> {
+        match self.store.local() {
+            Some(db) => Ok(db),
+            None if matches!(command, Command::Sync) => {
+                bail!(
+                    "`sync` is the server's to do: with --appendfsync always (its default) each write is synced before its reply"
+                )
+            }
+            None => bail!(
+                "`{name}` works on the data directory, on the server's machine, which the server holds open: \
+                 stop the server there and run `redru --dir DIR {name}`",
+                name = command.name()
+            ),
+        }
+    }
+
     fn line(&mut self, text: &str) -> Result<()> {
         writeln!(self.out, "{text}").context("writing to stdout")
     }
@@ -253,8 +256,8 @@ impl<'a> Session<'a> {
     fn queue(&mut self, command: Command) -> Result<Option<Command>> {
         let Some(batch) = &mut self.batch else { return Ok(Some(command)) };
         match command {
-            Command::Set { key, value } => batch.push_set(key, value),
-            Command::Delete { key } => batch.push_delete(key),
+            Command::Set { key, value } => batch.push(Queued::Set(key, value)),
+            Command::Delete { key } => batch.push(Queued::Delete(key)),
             Command::Clear { .. }
             | Command::Import { .. }
             | Command::Restore { .. }
@@ -273,14 +276,14 @@ impl<'a> Session<'a> {
     fn batch_command(&mut self, command: &Command) -> Result<()> {
         match command {
             Command::Begin => {
-                self.batch = Some(Batch::new());
+                self.batch = Some(Vec::new());
                 self.line("OK")
             }
             Command::Commit => {
                 let Some(batch) = self.batch.take() else { bail!("`commit` without `begin`") };
                 let n = batch.len();
                 if !batch.is_empty() {
-                    self.db.batch(batch).context("committing the batch (none of its writes was applied)")?;
+                    self.store.commit(batch).context("committing the batch (none of its writes was applied)")?;
                 }
                 self.line(&format!("committed {}", count(n, "write", "writes")))
             }
@@ -408,11 +411,6 @@ fn all(n: usize) -> String {
     if n == 1 { "the 1 key".into() } else { format!("all {n} keys") }
 }
 
-/// A query plan in words (the library's text, its nouns in agreement with its numbers).
-fn plan(plan: &redru::Plan) -> String {
-    plan.to_string()
-}
-
 /// The command line that runs a one-shot-only command on `dir`.
 pub fn one_shot_line(command: &Command, dir: &Path) -> String {
     let mut line = format!("redru --dir {}", sh_quote(&dir.to_string_lossy()));
@@ -453,13 +451,13 @@ fn refuse_export(path: &Path) -> Result<()> {
 
 /// Exports into a new file, through a temporary name so a failed export
 /// leaves no half-written file under the chosen name.
-fn export_to_file(db: &Db, path: &Path, lines: bool) -> Result<usize> {
+fn export_to_file(store: &dyn Store, path: &Path, lines: bool) -> Result<usize> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
     let written = (|| -> Result<usize> {
         let mut file = private_file().open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let n = db.export(&mut file, lines).with_context(|| format!("exporting to {}", tmp.display()))?;
+        let n = store.export(&mut file, lines).with_context(|| format!("exporting to {}", tmp.display()))?;
         file.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
         Ok(n)
@@ -481,6 +479,21 @@ fn private_file() -> std::fs::OpenOptions {
         options.mode(0o600);
     }
     options
+}
+
+/// Imports into a server: the pairs read here, sent as one atomic batch.
+fn import_to(store: &dyn Store, path: &str, replace: bool) -> Result<usize> {
+    let pairs = import::pairs(&import::read_input(path)?, &mut |_, _| {})?;
+    let n = pairs.len();
+    let mut writes = Vec::with_capacity(n + 1);
+    if replace {
+        writes.push(Queued::Clear);
+    }
+    writes.extend(pairs.into_iter().map(|(key, value)| Queued::Set(key, value)));
+    if !writes.is_empty() {
+        store.commit(writes).context("applying the pairs (nothing was imported)")?;
+    }
+    Ok(n)
 }
 
 /// Imports with a byte progress bar on stderr while parsing (the long part).

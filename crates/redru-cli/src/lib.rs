@@ -15,10 +15,12 @@ mod progress;
 mod serve;
 #[doc(hidden)]
 pub mod shell;
+mod store;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use redru::{Db, Options};
@@ -27,6 +29,7 @@ use crate::cli::{Action, Cli};
 use crate::exec::{Outcome, Session, print_error};
 use crate::output::{ColorChoice, Format, Style, paint, sgr};
 use crate::shell::parser::Command;
+use crate::store::{Remote, Store, Target};
 
 /// Exit code for "not found".
 const NOT_FOUND: u8 = 1;
@@ -59,16 +62,25 @@ fn dispatch(cli: &Cli, action: Action) -> Result<ExitCode> {
     let stdout_tty = std::io::stdout().is_terminal();
     let stderr_tty = std::io::stderr().is_terminal();
     let asked = if cli.raw { Some(Format::Raw) } else { cli.format };
+    if let Some(target) = cli.target()? {
+        return remote(cli, action, target);
+    }
     let options = Options::new().durability(cli.durability.mode());
     let command = match action {
         Action::Command(command) => command,
         Action::Serve(args) => return serve::run(args, &cli.dir),
         // The shell: interactive at a terminal, script mode otherwise.
         Action::Shell if stdin_tty => {
-            let db = open(&cli.dir, options, stderr_tty, cli.color)?;
-            let backups = cli.backup_every.map(|every| (every, cli.backup_keep));
+            let db = Arc::new(open(&cli.dir, options, stderr_tty, cli.color)?);
+            // Scheduled backups hold only a weak reference, and stop when this is dropped.
+            let schedule = cli.backup_every.map(|every| db.start_backup_schedule(every, cli.backup_keep));
             let format = Format::or_default(asked, stdout_tty);
-            shell::repl::run(db, Style::for_stdout(cli.color), format, stderr_tty, backups)?;
+            let place = format!("on {}", db.dir().display());
+            let store: Arc<dyn Store> = Arc::clone(&db) as Arc<dyn Store>;
+            shell::repl::run(store, &place, Style::for_stdout(cli.color), format, stderr_tty)?;
+            drop(schedule);
+            let db = Arc::into_inner(db).ok_or_else(|| anyhow!("the database is still in use"))?;
+            close(db)?;
             return Ok(ExitCode::SUCCESS);
         }
         Action::Shell => {
@@ -99,24 +111,83 @@ fn dispatch(cli: &Cli, action: Action) -> Result<ExitCode> {
     let mut session = Session::new(&db, Style::for_stdout(cli.color), Format::or_default(asked, stdout_tty), &mut out);
     session.progress = stderr_tty;
     session.stdin_free = true;
-    let mut confirm = |question: &str| -> Result<Option<bool>> {
-        if !stdin_tty {
-            return Ok(None);
-        }
-        eprint!("{question}");
-        std::io::stderr().flush().context("writing to stderr")?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer).context("reading the answer")?;
-        Ok(Some(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")))
-    };
+    let mut confirm = |question: &str| ask(stdin_tty, question);
     let outcome = session.run(command, &mut confirm)?;
     session.out.flush().context("writing to stdout")?;
     drop(session);
     close(db)?;
-    Ok(match outcome {
+    Ok(exit_code(outcome))
+}
+
+fn exit_code(outcome: Outcome) -> ExitCode {
+    match outcome {
         Outcome::Missing => ExitCode::from(NOT_FOUND),
         Outcome::Done | Outcome::Exit => ExitCode::SUCCESS,
-    })
+    }
+}
+
+/// `--connect` (or `-h`/`-p`): the shell, a script or one command on a
+/// running `redru serve`, through the same [`Session`] as a local directory.
+fn remote(cli: &Cli, action: Action, target: Target) -> Result<ExitCode> {
+    const NOT_SERVE: &str = "`serve` serves a data directory; --connect, -h and -p are for the shell and its commands";
+    if matches!(action, Action::Serve(_)) {
+        bail!(NOT_SERVE);
+    }
+    if cli.dir_given {
+        bail!("--dir and --connect (or -h/-p) name two databases: give one");
+    }
+    if cli.backup_every.is_some() {
+        bail!("--backup-every schedules backups of a local directory; on a server, schedule `redis-cli REDRU.BACKUP`");
+    }
+    let stdin_tty = std::io::stdin().is_terminal();
+    let stdout_tty = std::io::stdout().is_terminal();
+    let asked = if cli.raw { Some(Format::Raw) } else { cli.format };
+    let remote = Arc::new(Remote::connect(target)?);
+    let place = match remote.server() {
+        "" => format!("connected to {}", remote.name()),
+        server => format!("connected to {server} at {}", remote.name()),
+    };
+    match action {
+        Action::Shell if stdin_tty => {
+            let format = Format::or_default(asked, stdout_tty);
+            let store: Arc<dyn Store> = remote;
+            shell::repl::run(store, &place, Style::for_stdout(cli.color), format, std::io::stderr().is_terminal())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Shell => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let style = Style { color: cli.color == ColorChoice::Always, pretty: false };
+            let mut session = Session::new(&*remote, style, asked.unwrap_or(Format::Raw), &mut out);
+            let end = shell::script::run(&mut session, &mut std::io::stdin().lock(), cli.bail)?;
+            Ok(if end.failures > 0 { ExitCode::from(FAILURE) } else { ExitCode::SUCCESS })
+        }
+        Action::Command(command) => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let format = Format::or_default(asked, stdout_tty);
+            let mut session = Session::new(&*remote, Style::for_stdout(cli.color), format, &mut out);
+            session.progress = std::io::stderr().is_terminal();
+            session.stdin_free = true;
+            let mut confirm = |question: &str| ask(stdin_tty, question);
+            let outcome = session.run(command, &mut confirm)?;
+            session.out.flush().context("writing to stdout")?;
+            Ok(exit_code(outcome))
+        }
+        Action::Serve(_) => bail!(NOT_SERVE),
+    }
+}
+
+/// A yes/no question on stderr, answered on stdin; `None` when stdin is not a terminal.
+fn ask(stdin_tty: bool, question: &str) -> Result<Option<bool>> {
+    if !stdin_tty {
+        return Ok(None);
+    }
+    eprint!("{question}");
+    std::io::stderr().flush().context("writing to stderr")?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).context("reading the answer")?;
+    Ok(Some(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")))
 }
 
 /// verify, repair, compact: they lock the directory themselves.

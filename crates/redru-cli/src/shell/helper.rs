@@ -4,7 +4,8 @@
 //! (`repl`), behind a `...> ` prompt that rustyline could not show.
 //!
 //! The logic is in pure functions over a [`Source`] of keys and fields, so it
-//! is unit-tested without a terminal or a database.
+//! is unit-tested without a terminal or a database; the session's store (a
+//! local directory or a server) is the source in the shell.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use rustyline::{Context, Helper};
 
 use crate::output::{paint, sgr};
 use crate::shell::parser::{Arg, COMMANDS, quote_key, spec};
+use crate::store::Store;
 
 /// At most this many keys are offered by one Tab.
 const MAX_CANDIDATES: usize = 500;
@@ -46,16 +48,16 @@ impl Source for Db {
 
 /// The shell's rustyline helper.
 pub struct ShellHelper {
-    db: Arc<Db>,
+    store: Arc<dyn Store>,
     files: FilenameCompleter,
     color: bool,
     prompt: String,
 }
 
 impl ShellHelper {
-    /// A helper completing from `db`; `color` paints the prompt and hints.
-    pub fn new(db: Arc<Db>, color: bool, prompt: &str) -> Self {
-        ShellHelper { db, files: FilenameCompleter::new(), color, prompt: paint("1;32", prompt, color) }
+    /// A helper completing from `store`; `color` paints the prompt and hints.
+    pub fn new(store: Arc<dyn Store>, color: bool, prompt: &str) -> Self {
+        ShellHelper { store, files: FilenameCompleter::new(), color, prompt: paint("1;32", prompt, color) }
     }
 }
 
@@ -65,7 +67,7 @@ impl Completer for ShellHelper {
     type Candidate = Pair;
 
     fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
-        match complete(&*self.db, line, pos) {
+        match complete(&*self.store, line, pos) {
             Some(found) => Ok(found),
             None => self.files.complete_path(line, pos),
         }

@@ -7,10 +7,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use redru::Db;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{
@@ -22,6 +20,7 @@ use crate::exec::{Outcome, Session, count, print_error};
 use crate::output::{Format, Style, paint, sgr};
 use crate::shell::helper::{ShellHelper, hint};
 use crate::shell::parser::{Joiner, Piece, parse};
+use crate::store::Store;
 
 const PROMPT: &str = "redru> ";
 /// The prompt of a line that continues an open JSON value.
@@ -42,11 +41,10 @@ pub fn history_path() -> Option<PathBuf> {
     Some(state.join("redru").join("history"))
 }
 
-/// Runs the shell until `exit` or Ctrl-D, then closes the database.
-pub fn run(db: Db, style: Style, format: Format, progress: bool, backups: Option<(Duration, usize)>) -> Result<()> {
-    let db = Arc::new(db);
-    // Scheduled backups hold only a weak reference, and stop when this is dropped.
-    let schedule = backups.map(|(every, keep)| db.start_backup_schedule(every, keep));
+/// Runs the shell on `store` until `exit` or Ctrl-D; `place` says in the
+/// banner where the data is (`on DIR`, `connected to ...`). The caller closes
+/// the store afterwards: every reference to it taken here is gone by then.
+pub fn run(store: Arc<dyn Store>, place: &str, style: Style, format: Format, progress: bool) -> Result<()> {
     let config = Config::builder()
         .auto_add_history(false)
         .history_ignore_space(true)
@@ -60,7 +58,7 @@ pub fn run(db: Db, style: Style, format: Format, progress: bool, backups: Option
     // next (its `buffer-redux` feature); without it they went with the reader.
     let mut rl: Editor<ShellHelper, DefaultHistory> =
         Editor::with_config(config).context("starting the line editor")?;
-    rl.set_helper(Some(ShellHelper::new(Arc::clone(&db), style.color, PROMPT)));
+    rl.set_helper(Some(ShellHelper::new(Arc::clone(&store), style.color, PROMPT)));
     let abandoned = Arc::new(Mutex::new(None));
     rl.bind_sequence(KeyEvent::ctrl('C'), EventHandler::Conditional(Box::new(Abandon(Arc::clone(&abandoned)))));
 
@@ -77,15 +75,15 @@ pub fn run(db: Db, style: Style, format: Format, progress: bool, backups: Option
         }
     }
 
+    let keys = store.len().context("counting the keys")?;
     println!(
-        "redru {} on {} ({}). Type `help` for the commands, Ctrl-D to leave.",
+        "redru {} {place} ({}). Type `help` for the commands, Ctrl-D to leave.",
         env!("CARGO_PKG_VERSION"),
-        db.dir().display(),
-        count(db.len(), "key", "keys")
+        count(keys, "key", "keys")
     );
     let mut joiner = Joiner::new();
     let mut stdout = std::io::stdout();
-    let mut session = Session::new(&db, style, format, &mut stdout);
+    let mut session = Session::new(&*store, style, format, &mut stdout);
     session.progress = progress;
     'input: loop {
         let prompt = if joiner.is_pending() { CONTINUATION } else { PROMPT };
@@ -131,12 +129,7 @@ pub fn run(db: Db, style: Style, format: Format, progress: bool, backups: Option
             count(batch.len(), "queued write was", "queued writes were")
         );
     }
-    drop(session);
-    drop(rl);
-    drop(schedule);
-    let db = Arc::into_inner(db).ok_or_else(|| anyhow!("the database is still in use"))?;
-    let dir = db.dir().to_owned();
-    db.close().with_context(|| format!("closing {}", dir.display()))
+    Ok(())
 }
 
 /// Parses and runs one command's text, printing its error; `Exit` ends the shell.

@@ -1,0 +1,183 @@
+//! What a shell session needs from the data, as the [`Store`] trait, with two
+//! implementations: the local [`Db`] (an open data directory) and [`Remote`]
+//! (`redru --connect redis://...`, a running `redru serve`).
+//!
+//! Invariant: the session formats every result itself, so a command prints
+//! the same through either store; what only a local directory can do
+//! (restore, import, backups, ...) is reached through [`Store::local`].
+
+mod remote;
+mod resp;
+pub mod target;
+
+pub use self::remote::Remote;
+pub use self::target::Target;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use redru::{Batch, Db, Doc, IndexInfo, Query};
+
+use crate::exec::{count, matching_keys};
+use crate::shell::helper::Source;
+use crate::shell::parser::Pattern;
+
+/// One write queued between `begin` and `commit`.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// `set`
+    Set(String, Doc),
+    /// `delete`
+    Delete(String),
+    /// Remove every key (`import --replace`): the writes after it apply to an empty database.
+    Clear,
+}
+
+/// What a query found.
+pub struct Found {
+    /// Key and value pairs, in the query's order.
+    pub entries: Vec<(String, Doc)>,
+    /// The plan in words (asked for only when it is shown).
+    pub plan: Option<String>,
+}
+
+/// Where a session's commands read and write.
+pub trait Store: Source + Send + Sync {
+    /// What the banner and questions name: the directory, or the server's URL.
+    fn name(&self) -> String;
+    /// The open database when it is local: the commands that need the directory use it.
+    fn local(&self) -> Option<&Db>;
+    /// A key's value.
+    fn get(&self, key: &str) -> Result<Option<Doc>>;
+    /// Stores a value.
+    fn set(&self, key: &str, value: Doc) -> Result<()>;
+    /// Removes a key; whether it existed.
+    fn delete(&self, key: &str) -> Result<bool>;
+    /// Whether a key exists.
+    fn contains(&self, key: &str) -> Result<bool>;
+    /// Number of keys.
+    fn len(&self) -> Result<usize>;
+    /// Sorted keys matching `pattern` (all keys without one).
+    fn keys(&self, pattern: Option<&Pattern>) -> Result<Vec<String>>;
+    /// Runs a query; with `plan`, says how it ran.
+    fn query(&self, query: &Query, plan: bool) -> Result<Found>;
+    /// How a query runs and how many entries match.
+    fn explain(&self, query: &Query) -> Result<(String, usize)>;
+    /// Creates an index.
+    fn create_index(&self, field: &str, unique: bool) -> Result<()>;
+    /// Drops an index.
+    fn drop_index(&self, field: &str) -> Result<()>;
+    /// Every index with its statistics.
+    fn indexes(&self) -> Result<Vec<IndexInfo>>;
+    /// The counters and sizes, as JSON.
+    fn stats(&self) -> Result<serde_json::Value>;
+    /// Removes every key; how many there were.
+    fn clear(&self) -> Result<usize>;
+    /// Applies the writes as one atomic batch.
+    fn commit(&self, writes: Vec<Write>) -> Result<()>;
+    /// Writes a snapshot; the line that says what it did.
+    fn save(&self) -> Result<String>;
+    /// Writes a backup (to `path`, keeping the newest `keep`); the lines that say what it did.
+    fn backup(&self, path: Option<&str>, keep: Option<usize>) -> Result<Vec<String>>;
+    /// Writes every pair, sorted by key, as `export` does (one JSON object, or JSON lines); how many.
+    fn export(&self, out: &mut dyn std::io::Write, lines: bool) -> Result<usize>;
+}
+
+impl Store for Db {
+    fn name(&self) -> String {
+        self.dir().display().to_string()
+    }
+    fn local(&self) -> Option<&Db> {
+        Some(self)
+    }
+    fn get(&self, key: &str) -> Result<Option<Doc>> {
+        Ok(Db::get(self, key))
+    }
+    fn set(&self, key: &str, value: Doc) -> Result<()> {
+        Ok(Db::set(self, key.to_owned(), value)?)
+    }
+    fn delete(&self, key: &str) -> Result<bool> {
+        Ok(Db::delete(self, key)?)
+    }
+    fn contains(&self, key: &str) -> Result<bool> {
+        Ok(Db::contains(self, key))
+    }
+    fn len(&self) -> Result<usize> {
+        Ok(Db::len(self))
+    }
+    fn keys(&self, pattern: Option<&Pattern>) -> Result<Vec<String>> {
+        Ok(matching_keys(self, pattern))
+    }
+    fn query(&self, query: &Query, _plan: bool) -> Result<Found> {
+        let result = Db::query(self, query)?;
+        Ok(Found { entries: result.entries, plan: Some(result.plan.to_string()) })
+    }
+    fn explain(&self, query: &Query) -> Result<(String, usize)> {
+        let result = Db::query(self, query)?;
+        Ok((result.plan.to_string(), result.entries.len()))
+    }
+    fn create_index(&self, field: &str, unique: bool) -> Result<()> {
+        Ok(if unique { self.create_unique_index(field) } else { Db::create_index(self, field) }?)
+    }
+    fn drop_index(&self, field: &str) -> Result<()> {
+        Ok(Db::drop_index(self, field)?)
+    }
+    fn indexes(&self) -> Result<Vec<IndexInfo>> {
+        Ok(Db::indexes(self))
+    }
+    fn stats(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(Db::stats(self)).context("encoding the statistics")
+    }
+    fn clear(&self) -> Result<usize> {
+        Ok(Db::clear(self)?)
+    }
+    fn commit(&self, writes: Vec<Write>) -> Result<()> {
+        let mut batch = Batch::new();
+        for write in writes {
+            match write {
+                Write::Set(key, value) => batch.push_set(key, value),
+                Write::Delete(key) => batch.push_delete(key),
+                Write::Clear => batch = batch.clear(),
+            }
+        }
+        Ok(Db::batch(self, batch)?)
+    }
+    fn save(&self) -> Result<String> {
+        let report = Db::save(self)?;
+        Ok(if report.unchanged {
+            format!("nothing changed since the last save ({})", count(report.keys, "key", "keys"))
+        } else {
+            format!(
+                "saved {} ({} bytes) in {} ms; {} removed",
+                count(report.keys, "key", "keys"),
+                report.bytes,
+                report.duration.as_millis(),
+                count(report.segments_removed, "log segment", "log segments")
+            )
+        })
+    }
+    fn export(&self, out: &mut dyn std::io::Write, lines: bool) -> Result<usize> {
+        Ok(Db::export(self, out, lines)?)
+    }
+    fn backup(&self, path: Option<&str>, keep: Option<usize>) -> Result<Vec<String>> {
+        let info = match path {
+            None => Db::backup(self)?,
+            Some(p) => self.backup_to(Path::new(p))?,
+        };
+        let mut lines = Vec::new();
+        if let Some(keep) = keep {
+            for removed in self.prune_backups(keep).context("pruning the backups")? {
+                lines.push(format!("removed {}", removed.display()));
+            }
+        }
+        let checked = if info.verified { "verified" } else { "NOT verified" };
+        lines.push(format!(
+            "wrote {} (up to record {}, {}, {} bytes, {checked})",
+            info.path.display(),
+            info.seq,
+            count(info.keys, "key", "keys"),
+            info.bytes
+        ));
+        Ok(lines)
+    }
+}

@@ -81,6 +81,12 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 24)]
     pub backup_keep: usize,
 
+    /// Open the directory read-only: no lock (another program may have it open), no file
+    /// changed, every write refused. One-shot reads fall back to it by themselves when the
+    /// directory is held by another process or cannot be written.
+    #[arg(long, global = true)]
+    pub read_only: bool,
+
     /// Open the shell, or run the command, on a running `redru serve` instead of a directory:
     /// redis://[:PASSWORD@]HOST[:PORT] (port 6379 by default).
     #[arg(long, value_name = "URL", conflicts_with_all = ["host", "port"])]

@@ -639,6 +639,9 @@ fn hint(error: &redru::Error) -> Option<String> {
         }
         Error::MissingSnapshot { path, first } => Some(restore_hint(path, *first)),
         Error::NoIndex { field } => Some(format!("create one with `index {field}`")),
+        Error::ReadOnly { .. } => {
+            Some("it was opened with --read-only, or read-only because another process holds it".into())
+        }
         Error::BackupNotFound { .. } | Error::BadBackupName { .. } => {
             Some("`redru backups` lists the backups; `restore --file PATH` takes a file elsewhere".into())
         }

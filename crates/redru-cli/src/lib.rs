@@ -65,7 +65,7 @@ fn dispatch(cli: &Cli, action: Action) -> Result<ExitCode> {
     if let Some(target) = cli.target()? {
         return remote(cli, action, target);
     }
-    let options = Options::new().durability(cli.durability.mode());
+    let options = Options::new().durability(cli.durability.mode()).read_only(cli.read_only);
     let command = match action {
         Action::Command(command) => command,
         Action::Serve(args) => return serve::run(args, &cli.dir),
@@ -105,7 +105,11 @@ fn dispatch(cli: &Cli, action: Action) -> Result<ExitCode> {
         );
     }
 
-    let db = open(&cli.dir, options, stderr_tty, cli.color)?;
+    let db = if command.only_reads() && !cli.read_only {
+        open_for_reading(&cli.dir, options, stderr_tty, cli.color)?
+    } else {
+        open(&cli.dir, options, stderr_tty, cli.color)?
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut session = Session::new(&db, Style::for_stdout(cli.color), Format::or_default(asked, stdout_tty), &mut out);
@@ -240,6 +244,36 @@ fn open(dir: &Path, options: Options, progress: bool, color: ColorChoice) -> Res
         eprintln!("{} {warning}", paint(sgr::WARNING, "warning:", color));
     }
     Ok(db)
+}
+
+/// Opens for a one-shot read: normally, or read-only (saying so once) when
+/// another process holds the directory or it cannot be written.
+fn open_for_reading(dir: &Path, options: Options, progress: bool, color: ColorChoice) -> Result<Db> {
+    let why = match Db::open_with(dir, options.clone()) {
+        Ok(db) => {
+            if let Some(warning) = db.recovery().warning() {
+                let color = color.enabled(std::io::stderr().is_terminal());
+                eprintln!("{} {warning}", paint(sgr::WARNING, "warning:", color));
+            }
+            return Ok(db);
+        }
+        Err(redru::Error::Locked { pid, .. }) => match pid {
+            Some(pid) => format!("it is open in another process (pid {pid})"),
+            None => "it is open in another process".to_owned(),
+        },
+        Err(redru::Error::Io { source, .. })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            format!("it cannot be written ({source})")
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("opening the database in {}", dir.display()))),
+    };
+    let color = color.enabled(std::io::stderr().is_terminal());
+    eprintln!("{} reading {} read-only: {why}", paint(sgr::WARNING, "note:", color), dir.display());
+    open(dir, options.read_only(true), progress, ColorChoice::Never)
 }
 
 fn close(db: Db) -> Result<()> {

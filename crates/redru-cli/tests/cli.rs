@@ -600,3 +600,31 @@ fn a_missing_snapshot_points_to_the_newest_backup_not_to_repair() -> TestResult 
     redru(d).args(["get", "b"]).assert().success().stdout("2\n");
     Ok(())
 }
+
+/// Issue 12, point 8: a one-shot read of a directory another process holds
+/// opens it read-only by itself (saying so once); a write is still refused;
+/// `--read-only` refuses every write and changes nothing.
+#[test]
+fn reads_of_a_held_directory_open_it_read_only() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    redru(d).args(["set", "a", "1"]).assert().success();
+    let holder = Db::open(d)?;
+    holder.set("b", json!(2))?;
+    let got = redru(d).args(["get", "b"]).assert().success().stdout("2\n").get_output().stderr.clone();
+    let note = String::from_utf8(got)?;
+    assert!(note.contains("read-only") && note.contains("another process"), "{note}");
+    assert_eq!(note.lines().count(), 1, "said once: {note}");
+    redru(d).args(["list"]).assert().success().stdout("a\nb\n");
+    redru(d).args(["set", "c", "3"]).assert().code(2).stderr(predicate::str::contains("locked"));
+    holder.close()?;
+    let before = crate::util::files_in(d)?;
+    redru(d)
+        .args(["--read-only", "set", "c", "3"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("read-only").and(predicate::str::contains("--read-only")));
+    redru(d).args(["--read-only", "get", "a"]).assert().success().stdout("1\n");
+    assert_eq!(crate::util::files_in(d)?, before, "a read-only run changed the directory");
+    Ok(())
+}

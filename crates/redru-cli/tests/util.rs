@@ -549,3 +549,16 @@ pub fn run_bounded(cmd: &mut Command, stdin: &[u8]) -> Result<Ran, BoxError> {
     let _ = writer.join();
     Ok(Ran { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() })
 }
+
+/// Every file in `dir` with its bytes, sorted by name: to show a command changed nothing.
+pub fn files_in(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            out.push((entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path())?));
+        }
+    }
+    out.sort();
+    Ok(out)
+}

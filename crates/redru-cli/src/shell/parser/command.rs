@@ -111,6 +111,25 @@ impl Command {
 
     /// Whether the command may bring a new database into being: run one-shot
     /// on a directory that does not exist, the others say "no such database".
+    /// Whether it only reads the data: a one-shot read of a directory that
+    /// another process holds (or that cannot be written) opens it read-only.
+    pub fn only_reads(&self) -> bool {
+        matches!(
+            self,
+            Command::Get { .. }
+                | Command::Exists { .. }
+                | Command::List { .. }
+                | Command::Count { .. }
+                | Command::Find(_)
+                | Command::Explain { .. }
+                | Command::Indexes
+                | Command::Stats
+                | Command::Export { .. }
+                | Command::Backups
+        )
+    }
+
+    /// Whether running it creates a missing directory.
     pub fn creates(&self) -> bool {
         matches!(self, Command::Set { .. } | Command::Import { .. } | Command::Index { .. } | Command::Restore { .. })
     }

@@ -5,6 +5,7 @@
 //! parser's target lives in redru-cli (`redru_cli::shell::fuzz_parse`).
 #![allow(clippy::panic)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use redru::internal::record::{self, BatchOp, Record, Seq};
@@ -138,6 +139,18 @@ pub fn wal_replay(data: &[u8]) {
     let _ = redru::internal::log::scan(data, Seq(1), true, |_| Ok(()));
     let fs = disk_with(&redru::internal::log::segment_name(Seq(1)), data);
     let Ok(db) = options(&fs).open(DIR) else { return };
+    // Against an independent reading of the lines (the format as documented):
+    // what opened is exactly the records before the first bad line, and a cut
+    // torn tail starts there.
+    let (expected, first_bad) = independent_replay(data);
+    let got: BTreeMap<String, Value> = db.keys().into_iter().filter_map(|k| db.get_value(&k).map(|v| (k, v))).collect();
+    assert!(got == expected, "opened {got:?}, the lines before the first bad one hold {expected:?}");
+    match (&db.recovery().torn_tail, first_bad) {
+        (Some(torn), Some(at)) => assert_eq!(torn.offset, at as u64, "the torn tail was not cut at the first bad line"),
+        (Some(torn), None) => panic!("a torn tail was cut at {} in a log whose every line is good", torn.offset),
+        (None, Some(at)) => panic!("the bad line at byte {at} was neither cut nor refused"),
+        (None, None) => {}
+    }
     let (keys, last) = (db.keys(), db.stats().last_seq);
     let values: Vec<_> = keys.iter().map(|k| db.get(k)).collect();
     // The recovered log takes a new write.
@@ -156,6 +169,84 @@ pub fn wal_replay(data: &[u8]) {
         assert_eq!(db.keys(), keys);
         let again: Vec<_> = keys.iter().map(|k| db.get(k)).collect();
         assert_eq!(again, values);
+    }
+}
+
+/// Replays log lines as docs/design.md describes them, without the engine's
+/// code: `CCCCCCCC {payload}\n`, the crc32 of the payload in 8 lowercase hex
+/// digits, sequence numbers 1, 2, 3...; stops at the first line that is not
+/// such a record. The map after the good lines, and where the first bad line
+/// starts (None when every line is good, and no bytes follow the last one).
+fn independent_replay(data: &[u8]) -> (BTreeMap<String, Value>, Option<usize>) {
+    let mut map = BTreeMap::new();
+    let mut at = 0;
+    let mut seq = 1u64;
+    while at < data.len() {
+        let Some(len) = data[at..].iter().position(|&b| b == b'\n') else { return (map, Some(at)) };
+        let line = &data[at..at + len];
+        let Some(ops) = good_line(line, seq) else { return (map, Some(at)) };
+        for op in ops {
+            apply_op(&mut map, op);
+        }
+        seq += 1;
+        at += len + 1;
+    }
+    (map, None)
+}
+
+/// One operation of a good line.
+enum Op {
+    Set(String, Value),
+    Delete(String),
+    Clear,
+    Other,
+}
+
+fn good_line(line: &[u8], seq: u64) -> Option<Vec<Op>> {
+    let (crc, payload) = (line.get(..8)?, line.get(9..)?);
+    if line.get(8) != Some(&b' ') || !crc.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+        return None;
+    }
+    if format!("{:08x}", crc32fast::hash(payload)).as_bytes() != crc {
+        return None;
+    }
+    // Members kept as raw text: a value may nest as deep as redru allows,
+    // one level more than serde_json parses inside the record around it.
+    type Raw = std::collections::HashMap<String, Box<serde_json::value::RawValue>>;
+    let record: Raw = serde_json::from_slice(payload).ok()?;
+    let parse = |r: &Raw, name: &str| -> Option<Value> { serde_json::from_str(r.get(name)?.get()).ok() };
+    if parse(&record, "seq")?.as_u64()? != seq {
+        return None;
+    }
+    let op = |r: &Raw| -> Option<Op> {
+        let key = || parse(r, "key").and_then(|k| k.as_str().map(str::to_owned));
+        Some(match parse(r, "op")?.as_str()? {
+            "set" => Op::Set(key()?, parse(r, "value")?),
+            "del" => Op::Delete(key()?),
+            "clear" => Op::Clear,
+            "create_index" | "drop_index" => Op::Other,
+            _ => return None,
+        })
+    };
+    match parse(&record, "op")?.as_str()? {
+        "batch" => {
+            let ops: Vec<Raw> = serde_json::from_str(record.get("ops")?.get()).ok()?;
+            ops.iter().map(op).collect()
+        }
+        _ => op(&record).map(|o| vec![o]),
+    }
+}
+
+fn apply_op(map: &mut BTreeMap<String, Value>, op: Op) {
+    match op {
+        Op::Set(k, v) => {
+            map.insert(k, v);
+        }
+        Op::Delete(k) => {
+            map.remove(&k);
+        }
+        Op::Clear => map.clear(),
+        Op::Other => {}
     }
 }
 
@@ -189,6 +280,15 @@ fn check_snapshot(bytes: &[u8], keys: usize, frozen: &Frozen) {
         check_doc(doc);
     }
     if let Ok(file) = serde_json::from_slice::<Value>(bytes) {
+        // The header as the file has it: format, version, sequence number, index definitions.
+        assert_eq!(file["format"], "redru-snapshot", "a snapshot of another format loaded");
+        assert_eq!(file["version"], 1, "a snapshot of another version loaded");
+        assert_eq!(file["seq"].as_u64(), Some(frozen.seq.0), "the loaded sequence number is not the file's");
+        let defs: Option<Vec<(String, bool)>> = file["indexes"].as_array().map(|list| {
+            list.iter().filter_map(|d| Some((d["field"].as_str()?.to_owned(), d["unique"].as_bool()?))).collect()
+        });
+        let loaded_defs: Vec<(String, bool)> = frozen.defs.iter().map(|d| (d.field.clone(), d.unique)).collect();
+        assert_eq!(defs.as_ref(), Some(&loaded_defs), "the loaded index definitions are not the file's");
         let Some(data) = file["data"].as_object() else { panic!("a snapshot without a data object loaded") };
         assert_eq!(data.len(), loaded.len(), "loaded entries differ from the file's data members");
         for (key, doc) in &loaded {

@@ -51,6 +51,7 @@ pub use storage::vfs;
 #[cfg(feature = "__internal_whitebox")]
 #[doc(hidden)]
 pub mod internal {
+    pub use crate::state::planted;
     pub use crate::storage::{files, log, record, snapshot};
 }
 

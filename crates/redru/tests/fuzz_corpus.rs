@@ -36,3 +36,33 @@ fn every_corpus_file_replays_cleanly() -> std::io::Result<()> {
     eprintln!("fuzz_corpus: {total} inputs replayed");
     Ok(())
 }
+
+/// The negative controls of the fuzz oracles: each planted bug, switched on
+/// in this thread, makes its target fail on some checked-in input. (Before
+/// the oracles compared with an independent reading, both bugs passed every
+/// corpus file: only the model target caught the first.)
+#[test]
+fn the_oracles_catch_the_planted_bugs() -> std::io::Result<()> {
+    use redru::internal::planted;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+    let cases: [(u8, &str, Target); 2] = [
+        (planted::SKIP_DELETES, "wal_replay", targets::wal_replay),
+        (planted::DROP_SNAPSHOT_HEADER, "snapshot_load", targets::snapshot_load),
+    ];
+    // The oracles' panics are expected here (and printed, as any panic).
+    let mut caught = Vec::new();
+    for (flag, name, target) in cases {
+        let mut failures = 0;
+        for entry in std::fs::read_dir(root.join(name))? {
+            let bytes = std::fs::read(entry?.path())?;
+            planted::set(flag);
+            failures += usize::from(std::panic::catch_unwind(|| target(&bytes)).is_err());
+            planted::set(0);
+        }
+        caught.push((name, failures));
+    }
+    for (name, failures) in caught {
+        assert!(failures > 0, "{name}: the planted bug passed every corpus file");
+    }
+    Ok(())
+}

@@ -9,5 +9,7 @@ pub mod change;
 pub mod doc;
 pub mod index;
 pub mod key;
+#[cfg(feature = "__internal_whitebox")]
+pub mod planted;
 pub mod query;
 pub mod store;

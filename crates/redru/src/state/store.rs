@@ -481,6 +481,10 @@ impl State {
                 keep(UndoStep::Key(key, old));
                 Applied { existed: true }
             }
+            #[cfg(feature = "__internal_whitebox")]
+            Record::Delete(_) if crate::state::planted::on(crate::state::planted::SKIP_DELETES) => {
+                Applied { existed: false }
+            }
             Record::Delete(key) => {
                 let old = self.delete(key);
                 let existed = old.is_some();

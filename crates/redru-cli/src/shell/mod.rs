@@ -13,7 +13,16 @@ pub fn fuzz_parse(data: &[u8]) {
     let _ = parser::is_incomplete(text);
     let mut joiner = parser::Joiner::new();
     for line in text.lines() {
-        let _ = parser::parse(line);
+        // A parsed command, rendered back as a line, parses to the same command.
+        if let Ok(Some(command)) = parser::parse(line)
+            && let Some(again) = command.render()
+        {
+            let back = parser::parse(&again);
+            assert!(
+                matches!(&back, Ok(Some(c)) if *c == command),
+                "{line:?} parsed to {command:?}, rendered as {again:?}, which parses to {back:?}"
+            );
+        }
         for piece in joiner.push(line) {
             if let parser::Piece::Command { text, .. } = piece {
                 let _ = parser::parse(&text);

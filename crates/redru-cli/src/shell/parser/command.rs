@@ -135,6 +135,35 @@ impl Command {
     }
 }
 
+impl Command {
+    /// The command as a line the parser reads back to the same command, for
+    /// the commands whose arguments are keys, fields, values and queries (the
+    /// fuzz target checks the round trip); `None` for the others.
+    pub fn render(&self) -> Option<String> {
+        use super::tokens::quote_key as q;
+        Some(match self {
+            Command::Set { key, value } => format!("set {} {}", q(key), value.as_str()),
+            Command::Get { key } => format!("get {}", q(key)),
+            Command::Delete { key } => format!("delete {}", q(key)),
+            Command::Exists { key } => format!("exists {}", q(key)),
+            Command::Index { field, unique } => format!("index {}{}", q(field), if *unique { " unique" } else { "" }),
+            Command::DropIndex { field } => format!("drop-index {}", q(field)),
+            Command::Clear { yes } => (if *yes { "clear --yes" } else { "clear" }).to_owned(),
+            Command::Indexes => "indexes".into(),
+            Command::Stats => "stats".into(),
+            Command::Save => "save".into(),
+            Command::Sync => "sync".into(),
+            Command::Backups => "backups".into(),
+            Command::Begin => "begin".into(),
+            Command::Commit => "commit".into(),
+            Command::Rollback => "rollback".into(),
+            Command::Exit => "exit".into(),
+            Command::PruneBackups { keep } => format!("prune-backups {keep}"),
+            _ => return None,
+        })
+    }
+}
+
 /// What `find` looks for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Find {

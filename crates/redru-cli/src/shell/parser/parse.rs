@@ -520,4 +520,22 @@ mod tests {
         assert!(fails("import").message.contains("missing file"));
         assert!(fails("import a b").message.contains("unexpected `b`"));
     }
+
+    #[test]
+    fn rendered_commands_parse_back() {
+        for line in [
+            "set \"a key\" {\"n\": 12345678901234567890123}",
+            "set k hello world",
+            "get '#hash'",
+            "delete \"\"",
+            "index address.city unique",
+            "drop-index tags.0",
+            "clear --yes",
+            "prune-backups 3",
+        ] {
+            let command = ok(line);
+            let again = command.render().unwrap_or_default();
+            assert_eq!(ok(&again), command, "{line} -> {again}");
+        }
+    }
 }

@@ -76,7 +76,7 @@ const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200)
 /// process that forks copies its open files into the child until the child
 /// execs. A program that closes its `Db` while another of its threads is
 /// starting a process can leave the lock held for that instant by the child
-/// (the redru CLI's tests hit it: "locked by pid <the test>"). A real holder
+/// (the redru CLI's tests hit it: "locked by pid" naming the test). A real holder
 /// is still refused, 200 ms later.
 pub fn lock(vfs: &dyn Vfs, path: &Path) -> io::Result<LockOutcome> {
     let deadline = std::time::Instant::now() + LOCK_PATIENCE;

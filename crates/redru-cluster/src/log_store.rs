@@ -1,0 +1,465 @@
+//! The Raft log on disk: checksummed JSON lines (`codec`) in segment files
+//! named by their first index, plus one state file (vote, committed id, last
+//! purged id) replaced atomically. Invariants: the entries in memory are
+//! exactly those on disk above the last purged id, contiguous; an append is
+//! reported flushed only after its fsync; after a failed write the log
+//! refuses writes until reopened. docs/cluster.md draws the format.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::error::Error;
+use crate::files::{self, io_err};
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+/// A segment grows to about this size before the next append starts a new one
+/// (purge deletes whole segments, so smaller segments free space sooner).
+pub const SEGMENT_BYTES: u64 = 8 << 20;
+
+/// One line of a segment: the entry with its index and term in front, so
+/// that `grep`/`jq` and the opener see them without decoding the entry.
+#[derive(Serialize)]
+struct LineRef<'a> {
+    index: u64,
+    term: u64,
+    entry: &'a Entry,
+}
+
+#[derive(Deserialize)]
+struct Line {
+    index: u64,
+    term: u64,
+    entry: Entry,
+}
+
+/// The state file's one line.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct LogStateFile {
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+    last_purged: Option<LogId>,
+}
+
+#[derive(Debug)]
+struct Segment {
+    /// Bytes of valid lines in the file.
+    len: u64,
+    /// Index of its last entry (`None` while it is empty).
+    last: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    state: LogStateFile,
+    entries: BTreeMap<u64, Entry>,
+    /// Where each entry's line starts: (segment's first index, byte offset).
+    places: BTreeMap<u64, (u64, u64)>,
+    segments: BTreeMap<u64, Segment>,
+    /// The open file of the last segment, once something was appended to it.
+    active: Option<(u64, File)>,
+    poisoned: bool,
+}
+
+/// The Raft log storage of one node (cheap to clone: clones share the log,
+/// and serve as its reader).
+#[derive(Clone, Debug)]
+pub struct LogStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`: reads the state file and every
+    /// segment, cuts a torn last line of the last segment (keeping the bytes
+    /// in `<segment>.torn-<offset>`), and refuses damage anywhere else.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the file and byte offset, or [`Error::Io`].
+    pub fn open(dir: &Path) -> Result<LogStore, Error> {
+        files::ensure_dir(dir)?;
+        let state = read_state(dir)?;
+        let mut inner = Inner {
+            dir: dir.to_owned(),
+            state,
+            entries: BTreeMap::new(),
+            places: BTreeMap::new(),
+            segments: BTreeMap::new(),
+            active: None,
+            poisoned: false,
+        };
+        let firsts = list_segments(dir)?;
+        for (i, &first) in firsts.iter().enumerate() {
+            load_segment(&mut inner, first, i + 1 == firsts.len())?;
+        }
+        inner.drop_purged();
+        inner.check_contiguous()?;
+        Ok(LogStore { inner: Arc::new(Mutex::new(inner)) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the log half-updated in
+        // a way later calls depend on: writes poison `Inner` explicitly first.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Inner) -> Result<T, Error> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&mut store.lock()))
+            .await
+            .map_err(|e| Error::Io(io::Error::other(format!("a raft log task failed: {e}"))))?
+    }
+}
+
+fn storage_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: Error) -> StorageError {
+    StorageError::from_io_error(subject, verb, e.into())
+}
+
+fn read_state(dir: &Path) -> Result<LogStateFile, Error> {
+    let path = dir.join(files::LOG_STATE_NAME);
+    match fs::read(&path) {
+        Ok(bytes) => codec::decode(&bytes).map_err(|reason| Error::Corrupt { file: path, offset: 0, reason }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(LogStateFile::default()),
+        Err(e) => Err(io_err("reading", &path, e).into()),
+    }
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
+    let mut firsts = Vec::new();
+    for item in fs::read_dir(dir).map_err(|e| io_err("listing", dir, e))? {
+        let item = item.map_err(|e| io_err("listing", dir, e))?;
+        if let Some(first) = item.file_name().to_str().and_then(files::parse_segment_name) {
+            firsts.push(first);
+        }
+    }
+    firsts.sort_unstable();
+    Ok(firsts)
+}
+
+/// Checks one decoded line against the index the segment expects next.
+fn check_line(line: &Line, expected: u64) -> Result<(), String> {
+    let id = &line.entry.log_id;
+    if line.index != expected {
+        return Err(format!("expected index {expected}, found {}", line.index));
+    }
+    if id.index != line.index || id.leader_id.term != line.term {
+        return Err(format!(
+            "the line says index {} term {} but its entry is {}-{}",
+            line.index, line.term, id.leader_id.term, id.index
+        ));
+    }
+    Ok(())
+}
+
+fn load_segment(inner: &mut Inner, first: u64, is_last: bool) -> Result<(), Error> {
+    let path = files::segment_path(&inner.dir, first);
+    let bytes = fs::read(&path).map_err(|e| io_err("reading", &path, e))?;
+    let mut expected = first;
+    let mut len = 0u64;
+    for (offset, raw) in codec::lines(&bytes) {
+        let decoded = codec::decode::<Line>(raw).and_then(|line| check_line(&line, expected).map(|()| line));
+        match decoded {
+            Ok(line) => {
+                inner.places.insert(line.index, (first, offset));
+                inner.entries.insert(line.index, line.entry);
+                expected += 1;
+                len = offset + raw.len() as u64;
+            }
+            Err(reason) => {
+                let rest = &bytes[offset as usize..];
+                if is_last && !codec::lines(rest).skip(1).any(|(_, l)| codec::decode::<Line>(l).is_ok()) {
+                    cut_torn_tail(&path, rest, offset)?;
+                    break;
+                }
+                return Err(Error::Corrupt { file: path, offset, reason });
+            }
+        }
+    }
+    if expected == first {
+        // No entry: a segment created just before a crash. Nothing to keep.
+        fs::remove_file(&path).map_err(|e| io_err("removing empty segment", &path, e))?;
+        return Ok(());
+    }
+    inner.segments.insert(first, Segment { len, last: Some(expected - 1) });
+    Ok(())
+}
+
+/// Keeps the torn bytes aside, then cuts them off the segment.
+fn cut_torn_tail(path: &Path, torn: &[u8], offset: u64) -> Result<(), Error> {
+    let aside = files::torn_path(path, offset);
+    files::write_synced(&aside, torn)?;
+    let file = OpenOptions::new().write(true).open(path).map_err(|e| io_err("opening", path, e))?;
+    file.set_len(offset).map_err(|e| io_err("cutting the torn tail of", path, e))?;
+    file.sync_all().map_err(|e| io_err("syncing", path, e))?;
+    if let Some(dir) = path.parent() {
+        files::sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+impl Inner {
+    fn drop_purged(&mut self) {
+        if let Some(purged) = &self.state.last_purged {
+            let keep = purged.index + 1;
+            self.entries = self.entries.split_off(&keep);
+            self.places = self.places.split_off(&keep);
+        }
+    }
+
+    /// The entries above the last purged id must follow each other.
+    fn check_contiguous(&self) -> Result<(), Error> {
+        let mut previous: Option<u64> = None;
+        for (&index, &(segment, offset)) in &self.places {
+            if let Some(p) = previous
+                && p + 1 != index
+            {
+                return Err(Error::Corrupt {
+                    file: files::segment_path(&self.dir, segment),
+                    offset,
+                    reason: format!("entry {index} follows entry {p}: entries are missing"),
+                });
+            }
+            previous = Some(index);
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<(), Error> {
+        if self.poisoned { Err(Error::Poisoned) } else { Ok(()) }
+    }
+
+    /// Runs a write; if it fails, the log refuses every later write.
+    fn guarded<T>(&mut self, f: impl FnOnce(&mut Inner) -> Result<T, Error>) -> Result<T, Error> {
+        self.check_writable()?;
+        let result = f(self);
+        if result.is_err() {
+            self.poisoned = true;
+            self.active = None;
+        }
+        result
+    }
+
+    fn last_log_id(&self) -> Option<LogId> {
+        self.entries.last_key_value().map(|(_, e)| e.log_id).or(self.state.last_purged)
+    }
+
+    fn save_state(&mut self, state: LogStateFile) -> Result<(), Error> {
+        let line = codec::encode(&state).map_err(io::Error::other)?;
+        files::write_atomic(&self.dir.join(files::LOG_STATE_NAME), &line)?;
+        self.state = state;
+        Ok(())
+    }
+
+    /// The segment an entry with `index` goes to: the last one if it ends
+    /// right before `index` and has room, else a new one named `index`. The
+    /// lines pending for the previous segment are written and synced before
+    /// the next segment is created, so only the last segment can be torn.
+    fn segment_for(&mut self, index: u64, pending: &mut Vec<u8>) -> Result<u64, Error> {
+        if let Some((&first, seg)) = self.segments.last_key_value()
+            && seg.last.map_or(first == index, |l| l + 1 == index)
+            && seg.len < SEGMENT_BYTES
+        {
+            if self.active.as_ref().is_none_or(|(f, _)| *f != first) {
+                self.flush_active(pending)?;
+                let path = files::segment_path(&self.dir, first);
+                let file = OpenOptions::new().append(true).open(&path).map_err(|e| io_err("opening", &path, e))?;
+                self.active = Some((first, file));
+            }
+            return Ok(first);
+        }
+        self.flush_active(pending)?;
+        let path = files::segment_path(&self.dir, index);
+        let file = File::create(&path).map_err(|e| io_err("creating", &path, e))?;
+        files::sync_dir(&self.dir)?;
+        self.segments.insert(index, Segment { len: 0, last: None });
+        self.active = Some((index, file));
+        Ok(index)
+    }
+
+    fn flush_active(&mut self, pending: &mut Vec<u8>) -> Result<(), Error> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if let Some((first, file)) = &mut self.active {
+            let path = files::segment_path(&self.dir, *first);
+            file.write_all(pending).map_err(|e| io_err("appending to", &path, e))?;
+            file.sync_data().map_err(|e| io_err("syncing", &path, e))?;
+        }
+        pending.clear();
+        Ok(())
+    }
+
+    fn append(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
+        let mut pending = Vec::new();
+        let mut placed = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let index = entry.log_id.index;
+            let last = placed.last().map(|e: &Entry| e.log_id.index).or(self.entries.last_key_value().map(|(&i, _)| i));
+            if let Some(last) = last
+                && index != last + 1
+            {
+                return Err(Error::Io(io::Error::other(format!(
+                    "append of entry {index} after entry {last}: raft log entries must follow each other"
+                ))));
+            }
+            let line = codec::encode(&LineRef { index, term: entry.log_id.leader_id.term, entry: &entry })
+                .map_err(io::Error::other)?;
+            let first = self.segment_for(index, &mut pending)?;
+            let seg = self.segments.get_mut(&first).ok_or_else(|| io::Error::other("segment vanished"))?;
+            let offset = seg.len;
+            seg.len += line.len() as u64;
+            seg.last = Some(index);
+            pending.extend_from_slice(&line);
+            self.places.insert(index, (first, offset));
+            placed.push(entry);
+        }
+        self.flush_active(&mut pending)?;
+        for entry in placed {
+            self.entries.insert(entry.log_id.index, entry);
+        }
+        Ok(())
+    }
+
+    /// Removes the entries from `index` on: later segments go, the one
+    /// holding `index` is cut at that entry's line.
+    fn truncate(&mut self, index: u64) -> Result<(), Error> {
+        self.active = None;
+        let doomed: Vec<u64> = self.segments.range(index..).map(|(&f, _)| f).collect();
+        for first in doomed.into_iter().rev() {
+            let path = files::segment_path(&self.dir, first);
+            fs::remove_file(&path).map_err(|e| io_err("removing", &path, e))?;
+            self.segments.remove(&first);
+        }
+        if let Some(&(first, offset)) = self.places.get(&index)
+            && first < index
+        {
+            let path = files::segment_path(&self.dir, first);
+            let file = OpenOptions::new().write(true).open(&path).map_err(|e| io_err("opening", &path, e))?;
+            file.set_len(offset).map_err(|e| io_err("truncating", &path, e))?;
+            file.sync_all().map_err(|e| io_err("syncing", &path, e))?;
+            if let Some(seg) = self.segments.get_mut(&first) {
+                seg.len = offset;
+                seg.last = Some(index - 1);
+            }
+        }
+        files::sync_dir(&self.dir)?;
+        self.entries.split_off(&index);
+        self.places.split_off(&index);
+        Ok(())
+    }
+
+    /// Forgets the entries up to `log_id`: the state file first (so a crash
+    /// never resurrects them), then whole segments that hold nothing newer.
+    fn purge(&mut self, log_id: LogId) -> Result<(), Error> {
+        let state = LogStateFile { last_purged: Some(log_id), ..self.state.clone() };
+        self.save_state(state)?;
+        self.drop_purged();
+        let doomed: Vec<u64> =
+            self.segments.iter().filter(|(_, s)| s.last.is_none_or(|l| l <= log_id.index)).map(|(&f, _)| f).collect();
+        for first in &doomed {
+            if self.active.as_ref().is_some_and(|(f, _)| f == first) {
+                self.active = None;
+            }
+            let path = files::segment_path(&self.dir, *first);
+            fs::remove_file(&path).map_err(|e| io_err("removing", &path, e))?;
+            self.segments.remove(first);
+        }
+        if !doomed.is_empty() {
+            files::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        Ok(self.lock().entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let inner = self.lock();
+        Ok(LogState { last_purged_log_id: inner.state.last_purged, last_log_id: inner.last_log_id() })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let vote = *vote;
+        self.blocking(move |inner| {
+            let state = LogStateFile { vote: Some(vote), ..inner.state.clone() };
+            inner.guarded(|i| i.save_state(state))
+        })
+        .await
+        .map_err(|e| storage_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.lock().state.vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.blocking(move |inner| {
+            let state = LogStateFile { committed, ..inner.state.clone() };
+            inner.guarded(|i| i.save_state(state))
+        })
+        .await
+        .map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.lock().state.committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let result = self.blocking(move |inner| inner.guarded(|i| i.append(entries))).await;
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(io::Error::other(e.to_string())));
+                Err(storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.blocking(move |inner| inner.guarded(|i| i.truncate(log_id.index)))
+            .await
+            .map_err(|e| storage_err(ErrorSubject::Log(log_id), ErrorVerb::Delete, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.blocking(move |inner| inner.guarded(|i| i.purge(log_id)))
+            .await
+            .map_err(|e| storage_err(ErrorSubject::Log(log_id), ErrorVerb::Delete, e))
+    }
+}

@@ -69,6 +69,8 @@ struct Inner {
     /// The open file of the last segment, once something was appended to it.
     active: Option<(u64, File)>,
     poisoned: bool,
+    /// [`SEGMENT_BYTES`], smaller in tests.
+    segment_bytes: u64,
 }
 
 /// The Raft log storage of one node (cheap to clone: clones share the log,
@@ -96,6 +98,7 @@ impl LogStore {
             segments: BTreeMap::new(),
             active: None,
             poisoned: false,
+            segment_bytes: SEGMENT_BYTES,
         };
         let firsts = list_segments(dir)?;
         for (i, &first) in firsts.iter().enumerate() {
@@ -270,7 +273,7 @@ impl Inner {
     fn segment_for(&mut self, index: u64, pending: &mut Vec<u8>) -> Result<u64, Error> {
         if let Some((&first, seg)) = self.segments.last_key_value()
             && seg.last.map_or(first == index, |l| l + 1 == index)
-            && seg.len < SEGMENT_BYTES
+            && seg.len < self.segment_bytes
         {
             if self.active.as_ref().is_none_or(|(f, _)| *f != first) {
                 self.flush_active(pending)?;
@@ -461,5 +464,169 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.blocking(move |inner| inner.guarded(|i| i.purge(log_id)))
             .await
             .map_err(|e| storage_err(ErrorSubject::Log(log_id), ErrorVerb::Delete, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::types::Request;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Normal(Request::set(format!("k{index}"), format!("{index}"))),
+        }
+    }
+
+    fn entries(term: u64, range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+        range.map(|i| entry(term, i)).collect()
+    }
+
+    fn indexes(log: &LogStore) -> Vec<u64> {
+        log.lock().entries.keys().copied().collect()
+    }
+
+    fn segment_files(dir: &Path) -> Result<Vec<u64>, Error> {
+        list_segments(dir)
+    }
+
+    #[test]
+    fn entries_survive_a_reopen_across_segments() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = LogStore::open(dir.path())?;
+        log.lock().segment_bytes = 300;
+        log.lock().append(entries(1, 1..=10))?;
+        log.lock().append(entries(2, 11..=12))?;
+        assert!(segment_files(dir.path())?.len() > 1, "small segments roll over");
+        let first = log.lock().entries.clone();
+        drop(log);
+        let log = LogStore::open(dir.path())?;
+        assert_eq!(log.lock().entries, first);
+        log.lock().append(entries(2, 13..=13))?;
+        assert_eq!(indexes(&log), (1..=13).collect::<Vec<_>>());
+        Ok(())
+    }
+
+    #[test]
+    fn a_gap_or_a_step_back_is_refused_on_append() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = LogStore::open(dir.path())?;
+        log.lock().append(entries(1, 1..=3))?;
+        assert!(log.lock().append(entries(1, 5..=5)).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_kept_aside() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = LogStore::open(dir.path())?;
+        log.lock().append(entries(1, 1..=3))?;
+        drop(log);
+        let seg = files::segment_path(dir.path(), 1);
+        let good_len = fs::metadata(&seg)?.len();
+        let mut half = codec::encode(&LineRef { index: 4, term: 1, entry: &entry(1, 4) })?;
+        half.truncate(half.len() / 2);
+        OpenOptions::new().append(true).open(&seg)?.write_all(&half)?;
+        let log = LogStore::open(dir.path())?;
+        assert_eq!(indexes(&log), vec![1, 2, 3]);
+        assert_eq!(fs::metadata(&seg)?.len(), good_len);
+        assert_eq!(fs::read(files::torn_path(&seg, good_len))?, half);
+        log.lock().append(entries(1, 4..=4))?;
+        assert_eq!(indexes(&LogStore::open(dir.path())?), vec![1, 2, 3, 4]);
+        Ok(())
+    }
+
+    #[test]
+    fn damage_before_a_valid_line_is_refused_with_file_and_offset() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = LogStore::open(dir.path())?;
+        log.lock().append(entries(1, 1..=3))?;
+        let second = log.lock().places[&2].1;
+        drop(log);
+        let seg = files::segment_path(dir.path(), 1);
+        let mut bytes = fs::read(&seg)?;
+        bytes[second as usize + 20] ^= 0x01;
+        fs::write(&seg, &bytes)?;
+        match LogStore::open(dir.path()) {
+            Err(Error::Corrupt { file, offset, .. }) => {
+                assert_eq!(file, seg);
+                assert_eq!(offset, second);
+            }
+            other => return Err(format!("expected corruption, got {other:?}").into()),
+        }
+        assert_eq!(fs::read(&seg)?, bytes, "nothing is changed");
+        Ok(())
+    }
+
+    #[test]
+    fn damage_in_an_older_segment_is_refused() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = LogStore::open(dir.path())?;
+        log.lock().segment_bytes = 300;
+        log.lock().append(entries(1, 1..=10))?;
+        drop(log);
+        let seg = files::segment_path(dir.path(), 1);
+        let mut bytes = fs::read(&seg)?;
+        bytes.truncate(bytes.len() - 5);
+        fs::write(&seg, &bytes)?;
+        assert!(matches!(LogStore::open(dir.path()), Err(Error::Corrupt { file, .. }) if file == seg));
+        Ok(())
+    }
+
+    #[test]
+    fn truncate_and_purge_survive_a_reopen() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = LogStore::open(dir.path())?;
+        log.lock().segment_bytes = 300;
+        log.lock().append(entries(1, 1..=20))?;
+        log.lock().truncate(15)?;
+        log.lock().purge(LogId::new(CommittedLeaderId::new(1, 1), 7))?;
+        assert_eq!(indexes(&log), (8..=14).collect::<Vec<_>>());
+        assert!(segment_files(dir.path())?.iter().all(|&f| f <= 14));
+        drop(log);
+        let log = LogStore::open(dir.path())?;
+        assert_eq!(indexes(&log), (8..=14).collect::<Vec<_>>());
+        assert_eq!(log.lock().state.last_purged.map(|l| l.index), Some(7));
+        log.lock().append(entries(3, 15..=16))?;
+        drop(log);
+        let log = LogStore::open(dir.path())?;
+        assert_eq!(indexes(&log), (8..=16).collect::<Vec<_>>());
+        assert_eq!(log.lock().entries[&16].log_id.leader_id.term, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn a_purge_past_the_end_leaves_an_empty_log_that_restarts_later() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = LogStore::open(dir.path())?;
+        log.lock().append(entries(1, 1..=3))?;
+        log.lock().purge(LogId::new(CommittedLeaderId::new(2, 1), 50))?;
+        assert!(segment_files(dir.path())?.is_empty());
+        assert_eq!(log.lock().last_log_id().map(|l| l.index), Some(50));
+        log.lock().append(entries(2, 51..=52))?;
+        drop(log);
+        assert_eq!(indexes(&LogStore::open(dir.path())?), vec![51, 52]);
+        Ok(())
+    }
+
+    #[test]
+    fn vote_and_committed_survive_a_reopen() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = LogStore::open(dir.path())?;
+        let vote = Vote::new(4, 2);
+        let committed = Some(LogId::new(CommittedLeaderId::new(4, 2), 9));
+        let state = LogStateFile { vote: Some(vote), committed, last_purged: None };
+        log.lock().save_state(state)?;
+        drop(log);
+        let log = LogStore::open(dir.path())?;
+        assert_eq!(log.lock().state.vote, Some(vote));
+        assert_eq!(log.lock().state.committed, committed);
+        assert!(!dir.path().join("raft-state.tmp").exists());
+        Ok(())
     }
 }

@@ -10,6 +10,7 @@ mod codec;
 mod error;
 mod files;
 mod log_store;
+pub mod router;
 mod state_machine;
 mod types;
 

@@ -57,6 +57,12 @@ impl Router {
         self.lock().nodes.insert(id, raft);
     }
 
+    /// Forgets node `id` (its links then answer `Unreachable`), dropping the
+    /// router's handle to it.
+    pub fn remove(&self, id: NodeId) {
+        self.lock().nodes.remove(&id);
+    }
+
     /// Cuts the link between `a` and `b`, both ways.
     pub fn cut(&self, a: NodeId, b: NodeId) {
         let mut table = self.lock();

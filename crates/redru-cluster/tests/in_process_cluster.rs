@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{Config, ServerState};
+use openraft::{Config, ServerState, SnapshotPolicy};
 use redru_cluster::router::Router;
 use redru_cluster::{NodeId, Raft, Request, Response, StateMachine, open_node_storage};
 use tempfile::TempDir;
@@ -20,15 +20,24 @@ struct Node {
     id: NodeId,
     raft: Raft,
     sm: StateMachine,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 async fn start(router: &Router, id: NodeId, config: Arc<Config>) -> Result<Node, Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
+    start_in(router, id, config, tempfile::tempdir()?).await
+}
+
+/// Starts node `id` on the storage in `dir` (new or left by an earlier run).
+async fn start_in(
+    router: &Router,
+    id: NodeId,
+    config: Arc<Config>,
+    dir: TempDir,
+) -> Result<Node, Box<dyn std::error::Error>> {
     let (log, sm) = open_node_storage(dir.path())?;
     let raft = Raft::new(id, config, router.network(id), log, sm.clone()).await?;
     router.add(id, raft.clone());
-    Ok(Node { id, raft, sm, _dir: dir })
+    Ok(Node { id, raft, sm, dir })
 }
 
 /// The node that reports itself leader, among `nodes`, once one does.
@@ -108,6 +117,81 @@ async fn scenario() -> TestResult {
     wait_applied(old_node, after).await?;
     assert_eq!(old_node.sm.db().get_value("after"), Some(redru::json!(true)));
 
+    for node in &nodes {
+        node.raft.shutdown().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_far_behind_catches_up_through_a_snapshot_and_after_a_restart() -> TestResult {
+    tokio::time::timeout(Duration::from_secs(60), snapshot_scenario()).await?
+}
+
+async fn snapshot_scenario() -> TestResult {
+    let config = Arc::new(
+        Config {
+            heartbeat_interval: 50,
+            election_timeout_min: 200,
+            election_timeout_max: 400,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(20),
+            max_in_snapshot_log_to_keep: 0,
+            purge_batch_size: 1,
+            ..Config::default()
+        }
+        .validate()?,
+    );
+    let router = Router::new();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(start(&router, id, config.clone()).await?);
+    }
+    nodes[0].raft.initialize(BTreeSet::from([1, 2, 3])).await?;
+    let leader_id = leader_among(&nodes.iter().collect::<Vec<_>>()).await?.id;
+    let lagging_id = if leader_id == 3 { 2 } else { 3 };
+    router.isolate(lagging_id);
+    let leader = nodes.iter().find(|n| n.id == leader_id).ok_or("leader missing")?;
+    let mut last = 0;
+    for i in 0..60 {
+        last = write(leader, &format!("k{i}"), &i.to_string()).await?;
+    }
+    leader
+        .raft
+        .wait(Some(WAIT))
+        .metrics(|m| m.purged.is_some_and(|p| p.index >= 40), "the leader snapshots and purges its log")
+        .await?;
+
+    router.heal_all();
+    let lagging = nodes.iter().find(|n| n.id == lagging_id).ok_or("lagging node missing")?;
+    wait_applied(lagging, last).await?;
+    let snapshot = lagging.raft.metrics().borrow().snapshot;
+    assert!(snapshot.is_some_and(|s| s.index >= 40), "caught up through a snapshot: {snapshot:?}");
+    for i in 0..60 {
+        assert_eq!(lagging.sm.db().get_value(&format!("k{i}")), Some(redru::json!(i)));
+    }
+
+    // Restart the node that caught up: it reopens its log and database and rejoins.
+    let position = nodes.iter().position(|n| n.id == lagging_id).ok_or("lagging node missing")?;
+    let node = nodes.remove(position);
+    node.raft.shutdown().await?;
+    router.remove(lagging_id);
+    let Node { dir, raft, sm, .. } = node;
+    drop((raft, sm));
+    // The Raft tasks drop their storage handles (and the database's lock) as they end.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while redru::Db::open(dir.path().join("db")).is_err() {
+        if tokio::time::Instant::now() > deadline {
+            return Err("the stopped node's database stays locked".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let restarted = start_in(&router, lagging_id, config.clone(), dir).await?;
+    assert!(restarted.sm.db().get_value("k59").is_some(), "the data is there before any replication");
+    let leader = nodes.iter().find(|n| n.id == leader_id).ok_or("leader missing")?;
+    let more = write(leader, "after-restart", "1").await?;
+    wait_applied(&restarted, more).await?;
+    assert_eq!(restarted.sm.db().get_value("after-restart"), Some(redru::json!(1)));
+    nodes.push(restarted);
     for node in &nodes {
         node.raft.shutdown().await?;
     }

@@ -476,11 +476,12 @@ mod tests {
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+    fn entry_at(term: u64, index: u64, request: Request) -> Entry {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(term, 1), index), payload: EntryPayload::Normal(request) }
+    }
+
     fn entry(term: u64, index: u64) -> Entry {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-            payload: EntryPayload::Normal(Request::set(format!("k{index}"), format!("{index}"))),
-        }
+        entry_at(term, index, Request::set(format!("k{index}"), format!("{index}")))
     }
 
     fn entries(term: u64, range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
@@ -493,6 +494,19 @@ mod tests {
 
     fn segment_files(dir: &Path) -> Result<Vec<u64>, Error> {
         list_segments(dir)
+    }
+
+    /// The documented line (docs/cluster.md, "One line per entry"), byte for byte.
+    #[test]
+    fn the_line_format_is_stable() -> TestResult {
+        let line = codec::encode(&LineRef { index: 7, term: 2, entry: &entry_at(2, 7, Request::set("a", "1")) })?;
+        let expected = concat!(
+            r#"853e320c {"index":7,"term":2,"entry":{"log_id":{"leader_id":{"term":2,"node_id":1},"index":7},"#,
+            r#""payload":{"Normal":{"ops":[{"op":"set","key":"a","value":"1"}]}}}}"#,
+            "\n"
+        );
+        assert_eq!(String::from_utf8(line)?, expected);
+        Ok(())
     }
 
     #[test]

@@ -79,7 +79,12 @@ impl StateMachine {
     /// [`Error::Engine`] if the database does not open, [`Error::Corrupt`] if
     /// its applied record or the current-snapshot file does not parse, [`Error::Io`].
     pub fn open(db_dir: &Path, snapshot_dir: &Path) -> Result<StateMachine, Error> {
-        let db = Db::open(db_dir).map_err(engine("opening the state machine's database"))?;
+        // Each entry's batch reaches the OS at once; `apply` and `install`
+        // fsync once at their end (docs/cluster.md, "Durability").
+        let db = redru::Options::default()
+            .durability(redru::Durability::Never)
+            .open(db_dir)
+            .map_err(engine("opening the state machine's database"))?;
         files::ensure_dir(snapshot_dir)?;
         let applied = read_applied(&db)?;
         let current_path = snapshot_dir.join(files::CURRENT_SNAPSHOT_NAME);
@@ -250,6 +255,7 @@ fn install(shared: &Shared, state: &mut State, meta: &SnapshotMeta, bytes: &[u8]
     if read_applied(db)? != applied {
         db.batch(Batch::new().set(APPLIED_KEY, applied_doc(&applied)?)).map_err(engine("recording a snapshot"))?;
     }
+    db.sync().map_err(engine("syncing an installed snapshot"))?;
     // restore_file keeps an undo backup per install: keep only the newest.
     db.prune_backups(1).map_err(engine("pruning the undo backups of snapshot installs"))?;
     state.applied = applied;
@@ -283,9 +289,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        self.blocking(move |shared, state| entries.into_iter().map(|e| apply_one(&shared.db, state, e)).collect())
-            .await
-            .map_err(|e| storage_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
+        self.blocking(move |shared, state| {
+            let replies = entries.into_iter().map(|e| apply_one(&shared.db, state, e)).collect::<Result<Vec<_>, _>>();
+            // Even after a failed entry: what was applied before it is made durable.
+            shared.db.sync().map_err(engine("syncing applied entries"))?;
+            replies
+        })
+        .await
+        .map_err(|e| storage_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

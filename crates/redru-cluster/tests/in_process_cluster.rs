@@ -1,13 +1,15 @@
 //! Three nodes in one process over the in-memory router: initialize, write
 //! through the leader and see every node apply it; cut the leader off and see
 //! the other two elect a new leader that accepts writes; heal and see the old
-//! leader catch up. Every wait is bounded.
+//! leader catch up; a follower far behind catches up through a snapshot;
+//! membership grows from one node to three and back. Every wait is bounded.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{Config, ServerState, SnapshotPolicy};
+use openraft::storage::RaftStateMachine;
+use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use redru_cluster::router::Router;
 use redru_cluster::{NodeId, Raft, Request, Response, StateMachine, open_node_storage};
 use tempfile::TempDir;
@@ -192,6 +194,51 @@ async fn snapshot_scenario() -> TestResult {
     wait_applied(&restarted, more).await?;
     assert_eq!(restarted.sm.db().get_value("after-restart"), Some(redru::json!(1)));
     nodes.push(restarted);
+    for node in &nodes {
+        node.raft.shutdown().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_grows_from_one_node_to_three_and_back() -> TestResult {
+    tokio::time::timeout(Duration::from_secs(60), membership_scenario()).await?
+}
+
+async fn membership_scenario() -> TestResult {
+    let config = Arc::new(
+        Config { heartbeat_interval: 50, election_timeout_min: 200, election_timeout_max: 400, ..Config::default() }
+            .validate()?,
+    );
+    let router = Router::new();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(start(&router, id, config.clone()).await?);
+    }
+    let one = &nodes[0];
+    one.raft.initialize(BTreeSet::from([1])).await?;
+    leader_among(&[one]).await?;
+    write(one, "alone", "1").await?;
+
+    for id in [2, 3] {
+        one.raft.add_learner(id, BasicNode::default(), true).await?;
+    }
+    one.raft.change_membership(BTreeSet::from([1, 2, 3]), false).await?;
+    let three = write(one, "three", "3").await?;
+    for node in &nodes {
+        wait_applied(node, three).await?;
+        assert_eq!(node.sm.db().get_value("alone"), Some(redru::json!(1)), "node {}", node.id);
+        let (_, membership) = node.sm.clone().applied_state().await?;
+        let voters: BTreeSet<NodeId> = membership.membership().voter_ids().collect();
+        assert_eq!(voters, BTreeSet::from([1, 2, 3]), "node {} records the membership", node.id);
+    }
+
+    one.raft.change_membership(BTreeSet::from([1]), false).await?;
+    let back = write(one, "back", "1").await?;
+    wait_applied(one, back).await?;
+    let (_, membership) = one.sm.clone().applied_state().await?;
+    assert_eq!(membership.membership().voter_ids().collect::<BTreeSet<_>>(), BTreeSet::from([1]));
+    assert_eq!(one.raft.metrics().borrow().state, ServerState::Leader);
     for node in &nodes {
         node.raft.shutdown().await?;
     }

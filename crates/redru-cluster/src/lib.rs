@@ -5,6 +5,35 @@
 //! entry is applied as one atomic batch together with the last applied log
 //! id and membership. [`open_node_storage`] opens both in a node's directory.
 //! Design, file formats and what is not built yet: docs/cluster.md.
+//!
+//! A one-node cluster over the in-process [`router`] (the TCP network is not
+//! built yet):
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::collections::BTreeSet;
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use redru_cluster::{Raft, Request, Response, open_node_storage, router::Router};
+//!
+//! let dir = tempfile::tempdir()?;
+//! tokio::runtime::Runtime::new()?.block_on(async {
+//!     let (log, sm) = open_node_storage(dir.path())?;
+//!     let router = Router::new();
+//!     let config = Arc::new(openraft::Config::default().validate()?);
+//!     let raft = Raft::new(1, config, router.network(1), log, sm.clone()).await?;
+//!     router.add(1, raft.clone());
+//!     raft.initialize(BTreeSet::from([1])).await?;
+//!     raft.wait(Some(Duration::from_secs(10))).state(openraft::ServerState::Leader, "elected").await?;
+//!     let reply = raft.client_write(Request::set("user:1", r#"{"name":"Alice"}"#)).await?;
+//!     assert_eq!(reply.data, Response::Applied { ops: 1 });
+//!     assert_eq!(sm.db().get_value("user:1"), Some(redru::json!({"name": "Alice"})));
+//!     raft.shutdown().await?;
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod codec;
 mod error;

@@ -30,6 +30,13 @@ pub enum Error {
     },
     /// An earlier write or fsync failed: the log refuses writes until it is reopened.
     Poisoned,
+    /// Another handle (in this process or another) has the Raft log open.
+    Locked {
+        /// The log's directory.
+        dir: PathBuf,
+        /// The holder's process id, when its lock file says.
+        pid: Option<u32>,
+    },
 }
 
 impl fmt::Display for Error {
@@ -44,6 +51,12 @@ impl fmt::Display for Error {
             ),
             Error::Engine { doing, source } => write!(f, "{doing}: {source}"),
             Error::Poisoned => write!(f, "an earlier write or fsync of the raft log failed: reopen the node"),
+            Error::Locked { dir, pid: Some(pid) } => {
+                write!(f, "the raft log in {} is open in another handle (process {pid})", dir.display())
+            }
+            Error::Locked { dir, pid: None } => {
+                write!(f, "the raft log in {} is open in another handle", dir.display())
+            }
         }
     }
 }

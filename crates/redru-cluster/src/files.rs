@@ -14,6 +14,9 @@ pub(crate) const DB_DIR: &str = "db";
 pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 /// The vote, the committed log id and the last purged log id (one line).
 pub(crate) const LOG_STATE_NAME: &str = "raft-state";
+/// Held (an OS file lock) while a process has the Raft log open; it holds
+/// that process's id, for the error another process gets.
+pub(crate) const LOG_LOCK_NAME: &str = "LOCK";
 /// Which snapshot is current (one line), in the snapshot directory.
 pub(crate) const CURRENT_SNAPSHOT_NAME: &str = "current";
 

@@ -52,15 +52,16 @@ pub use types::{
     Entry, LogId, NodeId, Op, Raft, Request, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
 };
 
-/// Opens (or creates) a node's storage in `dir`: the Raft log in
-/// `dir/raft-log/`, the state machine's database in `dir/db/`, snapshots in
-/// `dir/snapshots/`.
+/// Opens (or creates) a node's storage in `dir`: the state machine's
+/// database in `dir/db/` (first: its lock keeps a second process out before
+/// anything is repaired), snapshots in `dir/snapshots/`, the Raft log in
+/// `dir/raft-log/` (with its own lock).
 ///
 /// # Errors
 /// As [`LogStore::open`] and [`StateMachine::open`].
 pub fn open_node_storage(dir: &Path) -> Result<(LogStore, StateMachine), Error> {
     files::ensure_dir(dir)?;
-    let log = LogStore::open(&dir.join(files::LOG_DIR))?;
     let sm = StateMachine::open(&dir.join(files::DB_DIR), &dir.join(files::SNAPSHOT_DIR))?;
+    let log = LogStore::open(&dir.join(files::LOG_DIR))?;
     Ok((log, sm))
 }

@@ -106,6 +106,8 @@ struct Shared {
     inner: Mutex<Inner>,
     /// Signalled whenever the writer finishes a batch.
     idle: Condvar,
+    /// The log directory's lock, released when the last handle and the writer are gone.
+    _lock: File,
 }
 
 /// The writer thread: woken through `wake`; dropping the last handle closes
@@ -139,9 +141,12 @@ impl LogStore {
     /// in `<segment>.torn-<offset>`), and refuses damage anywhere else.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] naming the file and byte offset, or [`Error::Io`].
+    /// [`Error::Locked`] if another handle has the log open (nothing is read
+    /// or changed then), [`Error::Corrupt`] naming the file and byte offset,
+    /// or [`Error::Io`].
     pub fn open(dir: &Path) -> Result<LogStore, Error> {
         files::ensure_dir(dir)?;
+        let lock = lock_dir(dir)?;
         let state = read_state(dir)?;
         let mut inner = Inner {
             dir: dir.to_owned(),
@@ -162,7 +167,7 @@ impl LogStore {
         }
         inner.drop_purged();
         inner.check_contiguous()?;
-        let shared = Arc::new(Shared { inner: Mutex::new(inner), idle: Condvar::new() });
+        let shared = Arc::new(Shared { inner: Mutex::new(inner), idle: Condvar::new(), _lock: lock });
         let (wake, woken) = mpsc::channel();
         let for_thread = shared.clone();
         let thread = std::thread::Builder::new()
@@ -289,6 +294,30 @@ fn write_chunks(dir: &Path, chunks: &[Chunk]) -> Result<(), Error> {
 
 fn storage_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: Error) -> StorageError {
     StorageError::from_io_error(subject, verb, e.into())
+}
+
+/// Takes the log directory's lock before anything is read or repaired.
+fn lock_dir(dir: &Path) -> Result<File, Error> {
+    let path = dir.join(files::LOG_LOCK_NAME);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io_err("opening", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(|e| io_err("writing", &path, e))?;
+            file.write_all(format!("{}\n", std::process::id()).as_bytes()).map_err(|e| io_err("writing", &path, e))?;
+            Ok(file)
+        }
+        Err(fs::TryLockError::WouldBlock) => {
+            let pid = fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok());
+            Err(Error::Locked { dir: dir.to_owned(), pid })
+        }
+        Err(fs::TryLockError::Error(e)) => Err(io_err("locking", &path, e).into()),
+    }
 }
 
 fn read_state(dir: &Path) -> Result<LogStateFile, Error> {
@@ -685,6 +714,21 @@ mod tests {
     }
 
     #[test]
+    fn a_second_handle_is_refused_until_the_first_is_gone() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = LogStore::open(dir.path())?;
+        let reader = log.clone();
+        drop(log);
+        match LogStore::open(dir.path()) {
+            Err(Error::Locked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+            other => return Err(format!("expected Locked, got {other:?}").into()),
+        }
+        drop(reader);
+        LogStore::open(dir.path())?;
+        Ok(())
+    }
+
+    #[test]
     fn a_gap_or_a_step_back_is_refused_on_append() -> TestResult {
         let dir = tempfile::tempdir()?;
         let log = LogStore::open(dir.path())?;
@@ -709,6 +753,7 @@ mod tests {
         assert_eq!(fs::metadata(&seg)?.len(), good_len);
         assert_eq!(fs::read(files::torn_path(&seg, good_len))?, half);
         log.append_now(entries(1, 4..=4))?;
+        drop(log);
         assert_eq!(indexes(&LogStore::open(dir.path())?), vec![1, 2, 3, 4]);
         Ok(())
     }

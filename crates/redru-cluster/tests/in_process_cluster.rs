@@ -179,9 +179,9 @@ async fn snapshot_scenario() -> TestResult {
     router.remove(lagging_id);
     let Node { dir, raft, sm, .. } = node;
     drop((raft, sm));
-    // The Raft tasks drop their storage handles (and the database's lock) as they end.
+    // The Raft tasks drop their storage handles (and the locks) as they end.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while redru::Db::open(dir.path().join("db")).is_err() {
+    while open_node_storage(dir.path()).is_err() {
         if tokio::time::Instant::now() > deadline {
             return Err("the stopped node's database stays locked".into());
         }

@@ -106,6 +106,9 @@ struct Shared {
     inner: Mutex<Inner>,
     /// Signalled whenever the writer finishes a batch.
     idle: Condvar,
+    /// Serializes the read-modify-write of the state file, which happens
+    /// outside `inner`'s lock (taken before `inner`, never after).
+    state_io: Mutex<()>,
     /// The log directory's lock, released when the last handle and the writer are gone.
     _lock: File,
 }
@@ -167,7 +170,8 @@ impl LogStore {
         }
         inner.drop_purged();
         inner.check_contiguous()?;
-        let shared = Arc::new(Shared { inner: Mutex::new(inner), idle: Condvar::new(), _lock: lock });
+        let shared =
+            Arc::new(Shared { inner: Mutex::new(inner), idle: Condvar::new(), state_io: Mutex::new(()), _lock: lock });
         let (wake, woken) = mpsc::channel();
         let for_thread = shared.clone();
         let thread = std::thread::Builder::new()
@@ -194,9 +198,40 @@ impl LogStore {
         F: FnOnce(&mut Inner) -> Result<T, Error> + Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&mut store.shared.wait_idle()))
-            .await
-            .map_err(|e| Error::Io(io::Error::other(format!("a raft log task failed: {e}"))))?
+        tokio::task::spawn_blocking(move || {
+            let _state_io = store.shared.state_io.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut store.shared.wait_idle())
+        })
+        .await
+        .map_err(|e| Error::Io(io::Error::other(format!("a raft log task failed: {e}"))))?
+    }
+
+    /// Changes the state file (vote, committed id) without holding the log's
+    /// lock during the fsyncs: appends and reads go on meanwhile.
+    async fn change_state<F>(&self, change: F) -> Result<(), Error>
+    where
+        F: FnOnce(&mut LogStateFile) + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let shared = &store.shared;
+            let _state_io = shared.state_io.lock().unwrap_or_else(|p| p.into_inner());
+            let (dir, mut state) = {
+                let inner = shared.lock();
+                inner.check_writable()?;
+                (inner.dir.clone(), inner.state.clone())
+            };
+            change(&mut state);
+            let result = write_state(&dir, &state);
+            let mut inner = shared.lock();
+            match result {
+                Ok(()) => inner.state = state,
+                Err(_) => inner.poisoned = true,
+            }
+            result
+        })
+        .await
+        .map_err(|e| Error::Io(io::Error::other(format!("a raft log task failed: {e}"))))?
     }
 }
 
@@ -318,6 +353,13 @@ fn lock_dir(dir: &Path) -> Result<File, Error> {
         }
         Err(fs::TryLockError::Error(e)) => Err(io_err("locking", &path, e).into()),
     }
+}
+
+/// Replaces the state file atomically.
+fn write_state(dir: &Path, state: &LogStateFile) -> Result<(), Error> {
+    let line = codec::encode(state).map_err(io::Error::other)?;
+    files::write_atomic(&dir.join(files::LOG_STATE_NAME), &line)?;
+    Ok(())
 }
 
 fn read_state(dir: &Path) -> Result<LogStateFile, Error> {
@@ -448,8 +490,7 @@ impl Inner {
     }
 
     fn save_state(&mut self, state: LogStateFile) -> Result<(), Error> {
-        let line = codec::encode(&state).map_err(io::Error::other)?;
-        files::write_atomic(&self.dir.join(files::LOG_STATE_NAME), &line)?;
+        write_state(&self.dir, &state)?;
         self.state = state;
         Ok(())
     }
@@ -566,12 +607,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let vote = *vote;
-        self.blocking(move |inner| {
-            let state = LogStateFile { vote: Some(vote), ..inner.state.clone() };
-            inner.guarded(|i| i.save_state(state))
-        })
-        .await
-        .map_err(|e| storage_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+        self.change_state(move |state| state.vote = Some(vote))
+            .await
+            .map_err(|e| storage_err(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -579,12 +617,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.blocking(move |inner| {
-            let state = LogStateFile { committed, ..inner.state.clone() };
-            inner.guarded(|i| i.save_state(state))
-        })
-        .await
-        .map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Write, e))
+        self.change_state(move |state| state.committed = committed)
+            .await
+            .map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

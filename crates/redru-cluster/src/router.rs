@@ -1,11 +1,13 @@
 //! An in-process network: every node's Raft handle in one table, RPCs as
 //! direct calls, and links that can be cut and healed one by one. It is the
 //! network of the in-process cluster tests; the TCP network is not built yet
-//! (docs/cluster.md). A cut link answers `Unreachable`, as a dead peer would.
+//! (docs/cluster.md). A cut link answers `Unreachable`, as a dead peer would;
+//! a slow link delays each request by a set time before delivering it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
@@ -22,6 +24,8 @@ struct Table {
     nodes: BTreeMap<NodeId, Raft>,
     /// Cut links, one entry per direction.
     cut: BTreeSet<(NodeId, NodeId)>,
+    /// Delays of slow links, one entry per direction.
+    delays: BTreeMap<(NodeId, NodeId), Duration>,
 }
 
 /// The in-process network shared by the nodes of one test cluster.
@@ -85,13 +89,33 @@ impl Router {
         }
     }
 
-    /// Heals every link.
+    /// Heals every link (cuts and delays).
     pub fn heal_all(&self) {
-        self.lock().cut.clear();
+        let mut table = self.lock();
+        table.cut.clear();
+        table.delays.clear();
     }
 
-    /// The target's Raft handle, if the link from `from` to `to` is up.
-    fn reach(&self, from: NodeId, to: NodeId) -> Result<Raft, Unreachable> {
+    /// Delays every request between `a` and `b`, both ways, by `delay`
+    /// (`Duration::ZERO` removes the delay).
+    pub fn set_delay(&self, a: NodeId, b: NodeId, delay: Duration) {
+        let mut table = self.lock();
+        for link in [(a, b), (b, a)] {
+            if delay.is_zero() {
+                table.delays.remove(&link);
+            } else {
+                table.delays.insert(link, delay);
+            }
+        }
+    }
+
+    /// The target's Raft handle after the link's delay, if the link from
+    /// `from` to `to` is up (checked before and after the delay).
+    async fn reach(&self, from: NodeId, to: NodeId) -> Result<Raft, Unreachable> {
+        let delay = self.lock().delays.get(&(from, to)).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         let table = self.lock();
         if table.cut.contains(&(from, to)) {
             return Err(Unreachable::new(&io::Error::other(format!("link {from} -> {to} is cut"))));
@@ -131,7 +155,7 @@ impl RaftNetwork<TypeConfig> for RouterLink {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
-        let raft = self.router.reach(self.from, self.to)?;
+        let raft = self.router.reach(self.from, self.to).await?;
         raft.append_entries(rpc).await.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
     }
 
@@ -140,12 +164,12 @@ impl RaftNetwork<TypeConfig> for RouterLink {
         rpc: InstallSnapshotRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcError<InstallSnapshotError>> {
-        let raft = self.router.reach(self.from, self.to)?;
+        let raft = self.router.reach(self.from, self.to).await?;
         raft.install_snapshot(rpc).await.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
     }
 
     async fn vote(&mut self, rpc: VoteRequest<NodeId>, _option: RPCOption) -> Result<VoteResponse<NodeId>, RpcError> {
-        let raft = self.router.reach(self.from, self.to)?;
+        let raft = self.router.reach(self.from, self.to).await?;
         raft.vote(rpc).await.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
     }
 }

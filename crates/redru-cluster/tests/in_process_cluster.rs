@@ -2,7 +2,8 @@
 //! through the leader and see every node apply it; cut the leader off and see
 //! the other two elect a new leader that accepts writes; heal and see the old
 //! leader catch up; a follower far behind catches up through a snapshot;
-//! membership grows from one node to three and back. Every wait is bounded.
+//! membership grows from one node to three and back; writes commit over slow
+//! links. Every wait is bounded.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -239,6 +240,42 @@ async fn membership_scenario() -> TestResult {
     let (_, membership) = one.sm.clone().applied_state().await?;
     assert_eq!(membership.membership().voter_ids().collect::<BTreeSet<_>>(), BTreeSet::from([1]));
     assert_eq!(one.raft.metrics().borrow().state, ServerState::Leader);
+    for node in &nodes {
+        node.raft.shutdown().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_commit_over_slow_links() -> TestResult {
+    tokio::time::timeout(Duration::from_secs(60), slow_scenario()).await?
+}
+
+async fn slow_scenario() -> TestResult {
+    let config = Arc::new(
+        Config { heartbeat_interval: 50, election_timeout_min: 300, election_timeout_max: 600, ..Config::default() }
+            .validate()?,
+    );
+    let router = Router::new();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(start(&router, id, config.clone()).await?);
+    }
+    for (a, b) in [(1, 2), (1, 3), (2, 3)] {
+        router.set_delay(a, b, Duration::from_millis(20 * a));
+    }
+    nodes[0].raft.initialize(BTreeSet::from([1, 2, 3])).await?;
+    let leader = leader_among(&nodes.iter().collect::<Vec<_>>()).await?;
+    let started = tokio::time::Instant::now();
+    let mut last = 0;
+    for i in 0..5 {
+        last = write(leader, &format!("slow{i}"), &i.to_string()).await?;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(5 * 20), "each commit waits for a delayed round trip");
+    for node in &nodes {
+        wait_applied(node, last).await?;
+        assert_eq!(node.sm.db().get_value("slow4"), Some(redru::json!(4)), "node {}", node.id);
+    }
     for node in &nodes {
         node.raft.shutdown().await?;
     }

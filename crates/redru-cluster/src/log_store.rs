@@ -805,9 +805,12 @@ mod tests {
         bytes[second as usize + 20] ^= 0x01;
         fs::write(&seg, &bytes)?;
         match LogStore::open(dir.path()) {
-            Err(Error::Corrupt { file, offset, .. }) => {
-                assert_eq!(file, seg);
-                assert_eq!(offset, second);
+            Err(e @ Error::Corrupt { .. }) => {
+                let message = e.to_string();
+                assert!(matches!(&e, Error::Corrupt { file, offset, .. } if *file == seg && *offset == second));
+                assert!(message.contains(&seg.display().to_string()), "{message}");
+                assert!(message.contains(&format!("at byte {second}")), "{message}");
+                assert!(message.contains("checksum"), "{message}");
             }
             other => return Err(format!("expected corruption, got {other:?}").into()),
         }

@@ -85,3 +85,29 @@ async fn a_snapshot_moves_the_data_and_the_applied_record() -> TestResult {
     assert_eq!(current.meta, snapshot.meta);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_batch_the_engine_refuses_is_rejected_and_the_position_still_advances() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut sm = open(dir.path())?;
+    sm.db().create_unique_index("email")?;
+    let replies = sm
+        .apply([
+            normal(1, Request::set("u1", r#"{"email":"a@x"}"#)),
+            normal(
+                2,
+                Request {
+                    ops: vec![
+                        Op::Set { key: "u3".into(), value: "3".into() },
+                        Op::Set { key: "u2".into(), value: r#"{"email":"a@x"}"#.into() },
+                    ],
+                },
+            ),
+        ])
+        .await?;
+    assert_eq!(replies[0], Response::Applied { ops: 1 });
+    assert!(matches!(&replies[1], Response::Rejected { reason } if reason.contains("email")), "{replies:?}");
+    assert!(sm.db().get("u3").is_none(), "nothing of the refused batch is applied");
+    assert_eq!(sm.applied_state().await?.0, Some(id(1, 2)));
+    Ok(())
+}

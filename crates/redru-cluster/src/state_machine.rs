@@ -1,0 +1,328 @@
+//! The state machine: a `redru::Db`. Each committed entry becomes ONE atomic
+//! batch holding its operations and the reserved key [`APPLIED_KEY`] (last
+//! applied log id and membership), so the database alone says where a restart
+//! stands. Snapshots are redru snapshot files (`Db::backup_to`), shipped as
+//! bytes and installed with `Db::restore_file`.
+
+use std::fs;
+use std::io::{self, Cursor};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend};
+use redru::{Batch, Db, Doc};
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::error::Error;
+use crate::files::{self, io_err};
+use crate::types::{Entry, LogId, Op, Request, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+
+/// Keys starting with this prefix belong to the cluster; requests that touch
+/// them are rejected.
+pub const RESERVED_PREFIX: &str = "\u{0}redru-cluster:";
+/// The reserved key that records, in the same batch as each entry's
+/// operations, `{"last_applied": LogId, "membership": StoredMembership}`.
+pub const APPLIED_KEY: &str = "\u{0}redru-cluster:applied";
+
+/// What [`APPLIED_KEY`] holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Applied {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+/// Which snapshot is current: its metadata and file name (the `current` file's line).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Current {
+    meta: SnapshotMeta,
+    file: String,
+}
+
+#[derive(Debug)]
+struct State {
+    applied: Applied,
+    current: Option<Current>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    db: Db,
+    snapshot_dir: PathBuf,
+    /// Held while applying, building and installing, so that a snapshot's
+    /// file and its metadata describe the same point of the log.
+    state: Mutex<State>,
+}
+
+/// The state machine of one node (cheap to clone: clones share it, and serve
+/// as its snapshot builder).
+#[derive(Clone, Debug)]
+pub struct StateMachine {
+    shared: Arc<Shared>,
+}
+
+fn engine(doing: &str) -> impl FnOnce(redru::Error) -> Error + '_ {
+    move |source| Error::Engine { doing: doing.to_owned(), source }
+}
+
+fn storage_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: Error) -> StorageError {
+    StorageError::from_io_error(subject, verb, e.into())
+}
+
+impl StateMachine {
+    /// Opens the state machine whose database is `db_dir` and whose snapshots
+    /// live in `snapshot_dir`.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] if the database does not open, [`Error::Corrupt`] if
+    /// its applied record or the current-snapshot file does not parse, [`Error::Io`].
+    pub fn open(db_dir: &Path, snapshot_dir: &Path) -> Result<StateMachine, Error> {
+        // Each entry's batch reaches the OS at once; `apply` and `install`
+        // fsync once at their end (docs/cluster.md, "Durability").
+        let db = redru::Options::default()
+            .durability(redru::Durability::Never)
+            .open(db_dir)
+            .map_err(engine("opening the state machine's database"))?;
+        files::ensure_dir(snapshot_dir)?;
+        let applied = read_applied(&db)?;
+        let current_path = snapshot_dir.join(files::CURRENT_SNAPSHOT_NAME);
+        let current = match fs::read(&current_path) {
+            Ok(bytes) => Some(codec::decode::<Current>(&bytes).map_err(|reason| Error::Corrupt {
+                file: current_path,
+                offset: 0,
+                reason,
+            })?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("reading", &current_path, e).into()),
+        };
+        let state = Mutex::new(State { applied, current });
+        Ok(StateMachine { shared: Arc::new(Shared { db, snapshot_dir: snapshot_dir.to_owned(), state }) })
+    }
+
+    /// The database the entries are applied to (read it; write only through Raft).
+    pub fn db(&self) -> &Db {
+        &self.shared.db
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared, &mut State) -> Result<T, Error> + Send + 'static,
+    {
+        let sm = self.clone();
+        tokio::task::spawn_blocking(move || f(&sm.shared, &mut sm.lock()))
+            .await
+            .map_err(|e| Error::Io(io::Error::other(format!("a state machine task failed: {e}"))))?
+    }
+}
+
+fn read_applied(db: &Db) -> Result<Applied, Error> {
+    Ok(db.get_as::<Applied>(APPLIED_KEY).map_err(engine("reading the last applied log id"))?.unwrap_or_default())
+}
+
+fn applied_doc(applied: &Applied) -> Result<Doc, Error> {
+    let value = serde_json::to_value(applied).map_err(io::Error::other)?;
+    Ok(Doc::from(value))
+}
+
+/// The request's operations as a batch, or why it is rejected.
+fn request_batch(request: &Request) -> Result<Batch, String> {
+    let mut batch = Batch::new();
+    for op in &request.ops {
+        let key = match op {
+            Op::Set { key, .. } | Op::Delete { key } => Some(key),
+            Op::Clear => None,
+        };
+        if let Some(key) = key
+            && key.starts_with(RESERVED_PREFIX)
+        {
+            return Err(format!("the key prefix {RESERVED_PREFIX:?} is reserved for the cluster"));
+        }
+        batch = match op {
+            Op::Set { key, value } => batch.set(key, Doc::parse(value).map_err(|e| format!("key {key:?}: {e}"))?),
+            Op::Delete { key } => batch.delete(key),
+            Op::Clear => batch.clear(),
+        };
+    }
+    Ok(batch)
+}
+
+/// Whether an engine error is about this batch (it is then rejected, the same
+/// on every node) rather than about the node (which must stop).
+fn refuses_batch(e: &redru::Error) -> bool {
+    matches!(e, redru::Error::UniqueViolation { .. } | redru::Error::InvalidValue { .. })
+}
+
+fn apply_one(db: &Db, state: &mut State, entry: Entry) -> Result<Response, Error> {
+    let mut applied = state.applied.clone();
+    applied.last_applied = Some(entry.log_id);
+    let (ops, response) = match entry.payload {
+        EntryPayload::Blank => (None, Response::None),
+        EntryPayload::Membership(m) => {
+            applied.membership = StoredMembership::new(Some(entry.log_id), m);
+            (None, Response::None)
+        }
+        EntryPayload::Normal(request) => match request_batch(&request) {
+            Ok(batch) => (Some(batch), Response::Applied { ops: request.ops.len() }),
+            Err(reason) => (None, Response::Rejected { reason }),
+        },
+    };
+    let record = applied_doc(&applied)?;
+    let response = match ops {
+        Some(batch) => match db.batch(batch.set(APPLIED_KEY, record.clone())) {
+            Ok(()) => response,
+            Err(e) if refuses_batch(&e) => {
+                db.batch(Batch::new().set(APPLIED_KEY, record)).map_err(engine("recording an applied entry"))?;
+                Response::Rejected { reason: e.to_string() }
+            }
+            Err(e) => return Err(engine("applying an entry")(e)),
+        },
+        None => {
+            db.batch(Batch::new().set(APPLIED_KEY, record)).map_err(engine("recording an applied entry"))?;
+            response
+        }
+    };
+    state.applied = applied;
+    Ok(response)
+}
+
+/// A snapshot id is used in a file name: only `[0-9A-Za-z_-]` is accepted.
+fn check_snapshot_id(id: &str) -> Result<(), Error> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(Error::Io(io::Error::other(format!("snapshot id {id:?} is not usable as a file name"))));
+    }
+    Ok(())
+}
+
+/// Makes `current` the current snapshot (atomically), then deletes the files
+/// of the one it replaces.
+fn set_current(shared: &Shared, state: &mut State, current: Current) -> Result<(), Error> {
+    let line = codec::encode(&current).map_err(io::Error::other)?;
+    files::write_atomic(&shared.snapshot_dir.join(files::CURRENT_SNAPSHOT_NAME), &line)?;
+    if let Some(old) = state.current.replace(current)
+        && state.current.as_ref().is_none_or(|c| c.file != old.file)
+    {
+        let path = shared.snapshot_dir.join(&old.file);
+        let mut sidecar = path.clone().into_os_string();
+        sidecar.push(".sha256");
+        for p in [path, PathBuf::from(sidecar)] {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("removing", &p, e).into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn build(shared: &Shared, state: &mut State) -> Result<Snapshot<TypeConfig>, Error> {
+    let applied = state.applied.clone();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let id = match &applied.last_applied {
+        Some(l) => format!("{}-{}-{nanos}", l.leader_id.term, l.index),
+        None => format!("0-0-{nanos}"),
+    };
+    let path = files::snapshot_path(&shared.snapshot_dir, &id);
+    shared.db.backup_to(&path).map_err(engine("writing a snapshot"))?;
+    files::sync_dir(&shared.snapshot_dir)?;
+    let bytes = fs::read(&path).map_err(|e| io_err("reading", &path, e))?;
+    let meta = SnapshotMeta { last_log_id: applied.last_applied, last_membership: applied.membership, snapshot_id: id };
+    set_current(shared, state, Current { meta: meta.clone(), file: file_name(&path) })?;
+    Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
+}
+
+fn install(shared: &Shared, state: &mut State, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), Error> {
+    check_snapshot_id(&meta.snapshot_id)?;
+    let path = files::snapshot_path(&shared.snapshot_dir, &meta.snapshot_id);
+    files::write_synced(&path, bytes)?;
+    files::sync_dir(&shared.snapshot_dir)?;
+    let db = &shared.db;
+    db.restore_file(&path).map_err(engine("installing a snapshot"))?;
+    // Raft's metadata is authoritative; a snapshot built by this crate already
+    // carries the same record, so this write happens only for foreign ones.
+    let applied = Applied { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+    if read_applied(db)? != applied {
+        db.batch(Batch::new().set(APPLIED_KEY, applied_doc(&applied)?)).map_err(engine("recording a snapshot"))?;
+    }
+    db.sync().map_err(engine("syncing an installed snapshot"))?;
+    // restore_file keeps an undo backup per install: keep only the newest.
+    db.prune_backups(1).map_err(engine("pruning the undo backups of snapshot installs"))?;
+    state.applied = applied;
+    set_current(shared, state, Current { meta: meta.clone(), file: file_name(&path) })
+}
+
+fn current(shared: &Shared, state: &State) -> Result<Option<Snapshot<TypeConfig>>, Error> {
+    let Some(current) = &state.current else { return Ok(None) };
+    let path = shared.snapshot_dir.join(&current.file);
+    let bytes = fs::read(&path).map_err(|e| io_err("reading", &path, e))?;
+    Ok(Some(Snapshot { meta: current.meta.clone(), snapshot: Box::new(Cursor::new(bytes)) }))
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        self.blocking(build).await.map_err(|e| storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let state = self.lock();
+        Ok((state.applied.last_applied, state.applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        self.blocking(move |shared, state| {
+            let replies = entries.into_iter().map(|e| apply_one(&shared.db, state, e)).collect::<Result<Vec<_>, _>>();
+            // Even after a failed entry: what was applied before it is made durable.
+            shared.db.sync().map_err(engine("syncing applied entries"))?;
+            replies
+        })
+        .await
+        .map_err(|e| storage_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let meta = meta.clone();
+        let bytes = snapshot.into_inner();
+        let signature = Some(meta.signature());
+        self.blocking(move |shared, state| install(shared, state, &meta, &bytes))
+            .await
+            .map_err(|e| storage_err(ErrorSubject::Snapshot(signature), ErrorVerb::Write, e))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        self.blocking(|shared, state| current(shared, state))
+            .await
+            .map_err(|e| storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))
+    }
+}

@@ -1,0 +1,102 @@
+//! The types the cluster replicates: openraft's type configuration, the
+//! request (a list of redru operations applied as one atomic batch) and the
+//! response. A request is plain data: it is checked when applied, identically
+//! on every node, so a bad one is answered with [`Response::Rejected`], never an error.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+/// A node's identity in the cluster.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of a redru cluster.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A Raft log entry of a redru cluster.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// A Raft log id (term, leader, index).
+pub type LogId = openraft::LogId<NodeId>;
+/// A Raft vote.
+pub type Vote = openraft::Vote<NodeId>;
+/// A membership as the state machine records it.
+pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+/// A snapshot's metadata.
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+/// openraft's storage error, as this crate reports it.
+pub type StorageError = openraft::StorageError<NodeId>;
+/// A Raft node of a redru cluster.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// One redru operation inside a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Op {
+    /// Sets `key` to the JSON value written in `value` (JSON text, kept as written).
+    Set {
+        /// The key.
+        key: String,
+        /// The value, as JSON text.
+        value: String,
+    },
+    /// Deletes `key` (nothing happens if it is absent).
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Removes every key; the operations after it apply to an empty database.
+    Clear,
+}
+
+/// What a client asks the cluster to do: operations applied in order as one
+/// atomic `redru::Batch`, all or none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The operations, in order.
+    pub ops: Vec<Op>,
+}
+
+impl Request {
+    /// A request of one set.
+    pub fn set(key: impl Into<String>, value: impl Into<String>) -> Request {
+        Request { ops: vec![Op::Set { key: key.into(), value: value.into() }] }
+    }
+    /// A request of one delete.
+    pub fn delete(key: impl Into<String>) -> Request {
+        Request { ops: vec![Op::Delete { key: key.into() }] }
+    }
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request of {} operation(s)", self.ops.len())
+    }
+}
+
+/// The state machine's answer to a [`Request`], the same on every node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum Response {
+    /// All operations were applied, atomically.
+    Applied {
+        /// How many operations the batch held.
+        ops: usize,
+    },
+    /// Nothing was applied: a value was not valid JSON, a key was reserved, or
+    /// the engine refused the batch (a unique index, for example).
+    Rejected {
+        /// Why, for a person.
+        reason: String,
+    },
+    /// The entry carried no request (a blank or membership entry).
+    None,
+}

@@ -103,12 +103,17 @@ fn a_locked_directory_is_refused_naming_the_holder() -> TestResult {
     let d = dir.path();
     let db = Db::open(d)?;
     let pid = std::process::id();
-    for args in [vec!["get", "k"], vec!["set", "k", "1"], vec!["verify"], vec!["compact"]] {
+    for args in [vec!["set", "k", "1"], vec!["verify"], vec!["compact"]] {
         redru(d).args(&args).assert().code(2).stdout("").stderr(
             predicate::str::starts_with("error: ")
                 .and(predicate::str::contains(format!("locked by another redru process (pid {pid})"))),
         );
     }
+    // A read opens it read-only instead, naming the holder once.
+    redru(d).args(["get", "k"]).assert().code(1).stderr(predicate::str::contains(format!(
+        "note: reading {} read-only: it is open in another process (pid {pid})",
+        d.display()
+    )));
     // Script mode refuses the same way, before reading any command.
     redru(d).write_stdin("set k 1\n").assert().code(2).stderr(predicate::str::contains("locked"));
     assert!(db.get("k").is_none());

@@ -77,7 +77,7 @@ impl<'a> Session<'a> {
                 let done = store.set_if(&key, value, only_if);
                 if let Err(e) = done {
                     // A condition that does not hold is an answer, not a failure: exit code 1.
-                    if matches!(e.downcast_ref::<redru::Error>(), Some(redru::Error::ConditionFailed { .. })) {
+                    if e.downcast_ref::<crate::store::NotWritten>().is_some() {
                         self.out.flush().context("writing to stdout")?;
                         let at = self.line.map(|n| format!("line {n}: ")).unwrap_or_default();
                         eprintln!("{at}not written: {e}");

@@ -33,6 +33,19 @@ pub enum Write {
     Clear,
 }
 
+/// A conditional write whose condition did not hold: nothing was written
+/// (an answer, exit code 1, rather than a failure).
+#[derive(Debug)]
+pub struct NotWritten(pub String);
+
+impl std::fmt::Display for NotWritten {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotWritten {}
+
 /// What a query found.
 pub struct Found {
     /// Key and value pairs, in the query's order.
@@ -103,11 +116,14 @@ impl Store for Db {
         Ok(Db::set(self, key.to_owned(), value)?)
     }
     fn set_if(&self, key: &str, value: Doc, only_if: SetIf) -> Result<()> {
-        match only_if {
+        let done = match only_if {
             SetIf::Absent => Db::compare_and_set(self, key, None, value).map(|_| ()),
             SetIf::Seq(n) => Db::batch(self, Batch::new().require_unchanged(key, redru::Seq(n)).set(key, value)),
-        }?;
-        Ok(())
+        };
+        match done {
+            Err(e @ redru::Error::ConditionFailed { .. }) => Err(NotWritten(e.to_string()).into()),
+            other => Ok(other?),
+        }
     }
     fn incr(&self, key: &str, by: i64) -> Result<i64> {
         Ok(Db::incr(self, key, by)?)

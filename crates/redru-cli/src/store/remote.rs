@@ -16,7 +16,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use redru::{Doc, IndexInfo, Query};
 
 use super::resp::{Connection, Reply};
-use super::{Found, Store, Target, Write};
+use super::{Found, NotWritten, Store, Target, Write};
 use crate::shell::helper::Source;
 use crate::shell::parser::{Pattern, SetIf};
 
@@ -155,7 +155,7 @@ impl Store for Remote {
     fn set_if(&self, key: &str, value: Doc, only_if: SetIf) -> Result<()> {
         match only_if {
             SetIf::Absent => match self.call(args(&["JSON.SET", key, "$", value.as_str(), "NX"]))? {
-                Reply::Nil => bail!("`{key}` exists; nothing was written"),
+                Reply::Nil => Err(NotWritten(format!("`{key}` exists on the server; nothing was written")).into()),
                 _ => Ok(()),
             },
             SetIf::Seq(_) => bail!(

@@ -69,10 +69,32 @@ impl<'a> Session<'a> {
         let style = self.style;
         let pretty = self.format == Format::Table;
         match command {
-            Command::Set { key, value } => {
+            Command::Set { key, value, only_if: None } => {
                 store.set(&key, value).with_context(|| format!("setting {}", quote_key(&key)))?;
                 self.line("OK")?;
             }
+            Command::Set { key, value, only_if: Some(only_if) } => {
+                let done = store.set_if(&key, value, only_if);
+                if let Err(e) = done {
+                    // A condition that does not hold is an answer, not a failure: exit code 1.
+                    if e.downcast_ref::<crate::store::NotWritten>().is_some() {
+                        self.out.flush().context("writing to stdout")?;
+                        let at = self.line.map(|n| format!("line {n}: ")).unwrap_or_default();
+                        eprintln!("{at}not written: {e}");
+                        return Ok(Outcome::Missing);
+                    }
+                    return Err(e.context(format!("setting {}", quote_key(&key))));
+                }
+                self.line("OK")?;
+            }
+            Command::Incr { key, by } => {
+                let n = store.incr(&key, by).with_context(|| format!("incrementing {}", quote_key(&key)))?;
+                self.line(&n.to_string())?;
+            }
+            Command::Seq { key } => match store.seq(&key).with_context(|| format!("looking up {}", quote_key(&key)))? {
+                Some(seq) => self.line(&seq.to_string())?,
+                None => return self.not_found(&key),
+            },
             Command::Get { key } => match store.get(&key).with_context(|| format!("getting {}", quote_key(&key)))? {
                 Some(value) => self.line(&output::doc(&value, style))?,
                 None => return self.not_found(&key),
@@ -256,7 +278,13 @@ impl<'a> Session<'a> {
     fn queue(&mut self, command: Command) -> Result<Option<Command>> {
         let Some(batch) = &mut self.batch else { return Ok(Some(command)) };
         match command {
-            Command::Set { key, value } => batch.push(Queued::Set(key, value)),
+            Command::Set { key, value, only_if: None } => batch.push(Queued::Set(key, value)),
+            Command::Set { only_if: Some(_), .. } | Command::Incr { .. } => {
+                bail!(
+                    "`{}` with a condition reads the data: it cannot run inside a batch (`commit` first)",
+                    command.name()
+                )
+            }
             Command::Delete { key } => batch.push(Queued::Delete(key)),
             Command::Clear { .. }
             | Command::Import { .. }

@@ -47,6 +47,32 @@ fn not_found_is_exit_code_1_with_a_message() -> TestResult {
 }
 
 #[test]
+fn conditional_sets_incr_and_seq() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    redru(d).args(["set", "lock", "me", "--if-absent"]).assert().success().stdout("OK\n");
+    redru(d)
+        .args(["set", "lock", "you", "--if-absent"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr("not written: condition 1 failed: `lock` is absent, but it holds \"me\"; nothing was written\n");
+    redru(d).args(["incr", "n"]).assert().success().stdout("1\n");
+    redru(d).args(["incr", "n", "41"]).assert().success().stdout("42\n");
+    redru(d).args(["incr", "lock"]).assert().code(2).stderr(predicate::str::contains("not an integer"));
+    let seq = String::from_utf8(redru(d).args(["last-seq", "n"]).assert().success().get_output().stdout.clone())?;
+    let seq: u64 = seq.trim().parse()?;
+    redru(d).args(["set", "n", "0", "--if-seq", &(seq - 1).to_string()]).assert().code(1);
+    redru(d).args(["set", "n", "0", "--if-seq", &seq.to_string()]).assert().success();
+    redru(d).args(["set", "n", "5", "--if-seq", &seq.to_string()]).assert().code(1).stderr(predicate::str::contains(
+        format!("`n` is unchanged since record {seq}, but it was last written by record {}", seq + 1),
+    ));
+    redru(d).args(["get", "n"]).assert().success().stdout("0\n");
+    redru(d).args(["last-seq", "nope"]).assert().code(1).stderr("not found: nope\n");
+    Ok(())
+}
+
+#[test]
 fn invalid_json_inside_brackets_is_an_error_not_a_string() -> TestResult {
     let dir = tempfile::tempdir()?;
     let d = dir.path();

@@ -85,6 +85,25 @@ fn one_shot_commands_on_a_server() -> Result {
 }
 
 #[test]
+fn conditional_sets_and_incr_on_a_server() -> Result {
+    let dir = tempfile::tempdir()?;
+    let server = Serve::start(dir.path(), &[])?;
+    assert_lines("set", &remote(&server, &["set", "lock", "me", "--if-absent"], 0)?.stdout, &["OK"]);
+    let ran = remote(&server, &["set", "lock", "you", "--if-absent"], 1)?;
+    assert!(ran.stderr.contains("not written: `lock` exists on the server"), "{}", ran.stderr);
+    assert_lines("incr", &remote(&server, &["incr", "n", "5"], 0)?.stdout, &["5"]);
+    assert_lines("incr", &remote(&server, &["incr", "n"], 0)?.stdout, &["6"]);
+    // What only the data directory knows is refused, saying where to run it.
+    let ran = remote(&server, &["set", "n", "1", "--if-seq", "3"], 2)?;
+    assert!(ran.stderr.contains("needs the data directory"), "{}", ran.stderr);
+    assert!(remote(&server, &["last-seq", "n"], 2)?.stderr.contains("needs the data directory"));
+    server.stop()?;
+    let db = Db::open(dir.path())?;
+    assert_eq!(db.get_value("lock"), Some(json!("me")));
+    Ok(())
+}
+
+#[test]
 fn a_script_piped_to_a_server_and_a_password() -> Result {
     let dir = tempfile::tempdir()?;
     let server = Serve::start(dir.path(), &["--requirepass", "s3cret"])?;

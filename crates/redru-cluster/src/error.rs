@@ -25,8 +25,8 @@ pub enum Error {
     Engine {
         /// What was being done.
         doing: String,
-        /// The engine's error.
-        source: redru::Error,
+        /// The engine's error (boxed: it is large, and this error is returned everywhere).
+        source: Box<redru::Error>,
     },
     /// An earlier write or fsync failed: the log refuses writes until it is reopened.
     Poisoned,

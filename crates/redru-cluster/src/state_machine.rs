@@ -64,7 +64,7 @@ pub struct StateMachine {
 }
 
 fn engine(doing: &str) -> impl FnOnce(redru::Error) -> Error + '_ {
-    move |source| Error::Engine { doing: doing.to_owned(), source }
+    move |source| Error::Engine { doing: doing.to_owned(), source: Box::new(source) }
 }
 
 fn storage_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: Error) -> StorageError {

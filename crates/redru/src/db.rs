@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::options::{Durability, Options};
 use crate::state::doc::{Doc, IntoDoc};
 use crate::state::index::{FieldPath, IndexInfo, ValueDigest};
+use crate::state::precondition::Precondition;
 use crate::state::query::{Query, QueryResult};
 use crate::state::store::{Applied, State, Undo};
 use crate::storage::files::{BACKUP_DIR, LOCK_NAME, is_backup_temp};
@@ -227,7 +228,10 @@ pub struct Stats {
     pub indexes: Vec<IndexInfo>,
 }
 
-/// An atomic group of sets and deletes: all are applied, or none.
+/// An atomic group of sets and deletes: all are applied, or none. With
+/// conditions (`require_*`), only if every condition holds just before it is
+/// applied; otherwise nothing is written or logged and the error
+/// ([`Error::ConditionFailed`]) names the first condition that failed.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -239,9 +243,36 @@ pub struct Stats {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let db = redru::Db::open(dir.path())?;
+/// use serde_json::json;
+/// let seq = db.set_with_seq("stock", json!(3))?;
+/// let order = redru::Batch::new().require_absent("order:1").require_unchanged("stock", seq);
+/// db.batch(order.clone().set("order:1", json!({"qty": 1})).set("stock", json!(2)))?;
+/// // The same batch again: `order:1` now exists, nothing is written.
+/// assert!(matches!(db.batch(order.set("stock", json!(1))), Err(redru::Error::ConditionFailed { .. })));
+/// assert_eq!(db.get_value("stock"), Some(json!(2)));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
     ops: Vec<BatchOp>,
+    conditions: Vec<Precondition>,
+}
+
+/// What [`Db::update`]'s closure decides for the key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Update {
+    /// Write this value.
+    Set(Doc),
+    /// Remove the key (nothing is logged if it is absent).
+    Delete,
+    /// Leave the key as it is (nothing is logged).
+    Keep,
 }
 
 impl Batch {
@@ -265,6 +296,31 @@ impl Batch {
         self.ops.push(BatchOp::Clear);
         self
     }
+    /// Requires `key` to be absent when the batch is applied.
+    pub fn require_absent(mut self, key: impl Into<String>) -> Batch {
+        self.conditions.push(Precondition::Absent(key.into()));
+        self
+    }
+    /// Requires `key` to exist and equal `value` (as JSON values: `1` and
+    /// `1.0` differ, member order does not matter) when the batch is applied.
+    pub fn require_equals(mut self, key: impl Into<String>, value: impl Into<Value>) -> Batch {
+        self.conditions.push(Precondition::Equals(key.into(), value.into()));
+        self
+    }
+    /// Requires `key` to exist and to have been written by no record after
+    /// `seq` (as [`Db::get_with_seq`] reported it) when the batch is applied.
+    pub fn require_unchanged(mut self, key: impl Into<String>, seq: Seq) -> Batch {
+        self.conditions.push(Precondition::Unchanged(key.into(), seq));
+        self
+    }
+    /// Adds a condition in place.
+    pub fn push_condition(&mut self, condition: Precondition) {
+        self.conditions.push(condition);
+    }
+    /// The conditions, in the order they were added.
+    pub fn conditions(&self) -> &[Precondition] {
+        &self.conditions
+    }
     /// Adds a set in place.
     pub fn push_set(&mut self, key: impl Into<String>, value: impl Into<Doc>) {
         self.ops.push(BatchOp::Set(key.into(), value.into()));
@@ -273,7 +329,7 @@ impl Batch {
     pub fn push_delete(&mut self, key: impl Into<String>) {
         self.ops.push(BatchOp::Delete(key.into()));
     }
-    /// Number of operations.
+    /// Number of operations (conditions not counted).
     pub fn len(&self) -> usize {
         self.ops.len()
     }
@@ -564,6 +620,28 @@ impl Db {
         self.inner.read_state().map.get(key).cloned()
     }
 
+    /// The value of `key` and the seq of the record that last wrote it, for
+    /// an optimistic update: [`Batch::require_unchanged`] with that seq
+    /// succeeds only if nothing wrote the key since. After a reopen, keys
+    /// loaded from the snapshot report the snapshot's seq (the file keeps no
+    /// per-key seq): never less than the true one.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = redru::Db::open(dir.path())?;
+    /// use redru::{Batch, json};
+    /// db.set("n", json!(1))?;
+    /// let (doc, seq) = db.get_with_seq("n").ok_or("missing")?;
+    /// let next = doc.deserialize::<i64>()? + 1;
+    /// db.batch(Batch::new().require_unchanged("n", seq).set("n", json!(next)))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get_with_seq(&self, key: &str) -> Option<(Doc, Seq)> {
+        self.inner.read_state().map.get_with_seq(key).map(|(d, s)| (d.clone(), s))
+    }
+
     /// The value of `key` parsed into a `serde_json::Value`.
     pub fn get_value(&self, key: &str) -> Option<Value> {
         self.get(key).map(|doc| doc.to_value())
@@ -659,6 +737,104 @@ impl Db {
         self.inner.commit_with(Record::Set(key.into(), doc), parsed.as_deref()).map(|_| ())
     }
 
+    /// [`Db::set`], returning the seq of the record written (what
+    /// [`Db::get_with_seq`] reports for the key until it is written again).
+    ///
+    /// # Errors
+    /// As [`Db::set`].
+    pub fn set_with_seq<'a>(&self, key: impl Into<String>, value: impl IntoDoc<'a>) -> Result<Seq> {
+        let (doc, parsed) = value.into_parts();
+        let record = Record::Set(key.into(), doc);
+        let written = self.inner.commit_decided(parsed.as_deref(), |_| Ok(Some(record)))?;
+        Ok(written.map_or(Seq(0), |(seq, _)| seq))
+    }
+
+    /// An atomic read-modify-write of `key`: `f` gets the current value (None
+    /// if absent) and decides; no other write comes between the read and
+    /// the write. Returns the seq of the record written, or None when
+    /// nothing was (an [`Update::Keep`], or an [`Update::Delete`] of an absent key).
+    ///
+    /// `f` runs while every writer of this database waits: keep it quick (no
+    /// I/O, no sleeping), and never write to this `Db` from it (that would
+    /// deadlock). Reads from other threads are not held.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = redru::Db::open(dir.path())?;
+    /// use redru::{Update, json};
+    /// for _ in 0..3 {
+    ///     db.update("visits", |cur| {
+    ///         let n = cur.and_then(|d| d.deserialize::<i64>().ok()).unwrap_or(0);
+    ///         Update::Set(json!(n + 1).into())
+    ///     })?;
+    /// }
+    /// assert_eq!(db.get_value("visits"), Some(json!(3)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Db::set`] (or [`Db::delete`]) for what `f` decided.
+    pub fn update(&self, key: &str, f: impl FnOnce(Option<&Doc>) -> Update) -> Result<Option<Seq>> {
+        let written = self.inner.commit_decided(None, |inner| {
+            // A copy of the handle, so `f` runs without the state's lock.
+            let current = inner.read_state().map.get(key).cloned();
+            Ok(match f(current.as_ref()) {
+                Update::Set(doc) => Some(Record::Set(key.to_owned(), doc)),
+                Update::Delete if current.is_some() => Some(Record::Delete(key.to_owned())),
+                Update::Delete | Update::Keep => None,
+            })
+        })?;
+        Ok(written.map(|(seq, _)| seq))
+    }
+
+    /// Writes `new` to `key` only if its current value equals `expected`
+    /// (None: only if it is absent), atomically. Returns the seq of the record written.
+    ///
+    /// # Errors
+    /// - [`Error::ConditionFailed`] if the key does not hold `expected`:
+    ///   nothing is written; the error says what it holds.
+    /// - Otherwise as [`Db::set`].
+    pub fn compare_and_set<'a>(&self, key: &str, expected: Option<&Value>, new: impl IntoDoc<'a>) -> Result<Seq> {
+        let condition = match expected {
+            Some(v) => Precondition::Equals(key.to_owned(), v.clone()),
+            None => Precondition::Absent(key.to_owned()),
+        };
+        let (doc, parsed) = new.into_parts();
+        let record = Record::Set(key.to_owned(), doc);
+        let written = self.inner.commit_decided(parsed.as_deref(), |inner| {
+            condition.check(&inner.read_state().map, 0)?;
+            Ok(Some(record))
+        })?;
+        Ok(written.map_or(Seq(0), |(seq, _)| seq))
+    }
+
+    /// Adds `by` to the integer at `key` (absent counts as 0), atomically;
+    /// returns the new value.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidValue`] if the key holds anything but an integer
+    ///   (within i64), or the sum overflows: nothing is written.
+    /// - Otherwise as [`Db::set`].
+    pub fn incr(&self, key: &str, by: i64) -> Result<i64> {
+        let mut outcome = Ok(0);
+        self.update(key, |current| {
+            let n = match current {
+                None => Ok(0),
+                Some(doc) => {
+                    doc.as_str().parse::<i64>().map_err(|_| format!("it holds {}, not an integer", doc.as_str()))
+                }
+            };
+            outcome = n.and_then(|n| n.checked_add(by).ok_or_else(|| format!("{n} + {by} overflows a 64-bit integer")));
+            match &outcome {
+                Ok(sum) => Update::Set(Doc::from(Value::from(*sum))),
+                Err(_) => Update::Keep,
+            }
+        })?;
+        outcome.map_err(|reason| Error::InvalidValue { key: Some(key.to_owned()), reason })
+    }
+
     /// Removes `key`; returns whether it existed. A delete of a missing key
     /// is not logged.
     ///
@@ -675,9 +851,13 @@ impl Db {
         self.inner.commit(Record::Delete(key.to_owned())).map(|a| a.existed)
     }
 
-    /// Applies every operation of `batch` atomically: one log record, all or nothing.
+    /// Applies every operation of `batch` atomically: one log record, all or
+    /// nothing; only if its conditions hold (checked against the state just
+    /// before, under the writer lock).
     ///
     /// # Errors
+    /// - [`Error::ConditionFailed`] naming the first condition that does not
+    ///   hold: nothing is written or logged.
     /// - [`Error::InvalidValue`] if a value could not be read back exactly once
     ///   stored (nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH), or using
     ///   serde_json's reserved member names): nothing is written.
@@ -687,7 +867,16 @@ impl Db {
     ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
     /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn batch(&self, batch: Batch) -> Result<()> {
-        self.inner.commit(Record::Batch(batch.ops)).map(|_| ())
+        let Batch { ops, conditions } = batch;
+        self.inner
+            .commit_decided(None, |inner| {
+                let state = inner.read_state();
+                for (i, condition) in conditions.iter().enumerate() {
+                    condition.check(&state.map, i)?;
+                }
+                Ok(Some(Record::Batch(ops)))
+            })
+            .map(|_| ())
     }
 
     /// Removes every key (index definitions stay). Returns how many there were.
@@ -1068,10 +1257,28 @@ impl Inner {
     }
 
     fn commit_with(self: &Arc<Self>, record: Record, parsed: Option<&Value>) -> Result<Applied> {
+        let written = self.commit_decided(parsed, |_| Ok(Some(record)))?;
+        Ok(written.map_or(Applied { existed: false }, |(_, applied)| applied))
+    }
+
+    /// Under the writer lock, `decide` sees the state after every record
+    /// logged so far and returns the record to log (or None: nothing is
+    /// logged), so that a conditional write's check and its record are one
+    /// step. Returns the record's seq and what applying it found.
+    fn commit_decided(
+        self: &Arc<Self>,
+        parsed: Option<&Value>,
+        decide: impl FnOnce(&Inner) -> Result<Option<Record>>,
+    ) -> Result<Option<(Seq, Applied)>> {
         self.check_writable()?;
         let (seq, applied, compact, crowded) = {
             let mut writer = self.wal.lock();
             self.wal.check_poisoned()?;
+            // `decide` takes the state's read lock itself, for as long as
+            // it needs it: `Db::update` must not hold it while the caller's
+            // closure runs (a read from inside it could then deadlock
+            // behind a rollback waiting to write).
+            let Some(record) = decide(self)? else { return Ok(None) };
             self.read_state().check_with(&record, parsed)?;
             let seq = match writer.append(&record) {
                 Ok(seq) => seq,
@@ -1091,7 +1298,7 @@ impl Inner {
         if self.options.durability == Durability::Always || crowded {
             self.wal.wait_durable(seq, "this write")?;
         }
-        Ok(applied)
+        Ok(Some((seq, applied)))
     }
 
     fn wants_compaction(&self, writer: &Writer) -> bool {

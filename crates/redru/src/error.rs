@@ -151,6 +151,29 @@ pub enum Error {
         value: String,
     },
 
+    /// A condition of a conditional write ([`Db::update`](crate::Db::update)'s
+    /// caller, [`Db::compare_and_set`](crate::Db::compare_and_set), a
+    /// [`Batch`](crate::Batch)'s `require_*`) did not hold: nothing was written
+    /// or logged.
+    #[error("condition {position} failed: `{key}` {expected}, but {found}; nothing was written",
+        position = .index + 1)]
+    ConditionFailed {
+        /// The key the condition is on.
+        key: String,
+        /// Which condition, counting from 0 in the order they were added
+        /// (0 for `compare_and_set`).
+        index: usize,
+        /// What was required, as a phrase ("is absent", "equals 5",
+        /// "is unchanged since record 7").
+        expected: String,
+        /// What was found, as a phrase ("it holds 6", "it is absent", "it was
+        /// last written by record 9").
+        found: String,
+        /// The seq of the record that last wrote the key, if it exists (retry
+        /// with it): see [`Db::get_with_seq`](crate::Db::get_with_seq).
+        seq: Option<u64>,
+    },
+
     /// A write (or save, backup, restore) on a handle opened read-only.
     #[error("{dir} is open read-only: writes, saves and backups are refused (open it without `read_only`)", dir = .dir.display())]
     ReadOnly {

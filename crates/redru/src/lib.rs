@@ -55,13 +55,14 @@ pub mod internal {
     pub use crate::storage::{files, log, record, snapshot};
 }
 
-pub use db::{Batch, Db, RecoveryReport, SaveReport, Stats, TornTail};
+pub use db::{Batch, Db, RecoveryReport, SaveReport, Stats, TornTail, Update};
 pub use error::{Error, Result};
 pub use options::{Durability, Options};
 pub use serde_json::{Value, json};
 pub use state::change::Seq;
 pub use state::doc::{Doc, IntoDoc, MAX_DEPTH};
 pub use state::index::{FieldPath, IndexInfo};
+pub use state::precondition::Precondition;
 pub use state::query::{CmpOp, Condition, Plan, Query, QueryResult, parse_value};
 pub use storage::files::{BACKUP_DIR, LOCK_NAME};
 pub use tools::backup::{

@@ -1,6 +1,7 @@
 //! Power loss on a simulated file system: no acknowledged write is ever lost.
 //!
-//! Random workloads (set, delete, batch, clear, index create/drop, save,
+//! Random workloads (set, delete, batch, `update` increments, batches with a
+//! condition, clear, index create/drop, save,
 //! automatic compaction, sync, reopen, torn writes) run on `tests/sim`; a crash
 //! is taken before every mutating file-system operation, several crash images
 //! each (a prefix of the unsynced writes, the last one torn, unsynced

@@ -3,6 +3,7 @@
 //! simulated file system and the model in the redru-testkit crate.
 
 mod concurrency;
+mod conditional;
 mod crash_damage;
 mod crash_io_errors;
 mod crash_kill;

@@ -20,7 +20,7 @@ use redru::{Batch, Db, Doc, IndexInfo, Query};
 
 use crate::exec::{count, matching_keys};
 use crate::shell::helper::Source;
-use crate::shell::parser::Pattern;
+use crate::shell::parser::{Pattern, SetIf};
 
 /// One write queued between `begin` and `commit`.
 #[derive(Clone, Debug)]
@@ -32,6 +32,19 @@ pub enum Write {
     /// Remove every key (`import --replace`): the writes after it apply to an empty database.
     Clear,
 }
+
+/// A conditional write whose condition did not hold: nothing was written
+/// (an answer, exit code 1, rather than a failure).
+#[derive(Debug)]
+pub struct NotWritten(pub String);
+
+impl std::fmt::Display for NotWritten {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotWritten {}
 
 /// What a query found.
 pub struct Found {
@@ -51,6 +64,12 @@ pub trait Store: Source + Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Doc>>;
     /// Stores a value.
     fn set(&self, key: &str, value: Doc) -> Result<()>;
+    /// Stores a value only if the condition holds (an error saying what was found otherwise).
+    fn set_if(&self, key: &str, value: Doc, only_if: SetIf) -> Result<()>;
+    /// Adds to an integer atomically; the new value.
+    fn incr(&self, key: &str, by: i64) -> Result<i64>;
+    /// The sequence number of the key's last write (None: no such key).
+    fn seq(&self, key: &str) -> Result<Option<u64>>;
     /// Removes a key; whether it existed.
     fn delete(&self, key: &str) -> Result<bool>;
     /// Whether a key exists.
@@ -95,6 +114,22 @@ impl Store for Db {
     }
     fn set(&self, key: &str, value: Doc) -> Result<()> {
         Ok(Db::set(self, key.to_owned(), value)?)
+    }
+    fn set_if(&self, key: &str, value: Doc, only_if: SetIf) -> Result<()> {
+        let done = match only_if {
+            SetIf::Absent => Db::compare_and_set(self, key, None, value).map(|_| ()),
+            SetIf::Seq(n) => Db::batch(self, Batch::new().require_unchanged(key, redru::Seq(n)).set(key, value)),
+        };
+        match done {
+            Err(e @ redru::Error::ConditionFailed { .. }) => Err(NotWritten(e.to_string()).into()),
+            other => Ok(other?),
+        }
+    }
+    fn incr(&self, key: &str, by: i64) -> Result<i64> {
+        Ok(Db::incr(self, key, by)?)
+    }
+    fn seq(&self, key: &str) -> Result<Option<u64>> {
+        Ok(Db::get_with_seq(self, key).map(|(_, s)| s.0))
     }
     fn delete(&self, key: &str) -> Result<bool> {
         Ok(Db::delete(self, key)?)

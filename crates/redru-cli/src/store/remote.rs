@@ -16,9 +16,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use redru::{Doc, IndexInfo, Query};
 
 use super::resp::{Connection, Reply};
-use super::{Found, Store, Target, Write};
+use super::{Found, NotWritten, Store, Target, Write};
 use crate::shell::helper::Source;
-use crate::shell::parser::Pattern;
+use crate::shell::parser::{Pattern, SetIf};
 
 /// How long one address may take to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -151,6 +151,24 @@ impl Store for Remote {
     fn set(&self, key: &str, value: Doc) -> Result<()> {
         self.call(args(&["JSON.SET", key, "$", value.as_str()]))?;
         Ok(())
+    }
+    fn set_if(&self, key: &str, value: Doc, only_if: SetIf) -> Result<()> {
+        match only_if {
+            SetIf::Absent => match self.call(args(&["JSON.SET", key, "$", value.as_str(), "NX"]))? {
+                Reply::Nil => Err(NotWritten(format!("`{key}` exists on the server; nothing was written")).into()),
+                _ => Ok(()),
+            },
+            SetIf::Seq(_) => bail!(
+                "`set --if-seq` needs the data directory: a server keeps no sequence numbers it could compare \
+                 (use `--if-absent`, or run `redru --dir DIR set ...` on the server's machine)"
+            ),
+        }
+    }
+    fn incr(&self, key: &str, by: i64) -> Result<i64> {
+        int(self.call(args(&["INCRBY", key, &by.to_string()]))?)
+    }
+    fn seq(&self, _key: &str) -> Result<Option<u64>> {
+        bail!("`last-seq` needs the data directory: a server keeps no sequence numbers it could report")
     }
     fn delete(&self, key: &str) -> Result<bool> {
         Ok(int(self.call(args(&["DEL", key]))?)? > 0)

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redru::{Batch, Db, Durability, Error, Options, Value, json};
+use redru::{Batch, Db, Durability, Error, Options, Update, Value, json};
 
 use super::{Rng, SimFs};
 
@@ -21,6 +21,10 @@ pub enum Op {
     Set(String, Value),
     Delete(String),
     Batch(Vec<BOp>),
+    /// `Db::update` adding 1 to an integer (absent: 0); anything else is kept.
+    Incr(String),
+    /// A batch that requires its key to be absent (no record when it exists).
+    BatchIfAbsent(String, Vec<BOp>),
     Clear,
     CreateIndex(String, bool),
     DropIndex(String),
@@ -66,7 +70,9 @@ fn value(rng: &mut Rng) -> Value {
 pub fn workload(rng: &mut Rng, len: usize) -> Vec<Op> {
     (0..len)
         .map(|_| match rng.below(100) {
-            0..45 => Op::Set(key(rng), value(rng)),
+            0..39 => Op::Set(key(rng), value(rng)),
+            39..42 => Op::Incr(key(rng)),
+            42..45 => Op::BatchIfAbsent(key(rng), vec![BOp::Set(key(rng), value(rng)), BOp::Delete(key(rng))]),
             45..55 => Op::Delete(key(rng)),
             55..67 => {
                 let n = 1 + rng.below_usize(4);
@@ -118,7 +124,13 @@ impl Model {
             Op::Delete(k) => {
                 self.map.remove(k);
             }
-            Op::Batch(ops) => {
+            Op::Incr(k) => {
+                if let Some(n) = incremented(self.map.get(k)) {
+                    self.map.insert(k.clone(), json!(n));
+                }
+            }
+            // Applied only when a record was written: the engine's condition held.
+            Op::Batch(ops) | Op::BatchIfAbsent(_, ops) => {
                 for op in ops {
                     match op {
                         BOp::Set(k, v) => {
@@ -187,6 +199,14 @@ impl Model {
             }
         }
         out
+    }
+}
+
+/// What `Op::Incr` writes over `current` (None: it keeps the value).
+fn incremented(current: Option<&Value>) -> Option<i64> {
+    match current {
+        None => Some(1),
+        Some(v) => v.as_i64().and_then(|n| n.checked_add(1)),
     }
 }
 
@@ -366,8 +386,17 @@ impl Run {
             (_, None) => return false,
             (Op::Set(k, v), Some(db)) => db.set(k.clone(), v.clone()),
             (Op::Delete(k), Some(db)) => db.delete(k).map(|_| ()),
-            (Op::Batch(ops), Some(db)) => {
+            (Op::Incr(k), Some(db)) => db
+                .update(k, |cur| match incremented(cur.map(|d| d.to_value()).as_ref()) {
+                    Some(n) => Update::Set(json!(n).into()),
+                    None => Update::Keep,
+                })
+                .map(|_| ()),
+            (Op::Batch(ops) | Op::BatchIfAbsent(_, ops), Some(db)) => {
                 let mut b = Batch::new();
+                if let Op::BatchIfAbsent(k, _) = op {
+                    b = b.require_absent(k.clone());
+                }
                 for op in ops {
                     b = match op {
                         BOp::Set(k, v) => b.set(k.clone(), v.clone()),
@@ -375,7 +404,11 @@ impl Run {
                         BOp::Clear => b.clear(),
                     };
                 }
-                db.batch(b)
+                match db.batch(b) {
+                    // Not a failure: the condition is part of the workload.
+                    Err(Error::ConditionFailed { .. }) => Ok(()),
+                    other => other,
+                }
             }
             (Op::Clear, Some(db)) => db.clear().map(|_| ()),
             (Op::CreateIndex(f, true), Some(db)) => db.create_unique_index(f),
@@ -406,6 +439,13 @@ impl Run {
         let after = last_seq(&self.db).max(before);
         if after > before {
             self.wait_for_compaction();
+        }
+        if let (Op::BatchIfAbsent(k, _), Ok(())) = (op, &result) {
+            let absent = !self.states.last().is_some_and(|m| m.map.contains_key(k));
+            if absent != (after > before) {
+                self.lost
+                    .push(format!("{op:?}: the key was absent: {absent}, but a record written: {}", after > before));
+            }
         }
         if after > before {
             debug_assert_eq!(after, before + 1, "one operation, one record");

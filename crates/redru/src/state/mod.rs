@@ -1,6 +1,7 @@
 //! The state: everything the database holds in memory, pure (no I/O), so unit
 //! tests and fuzz targets need no files. Values ([`doc`]), keys ([`key`]),
-//! the change records the log replays ([`change`]), the sharded map with its
+//! the change records the log replays ([`change`]), the conditions of
+//! conditional writes ([`precondition`]), the sharded map with its
 //! indexes ([`store`], [`index`]) and queries over them ([`query`]).
 //!
 //! The lowest layer: it names nothing of storage, tools or the handle.
@@ -11,5 +12,6 @@ pub mod index;
 pub mod key;
 #[cfg(feature = "__internal_whitebox")]
 pub mod planted;
+pub mod precondition;
 pub mod query;
 pub mod store;

@@ -29,7 +29,16 @@ pub use crate::state::key::Key;
 /// single cost of loading a snapshot (17 % of the open's samples) and a
 /// visible part of each get; a per-table random seed keeps chosen-key
 /// collisions impractical, as hashbrown accepts for its own default.
-type Shard = HashMap<Key, Doc, foldhash::fast::RandomState>;
+type Shard = HashMap<Key, Slot, foldhash::fast::RandomState>;
+
+/// A value and the record that last wrote it (conditional writes compare
+/// it). The seq costs 8 bytes per key in the table (a 40-byte slot becomes
+/// 48; docs/design.md, "Values in memory").
+#[derive(Clone)]
+struct Slot {
+    doc: Doc,
+    seq: Seq,
+}
 
 /// Entry lists by shard (one list per shard), as [`Map::from_parts`] takes them.
 pub type ShardLists = Vec<Vec<(Key, Doc)>>;
@@ -39,11 +48,16 @@ pub type ShardLists = Vec<Vec<(Key, Doc)>>;
 pub struct Map {
     shards: Vec<Arc<Shard>>,
     len: usize,
+    /// The least seq a key reports: the snapshot's for a map loaded from
+    /// one (the file keeps no per-key seq, and every key in it was last
+    /// written at or before the snapshot's seq, so conditions stay safe:
+    /// one may fail that would have passed, none passes wrongly).
+    floor: Seq,
 }
 
 impl Default for Map {
     fn default() -> Self {
-        Map { shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(), len: 0 }
+        Map { shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(), len: 0, floor: Seq(0) }
     }
 }
 
@@ -71,32 +85,40 @@ impl Map {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&Doc> {
-        self.shards[Map::shard_of(key)].get(key)
+        self.shards[Map::shard_of(key)].get(key).map(|s| &s.doc)
+    }
+
+    /// The value of `key` and the seq of the record that last wrote it
+    /// (at least [`Map::set_floor`]'s).
+    pub fn get_with_seq(&self, key: &str) -> Option<(&Doc, Seq)> {
+        self.shards[Map::shard_of(key)].get(key).map(|s| (&s.doc, s.seq.max(self.floor)))
     }
 
     /// The key as the map holds it, and its value.
     pub fn get_key_value(&self, key: &str) -> Option<(&Key, &Doc)> {
-        self.shards[Map::shard_of(key)].get_key_value(key)
+        self.shards[Map::shard_of(key)].get_key_value(key).map(|(k, s)| (k, &s.doc))
     }
 
-    /// Inserts or replaces; returns the key as the map holds it (the
-    /// existing one when the key was there) and the previous value.
-    pub fn insert(&mut self, key: Key, value: Doc) -> (Key, Option<Doc>) {
+    /// Inserts or replaces, as written by record `seq`; returns the key as
+    /// the map holds it (the existing one when the key was there) and the
+    /// previous value with its seq.
+    pub fn insert(&mut self, key: Key, value: Doc, seq: Seq) -> (Key, Option<(Doc, Seq)>) {
         use std::collections::hash_map::Entry;
         let i = Map::shard_of(&key);
+        let slot = Slot { doc: value, seq };
         match Arc::make_mut(&mut self.shards[i]).entry(key) {
-            Entry::Occupied(mut e) => (Key::clone(e.key()), Some(e.insert(value))),
+            Entry::Occupied(mut e) => (Key::clone(e.key()), Some(e.insert(slot)).map(|s| (s.doc, s.seq))),
             Entry::Vacant(e) => {
                 let key = Key::clone(e.key());
-                e.insert(value);
+                e.insert(slot);
                 self.len += 1;
                 (key, None)
             }
         }
     }
 
-    /// Removes; returns the previous value.
-    pub fn remove(&mut self, key: &str) -> Option<Doc> {
+    /// Removes; returns the previous value with its seq.
+    pub fn remove(&mut self, key: &str) -> Option<(Doc, Seq)> {
         let i = Map::shard_of(key);
         if !self.shards[i].contains_key(key) {
             return None;
@@ -105,7 +127,13 @@ impl Map {
         if old.is_some() {
             self.len -= 1;
         }
-        old
+        old.map(|s| (s.doc, s.seq))
+    }
+
+    /// Every key written before `seq` reports `seq` as its last write
+    /// (what a snapshot taken at `seq` can say of its keys).
+    pub fn set_floor(&mut self, seq: Seq) {
+        self.floor = seq;
     }
 
     /// Number of keys.
@@ -120,7 +148,7 @@ impl Map {
 
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&Key, &Doc)> {
-        self.shards.iter().flat_map(|s| s.iter())
+        self.shards.iter().flat_map(|s| s.iter()).map(|(k, s)| (k, &s.doc))
     }
 
     /// Every entry sorted by key (byte order).
@@ -153,7 +181,8 @@ impl Map {
                 let Some(slot) = todo.get(shard) else { return built };
                 let lists = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
                 let mut table = Shard::with_capacity_and_hasher(lists.iter().map(Vec::len).sum(), Default::default());
-                table.extend(lists.into_iter().flatten());
+                // A snapshot keeps no per-key seq: the loader sets the map's floor.
+                table.extend(lists.into_iter().flatten().map(|(k, doc)| (k, Slot { doc, seq: Seq(0) })));
                 built.push((shard, table));
             }
         };
@@ -252,8 +281,8 @@ impl Steps {
 }
 
 enum UndoStep {
-    /// A key's value before the record (None: absent).
-    Key(Key, Option<Doc>),
+    /// A key's value and seq before the record (None: absent).
+    Key(Key, Option<(Doc, Seq)>),
     /// The map and the indexes before a clear (boxed: rare, and the common
     /// step stays small).
     All(Box<(Map, BTreeMap<String, Index>)>),
@@ -272,7 +301,7 @@ impl Undo {
                 .steps
                 .iter()
                 .map(|s| match s {
-                    UndoStep::Key(k, v) => k.len() + v.as_ref().map_or(0, |d| d.as_str().len()),
+                    UndoStep::Key(k, v) => k.len() + v.as_ref().map_or(0, |(d, _)| d.as_str().len()),
                     _ => std::mem::size_of::<UndoStep>(),
                 })
                 .sum::<usize>()
@@ -436,8 +465,8 @@ impl State {
     pub fn undo(&mut self, undo: Undo) {
         for step in undo.steps.into_vec().into_iter().rev() {
             match step {
-                UndoStep::Key(key, Some(value)) => {
-                    self.set(&key, &value, None);
+                UndoStep::Key(key, Some((value, seq))) => {
+                    self.set(&key, &value, None, seq);
                 }
                 UndoStep::Key(key, None) => {
                     self.delete(&key);
@@ -477,7 +506,7 @@ impl State {
         };
         match record {
             Record::Set(key, value) => {
-                let (key, old) = self.set(key, value, parsed);
+                let (key, old) = self.set(key, value, parsed, seq);
                 keep(UndoStep::Key(key, old));
                 Applied { existed: true }
             }
@@ -497,7 +526,7 @@ impl State {
                 for op in ops {
                     match op {
                         BatchOp::Set(k, v) => {
-                            let (key, old) = self.set(k, v, None);
+                            let (key, old) = self.set(k, v, None, seq);
                             keep(UndoStep::Key(key, old));
                         }
                         BatchOp::Delete(k) => {
@@ -544,9 +573,9 @@ impl State {
         }
     }
 
-    /// Returns the key as stored and the value it replaced.
-    fn set(&mut self, key: &str, value: &Doc, parsed: Option<&Value>) -> (Key, Option<Doc>) {
-        let (key, old) = self.map.insert(Key::from(key), value.clone());
+    /// Returns the key as stored and the value (with its seq) it replaced.
+    fn set(&mut self, key: &str, value: &Doc, parsed: Option<&Value>, seq: Seq) -> (Key, Option<(Doc, Seq)>) {
+        let (key, old) = self.map.insert(Key::from(key), value.clone(), seq);
         if self.indexes.is_empty() {
             return (key, old);
         }
@@ -556,7 +585,7 @@ impl State {
             Some(v) => Cow::Borrowed(v),
             None => Cow::Owned(self.wanted.extract(value.as_str())),
         };
-        let old_fields = old.as_ref().map(|d| self.wanted.extract(d.as_str()));
+        let old_fields = old.as_ref().map(|(d, _)| self.wanted.extract(d.as_str()));
         for index in self.indexes.values_mut() {
             if let Some(old) = &old_fields {
                 index.remove(&key, old);
@@ -575,11 +604,11 @@ impl State {
         (map, std::mem::replace(&mut self.indexes, emptied))
     }
 
-    /// Returns the value removed, if the key existed.
-    fn delete(&mut self, key: &str) -> Option<Doc> {
+    /// Returns the value removed (with its seq), if the key existed.
+    fn delete(&mut self, key: &str) -> Option<(Doc, Seq)> {
         let old = self.map.remove(key)?;
         if !self.indexes.is_empty() {
-            let fields = self.wanted.extract(old.as_str());
+            let fields = self.wanted.extract(old.0.as_str());
             for index in self.indexes.values_mut() {
                 index.remove(key, &fields);
             }
@@ -736,10 +765,10 @@ mod tests {
     fn map_clone_is_copy_on_write() {
         let mut a = Map::default();
         for i in 0..1000 {
-            a.insert(format!("k{i}").into(), Doc::from(json!(i)));
+            a.insert(format!("k{i}").into(), Doc::from(json!(i)), Seq(1));
         }
         let frozen = a.clone();
-        a.insert("k1".into(), Doc::from(json!("changed")));
+        a.insert("k1".into(), Doc::from(json!("changed")), Seq(2));
         a.remove("k2");
         assert_eq!(frozen.get("k1").map(Doc::to_value), Some(json!(1)));
         assert_eq!(frozen.len(), 1000);

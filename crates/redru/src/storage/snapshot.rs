@@ -249,6 +249,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(State, SnapshotInfo)> {
     let mut state = State::default();
     state.map = doc.data.0;
     state.seq = Seq(doc.seq);
+    // The file keeps no per-key seq: every key reports the snapshot's.
+    state.map.set_floor(state.seq);
     #[allow(unused_mut)]
     let mut defs = doc.indexes;
     #[cfg(feature = "__internal_whitebox")]
@@ -389,7 +391,8 @@ impl<'de> Deserialize<'de> for DataMap {
                     map.reserve(n);
                 }
                 while let Some((key, value)) = access.next_entry::<StrRef<'de>, &'de RawValue>()? {
-                    map.insert(Key::from(&*key.0), Doc::from_raw(value).map_err(serde::de::Error::custom)?);
+                    let doc = Doc::from_raw(value).map_err(serde::de::Error::custom)?;
+                    map.insert(Key::from(&*key.0), doc, Seq(0));
                 }
                 Ok(DataMap(map))
             }

@@ -13,8 +13,12 @@ use super::glob::Pattern;
 /// One shell command, ready to run.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    /// `set <key> <value>`
-    Set { key: String, value: Doc },
+    /// `set <key> <value> [--if-absent | --if-seq N]`
+    Set { key: String, value: Doc, only_if: Option<SetIf> },
+    /// `incr <key> [by]`
+    Incr { key: String, by: i64 },
+    /// `last-seq <key>`: the sequence number of the key's last write.
+    Seq { key: String },
     /// `get <key>`
     Get { key: String },
     /// `delete <key>`
@@ -79,6 +83,8 @@ impl Command {
         match self {
             Command::Set { .. } => "set",
             Command::Get { .. } => "get",
+            Command::Incr { .. } => "incr",
+            Command::Seq { .. } => "last-seq",
             Command::Delete { .. } => "delete",
             Command::Exists { .. } => "exists",
             Command::List { .. } => "list",
@@ -117,6 +123,7 @@ impl Command {
         matches!(
             self,
             Command::Get { .. }
+                | Command::Seq { .. }
                 | Command::Exists { .. }
                 | Command::List { .. }
                 | Command::Count { .. }
@@ -131,7 +138,14 @@ impl Command {
 
     /// Whether running it creates a missing directory.
     pub fn creates(&self) -> bool {
-        matches!(self, Command::Set { .. } | Command::Import { .. } | Command::Index { .. } | Command::Restore { .. })
+        matches!(
+            self,
+            Command::Set { .. }
+                | Command::Incr { .. }
+                | Command::Import { .. }
+                | Command::Index { .. }
+                | Command::Restore { .. }
+        )
     }
 }
 
@@ -142,7 +156,14 @@ impl Command {
     pub fn render(&self) -> Option<String> {
         use super::tokens::quote_key as q;
         Some(match self {
-            Command::Set { key, value } => format!("set {} {}", q(key), value.as_str()),
+            Command::Set { key, value, only_if } => {
+                let condition = match only_if {
+                    None => String::new(),
+                    Some(SetIf::Absent) => " --if-absent".into(),
+                    Some(SetIf::Seq(n)) => format!(" --if-seq {n}"),
+                };
+                format!("set {} {}{condition}", q(key), value.as_str())
+            }
             Command::Get { key } => format!("get {}", q(key)),
             Command::Delete { key } => format!("delete {}", q(key)),
             Command::Exists { key } => format!("exists {}", q(key)),
@@ -162,6 +183,15 @@ impl Command {
             _ => return None,
         })
     }
+}
+
+/// The condition of a conditional `set`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetIf {
+    /// `--if-absent`: only if the key does not exist.
+    Absent,
+    /// `--if-seq N`: only if the key exists and nothing wrote it after record N.
+    Seq(u64),
 }
 
 /// What `find` looks for.

@@ -8,7 +8,7 @@ use redru::Doc;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::command::{Command, Find};
+use super::command::{Command, Find, SetIf};
 use super::glob::Pattern;
 use super::table::spec;
 use super::tokens::Cursor;
@@ -33,6 +33,27 @@ impl std::fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// Splits a trailing `--if-absent` or `--if-seq N` off `set`'s value (a
+/// plain-text value ending in those words needs quotes: `"... --if-absent"`).
+fn set_condition(text: &str) -> Result<(&str, Option<SetIf>), String> {
+    fn last_word(t: &str) -> (&str, &str) {
+        t.rsplit_once(char::is_whitespace).map_or(("", t), |(a, b)| (a.trim_end(), b))
+    }
+    let (before, last) = last_word(text);
+    if last == "--if-absent" {
+        return Ok((before, Some(SetIf::Absent)));
+    }
+    let (before_n, flag) = last_word(before);
+    if flag == "--if-seq" {
+        let seq = last.parse().map_err(|_| format!("`--if-seq` needs a sequence number, found `{last}`"))?;
+        return Ok((before_n, Some(SetIf::Seq(seq))));
+    }
+    if last == "--if-seq" {
+        return Err("`--if-seq` needs a sequence number (the one `last-seq <key>` prints)".into());
+    }
+    Ok((text, None))
+}
 
 /// Parses one command. `Ok(None)` for a blank line or a `#` comment.
 pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
@@ -77,11 +98,25 @@ fn parse_cursor(mut cur: Cursor) -> Result<Option<Command>, ParseError> {
         "set" => {
             let key = key(&mut cur, "key")?;
             let rest = cur.rest();
-            let text = rest.trim();
+            let (text, only_if) = set_condition(rest.trim()).map_err(err)?;
             if text.is_empty() {
                 return Err(err(format!("missing value for `{key}`")));
             }
-            Command::Set { key, value: parse_value(text).map_err(err)? }
+            Command::Set { key, value: parse_value(text).map_err(err)?, only_if }
+        }
+        "incr" => {
+            let key = key(&mut cur, "key")?;
+            let by = match cur.word().map_err(err)? {
+                None => 1,
+                Some(n) => n.parse().map_err(|_| err(format!("`{n}` is not a whole number to add")))?,
+            };
+            end(&mut cur, "amount")?;
+            Command::Incr { key, by }
+        }
+        "last-seq" => {
+            let key = key(&mut cur, "key")?;
+            end(&mut cur, "key")?;
+            Command::Seq { key }
         }
         "get" | "delete" | "exists" => {
             let key = key(&mut cur, "key")?;
@@ -363,9 +398,30 @@ mod tests {
     }
 
     #[test]
+    fn conditional_sets_incr_and_seq() {
+        let cond =
+            |key: &str, value: Value, only_if| Command::Set { key: key.into(), value: Doc::from(value), only_if };
+        assert_eq!(ok("set k 1 --if-absent"), cond("k", json!(1), Some(SetIf::Absent)));
+        assert_eq!(ok("set k {\"a\": 1} --if-seq 42"), cond("k", json!({"a": 1}), Some(SetIf::Seq(42))));
+        assert_eq!(ok("set k two words --if-absent"), cond("k", json!("two words"), Some(SetIf::Absent)));
+        // Quoted, the words are the value.
+        assert_eq!(ok("set k \"x --if-absent\""), set("k", json!("x --if-absent")));
+        assert!(fails("set k 1 --if-seq x").message.contains("sequence number"));
+        assert!(fails("set k 1 --if-seq").message.contains("sequence number"));
+        assert!(fails("set k --if-absent").message.contains("missing value"));
+        assert_eq!(ok("incr hits"), Command::Incr { key: "hits".into(), by: 1 });
+        assert_eq!(ok("incr hits -5"), Command::Incr { key: "hits".into(), by: -5 });
+        assert!(fails("incr hits 1.5").message.contains("whole number"));
+        assert_eq!(ok("last-seq hits"), Command::Seq { key: "hits".into() });
+    }
+
+    #[test]
     fn json_values_keep_their_type() {
         assert_eq!(ok("set n 42"), set("n", json!(42)));
-        assert_eq!(ok("set n -1.5e3"), Command::Set { key: "n".into(), value: Doc::parse("-1.5e3").unwrap() });
+        assert_eq!(
+            ok("set n -1.5e3"),
+            Command::Set { key: "n".into(), value: Doc::parse("-1.5e3").unwrap(), only_if: None }
+        );
         assert_eq!(ok("set b true"), set("b", json!(true)));
         assert_eq!(ok("set z null"), set("z", json!(null)));
         assert_eq!(ok("set o {\"a\": [1, {\"b\": null}]}"), set("o", json!({"a": [1, {"b": null}]})));

@@ -77,8 +77,41 @@ pub const COMMANDS: &[Spec] = &[
                   JSON is stored as written (numbers keep their digits), without the blanks between its tokens. \
                   A value that starts with { [ or \" must be valid JSON, and it alone may continue on the next \
                   lines, while a bracket or string of it is open (behind a `...>` prompt in a terminal). \
-                  Quote keys with spaces: set \"my key\" 1.",
-        examples: &["set name Alice", "set user:1 {\"name\": \"Alice\", \"age\": 30}", "set \"my key\" [1, 2, 3]"],
+                  Quote keys with spaces: set \"my key\" 1. With --if-absent the key is written only if it \
+                  does not exist; with --if-seq N only if it exists and nothing wrote it after record N (the number \
+                  `last-seq <key>` prints). Otherwise nothing is written and the error says what was found (exit code 1 \
+                  as a one-shot command). A plain-text value ending in these words needs quotes.",
+        examples: &[
+            "set name Alice",
+            "set user:1 {\"name\": \"Alice\", \"age\": 30}",
+            "set \"my key\" [1, 2, 3]",
+            "set lock:job1 me --if-absent",
+            "set user:1 {\"name\": \"Al\"} --if-seq 42",
+        ],
+    },
+    Spec {
+        name: "incr",
+        usage: "incr <key> [by]",
+        aliases: &[],
+        args: &["<key>", "[by]"],
+        arg: Arg::NewKey,
+        place: Place::Everywhere,
+        summary: "add to an integer (1 unless given), atomically; print the new value",
+        details: "A missing key counts as 0. Refused, changing nothing, when the key holds anything but a \
+                  whole number or the sum would not fit in 64 bits. `by` may be negative.",
+        examples: &["incr visits", "incr stock -3"],
+    },
+    Spec {
+        name: "last-seq",
+        usage: "last-seq <key>",
+        aliases: &[],
+        args: &["<key>"],
+        arg: Arg::Key,
+        place: Place::Everywhere,
+        summary: "print the sequence number of the key's last write",
+        details: "For `set <key> <value> --if-seq N`. After a reopen, a key loaded from the snapshot reports \
+                  the snapshot's number (never less than its own). Says `not found` when the key does not exist.",
+        examples: &["last-seq user:1"],
     },
     Spec {
         name: "get",

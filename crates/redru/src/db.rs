@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::options::{Durability, Options};
 use crate::state::doc::{Doc, IntoDoc};
-use crate::state::index::{FieldPath, IndexInfo, ValueDigest};
+use crate::state::index::{FieldPath, IndexInfo, IndexKind, ValueDigest};
 use crate::state::query::{Query, QueryResult};
 use crate::state::store::{Applied, State, Undo};
 use crate::storage::files::{BACKUP_DIR, LOCK_NAME, is_backup_temp};
@@ -724,8 +724,40 @@ impl Db {
     ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
     /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn create_index(&self, field: &str) -> Result<()> {
+        self.create_index_of(field, false, IndexKind::Hash)
+    }
+
+    /// Creates an ordered index on a field path: equality lookups as a hash
+    /// index, and besides them the field values in order, so that `<`, `<=`,
+    /// `>`, `>=` and `between` on the field, and `sort by` it with a
+    /// `limit`, examine only the keys they need. The order across types is
+    /// docs/design.md's ("Ordered indexes"): numbers by value, strings by
+    /// code point. Costs more per write and more memory than a hash index.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = redru::Db::open(dir.path())?;
+    /// db.create_ordered_index("age")?;
+    /// db.set("user:1", redru::json!({"age": 31}))?;
+    /// db.set("user:2", redru::json!({"age": 19.5}))?;
+    /// let r = db.query(&redru::Query::parse("age between 18 and 30")?)?;
+    /// assert_eq!(r.entries[0].0, "user:2");
+    /// assert!(r.plan.to_string().starts_with("index range on `age`"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Db::create_index`].
+    pub fn create_ordered_index(&self, field: &str) -> Result<()> {
+        self.create_index_of(field, false, IndexKind::Ordered)
+    }
+
+    /// Creates an index of any kind (restore recreates a backup's as they were).
+    pub(crate) fn create_index_of(&self, field: &str, unique: bool, kind: IndexKind) -> Result<()> {
         let path = FieldPath::parse(field)?;
-        self.inner.commit(Record::CreateIndex { field: path.as_str().to_owned(), unique: false }).map(|_| ())
+        self.inner.commit(Record::CreateIndex { field: path.as_str().to_owned(), unique, kind }).map(|_| ())
     }
 
     /// Creates a unique hash index: refused if two keys already share a
@@ -740,8 +772,7 @@ impl Db {
     ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
     /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn create_unique_index(&self, field: &str) -> Result<()> {
-        let path = FieldPath::parse(field)?;
-        self.inner.commit(Record::CreateIndex { field: path.as_str().to_owned(), unique: true }).map(|_| ())
+        self.create_index_of(field, true, IndexKind::Hash)
     }
 
     /// Removes the index on `field`.

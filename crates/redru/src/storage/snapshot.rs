@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::state::doc::Doc;
 use crate::state::doc::StrRef;
-use crate::state::index::FieldPath;
+use crate::state::index::{FieldPath, IndexKind};
 use crate::state::store::{Key, Map, SHARDS, ShardLists, State, build_index};
 use crate::storage::files;
 use crate::storage::record::Seq;
@@ -44,6 +44,22 @@ pub struct IndexDef {
     pub field: String,
     /// Whether values must be unique.
     pub unique: bool,
+    /// An ordered index: written as `"ordered":true` only then, so a
+    /// snapshot without ordered indexes reads and writes as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ordered: bool,
+}
+
+impl IndexDef {
+    /// The definition of an index of `kind`.
+    pub fn of(field: String, unique: bool, kind: IndexKind) -> IndexDef {
+        IndexDef { field, unique, ordered: kind == IndexKind::Ordered }
+    }
+
+    /// Hash or ordered.
+    pub fn kind(&self) -> IndexKind {
+        if self.ordered { IndexKind::Ordered } else { IndexKind::Hash }
+    }
 }
 
 /// What a snapshot is written from: a point-in-time copy of the data (cheap:
@@ -61,8 +77,7 @@ pub struct Frozen {
 impl Frozen {
     /// Freezes `state` (O(shards), not O(keys)).
     pub fn of(state: &State) -> Frozen {
-        let defs =
-            state.indexes.values().map(|i| IndexDef { field: i.path().to_string(), unique: i.unique() }).collect();
+        let defs = state.indexes.values().map(|i| IndexDef::of(i.path().to_string(), i.unique(), i.kind())).collect();
         Frozen { map: state.map.clone(), defs, seq: state.seq }
     }
 }
@@ -249,19 +264,21 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(State, SnapshotInfo)> {
     let mut state = State::default();
     state.map = doc.data.0;
     state.seq = Seq(doc.seq);
-    let mut paths: Vec<(FieldPath, bool)> = Vec::new();
+    let mut paths: Vec<(FieldPath, bool, IndexKind)> = Vec::new();
     for def in doc.indexes {
         let path = FieldPath::parse(&def.field).map_err(|e| bad(format!("index definition: {e}")))?;
-        if paths.iter().any(|(p, _)| p == &path) {
+        if paths.iter().any(|(p, _, _)| p == &path) {
             return Err(bad(format!("index on `{path}` defined twice")));
         }
-        paths.push((path, def.unique));
+        paths.push((path, def.unique, def.kind()));
     }
     // Index contents are rebuilt, one index per thread.
     let map = &state.map;
     let built: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> =
-            paths.into_iter().map(|(path, unique)| s.spawn(move || build_index(map, path, unique))).collect();
+        let handles: Vec<_> = paths
+            .into_iter()
+            .map(|(path, unique, kind)| s.spawn(move || build_index(map, path, unique, kind)))
+            .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
     for index in built {
@@ -411,7 +428,7 @@ mod tests {
         let mut s = State::default();
         s.apply(Seq(1), &Record::Set("b".into(), crate::Doc::from(json!({"name": "Bob"}))));
         s.apply(Seq(2), &Record::Set("a".into(), crate::Doc::from(json!([1, "x", null]))));
-        s.apply(Seq(3), &Record::CreateIndex { field: "name".into(), unique: true });
+        s.apply(Seq(3), &Record::CreateIndex { field: "name".into(), unique: true, kind: IndexKind::Hash });
         s
     }
 

@@ -29,8 +29,8 @@ pub enum Command {
     Find(Find),
     /// `explain <query>`
     Explain { query: String },
-    /// `index <field> [unique]`
-    Index { field: String, unique: bool },
+    /// `index <field> [unique|ordered]`
+    Index { field: String, unique: bool, ordered: bool },
     /// `drop-index <field>`
     DropIndex { field: String },
     /// `indexes`

@@ -429,6 +429,7 @@ mod tests {
         s.apply(Seq(1), &Record::Set("b".into(), crate::Doc::from(json!({"name": "Bob"}))));
         s.apply(Seq(2), &Record::Set("a".into(), crate::Doc::from(json!([1, "x", null]))));
         s.apply(Seq(3), &Record::CreateIndex { field: "name".into(), unique: true, kind: IndexKind::Hash });
+        s.apply(Seq(4), &Record::CreateIndex { field: "$".into(), unique: false, kind: IndexKind::Ordered });
         s
     }
 
@@ -441,12 +442,19 @@ mod tests {
         // It is plain JSON: any JSON reader takes it.
         let doc: serde_json::Value = serde_json::from_slice(&bytes)?;
         assert_eq!(doc["data"]["b"]["name"], json!("Bob"));
-        assert_eq!(doc["seq"], json!(3));
+        assert_eq!(doc["seq"], json!(4));
+        // `ordered` is written only for an ordered index.
+        assert_eq!(
+            doc["indexes"],
+            json!([{"field": "$", "unique": false, "ordered": true}, {"field": "name", "unique": true}])
+        );
         assert_eq!(doc["sha256"], json!(info.sha256));
         let (state, loaded) = parse(Path::new("x"), &bytes)?;
         assert_eq!(loaded, info);
         assert_eq!(state.map.len(), 2);
-        assert_eq!(state.index_infos()[0].entries, 1);
+        let infos = state.index_infos();
+        assert_eq!((infos[0].kind, infos[0].entries), (IndexKind::Ordered, 2));
+        assert_eq!((infos[1].kind, infos[1].entries), (IndexKind::Hash, 1));
         assert!(!dir.path().join(TMP_NAME).exists());
         Ok(())
     }

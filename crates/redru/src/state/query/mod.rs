@@ -656,6 +656,9 @@ mod tests {
             "age between 0 and \"z\"",
             "age > 0 and age < 2",
             "age > 0 or name = x",
+            "age >= 1 and age <= 1 and age > 0",
+            "age > 1 and age < \"z\"",
+            "age >= 0 and age < 1.5 sort by age desc limit 2",
             "exists age sort by age limit 3",
             "exists age sort by age desc limit 3 offset 1",
             "age >= 0 sort by age desc limit 2",
@@ -677,7 +680,10 @@ mod tests {
         assert_eq!(plan("age between 1 and 0")?, Plan::IndexRange { field: "age".into(), candidates: 0 });
         assert_eq!(plan("age between 0 and \"z\"")?, Plan::IndexRange { field: "age".into(), candidates: 0 });
         assert_eq!(plan("age >= \"\"")?, Plan::IndexRange { field: "age".into(), candidates: 1 });
-        assert!(matches!(plan("age > 0 and age < 2")?, Plan::Indexes { candidates: 3, .. }));
+        // Ranges on one field under `and` make one range.
+        assert_eq!(plan("age > 0 and age < 2")?, Plan::IndexRange { field: "age".into(), candidates: 3 });
+        assert_eq!(plan("age >= 1 and age <= 1 and age > 0")?, Plan::IndexRange { field: "age".into(), candidates: 2 });
+        assert_eq!(plan("age > 1 and age < \"z\"")?, Plan::IndexRange { field: "age".into(), candidates: 0 });
         assert!(matches!(plan("sort by age limit 2")?, Plan::Scan { .. }), "missing ages sort first: no walk");
         assert_eq!(
             plan("exists age sort by age desc limit 3 offset 1")?,

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{CmpOp, Condition, Filter, Plan, Query, QueryResult, sort_order};
 use crate::state::doc::Doc;
-use crate::state::index::{FieldPath, Index, IndexKind, ValueDigest};
+use crate::state::index::{FieldPath, Index, IndexKind, ValueDigest, compare_values};
 use crate::state::key::Key;
 use crate::state::store::{Map, State};
 
@@ -85,17 +85,7 @@ fn candidates<'s>(state: &'s State, filter: &Filter, ranges: bool) -> Option<Can
         }
         Filter::Cond(cond) if ranges && range_of(cond).is_some() => {
             let (field, range) = range_of(cond)?;
-            let index = ordered(state, field)?;
-            let keys = match range {
-                Some((low, high)) => index.range(low, high, false).flatten().collect(),
-                None => HashSet::new(),
-            };
-            Some(Candidates {
-                keys,
-                how: format!("`{field}` range"),
-                lookups: 1,
-                single: Some((field.to_string(), true)),
-            })
+            range_candidates(state, field, range)
         }
         Filter::Cond(Condition::In { field, values }) => {
             let index = state.index(field)?;
@@ -112,7 +102,24 @@ fn candidates<'s>(state: &'s State, filter: &Filter, ranges: bool) -> Option<Can
         }
         Filter::And(parts) => {
             // Every answerable part narrows; the others are checked afterwards.
-            let mut found: Vec<Candidates> = parts.iter().filter_map(|p| candidates(state, p, ranges)).collect();
+            // Range conditions on one ordered field make one range (`n >= 5
+            // and n < 9` reads 4 values, not two half-indexes to intersect).
+            let mut found: Vec<Candidates> = Vec::new();
+            let mut fields_done: Vec<&FieldPath> = Vec::new();
+            for part in parts {
+                let range_field = match part {
+                    Filter::Cond(c) if ranges => range_of(c).map(|(f, _)| f).filter(|f| ordered(state, f).is_some()),
+                    _ => None,
+                };
+                match range_field {
+                    Some(field) if fields_done.contains(&field) => {}
+                    Some(field) => {
+                        fields_done.push(field);
+                        found.extend(range_candidates(state, field, combined_range(parts, field)));
+                    }
+                    None => found.extend(candidates(state, part, ranges)),
+                }
+            }
             found.sort_by_key(|c| c.keys.len());
             let mut iter = found.into_iter();
             let first = iter.next()?;
@@ -133,6 +140,53 @@ fn candidates<'s>(state: &'s State, filter: &Filter, ranges: bool) -> Option<Can
             Some(Candidates { keys, how: format!("({how})"), lookups, single: None })
         }
         _ => None,
+    }
+}
+
+/// The keys of a range of the ordered index on `field`.
+fn range_candidates<'s>(state: &'s State, field: &FieldPath, range: Range<'_>) -> Option<Candidates<'s>> {
+    let index = ordered(state, field)?;
+    let keys = match range {
+        Some((low, high)) => index.range(low, high, false).flatten().collect(),
+        None => HashSet::new(),
+    };
+    Some(Candidates { keys, how: format!("`{field}` range"), lookups: 1, single: Some((field.to_string(), true)) })
+}
+
+/// The intersection of the ranges the top-level conditions `parts` put on
+/// `field` (every value, when none does; `None` when one is empty).
+fn combined_range<'q>(parts: &'q [Filter], field: &FieldPath) -> Range<'q> {
+    let mut low: Bound<&Value> = Bound::Unbounded;
+    let mut high: Bound<&Value> = Bound::Unbounded;
+    for part in parts {
+        let Filter::Cond(c) = part else { continue };
+        let Some((f, range)) = range_of(c) else { continue };
+        if f != field {
+            continue;
+        }
+        let (l, h) = range?;
+        low = tighter(low, l, Ordering::Greater);
+        high = tighter(high, h, Ordering::Less);
+    }
+    Some((low, high))
+}
+
+/// Of two bounds on one side, the narrower: the one further in the
+/// direction `inward` (Greater for a low bound), and Excluded on a tie.
+fn tighter<'v>(a: Bound<&'v Value>, b: Bound<&'v Value>, inward: Ordering) -> Bound<&'v Value> {
+    let value = |x: &Bound<&'v Value>| match x {
+        Bound::Included(v) | Bound::Excluded(v) => Some(*v),
+        Bound::Unbounded => None,
+    };
+    match (value(&a), value(&b)) {
+        (None, _) => b,
+        (_, None) => a,
+        (Some(x), Some(y)) => match compare_values(x, y) {
+            Ordering::Equal if matches!(a, Bound::Excluded(_)) => a,
+            Ordering::Equal => b,
+            o if o == inward => a,
+            _ => b,
+        },
     }
 }
 
@@ -203,20 +257,14 @@ fn implies_exists(filter: &Filter, field: &FieldPath) -> bool {
     }
 }
 
-/// The range of `field` a filter's top-level conditions restrict it to (the
-/// first one; the filter checks the others), or the whole index.
+/// The range of `field` a filter's top-level conditions restrict it to, or
+/// the whole index.
 fn walk_range<'q>(filter: &'q Filter, field: &FieldPath) -> Range<'q> {
     let parts = match filter {
         Filter::And(parts) => parts.as_slice(),
         one => std::slice::from_ref(one),
     };
-    parts
-        .iter()
-        .find_map(|p| match p {
-            Filter::Cond(c) => range_of(c).filter(|(f, _)| *f == field).map(|(_, r)| r),
-            _ => None,
-        })
-        .unwrap_or(Some((Bound::Unbounded, Bound::Unbounded)))
+    combined_range(parts, field)
 }
 
 /// Equality lookups giving at most this many candidates per wanted entry

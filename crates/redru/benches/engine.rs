@@ -690,10 +690,13 @@ fn indexes(cfg: &Config, t: &mut Table) -> BoxResult<()> {
 /// 100 keys and `sort by n desc limit 10` through it vs the same queries scanning, and relaxed
 /// write throughput with one ordered index vs none.
 fn ordered_indexes(cfg: &Config, t: &mut Table) -> BoxResult<()> {
-    let load = |dir: &Path, ordered: bool| -> BoxResult<(Db, f64)> {
+    // 0: no index, 1: a hash index on n, 2: an ordered index on n.
+    let load = |dir: &Path, kind: u8| -> BoxResult<(Db, f64)> {
         let db = relaxed(dir)?;
-        if ordered {
-            db.create_ordered_index("n")?;
+        match kind {
+            1 => db.create_index("n")?,
+            2 => db.create_ordered_index("n")?,
+            _ => {}
         }
         let data: Vec<(String, Value)> = dataset(cfg.keys)
             .into_iter()
@@ -718,12 +721,12 @@ fn ordered_indexes(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         let low = rng.below(span);
         Ok(Query::parse(&format!("n >= {low} and n < {}", low + 100))?)
     };
-    let (mut w0, mut w1, mut scan, mut ranged, mut sorted, mut walked) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut wh, mut w0, mut w1, mut scan, mut ranged, mut sorted, mut walked) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for run in 0..cfg.runs {
         progress(&format!("8 ordered indexes, run {}", run + 1));
         let dir = fresh_dir(cfg, "w8")?;
-        let (db, rate) = load(&dir.join("0"), false)?;
+        let (db, rate) = load(&dir.join("0"), 0)?;
         w0.push(rate);
         let mut rng = Rng::new(run as u64);
         let scans = 5;
@@ -741,7 +744,8 @@ fn ordered_indexes(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         }
         sorted.push(scans as f64 / started.elapsed().as_secs_f64());
         db.close()?;
-        let (db, rate) = load(&dir.join("1"), true)?;
+        wh.push(load(&dir.join("h"), 1)?.1);
+        let (db, rate) = load(&dir.join("1"), 2)?;
         w1.push(rate);
         let queries = 2000;
         let started = Instant::now();
@@ -768,6 +772,7 @@ fn ordered_indexes(cfg: &Config, t: &mut Table) -> BoxResult<()> {
     t.add("osort", &w, "query exists n sort by n desc limit 10, scanning", "queries/s", &sorted);
     t.add_vs("owalk", &w, "the same walking the ordered index", "queries/s", &walked, "osort", "full sort", None);
     t.add("ow0", &w, "relaxed sets, no index", "sets/s", &w0);
+    t.add_vs("owh", &w, "relaxed sets, 1 hash index (n)", "sets/s", &wh, "ow0", "no index", None);
     t.add_vs("ow1", &w, "relaxed sets, 1 ordered index (n)", "sets/s", &w1, "ow0", "no index", None);
     Ok(())
 }

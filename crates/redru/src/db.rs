@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::options::{Durability, Options};
 use crate::state::doc::{Doc, IntoDoc};
-use crate::state::index::{FieldPath, IndexInfo, IndexKind, ValueDigest};
+use crate::state::index::{FieldPath, IndexInfo, IndexKind};
 use crate::state::query::{Query, QueryResult};
 use crate::state::store::{Applied, State, Undo};
 use crate::storage::files::{BACKUP_DIR, LOCK_NAME, is_backup_temp};
@@ -803,7 +803,7 @@ impl Db {
         let path = FieldPath::parse(field)?;
         let state = self.inner.read_state();
         let index = state.index(&path).ok_or_else(|| Error::NoIndex { field: path.to_string() })?;
-        Ok(index.lookup(&ValueDigest::of(value)).map(|k| k.to_string()).collect())
+        Ok(index.find(value).map(|k| k.to_string()).collect())
     }
 
     /// Like [`Db::find`], with each key's value.
@@ -814,10 +814,7 @@ impl Db {
         let path = FieldPath::parse(field)?;
         let state = self.inner.read_state();
         let index = state.index(&path).ok_or_else(|| Error::NoIndex { field: path.to_string() })?;
-        Ok(index
-            .lookup(&ValueDigest::of(value))
-            .filter_map(|k| state.map.get(k).map(|v| (k.to_string(), v.clone())))
-            .collect())
+        Ok(index.find(value).filter_map(|k| state.map.get(k).map(|v| (k.to_string(), v.clone()))).collect())
     }
 
     /// Runs a query: conditions joined by `and` (see [`Query::parse`]). An

@@ -492,13 +492,17 @@ pub struct IndexInfo {
     pub entries: usize,
 }
 
-/// One index: field value digest -> keys holding that value; an ordered
-/// index also field value -> the same keys, in value order.
+/// One index: a hash index maps field value digests to the keys holding
+/// each value; an ordered one maps the field values themselves, in order
+/// (equal values are one entry there too, so it answers equality as well,
+/// and a write skips the SHA-256). A unique ordered index (possible in a
+/// log record, not through the API) keeps both: the unique checks go by digest.
 #[derive(Clone, Debug)]
 pub struct Index {
     path: FieldPath,
     unique: bool,
     kind: IndexKind,
+    /// Empty for an ordered index that is not unique.
     map: DigestMap<BTreeSet<Key>>,
     /// Empty unless the index is ordered.
     sorted: BTreeMap<Ordered, BTreeSet<Key>>,
@@ -536,43 +540,69 @@ impl Index {
         self.path.resolve(value).map(ValueDigest::of)
     }
 
+    /// Whether the digest map is kept.
+    fn hashed(&self) -> bool {
+        self.kind == IndexKind::Hash || self.unique
+    }
+
     /// Records that `key` holds `value`.
     pub fn insert(&mut self, key: &Key, value: &Value) {
         let Some(field) = self.path.resolve(value) else { return };
-        if self.map.entry(ValueDigest::of(field)).or_default().insert(Key::clone(key)) {
+        let added = if self.kind == IndexKind::Ordered {
+            self.sorted.entry(Ordered(field.clone())).or_default().insert(Key::clone(key))
+        } else {
+            false
+        };
+        let added = if self.hashed() {
+            self.map.entry(ValueDigest::of(field)).or_default().insert(Key::clone(key))
+        } else {
+            added
+        };
+        if added {
             self.entries += 1;
-            if self.kind == IndexKind::Ordered {
-                self.sorted.entry(Ordered(field.clone())).or_default().insert(Key::clone(key));
-            }
         }
     }
 
     /// Forgets that `key` held `value`.
     pub fn remove(&mut self, key: &str, value: &Value) {
         let Some(field) = self.path.resolve(value) else { return };
-        let d = ValueDigest::of(field);
-        if let Some(keys) = self.map.get_mut(&d) {
-            if keys.remove(key) {
-                self.entries -= 1;
-            }
-            if keys.is_empty() {
-                self.map.remove(&d);
-            }
-        }
+        let mut removed = false;
         if self.kind == IndexKind::Ordered {
             let at = Ordered(field.clone());
             if let Some(keys) = self.sorted.get_mut(&at) {
-                keys.remove(key);
+                removed = keys.remove(key);
                 if keys.is_empty() {
                     self.sorted.remove(&at);
                 }
             }
         }
+        if self.hashed() {
+            let d = ValueDigest::of(field);
+            if let Some(keys) = self.map.get_mut(&d) {
+                removed = keys.remove(key);
+                if keys.is_empty() {
+                    self.map.remove(&d);
+                }
+            }
+        }
+        if removed {
+            self.entries -= 1;
+        }
     }
 
-    /// The keys whose field value has digest `d`, in key order.
+    /// The keys whose field value has digest `d`, in key order: for hash
+    /// and unique indexes (an ordered index answers [`Index::find`]).
     pub fn lookup(&self, d: &ValueDigest) -> impl Iterator<Item = &Key> {
         self.map.get(d).into_iter().flatten()
+    }
+
+    /// The keys whose field value equals `value` (canonical equality), in key order.
+    pub fn find(&self, value: &Value) -> Box<dyn Iterator<Item = &Key> + '_> {
+        if self.hashed() {
+            Box::new(self.map.get(&ValueDigest::of(value)).into_iter().flatten())
+        } else {
+            Box::new(self.sorted.get(&Ordered(value.clone())).into_iter().flatten())
+        }
     }
 
     /// For an ordered index, the groups of keys whose field value lies
@@ -607,7 +637,7 @@ impl Index {
             field: self.path.to_string(),
             unique: self.unique,
             kind: self.kind,
-            distinct_values: self.map.len(),
+            distinct_values: if self.hashed() { self.map.len() } else { self.sorted.len() },
             entries: self.entries,
         }
     }

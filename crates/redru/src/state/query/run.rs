@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{CmpOp, Condition, Filter, Plan, Query, QueryResult, sort_order};
 use crate::state::doc::Doc;
-use crate::state::index::{FieldPath, Index, IndexKind, ValueDigest, compare_values};
+use crate::state::index::{FieldPath, Index, IndexKind, compare_values};
 use crate::state::key::Key;
 use crate::state::store::{Map, State};
 
@@ -80,7 +80,7 @@ fn candidates<'s>(state: &'s State, filter: &Filter, ranges: bool) -> Option<Can
     match filter {
         Filter::Cond(Condition::Compare { field, op: CmpOp::Eq, value }) => {
             let index = state.index(field)?;
-            let keys = index.lookup(&ValueDigest::of(value)).collect();
+            let keys = index.find(value).collect();
             Some(Candidates { keys, how: format!("`{field}`"), lookups: 1, single: Some((field.to_string(), false)) })
         }
         Filter::Cond(cond) if ranges && range_of(cond).is_some() => {
@@ -91,7 +91,7 @@ fn candidates<'s>(state: &'s State, filter: &Filter, ranges: bool) -> Option<Can
             let index = state.index(field)?;
             let mut keys = HashSet::new();
             for value in values {
-                keys.extend(index.lookup(&ValueDigest::of(value)));
+                keys.extend(index.find(value));
             }
             Some(Candidates {
                 keys,

@@ -483,12 +483,12 @@ fn output_formats_for_programs_and_people() -> TestResult {
         .args(["indexes", "--format", "json"])
         .assert()
         .success()
-        .stdout("[{\"distinct_values\":1,\"entries\":1,\"field\":\"n\",\"unique\":false}]\n");
+        .stdout("[{\"distinct_values\":1,\"entries\":1,\"field\":\"n\",\"kind\":\"hash\",\"unique\":false}]\n");
     redru(d)
         .args(["indexes", "--format", "jsonl"])
         .assert()
         .success()
-        .stdout("{\"distinct_values\":1,\"entries\":1,\"field\":\"n\",\"unique\":false}\n");
+        .stdout("{\"distinct_values\":1,\"entries\":1,\"field\":\"n\",\"kind\":\"hash\",\"unique\":false}\n");
     redru(d).args(["indexes", "--format", "table"]).assert().success().stdout(predicate::str::starts_with("field"));
     redru(d).args(["backups", "--format", "json"]).assert().success().stdout("[]\n");
     redru(d).arg("backup").assert().success();

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use redru::{Db, Query};
+use redru::{Db, IndexKind, Query};
 
 use crate::cli::sh_quote;
 use crate::import;
@@ -142,8 +142,10 @@ impl<'a> Session<'a> {
                 let (plan, n) = store.explain(&parsed).with_context(|| format!("running `{query}`"))?;
                 self.line(&format!("{plan}; {}", count(n, "match", "matches")))?;
             }
-            Command::Index { field, unique } => {
-                store.create_index(&field, unique).with_context(|| format!("creating an index on `{field}`"))?;
+            Command::Index { field, unique, ordered } => {
+                store
+                    .create_index(&field, unique, ordered)
+                    .with_context(|| format!("creating an index on `{field}`"))?;
                 self.line("OK")?;
             }
             Command::DropIndex { field } => {
@@ -358,7 +360,11 @@ impl<'a> Session<'a> {
             Format::Raw => {}
         }
         for i in indexes {
-            let kind = if i.unique { "unique" } else { "plain" };
+            let kind = match (i.unique, i.kind) {
+                (true, _) => "unique",
+                (false, IndexKind::Ordered) => "ordered",
+                (false, _) => "plain",
+            };
             let row = if self.format == Format::Table {
                 let width = i.field.len().max(5);
                 format!("{:<width$}  {:<6}  {:>8}  {:>8}", i.field, kind, i.distinct_values, i.entries)

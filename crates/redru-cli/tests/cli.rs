@@ -182,7 +182,14 @@ fn indexes_find_and_explain() -> TestResult {
     redru(d).args(["explain", "name = Alice"]).assert().success().stdout(predicate::str::starts_with("full scan"));
     redru(d).args(["index", "name"]).assert().success().stdout("OK\n");
     redru(d).args(["index", "email", "--unique"]).assert().success();
-    redru(d).arg("indexes").assert().success().stdout("email\tunique\t1\t1\nname\tplain\t3\t3\n");
+    redru(d).args(["index", "age", "ordered"]).assert().success().stdout("OK\n");
+    redru(d).arg("indexes").assert().success().stdout("age\tordered\t3\t3\nemail\tunique\t1\t1\nname\tplain\t3\t3\n");
+    redru(d)
+        .args(["explain", "age between 18 and 40"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("index range on `age`"));
+    redru(d).args(["drop-index", "age"]).assert().success();
     redru(d)
         .args(["explain", "name = Alice and age >= 18"])
         .assert()
@@ -507,12 +514,12 @@ fn output_formats_for_programs_and_people() -> TestResult {
         .args(["indexes", "--format", "json"])
         .assert()
         .success()
-        .stdout("[{\"distinct_values\":1,\"entries\":1,\"field\":\"n\",\"unique\":false}]\n");
+        .stdout("[{\"distinct_values\":1,\"entries\":1,\"field\":\"n\",\"kind\":\"hash\",\"unique\":false}]\n");
     redru(d)
         .args(["indexes", "--format", "jsonl"])
         .assert()
         .success()
-        .stdout("{\"distinct_values\":1,\"entries\":1,\"field\":\"n\",\"unique\":false}\n");
+        .stdout("{\"distinct_values\":1,\"entries\":1,\"field\":\"n\",\"kind\":\"hash\",\"unique\":false}\n");
     redru(d).args(["indexes", "--format", "table"]).assert().success().stdout(predicate::str::starts_with("field"));
     redru(d).args(["backups", "--format", "json"]).assert().success().stdout("[]\n");
     redru(d).arg("backup").assert().success();

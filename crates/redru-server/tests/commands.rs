@@ -199,6 +199,13 @@ fn redru_commands_reach_indexes_and_queries() -> TestResult {
     assert_eq!(c.call(&["REDRU.QUERY", "age >= 25"])?, r#"[[$u1, ${"name":"Alice","age":30}]]"#);
     assert!(c.call(&["REDRU.EXPLAIN", "name = Bob"])?.starts_with("$1 matches; index lookup on `name`"));
     assert!(c.call(&["REDRU.INDEXES"])?.contains("$field, $name"));
+    assert!(c.call(&["REDRU.EXPLAIN", "age >= 25"])?.starts_with("$1 matches; full scan"));
+    assert_eq!(c.call(&["REDRU.INDEX", "age", "ORDERED"])?, "+OK");
+    assert!(c.call(&["REDRU.EXPLAIN", "age >= 25"])?.starts_with("$1 matches; index range on `age`"));
+    assert!(c.call(&["REDRU.INDEXES"])?.contains("$kind, $ordered"));
+    assert!(
+        c.call(&["REDRU.INDEX", "x", "SORTED"])?.starts_with("-ERR syntax error: REDRU.INDEX field [UNIQUE|ORDERED]")
+    );
     assert!(c.call(&["REDRU.STATS"])?.contains("\"keys\":2"));
     assert!(c.call(&["REDRU.BACKUP"])?.starts_with("$backup-"));
     assert_eq!(c.call(&["REDRU.DROPINDEX", "name"])?, "+OK");

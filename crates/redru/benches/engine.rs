@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::{
     Bound, BoxResult, CHUNKS, Config, RawLog, Rng, Table, child, fresh_dir, key, num, percentile_us, progress, value,
 };
-use redru::{Batch, Db, Durability, Options, Value};
+use redru::{Batch, Db, Durability, Options, Plan, Query, Value};
 use serde_json::json;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -53,6 +53,9 @@ fn main() -> BoxResult<()> {
     }
     if cfg.wants(&[7]) {
         indexes(&cfg, &mut t)?;
+    }
+    if cfg.wants(&[8]) {
+        ordered_indexes(&cfg, &mut t)?;
     }
     common::report(&cfg, "redru engine benchmarks", &t, Value::Object(extra))?;
     let _ = std::fs::remove_dir_all(&cfg.dir);
@@ -680,5 +683,96 @@ fn indexes(cfg: &Config, t: &mut Table) -> BoxResult<()> {
     t.add("idx0", &w, "relaxed sets, 0 indexes", "sets/s", &r0);
     t.add_vs("idx1", &w, "relaxed sets, 1 index (city)", "sets/s", &r1, "idx0", "0 indexes", None);
     t.add_vs("idx3", &w, "relaxed sets, 3 indexes (city, age, name)", "sets/s", &r3, "idx0", "0 indexes", None);
+    Ok(())
+}
+
+/// Workload 8: an ordered index on `n` (each record's position, unique): a range returning
+/// 100 keys and `sort by n desc limit 10` through it vs the same queries scanning, and relaxed
+/// write throughput with one ordered index vs none.
+fn ordered_indexes(cfg: &Config, t: &mut Table) -> BoxResult<()> {
+    // 0: no index, 1: a hash index on n, 2: an ordered index on n.
+    let load = |dir: &Path, kind: u8| -> BoxResult<(Db, f64)> {
+        let db = relaxed(dir)?;
+        match kind {
+            1 => db.create_index("n")?,
+            2 => db.create_ordered_index("n")?,
+            _ => {}
+        }
+        let data: Vec<(String, Value)> = dataset(cfg.keys)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (k, mut v))| {
+                if let Value::Object(m) = &mut v {
+                    m.insert("n".into(), json!(i));
+                }
+                (k, v)
+            })
+            .collect();
+        let started = Instant::now();
+        for (k, v) in data {
+            db.set(k, v)?;
+        }
+        db.sync()?;
+        Ok((db, cfg.keys as f64 / started.elapsed().as_secs_f64()))
+    };
+    let top = Query::parse("exists n sort by n desc limit 10")?;
+    let span = (cfg.keys as u64).saturating_sub(100).max(1);
+    let range = |rng: &mut Rng| -> BoxResult<Query> {
+        let low = rng.below(span);
+        Ok(Query::parse(&format!("n >= {low} and n < {}", low + 100))?)
+    };
+    let (mut wh, mut w0, mut w1, mut scan, mut ranged, mut sorted, mut walked) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for run in 0..cfg.runs {
+        progress(&format!("8 ordered indexes, run {}", run + 1));
+        let dir = fresh_dir(cfg, "w8")?;
+        let (db, rate) = load(&dir.join("0"), 0)?;
+        w0.push(rate);
+        let mut rng = Rng::new(run as u64);
+        let scans = 5;
+        let started = Instant::now();
+        for _ in 0..scans {
+            let r = db.query(&range(&mut rng)?)?;
+            if r.entries.len() != 100 {
+                return Err(format!("{} keys in a range of 100 ({})", r.entries.len(), r.plan).into());
+            }
+        }
+        scan.push(scans as f64 / started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        for _ in 0..scans {
+            black_box(db.query(&top)?);
+        }
+        sorted.push(scans as f64 / started.elapsed().as_secs_f64());
+        db.close()?;
+        wh.push(load(&dir.join("h"), 1)?.1);
+        let (db, rate) = load(&dir.join("1"), 2)?;
+        w1.push(rate);
+        let queries = 2000;
+        let started = Instant::now();
+        for _ in 0..queries {
+            let r = db.query(&range(&mut rng)?)?;
+            if r.entries.len() != 100 {
+                return Err(format!("{} keys in a range of 100 ({})", r.entries.len(), r.plan).into());
+            }
+        }
+        ranged.push(queries as f64 / started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        for _ in 0..queries {
+            let r = db.query(&top)?;
+            if !matches!(r.plan, Plan::OrderedWalk { stopped_early: true, .. }) {
+                return Err(format!("not an ordered walk: {}", r.plan).into());
+            }
+        }
+        walked.push(queries as f64 / started.elapsed().as_secs_f64());
+        db.close()?;
+    }
+    let w = format!("8 ordered index at {}k keys", cfg.keys / 1000);
+    t.add("oscan", &w, "query n >= X and n < X+100, scanning (no index)", "queries/s", &scan);
+    t.add_vs("orange", &w, "the same through an ordered index on n", "queries/s", &ranged, "oscan", "scan", None);
+    t.add("osort", &w, "query exists n sort by n desc limit 10, scanning", "queries/s", &sorted);
+    t.add_vs("owalk", &w, "the same walking the ordered index", "queries/s", &walked, "osort", "full sort", None);
+    t.add("ow0", &w, "relaxed sets, no index", "sets/s", &w0);
+    t.add_vs("owh", &w, "relaxed sets, 1 hash index (n)", "sets/s", &wh, "ow0", "no index", None);
+    t.add_vs("ow1", &w, "relaxed sets, 1 ordered index (n)", "sets/s", &w1, "ow0", "no index", None);
     Ok(())
 }

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::options::{Durability, Options};
 use crate::state::doc::{Doc, IntoDoc};
-use crate::state::index::{FieldPath, IndexInfo, ValueDigest};
+use crate::state::index::{FieldPath, IndexInfo, IndexKind};
 use crate::state::precondition::Precondition;
 use crate::state::query::{Query, QueryResult};
 use crate::state::store::{Applied, State, Undo};
@@ -913,8 +913,40 @@ impl Db {
     ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
     /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn create_index(&self, field: &str) -> Result<()> {
+        self.create_index_of(field, false, IndexKind::Hash)
+    }
+
+    /// Creates an ordered index on a field path: equality lookups as a hash
+    /// index, and besides them the field values in order, so that `<`, `<=`,
+    /// `>`, `>=` and `between` on the field, and `sort by` it with a
+    /// `limit`, examine only the keys they need. The order across types is
+    /// docs/design.md's ("Ordered indexes"): numbers by value, strings by
+    /// code point. Costs more per write and more memory than a hash index.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = redru::Db::open(dir.path())?;
+    /// db.create_ordered_index("age")?;
+    /// db.set("user:1", redru::json!({"age": 31}))?;
+    /// db.set("user:2", redru::json!({"age": 19.5}))?;
+    /// let r = db.query(&redru::Query::parse("age between 18 and 30")?)?;
+    /// assert_eq!(r.entries[0].0, "user:2");
+    /// assert!(r.plan.to_string().starts_with("index range on `age`"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Db::create_index`].
+    pub fn create_ordered_index(&self, field: &str) -> Result<()> {
+        self.create_index_of(field, false, IndexKind::Ordered)
+    }
+
+    /// Creates an index of any kind (restore recreates a backup's as they were).
+    pub(crate) fn create_index_of(&self, field: &str, unique: bool, kind: IndexKind) -> Result<()> {
         let path = FieldPath::parse(field)?;
-        self.inner.commit(Record::CreateIndex { field: path.as_str().to_owned(), unique: false }).map(|_| ())
+        self.inner.commit(Record::CreateIndex { field: path.as_str().to_owned(), unique, kind }).map(|_| ())
     }
 
     /// Creates a unique hash index: refused if two keys already share a
@@ -929,8 +961,7 @@ impl Db {
     ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
     /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn create_unique_index(&self, field: &str) -> Result<()> {
-        let path = FieldPath::parse(field)?;
-        self.inner.commit(Record::CreateIndex { field: path.as_str().to_owned(), unique: true }).map(|_| ())
+        self.create_index_of(field, true, IndexKind::Hash)
     }
 
     /// Removes the index on `field`.
@@ -961,7 +992,7 @@ impl Db {
         let path = FieldPath::parse(field)?;
         let state = self.inner.read_state();
         let index = state.index(&path).ok_or_else(|| Error::NoIndex { field: path.to_string() })?;
-        Ok(index.lookup(&ValueDigest::of(value)).map(|k| k.to_string()).collect())
+        Ok(index.find(value).map(|k| k.to_string()).collect())
     }
 
     /// Like [`Db::find`], with each key's value.
@@ -972,10 +1003,7 @@ impl Db {
         let path = FieldPath::parse(field)?;
         let state = self.inner.read_state();
         let index = state.index(&path).ok_or_else(|| Error::NoIndex { field: path.to_string() })?;
-        Ok(index
-            .lookup(&ValueDigest::of(value))
-            .filter_map(|k| state.map.get(k).map(|v| (k.to_string(), v.clone())))
-            .collect())
+        Ok(index.find(value).filter_map(|k| state.map.get(k).map(|v| (k.to_string(), v.clone()))).collect())
     }
 
     /// Runs a query: conditions joined by `and` (see [`Query::parse`]). An

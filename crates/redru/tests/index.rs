@@ -1,11 +1,11 @@
-//! Guards hash indexes and queries end to end: `find` stays exact through
-//! updates, deletes, restarts and compaction; unique indexes refuse
-//! duplicates without logging anything; a query answers the same with and
-//! without an index, and says which plan it used.
+//! Guards hash and ordered indexes and queries end to end: `find` and
+//! ranges stay exact through updates, deletes, restarts, saves and
+//! compaction; unique indexes refuse duplicates without logging anything; a
+//! query answers the same with and without indexes, and says which plan it used.
 
 use crate::util::TestResult;
 use proptest::prelude::*;
-use redru::{Batch, Db, Durability, Error, Options, Plan, Query, Value, json};
+use redru::{Batch, Db, Durability, Error, IndexKind, Options, Plan, Query, Value, json};
 
 #[test]
 fn find_stays_exact_through_updates_restarts_and_compaction() -> TestResult {
@@ -109,6 +109,59 @@ fn explain_says_which_plan_ran() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn ordered_indexes_survive_reopen_save_compaction_verify_and_restore() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let keys = |db: &Db, q: &str| -> redru::Result<(Vec<String>, Plan)> {
+        let r = db.query(&Query::parse(q)?)?;
+        Ok((r.entries.into_iter().map(|(k, _)| k).collect(), r.plan))
+    };
+    let db = Db::open(dir.path())?;
+    db.set("a", json!({"age": 30}))?;
+    db.set("b", json!({"age": 25.5}))?;
+    db.create_ordered_index("age")?;
+    db.create_index("name")?;
+    db.set("c", json!({"age": 41}))?;
+    db.set("b", json!({"age": 35}))?;
+    let (found, plan) = keys(&db, "age between 30 and 40")?;
+    assert_eq!(found, ["a", "b"]);
+    assert_eq!(plan, Plan::IndexRange { field: "age".into(), candidates: 2 });
+    let kinds = |db: &Db| db.indexes().into_iter().map(|i| (i.field, i.kind)).collect::<Vec<_>>();
+    let want = [("age".to_owned(), IndexKind::Ordered), ("name".to_owned(), IndexKind::Hash)];
+    assert_eq!(kinds(&db), want);
+    drop(db);
+
+    let db = Db::open(dir.path())?; // from the log
+    assert_eq!(kinds(&db), want);
+    assert_eq!(keys(&db, "age > 31 sort by age desc limit 1")?.0, ["c"]);
+    db.save()?;
+    db.set("d", json!({"age": 32}))?;
+    drop(db);
+
+    let db = Db::open(dir.path())?; // snapshot + log
+    assert_eq!(kinds(&db), want);
+    let (found, plan) = keys(&db, "age >= 32 sort by age limit 2")?;
+    assert_eq!(found, ["d", "b"]);
+    assert!(matches!(plan, Plan::OrderedWalk { stopped_early: true, .. }), "{plan}");
+    let backup = db.backup()?;
+    drop(db);
+
+    let report = redru::verify_dir(dir.path())?;
+    assert!(report.is_clean() && report.indexes.contains(&"age".to_owned()), "{report:?}");
+    redru::compact(dir.path())?;
+    assert!(redru::verify_dir(dir.path())?.is_clean());
+    let db = Db::open(dir.path())?; // compacted
+    assert_eq!(kinds(&db), want);
+    assert_eq!(keys(&db, "age < 33")?.0, ["a", "d"]);
+    // Restore into a database whose `age` index is a hash index: it becomes ordered again.
+    db.drop_index("age")?;
+    db.create_index("age")?;
+    db.restore(&backup.name)?;
+    assert_eq!(kinds(&db), want);
+    assert_eq!(keys(&db, "age < 33")?.1, Plan::IndexRange { field: "age".into(), candidates: 2 });
+    Ok(())
+}
+
 type Entries = Vec<(String, redru::Doc)>;
 
 fn record() -> impl Strategy<Value = Value> {
@@ -116,6 +169,7 @@ fn record() -> impl Strategy<Value = Value> {
         let tags: Vec<String> = tags.iter().map(|t| format!("t{t}")).collect();
         match city {
             Some(c) => json!({"name": format!("n{n}"), "age": age, "city": format!("c{c}"), "tags": tags}),
+            None if n == 4 => json!({"name": "n4"}),
             None => json!({"name": format!("n{n}"), "age": age as f64}),
         }
     })
@@ -131,6 +185,7 @@ enum Expr {
     CityEq(u8),
     CityIn(Vec<u8>),
     HasCity,
+    HasAge,
     KeyPrefix(u8),
     TagsContain(u8),
     NamePrefix(u8),
@@ -153,6 +208,7 @@ impl Expr {
                 format!("city in [{}]", cs.iter().map(|c| format!("\"c{c}\"")).collect::<Vec<_>>().join(", "))
             }
             Expr::HasCity => "exists city".into(),
+            Expr::HasAge => "exists age".into(),
             Expr::KeyPrefix(p) => format!("prefix k{p}"),
             Expr::TagsContain(t) => format!("tags contains t{t}"),
             Expr::NamePrefix(n) => format!("name prefix n{n}"),
@@ -176,6 +232,7 @@ impl Expr {
             Expr::CityEq(c) => s("city") == Some(format!("c{c}")),
             Expr::CityIn(cs) => cs.iter().any(|c| s("city") == Some(format!("c{c}"))),
             Expr::HasCity => v.get("city").is_some(),
+            Expr::HasAge => v.get("age").is_some(),
             Expr::KeyPrefix(p) => key.starts_with(&format!("k{p}")),
             Expr::TagsContain(t) => {
                 v.get("tags").and_then(Value::as_array).is_some_and(|a| a.contains(&json!(format!("t{t}"))))
@@ -197,6 +254,7 @@ fn expr() -> impl Strategy<Value = Expr> {
         (0u8..3).prop_map(Expr::CityEq),
         prop::collection::vec(0u8..4, 1..3).prop_map(Expr::CityIn),
         Just(Expr::HasCity),
+        Just(Expr::HasAge),
         (0u8..3).prop_map(Expr::KeyPrefix),
         (0u8..4).prop_map(Expr::TagsContain),
         (0u8..5).prop_map(Expr::NamePrefix),
@@ -226,7 +284,7 @@ proptest! {
         if let Some((offset, limit, desc)) = page {
             text.push_str(&format!(" sort by age{} limit {limit} offset {offset}", if desc { " desc" } else { "" }));
         }
-        let run = || -> redru::Result<(Entries, Entries, Entries)> {
+        let run = || -> redru::Result<(Entries, Entries, Entries, (Entries, Entries))> {
             let dir = tempfile::tempdir()
                 .map_err(|source| Error::Io { action: "creating", path: "a temporary directory".into(), source })?;
             let db = Options::new().durability(Durability::Never).open(dir.path())?;
@@ -235,9 +293,6 @@ proptest! {
             }
             let q = Query::parse(&text)?;
             let plain = db.query(&q)?.entries;
-            db.create_index("name")?;
-            db.create_index("city")?;
-            let indexed = db.query(&q)?.entries;
             // The oracle: filter, then sort by age (missing first; ties by key), then page.
             let mut brute: Vec<_> = db.scan_prefix("").into_iter().filter(|(k, v)| filter.eval(k, &v.to_value())).collect();
             if let Some((offset, limit, desc)) = page {
@@ -251,9 +306,28 @@ proptest! {
                 });
                 brute = brute.into_iter().skip(offset).take(limit).collect();
             }
-            Ok((plain, indexed, brute))
+            db.create_index("name")?;
+            db.create_index("city")?;
+            db.create_ordered_index("age")?;
+            let indexed = db.query(&q)?.entries;
+            // Kept exact by writes after its creation, too.
+            for (k, v) in rows.iter().rev().take(10) {
+                db.set(format!("k{k}"), v.clone())?;
+            }
+            if let Some((k, _)) = rows.first() {
+                db.delete(&format!("k{k}"))?;
+                db.set(format!("k{k}x"), json!({"name": "n1", "age": 7.5}))?;
+            }
+            let after = db.query(&q)?.entries;
+            db.drop_index("age")?;
+            db.drop_index("name")?;
+            db.drop_index("city")?;
+            let after_plain = db.query(&q)?.entries;
+            Ok((plain, indexed, brute, (after, after_plain)))
         };
-        let (plain, indexed, brute) = run().map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+        let (plain, indexed, brute, (after, after_plain)) =
+            run().map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+        prop_assert_eq!(after, after_plain, "after more writes: {}", text);
         prop_assert_eq!(&brute, &plain, "{}", text);
         prop_assert_eq!(plain, indexed, "{}", text);
     }

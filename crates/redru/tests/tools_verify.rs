@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use redru::internal::record::{self, Record, Seq};
-use redru::{Error, Options, ProblemKind, json};
+use redru::{Error, IndexKind, Options, ProblemKind, json};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -298,7 +298,7 @@ fn records_the_engine_would_refuse_are_found() -> TestResult {
     let dir = tempfile::tempdir()?;
     // Valid checksums, but the second key breaks the unique index.
     let records = [
-        Record::CreateIndex { field: "email".into(), unique: true },
+        Record::CreateIndex { field: "email".into(), unique: true, kind: IndexKind::Hash },
         set("a", json!({"email": "x"})),
         set("b", json!({"email": "x"})),
     ];

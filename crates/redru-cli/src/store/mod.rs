@@ -82,8 +82,8 @@ pub trait Store: Source + Send + Sync {
     fn query(&self, query: &Query, plan: bool) -> Result<Found>;
     /// How a query runs and how many entries match.
     fn explain(&self, query: &Query) -> Result<(String, usize)>;
-    /// Creates an index.
-    fn create_index(&self, field: &str, unique: bool) -> Result<()>;
+    /// Creates an index (`ordered`: an ordered index; never with `unique`).
+    fn create_index(&self, field: &str, unique: bool, ordered: bool) -> Result<()>;
     /// Drops an index.
     fn drop_index(&self, field: &str) -> Result<()>;
     /// Every index with its statistics.
@@ -151,8 +151,12 @@ impl Store for Db {
         let result = Db::query(self, query)?;
         Ok((result.plan.to_string(), result.entries.len()))
     }
-    fn create_index(&self, field: &str, unique: bool) -> Result<()> {
-        Ok(if unique { self.create_unique_index(field) } else { Db::create_index(self, field) }?)
+    fn create_index(&self, field: &str, unique: bool, ordered: bool) -> Result<()> {
+        Ok(match (unique, ordered) {
+            (true, _) => self.create_unique_index(field),
+            (false, true) => self.create_ordered_index(field),
+            (false, false) => Db::create_index(self, field),
+        }?)
     }
     fn drop_index(&self, field: &str) -> Result<()> {
         Ok(Db::drop_index(self, field)?)

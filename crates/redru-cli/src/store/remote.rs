@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use redru::{Doc, IndexInfo, Query};
+use redru::{Doc, IndexInfo, IndexKind, Query};
 
 use super::resp::{Connection, Reply};
 use super::{Found, NotWritten, Store, Target, Write};
@@ -209,10 +209,12 @@ impl Store for Remote {
     fn explain(&self, query: &Query) -> Result<(String, usize)> {
         explained(self.call(args(&["REDRU.EXPLAIN", &query.to_string()]))?)
     }
-    fn create_index(&self, field: &str, unique: bool) -> Result<()> {
+    fn create_index(&self, field: &str, unique: bool, ordered: bool) -> Result<()> {
         let mut words = vec!["REDRU.INDEX", field];
         if unique {
             words.push("UNIQUE");
+        } else if ordered {
+            words.push("ORDERED");
         }
         self.call(args(&words))?;
         Ok(())
@@ -412,13 +414,15 @@ fn explained(reply: Reply) -> Result<(String, usize)> {
 /// One row of REDRU.INDEXES: `field`, `unique`, `distinct_values`, `entries` as pairs.
 fn index_info(row: Reply) -> Result<IndexInfo> {
     let Reply::Array(fields) = row else { bail!("unexpected row in the reply to REDRU.INDEXES") };
-    let mut info = IndexInfo { field: String::new(), unique: false, distinct_values: 0, entries: 0 };
+    let mut info =
+        IndexInfo { field: String::new(), unique: false, kind: IndexKind::Hash, distinct_values: 0, entries: 0 };
     let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         let count = |v: Reply| int(v).map(|n| usize::try_from(n).unwrap_or(0));
         match text(name)?.as_str() {
             "field" => info.field = text(value)?,
             "unique" => info.unique = int(value)? != 0,
+            "kind" => info.kind = if text(value)? == "ordered" { IndexKind::Ordered } else { IndexKind::Hash },
             "distinct_values" => info.distinct_values = count(value)?,
             "entries" => info.entries = count(value)?,
             _ => {}
@@ -463,7 +467,17 @@ mod tests {
             Reply::Int(4),
         ]);
         let info = index_info(row)?;
-        assert_eq!(info, IndexInfo { field: "name".into(), unique: true, distinct_values: 3, entries: 4 });
+        assert_eq!(
+            info,
+            IndexInfo { field: "name".into(), unique: true, kind: IndexKind::Hash, distinct_values: 3, entries: 4 }
+        );
+        let row = Reply::Array(vec![
+            Reply::Bulk(b"field".to_vec()),
+            Reply::Bulk(b"age".to_vec()),
+            Reply::Bulk(b"kind".to_vec()),
+            Reply::Bulk(b"ordered".to_vec()),
+        ]);
+        assert_eq!(index_info(row)?.kind, IndexKind::Ordered);
         Ok(())
     }
 }

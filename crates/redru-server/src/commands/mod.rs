@@ -197,7 +197,15 @@ pub static COMMANDS: &[Spec] = &[
         "Keys whose field equals a JSON value, through its index.",
         redru::find
     ),
-    spec!("redru.index", -2, w, "redru", "field [UNIQUE]", "Creates a hash index on a field path.", redru::index),
+    spec!(
+        "redru.index",
+        -2,
+        w,
+        "redru",
+        "field [UNIQUE|ORDERED]",
+        "Creates a hash or ordered index on a field path.",
+        redru::index
+    ),
     spec!("redru.indexes", 1, r, "redru", "", "Every index with its statistics.", redru::indexes),
     spec!("redru.query", 2, r, "redru", "query", "Key and value pairs matching a query.", redru::query),
     spec!("redru.stats", 1, r, "redru", "", "The database's counters and sizes, as JSON.", redru::stats),

@@ -18,13 +18,15 @@ fn lib(e: redru::Error) -> Reply {
 /// own, not part of a batch. They run under the write gate.
 pub fn index(c: &mut Ctx) -> R {
     let field = c.text(1)?.to_owned();
-    let unique = match c.args.get(2).map(|_| c.upper(2)) {
-        None => false,
-        Some(o) if o == "UNIQUE" && c.args.len() == 3 => true,
-        Some(_) => return Err(Reply::err("syntax error: REDRU.INDEX field [UNIQUE]")),
-    };
+    let option = c.args.get(2).map(|_| c.upper(2));
     let db = c.tx.db();
-    if unique { db.create_unique_index(&field) } else { db.create_index(&field) }.map_err(lib)?;
+    match option.as_deref() {
+        None => db.create_index(&field),
+        Some("UNIQUE") if c.args.len() == 3 => db.create_unique_index(&field),
+        Some("ORDERED") if c.args.len() == 3 => db.create_ordered_index(&field),
+        Some(_) => return Err(Reply::err("syntax error: REDRU.INDEX field [UNIQUE|ORDERED]")),
+    }
+    .map_err(lib)?;
     Ok(Reply::ok())
 }
 
@@ -42,6 +44,7 @@ pub fn indexes(c: &mut Ctx) -> R {
                 Reply::Map(vec![
                     (Reply::text("field"), Reply::text(i.field)),
                     (Reply::text("unique"), Reply::Bool(i.unique)),
+                    (Reply::text("kind"), Reply::text(i.kind.to_string())),
                     (Reply::text("distinct_values"), Reply::Int(i.distinct_values as i64)),
                     (Reply::text("entries"), Reply::Int(i.entries as i64)),
                 ])

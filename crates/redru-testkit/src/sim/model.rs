@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redru::{Batch, Db, Durability, Error, Options, Update, Value, json};
+use redru::{Batch, Db, Durability, Error, IndexKind, Options, Update, Value, json};
 
 use super::{Rng, SimFs};
 
@@ -27,6 +27,7 @@ pub enum Op {
     BatchIfAbsent(String, Vec<BOp>),
     Clear,
     CreateIndex(String, bool),
+    CreateOrderedIndex(String),
     DropIndex(String),
     Save,
     Sync,
@@ -87,6 +88,7 @@ pub fn workload(rng: &mut Rng, len: usize) -> Vec<Op> {
                 )
             }
             67..69 => Op::Clear,
+            69..75 if rng.chance(1, 3) => Op::CreateOrderedIndex(FIELDS[rng.below_usize(3)].to_owned()),
             69..75 => Op::CreateIndex(FIELDS[rng.below_usize(3)].to_owned(), rng.chance(1, 4)),
             75..78 => Op::DropIndex(FIELDS[rng.below_usize(3)].to_owned()),
             78..86 => Op::Save,
@@ -112,7 +114,8 @@ pub fn workload(rng: &mut Rng, len: usize) -> Vec<Op> {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Model {
     pub map: BTreeMap<String, Value>,
-    pub indexes: BTreeMap<String, bool>,
+    /// Field -> (unique, ordered).
+    pub indexes: BTreeMap<String, (bool, bool)>,
 }
 
 impl Model {
@@ -145,7 +148,10 @@ impl Model {
             }
             Op::Clear => self.map.clear(),
             Op::CreateIndex(f, unique) => {
-                self.indexes.insert(f.clone(), *unique);
+                self.indexes.insert(f.clone(), (*unique, false));
+            }
+            Op::CreateOrderedIndex(f) => {
+                self.indexes.insert(f.clone(), (false, true));
             }
             Op::DropIndex(f) => {
                 self.indexes.remove(f);
@@ -170,7 +176,8 @@ impl Model {
             }
         }
         let infos = db.indexes();
-        let got: BTreeMap<String, bool> = infos.iter().map(|i| (i.field.clone(), i.unique)).collect();
+        let got: BTreeMap<String, (bool, bool)> =
+            infos.iter().map(|i| (i.field.clone(), (i.unique, i.kind == IndexKind::Ordered))).collect();
         if got != self.indexes {
             out.push(format!("indexes {got:?}, expected {:?}", self.indexes));
             return out;
@@ -197,8 +204,53 @@ impl Model {
                     other => out.push(format!("index {} finds {other:?} for {value}, expected {keys:?}", info.field)),
                 }
             }
+            if info.kind == IndexKind::Ordered {
+                self.diff_ordered(db, &info.field, &mut out);
+            }
         }
         out
+    }
+
+    /// An ordered index against the model: a walk of the whole order, and a
+    /// range from the middle. The workload's fields hold numbers or strings.
+    fn diff_ordered(&self, db: &Db, field: &str, out: &mut Vec<String>) {
+        let rank = |v: &Value| match v {
+            Value::Number(n) => (0, n.as_f64().unwrap_or(0.0), String::new()),
+            Value::String(s) => (1, 0.0, s.clone()),
+            other => (2, 0.0, other.to_string()),
+        };
+        let mut sorted: Vec<(&String, &Value)> =
+            self.map.iter().filter_map(|(k, v)| resolve(v, field).map(|f| (k, f))).collect();
+        sorted.sort_by(|a, b| {
+            let (x, y) = (rank(a.1), rank(b.1));
+            x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)).then(x.2.cmp(&y.2)).then(a.0.cmp(b.0))
+        });
+        let want: Vec<String> = sorted.iter().map(|(k, _)| (*k).clone()).collect();
+        let keys = |q: &str| -> Result<Vec<String>, String> {
+            let query = redru::Query::parse(q).map_err(|e| e.to_string())?;
+            let r = db.query(&query).map_err(|e| e.to_string())?;
+            Ok(r.entries.into_iter().map(|(k, _)| k).collect())
+        };
+        let walk = format!("exists {field} sort by {field} limit 1000");
+        match keys(&walk) {
+            Ok(got) if got == want => {}
+            other => out.push(format!("ordered index {field}: `{walk}` gives {other:?}, expected {want:?}")),
+        }
+        let Some(middle) = sorted.get(sorted.len() / 2).map(|(_, v)| (*v).clone()) else { return };
+        if !(middle.is_number() || middle.is_string()) {
+            return;
+        }
+        let mut want: Vec<String> = sorted
+            .iter()
+            .filter(|(_, v)| rank(v).0 == rank(&middle).0 && rank(v) >= rank(&middle))
+            .map(|(k, _)| (*k).clone())
+            .collect();
+        want.sort();
+        let range = format!("{field} >= {middle}");
+        match keys(&range) {
+            Ok(got) if got == want => {}
+            other => out.push(format!("ordered index {field}: `{range}` gives {other:?}, expected {want:?}")),
+        }
     }
 }
 
@@ -413,6 +465,7 @@ impl Run {
             (Op::Clear, Some(db)) => db.clear().map(|_| ()),
             (Op::CreateIndex(f, true), Some(db)) => db.create_unique_index(f),
             (Op::CreateIndex(f, false), Some(db)) => db.create_index(f),
+            (Op::CreateOrderedIndex(f), Some(db)) => db.create_ordered_index(f),
             (Op::DropIndex(f), Some(db)) => db.drop_index(f),
             (Op::Save, Some(db)) => {
                 durable_kind = true;

@@ -5,6 +5,7 @@
 //! encodes them as log lines (storage::record). Neither form knows the other.
 
 use crate::state::doc::Doc;
+use crate::state::index::IndexKind;
 
 /// A record's sequence number: strictly increasing by one across the whole log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -45,12 +46,14 @@ pub enum Record {
     Batch(Vec<BatchOp>),
     /// Remove every key (index definitions stay).
     Clear,
-    /// Define a hash index on a field path.
+    /// Define an index on a field path.
     CreateIndex {
         /// The field path, as the user wrote it.
         field: String,
         /// Whether two keys may share a value.
         unique: bool,
+        /// Hash or ordered (logged as `"ordered":true`; absent means hash).
+        kind: IndexKind,
     },
     /// Remove an index definition.
     DropIndex(String),

@@ -1,14 +1,18 @@
-//! Hash indexes over JSON field paths, and the canonical encoding they hash.
+//! Hash and ordered indexes over JSON field paths, the canonical encoding
+//! they hash and the total order across JSON values they sort by.
 //!
 //! Pure: no I/O. An index maps the SHA-256 digest of a field value's canonical
-//! JSON encoding to the sorted set of keys whose value holds it. Invariant:
-//! after every applied record, each index equals a rebuild from the data
-//! (the model and property tests check exactly that).
+//! JSON encoding to the sorted set of keys whose value holds it; an ordered
+//! index also keeps the field values themselves in [`compare_values`] order.
+//! Invariant: after every applied record, each index equals a rebuild from
+//! the data (the model and property tests check exactly that).
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::ops::Bound;
 
-use serde_json::Value;
+use serde_json::{Number, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
@@ -352,6 +356,127 @@ impl fmt::Debug for ValueDigest {
     }
 }
 
+/// The total order of ordered indexes and of `sort by`, across types:
+/// `null` < `false` < `true` < numbers (by exact value: `1` = `1.0`, `-0.0`
+/// = `0`, integers beyond 2^53 compared exactly) < strings (by code point)
+/// < arrays (element by element, then by length) < objects (by canonical
+/// JSON text). Two values compare equal exactly when their canonical
+/// encodings are equal, so equal values share one index entry.
+pub fn compare_values(a: &Value, b: &Value) -> Ordering {
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Bool(false) => 1,
+            Value::Bool(true) => 2,
+            Value::Number(_) => 3,
+            Value::String(_) => 4,
+            Value::Array(_) => 5,
+            Value::Object(_) => 6,
+        }
+    }
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => compare_numbers(x, y),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Array(x), Value::Array(y)) => {
+            for (p, q) in x.iter().zip(y) {
+                let o = compare_values(p, q);
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        (Value::Object(_), Value::Object(_)) => {
+            let text = |v: &Value| {
+                let mut out = Vec::new();
+                canonical(v, &mut out);
+                out
+            };
+            text(a).cmp(&text(b))
+        }
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+/// Two JSON numbers by exact value. Comparing through `f64` would make
+/// `2^53 + 1` equal to the float `2^53` but unequal to the integer `2^53`
+/// (not transitive, which a `BTreeMap` cannot hold), so integers compare as
+/// integers and an integer against a float compares the float's integral
+/// part exactly, then its fraction.
+pub fn compare_numbers(x: &Number, y: &Number) -> Ordering {
+    fn int(n: &Number) -> Option<i128> {
+        n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from))
+    }
+    // JSON has no NaN or infinity: every float compares; -0.0 == 0.0.
+    let float = |n: &Number| n.as_f64().unwrap_or(0.0);
+    match (int(x), int(y)) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        (Some(a), None) => float_against_int(float(y), a).reverse(),
+        (None, Some(b)) => float_against_int(float(x), b),
+        (None, None) => float(x).partial_cmp(&float(y)).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// `f` against an integer within ±2^64.
+fn float_against_int(f: f64, i: i128) -> Ordering {
+    const BEYOND: f64 = 1e30; // far outside ±2^64, far inside i128
+    if f >= BEYOND {
+        return Ordering::Greater;
+    }
+    if f <= -BEYOND {
+        return Ordering::Less;
+    }
+    let whole = f.trunc();
+    // Exact: an integral f64 below 1e30 in magnitude fits an i128.
+    (whole as i128).cmp(&i).then_with(|| (f - whole).partial_cmp(&0.0).unwrap_or(Ordering::Equal))
+}
+
+/// A field value as an ordered index holds it: ordered by [`compare_values`].
+#[derive(Clone, Debug)]
+struct Ordered(Value);
+
+impl PartialEq for Ordered {
+    fn eq(&self, other: &Ordered) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ordered {}
+
+impl PartialOrd for Ordered {
+    fn partial_cmp(&self, other: &Ordered) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ordered {
+    fn cmp(&self, other: &Ordered) -> Ordering {
+        compare_values(&self.0, &other.0)
+    }
+}
+
+/// Which structure an index keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum IndexKind {
+    /// Equality lookups only (`=`, `in`).
+    #[default]
+    Hash,
+    /// Equality lookups, and the field values in order: ranges (`<`, `<=`,
+    /// `>`, `>=`, `between`) and `sort by`.
+    Ordered,
+}
+
+impl fmt::Display for IndexKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IndexKind::Hash => "hash",
+            IndexKind::Ordered => "ordered",
+        })
+    }
+}
+
 /// Statistics of one index, as [`crate::Db::indexes`] reports them.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct IndexInfo {
@@ -359,25 +484,40 @@ pub struct IndexInfo {
     pub field: String,
     /// Whether values are unique across keys.
     pub unique: bool,
+    /// Hash, or ordered.
+    pub kind: IndexKind,
     /// Number of distinct field values.
     pub distinct_values: usize,
     /// Number of (value, key) entries: keys whose value has the field.
     pub entries: usize,
 }
 
-/// One hash index: field value digest -> keys holding that value.
+/// One index: a hash index maps field value digests to the keys holding
+/// each value; an ordered one maps the field values themselves, in order
+/// (equal values are one entry there too, so it answers equality as well,
+/// and a write skips the SHA-256). A unique ordered index (possible in a
+/// log record, not through the API) keeps both: the unique checks go by digest.
 #[derive(Clone, Debug)]
 pub struct Index {
     path: FieldPath,
     unique: bool,
+    kind: IndexKind,
+    /// Empty for an ordered index that is not unique.
     map: DigestMap<BTreeSet<Key>>,
+    /// Empty unless the index is ordered.
+    sorted: BTreeMap<Ordered, BTreeSet<Key>>,
     entries: usize,
 }
 
 impl Index {
-    /// An empty index on `path`.
+    /// An empty hash index on `path`.
     pub fn new(path: FieldPath, unique: bool) -> Index {
-        Index { path, unique, map: DigestMap::default(), entries: 0 }
+        Index::of_kind(path, unique, IndexKind::Hash)
+    }
+
+    /// An empty index of `kind` on `path`.
+    pub fn of_kind(path: FieldPath, unique: bool, kind: IndexKind) -> Index {
+        Index { path, unique, kind, map: DigestMap::default(), sorted: BTreeMap::new(), entries: 0 }
     }
 
     /// The indexed path.
@@ -390,37 +530,105 @@ impl Index {
         self.unique
     }
 
+    /// Hash or ordered.
+    pub fn kind(&self) -> IndexKind {
+        self.kind
+    }
+
     /// The digest of `value`'s field, if it has the field.
     pub fn digest(&self, value: &Value) -> Option<ValueDigest> {
         self.path.resolve(value).map(ValueDigest::of)
     }
 
+    /// Whether the digest map is kept.
+    fn hashed(&self) -> bool {
+        self.kind == IndexKind::Hash || self.unique
+    }
+
     /// Records that `key` holds `value`.
     pub fn insert(&mut self, key: &Key, value: &Value) {
-        if let Some(d) = self.digest(value)
-            && self.map.entry(d).or_default().insert(Key::clone(key))
-        {
+        let Some(field) = self.path.resolve(value) else { return };
+        let added = if self.kind == IndexKind::Ordered {
+            self.sorted.entry(Ordered(field.clone())).or_default().insert(Key::clone(key))
+        } else {
+            false
+        };
+        let added = if self.hashed() {
+            self.map.entry(ValueDigest::of(field)).or_default().insert(Key::clone(key))
+        } else {
+            added
+        };
+        if added {
             self.entries += 1;
         }
     }
 
     /// Forgets that `key` held `value`.
     pub fn remove(&mut self, key: &str, value: &Value) {
-        if let Some(d) = self.digest(value)
-            && let Some(keys) = self.map.get_mut(&d)
-        {
-            if keys.remove(key) {
-                self.entries -= 1;
+        let Some(field) = self.path.resolve(value) else { return };
+        let mut removed = false;
+        if self.kind == IndexKind::Ordered {
+            let at = Ordered(field.clone());
+            if let Some(keys) = self.sorted.get_mut(&at) {
+                removed = keys.remove(key);
+                if keys.is_empty() {
+                    self.sorted.remove(&at);
+                }
             }
-            if keys.is_empty() {
-                self.map.remove(&d);
+        }
+        if self.hashed() {
+            let d = ValueDigest::of(field);
+            if let Some(keys) = self.map.get_mut(&d) {
+                removed = keys.remove(key);
+                if keys.is_empty() {
+                    self.map.remove(&d);
+                }
             }
+        }
+        if removed {
+            self.entries -= 1;
         }
     }
 
-    /// The keys whose field value has digest `d`, in key order.
+    /// The keys whose field value has digest `d`, in key order: for hash
+    /// and unique indexes (an ordered index answers [`Index::find`]).
     pub fn lookup(&self, d: &ValueDigest) -> impl Iterator<Item = &Key> {
         self.map.get(d).into_iter().flatten()
+    }
+
+    /// The keys whose field value equals `value` (canonical equality), in key order.
+    pub fn find(&self, value: &Value) -> Box<dyn Iterator<Item = &Key> + '_> {
+        if self.hashed() {
+            Box::new(self.map.get(&ValueDigest::of(value)).into_iter().flatten())
+        } else {
+            Box::new(self.sorted.get(&Ordered(value.clone())).into_iter().flatten())
+        }
+    }
+
+    /// For an ordered index, the groups of keys whose field value lies
+    /// between `low` and `high` ([`compare_values`] order), each group one
+    /// value with its keys in key order; groups ascending, or descending
+    /// with `descending`. Empty for a hash index or an empty range.
+    pub fn range<'a>(
+        &'a self,
+        low: Bound<&Value>,
+        high: Bound<&Value>,
+        descending: bool,
+    ) -> Box<dyn Iterator<Item = &'a BTreeSet<Key>> + 'a> {
+        let empty = match (low, high) {
+            (Bound::Included(l), Bound::Included(h)) => compare_values(l, h) == Ordering::Greater,
+            (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) => {
+                compare_values(l, h) != Ordering::Less
+            }
+            _ => false,
+        };
+        if empty {
+            // BTreeMap::range panics on an inverted range.
+            return Box::new(std::iter::empty());
+        }
+        let owned = |b: Bound<&Value>| b.map(|v| Ordered(v.clone()));
+        let groups = self.sorted.range((owned(low), owned(high))).map(|(_, keys)| keys);
+        if descending { Box::new(groups.rev()) } else { Box::new(groups) }
     }
 
     /// Statistics.
@@ -428,14 +636,22 @@ impl Index {
         IndexInfo {
             field: self.path.to_string(),
             unique: self.unique,
-            distinct_values: self.map.len(),
+            kind: self.kind,
+            distinct_values: if self.hashed() { self.map.len() } else { self.sorted.len() },
             entries: self.entries,
         }
     }
 
     /// Whether two indexes hold exactly the same entries (verify compares a rebuild).
     pub fn same_entries(&self, other: &Index) -> bool {
-        self.entries == other.entries && self.map == other.map
+        self.kind == other.kind
+            && self.entries == other.entries
+            && self.map == other.map
+            && self.sorted.len() == other.sorted.len()
+            && self.sorted.iter().zip(&other.sorted).all(|((a, x), (b, y))| {
+                // Equal in order is not enough: the value held must be the same one.
+                ValueDigest::of(&a.0) == ValueDigest::of(&b.0) && x == y
+            })
     }
 }
 
@@ -553,7 +769,97 @@ mod tests {
         idx.remove("k1", &json!({"name":"A"}));
         idx.remove("k2", &json!({"name":"A"}));
         assert_eq!(idx.lookup(&d).count(), 0);
-        assert_eq!(idx.info(), IndexInfo { field: "name".into(), unique: false, distinct_values: 0, entries: 0 });
+        assert_eq!(
+            idx.info(),
+            IndexInfo { field: "name".into(), unique: false, kind: IndexKind::Hash, distinct_values: 0, entries: 0 }
+        );
+        Ok(())
+    }
+
+    /// The order is total, agrees with canonical equality, and ranks the types.
+    #[test]
+    fn values_order_exactly_across_types() -> Result<(), serde_json::Error> {
+        let ascending = [
+            "null",
+            "false",
+            "true",
+            "-1e300",
+            "-5",
+            "-0.5",
+            "0",
+            "0.5",
+            "1",
+            "1.5",
+            "9007199254740992",
+            "9007199254740993",
+            "18446744073709551615",
+            "1.8446744073709552e19",
+            "1e300",
+            "\"\"",
+            "\"A\"",
+            "\"a\"",
+            "\"é\"",
+            "\"😀\"",
+            "[]",
+            "[1]",
+            "[1,2]",
+            "[2]",
+            // Objects by canonical text: `"` (0x22) sorts before `}` (0x7d).
+            "{\"a\":1}",
+            "{}",
+        ];
+        let values: Vec<Value> = ascending.iter().map(|t| serde_json::from_str(t)).collect::<Result<_, _>>()?;
+        for (i, a) in values.iter().enumerate() {
+            for (j, b) in values.iter().enumerate() {
+                assert_eq!(compare_values(a, b), i.cmp(&j), "{a} vs {b}");
+            }
+        }
+        for (x, y) in [
+            ("1", "1.0"),
+            ("0", "-0.0"),
+            ("-0.0", "0.0"),
+            ("100", "1e2"),
+            ("[1,{\"b\":1,\"a\":2}]", "[1.0,{\"a\":2,\"b\":1}]"),
+        ] {
+            let (x, y): (Value, Value) = (serde_json::from_str(x)?, serde_json::from_str(y)?);
+            assert_eq!(compare_values(&x, &y), Ordering::Equal, "{x} vs {y}");
+            assert_eq!(ValueDigest::of(&x), ValueDigest::of(&y), "equal in order means equal digests");
+        }
+        // Through f64, the float 2^53 would equal both 2^53 and 2^53 + 1.
+        let (int, next, float) =
+            (json!(9_007_199_254_740_992_u64), json!(9_007_199_254_740_993_u64), json!(9_007_199_254_740_992.0));
+        assert_eq!(compare_values(&int, &float), Ordering::Equal);
+        assert_eq!(compare_values(&next, &float), Ordering::Greater);
+        Ok(())
+    }
+
+    #[test]
+    fn an_ordered_index_keeps_values_in_order_and_forgets_exactly() -> Result<()> {
+        let mut idx = Index::of_kind(FieldPath::parse("n")?, false, IndexKind::Ordered);
+        for (k, v) in [("a", json!(2)), ("b", json!(1.0)), ("c", json!("x")), ("d", json!(1)), ("e", json!(-0.0))] {
+            idx.insert(&Key::from(k), &json!({ "n": v }));
+        }
+        let all = |idx: &Index, descending| -> Vec<Vec<String>> {
+            idx.range(Bound::Unbounded, Bound::Unbounded, descending)
+                .map(|keys| keys.iter().map(|k| k.to_string()).collect())
+                .collect()
+        };
+        assert_eq!(all(&idx, false), [vec!["e"], vec!["b", "d"], vec!["a"], vec!["c"]]);
+        assert_eq!(all(&idx, true), [vec!["c"], vec!["a"], vec!["b", "d"], vec!["e"]], "keys in order within a value");
+        let one = json!(1);
+        assert_eq!(idx.range(Bound::Excluded(&one), Bound::Excluded(&one), false).count(), 0, "no panic");
+        assert_eq!(idx.range(Bound::Included(&json!(3)), Bound::Included(&one), false).count(), 0, "no panic");
+        // Removing under an equal value (1 for 1.0) forgets the entry.
+        idx.remove("b", &json!({"n": 1}));
+        idx.remove("e", &json!({"n": 0}));
+        assert_eq!(all(&idx, false), [vec!["d"], vec!["a"], vec!["c"]]);
+        let mut rebuilt = Index::of_kind(FieldPath::parse("n")?, false, IndexKind::Ordered);
+        for (k, v) in [("a", json!(2)), ("c", json!("x")), ("d", json!(1))] {
+            rebuilt.insert(&Key::from(k), &json!({ "n": v }));
+        }
+        assert!(idx.same_entries(&rebuilt));
+        assert!(!idx.same_entries(&Index::new(FieldPath::parse("n")?, false)), "a hash index differs");
+        assert_eq!(idx.info().kind, IndexKind::Ordered);
         Ok(())
     }
 }

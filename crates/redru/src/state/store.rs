@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::state::change::{BatchOp, Record, Seq};
 use crate::state::doc::Doc;
-use crate::state::index::{DigestMap, FieldPath, Index, IndexInfo, Wanted};
+use crate::state::index::{DigestMap, FieldPath, Index, IndexInfo, IndexKind, Wanted};
 
 /// How many shards the map has.
 pub const SHARDS: usize = 64;
@@ -360,7 +360,7 @@ impl State {
                 self.check_unique(&finals, replaces_all)
             }
             Record::Delete(_) | Record::Clear => Ok(()),
-            Record::CreateIndex { field, unique } => {
+            Record::CreateIndex { field, unique, .. } => {
                 let path = FieldPath::parse(field)?;
                 if self.indexes.contains_key(path.as_str()) {
                     return Err(Error::IndexExists { field: path.to_string() });
@@ -548,10 +548,10 @@ impl State {
                 keep(UndoStep::All(Box::new(cleared)));
                 Applied { existed }
             }
-            Record::CreateIndex { field, unique } => {
+            Record::CreateIndex { field, unique, kind } => {
                 // A replayed definition was valid when logged.
                 if let Ok(path) = FieldPath::parse(field) {
-                    let index = build_index(&self.map, path.clone(), *unique);
+                    let index = build_index(&self.map, path.clone(), *unique, *kind);
                     self.indexes.insert(path.as_str().to_owned(), index);
                     self.indexes_changed();
                     keep(UndoStep::Created(path.as_str().to_owned()));
@@ -600,7 +600,11 @@ impl State {
     /// as dropping them here).
     fn clear(&mut self) -> (Map, BTreeMap<String, Index>) {
         let map = std::mem::take(&mut self.map);
-        let emptied = self.indexes.iter().map(|(n, i)| (n.clone(), Index::new(i.path().clone(), i.unique()))).collect();
+        let emptied = self
+            .indexes
+            .iter()
+            .map(|(n, i)| (n.clone(), Index::of_kind(i.path().clone(), i.unique(), i.kind())))
+            .collect();
         (map, std::mem::replace(&mut self.indexes, emptied))
     }
 
@@ -649,9 +653,9 @@ fn check_value(key: &str, value: &Doc) -> Result<()> {
 }
 
 /// Builds an index on `path` from scratch.
-pub fn build_index(map: &Map, path: FieldPath, unique: bool) -> Index {
+pub fn build_index(map: &Map, path: FieldPath, unique: bool, kind: IndexKind) -> Index {
     let wanted = Wanted::of([&path]);
-    let mut index = Index::new(path, unique);
+    let mut index = Index::of_kind(path, unique, kind);
     for (key, doc) in map.iter() {
         index.insert(key, &wanted.extract(doc.as_str()));
     }
@@ -706,7 +710,7 @@ mod tests {
     #[test]
     fn undo_takes_back_every_kind_of_record_newest_first() {
         let mut s = State::default();
-        s.apply(Seq(1), &Record::CreateIndex { field: "n".into(), unique: false });
+        s.apply(Seq(1), &Record::CreateIndex { field: "n".into(), unique: false, kind: IndexKind::Hash });
         s.apply(Seq(2), &set("x", json!({"n": "a"})));
         s.apply(Seq(3), &set("y", json!({"n": "b"})));
         let records = [
@@ -722,7 +726,7 @@ mod tests {
                 BatchOp::Set("v".into(), Doc::from(json!({"n": "b"}))),
             ]),
             Record::DropIndex("n".into()),
-            Record::CreateIndex { field: "m".into(), unique: true },
+            Record::CreateIndex { field: "m".into(), unique: true, kind: IndexKind::Hash },
             Record::Clear,
             set("q", json!({"n": "a"})),
         ];
@@ -779,7 +783,7 @@ mod tests {
     #[test]
     fn unique_checks_see_the_whole_batch() {
         let mut s = State::default();
-        s.apply(Seq(1), &Record::CreateIndex { field: "email".into(), unique: true });
+        s.apply(Seq(1), &Record::CreateIndex { field: "email".into(), unique: true, kind: IndexKind::Hash });
         s.apply(Seq(2), &set("a", json!({"email": "x"})));
         // A second key with the same value is refused.
         assert!(matches!(s.check(&set("b", json!({"email": "x"}))), Err(Error::UniqueViolation { .. })));
@@ -803,10 +807,10 @@ mod tests {
         s.apply(Seq(3), &set("c", json!({"tag": 1})));
         s.apply(Seq(4), &set("d", json!({"tag": 1.0})));
         assert!(matches!(
-            s.check(&Record::CreateIndex { field: "tag".into(), unique: true }),
+            s.check(&Record::CreateIndex { field: "tag".into(), unique: true, kind: IndexKind::Hash }),
             Err(Error::UniqueViolation { .. })
         ));
-        assert!(s.check(&Record::CreateIndex { field: "tag".into(), unique: false }).is_ok());
+        assert!(s.check(&Record::CreateIndex { field: "tag".into(), unique: false, kind: IndexKind::Hash }).is_ok());
         assert!(matches!(s.check(&Record::DropIndex("nope".into())), Err(Error::NoIndex { .. })));
     }
 
@@ -814,7 +818,7 @@ mod tests {
     fn indexes_follow_updates_and_clear() -> Result<()> {
         let mut s = State::default();
         s.apply(Seq(1), &set("a", json!({"name": "Alice"})));
-        s.apply(Seq(2), &Record::CreateIndex { field: "name".into(), unique: false });
+        s.apply(Seq(2), &Record::CreateIndex { field: "name".into(), unique: false, kind: IndexKind::Hash });
         let path = FieldPath::parse("name")?;
         let alice = ValueDigest::of(&json!("Alice"));
         let count = |s: &State| s.index(&path).map(|i| i.lookup(&alice).count()).unwrap_or(99);

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 pub use crate::state::change::{BatchOp, Record, Seq};
 use crate::state::doc::Doc;
-use crate::state::index::FieldPath;
+use crate::state::index::{FieldPath, IndexKind};
 
 /// Bytes before the JSON payload: eight hex digits and a space.
 pub const PREFIX_LEN: usize = 9;
@@ -44,10 +44,15 @@ pub fn encode(seq: Seq, record: &Record, out: &mut Vec<u8>) {
             out.push(b']');
         }
         Record::Clear => out.extend_from_slice(b"\"clear\""),
-        Record::CreateIndex { field, unique } => {
+        Record::CreateIndex { field, unique, kind } => {
             out.extend_from_slice(b"\"create_index\",\"field\":");
             json_string(field, out);
             out.extend_from_slice(if *unique { b",\"unique\":true" } else { b",\"unique\":false" });
+            // Written only for an ordered index, so hash index records read
+            // (and are written) exactly as before the field existed.
+            if *kind == IndexKind::Ordered {
+                out.extend_from_slice(b",\"ordered\":true");
+            }
         }
         Record::DropIndex(field) => {
             out.extend_from_slice(b"\"drop_index\",\"field\":");
@@ -159,7 +164,8 @@ pub fn decode_payload(payload: &[u8]) -> Result<(Seq, Record), String> {
         Kind::CreateIndex => {
             let field = raw.field.ok_or("`create_index` record without `field`")?;
             FieldPath::parse(&field).map_err(|e| e.to_string())?;
-            Record::CreateIndex { field, unique: raw.unique.unwrap_or(false) }
+            let kind = if raw.ordered.unwrap_or(false) { IndexKind::Ordered } else { IndexKind::Hash };
+            Record::CreateIndex { field, unique: raw.unique.unwrap_or(false), kind }
         }
         Kind::DropIndex => Record::DropIndex(raw.field.ok_or("`drop_index` record without `field`")?),
     };
@@ -205,6 +211,8 @@ struct RawRecord<'a> {
     field: Option<String>,
     #[serde(default)]
     unique: Option<bool>,
+    #[serde(default)]
+    ordered: Option<bool>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -266,7 +274,8 @@ mod tests {
         roundtrip(Record::Batch(vec![BatchOp::Set("a".into(), Doc::from(json!(null))), BatchOp::Delete("b".into())]))?;
         roundtrip(Record::Batch(vec![]))?;
         roundtrip(Record::Clear)?;
-        roundtrip(Record::CreateIndex { field: "address.city".into(), unique: true })?;
+        roundtrip(Record::CreateIndex { field: "address.city".into(), unique: true, kind: IndexKind::Hash })?;
+        roundtrip(Record::CreateIndex { field: "age".into(), unique: false, kind: IndexKind::Ordered })?;
         roundtrip(Record::DropIndex("name".into()))?;
         Ok(())
     }
@@ -278,6 +287,24 @@ mod tests {
         let payload = br#"{"seq":1,"op":"del","key":"k"}"#;
         let expected = format!("{:08x} {}\n", crc32fast::hash(payload), std::str::from_utf8(payload).unwrap_or(""));
         assert_eq!(String::from_utf8_lossy(&line), expected);
+    }
+
+    /// A hash index record is byte for byte what it was before ordered
+    /// indexes; an ordered one adds `"ordered":true`, and its absence reads as hash.
+    #[test]
+    fn index_records_keep_their_bytes() -> Result<(), DecodeError> {
+        let payload = |record: &Record| {
+            let mut line = Vec::new();
+            encode(Seq(2), record, &mut line);
+            String::from_utf8_lossy(&line[PREFIX_LEN..line.len() - 1]).into_owned()
+        };
+        let hash = Record::CreateIndex { field: "a".into(), unique: false, kind: IndexKind::Hash };
+        assert_eq!(payload(&hash), r#"{"seq":2,"op":"create_index","field":"a","unique":false}"#);
+        let ordered = Record::CreateIndex { field: "a".into(), unique: false, kind: IndexKind::Ordered };
+        assert_eq!(payload(&ordered), r#"{"seq":2,"op":"create_index","field":"a","unique":false,"ordered":true}"#);
+        let old = br#"{"seq":2,"op":"create_index","field":"a","unique":true}"#;
+        assert!(matches!(decode_payload(old), Ok((_, Record::CreateIndex { kind: IndexKind::Hash, .. }))));
+        Ok(())
     }
 
     #[test]

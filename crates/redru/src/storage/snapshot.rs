@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::state::doc::Doc;
 use crate::state::doc::StrRef;
-use crate::state::index::FieldPath;
+use crate::state::index::{FieldPath, IndexKind};
 use crate::state::store::{Key, Map, SHARDS, ShardLists, State, build_index};
 use crate::storage::files;
 use crate::storage::record::Seq;
@@ -44,6 +44,22 @@ pub struct IndexDef {
     pub field: String,
     /// Whether values must be unique.
     pub unique: bool,
+    /// An ordered index: written as `"ordered":true` only then, so a
+    /// snapshot without ordered indexes reads and writes as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ordered: bool,
+}
+
+impl IndexDef {
+    /// The definition of an index of `kind`.
+    pub fn of(field: String, unique: bool, kind: IndexKind) -> IndexDef {
+        IndexDef { field, unique, ordered: kind == IndexKind::Ordered }
+    }
+
+    /// Hash or ordered.
+    pub fn kind(&self) -> IndexKind {
+        if self.ordered { IndexKind::Ordered } else { IndexKind::Hash }
+    }
 }
 
 /// What a snapshot is written from: a point-in-time copy of the data (cheap:
@@ -61,8 +77,7 @@ pub struct Frozen {
 impl Frozen {
     /// Freezes `state` (O(shards), not O(keys)).
     pub fn of(state: &State) -> Frozen {
-        let defs =
-            state.indexes.values().map(|i| IndexDef { field: i.path().to_string(), unique: i.unique() }).collect();
+        let defs = state.indexes.values().map(|i| IndexDef::of(i.path().to_string(), i.unique(), i.kind())).collect();
         Frozen { map: state.map.clone(), defs, seq: state.seq }
     }
 }
@@ -258,19 +273,21 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(State, SnapshotInfo)> {
         state.seq = Seq(0);
         defs.clear();
     }
-    let mut paths: Vec<(FieldPath, bool)> = Vec::new();
+    let mut paths: Vec<(FieldPath, bool, IndexKind)> = Vec::new();
     for def in defs {
         let path = FieldPath::parse(&def.field).map_err(|e| bad(format!("index definition: {e}")))?;
-        if paths.iter().any(|(p, _)| p == &path) {
+        if paths.iter().any(|(p, _, _)| p == &path) {
             return Err(bad(format!("index on `{path}` defined twice")));
         }
-        paths.push((path, def.unique));
+        paths.push((path, def.unique, def.kind()));
     }
     // Index contents are rebuilt, one index per thread.
     let map = &state.map;
     let built: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> =
-            paths.into_iter().map(|(path, unique)| s.spawn(move || build_index(map, path, unique))).collect();
+        let handles: Vec<_> = paths
+            .into_iter()
+            .map(|(path, unique, kind)| s.spawn(move || build_index(map, path, unique, kind)))
+            .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
     for index in built {
@@ -421,7 +438,8 @@ mod tests {
         let mut s = State::default();
         s.apply(Seq(1), &Record::Set("b".into(), crate::Doc::from(json!({"name": "Bob"}))));
         s.apply(Seq(2), &Record::Set("a".into(), crate::Doc::from(json!([1, "x", null]))));
-        s.apply(Seq(3), &Record::CreateIndex { field: "name".into(), unique: true });
+        s.apply(Seq(3), &Record::CreateIndex { field: "name".into(), unique: true, kind: IndexKind::Hash });
+        s.apply(Seq(4), &Record::CreateIndex { field: "$".into(), unique: false, kind: IndexKind::Ordered });
         s
     }
 
@@ -434,12 +452,19 @@ mod tests {
         // It is plain JSON: any JSON reader takes it.
         let doc: serde_json::Value = serde_json::from_slice(&bytes)?;
         assert_eq!(doc["data"]["b"]["name"], json!("Bob"));
-        assert_eq!(doc["seq"], json!(3));
+        assert_eq!(doc["seq"], json!(4));
+        // `ordered` is written only for an ordered index.
+        assert_eq!(
+            doc["indexes"],
+            json!([{"field": "$", "unique": false, "ordered": true}, {"field": "name", "unique": true}])
+        );
         assert_eq!(doc["sha256"], json!(info.sha256));
         let (state, loaded) = parse(Path::new("x"), &bytes)?;
         assert_eq!(loaded, info);
         assert_eq!(state.map.len(), 2);
-        assert_eq!(state.index_infos()[0].entries, 1);
+        let infos = state.index_infos();
+        assert_eq!((infos[0].kind, infos[0].entries), (IndexKind::Ordered, 2));
+        assert_eq!((infos[1].kind, infos[1].entries), (IndexKind::Hash, 1));
         assert!(!dir.path().join(TMP_NAME).exists());
         Ok(())
     }

@@ -22,6 +22,7 @@ use crate::db::{Batch, Db};
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::state::index::FieldPath;
+use crate::state::index::IndexKind;
 use crate::storage::record::Seq;
 use crate::storage::snapshot::{self, Frozen, IndexDef};
 use crate::storage::vfs::Vfs;
@@ -576,11 +577,13 @@ impl Db {
         let undo = self.backup()?;
         let failed =
             |e: Error| Error::RestoreFailed { path: path.to_owned(), undo: undo.name.clone(), source: Box::new(e) };
-        let wanted: Vec<(String, bool)> = state.indexes.values().map(|i| (i.path().to_string(), i.unique())).collect();
-        let current: Vec<(String, bool)> = self.indexes().into_iter().map(|i| (i.field, i.unique)).collect();
+        let wanted: Vec<(String, bool, IndexKind)> =
+            state.indexes.values().map(|i| (i.path().to_string(), i.unique(), i.kind())).collect();
+        let current: Vec<(String, bool, IndexKind)> =
+            self.indexes().into_iter().map(|i| (i.field, i.unique, i.kind)).collect();
         let mut dropped = Vec::new();
-        for (field, unique) in &current {
-            if !wanted.contains(&(field.clone(), *unique)) {
+        for def @ (field, _, _) in &current {
+            if !wanted.contains(def) {
                 self.drop_index(field).map_err(failed)?;
                 dropped.push(field.clone());
             }
@@ -591,10 +594,9 @@ impl Db {
         }
         self.batch(batch).map_err(failed)?;
         let mut created = Vec::new();
-        for (field, unique) in &wanted {
-            if !current.contains(&(field.clone(), *unique)) {
-                let outcome = if *unique { self.create_unique_index(field) } else { self.create_index(field) };
-                outcome.map_err(failed)?;
+        for def @ (field, unique, kind) in &wanted {
+            if !current.contains(def) {
+                self.create_index_of(field, *unique, *kind).map_err(failed)?;
                 created.push(field.clone());
             }
         }

@@ -668,7 +668,7 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path, opened_before: bool) -> Result<
         report.keys = state.map.len();
         for (field, index) in &state.indexes {
             report.indexes.push(field.clone());
-            let rebuilt = build_index(&state.map, index.path().clone(), index.unique());
+            let rebuilt = build_index(&state.map, index.path().clone(), index.unique(), index.kind());
             if !index.same_entries(&rebuilt) {
                 let (kept, fresh) = (index.info(), rebuilt.info());
                 report.problems.push(Problem::new(

@@ -33,8 +33,8 @@ pub enum Command {
     Find(Find),
     /// `explain <query>`
     Explain { query: String },
-    /// `index <field> [unique]`
-    Index { field: String, unique: bool },
+    /// `index <field> [unique|ordered]`
+    Index { field: String, unique: bool, ordered: bool },
     /// `drop-index <field>`
     DropIndex { field: String },
     /// `indexes`
@@ -167,7 +167,16 @@ impl Command {
             Command::Get { key } => format!("get {}", q(key)),
             Command::Delete { key } => format!("delete {}", q(key)),
             Command::Exists { key } => format!("exists {}", q(key)),
-            Command::Index { field, unique } => format!("index {}{}", q(field), if *unique { " unique" } else { "" }),
+            Command::Index { field, unique, ordered } => {
+                let kind = if *unique {
+                    " unique"
+                } else if *ordered {
+                    " ordered"
+                } else {
+                    ""
+                };
+                format!("index {}{kind}", q(field))
+            }
             Command::DropIndex { field } => format!("drop-index {}", q(field)),
             Command::Clear { yes } => (if *yes { "clear --yes" } else { "clear" }).to_owned(),
             Command::Indexes => "indexes".into(),

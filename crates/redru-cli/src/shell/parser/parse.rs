@@ -143,13 +143,16 @@ fn parse_cursor(mut cur: Cursor) -> Result<Option<Command>, ParseError> {
         }
         "index" => {
             let field = key(&mut cur, "field")?;
-            let unique = match cur.word().map_err(err)?.as_deref() {
-                None => false,
-                Some("unique" | "--unique" | "UNIQUE") => true,
-                Some(other) => return Err(err(format!("expected `unique` after the field, found `{other}`"))),
+            let (unique, ordered) = match cur.word().map_err(err)?.as_deref() {
+                None => (false, false),
+                Some("unique" | "--unique" | "UNIQUE") => (true, false),
+                Some("ordered" | "--ordered" | "ORDERED") => (false, true),
+                Some(other) => {
+                    return Err(err(format!("expected `unique` or `ordered` after the field, found `{other}`")));
+                }
             };
             end(&mut cur, "field")?;
-            Command::Index { field, unique }
+            Command::Index { field, unique, ordered }
         }
         "drop-index" => {
             let field = key(&mut cur, "field")?;
@@ -465,7 +468,7 @@ mod tests {
         );
         assert_eq!(
             args(&["index", "email", "unique"]),
-            Ok(Some(Command::Index { field: "email".into(), unique: true }))
+            Ok(Some(Command::Index { field: "email".into(), unique: true, ordered: false }))
         );
         assert_eq!(args(&["rm", "\"q\""]), Ok(Some(Command::Delete { key: "\"q\"".into() })));
         assert_eq!(args(&["get", ""]), Ok(Some(Command::Get { key: "".into() })));
@@ -538,10 +541,12 @@ mod tests {
 
     #[test]
     fn index_clear_and_flags() {
-        assert_eq!(ok("index name"), Command::Index { field: "name".into(), unique: false });
-        assert_eq!(ok("index email unique"), Command::Index { field: "email".into(), unique: true });
-        assert_eq!(ok("index email --unique"), Command::Index { field: "email".into(), unique: true });
-        assert!(fails("index email uniq").message.contains("expected `unique`"));
+        assert_eq!(ok("index name"), Command::Index { field: "name".into(), unique: false, ordered: false });
+        assert_eq!(ok("index email unique"), Command::Index { field: "email".into(), unique: true, ordered: false });
+        assert_eq!(ok("index email --unique"), Command::Index { field: "email".into(), unique: true, ordered: false });
+        assert_eq!(ok("index age ordered"), Command::Index { field: "age".into(), unique: false, ordered: true });
+        assert!(fails("index email uniq").message.contains("expected `unique` or `ordered`"));
+        assert!(fails("index age ordered unique").message.contains("unique"));
         assert_eq!(ok("drop-index name"), Command::DropIndex { field: "name".into() });
         assert_eq!(ok("clear"), Command::Clear { yes: false });
         assert_eq!(ok("clear --yes"), Command::Clear { yes: true });

@@ -203,14 +203,14 @@ pub const COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "index",
-        usage: "index <field> [unique]",
+        usage: "index <field> [unique|ordered]",
         aliases: &["create-index"],
-        args: &["<field>", "[unique]"],
+        args: &["<field>", "[unique|ordered]"],
         arg: Arg::Field,
         place: Place::Everywhere,
-        summary: "index a field path (`unique` refuses duplicates)",
+        summary: "index a field path (`unique` refuses duplicates; `ordered` serves <, >, between, sort by)",
         details: "Field paths use dots: name, address.city, tags.0.",
-        examples: &["index name", "index email unique"],
+        examples: &["index name", "index email unique", "index age ordered"],
     },
     Spec {
         name: "drop-index",

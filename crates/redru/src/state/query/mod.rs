@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::state::doc::Doc;
-use crate::state::index::{FieldPath, ValueDigest};
+use crate::state::index::{FieldPath, ValueDigest, compare_numbers, compare_values};
 
 #[cfg(test)]
 pub use run::run;
@@ -300,6 +300,29 @@ pub enum Plan {
         /// Keys the combination returned.
         candidates: usize,
     },
+    /// Candidates came from a range of the ordered index on `field` (the
+    /// range `<`, `<=`, `>`, `>=` or `between` bound), then every condition
+    /// was checked on each.
+    IndexRange {
+        /// The indexed field used.
+        field: String,
+        /// Keys in the range.
+        candidates: usize,
+    },
+    /// `sort by FIELD ... limit N`: the ordered index on `field` was walked
+    /// in order (within the filter's range on it, if any), checking the
+    /// filter on each key, until the page was full.
+    OrderedWalk {
+        /// The indexed field walked.
+        field: String,
+        /// Walked from the largest value down.
+        descending: bool,
+        /// Keys examined.
+        examined: usize,
+        /// Whether the walk stopped before the end of the index (then
+        /// [`QueryResult::total`] counts only the matches it examined).
+        stopped_early: bool,
+    },
     /// Every key (or every key with the prefix) was examined.
     Scan {
         /// Keys examined.
@@ -320,6 +343,14 @@ impl fmt::Display for Plan {
             Plan::Indexes { combined, candidates: n } => {
                 write!(f, "index lookups {combined} ({}), then filter", candidates(*n))
             }
+            Plan::IndexRange { field, candidates: n } => {
+                write!(f, "index range on `{field}` ({}), then filter", candidates(*n))
+            }
+            Plan::OrderedWalk { field, descending, examined, stopped_early } => {
+                let order = if *descending { "descending" } else { "ascending" };
+                let end = if *stopped_early { "stopped when the page was full" } else { "to the end" };
+                write!(f, "ordered index walk on `{field}`, {order} ({} examined, {end})", keys(*examined))
+            }
             Plan::Scan { examined, prefix: None } => {
                 write!(f, "full scan ({} examined; no index applies)", keys(*examined))
             }
@@ -336,7 +367,9 @@ pub struct QueryResult {
     /// Matching keys and their values (projected with `fields`), sorted by
     /// key or by `sort by`, the page `offset`/`limit` chose.
     pub entries: Vec<(String, Doc)>,
-    /// How many entries matched before `offset` and `limit`.
+    /// How many entries matched before `offset` and `limit`; after an
+    /// ordered walk that stopped early ([`Plan::OrderedWalk`]), how many of
+    /// the keys it examined matched (at least the page, at most the total).
     pub total: usize,
     /// How they were found.
     pub plan: Plan,
@@ -401,55 +434,21 @@ fn equal(a: &Value, b: &Value) -> bool {
 /// Orders two numbers by value or two strings by code point; other pairs do not compare.
 fn order(a: &Value, b: &Value) -> Option<Ordering> {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(x), Some(y)) => Some(x.cmp(&y)),
-            _ => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        },
+        // Exactly as ordered indexes order them, so an index range holds every match.
+        (Value::Number(x), Value::Number(y)) => Some(compare_numbers(x, y)),
         (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
         _ => None,
     }
 }
 
 /// The order of `sort by`, total across types: a missing field first, then
-/// null, false, true, numbers (by value), strings (by code point), arrays
-/// (element by element), objects (by their canonical JSON text).
+/// the order of ordered indexes ([`compare_values`]: null, false, true,
+/// numbers by exact value, strings by code point, arrays element by
+/// element, objects by their canonical JSON text).
 pub fn sort_order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
-    fn rank(v: Option<&Value>) -> u8 {
-        match v {
-            None => 0,
-            Some(Value::Null) => 1,
-            Some(Value::Bool(false)) => 2,
-            Some(Value::Bool(true)) => 3,
-            Some(Value::Number(_)) => 4,
-            Some(Value::String(_)) => 5,
-            Some(Value::Array(_)) => 6,
-            Some(Value::Object(_)) => 7,
-        }
-    }
     match (a, b) {
-        (Some(Value::Number(x)), Some(Value::Number(y))) => match (x.as_i64(), y.as_i64()) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            _ => x.as_f64().unwrap_or(0.0).total_cmp(&y.as_f64().unwrap_or(0.0)),
-        },
-        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
-        (Some(Value::Array(x)), Some(Value::Array(y))) => {
-            for (p, q) in x.iter().zip(y) {
-                let o = sort_order(Some(p), Some(q));
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-            x.len().cmp(&y.len())
-        }
-        (Some(x @ Value::Object(_)), Some(y @ Value::Object(_))) => {
-            let text = |v: &Value| {
-                let mut out = Vec::new();
-                crate::state::index::canonical(v, &mut out);
-                out
-            };
-            text(x).cmp(&text(y))
-        }
-        _ => rank(a).cmp(&rank(b)),
+        (Some(x), Some(y)) => compare_values(x, y),
+        _ => a.is_some().cmp(&b.is_some()),
     }
 }
 
@@ -457,6 +456,7 @@ pub fn sort_order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
 mod tests {
     use super::*;
     use crate::state::change::{Record, Seq};
+    use crate::state::index::IndexKind;
     use crate::state::store::State;
     use serde_json::json;
 
@@ -587,7 +587,7 @@ mod tests {
     #[test]
     fn the_planner_uses_an_index_for_equality() -> Result<()> {
         let mut s = state();
-        s.apply(Seq(10), &Record::CreateIndex { field: "name".into(), unique: false });
+        s.apply(Seq(10), &Record::CreateIndex { field: "name".into(), unique: false, kind: IndexKind::Hash });
         let r = run(&s, &Query::parse("age > 35 and name = Alice")?);
         assert_eq!(r.plan, Plan::IndexLookup { field: "name".into(), candidates: 2 });
         assert_eq!(r.entries.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["u3"]);
@@ -596,7 +596,7 @@ mod tests {
         let r = run(&s, &Query::parse("prefix u and age > 35")?);
         assert_eq!(r.plan, Plan::Scan { examined: 3, prefix: Some("u".into()) });
         assert!(r.plan.to_string().contains("prefix"));
-        s.apply(Seq(11), &Record::CreateIndex { field: "address.city".into(), unique: false });
+        s.apply(Seq(11), &Record::CreateIndex { field: "address.city".into(), unique: false, kind: IndexKind::Hash });
         let r = run(&s, &Query::parse("name = Alice and address.city = Oslo")?);
         assert!(matches!(&r.plan, Plan::Indexes { candidates: 1, .. }), "{}", r.plan);
         assert_eq!(r.entries.len(), 1);
@@ -607,6 +607,113 @@ mod tests {
         let r = run(&s, &Query::parse("name in [\"Bob\", \"Alice\"] and not age < 30")?);
         assert!(matches!(&r.plan, Plan::Indexes { candidates: 3, .. }), "{}", r.plan);
         assert_eq!(r.entries.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["u1", "u3"]);
+        Ok(())
+    }
+
+    fn ordered(field: &str) -> Record {
+        Record::CreateIndex { field: field.into(), unique: false, kind: IndexKind::Ordered }
+    }
+
+    /// Ages across the number edges, and values of other types.
+    fn ages() -> State {
+        let mut s = State::default();
+        let rows: [(&str, Value); 12] = [
+            ("a", json!({"age": 1})),
+            ("b", json!({"age": 1.0})),
+            ("c", json!({"age": -0.0})),
+            ("d", json!({"age": 0})),
+            ("e", json!({"age": 1.5})),
+            ("f", json!({"age": 9_007_199_254_740_993_u64})),
+            ("g", json!({"age": 9_007_199_254_740_992.0})),
+            ("h", json!({"age": "30"})),
+            ("i", json!({"age": null})),
+            ("j", json!({"age": true})),
+            ("k", json!({"other": 1})),
+            ("l", json!({"age": [1]})),
+        ];
+        for (i, (k, v)) in rows.into_iter().enumerate() {
+            s.apply(Seq(i as u64 + 1), &Record::Set(k.into(), crate::Doc::from(v)));
+        }
+        s
+    }
+
+    #[test]
+    fn ranges_through_an_ordered_index_answer_as_a_scan() -> Result<()> {
+        let mut s = ages();
+        let queries = [
+            "age < 1",
+            "age <= 1",
+            "age > 1",
+            "age >= 0",
+            "age <= -0.0",
+            "age between 0 and 1",
+            "age between 1 and 0",
+            "age between 1.5 and 1.5",
+            "age > 9007199254740992",
+            "age >= 9007199254740992.0",
+            "age < \"4\"",
+            "age >= \"\"",
+            "age between 0 and \"z\"",
+            "age > 0 and age < 2",
+            "age > 0 or name = x",
+            "age >= 1 and age <= 1 and age > 0",
+            "age > 1 and age < \"z\"",
+            "age >= 0 and age < 1.5 sort by age desc limit 2",
+            "exists age sort by age limit 3",
+            "exists age sort by age desc limit 3 offset 1",
+            "age >= 0 sort by age desc limit 2",
+            "age < 2 sort by age limit 2",
+            "sort by age limit 2",
+        ];
+        let plain: Vec<_> = queries.iter().map(|q| keys(&s, q)).collect::<Result<_>>()?;
+        s.apply(Seq(100), &ordered("age"));
+        for (q, want) in queries.iter().zip(&plain) {
+            assert_eq!(&keys(&s, q)?, want, "{q}");
+        }
+        assert_eq!(plain[0], ["c", "d"], "-0.0 and 0 are below 1");
+        assert_eq!(plain[4], ["c", "d"], "-0.0 = 0");
+        assert_eq!(plain[8], ["f"], "2^53 + 1 is above the float 2^53, exactly");
+        assert_eq!(plain[9], ["f", "g"]);
+        assert_eq!(plain[10], ["h"], "strings compare with strings only");
+        let plan = |q: &str| Query::parse(q).map(|q| run(&s, &q).plan);
+        assert_eq!(plan("age between 0 and 1")?, Plan::IndexRange { field: "age".into(), candidates: 4 });
+        assert_eq!(plan("age between 1 and 0")?, Plan::IndexRange { field: "age".into(), candidates: 0 });
+        assert_eq!(plan("age between 0 and \"z\"")?, Plan::IndexRange { field: "age".into(), candidates: 0 });
+        assert_eq!(plan("age >= \"\"")?, Plan::IndexRange { field: "age".into(), candidates: 1 });
+        // Ranges on one field under `and` make one range.
+        assert_eq!(plan("age > 0 and age < 2")?, Plan::IndexRange { field: "age".into(), candidates: 3 });
+        assert_eq!(plan("age >= 1 and age <= 1 and age > 0")?, Plan::IndexRange { field: "age".into(), candidates: 2 });
+        assert_eq!(plan("age > 1 and age < \"z\"")?, Plan::IndexRange { field: "age".into(), candidates: 0 });
+        assert!(matches!(plan("sort by age limit 2")?, Plan::Scan { .. }), "missing ages sort first: no walk");
+        assert_eq!(
+            plan("exists age sort by age desc limit 3 offset 1")?,
+            Plan::OrderedWalk { field: "age".into(), descending: true, examined: 4, stopped_early: true }
+        );
+        assert!(plan("exists age sort by age limit 3")?.to_string().starts_with("ordered index walk on `age`"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_walk_stops_early_and_a_range_bounds_it() -> Result<()> {
+        let mut s = State::default();
+        s.apply(Seq(1), &ordered("n"));
+        for i in 0..1000u64 {
+            s.apply(Seq(i + 2), &Record::Set(format!("k{i:04}"), crate::Doc::from(json!({"n": i % 100, "m": i}))));
+        }
+        let r = run(&s, &Query::parse("n >= 50 sort by n limit 15")?);
+        assert_eq!(
+            r.plan,
+            Plan::OrderedWalk { field: "n".into(), descending: false, examined: 20, stopped_early: true }
+        );
+        assert_eq!(r.entries.first().map(|e| e.0.as_str()), Some("k0050"));
+        assert_eq!(r.entries.last().map(|e| e.0.as_str()), Some("k0451"), "ties by key");
+        // A second sort key: the walk finishes the group of equal values it is in.
+        let r = run(&s, &Query::parse("n >= 50 sort by n, m desc limit 11")?);
+        assert!(matches!(r.plan, Plan::OrderedWalk { examined: 20, .. }), "{}", r.plan);
+        assert_eq!(r.entries.last().map(|e| e.0.as_str()), Some("k0951"));
+        let r = run(&s, &Query::parse("n between 10 and 20 and n != 15")?);
+        assert_eq!(r.plan, Plan::IndexRange { field: "n".into(), candidates: 110 });
+        assert_eq!(r.total, 100);
         Ok(())
     }
 }

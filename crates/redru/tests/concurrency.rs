@@ -152,12 +152,12 @@ fn open_waits_out_a_lock_held_for_an_instant() -> Result<(), redru::Error> {
         tempfile::tempdir().map_err(|source| redru::Error::Io { action: "creating", path: "tmp".into(), source })?;
     let first = Db::open(dir.path())?;
     let closer = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(10));
         first.close()
     });
     // Asked while `first` still holds the directory.
     let second = Db::open(dir.path());
     closer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-    assert!(second.is_ok(), "refused although the holder let go 20 ms later: {:?}", second.err());
+    assert!(second.is_ok(), "refused although the holder let go 10 ms later: {:?}", second.err());
     Ok(())
 }

@@ -10,6 +10,9 @@
 //! (`.ci/run` installs them). A missing one fails its test with the package
 //! to install, unless REDRU_SKIP_REDIS_TOOLS=1, which skips it with a notice.
 //! Every wait is bounded (util::PATIENCE) and nothing asserts a duration.
+//!
+//! One file, past 800 lines: every test here drives the same real server
+//! binary through the same helpers.
 #![cfg(unix)]
 
 use std::collections::BTreeSet;

@@ -5,6 +5,9 @@
 //! thread, contiguous; an append is reported flushed only after the writer's
 //! fsync, which appends queued meanwhile share; after a failed write the log
 //! refuses writes until reopened. docs/cluster.md draws the format.
+//!
+//! One file, past 800 lines: the segment files, the writer thread and the
+//! state file share one lock and one poisoning rule.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

@@ -439,33 +439,7 @@ impl Db {
             }
         }
 
-        let snap_path = dir.join(snapshot::FILE_NAME);
-        let (mut state, snap_meta) = if vfs.exists(&snap_path).map_err(|e| Error::io("checking", &snap_path, e))? {
-            let (state, info) = snapshot::load(&*vfs, &snap_path)?;
-            if opened_before
-                && let Some(path) = log::missing_successor(&log::list_segments(&*vfs, &dir)?, &dir, info.seq)
-            {
-                return Err(Error::MissingSegment { path, snapshot_seq: info.seq.0 });
-            }
-            report.snapshot_seq = info.seq.0;
-            report.snapshot_keys = info.keys;
-            (state, SnapMeta { seq: info.seq, bytes: info.bytes, exists: true })
-        } else {
-            // Without a snapshot the log must start at record 1; if it starts
-            // later the snapshot was lost, and the log alone would look like a
-            // gap that `repair` resolves by setting everything aside.
-            if let Some(first) = log::list_segments(&*vfs, &dir)?.first().filter(|s| s.first > Seq(1)) {
-                return Err(Error::MissingSnapshot { path: snap_path, first: first.first.0 });
-            }
-            (State::default(), SnapMeta { seq: Seq(0), bytes: 0, exists: false })
-        };
-
-        let snapshot_seq = state.seq;
-        let scan = log::read_log(&*vfs, &dir, snapshot_seq, |seq, record| {
-            state.apply(seq, &record);
-        })?;
-        report.records_replayed = scan.replayed;
-        report.records_skipped = scan.skipped;
+        let (mut state, snap_meta, scan) = load(&*vfs, &dir, opened_before, &mut report)?;
 
         // Finish what an interrupted save started: these are in the snapshot.
         // Only what holds exactly such records is deleted: anything else
@@ -1184,13 +1158,34 @@ const READ_ONLY_ATTEMPTS: u32 = 20;
 /// writer's to remove).
 fn load_view(vfs: &dyn Vfs, dir: &Path) -> Result<(State, SnapMeta, RecoveryReport)> {
     let mut report = RecoveryReport::default();
+    let (mut state, meta, scan) = load(vfs, dir, false, &mut report)?;
+    state.seq = scan.last.max(state.seq);
+    Ok((state, meta, report))
+}
+
+/// Loads the snapshot (if any) and replays the log after it into the state,
+/// changing no file: what both a writing and a read-only open start with.
+/// `check_successor`: a directory redru opened before must have the log
+/// segment that continues its snapshot.
+fn load(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    check_successor: bool,
+    report: &mut RecoveryReport,
+) -> Result<(State, SnapMeta, log::LogScan)> {
     let snap_path = dir.join(snapshot::FILE_NAME);
     let (mut state, meta) = if vfs.exists(&snap_path).map_err(|e| Error::io("checking", &snap_path, e))? {
         let (state, info) = snapshot::load(vfs, &snap_path)?;
+        if check_successor && let Some(path) = log::missing_successor(&log::list_segments(vfs, dir)?, dir, info.seq) {
+            return Err(Error::MissingSegment { path, snapshot_seq: info.seq.0 });
+        }
         report.snapshot_seq = info.seq.0;
         report.snapshot_keys = info.keys;
         (state, SnapMeta { seq: info.seq, bytes: info.bytes, exists: true })
     } else {
+        // Without a snapshot the log must start at record 1; if it starts
+        // later the snapshot was lost, and the log alone would look like a
+        // gap that `repair` resolves by setting everything aside.
         if let Some(first) = log::list_segments(vfs, dir)?.first().filter(|s| s.first > Seq(1)) {
             return Err(Error::MissingSnapshot { path: snap_path, first: first.first.0 });
         }
@@ -1202,8 +1197,7 @@ fn load_view(vfs: &dyn Vfs, dir: &Path) -> Result<(State, SnapMeta, RecoveryRepo
     })?;
     report.records_replayed = scan.replayed;
     report.records_skipped = scan.skipped;
-    state.seq = scan.last.max(state.seq);
-    Ok((state, meta, report))
+    Ok((state, meta, scan))
 }
 
 impl Drop for Db {

@@ -251,8 +251,9 @@ pub static COMMANDS: &[Spec] = &[
 
 /// The command named `name` (any case).
 pub fn find(name: &[u8]) -> Option<&'static Spec> {
-    let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
-    COMMANDS.binary_search_by(|spec| spec.name.cmp(lower.as_str())).ok().map(|i| &COMMANDS[i])
+    // Compared byte by byte, lower-cased on the fly: no allocation per request.
+    let lower = name.iter().map(u8::to_ascii_lowercase);
+    COMMANDS.binary_search_by(|spec| spec.name.bytes().cmp(lower.clone())).ok().map(|i| &COMMANDS[i])
 }
 
 /// Checks the number of arguments against `spec`.

@@ -1,0 +1,262 @@
+//! `Inner`: the commit path (check, append, apply, wait for the fsync), the
+//! rollback of records not known durable after a failed write, automatic
+//! compaction and `save`. One lock order for all of them: the log's writer,
+//! then the state, then the pending undos.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, MutexGuard, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{Inner, PENDING_BYTES, PENDING_TRIM, Pending, SaveReport, SnapMeta};
+use crate::error::{Error, Result};
+use crate::options::Durability;
+use crate::state::store::{Applied, State, Undo};
+use crate::storage::log::{self, Wal, Writer};
+use crate::storage::record::{Record, Seq};
+use crate::storage::snapshot::{self, Frozen, SnapshotInfo};
+
+impl Inner {
+    /// The state for reading. Once the log has failed, first takes back
+    /// every record not known durable (once), so no read shows one.
+    pub(super) fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        if self.wal.is_poisoned() {
+            self.roll_back();
+        }
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps how to undo record `seq` until it is known durable (called
+    /// under the writer lock, so the log cannot fail between the apply and
+    /// this). Returns whether so much is waiting that the log should be synced.
+    pub(super) fn remember(&self, seq: Seq, undo: Undo) -> bool {
+        let mut pending = self.pending();
+        if pending.records.len() >= PENDING_TRIM {
+            let durable = self.wal.synced();
+            while pending.records.front().is_some_and(|(s, _)| *s <= durable) {
+                if let Some((_, done)) = pending.records.pop_front() {
+                    pending.held = pending.held.saturating_sub(done.held_bytes());
+                }
+            }
+        }
+        pending.held += undo.held_bytes();
+        pending.records.push_back((seq, undo));
+        pending.held >= PENDING_BYTES
+    }
+
+    /// Takes back, newest first, every applied record after the last durable
+    /// one. Runs once, on the first read after the log failed; the failure was
+    /// set under the writer lock, after which nothing more is applied.
+    pub(super) fn roll_back(&self) {
+        let mut pending = self.pending();
+        if pending.rolled_back {
+            return;
+        }
+        let durable = self.wal.synced();
+        let mut state = self.write_state();
+        while let Some((seq, undo)) = pending.records.pop_back() {
+            if seq <= durable {
+                break;
+            }
+            state.undo(undo);
+        }
+        pending.records.clear();
+        pending.held = 0;
+        pending.rolled_back = true;
+    }
+
+    pub(super) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn snap(&self) -> MutexGuard<'_, SnapMeta> {
+        self.snap.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn commit(self: &Arc<Self>, record: Record) -> Result<Applied> {
+        self.commit_with(record, None)
+    }
+
+    /// `parsed`: a `Set` record's value as the caller gave it, if it did.
+    pub(super) fn check_writable(&self) -> Result<()> {
+        if self.options.read_only { Err(Error::ReadOnly { dir: self.dir.clone() }) } else { Ok(()) }
+    }
+
+    pub(super) fn commit_with(self: &Arc<Self>, record: Record, parsed: Option<&Value>) -> Result<Applied> {
+        let written = self.commit_decided(parsed, |_| Ok(Some(record)))?;
+        Ok(written.map_or(Applied { existed: false }, |(_, applied)| applied))
+    }
+
+    /// Under the writer lock, `decide` sees the state after every record
+    /// logged so far and returns the record to log (or None: nothing is
+    /// logged), so that a conditional write's check and its record are one
+    /// step. Returns the record's seq and what applying it found.
+    pub(super) fn commit_decided(
+        self: &Arc<Self>,
+        parsed: Option<&Value>,
+        decide: impl FnOnce(&Inner) -> Result<Option<Record>>,
+    ) -> Result<Option<(Seq, Applied)>> {
+        self.check_writable()?;
+        let (seq, applied, compact, crowded) = {
+            let mut writer = self.wal.lock();
+            self.wal.check_poisoned()?;
+            // `decide` takes the state's read lock itself, for as long as
+            // it needs it: `Db::update` must not hold it while the caller's
+            // closure runs (a read from inside it could then deadlock
+            // behind a rollback waiting to write).
+            let Some(record) = decide(self)? else { return Ok(None) };
+            self.read_state().check_with(&record, parsed)?;
+            let seq = match writer.append(&record) {
+                Ok(seq) => seq,
+                Err(e) => {
+                    // Part of the line may be in the file: nothing more may follow it.
+                    self.wal.poison(&e);
+                    return Err(e);
+                }
+            };
+            let (applied, undo) = self.write_state().apply_undoable(seq, &record, parsed);
+            let crowded = self.remember(seq, undo);
+            (seq, applied, self.wants_compaction(&writer), crowded)
+        };
+        if compact {
+            self.start_compaction();
+        }
+        if self.options.durability == Durability::Always || crowded {
+            self.wal.wait_durable(seq, "this write")?;
+        }
+        Ok(Some((seq, applied)))
+    }
+
+    pub(super) fn wants_compaction(&self, writer: &Writer) -> bool {
+        if !self.options.auto_compact {
+            return false;
+        }
+        let wal = writer.total_bytes();
+        let snapshot = self.snap().bytes;
+        // Backing off after a failure: retrying at every write would rotate
+        // a new segment each time and fail again (a full disk).
+        wal > self.options.auto_compact_min_bytes
+            && wal as f64 > snapshot as f64 * self.options.auto_compact_ratio
+            && wal >= self.compaction_retry_at.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn start_compaction(self: &Arc<Self>) {
+        let mut slot = self.compactor.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        if let Some(done) = slot.take() {
+            let _ = done.join();
+        }
+        let inner = Arc::clone(self);
+        let spawned = std::thread::Builder::new().name("redru-compact".into()).spawn(move || {
+            let outcome = inner.save();
+            match &outcome {
+                Ok(_) => inner.compactions.fetch_add(1, Ordering::Relaxed),
+                Err(_) => {
+                    let grown = inner.wal.lock().total_bytes().saturating_add(inner.options.auto_compact_min_bytes);
+                    inner.compaction_retry_at.store(grown.max(1), Ordering::Relaxed);
+                    inner.failed_compactions.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+            *inner.last_compaction_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                outcome.err().map(|e| e.to_string());
+        });
+        if let Ok(handle) = spawned {
+            *slot = Some(handle);
+        }
+    }
+
+    pub(super) fn save(&self) -> Result<SaveReport> {
+        self.check_writable()?;
+        let _one_at_a_time = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let started = Instant::now();
+        // Sync the log before holding writers: the rotation's fsync below then
+        // covers only what was appended in between (measured in benches/engine.rs).
+        self.wal.sync_all()?;
+        let held = Instant::now();
+        let frozen = {
+            let mut writer = self.wal.lock();
+            self.wal.check_poisoned()?;
+            let state = self.read_state();
+            let snap = self.snap();
+            if snap.exists && snap.seq == state.seq {
+                return Ok(SaveReport {
+                    seq: snap.seq.0,
+                    keys: state.map.len(),
+                    bytes: snap.bytes,
+                    segments_removed: 0,
+                    unchanged: true,
+                    duration: started.elapsed(),
+                    writers_blocked: started.elapsed(),
+                });
+            }
+            drop(snap);
+            let frozen = Frozen::of(&state);
+            drop(state);
+            // Everything up to frozen.seq goes to older, synced segments.
+            if let Err(e) = writer.rotate() {
+                self.wal.poison(&e);
+                return Err(e);
+            }
+            self.wal.mark_synced(writer.written());
+            frozen
+        };
+        let writers_blocked = held.elapsed();
+        let info: SnapshotInfo = snapshot::write_atomic(&*self.vfs, &self.dir, &frozen)?;
+        {
+            let mut snap = self.snap();
+            snap.seq = info.seq;
+            snap.bytes = info.bytes;
+            snap.exists = true;
+        }
+        // Unlinking happens without the writer lock: it is the slowest step writers would wait on.
+        let covered = self.wal.lock().take_older(info.seq);
+        let segments_removed = log::remove_segments(&*self.vfs, &self.dir, &covered)?;
+        self.compaction_retry_at.store(0, Ordering::Relaxed);
+        Ok(SaveReport {
+            seq: info.seq.0,
+            keys: info.keys,
+            bytes: info.bytes,
+            segments_removed,
+            unchanged: false,
+            duration: started.elapsed(),
+            writers_blocked,
+        })
+    }
+}
+
+/// Runs `flush` (a sync, or handing the buffer to the OS) on the log every interval.
+pub(super) fn spawn_flusher(
+    inner: Weak<Inner>,
+    every: Duration,
+    flush: fn(&Wal) -> Result<()>,
+) -> Result<(mpsc::Sender<()>, JoinHandle<()>)> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    // A zero interval would spin on the writer lock.
+    let every = every.max(Duration::from_millis(1));
+    let spawned = std::thread::Builder::new().name("redru-flush".into()).spawn(move || {
+        loop {
+            match stopped.recv_timeout(every) {
+                Err(mpsc::RecvTimeoutError::Timeout) => match inner.upgrade() {
+                    // A failed sync or write poisons the log; the next write reports it.
+                    Some(inner) => {
+                        let _ = flush(&inner.wal);
+                    }
+                    None => return,
+                },
+                _ => return,
+            }
+        }
+    });
+    let handle =
+        spawned.map_err(|e| Error::Io { action: "starting", path: "the log flush thread".into(), source: e })?;
+    Ok((stop, handle))
+}

@@ -1,0 +1,480 @@
+//! `Db`: the handle that ties the log, the snapshot and the in-memory state together.
+//!
+//! Write path: under the log's writer lock a record is checked against the
+//! state, appended, and applied, so log order is apply order; then, outside
+//! the lock, the writer waits for a group-commit fsync before returning.
+//! Reads take a shared lock on the state and return shared handles to values.
+//!
+//! The handle, its open and close are here; the reports it returns in
+//! `reports`, `Batch` in `batch`, the read and write methods in `read` and
+//! `write`, and the commit path, rollback and compaction (`Inner`) in `inner`.
+
+mod batch;
+mod inner;
+mod read;
+mod reports;
+mod write;
+
+pub use batch::{Batch, Update};
+use inner::spawn_flusher;
+pub use reports::{RecoveryReport, SaveReport, Stats, TornTail};
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::options::{Durability, Options};
+use crate::state::store::{State, Undo};
+use crate::storage::files::{BACKUP_DIR, LOCK_NAME, is_backup_temp};
+use crate::storage::log::{self, Wal, Writer};
+use crate::storage::record::Seq;
+use crate::storage::snapshot::{self, Frozen};
+use crate::storage::vfs::{LockGuard, LockOutcome, ReadOnlyFs, Vfs};
+
+/// An open database. `Send + Sync`: share it between threads by reference or `Arc`.
+///
+/// Dropping it syncs the log and releases the directory; [`Db::close`] does
+/// the same and reports errors.
+pub struct Db {
+    inner: Arc<Inner>,
+    flusher: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+}
+
+struct SnapMeta {
+    seq: Seq,
+    bytes: u64,
+    exists: bool,
+}
+
+/// The records applied to the state but not yet known durable, with what
+/// undoes each: after a failed log write or fsync they are taken back, so that
+/// no read shows a write the disk may not have (docs/durability.md).
+#[derive(Default)]
+struct Pending {
+    records: VecDeque<(Seq, Undo)>,
+    /// Value bytes the undos keep alive.
+    held: usize,
+    rolled_back: bool,
+}
+
+/// In the relaxed modes, the log is synced when the undos of the records
+/// waiting to be known durable hold this much (about 1.1M writes of new small keys), so
+/// that what a rollback needs stays bounded.
+const PENDING_BYTES: usize = 64 << 20;
+/// Durable undos are dropped once this many are kept (not at every write: it
+/// takes the group-commit lock).
+const PENDING_TRIM: usize = 64;
+
+struct Inner {
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    options: Options,
+    state: RwLock<State>,
+    pending: Mutex<Pending>,
+    wal: Wal,
+    save_lock: Mutex<()>,
+    snap: Mutex<SnapMeta>,
+    compactor: Mutex<Option<JoinHandle<()>>>,
+    compactions: AtomicU64,
+    failed_compactions: AtomicU64,
+    /// After a failed automatic compaction: the log size (bytes) the next
+    /// attempt waits for; 0 when none failed since the last save.
+    compaction_retry_at: AtomicU64,
+    last_compaction_error: Mutex<Option<String>>,
+    recovery: RecoveryReport,
+    _lock: Box<dyn LockGuard>,
+}
+
+impl Options {
+    /// Opens (or creates) the database in `dir` with these options: the same
+    /// as [`Db::open_with`] (here so that the options module names no `Db`).
+    ///
+    /// # Errors
+    /// As [`Db::open_with`].
+    pub fn open(self, dir: impl AsRef<Path>) -> Result<Db> {
+        Db::open_with(dir, self)
+    }
+}
+
+impl Db {
+    /// Opens (or creates) the database in `dir` with the default [`Options`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let db = redru::Db::open(dir.path())?;
+    /// db.set("greeting", redru::json!("hello"))?;
+    /// db.close()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Db::open_with`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Db> {
+        Db::open_with(dir, Options::default())
+    }
+
+    /// Opens (or creates) the database in `dir`: takes the directory lock,
+    /// loads and verifies the snapshot, replays the log, cuts a torn tail
+    /// (keeping the bytes in a side file) and refuses corruption.
+    ///
+    /// # Errors
+    /// - [`Error::Locked`] if another `Db`, in this process or another, has the
+    ///   directory open.
+    /// - [`Error::Corrupt`] if a log record is damaged anywhere but in a torn
+    ///   tail (the error names the file, line and byte offset; [`repair`](crate::repair)
+    ///   keeps the records before it).
+    /// - [`Error::BadSnapshot`] if `database.json` fails its SHA-256 or cannot
+    ///   be read (restore a backup: [`list_backups`](crate::list_backups), [`Db::restore`]).
+    /// - [`Error::Io`] if the directory cannot be created, read or locked.
+    pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
+        let started = Instant::now();
+        let dir = dir.as_ref().to_owned();
+        if options.read_only {
+            return Db::open_read_only(dir, options, started);
+        }
+        let vfs = Arc::clone(&options.vfs);
+        if !vfs.exists(&dir).map_err(|e| Error::io("checking", &dir, e))? {
+            // Each new directory's entry (the data directory's, and any parent
+            // created with it) must be durable before anything in it is.
+            let mut created = vec![dir.clone()];
+            while let Some(up) = created.last().and_then(|d| d.parent()).filter(|p| !p.as_os_str().is_empty()) {
+                if vfs.exists(up).map_err(|e| Error::io("checking", up, e))? {
+                    break;
+                }
+                created.push(up.to_owned());
+            }
+            vfs.create_dir_all(&dir).map_err(|e| Error::io("creating directory", &dir, e))?;
+            for new in created.iter().rev() {
+                if let Some(parent) = new.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    vfs.sync_dir(parent).map_err(|e| Error::io("syncing directory", parent, e))?;
+                }
+            }
+        }
+        let lock_path = dir.join(LOCK_NAME);
+        // Whether redru opened this directory before (the lock file stays).
+        let opened_before = vfs.exists(&lock_path).map_err(|e| Error::io("checking", &lock_path, e))?;
+        let lock =
+            match crate::storage::vfs::lock(&*vfs, &lock_path).map_err(|e| Error::io("locking", &lock_path, e))? {
+                LockOutcome::Acquired(guard) => guard,
+                LockOutcome::Held(pid) => return Err(Error::Locked { dir, pid }),
+            };
+        let mut report = RecoveryReport::default();
+
+        // An interrupted save leaves its temporary file: the rename never
+        // happened, so the old snapshot and the log still hold everything.
+        let tmp = dir.join(snapshot::TMP_NAME);
+        if vfs.exists(&tmp).map_err(|e| Error::io("checking", &tmp, e))? {
+            vfs.remove(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
+            report.removed_files.push(tmp);
+        }
+
+        // Likewise a failed or killed backup's temporary files (a backup in
+        // progress needs an open `Db`, so none is running now). Best effort:
+        // they hold no data the database needs, so they never stop an open.
+        let backups = dir.join(BACKUP_DIR);
+        for name in vfs.list(&backups).unwrap_or_default() {
+            let stale = backups.join(&name);
+            if is_backup_temp(&name) && vfs.remove(&stale).is_ok() {
+                report.removed_files.push(stale);
+            }
+        }
+
+        let (mut state, snap_meta, scan) = load(&*vfs, &dir, opened_before, &mut report)?;
+
+        // Finish what an interrupted save started: these are in the snapshot.
+        // Only what holds exactly such records is deleted: anything else
+        // named like a segment is copied aside first, and reported.
+        for segment in &scan.covered {
+            if let Some(bytes) = log::stray_bytes(&*vfs, segment)? {
+                report.set_aside.push(log::set_aside(&*vfs, &dir, segment, "quarantine", 0, &bytes)?);
+            } else {
+                report.removed_files.push(segment.path.clone());
+            }
+            vfs.remove(&segment.path).map_err(|e| Error::io("removing", &segment.path, e))?;
+        }
+        if let Some(torn) = &scan.torn {
+            let side_file = log::cut_torn_tail(&*vfs, &dir, torn)?;
+            report.torn_tail = Some(TornTail {
+                segment: torn.segment.path.clone(),
+                offset: torn.offset,
+                bytes: torn.bytes.len() as u64,
+                after_seq: torn.after.0,
+                side_file,
+                reason: torn.reason.clone(),
+            });
+        }
+
+        let last = scan.last.max(state.seq);
+        let mut live = scan.live;
+        // Append to the last segment if it continues at `last + 1`; otherwise
+        // (no log yet, or a log that ends before the snapshot) start a new one.
+        let current = if scan.log_next == Some(last.next()) { live.pop().map(|(s, _)| s) } else { None };
+        let current = match current {
+            Some(segment) => segment,
+            None => {
+                let first = last.next();
+                let segment = log::Segment { path: dir.join(log::segment_name(first)), first };
+                if !vfs.exists(&segment.path).map_err(|e| Error::io("checking", &segment.path, e))? {
+                    vfs.create_new(&segment.path).map_err(|e| Error::io("creating", &segment.path, e))?;
+                }
+                segment
+            }
+        };
+        // Always, not only after creating or removing: the segment we append to
+        // may come from a run whose directory sync failed, so its entry may be
+        // only in the cache; nothing may be acknowledged in it before this.
+        vfs.sync_dir(&dir).map_err(|e| Error::io("syncing directory", &dir, e))?;
+        let mut writer = Writer::open(Arc::clone(&vfs), &dir, current, live, last)?;
+        if options.durability == Durability::Buffered {
+            writer = writer.buffered(options.buffer_bytes);
+        }
+        state.seq = last;
+        report.millis = started.elapsed().as_millis() as u64;
+
+        let inner = Arc::new(Inner {
+            dir,
+            vfs,
+            wal: Wal::new(writer, last),
+            state: RwLock::new(state),
+            pending: Mutex::new(Pending::default()),
+            save_lock: Mutex::new(()),
+            snap: Mutex::new(snap_meta),
+            compactor: Mutex::new(None),
+            compactions: AtomicU64::new(0),
+            failed_compactions: AtomicU64::new(0),
+            compaction_retry_at: AtomicU64::new(0),
+            last_compaction_error: Mutex::new(None),
+            recovery: report,
+            _lock: lock,
+            options,
+        });
+        let flusher = match (inner.options.durability, inner.options.buffer_flush_interval) {
+            (Durability::Periodic(every), _) => Some(spawn_flusher(Arc::downgrade(&inner), every, Wal::sync_all)?),
+            (Durability::Buffered, Some(every)) => Some(spawn_flusher(Arc::downgrade(&inner), every, Wal::flush)?),
+            _ => None,
+        };
+        Ok(Db { inner, flusher })
+    }
+
+    /// [`Options::read_only`]: a view of the directory as of its last
+    /// complete record, through a file system that refuses every change.
+    fn open_read_only(dir: PathBuf, mut options: Options, started: Instant) -> Result<Db> {
+        if !options.vfs.exists(&dir).map_err(|e| Error::io("checking", &dir, e))? {
+            return Err(Error::NoDatabase { dir });
+        }
+        let vfs: Arc<dyn Vfs> = Arc::new(ReadOnlyFs(Arc::clone(&options.vfs)));
+        // A writer's save renames the snapshot and removes the segments it
+        // covers: reading in between finds a file gone, or a log that no
+        // longer continues the snapshot read. Start again on the files as
+        // they are then; what is still wrong after a while is real.
+        let mut attempts = 0;
+        let (mut state, snap_meta, mut report) = loop {
+            match load_view(&*vfs, &dir) {
+                Ok(view) => break view,
+                Err(_) if attempts < READ_ONLY_ATTEMPTS => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let last = state.seq;
+        let next = log::Segment { path: dir.join(log::segment_name(last.next())), first: last.next() };
+        let writer = Writer::open(Arc::clone(&vfs), &dir, next, Vec::new(), last)?;
+        state.seq = last;
+        report.millis = started.elapsed().as_millis() as u64;
+        // Nothing is written, so nothing is flushed, synced or compacted.
+        options.durability = Durability::Never;
+        options.auto_compact = false;
+        let inner = Arc::new(Inner {
+            dir,
+            vfs,
+            wal: Wal::new(writer, last),
+            state: RwLock::new(state),
+            pending: Mutex::new(Pending::default()),
+            save_lock: Mutex::new(()),
+            snap: Mutex::new(snap_meta),
+            compactor: Mutex::new(None),
+            compactions: AtomicU64::new(0),
+            failed_compactions: AtomicU64::new(0),
+            compaction_retry_at: AtomicU64::new(0),
+            last_compaction_error: Mutex::new(None),
+            recovery: report,
+            _lock: ReadOnlyFs::no_lock(),
+            options,
+        });
+        Ok(Db { inner, flusher: None })
+    }
+
+    /// Whether it was opened read-only ([`Options::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.options.read_only
+    }
+
+    /// Refuses a change on a read-only handle.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        self.inner.check_writable()
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The durability mode it was opened with.
+    pub fn durability(&self) -> Durability {
+        self.inner.options.durability
+    }
+
+    /// What opening found and did (a torn tail cut, leftovers removed, ...).
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+}
+
+impl Db {
+    /// Syncs the log, waits for a running compaction, releases the directory.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the final sync of the log fails (writes made in the
+    /// relaxed modes since the last sync may then be lost), or a running
+    /// compaction failed.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if let Some((stop, handle)) = self.flusher.take() {
+            let _ = stop.send(());
+            let _ = handle.join();
+        }
+        let compactor = self.inner.compactor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = compactor {
+            let _ = handle.join();
+        }
+        // A poisoned log cannot be synced: say so rather than report a clean close.
+        self.inner.wal.check_poisoned()?;
+        self.inner.wal.sync_all()
+    }
+
+    /// A consistent point-in-time copy of the data and index definitions.
+    /// Writers are held only for the copy-on-write clone (O(shards)). Hands
+    /// buffered log records to the OS first, so that a copy never holds a
+    /// write the log could still lose to a crash of this process.
+    #[allow(dead_code)]
+    pub(crate) fn freeze(&self) -> Result<Frozen> {
+        let mut writer = self.inner.wal.lock();
+        // A poisoned log takes no more writes (callers that must refuse then, like backup, check first).
+        if self.inner.wal.check_poisoned().is_ok() {
+            writer.flush().inspect_err(|e| self.inner.wal.poison(e))?;
+        }
+        Ok(Frozen::of(&self.inner.read_state()))
+    }
+
+    /// Refuses with [`Error::Poisoned`] after a failed log write or sync: the
+    /// in-memory state may then hold records the disk never got, and nothing
+    /// derived from it (a backup) may be presented as durable.
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
+        self.inner.wal.check_poisoned()
+    }
+
+    /// The options the database was opened with.
+    #[allow(dead_code)]
+    pub(crate) fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// Test hook: waits for a running automatic compaction to finish, so that
+    /// tests of its outcome are deterministic.
+    #[doc(hidden)]
+    pub fn __test_wait_compaction(&self) {
+        let running = self.inner.compactor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = running {
+            let _ = handle.join();
+        }
+    }
+
+    /// Test hook for negative controls: never roll back after a failed log
+    /// write or sync (reads then show writes that were not durable).
+    #[doc(hidden)]
+    pub fn __test_skip_rollback(&self) {
+        self.inner.pending().rolled_back = true;
+    }
+
+    /// Test hook for negative controls: acknowledge writes without syncing.
+    /// Only with the `__internal_whitebox` feature (redru's own tests).
+    #[cfg(feature = "__internal_whitebox")]
+    #[doc(hidden)]
+    pub fn __test_skip_sync(&self) {
+        self.inner.wal.lock().skip_sync = true;
+    }
+}
+
+/// How many times a read-only open starts again when files move underneath.
+const READ_ONLY_ATTEMPTS: u32 = 20;
+
+/// A snapshot and the log records after it, changing nothing: a torn last
+/// line is left where it is, segments a snapshot covers stay (they are the
+/// writer's to remove).
+fn load_view(vfs: &dyn Vfs, dir: &Path) -> Result<(State, SnapMeta, RecoveryReport)> {
+    let mut report = RecoveryReport::default();
+    let (mut state, meta, scan) = load(vfs, dir, false, &mut report)?;
+    state.seq = scan.last.max(state.seq);
+    Ok((state, meta, report))
+}
+
+/// Loads the snapshot (if any) and replays the log after it into the state,
+/// changing no file: what both a writing and a read-only open start with.
+/// `check_successor`: a directory redru opened before must have the log
+/// segment that continues its snapshot.
+fn load(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    check_successor: bool,
+    report: &mut RecoveryReport,
+) -> Result<(State, SnapMeta, log::LogScan)> {
+    let snap_path = dir.join(snapshot::FILE_NAME);
+    let (mut state, meta) = if vfs.exists(&snap_path).map_err(|e| Error::io("checking", &snap_path, e))? {
+        let (state, info) = snapshot::load(vfs, &snap_path)?;
+        if check_successor && let Some(path) = log::missing_successor(&log::list_segments(vfs, dir)?, dir, info.seq) {
+            return Err(Error::MissingSegment { path, snapshot_seq: info.seq.0 });
+        }
+        report.snapshot_seq = info.seq.0;
+        report.snapshot_keys = info.keys;
+        (state, SnapMeta { seq: info.seq, bytes: info.bytes, exists: true })
+    } else {
+        // Without a snapshot the log must start at record 1; if it starts
+        // later the snapshot was lost, and the log alone would look like a
+        // gap that `repair` resolves by setting everything aside.
+        if let Some(first) = log::list_segments(vfs, dir)?.first().filter(|s| s.first > Seq(1)) {
+            return Err(Error::MissingSnapshot { path: snap_path, first: first.first.0 });
+        }
+        (State::default(), SnapMeta { seq: Seq(0), bytes: 0, exists: false })
+    };
+    let snapshot_seq = state.seq;
+    let scan = log::read_log(vfs, dir, snapshot_seq, |seq, record| {
+        state.apply(seq, &record);
+    })?;
+    report.records_replayed = scan.replayed;
+    report.records_skipped = scan.skipped;
+    Ok((state, meta, scan))
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.inner.dir).finish_non_exhaustive()
+    }
+}

@@ -10,7 +10,7 @@ use crate::storage::record::{BatchOp, Seq};
 /// An atomic group of sets and deletes: all are applied, or none. With
 /// conditions (`require_*`), only if every condition holds just before it is
 /// applied; otherwise nothing is written or logged and the error
-/// ([`Error::ConditionFailed`]) names the first condition that failed.
+/// ([`Error::ConditionFailed`](crate::Error::ConditionFailed)) names the first condition that failed.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -43,7 +43,7 @@ pub struct Batch {
     pub(super) conditions: Vec<Precondition>,
 }
 
-/// What [`Db::update`]'s closure decides for the key.
+/// What [`Db::update`](crate::Db::update)'s closure decides for the key.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Update {
     /// Write this value.
@@ -87,7 +87,7 @@ impl Batch {
         self
     }
     /// Requires `key` to exist and to have been written by no record after
-    /// `seq` (as [`Db::get_with_seq`] reported it) when the batch is applied.
+    /// `seq` (as [`Db::get_with_seq`](crate::Db::get_with_seq) reported it) when the batch is applied.
     pub fn require_unchanged(mut self, key: impl Into<String>, seq: Seq) -> Batch {
         self.conditions.push(Precondition::Unchanged(key.into(), seq));
         self

@@ -21,7 +21,7 @@ impl Db {
     }
 
     /// The value of `key` and the seq of the record that last wrote it, for
-    /// an optimistic update: [`Batch::require_unchanged`] with that seq
+    /// an optimistic update: [`Batch::require_unchanged`](crate::Batch::require_unchanged) with that seq
     /// succeeds only if nothing wrote the key since. After a reopen, keys
     /// loaded from the snapshot report the snapshot's seq (the file keeps no
     /// per-key seq): never less than the true one.

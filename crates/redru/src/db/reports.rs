@@ -95,7 +95,7 @@ impl RecoveryReport {
     }
 }
 
-/// What [`Db::save`] did.
+/// What [`Db::save`](crate::Db::save) did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SaveReport {
     /// The last record in the new snapshot.
@@ -114,7 +114,7 @@ pub struct SaveReport {
     pub writers_blocked: Duration,
 }
 
-/// Counters and sizes, as [`Db::stats`] reports them.
+/// Counters and sizes, as [`Db::stats`](crate::Db::stats) reports them.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Stats {
     /// The data directory.
@@ -129,7 +129,7 @@ pub struct Stats {
     pub snapshot_seq: u64,
     /// Size of `database.json` (0 if none).
     pub snapshot_bytes: u64,
-    /// Size of all log segments (with [`Durability::Buffered`], counting
+    /// Size of all log segments (with [`Durability::Buffered`](crate::Durability::Buffered), counting
     /// the records still in the buffer).
     pub wal_bytes: u64,
     /// Number of log segment files.
@@ -142,7 +142,7 @@ pub struct Stats {
     pub compactions: u64,
     /// Automatic compactions that failed since open. After a failure the
     /// next attempt waits until the log has grown by
-    /// [`Options::auto_compact_min_bytes`] (or a `save` succeeds).
+    /// [`Options::auto_compact_min_bytes`](crate::Options::auto_compact_min_bytes) (or a `save` succeeds).
     pub failed_compactions: u64,
     /// The error of the last automatic compaction, if it failed (cleared
     /// when one succeeds).

@@ -11,7 +11,7 @@ use crate::state::precondition::Precondition;
 use crate::storage::record::{Record, Seq};
 
 impl Db {
-    /// [`Durability::Always`]).
+    /// [`Durability::Always`](crate::Durability::Always)).
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -65,7 +65,7 @@ fn dispatch(cli: &Cli, action: Action) -> Result<ExitCode> {
     if let Some(target) = cli.target()? {
         return remote(cli, action, target);
     }
-    let options = Options::new().durability(cli.durability.mode()).read_only(cli.read_only);
+    let options = Options::new().durability(cli.durability.mode()).read_only(cli.read_only).progress(progress::observe);
     let command = match action {
         Action::Command(command) => command,
         Action::Serve(args) => return serve::run(args, &cli.dir),
@@ -196,16 +196,19 @@ fn ask(stdin_tty: bool, question: &str) -> Result<Option<bool>> {
 
 /// verify, repair, compact: they lock the directory themselves.
 fn offline(tool: Command, dir: &Path, progress: bool) -> Result<ExitCode> {
+    let options = Options::new().progress(progress::observe);
     let problems = match tool {
         Command::Verify { file, json } => {
             let report = match &file {
-                Some(file) => progress::spin(progress, "verifying", || redru::verify_file(Path::new(file)))
-                    .with_context(|| format!("verifying {file}"))?,
+                Some(file) => {
+                    progress::spin(progress, "verifying", || redru::verify_file_with(Path::new(file), &options))
+                        .with_context(|| format!("verifying {file}"))?
+                }
                 None => {
                     if !dir.exists() {
                         bail!("verifying {}: no such database (the directory does not exist)", dir.display());
                     }
-                    progress::spin(progress, "verifying", || redru::verify_dir(dir))
+                    progress::spin(progress, "verifying", || redru::verify_dir_with(dir, &options))
                         .with_context(|| format!("verifying {}", dir.display()))?
                 }
             };
@@ -217,14 +220,14 @@ fn offline(tool: Command, dir: &Path, progress: bool) -> Result<ExitCode> {
             !report.is_clean()
         }
         Command::Repair { dry_run } => {
-            let report = progress::spin(progress, "repairing", || redru::repair(dir, dry_run))
+            let report = progress::spin(progress, "repairing", || redru::repair_with(dir, dry_run, &options))
                 .with_context(|| format!("repairing {}", dir.display()))?;
             println!("{report}");
             // Dry run: damage found is a problem; otherwise, what the repair left.
             !report.unfixable.is_empty() || (report.damage.is_some() && (dry_run || !report.is_repaired()))
         }
         _ => {
-            let report = progress::spin(progress, "compacting", || redru::compact(dir))
+            let report = progress::spin(progress, "compacting", || redru::compact_with(dir, options))
                 .with_context(|| format!("compacting {}", dir.display()))?;
             println!("{report}");
             false

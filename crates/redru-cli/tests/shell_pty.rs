@@ -256,3 +256,53 @@ fn one_shot_tools_batches_hints_and_history() -> TestResult {
     assert!(saved.contains("set x 1") && !saved.contains("set long"), "{saved}");
     Ok(())
 }
+
+/// Runs `redru <args>` in a pseudo-terminal and returns everything it drew.
+fn run_in_terminal(dir: &Path, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+    let mut cmd = Command::new(crate::util::BIN);
+    cmd.arg("--dir").arg(dir).args(args).env("NO_COLOR", "1").env("TERM", "xterm").env_remove("REDRU_DIR");
+    // Draw from the first report on, not after a quarter second.
+    cmd.env("REDRU_PROGRESS_DELAY_MS", "0");
+    let mut session = Session::spawn(cmd)?;
+    session.set_expect_timeout(Some(Duration::from_secs(120)));
+    let drawn = session.expect(Eof)?;
+    let status = session.get_process().wait()?;
+    assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+    // Eof "matches" everything left to read.
+    let mut bytes = drawn.before().to_vec();
+    drawn.matches().for_each(|m| bytes.extend_from_slice(m));
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[test]
+fn long_work_shows_a_bar_with_rate_and_time_left_in_a_terminal_only() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let db = Db::open(dir.path())?;
+        let mut batch = redru::Batch::new();
+        for i in 0..60_000 {
+            batch.push_set(format!("user:{i:06}"), json!({"name": format!("user {i}"), "n": i}));
+        }
+        db.batch(batch)?;
+        db.save()?;
+    }
+    // Each stage the library reports becomes a bar: the task, the stage,
+    // the rate and the time left.
+    let drawn = run_in_terminal(dir.path(), &["verify"])?;
+    assert!(drawn.contains("checking the snapshot") || drawn.contains("loading the snapshot"), "{drawn:?}");
+    assert!(drawn.contains("left"), "{drawn:?}");
+    assert!(drawn.contains("clean"), "{drawn:?}");
+
+    // Piped, the same work draws nothing.
+    let out = Command::new(crate::util::BIN)
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("verify")
+        .env("REDRU_PROGRESS_DELAY_MS", "0")
+        .env_remove("REDRU_DIR")
+        .output()?;
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("snapshot") && !stderr.contains("left"), "{stderr:?}");
+    Ok(())
+}

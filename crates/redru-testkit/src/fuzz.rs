@@ -255,7 +255,7 @@ fn apply_op(map: &mut BTreeMap<String, Value>, op: Op) {
 /// load is checked by `check_snapshot`.
 pub fn snapshot_load(data: &[u8]) {
     let path = Path::new("/db/database.json");
-    if let Ok((state, info)) = redru::internal::snapshot::parse(path, data) {
+    if let Ok((state, info)) = redru::internal::snapshot::parse(path, data, None) {
         check_snapshot(data, info.keys, &Frozen::of(&state));
     }
     use sha2::Digest;
@@ -263,7 +263,7 @@ pub fn snapshot_load(data: &[u8]) {
     let mut fixed = body.to_vec();
     let digest = sha2::Sha256::digest(&fixed);
     fixed.extend_from_slice(format!(",\"sha256\":\"{}\"}}\n", redru::internal::snapshot::hex(&digest)).as_bytes());
-    if let Ok((state, info)) = redru::internal::snapshot::parse(path, &fixed) {
+    if let Ok((state, info)) = redru::internal::snapshot::parse(path, &fixed, None) {
         assert_eq!(info.bytes, fixed.len() as u64);
         check_snapshot(&fixed, info.keys, &Frozen::of(&state));
     }
@@ -297,7 +297,7 @@ fn check_snapshot(bytes: &[u8], keys: usize, frozen: &Frozen) {
         }
     }
     let written = write_snapshot(frozen);
-    let Ok((again, info)) = redru::internal::snapshot::parse(Path::new("/db/again.json"), &written) else {
+    let Ok((again, info)) = redru::internal::snapshot::parse(Path::new("/db/again.json"), &written, None) else {
         panic!("a loaded snapshot, written back, does not load: {:.400}", String::from_utf8_lossy(&written))
     };
     assert_eq!(info.keys, keys);
@@ -315,7 +315,7 @@ fn write_snapshot(frozen: &Frozen) -> Vec<u8> {
     let fs = SimFs::new();
     fs.mkdir_durable(Path::new(DIR));
     let path = Path::new(DIR).join("out.json");
-    if let Err(e) = redru::internal::snapshot::write_file(&*fs.vfs(), &path, frozen) {
+    if let Err(e) = redru::internal::snapshot::write_file(&*fs.vfs(), &path, frozen, None) {
         panic!("writing a loaded snapshot back failed: {e}");
     }
     match fs.contents(&path) {

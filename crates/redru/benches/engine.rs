@@ -116,7 +116,7 @@ fn child_main(args: &[String]) -> BoxResult<()> {
             let bytes = std::fs::read(path)?;
             lap("read_ms", t0);
             let t0 = Instant::now();
-            redru::internal::snapshot::check_digest(path, &bytes)?;
+            redru::internal::snapshot::check_digest(path, &bytes, None)?;
             lap("sha256_ms", t0);
             let t0 = Instant::now();
             serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)?;
@@ -128,7 +128,7 @@ fn child_main(args: &[String]) -> BoxResult<()> {
             drop(doc);
             lap("drop_value_tree_ms", t0);
             let t0 = Instant::now();
-            let (state, _) = redru::internal::snapshot::parse(path, &bytes)?;
+            let (state, _) = redru::internal::snapshot::parse(path, &bytes, None)?;
             lap("redru_snapshot_parse_ms", t0);
             let _ = started;
             println!("{}", Value::Object(phases));

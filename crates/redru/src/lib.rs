@@ -39,6 +39,7 @@
 mod db;
 mod error;
 mod options;
+pub mod progress;
 mod state;
 mod storage;
 mod tools;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::progress::{Observed, Progress};
 use crate::storage::vfs::{StdFs, Vfs};
 
 /// When a write's log record is forced to stable storage.
@@ -73,6 +74,7 @@ pub struct Options {
     pub(crate) buffer_flush_interval: Option<Duration>,
     pub(crate) vfs: Arc<dyn Vfs>,
     pub(crate) read_only: bool,
+    pub(crate) progress: Option<Observed>,
 }
 
 impl Default for Options {
@@ -86,6 +88,7 @@ impl Default for Options {
             buffer_flush_interval: Some(Duration::from_millis(100)),
             vfs: Arc::new(StdFs),
             read_only: false,
+            progress: None,
         }
     }
 }
@@ -171,5 +174,32 @@ impl Options {
     pub fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Options {
         self.vfs = vfs;
         self
+    }
+
+    /// Tells `observer` how far the long operations have got: loading the
+    /// snapshot and replaying the log at open, writing a snapshot (`save`,
+    /// compaction, backups), checking files (`verify`, `repair`), restoring.
+    /// Default: nobody is told. See [`Progress`] for what a report holds.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// use redru::{Options, progress::Stage};
+    /// let db = Options::new()
+    ///     .progress(|p| if p.stage == Stage::WriteSnapshot { eprintln!("{} of {} keys", p.done, p.total) })
+    ///     .open(dir.path())?;
+    /// db.set("k", redru::json!(1))?;
+    /// db.save()?; // prints "0 of 1 keys", then "1 of 1 keys"
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn progress(mut self, observer: impl Fn(&Progress) + Send + Sync + 'static) -> Options {
+        self.progress = Some(Observed(Arc::new(observer)));
+        self
+    }
+
+    /// The progress observer, if one was set.
+    pub(crate) fn observer(&self) -> Option<&crate::progress::Observer> {
+        self.progress.as_ref().map(|o| &o.0)
     }
 }

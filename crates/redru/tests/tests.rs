@@ -12,6 +12,7 @@ mod format_fixtures;
 mod fuzz_corpus;
 mod index;
 mod model;
+mod progress;
 mod read_only;
 mod real_faults;
 mod recovery;

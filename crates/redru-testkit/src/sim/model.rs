@@ -624,7 +624,7 @@ impl Run {
             let Some((path, seq)) = &e.backup else { continue };
             let bytes =
                 fs.contents(path).map_err(|err| format!("acknowledged backup {} is gone: {err}", path.display()))?;
-            match redru::internal::snapshot::parse(path, &bytes) {
+            match redru::internal::snapshot::parse(path, &bytes, None) {
                 Ok((_, info)) if info.seq.0 == *seq => {}
                 Ok((_, info)) => {
                     return Err(format!("backup {} holds record {}, expected {seq}", path.display(), info.seq));

@@ -210,7 +210,7 @@ impl Inner {
             frozen
         };
         let writers_blocked = held.elapsed();
-        let info: SnapshotInfo = snapshot::write_atomic(&*self.vfs, &self.dir, &frozen)?;
+        let info: SnapshotInfo = snapshot::write_atomic(&*self.vfs, &self.dir, &frozen, self.options.observer())?;
         {
             let mut snap = self.snap();
             snap.seq = info.seq;

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::options::{Durability, Options};
+use crate::progress::Observer;
 use crate::state::store::{State, Undo};
 use crate::storage::files::{BACKUP_DIR, LOCK_NAME, is_backup_temp};
 use crate::storage::log::{self, Wal, Writer};
@@ -186,7 +187,7 @@ impl Db {
             }
         }
 
-        let (mut state, snap_meta, scan) = load(&*vfs, &dir, opened_before, &mut report)?;
+        let (mut state, snap_meta, scan) = load(&*vfs, &dir, opened_before, options.observer(), &mut report)?;
 
         // Finish what an interrupted save started: these are in the snapshot.
         // Only what holds exactly such records is deleted: anything else
@@ -276,7 +277,7 @@ impl Db {
         // they are then; what is still wrong after a while is real.
         let mut attempts = 0;
         let (mut state, snap_meta, mut report) = loop {
-            match load_view(&*vfs, &dir) {
+            match load_view(&*vfs, &dir, options.observer()) {
                 Ok(view) => break view,
                 Err(_) if attempts < READ_ONLY_ATTEMPTS => {
                     attempts += 1;
@@ -423,9 +424,9 @@ const READ_ONLY_ATTEMPTS: u32 = 20;
 /// A snapshot and the log records after it, changing nothing: a torn last
 /// line is left where it is, segments a snapshot covers stay (they are the
 /// writer's to remove).
-fn load_view(vfs: &dyn Vfs, dir: &Path) -> Result<(State, SnapMeta, RecoveryReport)> {
+fn load_view(vfs: &dyn Vfs, dir: &Path, observer: Option<&Observer>) -> Result<(State, SnapMeta, RecoveryReport)> {
     let mut report = RecoveryReport::default();
-    let (mut state, meta, scan) = load(vfs, dir, false, &mut report)?;
+    let (mut state, meta, scan) = load(vfs, dir, false, observer, &mut report)?;
     state.seq = scan.last.max(state.seq);
     Ok((state, meta, report))
 }
@@ -438,11 +439,12 @@ fn load(
     vfs: &dyn Vfs,
     dir: &Path,
     check_successor: bool,
+    observer: Option<&Observer>,
     report: &mut RecoveryReport,
 ) -> Result<(State, SnapMeta, log::LogScan)> {
     let snap_path = dir.join(snapshot::FILE_NAME);
     let (mut state, meta) = if vfs.exists(&snap_path).map_err(|e| Error::io("checking", &snap_path, e))? {
-        let (state, info) = snapshot::load(vfs, &snap_path)?;
+        let (state, info) = snapshot::load(vfs, &snap_path, observer)?;
         if check_successor && let Some(path) = log::missing_successor(&log::list_segments(vfs, dir)?, dir, info.seq) {
             return Err(Error::MissingSegment { path, snapshot_seq: info.seq.0 });
         }
@@ -459,7 +461,7 @@ fn load(
         (State::default(), SnapMeta { seq: Seq(0), bytes: 0, exists: false })
     };
     let snapshot_seq = state.seq;
-    let scan = log::read_log(vfs, dir, snapshot_seq, |seq, record| {
+    let scan = log::read_log(vfs, dir, snapshot_seq, observer, |seq, record| {
         state.apply(seq, &record);
     })?;
     report.records_replayed = scan.replayed;

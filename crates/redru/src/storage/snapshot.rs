@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::progress::{Meter, Observer, Stage};
 use crate::state::doc::Doc;
 use crate::state::doc::StrRef;
 use crate::state::index::{FieldPath, IndexKind};
@@ -34,6 +35,8 @@ pub const VERSION: u64 = 1;
 /// The start of the trailer: `,"sha256":"`.
 pub const TRAILER_HEAD: &[u8] = b",\"sha256\":\"";
 const TRAILER_TAIL: &[u8] = b"\"}\n";
+/// Bytes hashed or parsed between two advances of a progress meter.
+const PROGRESS_CHUNK: usize = 1 << 20;
 /// `,"sha256":"` + 64 hex digits + `"}\n`.
 pub const TRAILER_LEN: usize = TRAILER_HEAD.len() + 64 + TRAILER_TAIL.len();
 
@@ -138,9 +141,9 @@ impl HashingWriter {
 ///
 /// If writing fails after the file was created, the partial file is removed
 /// (best effort): on a full disk it would hold the space the log needs next.
-pub fn write_file(vfs: &dyn Vfs, path: &Path, frozen: &Frozen) -> Result<SnapshotInfo> {
+pub fn write_file(vfs: &dyn Vfs, path: &Path, frozen: &Frozen, observer: Option<&Observer>) -> Result<SnapshotInfo> {
     let file = vfs.create_new(path).map_err(|e| Error::io("creating", path, e))?;
-    write_into(file, path, frozen).inspect_err(|_| discard(vfs, path))
+    write_into(file, path, frozen, observer).inspect_err(|_| discard(vfs, path))
 }
 
 /// Removes a temporary file a failed write leaves, ignoring errors: the
@@ -150,7 +153,8 @@ pub fn discard(vfs: &dyn Vfs, path: &Path) {
     let _ = vfs.remove(path);
 }
 
-fn write_into(file: Box<dyn VFile>, path: &Path, frozen: &Frozen) -> Result<SnapshotInfo> {
+fn write_into(file: Box<dyn VFile>, path: &Path, frozen: &Frozen, observer: Option<&Observer>) -> Result<SnapshotInfo> {
+    let meter = Meter::start(observer, Stage::WriteSnapshot, frozen.map.len() as u64);
     let mut w = HashingWriter {
         file,
         path: path.to_owned(),
@@ -178,6 +182,7 @@ fn write_into(file: Box<dyn VFile>, path: &Path, frozen: &Frozen) -> Result<Snap
         entry.push(b':');
         entry.extend_from_slice(value.as_str().as_bytes());
         w.put(&entry)?;
+        meter.advance(1);
     }
     w.put(if frozen.map.is_empty() { b"}" } else { b"\n}" })?;
     w.flush()?;
@@ -189,18 +194,19 @@ fn write_into(file: Box<dyn VFile>, path: &Path, frozen: &Frozen) -> Result<Snap
     w.put(&trailer)?;
     w.flush()?;
     w.file.sync().map_err(|e| Error::io("syncing", path, e))?;
+    meter.finish();
     Ok(SnapshotInfo { seq: frozen.seq, keys: frozen.map.len(), bytes: w.written, sha256 })
 }
 
 /// Replaces `dir/database.json` with a snapshot of `state`: temp file, fsync,
 /// rename, fsync of the directory. After it returns the new snapshot is durable.
-pub fn write_atomic(vfs: &dyn Vfs, dir: &Path, frozen: &Frozen) -> Result<SnapshotInfo> {
+pub fn write_atomic(vfs: &dyn Vfs, dir: &Path, frozen: &Frozen, observer: Option<&Observer>) -> Result<SnapshotInfo> {
     let tmp = dir.join(TMP_NAME);
     let path = dir.join(FILE_NAME);
     if vfs.exists(&tmp).map_err(|e| Error::io("checking", &tmp, e))? {
         vfs.remove(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
     }
-    let info = write_file(vfs, &tmp, frozen)?;
+    let info = write_file(vfs, &tmp, frozen, observer)?;
     vfs.rename(&tmp, &path).map_err(|e| {
         discard(vfs, &tmp);
         Error::io("renaming into place", &path, e)
@@ -210,7 +216,7 @@ pub fn write_atomic(vfs: &dyn Vfs, dir: &Path, frozen: &Frozen) -> Result<Snapsh
 }
 
 /// Checks the trailer digest of snapshot bytes; returns the hex digest.
-pub fn check_digest(path: &Path, bytes: &[u8]) -> Result<String> {
+pub fn check_digest(path: &Path, bytes: &[u8], observer: Option<&Observer>) -> Result<String> {
     let bad = |reason: String| Error::BadSnapshot { path: path.to_owned(), reason };
     if bytes.len() < TRAILER_LEN + 2 {
         return Err(bad(format!("{} bytes is too short for a snapshot (truncated?)", bytes.len())));
@@ -224,7 +230,14 @@ pub fn check_digest(path: &Path, bytes: &[u8]) -> Result<String> {
             body.len()
         )));
     }
-    let actual = hex(&Sha256::digest(body));
+    let meter = Meter::start(observer, Stage::CheckSnapshot, body.len() as u64);
+    let mut hasher = Sha256::new();
+    for chunk in body.chunks(PROGRESS_CHUNK) {
+        hasher.update(chunk);
+        meter.advance(chunk.len() as u64);
+    }
+    meter.finish();
+    let actual = hex(&hasher.finalize());
     if digest != actual.as_bytes() {
         return Err(bad(format!(
             "SHA-256 mismatch: the file says {}, its first {} bytes hash to {actual}",
@@ -236,19 +249,20 @@ pub fn check_digest(path: &Path, bytes: &[u8]) -> Result<String> {
 }
 
 /// Reads and verifies the snapshot at `path`, and builds its indexes.
-pub fn load(vfs: &dyn Vfs, path: &Path) -> Result<(State, SnapshotInfo)> {
+pub fn load(vfs: &dyn Vfs, path: &Path, observer: Option<&Observer>) -> Result<(State, SnapshotInfo)> {
     let bytes = vfs.read(path).map_err(|e| Error::io("reading", path, e))?;
-    parse(path, &bytes)
+    parse(path, &bytes, observer)
 }
 
 /// Verifies and parses snapshot bytes (`path` names them in errors).
-pub fn parse(path: &Path, bytes: &[u8]) -> Result<(State, SnapshotInfo)> {
-    let sha256 = check_digest(path, bytes)?;
+pub fn parse(path: &Path, bytes: &[u8], observer: Option<&Observer>) -> Result<(State, SnapshotInfo)> {
+    let sha256 = check_digest(path, bytes, observer)?;
     let bad = |reason: String| Error::BadSnapshot { path: path.to_owned(), reason };
     // The layout redru writes parses on every core; anything else (a file
     // edited by hand, say) goes through one serde pass, which also gives the
     // precise error when something is wrong.
-    let doc = match parse_lines(&bytes[..bytes.len() - TRAILER_LEN]) {
+    let meter = Meter::start(observer, Stage::LoadSnapshot, bytes.len() as u64);
+    let doc = match parse_lines(&bytes[..bytes.len() - TRAILER_LEN], &meter) {
         Some(doc) => doc,
         None => serde_json::from_slice(bytes).map_err(|e| bad(format!("digest matches but JSON is invalid: {e}")))?,
     };
@@ -294,6 +308,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(State, SnapshotInfo)> {
         state.indexes.insert(index.path().as_str().to_owned(), index);
     }
     state.indexes_changed();
+    meter.finish();
     let info = SnapshotInfo { seq: state.seq, keys: state.map.len(), bytes: bytes.len() as u64, sha256 };
     Ok((state, info))
 }
@@ -301,7 +316,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(State, SnapshotInfo)> {
 /// Parses the one-entry-per-line layout [`write_file`] produces, splitting
 /// the entries between threads. `content` is the file without its trailer.
 /// `None` when the bytes are laid out differently (or are invalid).
-fn parse_lines(content: &[u8]) -> Option<Document> {
+fn parse_lines(content: &[u8], meter: &Meter) -> Option<Document> {
     let nl = content.iter().position(|&b| b == b'\n')?;
     let head = content[..nl].strip_suffix(b"\"data\":{")?;
     let mut head_doc = head.to_vec();
@@ -325,8 +340,11 @@ fn parse_lines(content: &[u8]) -> Option<Document> {
     let chunks: Vec<&[u8]> = cuts.windows(2).map(|w| &body[w[0]..w[1]]).filter(|c| !c.is_empty()).collect();
     let last = chunks.len().saturating_sub(1);
     let parsed: Vec<Option<Entries>> = std::thread::scope(|s| {
-        let handles: Vec<_> =
-            chunks.iter().enumerate().map(|(i, chunk)| s.spawn(move || parse_entries(chunk, i == last))).collect();
+        let handles: Vec<_> = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, chunk)| s.spawn(move || parse_entries(chunk, i == last, meter)))
+            .collect();
         handles.into_iter().map(|h| h.join().ok().flatten()).collect()
     });
     // A thread that panicked, or a chunk that did not parse, leaves a None.
@@ -342,7 +360,9 @@ fn parse_lines(content: &[u8]) -> Option<Document> {
 type Entries = ShardLists;
 
 /// Parses lines `"key":value,`; the file's very last entry has no comma.
-fn parse_entries(chunk: &[u8], last_chunk: bool) -> Option<Entries> {
+fn parse_entries(chunk: &[u8], last_chunk: bool, meter: &Meter) -> Option<Entries> {
+    // Counted in bytes, handed to the meter about every `PROGRESS_CHUNK`.
+    let mut uncounted = 0;
     let per_shard = chunk.len() / 100 / SHARDS + 1;
     let mut out: Entries = (0..SHARDS).map(|_| Vec::with_capacity(per_shard)).collect();
     let mut lines = chunk.split(|&b| b == b'\n').filter(|l| !l.is_empty()).peekable();
@@ -359,7 +379,13 @@ fn parse_entries(chunk: &[u8], last_chunk: bool) -> Option<Entries> {
         let value: &RawValue = serde_json::from_slice(&line[end + 1..]).ok()?;
         let shard = Map::shard_of(&key);
         out[shard].push((Key::from(&*key), Doc::from_raw(value).ok()?));
+        uncounted += line.len() + 1;
+        if uncounted >= PROGRESS_CHUNK {
+            meter.advance(uncounted as u64);
+            uncounted = 0;
+        }
     }
+    meter.advance(uncounted as u64);
     Some(out)
 }
 
@@ -446,7 +472,7 @@ mod tests {
     #[test]
     fn write_then_parse_roundtrips() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let info = write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&sample()))?;
+        let info = write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&sample()), None)?;
         let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
         assert_eq!(info.bytes, bytes.len() as u64);
         // It is plain JSON: any JSON reader takes it.
@@ -459,7 +485,7 @@ mod tests {
             json!([{"field": "$", "unique": false, "ordered": true}, {"field": "name", "unique": true}])
         );
         assert_eq!(doc["sha256"], json!(info.sha256));
-        let (state, loaded) = parse(Path::new("x"), &bytes)?;
+        let (state, loaded) = parse(Path::new("x"), &bytes, None)?;
         assert_eq!(loaded, info);
         assert_eq!(state.map.len(), 2);
         let infos = state.index_infos();
@@ -480,14 +506,15 @@ mod tests {
             state.apply(Seq(i + 1), &Record::Set(key, crate::Doc::from(value)));
         }
         let dir = tempfile::tempdir()?;
-        let info = write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&state))?;
+        let info = write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&state), None)?;
         let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
         let content = &bytes[..bytes.len() - TRAILER_LEN];
-        let lines = parse_lines(content).ok_or("the line parser refused its own layout")?;
+        let lines = parse_lines(content, &Meter::start(None, Stage::LoadSnapshot, 0))
+            .ok_or("the line parser refused its own layout")?;
         let serde: Document = serde_json::from_slice(&bytes)?;
         assert_eq!(lines.data.0.len(), 25_000);
         assert_eq!(lines.data.0.sorted(), serde.data.0.sorted());
-        let (loaded, loaded_info) = parse(Path::new("x"), &bytes)?;
+        let (loaded, loaded_info) = parse(Path::new("x"), &bytes, None)?;
         assert_eq!(loaded_info, info);
         assert_eq!(loaded.map.sorted(), state.map.sorted());
         // A layout it does not know (two entries on a line) goes through serde.
@@ -495,7 +522,7 @@ mod tests {
         let second = other.iter().position(|&b| b == b'\n').map(|p| p + 1).unwrap_or(0);
         let second_end = second + other[second..].iter().position(|&b| b == b'\n').unwrap_or(0);
         other[second_end] = b' ';
-        assert!(parse_lines(&other).is_none());
+        assert!(parse_lines(&other, &Meter::start(None, Stage::LoadSnapshot, 0)).is_none());
         // A false `keys` claim is refused, not trusted.
         let mut lying = content.to_vec();
         let at = lying.windows(12).position(|w| w == b"\"keys\":25000").ok_or("no keys member")?;
@@ -503,22 +530,25 @@ mod tests {
         let mut with_trailer = lying.clone();
         let digest = hex(&Sha256::digest(&lying));
         with_trailer.extend_from_slice(format!(",\"sha256\":\"{digest}\"}}\n").as_bytes());
-        assert!(matches!(parse(Path::new("x"), &with_trailer), Err(Error::BadSnapshot { .. })));
+        assert!(matches!(parse(Path::new("x"), &with_trailer, None), Err(Error::BadSnapshot { .. })));
         Ok(())
     }
 
     #[test]
     fn every_damage_is_refused() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&sample()))?;
+        write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&sample()), None)?;
         let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
         for i in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[i] ^= 0x04;
-            assert!(matches!(parse(Path::new("x"), &damaged), Err(Error::BadSnapshot { .. })), "flip at {i}");
+            assert!(matches!(parse(Path::new("x"), &damaged, None), Err(Error::BadSnapshot { .. })), "flip at {i}");
         }
         for len in 0..bytes.len() {
-            assert!(matches!(parse(Path::new("x"), &bytes[..len]), Err(Error::BadSnapshot { .. })), "cut at {len}");
+            assert!(
+                matches!(parse(Path::new("x"), &bytes[..len], None), Err(Error::BadSnapshot { .. })),
+                "cut at {len}"
+            );
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::{Batch, Db};
 use crate::error::{Error, Result};
 use crate::options::Options;
+use crate::progress::Observer;
 use crate::state::index::FieldPath;
 use crate::state::index::IndexKind;
 use crate::storage::record::Seq;
@@ -280,7 +281,7 @@ fn inspect(vfs: &dyn Vfs, path: &Path, time: u64, seq: Seq) -> Result<BackupInfo
 
 /// Checks a backup's digest and structure without building its map: (seq, keys).
 fn light_check(path: &Path, bytes: &[u8]) -> std::result::Result<(u64, usize), String> {
-    snapshot::check_digest(path, bytes).map_err(|e| match e {
+    snapshot::check_digest(path, bytes, None).map_err(|e| match e {
         Error::BadSnapshot { reason, .. } => reason,
         other => other.to_string(),
     })?;
@@ -356,14 +357,20 @@ fn prune_in(vfs: &dyn Vfs, backups: &Path, keep: usize) -> Result<Vec<PathBuf>> 
 
 /// Writes `frozen` as a backup at `path`: temp file, sync, read back and
 /// check, rename, `.sha256` beside it (also via temp file), directory synced.
-fn write_backup(vfs: &dyn Vfs, path: &Path, frozen: &Frozen, time: u64) -> Result<BackupInfo> {
+fn write_backup(
+    vfs: &dyn Vfs,
+    path: &Path,
+    frozen: &Frozen,
+    time: u64,
+    observer: Option<&Observer>,
+) -> Result<BackupInfo> {
     let dir = path.parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."));
     let tmp = with_suffix(path, ".tmp");
     if vfs.exists(&tmp).map_err(|e| Error::io("checking", &tmp, e))? {
         vfs.remove(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
     }
     // `write_file` removes the temporary file itself if writing it fails.
-    let written = snapshot::write_file(vfs, &tmp, frozen)?;
+    let written = snapshot::write_file(vfs, &tmp, frozen, observer)?;
     let bytes = vfs.read(&tmp).map_err(|e| {
         snapshot::discard(vfs, &tmp);
         Error::io("reading back", &tmp, e)
@@ -477,7 +484,7 @@ impl Db {
             }
             n += 1;
         };
-        write_backup(vfs, &path, &frozen, time)
+        write_backup(vfs, &path, &frozen, time, self.options().observer())
     }
 
     /// Like [`Db::backup`], to an explicit file `path` (which must not exist);
@@ -495,7 +502,7 @@ impl Db {
         }
         let _one = WRITING.lock().unwrap_or_else(|p| p.into_inner());
         let frozen = self.freeze()?;
-        write_backup(vfs, path, &frozen, now())
+        write_backup(vfs, path, &frozen, now(), self.options().observer())
     }
 
     /// The backups in `DIR/backups/`, oldest first, each read and checked.
@@ -571,7 +578,7 @@ impl Db {
                 return Err(Error::BadSnapshot { path: path.to_owned(), reason: problem.message });
             }
         }
-        let (state, info) = snapshot::parse(path, &bytes)?;
+        let (state, info) = snapshot::parse(path, &bytes, self.options().observer())?;
         drop(bytes);
         if let Some(problem) = verify::unique_duplicates(&state, path).into_iter().next() {
             return Err(Error::BadSnapshot { path: path.to_owned(), reason: problem.message });

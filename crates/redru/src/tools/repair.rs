@@ -160,7 +160,7 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
     let lock_path = dir.join(crate::storage::files::LOCK_NAME);
     let opened_before = vfs.exists(&lock_path).map_err(|e| Error::io("checking", &lock_path, e))?;
     let _lock = verify::lock_dir(vfs, dir, !dry_run)?;
-    let analysis = verify::analyze(vfs, dir, opened_before)?;
+    let analysis = verify::analyze(vfs, dir, opened_before, options.observer())?;
     if !analysis.snapshot_ok {
         let problem = analysis.report.problems.first();
         let what = problem.map(|p| format!("{}: {}", p.kind, p.message)).unwrap_or_default();
@@ -257,7 +257,7 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
         vfs.create_new(&path).map_err(|e| Error::io("creating", &path, e))?;
         vfs.sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e))?;
     }
-    report.after = Some(verify::analyze(vfs, dir, opened_before)?.report);
+    report.after = Some(verify::analyze(vfs, dir, opened_before, options.observer())?.report);
     report.duration = started.elapsed();
     Ok(report)
 }

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::options::Options;
+use crate::progress::{Meter, Observer, Stage};
 use crate::state::index::{FieldPath, ValueDigest};
 use crate::state::store::{State, build_index};
 use crate::storage::files::{self, LOCK_NAME};
@@ -363,7 +364,7 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport> {
 pub fn verify_dir_with(dir: &Path, options: &Options) -> Result<VerifyReport> {
     let vfs = &*options.vfs;
     let lock = lock_dir(vfs, dir, false)?;
-    Ok(analyze(vfs, dir, lock.is_some())?.report)
+    Ok(analyze(vfs, dir, lock.is_some(), options.observer())?.report)
 }
 
 /// Checks one snapshot or backup file on the real file system; see [`verify_file_with`].
@@ -380,7 +381,7 @@ pub fn verify_file_with(path: &Path, options: &Options) -> Result<VerifyReport> 
     let bytes = vfs.read(path).map_err(|e| Error::io("reading", path, e))?;
     report.files = 1;
     report.bytes = bytes.len() as u64;
-    let (checked, state) = check_snapshot(path, &bytes, &mut report.problems);
+    let (checked, state) = check_snapshot(path, &bytes, &mut report.problems, options.observer());
     report.snapshot = Some(checked);
     if let Some(state) = state {
         report.replay_checked = true;
@@ -478,7 +479,7 @@ pub(crate) struct Analysis {
 
 /// Checks a data directory; the caller holds the lock. `opened_before`:
 /// whether it held a lock file before this check (redru opened it).
-pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path, opened_before: bool) -> Result<Analysis> {
+pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path, opened_before: bool, observer: Option<&Observer>) -> Result<Analysis> {
     let started = Instant::now();
     let mut report = VerifyReport::new(dir);
     let names = vfs.list(dir).map_err(|e| Error::io("listing", dir, e))?;
@@ -514,7 +515,7 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path, opened_before: bool) -> Result<
         report.files += 1;
         report.bytes += bytes.len() as u64;
         let before = report.problems.len();
-        let (checked, state) = check_snapshot(&snap_path, &bytes, &mut report.problems);
+        let (checked, state) = check_snapshot(&snap_path, &bytes, &mut report.problems, observer);
         snapshot_ok = report.problems.len() == before;
         let seq = checked.seq.map(Seq);
         report.snapshot = Some(checked);
@@ -579,9 +580,15 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path, opened_before: bool) -> Result<
     };
     let mut expected: Option<Seq> = snapshot_seq.map(Seq::next);
     let mut strays = Vec::new();
-    for (i, segment) in live.iter().enumerate() {
+    // Mapped, not copied: knowing every size first gives progress a total.
+    let files = live
+        .iter()
+        .map(|segment| vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e)))
+        .collect::<Result<Vec<_>>>()?;
+    let meter = Meter::start(observer, Stage::CheckLog, files.iter().map(|f| f.len() as u64).sum());
+    for (i, (segment, bytes)) in live.iter().zip(files).enumerate() {
         log.segment = i;
-        let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
+        meter.advance(bytes.len() as u64);
         report.files += 1;
         report.bytes += bytes.len() as u64;
         // The first live segment may start inside the snapshot (its first
@@ -837,11 +844,18 @@ fn next_readable(bytes: &[u8]) -> Option<Seq> {
 
 /// Checks snapshot bytes, pushing every problem found; returns what it
 /// learned and, when the snapshot is intact, its state with indexes built.
-fn check_snapshot(path: &Path, bytes: &[u8], problems: &mut Vec<Problem>) -> (SnapshotChecked, Option<State>) {
+fn check_snapshot(
+    path: &Path,
+    bytes: &[u8],
+    problems: &mut Vec<Problem>,
+    observer: Option<&Observer>,
+) -> (SnapshotChecked, Option<State>) {
     let mut checked =
         SnapshotChecked { path: path.to_owned(), bytes: bytes.len() as u64, seq: None, keys: None, sha256: None };
     let len = bytes.len();
-    if let Err(e) = snapshot::check_digest(path, bytes) {
+    // The digest first, alone, for the precise problem when it fails;
+    // `parse` below checks it again (progress reports both passes).
+    if let Err(e) = snapshot::check_digest(path, bytes, observer) {
         checked.seq = head_seq(bytes);
         let reason = match e {
             Error::BadSnapshot { reason, .. } => reason,
@@ -890,7 +904,7 @@ fn check_snapshot(path: &Path, bytes: &[u8], problems: &mut Vec<Problem>) -> (Sn
             }
         }
     }
-    match snapshot::parse(path, bytes) {
+    match snapshot::parse(path, bytes, observer) {
         Ok((state, info)) => {
             let SnapshotInfo { seq, keys, sha256, .. } = info;
             checked.seq = Some(seq.0);

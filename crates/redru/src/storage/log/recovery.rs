@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::reader::{Tail, scan};
 use super::segment::{Segment, list_segments, segment_name};
 use crate::error::{Error, Result};
+use crate::progress::{Meter, Observer, Stage};
 use crate::storage::record::{Record, Seq};
 use crate::storage::vfs::Vfs;
 
@@ -52,7 +53,13 @@ pub struct LogScan {
 /// record and the sequence, and calls `apply` for each record after
 /// `snapshot_seq`, in order. Damage that is not a torn tail is
 /// [`Error::Corrupt`], naming the file, line and offset.
-pub fn read_log(vfs: &dyn Vfs, dir: &Path, snapshot_seq: Seq, mut apply: impl FnMut(Seq, Record)) -> Result<LogScan> {
+pub fn read_log(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    snapshot_seq: Seq,
+    observer: Option<&Observer>,
+    mut apply: impl FnMut(Seq, Record),
+) -> Result<LogScan> {
     let segments = list_segments(vfs, dir)?;
     let mut out = LogScan { last: snapshot_seq, ..LogScan::default() };
     // Segments wholly before the snapshot's end need not even be read.
@@ -84,8 +91,14 @@ pub fn read_log(vfs: &dyn Vfs, dir: &Path, snapshot_seq: Seq, mut apply: impl Fn
             ),
         ));
     }
+    // Mapped, not copied: knowing every size first gives progress a total.
+    let files = live
+        .iter()
+        .map(|segment| vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e)))
+        .collect::<Result<Vec<_>>>()?;
+    let meter = Meter::start(observer, Stage::ReplayLog, files.iter().map(|f| f.len() as u64).sum());
     let mut expected: Option<Seq> = None;
-    for (i, segment) in live.iter().enumerate() {
+    for (i, (segment, bytes)) in live.iter().zip(&files).enumerate() {
         if let Some(expected) = expected
             && segment.first != expected
         {
@@ -99,9 +112,11 @@ pub fn read_log(vfs: &dyn Vfs, dir: &Path, snapshot_seq: Seq, mut apply: impl Fn
                 ),
             ));
         }
-        let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
         let last = i + 1 == live.len();
-        let outcome = scan(&bytes, segment.first, last, |found| {
+        let mut counted = 0;
+        let outcome = scan(bytes, segment.first, last, |found| {
+            meter.advance(found.offset - counted);
+            counted = found.offset;
             if found.seq > snapshot_seq {
                 out.replayed += 1;
                 apply(found.seq, found.record);
@@ -132,9 +147,11 @@ pub fn read_log(vfs: &dyn Vfs, dir: &Path, snapshot_seq: Seq, mut apply: impl Fn
                 valid_end
             }
         };
+        meter.advance(bytes.len() as u64 - counted);
         out.bytes += valid_end;
         out.live.push((segment.clone(), valid_end));
     }
+    meter.finish();
     Ok(out)
 }
 

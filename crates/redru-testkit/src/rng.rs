@@ -46,3 +46,87 @@ impl Rng {
         }
     }
 }
+
+/// Where a workload's choices come from: a seeded [`Rng`] in the crash
+/// suites, the fuzzer's bytes ([`Bytes`]) in the fuzz targets, so that the
+/// fuzzer steers each operation rather than a seed.
+pub trait Choices {
+    /// Uniform (for an `Rng`) in `0..n`; 0 when `n` is 0.
+    fn below(&mut self, n: u64) -> u64;
+    /// Fills `buf`.
+    fn fill(&mut self, buf: &mut [u8]);
+    /// [`Choices::below`] for lengths.
+    fn below_usize(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
+    }
+    /// True with probability `num / den` (for an `Rng`).
+    fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.below(den) < num
+    }
+}
+
+impl Choices for Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        Rng::below(self, n)
+    }
+    fn fill(&mut self, buf: &mut [u8]) {
+        Rng::fill(self, buf)
+    }
+}
+
+/// Choices read from bytes, one byte per choice below 256 (two above), in
+/// order; zeros once they run out (see [`Bytes::is_empty`]).
+#[derive(Clone, Debug)]
+pub struct Bytes<'a>(&'a [u8]);
+
+impl<'a> Bytes<'a> {
+    /// Choices from `data`.
+    pub fn new(data: &'a [u8]) -> Bytes<'a> {
+        Bytes(data)
+    }
+    /// Whether every byte has been used.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+}
+
+impl Choices for Bytes<'_> {
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        let raw =
+            if n <= 256 { u64::from(self.byte()) } else { u64::from(u16::from_le_bytes([self.byte(), self.byte()])) };
+        raw % n
+    }
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.byte();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_give_their_choices_in_order_then_zeros() {
+        let mut c = Bytes::new(&[7, 200, 1, 0x34, 0x12]);
+        assert_eq!(c.below(5), 2);
+        assert!(c.chance(1, 2)); // 200 % 2 == 0, below 1
+        assert_eq!(c.below_usize(3), 1);
+        assert_eq!(c.below(1000), 0x1234 % 1000);
+        assert!(c.is_empty());
+        assert_eq!(c.below(9), 0);
+    }
+}

@@ -17,8 +17,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redru::{Durability, Options, json};
+use sim::explore::{RECOVER, Tally, check_image, check_run};
 use sim::model::{Config, Run, workload};
-use sim::{Broken, OpKind, Rng, SimFs, SimState};
+use sim::{Broken, OpKind, Rng, SimFs};
 
 fn scale() -> u64 {
     std::env::var("REDRU_CRASH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1)
@@ -28,75 +29,12 @@ fn only_seed() -> Option<u64> {
     std::env::var("REDRU_CRASH_SEED").ok().and_then(|s| s.parse().ok())
 }
 
-#[derive(Default)]
-struct Tally {
-    states: u64,
-    recovery_crashes: u64,
-    writes_after_recovery: u64,
-    crash_points: u64,
-    failures: Vec<String>,
-    rule_breaches: Vec<String>,
-}
-
 /// How the explored database is broken, for negative controls.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Control {
     None,
     SkipSync,
     NoDirSync,
-}
-
-const RECOVER: Config = Config { durability: Durability::Always, auto_compact: None, skip_sync: false };
-
-/// Opens `image` and checks it; sometimes crashes during that recovery and
-/// checks the second recovery too, or writes after recovery and crashes again.
-fn check_image(run: &Run, n: u64, image: SimState, rng: &mut Rng, tally: &mut Tally) -> Result<(), String> {
-    let (lo, hi) = run.bounds(n);
-    let fs = SimFs::from_state(image);
-    run.check_backups(&fs, n)?;
-    let dir = run.dir();
-    let crash_recovery = rng.chance(1, 4);
-    fs.record(crash_recovery);
-    let db = RECOVER.options(fs.vfs()).open(dir).map_err(|e| format!("reopen failed: {e}"))?;
-    fs.record(false);
-    let k = run.check_recovered(&db, lo, hi)?;
-    tally.states += 1;
-    if crash_recovery {
-        drop(db);
-        let history = fs.take_history();
-        if history.is_empty() {
-            return Ok(());
-        }
-        let at = rng.below_usize(history.len());
-        let again = SimFs::from_state(history[at].crash_image(rng));
-        let db = RECOVER
-            .options(again.vfs())
-            .open(dir)
-            .map_err(|e| format!("reopen after a crash during recovery (at mutation {at}) failed: {e}"))?;
-        let k2 = run
-            .check_recovered(&db, lo, hi)
-            .map_err(|e| format!("after a crash during recovery (at mutation {at}): {e}"))?;
-        if k2 != k {
-            return Err(format!("a crash during recovery changed the outcome: record {k}, then {k2}"));
-        }
-        tally.recovery_crashes += 1;
-        tally.states += 1;
-    } else if rng.chance(1, 4) {
-        // The recovered log must take new writes that survive the next crash.
-        db.set("after-recovery", redru::json!(k)).map_err(|e| format!("write after recovery failed: {e}"))?;
-        drop(db);
-        let again = SimFs::from_state(fs.state().crash_image(rng));
-        let db = RECOVER
-            .options(again.vfs())
-            .open(dir)
-            .map_err(|e| format!("reopen after a write after recovery failed: {e}"))?;
-        if db.get_value("after-recovery").as_ref() != Some(&redru::json!(k)) || db.stats().last_seq != k + 1 {
-            return Err(format!("a write acknowledged after recovery (record {}) was lost", k + 1));
-        }
-        tally.writes_after_recovery += 1;
-        tally.states += 1;
-    }
-    Ok(())
 }
 
 /// Runs the workload of `seed` once, then crashes before every mutation.
@@ -118,18 +56,7 @@ fn explore(seed: u64, config: Config, control: Control, len: usize, images: u64,
     let mut points = fs.take_history();
     points.push(Arc::new(fs.state()));
     let context = |n: usize| format!("seed {seed} ({config:?}), crash before mutation {n} of {}", points.len() - 1);
-    for breach in fs.violations().into_iter().chain(run.undurable.iter().cloned()).chain(run.lost.iter().cloned()) {
-        tally.rule_breaches.push(format!("{}: {breach}", context(0)));
-    }
-    for e in &run.events {
-        if let Some(error) = &e.error
-            && !error.contains("unique index")
-            && !error.contains("index on")
-            && !error.contains("there is no index")
-        {
-            tally.failures.push(format!("seed {seed}: {} failed on a healthy disk: {error}", e.op));
-        }
-    }
+    check_run(&run, &fs, &format!("seed {seed} ({config:?})"), tally);
     for (n, state) in points.iter().enumerate() {
         tally.crash_points += 1;
         for _ in 0..images {
@@ -188,12 +115,7 @@ fn explore_all(seeds: &[u64], configs: &[Config], control: Control, images: u64)
     });
     let mut total = Tally::default();
     for t in tallies {
-        total.states += t.states;
-        total.recovery_crashes += t.recovery_crashes;
-        total.writes_after_recovery += t.writes_after_recovery;
-        total.crash_points += t.crash_points;
-        total.failures.extend(t.failures);
-        total.rule_breaches.extend(t.rule_breaches);
+        total.merge(t);
     }
     total
 }

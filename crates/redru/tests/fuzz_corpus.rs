@@ -45,9 +45,10 @@ fn every_corpus_file_replays_cleanly() -> std::io::Result<()> {
 fn the_oracles_catch_the_planted_bugs() -> std::io::Result<()> {
     use redru::internal::planted;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
-    let cases: [(u8, &str, Target); 2] = [
+    let cases: [(u8, &str, Target); 3] = [
         (planted::SKIP_DELETES, "wal_replay", targets::wal_replay),
         (planted::DROP_SNAPSHOT_HEADER, "snapshot_load", targets::snapshot_load),
+        (planted::ACK_BEFORE_SYNC, "model", targets::model),
     ];
     // The oracles' panics are expected here (and printed, as any panic).
     let mut caught = Vec::new();

@@ -17,6 +17,7 @@
 //! faults share one state behind one lock.
 #![allow(dead_code, clippy::panic)]
 
+pub mod explore;
 pub mod model;
 
 use std::collections::BTreeMap;

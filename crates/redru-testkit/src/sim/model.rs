@@ -14,6 +14,7 @@ use std::sync::Arc;
 use redru::{Batch, Db, Durability, Error, IndexKind, Options, Update, Value, json};
 
 use super::{Rng, SimFs};
+use crate::rng::{Bytes, Choices};
 
 /// One step of a workload.
 #[derive(Clone, Debug)]
@@ -48,11 +49,11 @@ pub enum BOp {
 
 const FIELDS: [&str; 3] = ["name", "n", "tags.0"];
 
-fn key(rng: &mut Rng) -> String {
+fn key(rng: &mut impl Choices) -> String {
     format!("k{}", rng.below(8))
 }
 
-fn value(rng: &mut Rng) -> Value {
+fn value(rng: &mut impl Choices) -> Value {
     let names = ["ann", "bob", "cy", "dee"];
     match rng.below(10) {
         0 => json!(rng.below(100)),
@@ -69,8 +70,25 @@ fn value(rng: &mut Rng) -> Value {
 
 /// A random workload of `len` steps.
 pub fn workload(rng: &mut Rng, len: usize) -> Vec<Op> {
-    (0..len)
-        .map(|_| match rng.below(100) {
+    (0..len).map(|_| op(rng)).collect()
+}
+
+/// A workload the fuzzer's bytes spell, one operation after another (at most
+/// `max` of them): each choice is a byte, so a mutated byte changes one
+/// operation, its key or its value.
+pub fn workload_from_bytes(data: &[u8], max: usize) -> Vec<Op> {
+    let mut bytes = Bytes::new(data);
+    let mut ops = Vec::new();
+    while !bytes.is_empty() && ops.len() < max {
+        ops.push(op(&mut bytes));
+    }
+    ops
+}
+
+/// One step, its kind, keys and values chosen by `rng`.
+fn op(rng: &mut impl Choices) -> Op {
+    {
+        match rng.below(100) {
             0..39 => Op::Set(key(rng), value(rng)),
             39..42 => Op::Incr(key(rng)),
             42..45 => Op::BatchIfAbsent(key(rng), vec![BOp::Set(key(rng), value(rng)), BOp::Delete(key(rng))]),
@@ -106,8 +124,8 @@ pub fn workload(rng: &mut Rng, len: usize) -> Vec<Op> {
                 }
                 Op::Tear(junk)
             }
-        })
-        .collect()
+        }
+    }
 }
 
 /// The model: data and index definitions.

@@ -9,6 +9,9 @@ use std::cell::Cell;
 pub const SKIP_DELETES: u8 = 1;
 /// Loading a snapshot drops its sequence number and index definitions.
 pub const DROP_SNAPSHOT_HEADER: u8 = 2;
+/// Writes are acknowledged before their fsync (the `model` target reads it
+/// and calls `Db::__test_skip_sync`).
+pub const ACK_BEFORE_SYNC: u8 = 4;
 
 thread_local! {
     static PLANTED: Cell<u8> = const { Cell::new(0) };

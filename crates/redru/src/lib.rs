@@ -55,7 +55,7 @@ pub mod internal {
     pub use crate::storage::{files, log, record, snapshot};
 }
 
-pub use db::{Batch, Db, RecoveryReport, SaveReport, Stats, TornTail, Update};
+pub use db::{Batch, Change, Db, RecoveryReport, SaveReport, Stats, Subscription, TornTail, Update};
 pub use error::{Error, Result};
 pub use options::{Durability, Options};
 pub use serde_json::{Value, json};

@@ -188,6 +188,11 @@ fn the_relaxed_modes_deliver_without_an_explicit_sync() -> TestResult {
         let mut sub = db.subscribe("", None)?;
         db.set("a", json!(1))?;
         assert_eq!(take(&mut sub, 1)?, [row(1, "set", "a", "1")], "{durability}");
+        // Written (not synced) while nobody subscribed, then followed from an older number.
+        drop(sub);
+        db.set("b", json!(2))?;
+        let mut late = db.subscribe("", Some(Seq(1)))?;
+        assert_eq!(take(&mut late, 1)?, [row(2, "set", "b", "2")], "{durability}");
     }
     Ok(())
 }

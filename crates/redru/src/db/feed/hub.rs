@@ -58,9 +58,12 @@ impl Hub {
         self.active.load(Ordering::Relaxed) > 0
     }
 
-    /// A subscription opens. Called under the writer lock, so that every
-    /// record after the one last appended is offered to the ring.
-    pub(crate) fn register(&self) {
+    /// A subscription opens. Called under the writer lock, with the last
+    /// record appended, so that every record after it is offered to the ring.
+    pub(crate) fn register(&self, last: Seq) {
+        // Records written while nobody subscribed count as appended too
+        // (a subscription in the relaxed modes syncs for them).
+        self.appended.fetch_max(last.0, Ordering::AcqRel);
         if self.active.fetch_add(1, Ordering::AcqRel) == 0 {
             // What it held stopped being filled when the last subscription
             // closed: starting again empty keeps it consecutive.

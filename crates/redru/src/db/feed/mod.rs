@@ -126,7 +126,7 @@ impl Db {
                 None => last,
             };
             // Under the writer lock: every record after `last` reaches the ring.
-            inner.feed.register();
+            inner.feed.register(last);
             (start, last)
         };
         let sub = Subscription::new(inner, prefix, start);
@@ -154,7 +154,7 @@ impl Db {
         let (map, last) = {
             let writer = inner.wal.lock();
             let map = inner.read_state().map.clone();
-            inner.feed.register();
+            inner.feed.register(writer.written());
             (map, writer.written())
         };
         let sub = Subscription::new(inner, prefix, last);

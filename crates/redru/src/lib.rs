@@ -9,7 +9,8 @@
 //! a plain JSON snapshot with a SHA-256 digest. Opening replays the log, cuts
 //! a torn tail (keeping the bytes aside) and refuses real corruption with the
 //! file, line and byte offset. Hash indexes on JSON fields answer "which keys
-//! have `name` = Alice".
+//! have `name` = Alice". [`Db::subscribe`] follows every durable change to
+//! keys under a prefix, resumable from a sequence number after a restart.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

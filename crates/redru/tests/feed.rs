@@ -98,7 +98,7 @@ fn a_subscriber_resumes_from_its_position_after_the_database_restarts() -> TestR
         let db = Db::open(dir.path())?;
         let mut sub = db.subscribe("k", None)?;
         for i in 0..10 {
-            db.set(&format!("k{i}"), json!(i))?;
+            db.set(format!("k{i}"), json!(i))?;
         }
         assert_eq!(take(&mut sub, 4)?.len(), 4);
         let position = sub.position();
@@ -134,7 +134,7 @@ fn after_compaction_an_old_position_is_refused_with_the_first_available_and_resy
     let dir = tempfile::tempdir()?;
     let db = Db::open(dir.path())?;
     for i in 0..5 {
-        db.set(&format!("k{i}"), json!(i))?;
+        db.set(format!("k{i}"), json!(i))?;
     }
     db.save()?; // records 1..=5 folded into the snapshot, their segment removed
     db.set("k5", json!(5))?; // 6
@@ -167,7 +167,7 @@ fn a_subscriber_that_does_not_read_never_holds_writers_and_catches_up_from_the_l
     // complete: if a writer waited for it, this would never return.
     const N: u64 = 20_000;
     for i in 0..N {
-        db.set(&format!("k{i}"), json!(i))?;
+        db.set(format!("k{i}"), json!(i))?;
     }
     db.sync()?;
     let mut expected = 1;
@@ -222,7 +222,7 @@ fn a_reader_sees_every_change_of_concurrent_writers_once_and_in_order() -> TestR
             let failed = Arc::clone(&failed);
             std::thread::spawn(move || {
                 for i in 0..per {
-                    if db.set(&format!("w{w}"), json!(i)).is_err() {
+                    if db.set(format!("w{w}"), json!(i)).is_err() {
                         failed.store(true, Ordering::Relaxed);
                         return;
                     }

@@ -162,9 +162,8 @@ impl<'a> Session<'a> {
                     progress::spin(self.progress, "saving a snapshot", || store.save()).context("saving a snapshot")?;
                 self.line(&text)?;
             }
-            Command::Watch { ref prefix, from, count } => {
-                let db = self.local(&command)?;
-                crate::watch::watch(db, prefix, from, count, self.format, style, self.out)?;
+            Command::Watch { prefix, from, count } => {
+                crate::watch::watch(store, &prefix, from, count, self.format, style, self.out)?;
             }
             Command::Sync => {
                 self.local(&command)?.sync().context("syncing the log")?;

@@ -1,5 +1,6 @@
-//! `watch`: follows the engine's change feed (`Db::subscribe`) and prints
-//! each change once it is durable, until `--count` changes or Ctrl-C.
+//! `watch`: follows the engine's change feed (`Db::subscribe`), or polls a
+//! server's (`REDRU.CHANGES`), and prints each change once it is durable,
+//! until `--count` changes or Ctrl-C.
 //!
 //! Ctrl-C: the first `watch` installs a handler that stops a running watch
 //! (back to the prompt, or exit code 0 one-shot); outside a watch it ends the
@@ -11,10 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use redru::{Change, Db, Seq};
+use redru::Seq;
 
 use crate::output::{Format, Style, paint, raw_key, sgr};
 use crate::shell::parser::quote_key;
+use crate::store::{FeedLine, Store};
 
 static WATCHING: AtomicBool = AtomicBool::new(false);
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -52,12 +54,18 @@ impl Drop for Interruptible {
     }
 }
 
-/// How often the loop looks for Ctrl-C while no change comes.
+/// How often the loop looks for Ctrl-C while no change comes (and how
+/// often a server is asked for new changes).
 const POLL: Duration = Duration::from_millis(100);
 
-/// Prints the changes under `prefix` after record `from` (or from now).
+/// Changes asked of a server at a time.
+const REMOTE_BATCH: usize = 1000;
+
+/// Prints the changes under `prefix` after record `from` (or from now):
+/// following the local database's feed, or polling the server's
+/// `REDRU.CHANGES` over `--connect`.
 pub fn watch(
-    db: &Db,
+    store: &dyn Store,
     prefix: &str,
     from: Option<u64>,
     count: Option<u64>,
@@ -67,31 +75,52 @@ pub fn watch(
 ) -> Result<()> {
     let interrupt = Interruptible::new();
     let shown = if prefix.is_empty() { "every key".to_owned() } else { format!("keys under {}", quote_key(prefix)) };
-    let mut feed = db.subscribe(prefix, from.map(Seq)).with_context(|| format!("watching {shown}"))?;
     let mut printed = 0;
-    while count.is_none_or(|n| printed < n) && !interrupt.stopped() {
-        let Some(change) = feed.next_timeout(POLL).with_context(|| format!("watching {shown}"))? else { continue };
-        writeln!(out, "{}", line(&change, format, style)).context("writing to stdout")?;
+    let mut print = |line: &FeedLine| -> Result<()> {
+        writeln!(out, "{}", render(line, format, style)).context("writing to stdout")?;
         // Each change as it comes: the reader of a pipe may be waiting for it.
-        out.flush().context("writing to stdout")?;
-        printed += 1;
+        out.flush().context("writing to stdout")
+    };
+    let more = |printed: u64| count.is_none_or(|n| printed < n) && !interrupt.stopped();
+    if let Some(db) = store.local() {
+        let mut feed = db.subscribe(prefix, from.map(Seq)).with_context(|| format!("watching {shown}"))?;
+        while more(printed) {
+            if let Some(change) = feed.next_timeout(POLL).with_context(|| format!("watching {shown}"))? {
+                print(&FeedLine::of(&change))?;
+                printed += 1;
+            }
+        }
+        return Ok(());
+    }
+    let mut position = from;
+    while more(printed) {
+        let (next, lines) =
+            store.changes(prefix, position, REMOTE_BATCH).with_context(|| format!("watching {shown}"))?;
+        position = Some(next);
+        for line in &lines {
+            if !more(printed) {
+                break;
+            }
+            print(line)?;
+            printed += 1;
+        }
+        if lines.is_empty() {
+            std::thread::sleep(POLL);
+        }
     }
     Ok(())
 }
 
 /// One change as one line, in the session's format.
-fn line(change: &Change, format: Format, style: Style) -> String {
-    let seq = change.seq().0;
-    let op = change.op();
-    let key = change.key();
-    let value = change.value().map(|v| v.as_str());
+fn render(line: &FeedLine, format: Format, style: Style) -> String {
+    let FeedLine { seq, op, key, value } = line;
     match format {
         Format::Json | Format::Jsonl => {
             // Members in the order the line reads; the value as stored (numbers keep their digits).
             let mut text = format!("{{\"seq\":{seq},\"op\":\"{op}\"");
             if let Some(key) = key {
                 text.push_str(",\"key\":");
-                text.push_str(&serde_json::Value::from(key).to_string());
+                text.push_str(&serde_json::Value::from(key.as_str()).to_string());
             }
             if let Some(value) = value {
                 text.push_str(",\"value\":");
@@ -101,18 +130,14 @@ fn line(change: &Change, format: Format, style: Style) -> String {
             text
         }
         Format::Raw => {
-            let fields = [Some(seq.to_string()), Some(op.to_owned()), key.map(raw_key), value.map(str::to_owned)];
+            let fields = [Some(seq.to_string()), Some(op.clone()), key.as_deref().map(raw_key), value.clone()];
             fields.into_iter().flatten().collect::<Vec<_>>().join("\t")
         }
         Format::Table => {
             let mut text = format!("{} {op}", paint(sgr::DIM, &seq.to_string(), style.color));
-            if let Some(key) = key {
+            for part in [key.as_deref().map(quote_key), value.clone()].into_iter().flatten() {
                 text.push(' ');
-                text.push_str(&quote_key(key));
-            }
-            if let Some(value) = value {
-                text.push(' ');
-                text.push_str(value);
+                text.push_str(&part);
             }
             text
         }

@@ -280,9 +280,9 @@ pub const COMMANDS: &[Spec] = &[
                   A change is printed once it is durable, so nothing printed can be lost. With --from N it \
                   starts after record N (`last-seq`, or the last number it printed), reading older records from \
                   the log; a number older than the last save is refused (the log no longer has it: start from \
-                  `list` and a fresh `watch`). --count N stops after N changes. The database is this process's \
-                  while it is open, so live changes come from other threads of an embedding program; on the \
-                  command line, --from shows the log's history.",
+                  `list` and a fresh `watch`). --count N stops after N changes. A directory is open in one process \
+                  at a time, so to watch live what others write, watch the server they write to: \
+                  `redru --connect redis://HOST:PORT watch` (it polls `REDRU.CHANGES` every 100 ms).",
         examples: &["watch user:", "watch --from 0 --count 10", "watch order: --from 1200"],
     },
     Spec {

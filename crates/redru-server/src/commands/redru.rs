@@ -96,7 +96,8 @@ const CHANGES_COUNT: i64 = 1000;
 /// it), at most about `n`, without waiting: `[position, [[seq, op, key,
 /// value], ...]]`, key and value nil where there is none. Poll again from
 /// `position`: it never points inside a batch (a batch is returned whole,
-/// even past `n`), so no change comes twice. `Db::subscribe`, one read at a time.
+/// even past `n`), so no change comes twice. `Db::subscribe`, one read at a
+/// time; the connection keeps its subscription between calls.
 pub fn changes(c: &mut Ctx) -> R {
     let prefix = c.key(1)?.to_owned();
     let (mut from, mut count) = (None, CHANGES_COUNT);
@@ -115,7 +116,15 @@ pub fn changes(c: &mut Ctx) -> R {
     if from.is_some_and(|f| f < 0) || count < 1 {
         return Err(Reply::err("value is out of range, must be positive"));
     }
-    let mut feed = c.tx.db().subscribe(&prefix, from.map(|f| Seq(f as u64))).map_err(lib)?;
+    let from = from.map(|f| Seq(f as u64));
+    // The call after this one usually asks from the position this one
+    // returns: go on with the same subscription, whose ring holds what came
+    // since (a fresh one would scan the log segment from its start).
+    let continues = |feed: &redru::Subscription| feed.prefix() == prefix && Some(feed.position()) == from;
+    let mut feed = match c.client.feed.take() {
+        Some(feed) if continues(&feed) => feed,
+        _ => c.tx.db().subscribe(&prefix, from).map_err(lib)?,
+    };
     let mut rows = Vec::new();
     let mut last = feed.position();
     // Past `count` only to finish a batch: the position must not point inside one.
@@ -130,5 +139,7 @@ pub fn changes(c: &mut Ctx) -> R {
             nil_or(change.value().map(|v| v.as_str())),
         ]));
     }
-    Ok(Reply::Array(vec![Reply::Int(feed.position().0 as i64), Reply::Array(rows)]))
+    let position = feed.position().0 as i64;
+    c.client.feed = Some(feed);
+    Ok(Reply::Array(vec![Reply::Int(position), Reply::Array(rows)]))
 }

@@ -162,6 +162,9 @@ impl<'a> Session<'a> {
                     progress::spin(self.progress, "saving a snapshot", || store.save()).context("saving a snapshot")?;
                 self.line(&text)?;
             }
+            Command::Watch { prefix, from, count } => {
+                crate::watch::watch(store, &prefix, from, count, self.format, style, self.out)?;
+            }
             Command::Sync => {
                 self.local(&command)?.sync().context("syncing the log")?;
                 self.line("OK")?;

@@ -16,6 +16,7 @@ mod serve;
 #[doc(hidden)]
 pub mod shell;
 mod store;
+mod watch;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;

@@ -666,3 +666,61 @@ fn reads_of_a_held_directory_open_it_read_only() -> TestResult {
     assert_eq!(crate::util::files_in(d)?, before, "a read-only run changed the directory");
     Ok(())
 }
+
+#[test]
+fn watch_prints_the_changes_after_a_seq_and_stops_after_count() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    redru(d).args(["set", "user:1", r#"{"name": "Alice"}"#]).assert().success();
+    redru(d).args(["set", "order:1", "1.50"]).assert().success();
+    redru(d).args(["delete", "user:1"]).assert().success();
+    redru(d).args(["clear", "--yes"]).assert().success();
+    redru(d)
+        .args(["watch", "--from", "0", "--count", "4"])
+        .assert()
+        .success()
+        .stdout("1\tset\tuser:1\t{\"name\":\"Alice\"}\n2\tset\torder:1\t1.50\n3\tdel\tuser:1\n4\tclear\n");
+    redru(d)
+        .args(["watch", "user:", "--from", "1", "--count", "2", "--format", "jsonl"])
+        .assert()
+        .success()
+        .stdout("{\"seq\":3,\"op\":\"del\",\"key\":\"user:1\"}\n{\"seq\":4,\"op\":\"clear\"}\n");
+    redru(d).args(["watch", "--count", "0"]).assert().success().stdout("");
+    redru(d)
+        .args(["watch", "--from", "9", "--count", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("this database's log ends at record 4"));
+    // After a save the log no longer holds records 1..=4.
+    redru(d).args(["save"]).assert().success();
+    redru(d).args(["set", "k", "1"]).assert().success();
+    redru(d)
+        .args(["watch", "--from", "0", "--count", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("resync from a snapshot"));
+    redru(d).args(["watch", "--from", "4", "--count", "1"]).assert().success().stdout("5\tset\tk\t1\n");
+    Ok(())
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_ends_a_live_watch_cleanly() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut child = std::process::Command::new(crate::util::BIN)
+        .env_remove("REDRU_DIR")
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("watch")
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    // Give it time to open the database and install its handler.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
+    assert!(killed.success());
+    let status = child.wait()?;
+    assert_eq!(status.code(), Some(0), "a watch stopped by Ctrl-C exits 0");
+    // The directory was closed cleanly: it opens at once.
+    Db::open(dir.path())?.close()?;
+    Ok(())
+}

@@ -189,3 +189,31 @@ fn the_interactive_shell_on_a_server_completes_its_keys() -> Result {
     assert_eq!(db.get_value("typed-here"), Some(json!({"a": [1, 2]})));
     Ok(())
 }
+
+#[test]
+fn watch_over_connect_prints_the_servers_changes_live() -> Result {
+    let dir = tempfile::tempdir()?;
+    let server = Serve::start(dir.path(), &[])?;
+    remote(&server, &["set", "user:1", "1"], 0)?;
+    // History first.
+    assert_lines(
+        "watch --from",
+        &remote(&server, &["watch", "--from", "0", "--count", "1"], 0)?.stdout,
+        &["1\tset\tuser:1\t1"],
+    );
+    // Live: a watcher started before the writes sees them as they come (from
+    // record 1, so that a slow start cannot miss them).
+    let url = format!("redis://{}", server.addr);
+    let watcher = {
+        let url = url.clone();
+        std::thread::spawn(move || redru(&["--connect", &url, "watch", "user:", "--from", "1", "--count", "2"], ""))
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    remote(&server, &["set", "order:1", "2"], 0)?;
+    remote(&server, &["set", "user:2", "3"], 0)?;
+    remote(&server, &["delete", "user:1"], 0)?;
+    let ran = watcher.join().map_err(|_| "the watcher panicked")??;
+    assert_eq!(ran.status.code(), Some(0), "stderr: {}", ran.stderr);
+    assert_lines("watch live", &ran.stdout, &["3\tset\tuser:2\t3", "4\tdel\tuser:1"]);
+    Ok(())
+}

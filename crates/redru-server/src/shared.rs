@@ -203,6 +203,10 @@ pub struct Client {
     pub watching: Vec<String>,
     /// When it connected.
     pub since: Instant,
+    /// The change feed REDRU.CHANGES last read, kept so that the next call
+    /// from its position continues in memory instead of reading the log
+    /// files again; dropped with the connection.
+    pub feed: Option<redru::Subscription>,
 }
 
 impl Client {
@@ -219,6 +223,7 @@ impl Client {
             multi_failed: false,
             watching: Vec::new(),
             since: Instant::now(),
+            feed: None,
         }
     }
 }

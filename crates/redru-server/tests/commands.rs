@@ -279,3 +279,27 @@ fn watch_aborts_exec_when_a_watched_key_changes() -> TestResult {
     assert_eq!(a.call(&["DISCARD"])?, "+OK");
     Ok(())
 }
+
+#[test]
+fn redru_changes_returns_durable_changes_after_a_position_and_never_splits_a_batch() -> TestResult {
+    let server = Server::start()?;
+    let mut c = server.client()?;
+    assert_eq!(c.call(&["REDRU.CHANGES", "user:"])?, "[:0, []]", "nothing written: the position is now");
+    assert_eq!(c.call(&["SET", "user:1", "a"])?, "+OK");
+    assert_eq!(c.call(&["SET", "order:1", "b"])?, "+OK");
+    assert_eq!(c.call(&["MSET", "user:2", "c", "user:3", "d"])?, "+OK");
+    assert_eq!(c.call(&["DEL", "user:1"])?, ":1");
+    assert_eq!(
+        c.call(&["REDRU.CHANGES", "user:", "0"])?,
+        r#"[:4, [[:1, $set, $user:1, $"a"], [:3, $set, $user:2, $"c"], [:3, $set, $user:3, $"d"], [:4, $del, $user:1, $nil]]]"#
+    );
+    // COUNT 1 stops after the whole batch, at a position outside it.
+    assert_eq!(
+        c.call(&["REDRU.CHANGES", "user:", "1", "COUNT", "1"])?,
+        r#"[:3, [[:3, $set, $user:2, $"c"], [:3, $set, $user:3, $"d"]]]"#
+    );
+    assert_eq!(c.call(&["REDRU.CHANGES", "user:", "4"])?, "[:4, []]");
+    assert!(c.call(&["REDRU.CHANGES", "user:", "99"])?.contains("log ends at record 4"));
+    assert!(c.call(&["REDRU.CHANGES", "user:", "-1"])?.starts_with("-ERR"));
+    Ok(())
+}

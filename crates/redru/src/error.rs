@@ -296,6 +296,46 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+
+    /// The change feed cannot go on after record `from`: compaction folded
+    /// the records after it into the snapshot and removed them from the log.
+    #[error(
+        "the change feed cannot resume after record {from}: compaction folded the records up to {} into the \
+         snapshot and removed them from the log (the oldest it still holds is {first_available}); resync from \
+         a snapshot (`Db::subscribe_with_state`) and follow the feed from there",
+        .first_available.saturating_sub(1)
+    )]
+    FeedTruncated {
+        /// The sequence number the subscription wanted to continue after.
+        from: u64,
+        /// The oldest record the log still holds.
+        first_available: u64,
+    },
+
+    /// [`Db::subscribe`](crate::Db::subscribe) from a sequence number the log has not reached.
+    #[error(
+        "cannot follow the change feed after record {from}: this database's log ends at record {last} \
+         (a sequence number from another database?)"
+    )]
+    FeedAhead {
+        /// The sequence number asked for.
+        from: u64,
+        /// The last record written.
+        last: u64,
+    },
+
+    /// The change feed ended: the database was closed, or a log write
+    /// failed (what follows the last durable record was rolled back).
+    #[error(
+        "the change feed stopped after record {position} ({reason}); reopen the database and subscribe \
+         again from {position}"
+    )]
+    FeedStopped {
+        /// Every change up to this record was delivered: resume from it.
+        position: u64,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Error {

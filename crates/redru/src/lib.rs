@@ -9,7 +9,8 @@
 //! a plain JSON snapshot with a SHA-256 digest. Opening replays the log, cuts
 //! a torn tail (keeping the bytes aside) and refuses real corruption with the
 //! file, line and byte offset. Hash indexes on JSON fields answer "which keys
-//! have `name` = Alice".
+//! have `name` = Alice". [`Db::subscribe`] follows every durable change to
+//! keys under a prefix, resumable from a sequence number after a restart.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -56,7 +57,7 @@ pub mod internal {
     pub use crate::storage::{files, log, record, snapshot};
 }
 
-pub use db::{Batch, Db, RecoveryReport, SaveReport, Stats, TornTail, Update};
+pub use db::{Batch, Change, Db, RecoveryReport, SaveReport, Stats, Subscription, TornTail, Update};
 pub use error::{Error, Result};
 pub use options::{Durability, Options};
 pub use serde_json::{Value, json};

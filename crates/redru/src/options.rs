@@ -75,6 +75,7 @@ pub struct Options {
     pub(crate) vfs: Arc<dyn Vfs>,
     pub(crate) read_only: bool,
     pub(crate) progress: Option<Observed>,
+    pub(crate) feed_buffer: usize,
 }
 
 impl Default for Options {
@@ -89,6 +90,7 @@ impl Default for Options {
             vfs: Arc::new(StdFs),
             read_only: false,
             progress: None,
+            feed_buffer: 65_536,
         }
     }
 }
@@ -166,6 +168,18 @@ impl Options {
     /// refused with [`Error::ReadOnly`](crate::Error::ReadOnly).
     pub fn read_only(mut self, read_only: bool) -> Options {
         self.read_only = read_only;
+        self
+    }
+
+    /// How many of the latest records the change feed keeps in memory for
+    /// its subscriptions ([`Db::subscribe`](crate::Db::subscribe)), at most;
+    /// it also stops at 32 MiB of keys and values. Default 65,536. Kept only
+    /// while a subscription is open. A subscription further behind reads the
+    /// log files instead (slower, and impossible for records compaction
+    /// removed); writers never wait either way. Larger lets subscribers lag
+    /// longer without touching the disk, for the memory.
+    pub fn feed_buffer(mut self, records: usize) -> Options {
+        self.feed_buffer = records.max(1);
         self
     }
 

@@ -100,6 +100,36 @@ pub trait Store: Source + Send + Sync {
     fn backup(&self, path: Option<&str>, keep: Option<usize>) -> Result<Vec<String>>;
     /// Writes every pair, sorted by key, as `export` does (one JSON object, or JSON lines); how many.
     fn export(&self, out: &mut dyn std::io::Write, lines: bool) -> Result<usize>;
+    /// The durable changes under `prefix` after record `from` (after the last
+    /// one written: `None`) that are there now, at most about `count` (a
+    /// batch whole), and the position to ask from next (`watch` over
+    /// `--connect`; locally `watch` follows the feed itself).
+    fn changes(&self, prefix: &str, from: Option<u64>, count: usize) -> Result<(u64, Vec<FeedLine>)>;
+}
+
+/// One change of the feed, as `watch` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedLine {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// `set`, `del` or `clear`.
+    pub op: String,
+    /// The key (none for a clear).
+    pub key: Option<String>,
+    /// The new value's JSON text (for a set).
+    pub value: Option<String>,
+}
+
+impl FeedLine {
+    /// The line for one change of the engine's feed.
+    pub fn of(change: &redru::Change) -> FeedLine {
+        FeedLine {
+            seq: change.seq().0,
+            op: change.op().to_owned(),
+            key: change.key().map(str::to_owned),
+            value: change.value().map(|v| v.as_str().to_owned()),
+        }
+    }
 }
 
 impl Store for Db {
@@ -218,5 +248,15 @@ impl Store for Db {
             info.bytes
         ));
         Ok(lines)
+    }
+    fn changes(&self, prefix: &str, from: Option<u64>, count: usize) -> Result<(u64, Vec<FeedLine>)> {
+        let mut feed = self.subscribe(prefix, from.map(redru::Seq))?;
+        let mut lines: Vec<FeedLine> = Vec::new();
+        // Past `count` only to finish a batch: the position must not point inside one.
+        while lines.len() < count || lines.last().is_some_and(|l| feed.position().0 < l.seq) {
+            let Some(change) = feed.try_next()? else { break };
+            lines.push(FeedLine::of(&change));
+        }
+        Ok((feed.position().0, lines))
     }
 }

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use redru::{Doc, IndexInfo, IndexKind, Query};
 
 use super::resp::{Connection, Reply};
-use super::{Found, NotWritten, Store, Target, Write};
+use super::{FeedLine, Found, NotWritten, Store, Target, Write};
 use crate::shell::helper::Source;
 use crate::shell::parser::{Pattern, SetIf};
 
@@ -270,6 +270,38 @@ impl Store for Remote {
         }
         let name = text(self.call(args(&["REDRU.BACKUP"]))?)?;
         Ok(vec![format!("wrote {name} in the server's backups directory")])
+    }
+    fn changes(&self, prefix: &str, from: Option<u64>, count: usize) -> Result<(u64, Vec<FeedLine>)> {
+        let mut words = vec![b"REDRU.CHANGES".to_vec(), prefix.as_bytes().to_vec()];
+        if let Some(from) = from {
+            words.push(from.to_string().into_bytes());
+        }
+        words.extend([b"COUNT".to_vec(), count.to_string().into_bytes()]);
+        let Reply::Array(reply) = self.call(words)? else { bail!("unexpected reply to REDRU.CHANGES") };
+        let mut reply = reply.into_iter();
+        let (Some(position), Some(Reply::Array(rows))) = (reply.next(), reply.next()) else {
+            bail!("unexpected reply to REDRU.CHANGES")
+        };
+        let optional = |r: Option<Reply>| -> Result<Option<String>> {
+            match r {
+                None | Some(Reply::Nil) => Ok(None),
+                Some(r) => text(r).map(Some),
+            }
+        };
+        let mut lines = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Reply::Array(row) = row else { bail!("unexpected change in REDRU.CHANGES's reply") };
+            let mut row = row.into_iter();
+            let seq = int(row.next().ok_or_else(|| anyhow!("a change without its sequence number"))?)?;
+            let op = text(row.next().ok_or_else(|| anyhow!("a change without its operation"))?)?;
+            lines.push(FeedLine {
+                seq: seq.max(0) as u64,
+                op,
+                key: optional(row.next())?,
+                value: optional(row.next())?,
+            });
+        }
+        Ok((int(position)?.max(0) as u64, lines))
     }
 }
 

@@ -186,6 +186,15 @@ pub static COMMANDS: &[Spec] = &[
     spec!("pttl", 2, r, "generic", "key", "Milliseconds to live: -1 (no expiry), -2 (no key).", keys::ttl),
     spec!("quit", -1, noauth, "connection", "", "Closes the connection.", server::quit),
     spec!("redru.backup", 1, r, "redru", "", "Writes a verified backup; its name.", redru::backup),
+    spec!(
+        "redru.changes",
+        -2,
+        r,
+        "redru",
+        "prefix [from] [COUNT count]",
+        "The durable changes under a prefix after a sequence number, and the position to poll from next.",
+        redru::changes
+    ),
     spec!("redru.dropindex", 2, w, "redru", "field", "Removes the index on a field.", redru::dropindex),
     spec!("redru.explain", 2, r, "redru", "query", "The plan of a query and how many match.", redru::explain),
     spec!(

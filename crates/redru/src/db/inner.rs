@@ -123,6 +123,9 @@ impl Inner {
             };
             let (applied, undo) = self.write_state().apply_undoable(seq, &record, parsed);
             let crowded = self.remember(seq, undo);
+            if self.feed.wanted() {
+                self.feed.offer(seq, record);
+            }
             (seq, applied, self.wants_compaction(&writer), crowded)
         };
         if compact {

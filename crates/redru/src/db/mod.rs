@@ -10,12 +10,15 @@
 //! `write`, and the commit path, rollback and compaction (`Inner`) in `inner`.
 
 mod batch;
+mod feed;
 mod inner;
 mod read;
 mod reports;
 mod write;
 
 pub use batch::{Batch, Update};
+use feed::Hub;
+pub use feed::{Change, Subscription};
 use inner::spawn_flusher;
 pub use reports::{RecoveryReport, SaveReport, Stats, TornTail};
 
@@ -88,6 +91,8 @@ struct Inner {
     compaction_retry_at: AtomicU64,
     last_compaction_error: Mutex<Option<String>>,
     recovery: RecoveryReport,
+    /// The change feed's subscriptions and their ring of recent records.
+    feed: Arc<Hub>,
     _lock: Box<dyn LockGuard>,
 }
 
@@ -253,6 +258,7 @@ impl Db {
             compaction_retry_at: AtomicU64::new(0),
             last_compaction_error: Mutex::new(None),
             recovery: report,
+            feed: Arc::new(Hub::new(options.feed_buffer)),
             _lock: lock,
             options,
         });
@@ -308,6 +314,7 @@ impl Db {
             compaction_retry_at: AtomicU64::new(0),
             last_compaction_error: Mutex::new(None),
             recovery: report,
+            feed: Arc::new(Hub::new(options.feed_buffer)),
             _lock: ReadOnlyFs::no_lock(),
             options,
         });
@@ -361,8 +368,10 @@ impl Db {
             let _ = handle.join();
         }
         // A poisoned log cannot be synced: say so rather than report a clean close.
-        self.inner.wal.check_poisoned()?;
-        self.inner.wal.sync_all()
+        let synced = self.inner.wal.check_poisoned().and_then(|()| self.inner.wal.sync_all());
+        // Subscriptions deliver what is durable now, then stop.
+        self.inner.wal.watch().end("the database was closed");
+        synced
     }
 
     /// A consistent point-in-time copy of the data and index definitions.

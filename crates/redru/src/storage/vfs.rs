@@ -262,7 +262,10 @@ impl Vfs for StdFs {
         // SAFETY: the map is read-only and the file lives in a directory this
         // process holds the redru lock on; redru itself never modifies a file
         // it has mapped (snapshots are replaced by rename, WAL segments are
-        // only read before they are opened for append). Another program
+        // only read before they are opened for append, except by the change
+        // feed's follower: appends never change mapped bytes, and it reads
+        // only synced records, before the only point a failed fsync cuts
+        // back to, so no page it touches goes away). Another program
         // writing the file meanwhile is outside the contract, as for any
         // database file.
         #[allow(unsafe_code)]

@@ -47,6 +47,8 @@ pub enum Command {
     Sync,
     /// `clear [--yes]`
     Clear { yes: bool },
+    /// `watch [prefix] [--from N] [--count N]`: follow the change feed.
+    Watch { prefix: String, from: Option<u64>, count: Option<u64> },
     /// `backup [file] [--keep N]`
     Backup { path: Option<String>, keep: Option<usize> },
     /// `backups`
@@ -98,6 +100,7 @@ impl Command {
             Command::Save => "save",
             Command::Sync => "sync",
             Command::Clear { .. } => "clear",
+            Command::Watch { .. } => "watch",
             Command::Backup { .. } => "backup",
             Command::Backups => "backups",
             Command::Restore { .. } => "restore",

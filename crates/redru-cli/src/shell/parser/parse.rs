@@ -168,6 +168,21 @@ fn parse_cursor(mut cur: Cursor) -> Result<Option<Command>, ParseError> {
             end(&mut cur, "flag")?;
             Command::Clear { yes }
         }
+        "watch" => {
+            let mut prefix = None;
+            let (mut from, mut count) = (None, None);
+            while let Some(word) = cur.word().map_err(err)? {
+                match word.as_str() {
+                    "--from" | "--count" => {
+                        let n = cur.word().map_err(err)?.ok_or_else(|| err(format!("`{word}` needs a number")))?;
+                        let n: u64 = n.parse().map_err(|_| err(format!("`{n}` is not a number for `{word}`")))?;
+                        *(if word == "--from" { &mut from } else { &mut count }) = Some(n);
+                    }
+                    _ => prefix = once(prefix, word).map_err(err)?,
+                }
+            }
+            Command::Watch { prefix: prefix.unwrap_or_default(), from, count }
+        }
         "backup" => {
             let mut path = None;
             let mut keep = None;
@@ -398,6 +413,19 @@ mod tests {
         assert_eq!(ok("set note it's fine"), set("note", json!("it's fine")));
         assert_eq!(ok("set q 'say \"hi\" twice'"), set("q", json!("say \"hi\" twice")));
         assert_eq!(ok("set url http://x/?a=b#c"), set("url", json!("http://x/?a=b#c")));
+    }
+
+    #[test]
+    fn watch_takes_a_prefix_and_numbers() {
+        assert_eq!(ok("watch"), Command::Watch { prefix: String::new(), from: None, count: None });
+        assert_eq!(
+            ok("watch user: --from 12 --count 3"),
+            Command::Watch { prefix: "user:".into(), from: Some(12), count: Some(3) }
+        );
+        assert_eq!(ok("watch --count 1 a"), Command::Watch { prefix: "a".into(), from: None, count: Some(1) });
+        assert!(fails("watch --from").message.contains("needs a number"));
+        assert!(fails("watch --count x").message.contains("not a number"));
+        assert!(fails("watch a b").message.contains("unexpected `b`"));
     }
 
     #[test]

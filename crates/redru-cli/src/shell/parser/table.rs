@@ -268,6 +268,24 @@ pub const COMMANDS: &[Spec] = &[
         examples: &["sync"],
     },
     Spec {
+        name: "watch",
+        usage: "watch [prefix] [--from N] [--count N]",
+        aliases: &[],
+        args: &["[prefix]", "[--from N]", "[--count N]"],
+        arg: Arg::Pattern,
+        place: Place::Everywhere,
+        summary: "print every change to keys under a prefix as it becomes durable, until Ctrl-C",
+        details: "One line per change: its sequence number, `set`, `del` or `clear`, the key and the new value \
+                  (tab-separated in a pipe; `--format jsonl` gives {\"seq\":..,\"op\":..,\"key\":..,\"value\":..}). \
+                  A change is printed once it is durable, so nothing printed can be lost. With --from N it \
+                  starts after record N (`last-seq`, or the last number it printed), reading older records from \
+                  the log; a number older than the last save is refused (the log no longer has it: start from \
+                  `list` and a fresh `watch`). --count N stops after N changes. A directory is open in one process \
+                  at a time, so to watch live what others write, watch the server they write to: \
+                  `redru --connect redis://HOST:PORT watch` (it polls `REDRU.CHANGES` every 100 ms).",
+        examples: &["watch user:", "watch --from 0 --count 10", "watch order: --from 1200"],
+    },
+    Spec {
         name: "clear",
         usage: "clear [--yes]",
         aliases: &["flush"],

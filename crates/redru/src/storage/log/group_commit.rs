@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::Thread;
 
+use super::watch::DurableWatch;
 use super::writer::Writer;
 use crate::error::{Error, Result};
 use crate::storage::record::Seq;
@@ -87,6 +88,8 @@ pub struct Wal {
     sync: Mutex<SyncState>,
     /// Set (under the sync lock) when `poisoned` is, so that writes check it without that lock.
     poisoned: AtomicBool,
+    /// `synced`, published for the change feed's followers.
+    watch: Arc<DurableWatch>,
 }
 
 impl Wal {
@@ -96,7 +99,13 @@ impl Wal {
             writer: Mutex::new(writer),
             sync: Mutex::new(SyncState { synced, leader: false, poisoned: None, syncs: 0, waiters: Vec::new() }),
             poisoned: AtomicBool::new(false),
+            watch: Arc::new(DurableWatch::new(synced)),
         }
+    }
+
+    /// The durable point as followers of the log see it (the change feed).
+    pub fn watch(&self) -> Arc<DurableWatch> {
+        Arc::clone(&self.watch)
     }
 
     /// Locks the writer. Writers hold it while they check, append and apply,
@@ -135,6 +144,8 @@ impl Wal {
         }
         let waiters = std::mem::take(&mut state.waiters);
         drop(state);
+        // Followers stop at `synced`, which no longer moves: what follows it is rolled back.
+        self.watch.end(format!("a log write failed ({error})"));
         for w in waiters {
             w.parked.wake(RECHECK);
         }
@@ -249,6 +260,9 @@ impl Wal {
         // durable point stays where the rollback took the state back to.
         if result.is_ok() && state.poisoned.is_none() {
             state.synced = state.synced.max(target);
+            // Under the sync lock, so a poisoning cannot slip in between and
+            // let a follower see a record the rollback takes back.
+            self.watch.publish(state.synced);
         }
         let covered = state.take_covered();
         let next = if state.poisoned.is_none() && !state.waiters.is_empty() {
@@ -290,6 +304,7 @@ impl Wal {
     pub fn mark_synced(&self, seq: Seq) {
         let mut state = self.sync_state();
         state.synced = state.synced.max(seq);
+        self.watch.publish(state.synced);
         let covered = state.take_covered();
         drop(state);
         for parked in covered {

@@ -13,17 +13,22 @@
 //! Laid out as fjall's journal: `segment` (which files), `reader` (one
 //! segment's records and the torn-tail rule), `recovery` (the whole log at
 //! open, cutting a torn tail), `writer` (appending, rotation) and
-//! `group_commit` (shared fsyncs, poisoning).
+//! `group_commit` (shared fsyncs, poisoning); for the change feed, `watch`
+//! (the durable point, published) and `follow` (reading from a sequence
+//! number while the log is written).
 
+mod follow;
 mod group_commit;
 mod reader;
 mod recovery;
 mod segment;
 #[cfg(test)]
 mod tests;
+mod watch;
 mod writer;
 
 // The log's whole interface; some of it only the whitebox tests use.
+pub use follow::{Followed, Follower};
 #[allow(unused_imports)]
 pub use group_commit::Wal;
 #[allow(unused_imports)]
@@ -32,4 +37,5 @@ pub use reader::{Damage, Found, ScanOutcome, Tail, scan};
 pub use recovery::{LogScan, TornFound, cut_torn_tail, missing_successor, read_log, set_aside, stray_bytes};
 #[allow(unused_imports)]
 pub use segment::{Segment, list_segments, parse_segment_name, remove_segments, segment_name};
+pub use watch::DurableWatch;
 pub use writer::Writer;

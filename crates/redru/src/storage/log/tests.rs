@@ -294,3 +294,52 @@ fn the_fsync_after_the_leaders_covers_the_writers_parked_behind_it() {
     assert!(results[1..].iter().all(|r| matches!(r, Err(Error::WriteFailed { .. }))), "{results:?}");
     assert_eq!(syncs, 2);
 }
+
+/// The change feed's follower: across a rotation, up to the durable point,
+/// an incomplete last line is "not yet", a removed segment is truncation,
+/// a damaged line among the records wanted is corruption.
+#[test]
+fn the_follower_reads_across_segments_and_tells_not_yet_from_gone_and_damaged() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| Error::io("creating", "a temporary directory", e))?;
+    let vfs = crate::storage::vfs::StdFs;
+    let write = |name: String, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes);
+    let io = |e| Error::io("writing", dir.path(), e);
+    let records = sets(6);
+    write(segment_name(Seq(1)), &log(&records[..3], 1)).map_err(io)?;
+    let mut second = log(&records[3..5], 4);
+    let sixth = log(&records[5..], 6);
+    second.extend_from_slice(&sixth[..sixth.len() / 2]);
+    write(segment_name(Seq(4)), &second).map_err(io)?;
+
+    let mut seen = Vec::new();
+    let mut follower = Follower::new(dir.path(), Seq(2));
+    assert_eq!(follower.read(&vfs, Seq(5), 10, |s, _| seen.push(s.0))?, Followed::Records(4));
+    assert_eq!(seen, [2, 3, 4, 5]);
+    // Record 6 is half written: not yet, not damage.
+    assert_eq!(follower.read(&vfs, Seq(6), 10, |s, _| seen.push(s.0))?, Followed::Records(0));
+    second.extend_from_slice(&sixth[sixth.len() / 2..]);
+    write(segment_name(Seq(4)), &second).map_err(io)?;
+    assert_eq!(follower.read(&vfs, Seq(6), 10, |s, _| seen.push(s.0))?, Followed::Records(1));
+    assert_eq!(seen, [2, 3, 4, 5, 6]);
+    // At most `max`, and never past `upto`.
+    let mut from_one = Follower::new(dir.path(), Seq(1));
+    assert_eq!(from_one.read(&vfs, Seq(6), 2, |_, _| ())?, Followed::Records(2));
+    assert_eq!(from_one.read(&vfs, Seq(3), 10, |_, _| ())?, Followed::Records(1));
+
+    // Compaction removed the first segment: the first available record is named.
+    std::fs::remove_file(dir.path().join(segment_name(Seq(1)))).map_err(io)?;
+    assert_eq!(
+        Follower::new(dir.path(), Seq(2)).read(&vfs, Seq(6), 10, |_, _| ())?,
+        Followed::Truncated { first_available: Seq(4) }
+    );
+    // One that had read all of it goes on in the next segment.
+    assert_eq!(from_one.read(&vfs, Seq(6), 10, |_, _| ())?, Followed::Records(3));
+
+    // A damaged line among the records wanted.
+    let mut damaged = second.clone();
+    damaged[0] ^= 0x01;
+    write(segment_name(Seq(4)), &damaged).map_err(io)?;
+    let outcome = Follower::new(dir.path(), Seq(4)).read(&vfs, Seq(6), 10, |_, _| ());
+    assert!(matches!(outcome, Err(Error::Corrupt { line: 1, offset: 0, .. })), "{outcome:?}");
+    Ok(())
+}

@@ -343,8 +343,9 @@ pub fn reorder(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
             break;
         }
     }
-    // The shell and the server take options of their own, parsed by clap as they are.
-    if i >= args.len() || matches!(text(&args[i]).as_str(), "shell" | "serve") {
+    // The shell and the server take options of their own, parsed by clap as
+    // they are; so does clap's `help [COMMAND]`, which takes no `--`.
+    if i >= args.len() || matches!(text(&args[i]).as_str(), "shell" | "serve" | "help") {
         return args;
     }
     let mut out: Vec<_> = args[..=i].to_vec();

@@ -118,6 +118,9 @@ fn help_and_version() -> TestResult {
         redru(d).args([sub, "--help"]).assert().success().stdout(predicate::str::contains("Usage: redru"));
     }
     redru(d).args(["set", "--help"]).assert().success().stdout(predicate::str::contains("Examples:"));
+    // `help` and `help COMMAND` as in git and cargo (they once failed on the `--` put before words).
+    redru(d).arg("help").assert().success().stdout(predicate::str::contains("Usage: redru"));
+    redru(d).args(["help", "get"]).assert().success().stdout(predicate::str::contains("Usage: redru [OPTIONS] get"));
     // Asking for help creates no data directory.
     assert!(std::fs::read_dir(d)?.next().is_none());
     Ok(())

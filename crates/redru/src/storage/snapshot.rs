@@ -290,6 +290,11 @@ pub fn parse(path: &Path, bytes: &[u8], observer: Option<&Observer>) -> Result<(
     let mut paths: Vec<(FieldPath, bool, IndexKind)> = Vec::new();
     for def in defs {
         let path = FieldPath::parse(&def.field).map_err(|e| bad(format!("index definition: {e}")))?;
+        // redru writes each path as it parses it; another spelling (spaces
+        // around it, say) would load as a different field than the file names.
+        if path.as_str() != def.field {
+            return Err(bad(format!("index definition {:?} is not written as redru writes `{path}`", def.field)));
+        }
         if paths.iter().any(|(p, _, _)| p == &path) {
             return Err(bad(format!("index on `{path}` defined twice")));
         }

@@ -1,7 +1,8 @@
 //! `import`: an export file's pairs (either shape), each value read like
 //! `set`'s ([`json_doc`]: digits kept, where the library's `import_with`
-//! goes through `Value`), applied as one atomic batch. The input is read to
-//! its end first, so `-`, `/dev/stdin` and pipes work like files.
+//! goes through `Value`), applied in one atomic step (`Db::import_pairs`: a
+//! new snapshot for a replace or a large merge). The input is read to its
+//! end first, so `-`, `/dev/stdin` and pipes work like files.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,7 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use redru::{Batch, Db, Doc};
+use redru::{Db, Doc};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -30,20 +31,12 @@ pub fn read_input(path: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Applies the pairs of `bytes` as one batch (after clearing, with
+/// Applies the pairs of `bytes` in one step (replacing everything, with
 /// `replace`); all or nothing. Returns how many pairs there were (a key
 /// given twice counts twice; the last value wins).
 pub fn apply(db: &Db, bytes: &[u8], replace: bool, progress: Progress) -> Result<usize> {
     let pairs = pairs(bytes, progress)?;
-    let mut batch = if replace { Batch::new().clear() } else { Batch::new() };
-    let n = pairs.len();
-    for (key, value) in pairs {
-        batch.push_set(key, value);
-    }
-    if !batch.is_empty() {
-        db.batch(batch).context("applying the pairs (nothing was imported)")?;
-    }
-    Ok(n)
+    db.import_pairs(pairs, replace).context("applying the pairs (nothing was imported)")
 }
 
 /// The pairs of an export file, in order: JSON lines when the first

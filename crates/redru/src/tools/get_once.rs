@@ -258,10 +258,10 @@ fn string_end(bytes: &[u8]) -> Option<(usize, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::Digest;
     use crate::storage::snapshot::{Frozen, write_atomic};
     use crate::storage::vfs::StdFs;
     use crate::{Db, json};
+    use sha2::Digest;
 
     #[test]
     fn finds_what_an_open_finds_and_refuses_what_it_cannot_vouch_for() -> Result<(), Box<dyn std::error::Error>> {

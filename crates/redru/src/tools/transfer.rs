@@ -17,8 +17,8 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::db::Db;
-use crate::state::doc::Doc;
 use crate::error::{Error, Result};
+use crate::state::doc::Doc;
 
 /// The shape of an import file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -101,8 +101,9 @@ impl Db {
     /// `replace`) as one step, all or nothing: a replace, or a merge of at
     /// least 16 MiB, is written as a new snapshot (the log continues after
     /// it, so no open replays it); a smaller merge as one batch record.
-    /// Writers wait while it runs. Returns the number of pairs (a key given
-    /// twice counts twice; the last value wins).
+    /// Writers wait while it runs. Keys may be borrowed (`Cow<str>`, `&str`):
+    /// the map copies them. Returns the number of pairs (a key given twice
+    /// counts twice; the last value wins).
     ///
     /// # Errors
     /// - [`Error::UniqueViolation`] if a unique index would see two keys
@@ -112,14 +113,14 @@ impl Db {
     ///   into place (then reads show the new data, the handle refuses writes
     ///   until reopened, and a reopen shows whichever snapshot the disk kept).
     /// - [`Error::Poisoned`] if an earlier write or sync failed.
-    pub fn import_pairs(&self, pairs: Vec<(String, Doc)>, replace: bool) -> Result<usize> {
+    pub fn import_pairs<K: AsRef<str> + Into<String>>(&self, pairs: Vec<(K, Doc)>, replace: bool) -> Result<usize> {
         let n = pairs.len();
-        let bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.as_str().len()).sum();
+        let bytes: usize = pairs.iter().map(|(k, v)| k.as_ref().len() + v.as_str().len()).sum();
         if !replace && bytes < INSTALL_MIN_BYTES {
             if n > 0 {
                 let mut batch = super::Batch::new();
                 for (key, value) in pairs {
-                    batch.push_set(key, value);
+                    batch.push_set(key.into(), value);
                 }
                 self.batch(batch)?;
             }
@@ -132,7 +133,7 @@ impl Db {
                 new.map = current.map.clone();
             }
             for (key, value) in pairs {
-                new.map.insert(Key::from(key), value, Seq(0));
+                new.map.insert(Key::from(key.as_ref()), value, Seq(0));
             }
             let defs: Vec<_> = current.indexes.values().map(|i| (i.path().clone(), i.unique(), i.kind())).collect();
             with_indexes(new, defs)

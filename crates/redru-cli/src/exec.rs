@@ -520,13 +520,14 @@ fn private_file() -> std::fs::OpenOptions {
 
 /// Imports into a server: the pairs read here, sent as one atomic batch.
 fn import_to(store: &dyn Store, path: &str, replace: bool) -> Result<usize> {
-    let pairs = import::pairs(&import::read_input(path)?, &mut |_, _| {})?;
+    let bytes = import::read_input(path)?;
+    let pairs = import::pairs(&bytes, &mut |_, _| {})?;
     let n = pairs.len();
     let mut writes = Vec::with_capacity(n + 1);
     if replace {
         writes.push(Queued::Clear);
     }
-    writes.extend(pairs.into_iter().map(|(key, value)| Queued::Set(key, value)));
+    writes.extend(pairs.into_iter().map(|(key, value)| Queued::Set(key.into_owned(), value)));
     if !writes.is_empty() {
         store.commit(writes).context("applying the pairs (nothing was imported)")?;
     }

@@ -106,6 +106,12 @@ fn dispatch(cli: &Cli, action: Action) -> Result<ExitCode> {
         );
     }
 
+    if let Command::Get { key } = &command
+        && !cli.read_only
+        && let Some(code) = get_once(cli, key, &options, Format::or_default(asked, stdout_tty))?
+    {
+        return Ok(code);
+    }
     let db = if command.only_reads() && !cli.read_only {
         open_for_reading(&cli.dir, options, stderr_tty, cli.color)?
     } else {
@@ -235,6 +241,26 @@ fn offline(tool: Command, dir: &Path, progress: bool) -> Result<ExitCode> {
         }
     };
     Ok(if problems { ExitCode::from(NOT_FOUND) } else { ExitCode::SUCCESS })
+}
+
+/// `get KEY` on a closed directory: reads the one value from the files
+/// (`redru::get_once`) instead of loading everything; None when the files
+/// need a real open (recovery, another process, another layout), which then
+/// answers as before. Prints what the session's `get` prints.
+fn get_once(cli: &Cli, key: &str, options: &Options, format: Format) -> Result<Option<ExitCode>> {
+    match redru::get_once(&cli.dir, key, options) {
+        redru::GetOnce::Found(doc) => {
+            let style = Style { pretty: format == Format::Table, ..Style::for_stdout(cli.color) };
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", output::doc(&doc, style)).and_then(|()| out.flush()).context("writing to stdout")?;
+            Ok(Some(ExitCode::SUCCESS))
+        }
+        redru::GetOnce::Absent => {
+            eprintln!("not found: {}", shell::parser::quote_key(key));
+            Ok(Some(exit_code(Outcome::Missing)))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Opens the database (with a spinner when it takes a while) and reports

@@ -72,6 +72,7 @@ pub use tools::backup::{
     parse_backup_name, prune_backups, prune_backups_with,
 };
 pub use tools::compact::{CompactReport, DiskUsage, compact, compact_with};
+pub use tools::get_once::{GetOnce, get_once};
 pub use tools::repair::{RepairReport, SetAside, repair, repair_with};
 pub use tools::transfer::{ImportFormat, ImportOptions};
 pub use tools::verify::{

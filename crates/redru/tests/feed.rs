@@ -421,3 +421,35 @@ fn a_mirror_kept_from_the_feed_matches_the_database_across_reopens_and_saves() -
     assert!(resumed > 50 && resyncs > 0, "both paths ran: {resumed} resumed, {resyncs} resynced");
     Ok(())
 }
+
+/// An import that replaces the data (or a restore) is installed as a
+/// snapshot at one sequence number with no log record: a subscriber cannot
+/// be given its changes one by one, so it is told to resync from the record
+/// before it, never left waiting or shown the writes after it as if nothing
+/// had happened between.
+#[test]
+fn a_replace_import_under_a_subscriber_asks_it_to_resync() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(dir.path())?;
+    db.set("k0", json!(0))?; // 1
+    // Waiting when the import lands, with nothing written after it.
+    let mut waiting = db.subscribe("k", None)?;
+    let mut sub = db.subscribe("k", None)?;
+    db.import_pairs(vec![("k1", redru::Doc::parse("1")?)], true)?; // 2, the snapshot
+    match waiting.next_timeout(Duration::from_secs(5)) {
+        Err(Error::FeedTruncated { from: 1, .. }) => {}
+        other => return Err(format!("expected FeedTruncated from 1, got {other:?}").into()),
+    }
+    db.set("k2", json!(2))?; // 3
+    match sub.next_timeout(Duration::from_secs(5)) {
+        Err(Error::FeedTruncated { from: 1, first_available: 3 }) => {}
+        other => return Err(format!("expected FeedTruncated from 1, got {other:?}").into()),
+    }
+    // A new subscription from before the import is refused the same way.
+    assert!(matches!(db.subscribe("k", Some(Seq(1))), Err(Error::FeedTruncated { from: 1, first_available: 3 })));
+    let (state, mut sub) = db.subscribe_with_state("k")?;
+    assert_eq!(state.len(), 2);
+    db.set("k3", json!(3))?;
+    assert_eq!(take(&mut sub, 1)?, [row(4, "set", "k3", "3")]);
+    Ok(())
+}

@@ -1,6 +1,8 @@
 //! Export and import: both shapes roundtrip every value exactly; an import is
-//! one atomic batch, so an invalid file (or one a unique index refuses)
-//! changes nothing; merge is the default and replace is explicit.
+//! one atomic step, so an invalid file (or one a unique index refuses)
+//! changes nothing; merge is the default and replace is explicit; a replace
+//! is a snapshot (no record for the next open to replay), all or nothing
+//! across a power loss at every file-system operation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -186,5 +188,84 @@ fn large_imports_report_progress() -> TestResult {
         assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0), "progress goes forward");
         assert_eq!(calls.last(), Some(&(total, total)));
     }
+    Ok(())
+}
+
+#[test]
+fn a_replace_is_a_snapshot_that_no_open_replays() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = opts().open(dir.path())?;
+    db.create_unique_index("id")?;
+    db.create_ordered_index("n")?;
+    for i in 0..100 {
+        db.set(format!("old{i}"), json!({"id": i}))?;
+    }
+    let before = db.stats().last_seq;
+    let pairs: Vec<(String, redru::Doc)> =
+        (0..3000).map(|i| (format!("k{i:05}"), redru::Doc::from(json!({"id": i, "n": i % 7})))).collect();
+    assert_eq!(db.import_pairs(pairs.clone(), true)?, 3000);
+    // One sequence number, no log record: the log is empty after it.
+    assert_eq!(db.stats().last_seq, before + 1);
+    let log_bytes: u64 = crate::util::segments(dir.path()).iter().map(|p| p.metadata().map_or(0, |m| m.len())).sum();
+    assert_eq!(log_bytes, 0);
+    assert_eq!(db.len(), 3000);
+    assert_eq!(db.find("id", &json!(17))?, ["k00017"]);
+    // A duplicate under the unique index refuses the whole import.
+    let mut dup = pairs.clone();
+    dup.push(("other".into(), redru::Doc::from(json!({"id": 5}))));
+    assert!(matches!(db.import_pairs(dup, true), Err(Error::UniqueViolation { .. })));
+    assert_eq!(db.stats().last_seq, before + 1);
+    db.set("after", json!({"id": -1}))?;
+    let expected = all(&db);
+    db.close()?;
+    let db = opts().open(dir.path())?;
+    assert_eq!(db.recovery().records_replayed, 1, "only the write after the import");
+    assert_eq!(all(&db), expected);
+    assert_eq!(db.find("id", &json!(-1))?, ["after"]);
+    assert_eq!(db.indexes().len(), 2);
+    Ok(())
+}
+
+#[test]
+fn a_replace_is_all_or_nothing_at_every_crash_point() -> TestResult {
+    use redru_testkit::rng::Rng;
+    use redru_testkit::sim::SimFs;
+    let fs = SimFs::new();
+    let dir = Path::new("/db");
+    let options = || opts().vfs(fs.vfs());
+    let db = options().open(dir)?;
+    for i in 0..20 {
+        db.set(format!("old{i}"), json!(i))?;
+    }
+    db.save()?;
+    db.set("old-after-save", json!(true))?;
+    let old = all(&db);
+    let pairs: Vec<(String, redru::Doc)> = (0..50).map(|i| (format!("new{i}"), redru::Doc::from(json!(i)))).collect();
+    fs.record(true);
+    db.import_pairs(pairs.clone(), true)?;
+    fs.record(false);
+    let new = all(&db);
+    let history = fs.take_history();
+    assert!(history.len() >= 5, "{} file-system operations", history.len());
+    let mut rng = Rng::new(7);
+    let (mut olds, mut news) = (0, 0);
+    for (at, state) in history.iter().enumerate() {
+        for _ in 0..4 {
+            let image = SimFs::from_state(state.crash_image(&mut rng));
+            let db = opts().vfs(image.vfs()).open(dir).map_err(|e| format!("crash before op {at}: {e}"))?;
+            let got = all(&db);
+            if got == old {
+                olds += 1;
+            } else if got == new {
+                news += 1;
+            } else {
+                return Err(format!("crash before op {at}: neither the old nor the new data: {got:?}").into());
+            }
+        }
+    }
+    // The durable state after it returned is the new data.
+    let db = opts().vfs(SimFs::from_state(fs.state().durable_image()).vfs()).open(dir)?;
+    assert_eq!(all(&db), new);
+    assert!(olds > 0 && news > 0, "old {olds}, new {news}");
     Ok(())
 }

@@ -32,6 +32,9 @@ pub enum Op {
     DropIndex(String),
     Save,
     Sync,
+    /// `Db::import_pairs` replacing everything: a snapshot installed at the
+    /// next seq, with no log record.
+    ImportReplace(Vec<(String, Value)>),
     /// A backup into `DIR/backups/`.
     Backup,
     /// Clean close, then open.
@@ -110,7 +113,8 @@ fn op(rng: &mut impl Choices) -> Op {
             69..75 => Op::CreateIndex(FIELDS[rng.below_usize(3)].to_owned(), rng.chance(1, 4)),
             75..78 => Op::DropIndex(FIELDS[rng.below_usize(3)].to_owned()),
             78..86 => Op::Save,
-            86..88 => Op::Sync,
+            86..87 => Op::Sync,
+            87..88 => Op::ImportReplace((0..rng.below(5)).map(|_| (key(rng), value(rng))).collect()),
             88..89 => Op::Backup,
             89..96 => Op::Reopen,
             _ => {
@@ -165,6 +169,7 @@ impl Model {
                 }
             }
             Op::Clear => self.map.clear(),
+            Op::ImportReplace(pairs) => self.map = pairs.iter().cloned().collect(),
             Op::CreateIndex(f, unique) => {
                 self.indexes.insert(f.clone(), (*unique, false));
             }
@@ -488,6 +493,12 @@ impl Run {
             (Op::Save, Some(db)) => {
                 durable_kind = true;
                 db.save().map(|_| ())
+            }
+            (Op::ImportReplace(pairs), Some(db)) => {
+                // A snapshot, synced before it returns, in every mode.
+                durable_kind = true;
+                let docs = pairs.iter().map(|(k, v)| (k.clone(), redru::Doc::from(v))).collect();
+                db.import_pairs(docs, true).map(|_| ())
             }
             (Op::Backup, Some(db)) => db.backup().map(|info| backup = Some((info.path, info.seq))),
             (Op::Sync, Some(db)) => {

@@ -7,11 +7,13 @@
 //!
 //! The handle, its open and close are here; the reports it returns in
 //! `reports`, `Batch` in `batch`, the read and write methods in `read` and
-//! `write`, and the commit path, rollback and compaction (`Inner`) in `inner`.
+//! `write`, the commit path, rollback and compaction (`Inner`) in `inner`,
+//! and installing a whole state as a snapshot (import, restore) in `install`.
 
 mod batch;
 mod feed;
 mod inner;
+mod install;
 mod read;
 mod reports;
 mod write;

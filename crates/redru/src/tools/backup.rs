@@ -5,8 +5,9 @@
 //! a frozen copy of the state, so writers are held only for the copy-on-write
 //! clone. It is written under a temporary name, synced, read back and
 //! verified, renamed into place, and its whole-file SHA-256 written beside it
-//! in `sha256sum` format. Names: [`backup_name`]. Restore replaces the data in
-//! one atomic batch after backing up the state it replaces.
+//! in `sha256sum` format. Names: [`backup_name`]. Restore replaces the data
+//! and index definitions in one atomic step (a snapshot renamed into place)
+//! after backing up the state it replaces.
 //!
 //! One file, past 800 lines: naming, writing, listing, pruning and restoring
 //! backups share the format checks and the one-backup-at-a-time lock.
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::db::{Batch, Db};
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::progress::Observer;
@@ -556,10 +557,9 @@ impl Db {
     /// In order: reads and fully verifies the backup (digest, structure,
     /// unique indexes, and its `.sha256` when present), refusing it on any
     /// problem with nothing changed; backs up the current state (the undo
-    /// point, named in the report); drops the indexes the backup does not
-    /// have; replaces all data in one atomic batch (one log record); creates
-    /// the indexes the backup has. The data change is atomic; if a later
-    /// step fails, the error names the undo backup.
+    /// point, named in the report); then replaces the data and the index
+    /// definitions in one atomic step, a new snapshot renamed into place
+    /// (writers wait meanwhile). If that step fails, the error names the undo backup.
     ///
     /// # Errors
     /// - [`Error::BadSnapshot`] if the backup does not verify: nothing changed.
@@ -591,25 +591,10 @@ impl Db {
             state.indexes.values().map(|i| (i.path().to_string(), i.unique(), i.kind())).collect();
         let current: Vec<(String, bool, IndexKind)> =
             self.indexes().into_iter().map(|i| (i.field, i.unique, i.kind)).collect();
-        let mut dropped = Vec::new();
-        for def @ (field, _, _) in &current {
-            if !wanted.contains(def) {
-                self.drop_index(field).map_err(failed)?;
-                dropped.push(field.clone());
-            }
-        }
-        let mut batch = Batch::new().clear();
-        for (key, value) in state.map.iter() {
-            batch.push_set(key.to_string(), value);
-        }
-        self.batch(batch).map_err(failed)?;
-        let mut created = Vec::new();
-        for def @ (field, unique, kind) in &wanted {
-            if !current.contains(def) {
-                self.create_index_of(field, *unique, *kind).map_err(failed)?;
-                created.push(field.clone());
-            }
-        }
+        let dropped = current.iter().filter(|d| !wanted.contains(d)).map(|(f, _, _)| f.clone()).collect();
+        let created = wanted.iter().filter(|d| !current.contains(d)).map(|(f, _, _)| f.clone()).collect();
+        // Data and index definitions in one step: a snapshot renamed into place.
+        self.install_state(state).map_err(failed)?;
         Ok(RestoreReport {
             from: path.to_owned(),
             backup_seq: info.seq.0,

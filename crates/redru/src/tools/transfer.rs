@@ -3,7 +3,8 @@
 //! Two shapes: one JSON object of all pairs, or JSON lines with one
 //! `{"key": ..., "value": ...}` per line. Export writes from a frozen copy
 //! (writers are not held); import parses the whole file first and applies it
-//! as one atomic batch, so an invalid file changes nothing.
+//! in one step ([`Db::import_pairs`]: a snapshot when large, else one batch),
+//! so an invalid file changes nothing.
 
 use std::cell::Cell;
 use std::fmt;
@@ -15,8 +16,9 @@ use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use crate::db::{Batch, Db};
+use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::state::doc::Doc;
 
 /// The shape of an import file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,8 +40,8 @@ pub enum ImportFormat {
 pub struct ImportOptions {
     /// The file's shape. Default: detected.
     pub format: ImportFormat,
-    /// Whether the file replaces the whole content (one batch: clear, then
-    /// the pairs) instead of being merged into it. Default: merge.
+    /// Whether the file replaces the whole content (atomically, as a new
+    /// snapshot) instead of being merged into it. Default: merge.
     pub replace: bool,
 }
 
@@ -98,7 +100,7 @@ impl Db {
     }
 
     /// Merges the pairs of the file at `path` (either shape, detected) into
-    /// the database as one atomic batch; see [`Db::import_with`].
+    /// the database in one atomic step; see [`Db::import_with`].
     ///
     /// # Errors
     /// As [`Db::import_with`].
@@ -106,9 +108,10 @@ impl Db {
         self.import_with(path, ImportOptions::default(), &mut |_, _| {})
     }
 
-    /// Reads the whole file at `path`, then applies its pairs as one atomic
-    /// batch (all or nothing: an invalid file, or a pair a unique index
-    /// refuses, changes nothing). `progress(done, total)` is called with
+    /// Reads the whole file at `path`, then applies its pairs in one step,
+    /// as [`Db::import_pairs`] (all or nothing: an invalid file, or a pair a
+    /// unique index refuses, changes nothing; a replace or a large merge is
+    /// written as a new snapshot, not as a log record every open replays). `progress(done, total)` is called with
     /// bytes parsed as parsing goes. Returns the number of pairs in the file
     /// (a key given twice counts twice; the last value wins).
     ///
@@ -127,15 +130,9 @@ impl Db {
         let vfs = &*self.options().vfs;
         let bytes = vfs.read(path).map_err(|e| Error::io("reading", path, e))?;
         let pairs = parse_import(path, &bytes, options.format, progress)?;
-        let mut batch = if options.replace { Batch::new().clear() } else { Batch::new() };
-        let n = pairs.len();
-        for (key, value) in pairs {
-            batch.push_set(key, value);
-        }
-        if !batch.is_empty() {
-            self.batch(batch)?;
-        }
-        Ok(n)
+        drop(bytes);
+        let pairs = pairs.into_iter().map(|(key, value)| (key, Doc::from(value))).collect();
+        self.import_pairs(pairs, options.replace)
     }
 }
 

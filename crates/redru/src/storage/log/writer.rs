@@ -108,6 +108,12 @@ impl Writer {
         let written = self.file.append(&self.buf);
         let len = self.buf.len() as u64;
         self.buf.clear();
+        // One giant record (a large batch) must not keep its capacity for
+        // the life of the handle: 4 MiB above the usual size is given back.
+        let usual = self.buffer_limit.saturating_add(4096).min(16 << 20);
+        if self.buf.capacity() > usual + (4 << 20) {
+            self.buf.shrink_to(usual);
+        }
         if let Err(e) = written {
             // Best effort: leave no partial line behind (the caller poisons the log).
             let _ = self.file.truncate(self.segment_bytes);
@@ -140,6 +146,39 @@ impl Writer {
         self.file = file;
         self.segment_bytes = 0;
         self.synced_bytes = 0;
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable: the buffer written out and
+    /// the open segment fsynced. On error the caller must poison the log.
+    pub fn sync_open(&mut self) -> Result<()> {
+        self.flush()?;
+        if !self.skip_sync
+            && let Err(e) = self.file.sync()
+        {
+            self.cut_unsynced();
+            return Err(Error::io("syncing", &self.segment.path, e));
+        }
+        self.synced_bytes = self.segment_bytes;
+        Ok(())
+    }
+
+    /// Continues the log in a new segment at `seq + 1`, once a snapshot at
+    /// `seq` holds everything (an import or restore written as a snapshot:
+    /// `seq` is carried by no record). The open segment must be synced, and
+    /// the snapshot already in place: a segment named past the log's end
+    /// before it would read as a gap in the sequence.
+    pub fn restart_after(&mut self, seq: Seq) -> Result<()> {
+        let next = Segment { path: self.dir.join(segment_name(seq.next())), first: seq.next() };
+        let file: Arc<dyn VFile> =
+            Arc::from(self.vfs.create_new(&next.path).map_err(|e| Error::io("creating", &next.path, e))?);
+        self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("syncing directory", &self.dir, e))?;
+        let old = std::mem::replace(&mut self.segment, next);
+        self.older.push((old, self.segment_bytes));
+        self.file = file;
+        self.segment_bytes = 0;
+        self.synced_bytes = 0;
+        self.written = seq;
         Ok(())
     }
 

@@ -35,21 +35,28 @@
 //! # }
 //! ```
 
+mod auth;
 mod codec;
 mod error;
 mod files;
 mod log_store;
+mod network;
+mod node;
 pub mod router;
 mod state_machine;
 mod types;
 
 use std::path::Path;
 
+pub use auth::{MIN_SECRET_LEN, Secret};
 pub use error::Error;
 pub use log_store::{LogStore, SEGMENT_BYTES};
+pub use network::{MAX_FRAME, SNAPSHOT_CHUNK, TcpLink, TcpNetwork, WriteError};
+pub use node::{LEADER_WAIT, Node, NodeConfig, Status, default_raft_config, probe};
 pub use state_machine::{APPLIED_KEY, RESERVED_PREFIX, StateMachine};
 pub use types::{
-    Entry, LogId, NodeId, Op, Raft, Request, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+    Cond, Entry, LogId, NodeId, Op, Raft, Request, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Vote,
 };
 
 /// Opens (or creates) a node's storage in `dir`: the state machine's

@@ -23,6 +23,7 @@
 //! batch. A database in `Durability::Always` mode is refused: each write
 //! would fsync on its own, on the async runtime's threads.
 
+mod cluster;
 mod commands;
 mod config;
 mod connection;
@@ -104,6 +105,35 @@ pub fn serve_ready(db: Arc<Db>, config: Config, ready: impl FnOnce(SocketAddr)) 
             stop.stop();
         });
         server.run().await
+    })
+}
+
+/// Serves a cluster node (`redru serve --cluster`): starts the node (its
+/// Raft instance and peer port) from `node`, then serves its database as
+/// [`serve`] does, with writes through Raft and linearizable reads
+/// (docs/cluster.md). Calls `ready` with the client address and the node
+/// once both listen. Blocks until SIGINT, SIGTERM or SHUTDOWN.
+///
+/// # Errors
+/// The node does not start (its storage, its peer port), or as [`serve`].
+pub fn serve_cluster(
+    node: redru_cluster::NodeConfig,
+    config: Config,
+    ready: impl FnOnce(SocketAddr, &redru_cluster::Node),
+) -> io::Result<()> {
+    runtime()?.block_on(async move {
+        let node = redru_cluster::Node::start(node).await.map_err(io::Error::from)?;
+        let config = Config { cluster: Some(Arc::clone(&node)), ..config };
+        let server = Server::bind(node.db(), config).await?;
+        ready(server.addr, &node);
+        let stop = server.stopper();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            stop.stop();
+        });
+        let served = server.run().await;
+        node.shutdown().await;
+        served
     })
 }
 

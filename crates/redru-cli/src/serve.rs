@@ -162,7 +162,7 @@ fn run_cluster(
     let shown = dir.display().to_string();
     redru_server::serve_cluster(node, config, |addr, node| {
         eprintln!(
-            "redru {} serving cluster node {} ({shown}) on {addr}, peer port {peer_addr}; Ctrl-C or SHUTDOWN stops it",
+            "redru {} serving {shown} as cluster node {} (peer port {peer_addr}) on {addr}; Ctrl-C or SHUTDOWN stops it",
             env!("CARGO_PKG_VERSION"),
             node.id()
         );

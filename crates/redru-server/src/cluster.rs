@@ -167,7 +167,7 @@ async fn admin(node: &Node, args: &[Vec<u8>]) -> Reply {
             Err(e) => Err(e),
         },
         ("MEMBERSHIP", n) if n >= 3 => match (2..n).map(id).collect::<Result<_, _>>() {
-            Ok(voters) => node.change_membership(voters, false).await.map(|()| Reply::ok()).map_err(Reply::err),
+            Ok(voters) => node.change_membership(voters, true).await.map(|()| Reply::ok()).map_err(Reply::err),
             Err(e) => Err(e),
         },
         ("STATUS", 2) => Ok(Reply::text(serde_json::to_string_pretty(&node.status()).unwrap_or_default())),

@@ -263,6 +263,8 @@ fn under_load(cluster: &mut Cluster, clients: usize, faults: impl FnOnce(&mut Cl
 /// register's history linearizable.
 fn check(cluster: &Cluster, record: &Record) -> Result<()> {
     cluster.caught_up()?;
+    let ops: usize = record.histories.values().map(Vec::len).sum();
+    eprintln!("checking {} acknowledged write-once keys and {ops} register operations", record.acked.len());
     for i in 0..3 {
         if cluster.nodes[i].is_none() {
             continue;
@@ -309,7 +311,7 @@ fn three_processes_keep_every_acknowledged_write_through_sigkill_and_sigstop() -
     let mut failovers = Vec::new();
     let record = under_load(&mut cluster, 3, |cluster| {
         for cycle in 0..cycles() {
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(1000));
             let leader = cluster.leader()?;
             cluster.kill(leader)?;
             failovers.push(first_ack(cluster, leader, &format!("failover:{cycle}"))?);
@@ -397,6 +399,17 @@ fn the_checker_catches_follower_reads_without_the_read_index_and_passes_real_one
     for unsafe_reads in [true, false] {
         let env: &[(&str, &str)] = if unsafe_reads { &[("REDRU_TEST_UNSAFE_LOCAL_READS", "1")] } else { &[] };
         let cluster = Cluster::start(env)?;
+        if unsafe_reads {
+            // The shell's `cluster` command reaches REDRU.CLUSTER over --connect.
+            let port = cluster.node(1)?.port().to_string();
+            let out = std::process::Command::new(crate::util::BIN)
+                .env_remove("REDRU_DIR")
+                .args(["-h", "127.0.0.1", "-p", &port, "cluster", "status"])
+                .output()?;
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            assert_eq!(status["id"], 2, "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(status["voters"].as_object().is_some_and(|v| v.len() == 3), "{status}");
+        }
         let start = Instant::now();
         let mut history = Vec::new();
         let mut verdict = Verdict::Linearizable;

@@ -73,6 +73,8 @@ pub enum Command {
     Repair { dry_run: bool },
     /// `compact` (one-shot only)
     Compact,
+    /// `cluster <subcommand> [args...]`: REDRU.CLUSTER on a cluster node (over `--connect`).
+    Cluster { args: Vec<String> },
     /// `exit`
     Exit,
 }
@@ -111,6 +113,7 @@ impl Command {
             Command::Verify { .. } => "verify",
             Command::Repair { .. } => "repair",
             Command::Compact => "compact",
+            Command::Cluster { .. } => "cluster",
             Command::Exit => "exit",
         }
     }

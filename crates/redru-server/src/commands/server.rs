@@ -540,6 +540,11 @@ pub fn shutdown(c: &mut Ctx) -> R {
     Ok(Reply::None)
 }
 
+/// READONLY / READWRITE / REDRU.CLUSTER outside a cluster (a cluster node runs them in `cluster.rs`).
+pub fn no_cluster(_c: &mut Ctx) -> R {
+    Err(Reply::err("this server is not a cluster node (start it with `redru serve --cluster`)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,9 +592,4 @@ mod tests {
         let mset = parse_usage(&mut "key value [ key value ... ]".split_whitespace());
         assert!(mset.len() == 1 && mset[0].kind == "block" && mset[0].multiple && !mset[0].optional);
     }
-}
-
-/// READONLY / READWRITE / REDRU.CLUSTER outside a cluster (a cluster node runs them in `cluster.rs`).
-pub fn no_cluster(_c: &mut Ctx) -> R {
-    Err(Reply::err("this server is not a cluster node (start it with `redru serve --cluster`)"))
 }

@@ -4,10 +4,11 @@
 //! state machine is a `redru::Db` ([`StateMachine`]) to which each committed
 //! entry is applied as one atomic batch together with the last applied log
 //! id and membership. [`open_node_storage`] opens both in a node's directory.
-//! Design, file formats and what is not built yet: docs/cluster.md.
+//! [`Node`] runs one over TCP: the peer port authenticated by the cluster
+//! [`Secret`], writes from any node, linearizable reads (what `redru serve
+//! --cluster` uses). Design, file formats and guarantees: docs/cluster.md.
 //!
-//! A one-node cluster over the in-process [`router`] (the TCP network is not
-//! built yet):
+//! A one-node cluster over the in-process [`router`] (the network of tests):
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -98,10 +98,11 @@ pub fn serve(db: Arc<Db>, config: Config) -> io::Result<()> {
 pub fn serve_ready(db: Arc<Db>, config: Config, ready: impl FnOnce(SocketAddr)) -> io::Result<()> {
     runtime()?.block_on(async move {
         let server = Server::bind(db, config).await?;
+        let signal = stop_signal();
         ready(server.addr);
         let stop = server.stopper();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signal.await;
             stop.stop();
         });
         server.run().await
@@ -125,10 +126,11 @@ pub fn serve_cluster(
         let node = redru_cluster::Node::start(node).await.map_err(io::Error::from)?;
         let config = Config { cluster: Some(Arc::clone(&node)), ..config };
         let server = Server::bind(node.db(), config).await?;
+        let signal = stop_signal();
         ready(server.addr, &node);
         let stop = server.stopper();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signal.await;
             stop.stop();
         });
         let served = server.run().await;
@@ -311,24 +313,34 @@ fn runtime() -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("redru-serve").build()
 }
 
-async fn wait_for_signal() {
+/// SIGINT or SIGTERM. The handlers are registered here, before the caller
+/// reports that it listens: a signal sent right after the ready line must
+/// stop the server cleanly, not kill it with the default action (a future
+/// that registers on its first poll can be too late on a loaded machine).
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

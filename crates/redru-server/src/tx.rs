@@ -171,3 +171,46 @@ pub struct Changed {
     /// Whether every key was removed first.
     pub all: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recording_tx_turns_its_writes_and_reads_into_a_conditional_request() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let db = redru::Options::new().durability(redru::Durability::Never).open(dir.path())?;
+        db.set("a", Doc::parse("1")?)?;
+        let mut tx = Tx::recording(&db);
+        assert!(tx.get("a").is_some()); // read from the database: a condition
+        assert!(!tx.contains("absent")); // read as absent: a condition
+        tx.set("b", Doc::parse("2")?); // written first, then read: no condition
+        assert!(tx.get("b").is_some());
+        assert!(tx.delete("a"));
+        let request = tx.into_request().ok_or("no request")?;
+        let mut ops = request.ops.clone();
+        ops.sort_by_key(|op| format!("{op:?}"));
+        assert_eq!(
+            ops,
+            vec![
+                redru_cluster::Op::Delete { key: "a".into() },
+                redru_cluster::Op::Set { key: "b".into(), value: "2".into() },
+            ]
+        );
+        let mut conditions = request.conditions.clone();
+        conditions.sort_by(|x, y| x.key.cmp(&y.key));
+        assert_eq!(
+            conditions,
+            vec![
+                redru_cluster::Cond { key: "a".into(), equals: Some("1".into()) },
+                redru_cluster::Cond { key: "absent".into(), equals: None },
+            ]
+        );
+        // A plain Tx records nothing, and a Tx without writes is no request.
+        let plain = Tx::new(&db);
+        assert!(plain.get("a").is_some());
+        assert!(plain.into_request().is_none());
+        Ok(())
+    }
+}

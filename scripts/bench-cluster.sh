@@ -22,13 +22,13 @@ bin=$PWD/target/release/redru
 export REDRU_CLUSTER_SECRET="bench-secret-$(date +%s%N)"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+wait_port() { for _ in $(seq 300); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 now_ms() { date +%s%3N; }
 rps() { redis-benchmark -p "$1" -c 50 -P "$pipeline" -t set -n "$n" -r 100000 --csv 2>/dev/null | tail -n 1 | tr -d '"' | cut -d, -f2; }
 
 # The single server.
 single_port=$(free_port)
-"$bin" --dir "$work/single" serve --port "$single_port" 2>/dev/null & single_pid=$!
+"$bin" --dir "$work/single" serve --port "$single_port" 2>>"$work/single.log" & single_pid=$!
 wait_port "$single_port"
 single=$(rps "$single_port")
 kill "$single_pid"; wait "$single_pid" 2>/dev/null || true

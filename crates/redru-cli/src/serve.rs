@@ -53,15 +53,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT", requires = "cluster")]
     cluster_addr: Option<String>,
     /// The shared cluster secret (prefer --cluster-secret-file or the
-    /// environment variable: a command line shows in `ps`).
-    #[arg(
-        long,
-        value_name = "SECRET",
-        env = "REDRU_CLUSTER_SECRET",
-        hide_env_values = true,
-        conflicts_with = "cluster_secret_file",
-        requires = "cluster"
-    )]
+    /// environment variable: a command line shows in `ps`). Neither
+    /// `requires = "cluster"` nor a conflict with the file: the variable may
+    /// be set in a shell that also starts plain servers (the file wins).
+    #[arg(long, value_name = "SECRET", env = "REDRU_CLUSTER_SECRET", hide_env_values = true)]
     cluster_secret: Option<String>,
     /// Read the shared cluster secret from a file.
     #[arg(long, value_name = "FILE", requires = "cluster")]

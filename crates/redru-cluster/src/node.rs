@@ -327,6 +327,13 @@ impl Node {
             .map_err(|e| e.to_string())?;
         let index = metrics.snapshot.map_or(0, |s| s.index);
         self.raft.trigger().purge_log(index).await.map_err(|e| e.to_string())?;
+        // The trigger only asks; wait until the log is purged, so that a node
+        // added next must catch up from the snapshot.
+        self.raft
+            .wait(Some(Duration::from_secs(30)))
+            .metrics(|m| m.purged.is_some_and(|p| p.index >= index), "log purged")
+            .await
+            .map_err(|e| format!("the snapshot covers {index} but the log was not purged in time: {e}"))?;
         Ok(index)
     }
 

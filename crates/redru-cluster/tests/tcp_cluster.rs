@@ -103,7 +103,10 @@ async fn scenario() -> TestResult {
     let n4 = start(4, &dirs[3]).await?;
     n1.add_learner(4, n4.addr()).await?;
     assert_eq!(applied(&n4, "k49").await, Some(redru::json!({"i": 49, "pad": "x".repeat(200)})));
-    assert!(n4.status().snapshot.is_some_and(|s| s >= covered), "node 4 installed the snapshot");
+    n4.raft()
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.snapshot.is_some_and(|s| s.index >= covered), "node 4 installed the snapshot")
+        .await?;
     assert_eq!(n4.db().get_value("from-2"), Some(redru::json!(2)));
 
     for node in [n1, n2, n3, n4] {

@@ -356,8 +356,15 @@ fn a_wiped_node_is_re_added_and_catches_up_through_a_snapshot() -> Result {
         let (id, peer) = ((wiped + 1).to_string(), cluster.peer(wiped));
         expect_ok(cluster.call(leader, &["REDRU.CLUSTER", "ADDLEARNER", &id, &peer])?)?;
         expect_ok(cluster.call(leader, &["REDRU.CLUSTER", "MEMBERSHIP", "1", "2", "3"])?)?;
-        let status = cluster.status(wiped)?;
+        // The node's own metrics catch up a moment after the leader counts it caught up.
+        let deadline = Instant::now() + WAIT;
+        let mut status = cluster.status(wiped)?;
+        while !status["snapshot"].as_i64().is_some_and(|s| s >= covered) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            status = cluster.status(wiped)?;
+        }
         assert!(status["snapshot"].as_i64().is_some_and(|s| s >= covered), "no snapshot installed: {status}");
+        cluster.caught_up()?;
         let keys: Vec<String> = (0..300).map(|i| format!("w{i}")).collect();
         let values = cluster.local_values(wiped, &keys)?;
         assert!(

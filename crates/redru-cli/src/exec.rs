@@ -247,6 +247,10 @@ impl<'a> Session<'a> {
                     one_shot_line(&command, db.dir())
                 );
             }
+            Command::Cluster { args } => {
+                let answer = store.cluster(&args).context("running the cluster command")?;
+                self.line(&answer)?;
+            }
             Command::Help { topic } => {
                 let text = help(topic.as_deref(), style.color)?;
                 self.out.write_all(text.as_bytes())?;

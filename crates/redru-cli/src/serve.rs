@@ -42,6 +42,25 @@ pub struct ServeArgs {
     /// commit), or `everysec` at once, syncing every second.
     #[arg(long, default_value = "always", value_parser = ["always", "everysec"])]
     appendfsync: String,
+    /// Run as a node of a replicated cluster (docs/cluster.md): the
+    /// directory is the node's; writes go through Raft.
+    #[arg(long, requires_all = ["node_id", "cluster_addr"])]
+    cluster: bool,
+    /// This node's id in the cluster (a number, never reused for another node).
+    #[arg(long, value_name = "N", requires = "cluster")]
+    node_id: Option<u64>,
+    /// The peer port's address (node-to-node traffic), as other nodes reach it.
+    #[arg(long, value_name = "HOST:PORT", requires = "cluster")]
+    cluster_addr: Option<String>,
+    /// The shared cluster secret (prefer --cluster-secret-file or the
+    /// environment variable: a command line shows in `ps`). Neither
+    /// `requires = "cluster"` nor a conflict with the file: the variable may
+    /// be set in a shell that also starts plain servers (the file wins).
+    #[arg(long, value_name = "SECRET", env = "REDRU_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+    /// Read the shared cluster secret from a file.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    cluster_secret_file: Option<PathBuf>,
 }
 
 /// Runs the server until it is stopped.
@@ -69,8 +88,19 @@ pub fn run(args: ServeArgs, dir: &Path) -> Result<ExitCode> {
             (Some(cert), Some(key)) => Some(redru_server::Tls { cert, key }),
             _ => None,
         },
+        cluster: None,
     };
     config.check().map_err(anyhow::Error::msg)?;
+    if args.cluster {
+        return run_cluster(
+            &args.cluster_secret,
+            &args.cluster_secret_file,
+            args.node_id,
+            args.cluster_addr,
+            config,
+            dir,
+        );
+    }
     // The server syncs once per batch of replies itself, so the database
     // buffers between syncs instead of fsyncing every write on its own.
     let db = redru::Options::new()
@@ -91,5 +121,47 @@ pub fn run(args: ServeArgs, dir: &Path) -> Result<ExitCode> {
         Ok(db) => db.close().context("closing the database")?,
         Err(_) => bail!("the database is still in use after the server stopped"),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `redru serve --cluster`: the node's directory, its peer port, the secret.
+fn run_cluster(
+    secret: &Option<String>,
+    secret_file: &Option<PathBuf>,
+    id: Option<u64>,
+    peer_addr: Option<String>,
+    config: Config,
+    dir: &Path,
+) -> Result<ExitCode> {
+    let secret = match (secret, secret_file) {
+        (_, Some(file)) => std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
+        (Some(secret), None) => secret.clone(),
+        (None, None) => bail!(
+            "--cluster needs the shared secret: --cluster-secret-file FILE, or REDRU_CLUSTER_SECRET in the environment"
+        ),
+    };
+    let secret = redru_cluster::Secret::new(&secret).map_err(anyhow::Error::msg)?;
+    let (Some(id), Some(peer_addr)) = (id, peer_addr) else { bail!("--cluster needs --node-id and --cluster-addr") };
+    let listen = std::net::ToSocketAddrs::to_socket_addrs(&peer_addr)
+        .with_context(|| format!("--cluster-addr {peer_addr}"))?
+        .next()
+        .with_context(|| format!("--cluster-addr {peer_addr} names no address"))?;
+    let node = redru_cluster::NodeConfig {
+        id,
+        dir: dir.to_owned(),
+        listen,
+        advertise: Some(peer_addr.clone()),
+        secret,
+        raft: None,
+    };
+    let shown = dir.display().to_string();
+    redru_server::serve_cluster(node, config, |addr, node| {
+        eprintln!(
+            "redru {} serving {shown} as cluster node {} (peer port {peer_addr}) on {addr}; Ctrl-C or SHUTDOWN stops it",
+            env!("CARGO_PKG_VERSION"),
+            node.id()
+        );
+    })
+    .context("serving")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! module per concern, helpers in `util`. Each drives the real `redru` binary.
 
 mod cli;
+mod cluster;
 mod connect;
 mod fuzz_corpus;
 mod serve;

@@ -207,7 +207,13 @@ pub struct Serve {
 impl Serve {
     /// Starts `redru --dir DIR serve --bind 127.0.0.1 --port 0 EXTRA...`.
     pub fn start(dir: &Path, extra: &[&str]) -> Result<Serve, BoxError> {
+        Serve::start_with_env(dir, extra, &[])
+    }
+
+    /// [`Serve::start`] with extra environment variables.
+    pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Serve, BoxError> {
         let mut child = Command::new(BIN)
+            .envs(env.iter().copied())
             .env_remove("REDRU_DIR")
             .env_remove("NO_COLOR")
             .env("REDRU_HISTORY", "")
@@ -283,6 +289,16 @@ impl Serve {
     /// SIGKILL: a crash.
     pub fn kill9(self) -> Result<(), BoxError> {
         self.proc.kill9()
+    }
+
+    /// Sends a signal (`STOP`, `CONT`) by pid.
+    pub fn signal(&self, name: &str) -> Result<(), BoxError> {
+        let script = format!("kill -{name} \"$1\"");
+        let sent = Command::new("sh").args(["-c", &script, "sh", &self.pid().to_string()]).status()?;
+        if !sent.success() {
+            return Err(format!("could not send SIG{name} to pid {}", self.pid()).into());
+        }
+        Ok(())
     }
 }
 
@@ -401,9 +417,14 @@ const MAX_ELEMENTS: i64 = 16 * 1024 * 1024;
 impl Resp {
     /// Connects, with every read and write bounded by [`PATIENCE`].
     pub fn connect(addr: SocketAddr) -> Result<Resp, BoxError> {
-        let stream = TcpStream::connect_timeout(&addr, PATIENCE)?;
-        stream.set_read_timeout(Some(PATIENCE))?;
-        stream.set_write_timeout(Some(PATIENCE))?;
+        Resp::connect_within(addr, PATIENCE)
+    }
+
+    /// Connects, with every read and write bounded by `limit`.
+    pub fn connect_within(addr: SocketAddr, limit: Duration) -> Result<Resp, BoxError> {
+        let stream = TcpStream::connect_timeout(&addr, limit)?;
+        stream.set_read_timeout(Some(limit))?;
+        stream.set_write_timeout(Some(limit))?;
         stream.set_nodelay(true)?;
         Ok(Resp { reader: BufReader::new(stream.try_clone()?), writer: stream })
     }

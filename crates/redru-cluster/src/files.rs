@@ -67,6 +67,8 @@ pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
 
 /// Syncs a directory, making the entries created, renamed or removed in it durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    // A relative path's parent may be "": the current directory.
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("syncing directory", dir, e))
 }
 

@@ -4,10 +4,11 @@
 //! state machine is a `redru::Db` ([`StateMachine`]) to which each committed
 //! entry is applied as one atomic batch together with the last applied log
 //! id and membership. [`open_node_storage`] opens both in a node's directory.
-//! Design, file formats and what is not built yet: docs/cluster.md.
+//! [`Node`] runs one over TCP: the peer port authenticated by the cluster
+//! [`Secret`], writes from any node, linearizable reads (what `redru serve
+//! --cluster` uses). Design, file formats and guarantees: docs/cluster.md.
 //!
-//! A one-node cluster over the in-process [`router`] (the TCP network is not
-//! built yet):
+//! A one-node cluster over the in-process [`router`] (the network of tests):
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,21 +36,28 @@
 //! # }
 //! ```
 
+mod auth;
 mod codec;
 mod error;
 mod files;
 mod log_store;
+mod network;
+mod node;
 pub mod router;
 mod state_machine;
 mod types;
 
 use std::path::Path;
 
+pub use auth::{MIN_SECRET_LEN, Secret};
 pub use error::Error;
 pub use log_store::{LogStore, SEGMENT_BYTES};
+pub use network::{MAX_FRAME, SNAPSHOT_CHUNK, TcpLink, TcpNetwork, WriteError};
+pub use node::{LEADER_WAIT, Node, NodeConfig, Status, default_raft_config, probe};
 pub use state_machine::{APPLIED_KEY, RESERVED_PREFIX, StateMachine};
 pub use types::{
-    Entry, LogId, NodeId, Op, Raft, Request, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+    Cond, Entry, LogId, NodeId, Op, Raft, Request, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Vote,
 };
 
 /// Opens (or creates) a node's storage in `dir`: the state machine's

@@ -1,8 +1,8 @@
 //! An in-process network: every node's Raft handle in one table, RPCs as
 //! direct calls, and links that can be cut and healed one by one. It is the
-//! network of the in-process cluster tests; the TCP network is not built yet
-//! (docs/cluster.md). A cut link answers `Unreachable`, as a dead peer would;
-//! a slow link delays each request by a set time before delivering it.
+//! network of the in-process cluster tests (the real one is `network.rs`).
+//! A cut link answers `Unreachable`, as a dead peer would; a slow link
+//! delays each request by a set time before delivering it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;

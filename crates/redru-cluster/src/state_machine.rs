@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::error::Error;
 use crate::files::{self, io_err};
-use crate::types::{Entry, LogId, Op, Request, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::types::{
+    Cond, Entry, LogId, Op, Request, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 
 /// Keys starting with this prefix belong to the cluster; requests that touch
 /// them are rejected.
@@ -49,7 +51,7 @@ struct State {
 
 #[derive(Debug)]
 struct Shared {
-    db: Db,
+    db: Arc<Db>,
     snapshot_dir: PathBuf,
     /// Held while applying, building and installing, so that a snapshot's
     /// file and its metadata describe the same point of the log.
@@ -98,12 +100,17 @@ impl StateMachine {
             Err(e) => return Err(io_err("reading", &current_path, e).into()),
         };
         let state = Mutex::new(State { applied, current });
-        Ok(StateMachine { shared: Arc::new(Shared { db, snapshot_dir: snapshot_dir.to_owned(), state }) })
+        Ok(StateMachine { shared: Arc::new(Shared { db: Arc::new(db), snapshot_dir: snapshot_dir.to_owned(), state }) })
     }
 
     /// The database the entries are applied to (read it; write only through Raft).
     pub fn db(&self) -> &Db {
         &self.shared.db
+    }
+
+    /// A shared handle to the same database (for a server that reads it).
+    pub fn db_handle(&self) -> Arc<Db> {
+        Arc::clone(&self.shared.db)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -134,6 +141,16 @@ fn applied_doc(applied: &Applied) -> Result<Doc, Error> {
 /// The request's operations as a batch, or why it is rejected.
 fn request_batch(request: &Request) -> Result<Batch, String> {
     let mut batch = Batch::new();
+    for Cond { key, equals } in &request.conditions {
+        batch = match equals {
+            None => batch.require_absent(key),
+            Some(text) => {
+                let value: serde_json::Value =
+                    serde_json::from_str(text).map_err(|e| format!("condition on {key:?}: {e}"))?;
+                batch.require_equals(key, value)
+            }
+        };
+    }
     for op in &request.ops {
         let key = match op {
             Op::Set { key, .. } | Op::Delete { key } => Some(key),
@@ -156,7 +173,10 @@ fn request_batch(request: &Request) -> Result<Batch, String> {
 /// Whether an engine error is about this batch (it is then rejected, the same
 /// on every node) rather than about the node (which must stop).
 fn refuses_batch(e: &redru::Error) -> bool {
-    matches!(e, redru::Error::UniqueViolation { .. } | redru::Error::InvalidValue { .. })
+    matches!(
+        e,
+        redru::Error::UniqueViolation { .. } | redru::Error::InvalidValue { .. } | redru::Error::ConditionFailed { .. }
+    )
 }
 
 fn apply_one(db: &Db, state: &mut State, entry: Entry) -> Result<Response, Error> {
@@ -179,7 +199,10 @@ fn apply_one(db: &Db, state: &mut State, entry: Entry) -> Result<Response, Error
             Ok(()) => response,
             Err(e) if refuses_batch(&e) => {
                 db.batch(Batch::new().set(APPLIED_KEY, record)).map_err(engine("recording an applied entry"))?;
-                Response::Rejected { reason: e.to_string() }
+                match e {
+                    redru::Error::ConditionFailed { .. } => Response::Conflict { reason: e.to_string() },
+                    _ => Response::Rejected { reason: e.to_string() },
+                }
             }
             Err(e) => return Err(engine("applying an entry")(e)),
         },

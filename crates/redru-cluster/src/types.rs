@@ -57,22 +57,37 @@ pub enum Op {
     Clear,
 }
 
+/// What must hold of one key when a [`Request`] is applied: the value a
+/// command read when it computed its writes (on whichever node, however
+/// stale). Checked on every node against the state just before the entry,
+/// so a write computed from an outdated read is refused the same everywhere.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cond {
+    /// The key.
+    pub key: String,
+    /// Its value as JSON text, or `None`: the key must be absent.
+    pub equals: Option<String>,
+}
+
 /// What a client asks the cluster to do: operations applied in order as one
-/// atomic `redru::Batch`, all or none.
+/// atomic `redru::Batch`, all or none, if every condition holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// The operations, in order.
     pub ops: Vec<Op>,
+    /// Conditions checked atomically with the operations (none: apply unconditionally).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Cond>,
 }
 
 impl Request {
     /// A request of one set.
     pub fn set(key: impl Into<String>, value: impl Into<String>) -> Request {
-        Request { ops: vec![Op::Set { key: key.into(), value: value.into() }] }
+        Request { ops: vec![Op::Set { key: key.into(), value: value.into() }], conditions: Vec::new() }
     }
     /// A request of one delete.
     pub fn delete(key: impl Into<String>) -> Request {
-        Request { ops: vec![Op::Delete { key: key.into() }] }
+        Request { ops: vec![Op::Delete { key: key.into() }], conditions: Vec::new() }
     }
 }
 
@@ -95,6 +110,12 @@ pub enum Response {
     /// the engine refused the batch (a unique index, for example).
     Rejected {
         /// Why, for a person.
+        reason: String,
+    },
+    /// Nothing was applied: a condition did not hold (the state changed
+    /// since the command read it). Recompute on fresh state and retry.
+    Conflict {
+        /// Which condition failed, for a person.
         reason: String,
     },
     /// The entry carried no request (a blank or membership entry).

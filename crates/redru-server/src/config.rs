@@ -39,6 +39,10 @@ pub struct Config {
     pub durability: Durability,
     /// Serve TLS only, with this certificate chain and private key (PEM files).
     pub tls: Option<Tls>,
+    /// Serve a cluster node's database (`redru serve --cluster`): writes go
+    /// through Raft, reads are linearizable unless a connection sends
+    /// READONLY. Set by [`crate::serve_cluster`].
+    pub cluster: Option<std::sync::Arc<redru_cluster::Node>>,
 }
 
 /// The PEM files of a TLS server: the certificate chain and its private key.
@@ -61,6 +65,7 @@ impl Default for Config {
             limits: Limits::default(),
             durability: Durability::Always,
             tls: None,
+            cluster: None,
         }
     }
 }

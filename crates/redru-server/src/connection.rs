@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::Durability;
-use crate::exec::{After, execute};
+use crate::exec::{After, Prepared, prepare};
 use crate::reply::{Protocol, Reply};
 use crate::request::{self, ProtocolError};
 use crate::shared::{Client, Shared};
@@ -35,8 +35,11 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: String, 
         if !requests.is_empty() {
             // Commands run here: they only touch memory (the log's buffer
             // and page cache at most); the fsync is the sync thread's.
-            let (mut replies, close) = run_batch(&shared, &mut client, &requests);
+            let (mut replies, close) = run_batch(&shared, &mut client, &requests).await;
+            // A cluster node's writes are durable once Raft answers (its
+            // state machine syncs before reporting them applied).
             if shared.config.durability == Durability::Always
+                && shared.config.cluster.is_none()
                 && let Err(e) = shared.syncer.sync().await
             {
                 not_durable(&mut replies, &e);
@@ -113,12 +116,15 @@ fn take_requests(buf: &mut Vec<u8>, limits: &request::Limits) -> (Vec<Vec<Vec<u8
 
 /// Runs a batch: the replies, each with the protocol to encode it in, and
 /// whether to close after sending them.
-fn run_batch(shared: &Shared, client: &mut Client, requests: &[Vec<Vec<u8>>]) -> (Vec<(Reply, Protocol)>, bool) {
+async fn run_batch(shared: &Shared, client: &mut Client, requests: &[Vec<Vec<u8>>]) -> (Vec<(Reply, Protocol)>, bool) {
     // Each reply with the protocol in force once its command ran: a HELLO in
     // the batch changes it for the replies after it (HELLO's own included).
     let mut replies = Vec::with_capacity(requests.len());
     for args in requests {
-        let (reply, after) = execute(shared, client, args);
+        let (reply, after) = match prepare(shared, client, args) {
+            Prepared::Done(reply, after) => (reply, after),
+            Prepared::Cluster(spec) => (crate::cluster::run(shared, client, spec, args).await, After::Continue),
+        };
         replies.push((reply, client.protocol));
         if after == After::Close || *shared.shutdown.borrow() {
             return (replies, true);

@@ -17,39 +17,61 @@ pub enum After {
     Close,
 }
 
-/// Runs one request (`args[0]` is the command's name).
-pub fn execute(shared: &Shared, client: &mut Client, args: &[Vec<u8>]) -> (Reply, After) {
+/// A request after the checks every request passes.
+pub enum Prepared {
+    /// Answered already.
+    Done(Reply, After),
+    /// A cluster node runs it asynchronously ([`crate::cluster::run`]).
+    Cluster(&'static Spec),
+}
+
+/// Runs one request unless a cluster node must run it (`args[0]` is the command's name).
+pub fn prepare(shared: &Shared, client: &mut Client, args: &[Vec<u8>]) -> Prepared {
+    let (reply, after) = match check(shared, client, args) {
+        Ok(spec) if shared.config.cluster.is_some() && crate::cluster::handles(spec) => {
+            return Prepared::Cluster(spec);
+        }
+        Ok(spec) => {
+            let after = if spec.name == "quit" { After::Close } else { After::Continue };
+            (run_one(shared, client, spec, args), after)
+        }
+        Err(reply) => (reply, After::Continue),
+    };
+    Prepared::Done(reply, after)
+}
+
+/// The command to run, or the reply that refuses (or queues) it.
+fn check(shared: &Shared, client: &mut Client, args: &[Vec<u8>]) -> Result<&'static Spec, Reply> {
     shared.total_commands.fetch_add(1, Ordering::Relaxed);
     let Some(spec) = commands::find(&args[0]) else {
         if client.multi.is_some() {
             client.multi_failed = true;
         }
-        return (commands::unknown(args), After::Continue);
+        return Err(commands::unknown(args));
     };
     if !client.authed && !spec.no_auth {
         let refusal = Reply::Error("NOAUTH Authentication required.".into());
         if spec.name == "exec" {
-            return (abort_exec(client, &refusal), After::Continue);
+            return Err(abort_exec(client, &refusal));
         }
-        return (refusal, After::Continue);
+        return Err(refusal);
     }
     if let Err(reply) = commands::check_arity(spec, args) {
         if spec.name == "exec" {
-            return (abort_exec(client, &reply), After::Continue);
+            return Err(abort_exec(client, &reply));
         }
         if client.multi.is_some() {
             client.multi_failed = true;
         }
-        return (reply, After::Continue);
+        return Err(reply);
     }
     if let Some(queue) = &mut client.multi
         && !matches!(spec.name, "exec" | "discard" | "multi" | "quit" | "watch" | "unwatch")
     {
         queue.push(args.to_vec());
-        return (Reply::Simple("QUEUED".into()), After::Continue);
+        return Err(Reply::Simple("QUEUED".into()));
     }
-    let after = if spec.name == "quit" { After::Close } else { After::Continue };
-    (run_one(shared, client, spec, args), after)
+    Ok(spec)
 }
 
 /// An EXEC refused (wrong arity, no AUTH) discards the transaction, as
@@ -66,7 +88,7 @@ fn abort_exec(client: &mut Client, refusal: &Reply) -> Reply {
 }
 
 /// Runs one command on its own: a write under the write gate, committed.
-fn run_one(shared: &Shared, client: &mut Client, spec: &Spec, args: &[Vec<u8>]) -> Reply {
+pub fn run_one(shared: &Shared, client: &mut Client, spec: &Spec, args: &[Vec<u8>]) -> Reply {
     let _gate = spec.write.then(|| shared.write_gate());
     let mut tx = Tx::new(&shared.db);
     let reply = run(shared, client, spec, args, &mut tx);

@@ -23,6 +23,7 @@
 //! batch. A database in `Durability::Always` mode is refused: each write
 //! would fsync on its own, on the async runtime's threads.
 
+mod cluster;
 mod commands;
 mod config;
 mod connection;
@@ -97,13 +98,44 @@ pub fn serve(db: Arc<Db>, config: Config) -> io::Result<()> {
 pub fn serve_ready(db: Arc<Db>, config: Config, ready: impl FnOnce(SocketAddr)) -> io::Result<()> {
     runtime()?.block_on(async move {
         let server = Server::bind(db, config).await?;
+        let signal = stop_signal();
         ready(server.addr);
         let stop = server.stopper();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signal.await;
             stop.stop();
         });
         server.run().await
+    })
+}
+
+/// Serves a cluster node (`redru serve --cluster`): starts the node (its
+/// Raft instance and peer port) from `node`, then serves its database as
+/// [`serve`] does, with writes through Raft and linearizable reads
+/// (docs/cluster.md). Calls `ready` with the client address and the node
+/// once both listen. Blocks until SIGINT, SIGTERM or SHUTDOWN.
+///
+/// # Errors
+/// The node does not start (its storage, its peer port), or as [`serve`].
+pub fn serve_cluster(
+    node: redru_cluster::NodeConfig,
+    config: Config,
+    ready: impl FnOnce(SocketAddr, &redru_cluster::Node),
+) -> io::Result<()> {
+    runtime()?.block_on(async move {
+        let node = redru_cluster::Node::start(node).await.map_err(io::Error::from)?;
+        let config = Config { cluster: Some(Arc::clone(&node)), ..config };
+        let server = Server::bind(node.db(), config).await?;
+        let signal = stop_signal();
+        ready(server.addr, &node);
+        let stop = server.stopper();
+        tokio::spawn(async move {
+            signal.await;
+            stop.stop();
+        });
+        let served = server.run().await;
+        node.shutdown().await;
+        served
     })
 }
 
@@ -281,24 +313,34 @@ fn runtime() -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("redru-serve").build()
 }
 
-async fn wait_for_signal() {
+/// SIGINT or SIGTERM. The handlers are registered here, before the caller
+/// reports that it listens: a signal sent right after the ready line must
+/// stop the server cleanly, not kill it with the default action (a future
+/// that registers on its first poll can be too late on a loaded machine).
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -47,7 +47,15 @@ pub struct Shared {
     pub syncer: Syncer,
     /// Keys clients WATCH, and the clients whose watched keys changed.
     pub watches: Mutex<Watches>,
+    /// The negative control of the cluster tests: every read skips the read
+    /// index (set by the environment variable [`UNSAFE_READS_ENV`]).
+    pub unsafe_reads: bool,
 }
+
+/// Set to `1` only in tests: a cluster node answers every read from its
+/// own state, as if each connection had sent READONLY. The linearizability
+/// tests use it to show that their checker catches stale reads.
+pub const UNSAFE_READS_ENV: &str = "REDRU_TEST_UNSAFE_LOCAL_READS";
 
 /// WATCH: which clients watch which keys, and which of them saw a watched
 /// key change (their next EXEC fails). Only writes through this server are
@@ -126,6 +134,7 @@ impl Shared {
                 thread: Mutex::new(None),
             }),
             shutdown: watch::Sender::new(false),
+            unsafe_reads: std::env::var(UNSAFE_READS_ENV).is_ok_and(|v| v == "1"),
         })
     }
 
@@ -207,6 +216,9 @@ pub struct Client {
     /// from its position continues in memory instead of reading the log
     /// files again; dropped with the connection.
     pub feed: Option<redru::Subscription>,
+    /// READONLY: in a cluster, reads come from this node's state without the
+    /// read index (faster, possibly stale).
+    pub stale_reads: bool,
 }
 
 impl Client {
@@ -224,6 +236,7 @@ impl Client {
             watching: Vec::new(),
             since: Instant::now(),
             feed: None,
+            stale_reads: false,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! one redru batch, applied all together when it commits. A lone command and
 //! a whole MULTI/EXEC are the same thing to the database: one atomic record.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use redru::{Batch, Db, Doc};
@@ -15,12 +16,30 @@ pub struct Tx<'a> {
     /// Whether the whole database was cleared first.
     cleared: bool,
     batch: Batch,
+    /// What each key held in the database when this transaction first read
+    /// it (keys it had written itself excluded): in a cluster these become
+    /// the write's conditions, checked on every node when it is applied.
+    reads: RefCell<HashMap<String, Option<Doc>>>,
+    /// Whether to fill `reads` (only a cluster's writes need them).
+    record: bool,
 }
 
 impl<'a> Tx<'a> {
     /// A view with no writes yet.
     pub fn new(db: &'a Db) -> Tx<'a> {
-        Tx { db, overlay: HashMap::new(), cleared: false, batch: Batch::new() }
+        Tx {
+            db,
+            overlay: HashMap::new(),
+            cleared: false,
+            batch: Batch::new(),
+            reads: RefCell::new(HashMap::new()),
+            record: false,
+        }
+    }
+
+    /// A view that remembers what it read, for [`Tx::into_request`].
+    pub fn recording(db: &'a Db) -> Tx<'a> {
+        Tx { record: true, ..Tx::new(db) }
     }
 
     /// The database underneath.
@@ -33,7 +52,7 @@ impl<'a> Tx<'a> {
         match self.overlay.get(key) {
             Some(value) => value.clone(),
             None if self.cleared => None,
-            None => self.db.get(key),
+            None => self.read(key),
         }
     }
 
@@ -41,14 +60,55 @@ impl<'a> Tx<'a> {
     pub fn contains(&self, key: &str) -> bool {
         match self.overlay.get(key) {
             Some(value) => value.is_some(),
-            None => !self.cleared && self.db.contains(key),
+            None if self.cleared => false,
+            None if !self.record => self.db.contains(key),
+            None => self.read(key).is_some(),
         }
+    }
+
+    /// Reads `key` from the database, remembering the first value seen.
+    fn read(&self, key: &str) -> Option<Doc> {
+        if !self.record {
+            return self.db.get(key);
+        }
+        let mut reads = self.reads.borrow_mut();
+        if let Some(seen) = reads.get(key) {
+            return seen.clone();
+        }
+        let value = self.db.get(key);
+        reads.insert(key.to_owned(), value.clone());
+        value
     }
 
     /// Sets `key`.
     pub fn set(&mut self, key: &str, value: Doc) {
         self.batch.push_set(key, value.clone());
         self.overlay.insert(key.to_owned(), Some(value));
+    }
+
+    /// The writes as a cluster request, with a condition for every key read
+    /// from the database (`None` if nothing was written).
+    pub fn into_request(self) -> Option<redru_cluster::Request> {
+        if self.batch.is_empty() {
+            return None;
+        }
+        let mut ops = Vec::with_capacity(self.overlay.len() + 1);
+        if self.cleared {
+            ops.push(redru_cluster::Op::Clear);
+        }
+        for (key, value) in self.overlay {
+            ops.push(match value {
+                Some(doc) => redru_cluster::Op::Set { key, value: doc.as_str().to_owned() },
+                None => redru_cluster::Op::Delete { key },
+            });
+        }
+        let conditions = self
+            .reads
+            .into_inner()
+            .into_iter()
+            .map(|(key, seen)| redru_cluster::Cond { key, equals: seen.map(|d| d.as_str().to_owned()) })
+            .collect();
+        Some(redru_cluster::Request { ops, conditions })
     }
 
     /// Deletes `key`; whether it existed.
@@ -110,4 +170,47 @@ pub struct Changed {
     pub keys: Vec<String>,
     /// Whether every key was removed first.
     pub all: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recording_tx_turns_its_writes_and_reads_into_a_conditional_request() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let db = redru::Options::new().durability(redru::Durability::Never).open(dir.path())?;
+        db.set("a", Doc::parse("1")?)?;
+        let mut tx = Tx::recording(&db);
+        assert!(tx.get("a").is_some()); // read from the database: a condition
+        assert!(!tx.contains("absent")); // read as absent: a condition
+        tx.set("b", Doc::parse("2")?); // written first, then read: no condition
+        assert!(tx.get("b").is_some());
+        assert!(tx.delete("a"));
+        let request = tx.into_request().ok_or("no request")?;
+        let mut ops = request.ops.clone();
+        ops.sort_by_key(|op| format!("{op:?}"));
+        assert_eq!(
+            ops,
+            vec![
+                redru_cluster::Op::Delete { key: "a".into() },
+                redru_cluster::Op::Set { key: "b".into(), value: "2".into() },
+            ]
+        );
+        let mut conditions = request.conditions.clone();
+        conditions.sort_by(|x, y| x.key.cmp(&y.key));
+        assert_eq!(
+            conditions,
+            vec![
+                redru_cluster::Cond { key: "a".into(), equals: Some("1".into()) },
+                redru_cluster::Cond { key: "absent".into(), equals: None },
+            ]
+        );
+        // A plain Tx records nothing, and a Tx without writes is no request.
+        let plain = Tx::new(&db);
+        assert!(plain.get("a").is_some());
+        assert!(plain.into_request().is_none());
+        Ok(())
+    }
 }

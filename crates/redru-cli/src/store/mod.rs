@@ -90,6 +90,8 @@ pub trait Store: Source + Send + Sync {
     fn indexes(&self) -> Result<Vec<IndexInfo>>;
     /// The counters and sizes, as JSON.
     fn stats(&self) -> Result<serde_json::Value>;
+    /// REDRU.CLUSTER with `args` on a cluster node; its answer as text.
+    fn cluster(&self, args: &[String]) -> Result<String>;
     /// Removes every key; how many there were.
     fn clear(&self) -> Result<usize>;
     /// Applies the writes as one atomic batch.
@@ -196,6 +198,9 @@ impl Store for Db {
     }
     fn stats(&self) -> Result<serde_json::Value> {
         serde_json::to_value(Db::stats(self)).context("encoding the statistics")
+    }
+    fn cluster(&self, _args: &[String]) -> Result<String> {
+        anyhow::bail!("`cluster` runs on a cluster node: connect to one (`redru --connect redis://HOST:PORT`)")
     }
     fn clear(&self) -> Result<usize> {
         Ok(Db::clear(self)?)

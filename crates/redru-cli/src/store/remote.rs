@@ -229,6 +229,14 @@ impl Store for Remote {
         };
         rows.into_iter().map(index_info).collect()
     }
+    fn cluster(&self, words: &[String]) -> Result<String> {
+        let mut command = args(&["REDRU.CLUSTER"]);
+        command.extend(words.iter().map(|w| w.as_bytes().to_vec()));
+        match self.call(command)? {
+            Reply::Int(n) => Ok(n.to_string()),
+            reply => text(reply),
+        }
+    }
     fn stats(&self) -> Result<serde_json::Value> {
         let stats = text(self.call(args(&["REDRU.STATS"]))?)?;
         serde_json::from_str(&stats).context("the server's REDRU.STATS is not JSON")

@@ -185,6 +185,24 @@ pub static COMMANDS: &[Spec] = &[
     spec!("ping", -1, r, "connection", "[message]", "PONG, or the message.", server::ping),
     spec!("pttl", 2, r, "generic", "key", "Milliseconds to live: -1 (no expiry), -2 (no key).", keys::ttl),
     spec!("quit", -1, noauth, "connection", "", "Closes the connection.", server::quit),
+    spec!(
+        "readonly",
+        1,
+        r,
+        "cluster",
+        "",
+        "Cluster: this connection's reads come from this node without the read index (maybe stale).",
+        server::no_cluster
+    ),
+    spec!(
+        "readwrite",
+        1,
+        r,
+        "cluster",
+        "",
+        "Cluster: this connection's reads are linearizable again (the default).",
+        server::no_cluster
+    ),
     spec!("redru.backup", 1, r, "redru", "", "Writes a verified backup; its name.", redru::backup),
     spec!(
         "redru.changes",
@@ -194,6 +212,15 @@ pub static COMMANDS: &[Spec] = &[
         "prefix [from] [COUNT count]",
         "The durable changes under a prefix after a sequence number, and the position to poll from next.",
         redru::changes
+    ),
+    spec!(
+        "redru.cluster",
+        -2,
+        r,
+        "cluster",
+        "INIT | ADDLEARNER id peer-addr | MEMBERSHIP id [id ...] | STATUS | SNAPSHOT",
+        "Cluster membership and status (docs/cluster.md).",
+        server::no_cluster
     ),
     spec!("redru.dropindex", 2, w, "redru", "field", "Removes the index on a field.", redru::dropindex),
     spec!("redru.explain", 2, r, "redru", "query", "The plan of a query and how many match.", redru::explain),

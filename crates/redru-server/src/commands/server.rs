@@ -475,7 +475,11 @@ pub fn info(c: &mut Ctx) -> R {
             format!("rejected_connections:{}", shared.rejected_connections.load(Ordering::Relaxed)),
         ],
     );
-    section("replication", "Replication", vec!["role:master".into(), "connected_slaves:0".into()]);
+    let replication = match &shared.config.cluster {
+        Some(node) => crate::cluster::info_replication(node),
+        None => vec!["role:master".into(), "connected_slaves:0".into()],
+    };
+    section("replication", "Replication", replication);
     let keyspace =
         if stats.keys > 0 { vec![format!("db0:keys={},expires=0,avg_ttl=0", stats.keys)] } else { Vec::new() };
     section("keyspace", "Keyspace", keyspace);
@@ -534,6 +538,11 @@ pub fn shutdown(c: &mut Ctx) -> R {
     }
     c.shared.request_shutdown();
     Ok(Reply::None)
+}
+
+/// READONLY / READWRITE / REDRU.CLUSTER outside a cluster (a cluster node runs them in `cluster.rs`).
+pub fn no_cluster(_c: &mut Ctx) -> R {
+    Err(Reply::err("this server is not a cluster node (start it with `redru serve --cluster`)"))
 }
 
 #[cfg(test)]

@@ -75,6 +75,8 @@ pub enum Command {
     Repair { dry_run: bool },
     /// `compact` (one-shot only)
     Compact,
+    /// `cluster <subcommand> [args...]`: REDRU.CLUSTER on a cluster node (over `--connect`).
+    Cluster { args: Vec<String> },
     /// `exit`
     Exit,
 }
@@ -114,6 +116,7 @@ impl Command {
             Command::Verify { .. } => "verify",
             Command::Repair { .. } => "repair",
             Command::Compact => "compact",
+            Command::Cluster { .. } => "cluster",
             Command::Exit => "exit",
         }
     }

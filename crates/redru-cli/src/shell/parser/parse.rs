@@ -241,6 +241,16 @@ fn parse_cursor(mut cur: Cursor) -> Result<Option<Command>, ParseError> {
             }
             Command::Repair { dry_run: flags[0] }
         }
+        "cluster" => {
+            let mut args = Vec::new();
+            while let Some(word) = cur.word().map_err(err)? {
+                args.push(word);
+            }
+            if args.is_empty() {
+                return Err(err("missing subcommand (init, addlearner, membership, status, snapshot)".into()));
+            }
+            Command::Cluster { args }
+        }
         "help" => {
             let topic = cur.word().map_err(err)?;
             end(&mut cur, "command name")?;

@@ -235,6 +235,19 @@ pub const COMMANDS: &[Spec] = &[
         examples: &["indexes"],
     },
     Spec {
+        name: "cluster",
+        usage: "cluster <init|addlearner|membership|status|snapshot> [args...]",
+        aliases: &[],
+        args: &["<subcommand>", "[args...]"],
+        arg: Arg::None,
+        place: Place::Everywhere,
+        summary: "run REDRU.CLUSTER on a cluster node (over --connect)",
+        details: "`cluster status` prints the node's role, term, log positions and lag as JSON; \
+                  `cluster init`, `cluster addlearner 2 127.0.0.1:7382`, `cluster membership 1 2 3` \
+                  and `cluster snapshot` change the cluster (docs/cluster.md).",
+        examples: &["cluster status", "cluster membership 1 2 3"],
+    },
+    Spec {
         name: "stats",
         usage: "stats",
         aliases: &["info"],

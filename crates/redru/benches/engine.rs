@@ -1,4 +1,5 @@
-//! redru's benchmark harness (issue 7): workloads 1-7 against baselines measured in the same run.
+//! redru's benchmark harness (issue 7): workloads 1-9 against baselines measured in the same run
+//! (workload 9, keys in order, in engine/listing.rs).
 //!
 //! `cargo bench --bench engine` prints one Markdown table (median and min-max over
 //! `REDRU_BENCH_RUNS` runs, each ratio taken run by run) and writes it as JSON to
@@ -21,6 +22,9 @@ use common::{
 };
 use redru::{Batch, Db, Durability, Options, Plan, Query, Value};
 use serde_json::json;
+
+#[path = "engine/listing.rs"]
+mod listing;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -56,6 +60,9 @@ fn main() -> BoxResult<()> {
     }
     if cfg.wants(&[8]) {
         ordered_indexes(&cfg, &mut t)?;
+    }
+    if cfg.wants(&[9]) {
+        listing::listing(&cfg, &mut t)?;
     }
     common::report(&cfg, "redru engine benchmarks", &t, Value::Object(extra))?;
     let _ = std::fs::remove_dir_all(&cfg.dir);

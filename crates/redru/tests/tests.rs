@@ -11,6 +11,7 @@ mod crash_sim;
 mod format_fixtures;
 mod fuzz_corpus;
 mod index;
+mod listing;
 mod model;
 mod read_only;
 mod real_faults;

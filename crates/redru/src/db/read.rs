@@ -142,6 +142,19 @@ impl Db {
         listing.entries(&map)
     }
 
+    /// The listing as it was before keys were kept in order: every key of a
+    /// frozen copy scanned, those under `prefix` collected and sorted. Kept
+    /// only as the benchmark's baseline (docs/benchmarks.md, workload 9).
+    #[cfg(feature = "__internal_whitebox")]
+    #[doc(hidden)]
+    pub fn scan_sort_prefix(&self, prefix: &str) -> Vec<String> {
+        let map = self.inner.read_state().map.clone();
+        let mut keys: Vec<String> =
+            map.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.to_string()).collect();
+        keys.sort_unstable();
+        keys
+    }
+
     /// Every index with its statistics, by field.
     pub fn indexes(&self) -> Vec<IndexInfo> {
         self.inner.read_state().index_infos()

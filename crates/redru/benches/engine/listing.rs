@@ -38,13 +38,13 @@ pub fn listing(cfg: &Config, t: &mut Table) -> BoxResult<()> {
             db.batch(batch)?;
         }
         let mut rng = Rng::new(run as u64);
-        let mut prefix = || format!("user:{}", lo + rng.below(hi - lo));
+        let prefix = |rng: &mut Rng| format!("user:{}", lo + rng.below(hi - lo));
 
         // The listing before keys were kept in order: scan every key, filter, sort.
         let scans = 5;
         let started = Instant::now();
         for _ in 0..scans {
-            let keys = db.scan_sort_prefix(&prefix());
+            let keys = db.scan_sort_prefix(&prefix(&mut rng));
             if keys.len() < 100 {
                 return Err(format!("{} keys under a prefix, 111 expected", keys.len()).into());
             }
@@ -55,7 +55,7 @@ pub fn listing(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         let queries = 2000;
         let started = Instant::now();
         for _ in 0..queries {
-            let page = db.list(&Listing::prefix(prefix()).limit(100));
+            let page = db.list(&Listing::prefix(prefix(&mut rng)).limit(100));
             if page.items.len() != 100 || page.next.is_none() {
                 return Err(format!("{} keys in a page of 100", page.items.len()).into());
             }
@@ -65,7 +65,8 @@ pub fn listing(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         // A page from a cursor anywhere in the keys.
         let started = Instant::now();
         for _ in 0..queries {
-            let after = key(rng.below(cfg.keys as u64 / 2));
+            // Every key after `user:P` (P as for the prefixes) is under `user:`: at least 100.
+            let after = format!("user:{}", lo + rng.below(hi - lo));
             let page = db.list(&Listing::prefix("user:").after(after).limit(100));
             if page.items.len() != 100 {
                 return Err(format!("{} keys in a page of 100", page.items.len()).into());

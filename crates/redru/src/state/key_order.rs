@@ -274,10 +274,12 @@ impl<'a> Iterator for Merged<'a> {
 }
 
 /// Where `key` is in `chunk`, or would go: the byte offset of the first key
-/// not below it, and whether that key is `key`.
+/// not below it, and whether that key is `key`. Compares bytes (byte order
+/// is `str`'s order), so the scan validates no UTF-8.
 fn seek(chunk: &[u8], key: &str) -> (usize, bool) {
+    let key = key.as_bytes();
     let mut pos = 0;
-    while let Some((k, next)) = decode(chunk, pos) {
+    while let Some((k, next)) = decode_bytes(chunk, pos) {
         match k.cmp(key) {
             std::cmp::Ordering::Less => pos = next,
             std::cmp::Ordering::Equal => return (pos, true),
@@ -312,21 +314,34 @@ fn encode(out: &mut Vec<u8>, key: &str) {
 
 /// The key at `pos` and the offset after it; None at the end (or, never
 /// expected, on bytes this module did not write).
-fn decode(chunk: &[u8], mut pos: usize) -> Option<(&str, usize)> {
-    let mut len = 0usize;
-    let mut shift = 0;
-    loop {
-        let b = *chunk.get(pos)?;
+fn decode(chunk: &[u8], pos: usize) -> Option<(&str, usize)> {
+    let (bytes, end) = decode_bytes(chunk, pos)?;
+    Some((std::str::from_utf8(bytes).ok()?, end))
+}
+
+/// [`decode`] without the UTF-8 check, for comparisons.
+fn decode_bytes(chunk: &[u8], mut pos: usize) -> Option<(&[u8], usize)> {
+    let first = *chunk.get(pos)?;
+    // One byte holds the length of any key under 128 bytes.
+    let len = if first < 0x80 {
         pos += 1;
-        len |= usize::from(b & 0x7f).checked_shl(shift)?;
-        if b < 0x80 {
-            break;
+        usize::from(first)
+    } else {
+        let mut len = 0usize;
+        let mut shift = 0;
+        loop {
+            let b = *chunk.get(pos)?;
+            pos += 1;
+            len |= usize::from(b & 0x7f).checked_shl(shift)?;
+            if b < 0x80 {
+                break;
+            }
+            shift += 7;
         }
-        shift += 7;
-    }
+        len
+    };
     let end = pos.checked_add(len)?;
-    let text = std::str::from_utf8(chunk.get(pos..end)?).ok()?;
-    Some((text, end))
+    Some((chunk.get(pos..end)?, end))
 }
 
 #[cfg(test)]

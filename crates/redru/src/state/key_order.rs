@@ -13,16 +13,12 @@ use std::ops::Bound;
 use crate::state::key::Key;
 
 /// A chunk is split before it grows past this many bytes. Small enough that
-/// the linear search inside a chunk stays a few dozen short comparisons
-/// (keys have no offsets: an offset table would cost 2-4 bytes per key),
-/// large enough that the per-chunk overhead (its first key, its `Vec`) is
-/// about 1.5 bytes per key of 11 bytes.
-const CHUNK_BYTES: usize = 512;
-
-/// Room a chunk's buffer grows by: a chunk's capacity stays within this of
-/// its length, instead of doubling (which would waste a third of the set's
-/// memory on average).
-const GROW: usize = 64;
+/// the linear search inside a chunk stays about ten short comparisons (keys
+/// have no offsets: an offset table would cost 2-4 bytes per key), large
+/// enough that the per-chunk overhead (its first key, its `Vec`, the
+/// allocation's header) is about 3 bytes per key of 11 bytes. 512 cost a
+/// fifth more CPU per insert in the bulk load (docs/benchmarks.md).
+const CHUNK_BYTES: usize = 256;
 
 /// A sorted set of keys, packed: runs of keys (each a LEB128 length and its
 /// bytes) in chunks of about [`CHUNK_BYTES`], with each chunk's first key
@@ -51,6 +47,8 @@ impl KeyOrder {
                 order.firsts.push(Key::from(key));
                 chunk.reserve_exact(CHUNK_BYTES.max(encoded_len(key)));
             }
+            // Filled to the brim and shrunk: a snapshot's keys cost their
+            // bytes (the first insert into a full chunk splits it).
             encode(&mut chunk, key);
             order.len += 1;
         }
@@ -58,6 +56,8 @@ impl KeyOrder {
             chunk.shrink_to_fit();
             order.chunks.push(chunk);
         }
+        order.chunks.shrink_to_fit();
+        order.firsts.shrink_to_fit();
         order
     }
 
@@ -80,7 +80,7 @@ impl KeyOrder {
     /// Adds `key`; false if it was there.
     pub fn insert(&mut self, key: &str) -> bool {
         if self.chunks.is_empty() {
-            let mut chunk = Vec::with_capacity(encoded_len(key) + GROW);
+            let mut chunk = Vec::with_capacity(CHUNK_BYTES.max(encoded_len(key)));
             encode(&mut chunk, key);
             self.chunks.push(chunk);
             self.firsts.push(Key::from(key));
@@ -102,13 +102,18 @@ impl KeyOrder {
                 at -= mid;
             }
         }
+        // In place: open a gap of `need` bytes at `at` and write the key into
+        // it (no temporary buffer). A chunk made by an insert or a split has
+        // room for CHUNK_BYTES, so this rarely reallocates.
         let chunk = &mut self.chunks[i];
-        if chunk.capacity() < chunk.len() + need {
-            chunk.reserve_exact(need + GROW);
+        let end = chunk.len();
+        if chunk.capacity() < end + need {
+            // A snapshot's chunk, built full and shrunk: room for a whole chunk.
+            chunk.reserve_exact(CHUNK_BYTES.max(end + need) - end);
         }
-        let mut encoded = Vec::with_capacity(need);
-        encode(&mut encoded, key);
-        chunk.splice(at..at, encoded);
+        chunk.resize(end + need, 0);
+        chunk.copy_within(at..end, at + need);
+        write_at(&mut chunk[at..at + need], key);
         if at == 0 {
             self.firsts[i] = Key::from(key);
         }
@@ -131,13 +136,16 @@ impl KeyOrder {
         if mid == 0 {
             return None;
         }
-        let mut right = Vec::with_capacity(chunk.len() - mid + GROW);
+        // Both halves get a whole chunk's room: the inserts that fill them
+        // then never reallocate (a growing buffer reallocated every few
+        // inserts, which cost CPU and fragmented the heap).
+        let mut right = Vec::with_capacity(CHUNK_BYTES.max(chunk.len() - mid));
         right.extend_from_slice(&chunk[mid..]);
         let (first, _) = decode(&right, 0)?;
         let first = Key::from(first);
         let left = &mut self.chunks[i];
         left.truncate(mid);
-        left.shrink_to(mid + GROW);
+        left.reserve_exact(CHUNK_BYTES.saturating_sub(mid));
         self.chunks.insert(i + 1, right);
         self.firsts.insert(i + 1, first);
         Some(mid)
@@ -182,7 +190,6 @@ impl KeyOrder {
             let next = self.chunks.remove(j + 1);
             self.firsts.remove(j + 1);
             self.chunks[j].extend_from_slice(&next);
-            self.chunks[j].shrink_to(a + b + GROW);
         }
     }
 
@@ -300,6 +307,23 @@ fn varint_len(mut n: usize) -> usize {
         bytes += 1;
     }
     bytes
+}
+
+/// Writes `key` encoded into `out` (`encoded_len(key)` long).
+fn write_at(out: &mut [u8], key: &str) {
+    let mut length = [0u8; 10];
+    let mut n = key.len();
+    let mut used = 0;
+    while n >= 0x80 {
+        length[used] = (n as u8 & 0x7f) | 0x80;
+        n >>= 7;
+        used += 1;
+    }
+    length[used] = n as u8;
+    let bytes = length.iter().take(used + 1).chain(key.as_bytes());
+    for (slot, byte) in out.iter_mut().zip(bytes) {
+        *slot = *byte;
+    }
 }
 
 fn encode(out: &mut Vec<u8>, key: &str) {
@@ -420,8 +444,11 @@ mod tests {
         let expected: Vec<&str> =
             model.range::<str, _>((Bound::Excluded("user:2"), Bound::Unbounded)).map(String::as_str).collect();
         assert_eq!(merged, expected);
-        // Packed: about the key's bytes plus one, plus the chunk overhead.
+        // Packed: the key's bytes plus one, plus 48 bytes per chunk (its first
+        // key and its `Vec`).
         let bytes: usize = all.iter().map(|k| k.len() + 1).sum();
-        assert!(built.heap_bytes() < bytes + bytes / 5, "{} for {} bytes of keys", built.heap_bytes(), bytes);
+        let chunks = built.chunks.len();
+        assert!(chunks <= bytes / (CHUNK_BYTES - 16) + 1, "{chunks} chunks for {bytes} bytes");
+        assert_eq!(built.heap_bytes(), bytes + chunks * 48);
     }
 }

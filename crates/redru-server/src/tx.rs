@@ -152,7 +152,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let db = Db::open(dir.path())?;
         for i in 0..40 {
-            db.set(&format!("k{i:02}"), redru::json!(i))?;
+            db.set(format!("k{i:02}"), redru::json!(i))?;
         }
         let mut tx = Tx::new(&db);
         for i in (0..40).step_by(3) {

@@ -48,7 +48,7 @@ const KEYS: [&str; 14] = [
 const POINTS: [&str; 9] = ["", "a", "a:", "a:1", "b", "fill:", "fill:1", "user:", "user:0421"];
 
 fn fill_key(i: usize) -> String {
-    if i % 3 == 0 { format!("fill:{i}:{}", "x".repeat(30)) } else { format!("fill:{i}") }
+    if i.is_multiple_of(3) { format!("fill:{i}:{}", "x".repeat(30)) } else { format!("fill:{i}") }
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -267,7 +267,7 @@ fn pages_resume_after_their_cursor() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let db = Db::open(dir.path())?;
     for i in 0..3000 {
-        db.set(&format!("k:{i:05}"), json!(i))?;
+        db.set(format!("k:{i:05}"), json!(i))?;
     }
     let first = db.list(&Listing::prefix("k:").limit(10));
     assert_eq!(first.items.len(), 10);

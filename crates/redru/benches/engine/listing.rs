@@ -29,7 +29,7 @@ pub fn listing(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         let db = relaxed(&dir)?;
         let mut batch = Batch::new();
         for n in 0..cfg.keys as u64 {
-            batch.push_set(key(n), &value(n));
+            batch.push_set(key(n), value(n));
             if batch.len() == 1000 {
                 db.batch(std::mem::take(&mut batch))?;
             }

@@ -12,13 +12,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use redru::{Db, IndexKind, Query};
+use redru::{Db, IndexKind, Listing, Page, Query};
 
 use crate::cli::sh_quote;
 use crate::import;
 use crate::output::{self, Format, Style, paint, raw_key, sgr};
 use crate::progress;
-use crate::shell::parser::{COMMANDS, Command, Find, Pattern, quote_key, spec};
+use crate::shell::parser::{COMMANDS, Command, Find, KeyRange, Pattern, quote_key, spec};
 use crate::store::{Store, Write as Queued};
 
 /// How a command ended, for exit codes and the shell loop.
@@ -112,7 +112,13 @@ impl<'a> Session<'a> {
                     return Ok(Outcome::Missing);
                 }
             }
-            Command::List { pattern } => self.keys(store.keys(pattern.as_ref()).context("listing the keys")?)?,
+            Command::List { pattern, range } => {
+                let page = store.list(pattern.as_ref(), &range).context("listing the keys")?;
+                self.keys(page.items)?;
+                if let Some(next) = page.next {
+                    self.more(pattern.as_ref(), &range, &next)?;
+                }
+            }
             Command::Count { pattern } => {
                 let n = match &pattern {
                     None => store.len(),
@@ -275,6 +281,33 @@ impl<'a> Session<'a> {
                  stop the server there and run `redru --dir DIR {name}`",
                 name = command.name()
             ),
+        }
+    }
+
+    /// After a listing the limit cut: the command that prints the next page.
+    /// On stdout in a table (a person reads it), on stderr otherwise (so a
+    /// program's output stays keys only).
+    fn more(&mut self, pattern: Option<&Pattern>, range: &KeyRange, next: &str) -> Result<()> {
+        let mut command = String::from("list");
+        if let Some(p) = pattern {
+            command.push(' ');
+            command.push_str(&quote_key(match p {
+                Pattern::Prefix(text) | Pattern::Glob(text) => text,
+            }));
+        }
+        if let Some(n) = range.limit {
+            command.push_str(&format!(" --limit {n}"));
+        }
+        if let Some(to) = &range.to {
+            command.push_str(&format!(" --to {}", quote_key(to)));
+        }
+        command.push_str(&format!(" --after {}", quote_key(next)));
+        let hint = format!("(more: {command})");
+        if self.format == Format::Table {
+            self.line(&paint(sgr::DIM, &hint, self.style.color))
+        } else {
+            eprintln!("{hint}");
+            Ok(())
         }
     }
 
@@ -562,6 +595,62 @@ pub fn matching_keys(db: &Db, pattern: Option<&Pattern>) -> Vec<String> {
         None => db.keys(),
         Some(p) => db.scan_prefix(&p.literal_prefix()).into_iter().map(|(k, _)| k).filter(|k| p.matches(k)).collect(),
     }
+}
+
+/// One page of the keys matching `pattern` in `range`, in key order, through
+/// the ordered key sets: a glob is matched on the keys under its literal
+/// prefix, and the page has a cursor exactly when another matching key is
+/// left (so `--after` it loses and repeats nothing).
+pub fn matching_page(db: &Db, pattern: Option<&Pattern>, range: &KeyRange) -> Page<String> {
+    let mut listing = Listing::prefix(pattern.map(Pattern::literal_prefix).unwrap_or_default());
+    if let Some(key) = &range.from {
+        listing = listing.from(key.as_str());
+    }
+    if let Some(key) = &range.after {
+        listing = listing.after(key.as_str());
+    }
+    if let Some(key) = &range.to {
+        listing = listing.to(key.as_str());
+    }
+    let matches = |k: &str| pattern.is_none_or(|p| p.matches(k));
+    let Some(limit) = range.limit else {
+        let mut page = db.list(&listing);
+        page.items.retain(|k| matches(k));
+        return page;
+    };
+    let mut items: Vec<String> = Vec::new();
+    loop {
+        // Pages of at least 256 keys: a glob that matches rarely needs few of them.
+        let page = db.list(&listing.clone().limit((limit - items.len()).max(256)));
+        for key in page.items {
+            if !matches(&key) {
+                continue;
+            }
+            if items.len() == limit {
+                let next = items.last().cloned();
+                return Page { items, next };
+            }
+            items.push(key);
+        }
+        match page.next {
+            Some(next) => listing = listing.after(next),
+            None => return Page { items, next: None },
+        }
+    }
+}
+
+/// [`matching_page`] over keys already listed and sorted (a store that
+/// cannot start mid-way lists everything first).
+pub fn page_of(mut keys: Vec<String>, range: &KeyRange) -> Page<String> {
+    keys.sort_unstable();
+    let mut within = keys.into_iter().filter(|k| {
+        range.after.as_ref().is_none_or(|a| k > a)
+            && range.from.as_ref().is_none_or(|f| k >= f)
+            && range.to.as_ref().is_none_or(|t| k < t)
+    });
+    let items: Vec<String> = within.by_ref().take(range.limit.unwrap_or(usize::MAX)).collect();
+    let next = if within.next().is_some() { items.last().cloned() } else { None };
+    Page { items, next }
 }
 
 /// `help` (every command, one line each) or `help <command>`.

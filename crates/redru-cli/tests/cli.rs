@@ -170,6 +170,71 @@ fn list_count_and_globs() -> TestResult {
 }
 
 #[test]
+fn list_pages_with_limit_and_after() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let mut batch = String::from("begin\n");
+    for i in 0..25 {
+        batch.push_str(&format!("set user:{i:04} {i}\n"));
+    }
+    batch.push_str("set order:1 1\ncommit\n");
+    redru(d).write_stdin(batch).assert().success();
+    // A cut page: the keys on stdout, the command for the next page on stderr.
+    redru(d)
+        .args(["list", "user:", "--limit", "3"])
+        .assert()
+        .success()
+        .stdout("user:0000\nuser:0001\nuser:0002\n")
+        .stderr("(more: list user: --limit 3 --after user:0002)\n");
+    redru(d)
+        .args(["list", "user:", "--limit", "3", "--after", "user:0002"])
+        .assert()
+        .success()
+        .stdout("user:0003\nuser:0004\nuser:0005\n");
+    // The last page says nothing more; a cursor need not be a key.
+    redru(d)
+        .args(["list", "user:", "--after", "user:0021x", "--limit", "5"])
+        .assert()
+        .success()
+        .stdout("user:0022\nuser:0023\nuser:0024\n")
+        .stderr("");
+    // In a table (for people) the hint follows the keys on stdout.
+    redru(d)
+        .args(["--format", "table", "list", "--limit", "1"])
+        .assert()
+        .success()
+        .stdout("order:1\n(more: list --limit 1 --after order:1)\n");
+    // A range, a glob with a limit, JSON output stays keys only.
+    redru(d)
+        .args(["list", "--from", "user:0023", "--to", "user:1"])
+        .assert()
+        .success()
+        .stdout("user:0023\nuser:0024\n");
+    redru(d)
+        .args(["list", "user:*1", "--limit", "2"])
+        .assert()
+        .success()
+        .stdout("user:0001\nuser:0011\n")
+        .stderr("(more: list user:*1 --limit 2 --after user:0011)\n");
+    // No hint when the limit took the last match.
+    redru(d).args(["list", "user:*5", "--limit", "2"]).assert().success().stdout("user:0005\nuser:0015\n").stderr("");
+    redru(d)
+        .args(["--format", "json", "list", "user:", "--limit", "2"])
+        .assert()
+        .success()
+        .stdout("[\"user:0000\",\"user:0001\"]\n");
+    // Usage errors exit 2.
+    redru(d).args(["list", "--limit", "x"]).assert().code(2).stderr(predicate::str::contains("whole number"));
+    redru(d).args(["list", "--after"]).assert().code(2).stderr(predicate::str::contains("needs a key"));
+    redru(d)
+        .args(["list", "--after", "a", "--from", "b"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not both"));
+    Ok(())
+}
+
+#[test]
 fn indexes_find_and_explain() -> TestResult {
     let dir = tempfile::tempdir()?;
     let d = dir.path();

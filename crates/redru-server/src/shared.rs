@@ -244,31 +244,33 @@ impl Client {
 /// Most SCAN cursors kept at once; the oldest is dropped past it.
 const MAX_CURSORS: usize = 256;
 
-/// Open SCAN iterations. A cursor holds the sorted keys as they were when
-/// its iteration began and how far it got: every key that existed throughout
-/// the iteration is returned exactly once (keys are visited in order, none
-/// twice), keys added meanwhile may or may not be, as Redis promises. Keys
-/// deleted meanwhile are skipped when the page is read.
+/// Open SCAN iterations. A cursor holds the last key its iteration
+/// returned (or looked at): the next page lists the keys after it in key
+/// order (`Db::list`), so every key that existed throughout the iteration is
+/// returned exactly once (keys are visited in order, none twice) and keys
+/// added or deleted meanwhile may or may not be, as Redis promises. A page
+/// costs its COUNT keys, whatever the database's size; nothing is copied
+/// when an iteration starts.
 #[derive(Default)]
 pub struct Cursors {
     next: u64,
-    open: VecDeque<(u64, Arc<[String]>, usize)>,
+    open: VecDeque<(u64, String)>,
 }
 
 impl Cursors {
-    /// Opens a cursor over `keys` positioned at `at`; its number.
-    pub fn open(&mut self, keys: Arc<[String]>, at: usize) -> u64 {
+    /// Opens a cursor that resumes after `key`; its number.
+    pub fn open(&mut self, key: String) -> u64 {
         self.next += 1;
         if self.open.len() >= MAX_CURSORS {
             self.open.pop_front();
         }
-        self.open.push_back((self.next, keys, at));
+        self.open.push_back((self.next, key));
         self.next
     }
 
-    /// Takes cursor `id` out: its keys and position.
-    pub fn take(&mut self, id: u64) -> Option<(Arc<[String]>, usize)> {
-        let i = self.open.iter().position(|(c, _, _)| *c == id)?;
-        self.open.remove(i).map(|(_, keys, at)| (keys, at))
+    /// Takes cursor `id` out: the key it resumes after.
+    pub fn take(&mut self, id: u64) -> Option<String> {
+        let i = self.open.iter().position(|(c, _)| *c == id)?;
+        self.open.remove(i).map(|(_, key)| key)
     }
 }

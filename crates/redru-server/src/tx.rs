@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use redru::{Batch, Db, Doc};
+use redru::{Batch, Db, Doc, Listing, Page};
 
 /// Pending writes over a database.
 pub struct Tx<'a> {
@@ -141,6 +141,35 @@ impl<'a> Tx<'a> {
         n.max(0) as usize
     }
 
+    /// Up to `n` keys after `after` (from the first without it), in key
+    /// order, as this transaction sees them, through the ordered listing;
+    /// `next` is set when keys may be left (possibly fewer than `n` came,
+    /// when the transaction deleted some).
+    pub fn keys_after(&self, after: Option<&str>, n: usize) -> Page<String> {
+        let mut listing = Listing::all().limit(n.saturating_add(self.overlay.len()));
+        if let Some(after) = after {
+            listing = listing.after(after);
+        }
+        let base = if self.cleared { Page::default() } else { self.db.list(&listing) };
+        // The page reaches as far as `reach`; the transaction's own keys up to it join in.
+        let reach = base.next.clone();
+        let mut keys: Vec<String> = base.items.into_iter().filter(|k| !self.overlay.contains_key(k)).collect();
+        keys.extend(
+            self.overlay
+                .iter()
+                .filter(|(k, v)| v.is_some() && after.is_none_or(|a| k.as_str() > a))
+                .filter(|(k, _)| reach.as_ref().is_none_or(|r| *k <= r))
+                .map(|(k, _)| k.clone()),
+        );
+        keys.sort_unstable();
+        let cut = keys.len() > n;
+        keys.truncate(n);
+        // Everything up to `reach` was looked at: resume after the last key
+        // returned if the page was cut here, else after `reach`.
+        let next = if cut { keys.last().cloned() } else { reach };
+        Page { items: keys, next }
+    }
+
     /// Every key, sorted.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = if self.cleared { Vec::new() } else { self.db.keys() };
@@ -211,6 +240,42 @@ mod tests {
         let plain = Tx::new(&db);
         assert!(plain.get("a").is_some());
         assert!(plain.into_request().is_none());
+        Ok(())
+    }
+
+    /// Pages of every size through a transaction that set and deleted keys
+    /// join up to exactly what `keys` lists, each key once.
+    #[test]
+    fn pages_through_the_transaction_equal_its_keys() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let db = Db::open(dir.path())?;
+        for i in 0..40 {
+            db.set(format!("k{i:02}"), redru::json!(i))?;
+        }
+        let mut tx = Tx::new(&db);
+        for i in (0..40).step_by(3) {
+            tx.delete(&format!("k{i:02}"));
+        }
+        for key in ["a", "k05x", "k99", "k10"] {
+            tx.set(key, Doc::from(redru::json!(0)));
+        }
+        let all = tx.keys();
+        for n in 1..12 {
+            let (mut got, mut after) = (Vec::new(), None);
+            loop {
+                let page = tx.keys_after(after.as_deref(), n);
+                assert!(page.items.len() <= n);
+                got.extend(page.items);
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(got, all, "pages of {n}");
+        }
+        tx.clear();
+        tx.set("z", Doc::from(redru::json!(1)));
+        assert_eq!(tx.keys_after(None, 5).items, ["z"]);
         Ok(())
     }
 }

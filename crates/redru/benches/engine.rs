@@ -1,4 +1,5 @@
-//! redru's benchmark harness (issue 7): workloads 1-9 against baselines measured in the same run.
+//! redru's benchmark harness (issue 7): workloads 1-10 against baselines measured in the same run
+//! (workload 9, the change feed, in engine/feed.rs; 10, keys in order, in engine/listing.rs).
 //!
 //! `cargo bench --bench engine` prints one Markdown table (median and min-max over
 //! `REDRU_BENCH_RUNS` runs, each ratio taken run by run) and writes it as JSON to
@@ -24,6 +25,9 @@ use common::{
 };
 use redru::{Batch, Db, Durability, Options, Plan, Query, Value};
 use serde_json::json;
+
+#[path = "engine/listing.rs"]
+mod listing;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -62,6 +66,9 @@ fn main() -> BoxResult<()> {
     }
     if cfg.wants(&[9]) {
         feed::change_feed(&cfg, &mut t)?;
+    }
+    if cfg.wants(&[10]) {
+        listing::listing(&cfg, &mut t)?;
     }
     common::report(&cfg, "redru engine benchmarks", &t, Value::Object(extra))?;
     let _ = std::fs::remove_dir_all(&cfg.dir);

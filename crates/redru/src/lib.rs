@@ -64,6 +64,7 @@ pub use serde_json::{Value, json};
 pub use state::change::Seq;
 pub use state::doc::{Doc, IntoDoc, MAX_DEPTH};
 pub use state::index::{FieldPath, IndexInfo, IndexKind};
+pub use state::listing::{Listing, Page};
 pub use state::precondition::Precondition;
 pub use state::query::{CmpOp, Condition, Plan, Query, QueryResult, parse_value};
 pub use storage::files::{BACKUP_DIR, LOCK_NAME};

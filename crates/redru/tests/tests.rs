@@ -12,6 +12,7 @@ mod feed;
 mod format_fixtures;
 mod fuzz_corpus;
 mod index;
+mod listing;
 mod model;
 mod progress;
 mod read_only;

@@ -18,9 +18,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use redru::{Batch, Db, Doc, IndexInfo, Query};
 
-use crate::exec::{count, matching_keys};
+use crate::exec::{count, matching_keys, matching_page, page_of};
 use crate::shell::helper::Source;
-use crate::shell::parser::{Pattern, SetIf};
+use crate::shell::parser::{KeyRange, Pattern, SetIf};
 
 /// One write queued between `begin` and `commit`.
 #[derive(Clone, Debug)]
@@ -78,6 +78,12 @@ pub trait Store: Source + Send + Sync {
     fn len(&self) -> Result<usize>;
     /// Sorted keys matching `pattern` (all keys without one).
     fn keys(&self, pattern: Option<&Pattern>) -> Result<Vec<String>>;
+    /// One page of the keys matching `pattern` in `range`, in key order,
+    /// with the cursor to resume after when the limit cut it. By default
+    /// over [`Store::keys`]; a store that can start mid-way does better.
+    fn list(&self, pattern: Option<&Pattern>, range: &KeyRange) -> Result<redru::Page<String>> {
+        Ok(page_of(self.keys(pattern)?, range))
+    }
     /// Runs a query; with `plan`, says how it ran.
     fn query(&self, query: &Query, plan: bool) -> Result<Found>;
     /// How a query runs and how many entries match.
@@ -174,6 +180,9 @@ impl Store for Db {
     }
     fn keys(&self, pattern: Option<&Pattern>) -> Result<Vec<String>> {
         Ok(matching_keys(self, pattern))
+    }
+    fn list(&self, pattern: Option<&Pattern>, range: &KeyRange) -> Result<redru::Page<String>> {
+        Ok(matching_page(self, pattern, range))
     }
     fn query(&self, query: &Query, _plan: bool) -> Result<Found> {
         let result = Db::query(self, query)?;

@@ -6,8 +6,6 @@
 //! value that is not a JSON string (set by JSON.SET, the shell or the
 //! library) is returned by GET as its JSON text.
 
-use std::sync::Arc;
-
 use redru::{Doc, Value};
 
 use super::Ctx;
@@ -176,27 +174,29 @@ pub fn scan(c: &mut Ctx) -> R {
         }
         i += 2;
     }
-    let (keys, at) = if cursor == 0 {
-        (Arc::from(c.tx.keys()), 0)
+    let after = if cursor == 0 {
+        None
     } else {
         let taken = c.shared.cursors.lock().unwrap_or_else(|p| p.into_inner()).take(cursor);
-        taken.ok_or_else(|| Reply::err("invalid cursor (it expired or was already used up; start again at 0)"))?
+        Some(taken.ok_or_else(|| Reply::err("invalid cursor (it expired or was already used up; start again at 0)"))?)
     };
-    let end = (at + count).min(keys.len());
+    let listed = c.tx.keys_after(after.as_deref(), count);
     let mut page = Vec::new();
-    for key in &keys[at..end] {
+    for key in listed.items {
         if pattern.as_ref().is_some_and(|p| !glob::matches(p, key.as_bytes())) {
             continue;
         }
-        let Some(doc) = c.tx.get(key) else { continue };
+        let Some(doc) = c.tx.get(&key) else { continue };
         let is_string = doc.as_str().starts_with('"');
         if kind.as_deref().is_some_and(|k| k != if is_string { "string" } else { "rejson-rl" }) {
             continue;
         }
-        page.push(Reply::Bulk(key.clone().into_bytes()));
+        page.push(Reply::Bulk(key.into_bytes()));
     }
-    let next =
-        if end >= keys.len() { 0 } else { c.shared.cursors.lock().unwrap_or_else(|p| p.into_inner()).open(keys, end) };
+    let next = match listed.next {
+        Some(key) => c.shared.cursors.lock().unwrap_or_else(|p| p.into_inner()).open(key),
+        None => 0,
+    };
     Ok(Reply::Array(vec![Reply::Bulk(next.to_string().into_bytes()), Reply::Array(page)]))
 }
 

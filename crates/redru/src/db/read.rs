@@ -3,12 +3,15 @@
 
 use std::sync::atomic::Ordering;
 
+use std::ops::RangeBounds;
+
 use serde_json::Value;
 
 use super::{Db, Stats};
 use crate::error::{Error, Result};
 use crate::state::doc::Doc;
 use crate::state::index::{FieldPath, IndexInfo};
+use crate::state::listing::{Listing, Page};
 use crate::state::query::{Query, QueryResult};
 use crate::storage::record::Seq;
 
@@ -92,21 +95,64 @@ impl Db {
 
     /// Every key, sorted (byte order).
     pub fn keys(&self) -> Vec<String> {
-        // On a frozen copy: writers do not wait for the listing.
-        let map = self.inner.read_state().map.clone();
-        let mut keys: Vec<String> = map.iter().map(|(k, _)| k.to_string()).collect();
-        keys.sort_unstable();
-        keys
+        self.list(&Listing::all()).items
     }
 
     /// Every key starting with `prefix`, with its value, sorted by key.
     pub fn scan_prefix(&self, prefix: &str) -> Vec<(String, Doc)> {
-        // On a frozen copy: writers do not wait for the scan.
+        self.list_entries(&Listing::prefix(prefix)).items
+    }
+
+    /// The keys in `range`, in key order (byte order): `"user:".."user;"`,
+    /// `"a"..="m"`, `"k"..`, `..`. For a prefix, a limit or a resume point,
+    /// see [`Db::list`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = redru::Db::open(dir.path())?;
+    /// for k in ["user:2", "user:10", "team:1", "user:1"] {
+    ///     db.set(k, redru::json!(1))?;
+    /// }
+    /// // ';' is the character after ':', so this is every key under "user:".
+    /// assert_eq!(db.range("user:".."user;"), ["user:1", "user:10", "user:2"]);
+    /// assert_eq!(db.range(.."user:1"), ["team:1"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn range<'a>(&self, range: impl RangeBounds<&'a str>) -> Vec<String> {
+        self.list(&Listing::range(range)).items
+    }
+
+    /// One page of keys in key order, as `listing` says (a range, a prefix,
+    /// a resume point, a limit): see [`Listing`] for an example. Walks the
+    /// ordered key sets from the start, so a page of `n` keys costs about `n`
+    /// steps whatever the database's size, and runs on a frozen copy of the
+    /// state: writers never wait for it.
+    pub fn list(&self, listing: &Listing) -> Page<String> {
+        // The frozen copy is O(shards) to take; a writer copies a shard on its
+        // first write to it while the copy is alive.
         let map = self.inner.read_state().map.clone();
-        let mut out: Vec<(String, Doc)> =
-            map.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.to_string(), v.clone())).collect();
-        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        out
+        listing.keys(&map)
+    }
+
+    /// Like [`Db::list`], with each key's value.
+    pub fn list_entries(&self, listing: &Listing) -> Page<(String, Doc)> {
+        let map = self.inner.read_state().map.clone();
+        listing.entries(&map)
+    }
+
+    /// The listing as it was before keys were kept in order: every key of a
+    /// frozen copy scanned, those under `prefix` collected and sorted. Kept
+    /// only as the benchmark's baseline (docs/benchmarks.md, workload 9).
+    #[cfg(feature = "__internal_whitebox")]
+    #[doc(hidden)]
+    pub fn scan_sort_prefix(&self, prefix: &str) -> Vec<String> {
+        let map = self.inner.read_state().map.clone();
+        let mut keys: Vec<String> =
+            map.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.to_string()).collect();
+        keys.sort_unstable();
+        keys
     }
 
     /// Every index with its statistics, by field.

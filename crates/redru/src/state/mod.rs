@@ -10,6 +10,8 @@ pub mod change;
 pub mod doc;
 pub mod index;
 pub mod key;
+pub mod key_order;
+pub mod listing;
 #[cfg(feature = "__internal_whitebox")]
 pub mod planted;
 pub mod precondition;

@@ -25,8 +25,8 @@ pub enum Command {
     Delete { key: String },
     /// `exists <key>`
     Exists { key: String },
-    /// `list [prefix|glob]`
-    List { pattern: Option<Pattern> },
+    /// `list [prefix|glob] [--limit N] [--after KEY | --from KEY] [--to KEY]`
+    List { pattern: Option<Pattern>, range: KeyRange },
     /// `count [prefix|glob]`
     Count { pattern: Option<Pattern> },
     /// `find <field> <value>` or `find <query>`
@@ -79,6 +79,20 @@ pub enum Command {
     Cluster { args: Vec<String> },
     /// `exit`
     Exit,
+}
+
+/// Where `list` starts and stops, and how many keys it prints: the one-shot
+/// and shell form of the library's [`redru::Listing`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyRange {
+    /// `--limit N`: at most N keys, then a hint with the `--after` cursor.
+    pub limit: Option<usize>,
+    /// `--after KEY`: start after KEY (a cursor from a cut listing).
+    pub after: Option<String>,
+    /// `--from KEY`: start at KEY (included).
+    pub from: Option<String>,
+    /// `--to KEY`: stop before KEY (excluded).
+    pub to: Option<String>,
 }
 
 impl Command {

@@ -22,7 +22,7 @@ mod parse;
 mod table;
 mod tokens;
 
-pub use self::command::{Command, Find, SetIf};
+pub use self::command::{Command, Find, KeyRange, SetIf};
 pub use self::glob::Pattern;
 pub use self::joiner::{Joiner, Piece};
 pub use self::parse::{ParseError, json_doc, looks_like_query, parse, parse_args, parse_find, parse_value};

@@ -8,7 +8,7 @@ use redru::Doc;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::command::{Command, Find, SetIf};
+use super::command::{Command, Find, KeyRange, SetIf};
 use super::glob::Pattern;
 use super::table::spec;
 use super::tokens::Cursor;
@@ -127,10 +127,14 @@ fn parse_cursor(mut cur: Cursor) -> Result<Option<Command>, ParseError> {
                 _ => Command::Exists { key },
             }
         }
-        "list" | "count" => {
+        "list" => {
+            let (pattern, range) = list_args(&mut cur).map_err(err)?;
+            Command::List { pattern, range }
+        }
+        "count" => {
             let pattern = cur.word().map_err(err)?.map(Pattern::new);
             end(&mut cur, "pattern")?;
-            if spec.name == "list" { Command::List { pattern } } else { Command::Count { pattern } }
+            Command::Count { pattern }
         }
         "find" => Command::Find(parse_find(cur.rest().trim()).map_err(err)?),
         "explain" => {
@@ -273,6 +277,35 @@ fn parse_cursor(mut cur: Cursor) -> Result<Option<Command>, ParseError> {
         }
     };
     Ok(Some(command))
+}
+
+/// `list`'s words: an optional pattern among `--limit N`, `--after KEY`,
+/// `--from KEY` and `--to KEY`, in any order. A pattern that starts with
+/// `--` is taken for a flag: list it as a glob (`[-]-x`).
+fn list_args(cur: &mut Cursor) -> Result<(Option<Pattern>, KeyRange), String> {
+    let mut pattern = None;
+    let mut range = KeyRange::default();
+    while let Some(word) = cur.word()? {
+        let mut value = |flag: &str| cur.word()?.ok_or_else(|| format!("`{flag}` needs a key"));
+        match word.as_str() {
+            "--limit" => {
+                let n = value("--limit")?;
+                let n = n.parse().map_err(|_| format!("`--limit` needs a whole number, found `{n}`"))?;
+                range.limit = Some(n);
+            }
+            "--after" => range.after = Some(value("--after")?),
+            "--from" => range.from = Some(value("--from")?),
+            "--to" => range.to = Some(value("--to")?),
+            flag if flag.starts_with("--") => {
+                return Err(format!("unknown flag `{flag}` (expected --limit, --after, --from or --to)"));
+            }
+            _ => pattern = once(pattern, word)?,
+        }
+    }
+    if range.after.is_some() && range.from.is_some() {
+        return Err("give `--after` or `--from`, not both: both say where to start".into());
+    }
+    Ok((pattern.map(Pattern::new), range))
 }
 
 /// An optional path among flags: which of `flags` were given, in their order.
@@ -554,10 +587,47 @@ mod tests {
 
     #[test]
     fn list_takes_a_prefix_or_a_glob() {
-        assert_eq!(ok("list"), Command::List { pattern: None });
-        assert_eq!(ok("list user:"), Command::List { pattern: Some(Pattern::Prefix("user:".into())) });
+        assert_eq!(ok("list"), Command::List { pattern: None, range: KeyRange::default() });
+        assert_eq!(
+            ok("list user:"),
+            Command::List { pattern: Some(Pattern::Prefix("user:".into())), range: KeyRange::default() }
+        );
         assert_eq!(ok("count user:*"), Command::Count { pattern: Some(Pattern::Glob("user:*".into())) });
-        assert_eq!(ok("list \"a b\""), Command::List { pattern: Some(Pattern::Prefix("a b".into())) });
+        assert_eq!(
+            ok("list \"a b\""),
+            Command::List { pattern: Some(Pattern::Prefix("a b".into())), range: KeyRange::default() }
+        );
+    }
+
+    #[test]
+    fn list_takes_a_limit_and_a_resume_point_in_any_order() {
+        let range = |limit, after: Option<&str>, from: Option<&str>, to: Option<&str>| KeyRange {
+            limit,
+            after: after.map(Into::into),
+            from: from.map(Into::into),
+            to: to.map(Into::into),
+        };
+        let prefix = |p: &str| Some(Pattern::Prefix(p.into()));
+        assert_eq!(
+            ok("list user: --limit 100 --after user:0420"),
+            Command::List { pattern: prefix("user:"), range: range(Some(100), Some("user:0420"), None, None) }
+        );
+        assert_eq!(
+            ok("list --after \"a b\" --limit 2 user:"),
+            Command::List { pattern: prefix("user:"), range: range(Some(2), Some("a b"), None, None) }
+        );
+        assert_eq!(
+            ok("ls --from a --to m"),
+            Command::List { pattern: None, range: range(None, None, Some("a"), Some("m")) }
+        );
+        assert!(fails("list --limit").message.contains("--limit"));
+        assert!(fails("list --limit x").message.contains("whole number"));
+        assert!(fails("list --limit -1").message.contains("whole number"));
+        assert!(fails("list --after").message.contains("needs a key"));
+        assert!(fails("list --after a --from b").message.contains("not both"));
+        assert!(fails("list --frobnicate").message.contains("unknown flag"));
+        assert!(fails("list a b").message.contains("unexpected `b`"));
+        assert_eq!(fails("list --limit x").usage, Some("list [prefix] [--limit N] [--after KEY]"));
     }
 
     #[test]

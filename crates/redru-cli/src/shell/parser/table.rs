@@ -148,14 +148,26 @@ pub const COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "list",
-        usage: "list [prefix|glob]",
+        usage: "list [prefix] [--limit N] [--after KEY]",
         aliases: &["keys", "ls"],
         args: &["[prefix|glob]"],
         arg: Arg::Pattern,
         place: Place::Everywhere,
-        summary: "list keys, sorted, optionally by prefix or glob",
-        details: "A pattern with * ? or [ is a glob (`user:*:name`, `log-202?`, `[ab]*`); anything else is a prefix.",
-        examples: &["list", "list user:", "list user:*"],
+        summary: "list keys in key order, optionally by prefix or glob, a page at a time",
+        details: "The prefix may be a glob: a pattern with * ? or [ is a glob (`user:*:name`, `log-202?`, `[ab]*`); anything else is a prefix. \
+                  Keys come in byte order, read from the ordered key sets, so a page costs the same in a large \
+                  database as in a small one. --limit N prints at most N keys and, when more are left, a last \
+                  line `(more: ... --after KEY)` with the command that prints the next page (on stderr unless \
+                  --format is table). --after KEY starts after KEY, --from KEY at it (KEY need not exist), \
+                  --to KEY stops before KEY.",
+        examples: &[
+            "list",
+            "list user:",
+            "list user:*",
+            "list user: --limit 100",
+            "list user: --limit 100 --after user:0420",
+            "list --from order:2026-01 --to order:2026-02",
+        ],
     },
     Spec {
         name: "count",
@@ -495,7 +507,7 @@ mod tests {
     fn command_names_ignore_case_and_accept_aliases() {
         assert_eq!(ok("GET a"), Command::Get { key: "a".into() });
         assert_eq!(ok("del a"), Command::Delete { key: "a".into() });
-        assert_eq!(ok("keys"), Command::List { pattern: None });
+        assert_eq!(ok("keys"), Command::List { pattern: None, range: Default::default() });
         assert_eq!(ok("quit"), Command::Exit);
         assert_eq!(ok(".exit"), Command::Exit);
         assert_eq!(ok("?"), Command::Help { topic: None });

@@ -8,6 +8,7 @@ mod crash_damage;
 mod crash_io_errors;
 mod crash_kill;
 mod crash_sim;
+mod expiry;
 mod format_fixtures;
 mod fuzz_corpus;
 mod index;

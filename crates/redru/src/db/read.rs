@@ -1,5 +1,7 @@
 //! The read methods of `Db`: gets, scans, index lookups, queries, stats.
 //! Reads take the state's shared lock, or a frozen copy for long scans.
+//! Every read judges expiry at the handle's clock: a key whose deadline has
+//! come is invisible at once, whether or not the sweeper has removed it.
 
 use std::sync::atomic::Ordering;
 
@@ -17,7 +19,8 @@ impl Db {
     /// parse. Read it with [`Doc::deserialize`] (into your own type) or
     /// [`Doc::to_value`]; [`Db::get_value`] and [`Db::get_as`] do both in one call.
     pub fn get(&self, key: &str) -> Option<Doc> {
-        self.inner.read_state().map.get(key).cloned()
+        let now = self.inner.now();
+        self.inner.read_state().map.get(key, now).cloned()
     }
 
     /// The value of `key` and the seq of the record that last wrote it, for
@@ -39,7 +42,8 @@ impl Db {
     /// # }
     /// ```
     pub fn get_with_seq(&self, key: &str) -> Option<(Doc, Seq)> {
-        self.inner.read_state().map.get_with_seq(key).map(|(d, s)| (d.clone(), s))
+        let now = self.inner.now();
+        self.inner.read_state().map.get_with_seq(key, now).map(|(d, s)| (d.clone(), s))
     }
 
     /// The value of `key` parsed into a `serde_json::Value`.
@@ -77,12 +81,16 @@ impl Db {
 
     /// Whether `key` exists.
     pub fn contains(&self, key: &str) -> bool {
-        self.inner.read_state().map.get(key).is_some()
+        let now = self.inner.now();
+        self.inner.read_state().map.get(key, now).is_some()
     }
 
-    /// Number of keys.
+    /// Number of keys, exactly: keys whose deadline has come are not
+    /// counted even before the sweeper removes them (the state keeps the
+    /// deadlines in order, so this costs one step per such key).
     pub fn len(&self) -> usize {
-        self.inner.read_state().map.len()
+        let now = self.inner.now();
+        self.inner.read_state().live_len(now)
     }
 
     /// Whether there are no keys.
@@ -93,8 +101,9 @@ impl Db {
     /// Every key, sorted (byte order).
     pub fn keys(&self) -> Vec<String> {
         // On a frozen copy: writers do not wait for the listing.
+        let now = self.inner.now();
         let map = self.inner.read_state().map.clone();
-        let mut keys: Vec<String> = map.iter().map(|(k, _)| k.to_string()).collect();
+        let mut keys: Vec<String> = map.iter(now).map(|(k, _)| k.to_string()).collect();
         keys.sort_unstable();
         keys
     }
@@ -102,9 +111,10 @@ impl Db {
     /// Every key starting with `prefix`, with its value, sorted by key.
     pub fn scan_prefix(&self, prefix: &str) -> Vec<(String, Doc)> {
         // On a frozen copy: writers do not wait for the scan.
+        let now = self.inner.now();
         let map = self.inner.read_state().map.clone();
         let mut out: Vec<(String, Doc)> =
-            map.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.to_string(), v.clone())).collect();
+            map.iter(now).filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.to_string(), v.clone())).collect();
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -122,9 +132,11 @@ impl Db {
     /// - [`Error::NoIndex`] if `field` has no index ([`Db::query`] scans instead).
     pub fn find(&self, field: &str, value: &Value) -> Result<Vec<String>> {
         let path = FieldPath::parse(field)?;
+        let now = self.inner.now();
         let state = self.inner.read_state();
         let index = state.index(&path).ok_or_else(|| Error::NoIndex { field: path.to_string() })?;
-        Ok(index.find(value).map(|k| k.to_string()).collect())
+        // The index lists expired keys until the sweeper removes them.
+        Ok(index.find(value).filter(|k| state.map.get(k, now).is_some()).map(|k| k.to_string()).collect())
     }
 
     /// Like [`Db::find`], with each key's value.
@@ -133,9 +145,10 @@ impl Db {
     /// As [`Db::find`].
     pub fn find_entries(&self, field: &str, value: &Value) -> Result<Vec<(String, Doc)>> {
         let path = FieldPath::parse(field)?;
+        let now = self.inner.now();
         let state = self.inner.read_state();
         let index = state.index(&path).ok_or_else(|| Error::NoIndex { field: path.to_string() })?;
-        Ok(index.find(value).filter_map(|k| state.map.get(k).map(|v| (k.to_string(), v.clone()))).collect())
+        Ok(index.find(value).filter_map(|k| state.map.get(k, now).map(|v| (k.to_string(), v.clone()))).collect())
     }
 
     /// Runs a query: conditions joined by `and` (see [`Query::parse`]). An
@@ -161,8 +174,9 @@ impl Db {
     /// None today: a query is checked when it is parsed ([`Error::InvalidQuery`]
     /// from [`Query::parse`]); the `Result` leaves room for queries that can fail.
     pub fn query(&self, query: &Query) -> Result<QueryResult> {
+        let now = self.inner.now();
         let state = self.inner.read_state();
-        if let Some(result) = crate::state::query::run_indexed(&state, query) {
+        if let Some(result) = crate::state::query::run_indexed(&state, query, now) {
             return Ok(result);
         }
         // A scan runs on a frozen copy of the map (O(shards) to take), so
@@ -170,7 +184,7 @@ impl Db {
         // on their first write to it while the copy is alive.
         let map = state.map.clone();
         drop(state);
-        Ok(crate::state::query::scan(&map, query))
+        Ok(crate::state::query::scan(&map, query, now))
     }
 
     /// Counters and sizes.
@@ -184,10 +198,11 @@ impl Db {
             let s = inner.snap();
             (s.seq.0, s.bytes)
         };
+        let now = inner.now();
         let state = inner.read_state();
         Stats {
             dir: inner.dir.clone(),
-            keys: state.map.len(),
+            keys: state.live_len(now),
             last_seq: last_seq.0,
             durable_seq: inner.wal.synced().0,
             snapshot_seq,

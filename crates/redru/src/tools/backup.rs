@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::state::index::FieldPath;
 use crate::state::index::IndexKind;
-use crate::storage::record::Seq;
+use crate::storage::record::{Expiry, Seq};
 use crate::storage::snapshot::{self, Frozen, IndexDef};
 use crate::storage::vfs::Vfs;
 use crate::tools::verify::{self, file_sha256, sidecar_path};
@@ -285,7 +285,7 @@ fn light_check(path: &Path, bytes: &[u8]) -> std::result::Result<(u64, usize), S
         other => other.to_string(),
     })?;
     let head: Head = serde_json::from_slice(bytes).map_err(|e| format!("digest matches but JSON is invalid: {e}"))?;
-    if head.format != snapshot::FORMAT || head.version != snapshot::VERSION {
+    if head.format != snapshot::FORMAT || !(snapshot::VERSION_PLAIN..=snapshot::VERSION).contains(&head.version) {
         return Err(format!("format {:?} version {} is not a snapshot this build reads", head.format, head.version));
     }
     if head.keys != head.data.0 {
@@ -592,8 +592,13 @@ impl Db {
             }
         }
         let mut batch = Batch::new().clear();
-        for (key, value) in state.map.iter() {
-            batch.push_set(key.to_string(), value);
+        // Deadlines come back as they were (absolute times); keys whose
+        // deadline has passed since the backup was taken are not restored.
+        for (key, value, exp) in state.map.iter_expiring(self.now_ms()) {
+            match exp {
+                0 => batch.push_set(key.to_string(), value),
+                at => batch.push_set_expiring(key.to_string(), value, Expiry(at)),
+            }
         }
         self.batch(batch).map_err(failed)?;
         let mut created = Vec::new();

@@ -3,7 +3,9 @@
 //! Two shapes: one JSON object of all pairs, or JSON lines with one
 //! `{"key": ..., "value": ...}` per line. Export writes from a frozen copy
 //! (writers are not held); import parses the whole file first and applies it
-//! as one atomic batch, so an invalid file changes nothing.
+//! as one atomic batch, so an invalid file changes nothing. Only JSON lines
+//! carry deadlines: `"expires"`, ms since the Unix epoch, on an expiring key's
+//! line; the object shape has no room for them and holds values only.
 
 use std::cell::Cell;
 use std::fmt;
@@ -17,6 +19,7 @@ use serde_json::Value;
 
 use crate::db::{Batch, Db};
 use crate::error::{Error, Result};
+use crate::storage::record::Expiry;
 
 /// The shape of an import file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,7 +51,13 @@ pub struct ImportOptions {
 struct Line {
     key: String,
     value: Value,
+    /// The key's deadline, ms since the Unix epoch (absent: none).
+    #[serde(default)]
+    expires: Option<u64>,
 }
+
+/// One pair read from an import file, with its deadline (JSON lines only).
+type Pair = (String, Value, Option<u64>);
 
 /// An output stream that remembers the first error (for `Display`-less callers).
 fn output_error(e: std::io::Error) -> Error {
@@ -58,20 +67,22 @@ fn output_error(e: std::io::Error) -> Error {
 impl Db {
     /// Writes every pair, sorted by key, to `out`: one JSON object (one
     /// member per line), or with `lines` one `{"key":..,"value":..}` per
-    /// line. Writes from a frozen copy: writers are not held. Returns the
-    /// number of pairs.
+    /// line, with `"expires":MS` (ms since the Unix epoch) after the value
+    /// for a key that expires. Expired keys are left out; the object shape
+    /// holds no deadlines (use `lines` to keep them). Writes from a frozen
+    /// copy: writers are not held. Returns the number of pairs.
     ///
     /// # Errors
     /// [`Error::Io`] if writing to `out` fails.
     pub fn export(&self, out: &mut dyn Write, lines: bool) -> Result<usize> {
         let frozen = self.freeze()?;
         let mut w = BufWriter::with_capacity(1 << 16, out);
-        let sorted = frozen.map.sorted();
+        let sorted = frozen.map.sorted_expiring(frozen.now);
         let mut buf = Vec::with_capacity(256);
         if !lines {
             w.write_all(if sorted.is_empty() { b"{" } else { b"{\n" }).map_err(output_error)?;
         }
-        for (i, (key, value)) in sorted.iter().enumerate() {
+        for (i, (key, value, exp)) in sorted.iter().enumerate() {
             buf.clear();
             // Serializing strings and Values into a Vec cannot fail.
             if lines {
@@ -79,6 +90,10 @@ impl Db {
                 let _ = serde_json::to_writer(&mut buf, &***key);
                 buf.extend_from_slice(b",\"value\":");
                 buf.extend_from_slice(value.as_str().as_bytes());
+                if *exp != 0 {
+                    buf.extend_from_slice(b",\"expires\":");
+                    buf.extend_from_slice(exp.to_string().as_bytes());
+                }
                 buf.extend_from_slice(b"}\n");
             } else {
                 if i > 0 {
@@ -129,8 +144,14 @@ impl Db {
         let pairs = parse_import(path, &bytes, options.format, progress)?;
         let mut batch = if options.replace { Batch::new().clear() } else { Batch::new() };
         let n = pairs.len();
-        for (key, value) in pairs {
-            batch.push_set(key, value);
+        let now = self.now_ms();
+        for (key, value, expires) in pairs {
+            match expires {
+                None => batch.push_set(key, value),
+                // Already expired: importing it would store what no read sees.
+                Some(at) if at <= now => {}
+                Some(at) => batch.push_set_expiring(key, value, Expiry(at)),
+            }
         }
         if !batch.is_empty() {
             self.batch(batch)?;
@@ -145,7 +166,7 @@ fn parse_import(
     bytes: &[u8],
     format: ImportFormat,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Vec<(String, Value)>> {
+) -> Result<Vec<Pair>> {
     let total = bytes.len() as u64;
     let format = match format {
         ImportFormat::Auto => {
@@ -173,7 +194,7 @@ fn parse_import(
                         ),
                     )
                 })?;
-                pairs.push((entry.key, entry.value));
+                pairs.push((entry.key, entry.value, entry.expires));
             }
             offset += line.len() as u64 + 1;
             if offset - reported >= 1 << 20 {
@@ -225,7 +246,7 @@ struct PairsVisitor<'p> {
 }
 
 impl<'de> Visitor<'de> for PairsVisitor<'_> {
-    type Value = Vec<(String, Value)>;
+    type Value = Vec<Pair>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object of key/value pairs")
     }
@@ -233,7 +254,7 @@ impl<'de> Visitor<'de> for PairsVisitor<'_> {
         let mut pairs = Vec::new();
         let mut reported = 0u64;
         while let Some(pair) = access.next_entry::<String, Value>()? {
-            pairs.push(pair);
+            pairs.push((pair.0, pair.1, None));
             let read = self.read.get();
             if read - reported >= 1 << 20 {
                 reported = read;

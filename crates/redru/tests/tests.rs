@@ -9,6 +9,7 @@ mod crash_io_errors;
 mod crash_kill;
 mod crash_sim;
 mod expiry;
+mod expiry_model;
 mod format_fixtures;
 mod fuzz_corpus;
 mod index;

@@ -415,8 +415,11 @@ impl Db {
         self.inner.wal.check_poisoned()
     }
 
-    /// The handle's time (ms since the epoch) for the tools' expiry checks.
-    pub(crate) fn now_ms(&self) -> u64 {
+    /// The time the handle judges deadlines at, in milliseconds since the
+    /// Unix epoch: its clock ([`Options::clock`]), never earlier than a
+    /// reading it already used. For callers that compute deadlines
+    /// themselves (the server's EXPIREAT), so they agree with the handle.
+    pub fn now_ms(&self) -> u64 {
         self.inner.now()
     }
 

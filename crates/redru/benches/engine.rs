@@ -1,4 +1,4 @@
-//! redru's benchmark harness (issue 7): workloads 1-7 against baselines measured in the same run.
+//! redru's benchmark harness (issue 7): workloads 1-9 against baselines measured in the same run.
 //!
 //! `cargo bench --bench engine` prints one Markdown table (median and min-max over
 //! `REDRU_BENCH_RUNS` runs, each ratio taken run by run) and writes it as JSON to
@@ -7,6 +7,9 @@
 //! fresh child process (this executable, run again with `--redru-child`).
 
 use redru_testkit::bench as common;
+
+#[path = "engine/expiry.rs"]
+mod expiry;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
@@ -56,6 +59,9 @@ fn main() -> BoxResult<()> {
     }
     if cfg.wants(&[8]) {
         ordered_indexes(&cfg, &mut t)?;
+    }
+    if cfg.wants(&[9]) {
+        expiry::expiry_cost(&cfg, &mut t)?;
     }
     common::report(&cfg, "redru engine benchmarks", &t, Value::Object(extra))?;
     let _ = std::fs::remove_dir_all(&cfg.dir);

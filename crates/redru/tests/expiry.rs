@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::util::{TestResult, dir_contents, dump};
 use redru::{Batch, Db, ManualClock, Options, Query, Ttl, json};
 
-/// 2026-12-01T00:00:00Z, a plausible "now" for the fake clock.
+/// 2025-12-01T00:00:00Z, a plausible "now" for the fake clock.
 const T0: u64 = 1_764_547_200_000;
 
 fn at(ms: u64) -> SystemTime {

@@ -151,7 +151,7 @@ fn a_torn_version_1_log_is_recovered() -> TestResult {
     Ok(())
 }
 
-/// The fixture time of format version 2: 2026-12-01T00:00:00Z. The
+/// The fixture time of format version 2: 2025-12-01T00:00:00Z. The
 /// fixture's deadlines are absolute, so its tests read it with a fake clock.
 const V2_T0: u64 = 1_764_547_200_000;
 

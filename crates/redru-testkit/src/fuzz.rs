@@ -67,7 +67,9 @@ fn check_doc(doc: &Doc) {
 fn same_values_as_payload(payload: &[u8], rec: &Record) {
     let Ok(v) = serde_json::from_slice::<Value>(payload) else { return };
     match rec {
-        Record::Set(_, doc) | Record::SetExpiring(_, doc, _) => assert!(*doc == v["value"], "set value differs from the payload's: {doc:?}"),
+        Record::Set(_, doc) | Record::SetExpiring(_, doc, _) => {
+            assert!(*doc == v["value"], "set value differs from the payload's: {doc:?}")
+        }
         Record::Batch(ops) => {
             let Some(raw_ops) = v["ops"].as_array() else { panic!("a batch without an ops array decoded") };
             assert_eq!(raw_ops.len(), ops.len());

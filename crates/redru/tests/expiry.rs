@@ -246,7 +246,8 @@ fn the_sweeper_logs_deletions_and_saves_drop_the_keys() -> TestResult {
     assert_eq!(db.sweep_expired()?, 0);
     clock.set(T0 + 102);
     assert_eq!(db.sweep_expired()?, 400);
-    let log: String = crate::util::segments(dir.path()).iter().map(std::fs::read_to_string).collect::<Result<_, _>>()?;
+    let log: String =
+        crate::util::segments(dir.path()).iter().map(std::fs::read_to_string).collect::<Result<_, _>>()?;
     assert_eq!(log.matches("\"op\":\"del\"").count(), 600, "one delete per swept key in the log");
     assert!(log.lines().all(|l| l.len() < 12_000), "sweeps are logged in small records");
     db.save()?;
@@ -270,7 +271,8 @@ fn the_background_sweeper_removes_expired_keys() -> TestResult {
         std::thread::sleep(ms(5));
     }
     assert_eq!(db.stats().last_seq, 2, "the sweeper logged no deletion");
-    let log: String = crate::util::segments(dir.path()).iter().map(std::fs::read_to_string).collect::<Result<_, _>>()?;
+    let log: String =
+        crate::util::segments(dir.path()).iter().map(std::fs::read_to_string).collect::<Result<_, _>>()?;
     assert!(log.contains(r#""op":"del","key":"k""#), "{log}");
     Ok(())
 }

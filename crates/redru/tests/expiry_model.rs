@@ -86,9 +86,10 @@ fn check(db: &Db, model: &Model) -> Result<(), TestCaseError> {
         let ttl = match want {
             None => Ttl::Missing,
             Some((_, None)) => Ttl::Persistent,
-            Some((_, Some(exp))) => {
-                Ttl::Expires { left: Duration::from_millis(exp - model.now), at: std::time::UNIX_EPOCH + Duration::from_millis(exp) }
-            }
+            Some((_, Some(exp))) => Ttl::Expires {
+                left: Duration::from_millis(exp - model.now),
+                at: std::time::UNIX_EPOCH + Duration::from_millis(exp),
+            },
         };
         prop_assert_eq!(db.ttl(&k), ttl, "ttl of {}", k);
     }

@@ -154,7 +154,9 @@ impl Store for Remote {
     }
     fn set_with_ttl(&self, key: &str, value: Doc, ttl: Duration) -> Result<()> {
         let ms = ttl.as_millis().to_string();
-        for result in self.transaction(vec![args(&["JSON.SET", key, "$", value.as_str()]), args(&["PEXPIRE", key, &ms])])? {
+        for result in
+            self.transaction(vec![args(&["JSON.SET", key, "$", value.as_str()]), args(&["PEXPIRE", key, &ms])])?
+        {
             refused(result)?;
         }
         Ok(())
@@ -270,7 +272,7 @@ impl Store for Remote {
     fn commit(&self, writes: Vec<Write>) -> Result<()> {
         let commands = writes
             .iter()
-            .map(|w| match w {
+            .flat_map(|w| match w {
                 Write::Set(key, value) => vec![args(&["JSON.SET", key, "$", value.as_str()])],
                 Write::SetTtl(key, value, ttl) => vec![
                     args(&["JSON.SET", key, "$", value.as_str()]),
@@ -279,7 +281,6 @@ impl Store for Remote {
                 Write::Delete(key) => vec![args(&["DEL", key])],
                 Write::Clear => vec![args(&["FLUSHDB"])],
             })
-            .flatten()
             .collect();
         for result in self.transaction(commands)? {
             refused(result)?;

@@ -82,7 +82,8 @@ fn expiry_option(c: &Ctx, i: usize, extra: &str, command: &str) -> Result<Option
     Ok(match word.as_str() {
         "EX" | "PX" | "EXAT" | "PXAT" => {
             let amount = c.args.get(i + 1).ok_or_else(|| Reply::err("syntax error"))?;
-            let amount = super::parse_int(amount).ok_or_else(|| Reply::err("value is not an integer or out of range"))?;
+            let amount =
+                super::parse_int(amount).ok_or_else(|| Reply::err("value is not an integer or out of range"))?;
             Some((Deadline::At(deadline(c, &word, amount, command)?), 2))
         }
         "KEEPTTL" if extra == "KEEPTTL" => Some((Deadline::Keep, 1)),

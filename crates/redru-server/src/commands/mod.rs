@@ -144,7 +144,15 @@ pub static COMMANDS: &[Spec] = &[
     spec!("echo", 2, r, "connection", "message", "Returns the message.", server::echo),
     spec!("exec", 1, r, "transactions", "", "Runs the queued commands as one atomic batch.", server::exec),
     spec!("exists", -2, r, "generic", "key [key ...]", "How many of the keys exist.", keys::exists),
-    spec!("expire", -3, w, "generic", "key seconds [NX|XX|GT|LT]", "Sets a key's time to live in seconds.", keys::expire),
+    spec!(
+        "expire",
+        -3,
+        w,
+        "generic",
+        "key seconds [NX|XX|GT|LT]",
+        "Sets a key's time to live in seconds.",
+        keys::expire
+    ),
     spec!(
         "expireat",
         -3,
@@ -221,7 +229,15 @@ pub static COMMANDS: &[Spec] = &[
     ),
     spec!("pexpiretime", 2, r, "generic", "key", "A key's deadline in Unix ms: -1 (none), -2 (no key).", keys::ttl),
     spec!("ping", -1, r, "connection", "[message]", "PONG, or the message.", server::ping),
-    spec!("psetex", 4, w, "string", "key milliseconds value", "Sets a key that expires after milliseconds.", keys::setex),
+    spec!(
+        "psetex",
+        4,
+        w,
+        "string",
+        "key milliseconds value",
+        "Sets a key that expires after milliseconds.",
+        keys::setex
+    ),
     spec!("pttl", 2, r, "generic", "key", "Milliseconds to live: -1 (no expiry), -2 (no key).", keys::ttl),
     spec!("quit", -1, noauth, "connection", "", "Closes the connection.", server::quit),
     spec!("redru.backup", 1, r, "redru", "", "Writes a verified backup; its name.", redru::backup),

@@ -45,13 +45,13 @@ impl Expiry {
     /// earliest deadline, which has always passed.
     pub fn from_system_time(time: std::time::SystemTime) -> Expiry {
         let since = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let ms = since.as_millis() + u128::from(since.subsec_nanos() % 1_000_000 != 0);
+        let ms = since.as_millis() + u128::from(!since.subsec_nanos().is_multiple_of(1_000_000));
         Expiry(u64::try_from(ms).unwrap_or(u64::MAX).max(1))
     }
 
     /// The deadline `ttl` after `now_ms`, rounded up to a whole millisecond.
     pub fn after(now_ms: u64, ttl: std::time::Duration) -> Expiry {
-        let ms = ttl.as_millis() + u128::from(ttl.subsec_nanos() % 1_000_000 != 0);
+        let ms = ttl.as_millis() + u128::from(!ttl.subsec_nanos().is_multiple_of(1_000_000));
         Expiry(now_ms.saturating_add(u64::try_from(ms).unwrap_or(u64::MAX)).max(1))
     }
 }

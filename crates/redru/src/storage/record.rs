@@ -356,12 +356,18 @@ mod tests {
             encode(Seq(3), record, &mut line);
             String::from_utf8_lossy(&line[PREFIX_LEN..line.len() - 1]).into_owned()
         };
-        assert_eq!(payload(&Record::Set("k".into(), Doc::from(json!(1)))), r#"{"seq":3,"op":"set","key":"k","value":1}"#);
+        assert_eq!(
+            payload(&Record::Set("k".into(), Doc::from(json!(1)))),
+            r#"{"seq":3,"op":"set","key":"k","value":1}"#
+        );
         assert_eq!(
             payload(&Record::SetExpiring("k".into(), Doc::from(json!(1)), Expiry(1765000000000))),
             r#"{"seq":3,"op":"set","key":"k","exp":1765000000000,"value":1}"#
         );
-        assert_eq!(payload(&Record::Expire("k".into(), Some(Expiry(9)))), r#"{"seq":3,"op":"expire","key":"k","exp":9}"#);
+        assert_eq!(
+            payload(&Record::Expire("k".into(), Some(Expiry(9)))),
+            r#"{"seq":3,"op":"expire","key":"k","exp":9}"#
+        );
         assert_eq!(payload(&Record::Expire("k".into(), None)), r#"{"seq":3,"op":"persist","key":"k"}"#);
         for bad in [
             r#"{"seq":3,"op":"set","key":"k","exp":0,"value":1}"#,

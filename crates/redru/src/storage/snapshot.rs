@@ -292,7 +292,10 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(State, SnapshotInfo)> {
     state.map = doc.data.0;
     if let Some(expires) = doc.expires {
         if doc.version < VERSION {
-            return Err(bad(format!("`expires` in a version {} snapshot (deadlines came with {VERSION})", doc.version)));
+            return Err(bad(format!(
+                "`expires` in a version {} snapshot (deadlines came with {VERSION})",
+                doc.version
+            )));
         }
         for (key, exp) in expires {
             if exp == 0 {
@@ -347,7 +350,8 @@ fn parse_lines(content: &[u8]) -> Option<Document> {
     let head = content[..nl].strip_suffix(b"\"data\":{")?;
     let mut head_doc = head.to_vec();
     head_doc.extend_from_slice(b"\"data\":{},\"sha256\":\"\"}");
-    let Document { format, version, seq, keys, indexes, sha256, expires, .. } = serde_json::from_slice(&head_doc).ok()?;
+    let Document { format, version, seq, keys, indexes, sha256, expires, .. } =
+        serde_json::from_slice(&head_doc).ok()?;
     let body = content.get(nl + 1..content.len().checked_sub(1)?)?;
     if content.last() != Some(&b'}') || !(body.is_empty() || body.ends_with(b"\n")) {
         return None;

@@ -43,7 +43,8 @@ fn set_flags(text: &str) -> Result<(&str, Option<SetIf>, Option<Duration>), Stri
     let (mut text, mut only_if, mut ttl) = (text, None, None);
     for _ in 0..2 {
         let (before, last) = text.rsplit_once(char::is_whitespace).map_or(("", text), |(a, b)| (a.trim_end(), b));
-        let (before_flag, flag) = before.rsplit_once(char::is_whitespace).map_or(("", before), |(a, b)| (a.trim_end(), b));
+        let (before_flag, flag) =
+            before.rsplit_once(char::is_whitespace).map_or(("", before), |(a, b)| (a.trim_end(), b));
         // A quote in the last word: the words are inside a quoted value.
         if ttl.is_none() && flag == "--ttl" && !last.contains(['"', '\'']) {
             ttl = Some(parse_duration(last)?);
@@ -152,7 +153,8 @@ fn parse_cursor(mut cur: Cursor) -> Result<Option<Command>, ParseError> {
         }
         "expire" => {
             let key = key(&mut cur, "key")?;
-            let word = cur.word().map_err(err)?.ok_or_else(|| err("missing duration (500ms, 10s, 5m, 2h, 1d)".into()))?;
+            let word =
+                cur.word().map_err(err)?.ok_or_else(|| err("missing duration (500ms, 10s, 5m, 2h, 1d)".into()))?;
             let ttl = parse_duration(&word).map_err(err)?;
             end(&mut cur, "duration")?;
             Command::Expire { key, ttl }
@@ -488,8 +490,12 @@ mod tests {
 
     #[test]
     fn conditional_sets_incr_and_seq() {
-        let cond =
-            |key: &str, value: Value, only_if| Command::Set { key: key.into(), value: Doc::from(value), only_if, ttl: None };
+        let cond = |key: &str, value: Value, only_if| Command::Set {
+            key: key.into(),
+            value: Doc::from(value),
+            only_if,
+            ttl: None,
+        };
         assert_eq!(ok("set k 1 --if-absent"), cond("k", json!(1), Some(SetIf::Absent)));
         assert_eq!(ok("set k {\"a\": 1} --if-seq 42"), cond("k", json!({"a": 1}), Some(SetIf::Seq(42))));
         assert_eq!(ok("set k two words --if-absent"), cond("k", json!("two words"), Some(SetIf::Absent)));

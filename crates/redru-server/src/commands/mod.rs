@@ -283,7 +283,7 @@ pub static COMMANDS: &[Spec] = &[
         w,
         "string",
         "key value [NX|XX] [GET] [EX seconds|PX milliseconds|EXAT unix-time-seconds|PXAT unix-time-milliseconds|KEEPTTL]",
-        "Sets a key to a string (removing its deadline unless KEEPTTL).",
+        "Sets a key to a string.",
         keys::set
     ),
     spec!("setex", 4, w, "string", "key seconds value", "Sets a key that expires after seconds.", keys::setex),

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use redru::{Db, IndexKind, Query};
+use redru::{Db, Expiry, IndexKind, Query};
 
 use crate::cli::sh_quote;
 use crate::import;
@@ -557,7 +557,15 @@ fn import_to(store: &dyn Store, path: &str, replace: bool) -> Result<usize> {
     if replace {
         writes.push(Queued::Clear);
     }
-    writes.extend(pairs.into_iter().map(|(key, value)| Queued::Set(key, value)));
+    let now = std::time::SystemTime::now();
+    for (key, value, expires) in pairs {
+        match expires.map(|at| Expiry(at).to_system_time().duration_since(now)) {
+            None => writes.push(Queued::Set(key, value)),
+            Some(Ok(left)) if !left.is_zero() => writes.push(Queued::SetTtl(key, value, left)),
+            // Expired already: not imported.
+            Some(_) => {}
+        }
+    }
     if !writes.is_empty() {
         store.commit(writes).context("applying the pairs (nothing was imported)")?;
     }

@@ -1,7 +1,10 @@
 //! `import`: an export file's pairs (either shape), each value read like
 //! `set`'s ([`json_doc`]: digits kept, where the library's `import_with`
 //! goes through `Value`), applied as one atomic batch. The input is read to
-//! its end first, so `-`, `/dev/stdin` and pipes work like files.
+//! its end first, so `-`, `/dev/stdin` and pipes work like files. A JSON
+//! line may carry `"expires"` (ms since the Unix epoch), as `export --lines`
+//! writes it for a key with a deadline; a key whose deadline has passed is
+//! not imported.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,11 +12,14 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use redru::{Batch, Db, Doc};
+use redru::{Batch, Db, Doc, Expiry};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::shell::parser::json_doc;
+
+/// One pair: key, value, deadline (ms since the Unix epoch; JSON lines only).
+pub type Pair = (String, Doc, Option<u64>);
 
 /// Called with (bytes parsed, bytes in all) as parsing goes.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
@@ -37,8 +43,14 @@ pub fn apply(db: &Db, bytes: &[u8], replace: bool, progress: Progress) -> Result
     let pairs = pairs(bytes, progress)?;
     let mut batch = if replace { Batch::new().clear() } else { Batch::new() };
     let n = pairs.len();
-    for (key, value) in pairs {
-        batch.push_set(key, value);
+    let now = db.now_ms();
+    for (key, value, expires) in pairs {
+        match expires {
+            None => batch.push_set(key, value),
+            // Already expired: storing it would store what no read sees.
+            Some(at) if at <= now => {}
+            Some(at) => batch.push_set_expiring(key, value, Expiry(at)),
+        }
     }
     if !batch.is_empty() {
         db.batch(batch).context("applying the pairs (nothing was imported)")?;
@@ -48,7 +60,7 @@ pub fn apply(db: &Db, bytes: &[u8], replace: bool, progress: Progress) -> Result
 
 /// The pairs of an export file, in order: JSON lines when the first
 /// non-blank line is a `{"key": .., "value": ..}` object, else one JSON object of pairs.
-pub fn pairs(bytes: &[u8], progress: Progress) -> Result<Vec<(String, Doc)>> {
+pub fn pairs(bytes: &[u8], progress: Progress) -> Result<Vec<Pair>> {
     let first = bytes.split(|&b| b == b'\n').find(|l| !l.trim_ascii().is_empty());
     let pairs = match first {
         None => bail!("the input is empty: expected a JSON object or JSON lines"),
@@ -59,13 +71,13 @@ pub fn pairs(bytes: &[u8], progress: Progress) -> Result<Vec<(String, Doc)>> {
     Ok(pairs)
 }
 
-fn lines(bytes: &[u8], progress: Progress) -> Result<Vec<(String, Doc)>> {
+fn lines(bytes: &[u8], progress: Progress) -> Result<Vec<Pair>> {
     let total = bytes.len() as u64;
     let mut pairs = Vec::new();
     let mut offset = 0usize;
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         if !line.trim_ascii().is_empty() {
-            let (key, raw) = line_pair(line).map_err(|e| {
+            let (key, raw, expires) = line_pair(line).map_err(|e| {
                 anyhow!(
                     "line {} (byte offset {offset}) is not a {{\"key\": string, \"value\": any}} object: {e}; \
                      nothing was imported",
@@ -74,7 +86,7 @@ fn lines(bytes: &[u8], progress: Progress) -> Result<Vec<(String, Doc)>> {
             })?;
             let value =
                 json_doc(raw).map_err(|e| anyhow!("line {}: value of {key:?}: {e}; nothing was imported", i + 1))?;
-            pairs.push((key, value));
+            pairs.push((key, value, expires));
         }
         offset += line.len() + 1;
         if i % 4096 == 0 {
@@ -84,19 +96,28 @@ fn lines(bytes: &[u8], progress: Progress) -> Result<Vec<(String, Doc)>> {
     Ok(pairs)
 }
 
-/// One JSON line's key and raw value text.
-fn line_pair(line: &[u8]) -> Result<(String, &str), String> {
+/// One JSON line's key, raw value text and deadline.
+fn line_pair(line: &[u8]) -> Result<(String, &str, Option<u64>), String> {
     let members: BTreeMap<String, &RawValue> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    if members.len() != 2 {
-        return Err("expected exactly the members `key` and `value`".into());
+    let expires = match members.get("expires") {
+        None => None,
+        Some(raw) => Some(
+            serde_json::from_str::<u64>(raw.get())
+                .ok()
+                .filter(|&at| at > 0)
+                .ok_or("`expires` must be a deadline in milliseconds since the Unix epoch")?,
+        ),
+    };
+    if members.len() != 2 + usize::from(expires.is_some()) {
+        return Err("expected exactly the members `key` and `value` (and `expires`, a deadline)".into());
     }
     let key = members.get("key").ok_or("missing `key`")?;
     let value = members.get("value").ok_or("missing `value`")?;
     let key: String = serde_json::from_str(key.get()).map_err(|_| "`key` must be a string".to_owned())?;
-    Ok((key, value.get()))
+    Ok((key, value.get(), expires))
 }
 
-fn object(bytes: &[u8], progress: Progress) -> Result<Vec<(String, Doc)>> {
+fn object(bytes: &[u8], progress: Progress) -> Result<Vec<Pair>> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let visitor = Pairs { start: bytes.as_ptr() as usize, total: bytes.len() as u64, progress };
     let raw = de.deserialize_map(visitor).and_then(|pairs| de.end().map(|()| pairs)).map_err(|e| {
@@ -108,7 +129,7 @@ fn object(bytes: &[u8], progress: Progress) -> Result<Vec<(String, Doc)>> {
     raw.into_iter()
         .map(|(key, text)| {
             let value = json_doc(text).map_err(|e| anyhow!("value of {key:?}: {e}; nothing was imported"))?;
-            Ok((key, value))
+            Ok((key, value, None))
         })
         .collect()
 }
@@ -147,7 +168,7 @@ mod tests {
     use super::*;
 
     fn read(bytes: &[u8]) -> Result<Vec<(String, String)>> {
-        Ok(pairs(bytes, &mut |_, _| {})?.into_iter().map(|(k, v)| (k, v.as_str().to_owned())).collect())
+        Ok(pairs(bytes, &mut |_, _| {})?.into_iter().map(|(k, v, _)| (k, v.as_str().to_owned())).collect())
     }
 
     #[test]
@@ -164,6 +185,10 @@ mod tests {
         assert!(read(b"  \n").is_err());
         assert!(read(b"{\"a\": 1,").is_err());
         assert!(read(b"{\"a\": 1} x").is_err());
+        // Deadlines in JSON lines.
+        let with = pairs(b"{\"key\":\"a\",\"value\":1,\"expires\":1764547200000}\n", &mut |_, _| {})?;
+        assert_eq!(with.first().map(|p| p.2), Some(Some(1_764_547_200_000)));
+        assert!(read(b"{\"key\":\"a\",\"value\":1}\n{\"key\":\"b\",\"value\":1,\"expires\":\"soon\"}\n").is_err());
         Ok(())
     }
 

@@ -93,6 +93,15 @@ fn ttl_expire_and_persist() -> TestResult {
     redru(d).args(["expire", "s", "5s"]).assert().code(1).stderr("not found: s\n");
     redru(d).args(["persist", "s"]).assert().code(1).stderr("not found: s\n");
     redru(d).args(["expire", "s", "5y"]).assert().code(2).stderr(predicate::str::contains("not a duration"));
+    // An export in JSON lines keeps the deadline, and `import` reads it back.
+    redru(d).args(["set", "e", "1", "--ttl", "1h"]).assert().success();
+    let file = d.join("export.jsonl");
+    redru(d).args(["export", file.to_str().ok_or("path")?, "--lines"]).assert().success();
+    assert!(std::fs::read_to_string(&file)?.contains("\"expires\":"));
+    redru(d).args(["delete", "e"]).assert().success();
+    redru(d).args(["import", file.to_str().ok_or("path")?]).assert().success();
+    redru(d).args(["ttl", "e"]).assert().success().stdout(predicate::str::starts_with("3599."));
+    redru(d).args(["delete", "e"]).assert().success();
     // A key that expired is gone for every command, before any sweep.
     redru(d).args(["set", "t", "1", "--ttl", "1ms"]).assert().success();
     std::thread::sleep(std::time::Duration::from_millis(5));

@@ -6,10 +6,13 @@
 //! is split into shards behind `Arc`s: cloning it for a snapshot is a few
 //! dozen reference-count bumps, and a writer afterwards copies only the one
 //! shard it touches (copy-on-write), so `save` never holds writers for the
-//! length of a serialisation.
+//! length of a serialisation. Each key may carry a deadline: reads take the
+//! time and skip expired keys, and the deadline index (for the sweeper and
+//! an exact count) stays exact like the value indexes. Applying never reads
+//! a clock, so replay is deterministic.
 //!
-//! One file, past 800 lines: the map, the undo steps and the index upkeep
-//! change together in every `apply`.
+//! One file, past 800 lines: the map, the undo steps, the index upkeep and
+//! the deadlines change together in every `apply`.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -838,8 +841,10 @@ mod tests {
         Record::Set(k.into(), Doc::from(v))
     }
 
-    /// Everything a read can see: entries, index definitions and contents, seq.
-    type Picture = (Vec<(String, String)>, Vec<IndexInfo>, Vec<Vec<String>>, Seq);
+    /// Everything a read can see: entries, index definitions and contents,
+    /// seq, and the deadlines (the map's and the deadline index's).
+    type Picture =
+        (Vec<(String, String)>, Vec<IndexInfo>, Vec<Vec<String>>, Seq, Vec<(String, u64)>, Vec<(u64, String)>);
 
     fn picture(s: &State) -> Picture {
         let mut entries: Vec<_> = s.map.iter(0).map(|(k, v)| (k.to_string(), v.as_str().to_owned())).collect();
@@ -851,7 +856,10 @@ mod tests {
                 lookups.push(index.lookup(&digest).map(|k| k.to_string()).collect());
             }
         }
-        (entries, s.index_infos(), lookups, s.seq)
+        let mut deadlines: Vec<_> = s.map.iter_expiring(0).map(|(k, _, e)| (k.to_string(), e)).collect();
+        deadlines.sort();
+        let index = s.expiring.iter().map(|(e, k)| (*e, k.to_string())).collect();
+        (entries, s.index_infos(), lookups, s.seq, deadlines, index)
     }
 
     #[test]
@@ -874,6 +882,17 @@ mod tests {
             ]),
             Record::DropIndex("n".into()),
             Record::CreateIndex { field: "m".into(), unique: true, kind: IndexKind::Hash },
+            Record::SetExpiring("e".into(), Doc::from(json!({"n": "b"})), Expiry(50)),
+            Record::Expire("e".into(), Some(Expiry(60))),
+            Record::Expire("missing".into(), Some(Expiry(60))),
+            Record::Batch(vec![
+                BatchOp::SetExpiring("f".into(), Doc::from(json!({"n": "c"})), Expiry(70)),
+                BatchOp::Expire("e".into(), None),
+                BatchOp::Expire("f".into(), Some(Expiry(80))),
+                BatchOp::Set("e".into(), Doc::from(json!({"n": "a"}))),
+            ]),
+            Record::Delete("f".into()),
+            Record::SetExpiring("g".into(), Doc::from(json!(1)), Expiry(90)),
             Record::Clear,
             set("q", json!({"n": "a"})),
         ];
@@ -881,7 +900,13 @@ mod tests {
         let mut undos = Vec::new();
         for (i, record) in records.iter().enumerate() {
             undos.push(s.apply_undoable(Seq(4 + i as u64), record, None).1);
-            pictures.push(picture(&s));
+            let now = picture(&s);
+            // The deadline index holds exactly the map's deadlines.
+            let mut from_map: Vec<(u64, String)> =
+                now.4.iter().filter(|(_, e)| *e != 0).map(|(k, e)| (*e, k.clone())).collect();
+            from_map.sort();
+            assert_eq!(from_map, now.5, "after record {}", 4 + i);
+            pictures.push(now);
         }
         // Each undo restores exactly the picture before its record.
         while let Some(undo) = undos.pop() {

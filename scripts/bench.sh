@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reruns every benchmark of docs/benchmarks.md: redru's workloads 1-9 against baselines measured
+# Reruns every benchmark of docs/benchmarks.md: redru's workloads 1-11 against baselines measured
 # in the same run (cargo bench --bench engine), then workloads 1-5 beside fjall, redb, sled and
 # persistent-kv (the bench-peers crate, its own workspace), and prints both as one table.
 #

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use redru::{Db, IndexKind, Listing, Page, Query};
+use redru::{Db, Expiry, IndexKind, Listing, Page, Query};
 
 use crate::cli::sh_quote;
 use crate::import;
@@ -69,12 +69,43 @@ impl<'a> Session<'a> {
         let style = self.style;
         let pretty = self.format == Format::Table;
         match command {
-            Command::Set { key, value, only_if: None } => {
-                store.set(&key, value).with_context(|| format!("setting {}", quote_key(&key)))?;
+            Command::Set { key, value, only_if: None, ttl } => {
+                match ttl {
+                    None => store.set(&key, value),
+                    Some(ttl) => store.set_with_ttl(&key, value, ttl),
+                }
+                .with_context(|| format!("setting {}", quote_key(&key)))?;
                 self.line("OK")?;
             }
-            Command::Set { key, value, only_if: Some(only_if) } => {
-                let done = store.set_if(&key, value, only_if);
+            Command::Expire { key, ttl } => {
+                if !store.expire(&key, ttl).with_context(|| format!("setting the expiry of {}", quote_key(&key)))? {
+                    return self.not_found(&key);
+                }
+                self.line("OK")?;
+            }
+            Command::Ttl { key } => match store.ttl(&key).with_context(|| format!("looking up {}", quote_key(&key)))? {
+                redru::Ttl::Missing => return self.not_found(&key),
+                redru::Ttl::Persistent => self.line("no expiry")?,
+                redru::Ttl::Expires { left, .. } => {
+                    self.line(&format!("{}.{:03}s", left.as_secs(), left.subsec_millis()))?
+                }
+            },
+            Command::Persist { key } => {
+                let context = || format!("removing the expiry of {}", quote_key(&key));
+                match store.ttl(&key).with_context(context)? {
+                    redru::Ttl::Missing => return self.not_found(&key),
+                    redru::Ttl::Persistent => self.line("no expiry")?,
+                    redru::Ttl::Expires { .. } => {
+                        // It may have expired in between: then it is gone.
+                        if !store.persist(&key).with_context(context)? {
+                            return self.not_found(&key);
+                        }
+                        self.line("OK")?;
+                    }
+                }
+            }
+            Command::Set { key, value, only_if: Some(only_if), ttl } => {
+                let done = store.set_if(&key, value, only_if, ttl);
                 if let Err(e) = done {
                     // A condition that does not hold is an answer, not a failure: exit code 1.
                     if e.downcast_ref::<crate::store::NotWritten>().is_some() {
@@ -320,7 +351,8 @@ impl<'a> Session<'a> {
     fn queue(&mut self, command: Command) -> Result<Option<Command>> {
         let Some(batch) = &mut self.batch else { return Ok(Some(command)) };
         match command {
-            Command::Set { key, value, only_if: None } => batch.push(Queued::Set(key, value)),
+            Command::Set { key, value, only_if: None, ttl: None } => batch.push(Queued::Set(key, value)),
+            Command::Set { key, value, only_if: None, ttl: Some(ttl) } => batch.push(Queued::SetTtl(key, value, ttl)),
             Command::Set { only_if: Some(_), .. } | Command::Incr { .. } => {
                 bail!(
                     "`{}` with a condition reads the data: it cannot run inside a batch (`commit` first)",
@@ -333,6 +365,8 @@ impl<'a> Session<'a> {
             | Command::Restore { .. }
             | Command::Index { .. }
             | Command::DropIndex { .. }
+            | Command::Expire { .. }
+            | Command::Persist { .. }
             | Command::Begin => {
                 bail!("`{}` cannot run inside a batch: `commit` or `rollback` the batch first", command.name())
             }
@@ -564,7 +598,16 @@ fn import_to(store: &dyn Store, path: &str, replace: bool) -> Result<usize> {
     if replace {
         writes.push(Queued::Clear);
     }
-    writes.extend(pairs.into_iter().map(|(key, value)| Queued::Set(key.into_owned(), value)));
+    let now = std::time::SystemTime::now();
+    for (key, value, expires) in pairs {
+        let key = key.into_owned();
+        match expires.map(|at| Expiry(at).to_system_time().duration_since(now)) {
+            None => writes.push(Queued::Set(key, value)),
+            Some(Ok(left)) if !left.is_zero() => writes.push(Queued::SetTtl(key, value, left)),
+            // Expired already: not imported.
+            Some(_) => {}
+        }
+    }
     if !writes.is_empty() {
         store.commit(writes).context("applying the pairs (nothing was imported)")?;
     }

@@ -1,8 +1,10 @@
 //! `import`: an export file's pairs (either shape), each value read like
 //! `set`'s ([`json_doc`]: digits kept, where the library's `import_with`
-//! goes through `Value`), applied in one atomic step (`Db::import_pairs`: a
-//! new snapshot for a replace or a large merge). The input is read to its
-//! end first, so `-`, `/dev/stdin` and pipes work like files.
+//! goes through `Value`), applied in one atomic step (`Db::import_expiring`:
+//! a new snapshot for a replace or a large merge). The input is read to its
+//! end first, so `-`, `/dev/stdin` and pipes work like files. A JSON line may
+//! carry `"expires"` (ms since the Unix epoch), as `export --lines` writes it
+//! for a key with a deadline; a key whose deadline has passed is not imported.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -11,16 +13,17 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use redru::{Db, Doc};
+use redru::{Db, Doc, Expiry};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::shell::parser::json_doc;
 
-/// The pairs of an input, keys borrowed from it unless they hold escapes:
-/// a million keys copied into `String`s only to be copied again into the
+/// The pairs of an input with their deadlines (ms since the Unix epoch;
+/// JSON lines only), keys borrowed from it unless they hold escapes: a
+/// million keys copied into `String`s only to be copied again into the
 /// map's inline keys left 32 MB of freed heap resident after an import.
-pub type Imported<'a> = Vec<(Cow<'a, str>, Doc)>;
+pub type Imported<'a> = Vec<(Cow<'a, str>, Doc, Option<u64>)>;
 
 /// Called with (bytes parsed, bytes in all) as parsing goes.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
@@ -42,7 +45,8 @@ pub fn read_input(path: &str) -> Result<Vec<u8>> {
 /// given twice counts twice; the last value wins).
 pub fn apply(db: &Db, bytes: &[u8], replace: bool, progress: Progress) -> Result<usize> {
     let pairs = pairs(bytes, progress)?;
-    db.import_pairs(pairs, replace).context("applying the pairs (nothing was imported)")
+    let pairs = pairs.into_iter().map(|(key, value, expires)| (key, value, expires.map(Expiry))).collect();
+    db.import_expiring(pairs, replace).context("applying the pairs (nothing was imported)")
 }
 
 /// The pairs of an export file, in order: JSON lines when the first
@@ -64,7 +68,7 @@ fn lines<'a>(bytes: &'a [u8], progress: Progress) -> Result<Imported<'a>> {
     let mut offset = 0usize;
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         if !line.trim_ascii().is_empty() {
-            let (key, raw) = line_pair(line).map_err(|e| {
+            let (key, raw, expires) = line_pair(line).map_err(|e| {
                 anyhow!(
                     "line {} (byte offset {offset}) is not a {{\"key\": string, \"value\": any}} object: {e}; \
                      nothing was imported",
@@ -73,7 +77,7 @@ fn lines<'a>(bytes: &'a [u8], progress: Progress) -> Result<Imported<'a>> {
             })?;
             let value =
                 json_doc(raw).map_err(|e| anyhow!("line {}: value of {key:?}: {e}; nothing was imported", i + 1))?;
-            pairs.push((key, value));
+            pairs.push((key, value, expires));
         }
         offset += line.len() + 1;
         if i % 4096 == 0 {
@@ -83,16 +87,25 @@ fn lines<'a>(bytes: &'a [u8], progress: Progress) -> Result<Imported<'a>> {
     Ok(pairs)
 }
 
-/// One JSON line's key and raw value text.
-fn line_pair(line: &[u8]) -> Result<(Cow<'_, str>, &str), String> {
+/// One JSON line's key, raw value text and deadline.
+fn line_pair(line: &[u8]) -> Result<(Cow<'_, str>, &str, Option<u64>), String> {
     let members: BTreeMap<String, &RawValue> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    if members.len() != 2 {
-        return Err("expected exactly the members `key` and `value`".into());
+    let expires = match members.get("expires") {
+        None => None,
+        Some(raw) => Some(
+            serde_json::from_str::<u64>(raw.get())
+                .ok()
+                .filter(|&at| at > 0)
+                .ok_or("`expires` must be a deadline in milliseconds since the Unix epoch")?,
+        ),
+    };
+    if members.len() != 2 + usize::from(expires.is_some()) {
+        return Err("expected exactly the members `key` and `value` (and `expires`, a deadline)".into());
     }
     let key = members.get("key").ok_or("missing `key`")?;
     let value = members.get("value").ok_or("missing `value`")?;
     let Key(key) = serde_json::from_str(key.get()).map_err(|_| "`key` must be a string".to_owned())?;
-    Ok((key, value.get()))
+    Ok((key, value.get(), expires))
 }
 
 /// A JSON string, borrowed from the input unless it holds escapes.
@@ -132,7 +145,7 @@ fn object<'a>(bytes: &'a [u8], progress: Progress) -> Result<Imported<'a>> {
     raw.into_iter()
         .map(|(key, text)| {
             let value = json_doc(text).map_err(|e| anyhow!("value of {key:?}: {e}; nothing was imported"))?;
-            Ok((key, value))
+            Ok((key, value, None))
         })
         .collect()
 }
@@ -171,7 +184,7 @@ mod tests {
     use super::*;
 
     fn read(bytes: &[u8]) -> Result<Vec<(String, String)>> {
-        Ok(pairs(bytes, &mut |_, _| {})?.into_iter().map(|(k, v)| (k.into_owned(), v.as_str().to_owned())).collect())
+        Ok(pairs(bytes, &mut |_, _| {})?.into_iter().map(|(k, v, _)| (k.into_owned(), v.as_str().to_owned())).collect())
     }
 
     #[test]
@@ -188,6 +201,10 @@ mod tests {
         assert!(read(b"  \n").is_err());
         assert!(read(b"{\"a\": 1,").is_err());
         assert!(read(b"{\"a\": 1} x").is_err());
+        // Deadlines in JSON lines.
+        let with = pairs(b"{\"key\":\"a\",\"value\":1,\"expires\":1764547200000}\n", &mut |_, _| {})?;
+        assert_eq!(with.first().map(|p| p.2), Some(Some(1_764_547_200_000)));
+        assert!(read(b"{\"key\":\"a\",\"value\":1}\n{\"key\":\"b\",\"value\":1,\"expires\":\"soon\"}\n").is_err());
         Ok(())
     }
 

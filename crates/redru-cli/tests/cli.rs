@@ -73,6 +73,44 @@ fn conditional_sets_incr_and_seq() -> TestResult {
 }
 
 #[test]
+fn ttl_expire_and_persist() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    redru(d).args(["set", "s", "{\"u\": 1}", "--ttl", "10m"]).assert().success().stdout("OK\n");
+    let left = String::from_utf8(redru(d).args(["ttl", "s"]).assert().success().get_output().stdout.clone())?;
+    let secs: f64 = left.trim().trim_end_matches('s').parse()?;
+    assert!((590.0..=600.0).contains(&secs), "{left}");
+    redru(d).args(["persist", "s"]).assert().success().stdout("OK\n");
+    redru(d).args(["ttl", "s"]).assert().success().stdout("no expiry\n");
+    redru(d).args(["persist", "s"]).assert().success().stdout("no expiry\n");
+    redru(d).args(["expire", "s", "2h"]).assert().success().stdout("OK\n");
+    redru(d).args(["ttl", "s"]).assert().success().stdout(predicate::str::starts_with("7199."));
+    redru(d).args(["set", "s", "2"]).assert().success();
+    redru(d).args(["ttl", "s"]).assert().success().stdout("no expiry\n");
+    redru(d).args(["expire", "s", "0"]).assert().success().stdout("OK\n");
+    redru(d).args(["get", "s"]).assert().code(1).stderr("not found: s\n");
+    redru(d).args(["ttl", "s"]).assert().code(1).stderr("not found: s\n");
+    redru(d).args(["expire", "s", "5s"]).assert().code(1).stderr("not found: s\n");
+    redru(d).args(["persist", "s"]).assert().code(1).stderr("not found: s\n");
+    redru(d).args(["expire", "s", "5y"]).assert().code(2).stderr(predicate::str::contains("not a duration"));
+    // An export in JSON lines keeps the deadline, and `import` reads it back.
+    redru(d).args(["set", "e", "1", "--ttl", "1h"]).assert().success();
+    let file = d.join("export.jsonl");
+    redru(d).args(["export", file.to_str().ok_or("path")?, "--lines"]).assert().success();
+    assert!(std::fs::read_to_string(&file)?.contains("\"expires\":"));
+    redru(d).args(["delete", "e"]).assert().success();
+    redru(d).args(["import", file.to_str().ok_or("path")?]).assert().success();
+    redru(d).args(["ttl", "e"]).assert().success().stdout(predicate::str::starts_with("3599."));
+    redru(d).args(["delete", "e"]).assert().success();
+    // A key that expired is gone for every command, before any sweep.
+    redru(d).args(["set", "t", "1", "--ttl", "1ms"]).assert().success();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    redru(d).args(["get", "t"]).assert().code(1);
+    redru(d).args(["count"]).assert().success().stdout("0\n");
+    Ok(())
+}
+
+#[test]
 fn invalid_json_inside_brackets_is_an_error_not_a_string() -> TestResult {
     let dir = tempfile::tempdir()?;
     let d = dir.path();

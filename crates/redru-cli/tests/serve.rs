@@ -450,25 +450,128 @@ fn redis_py_auth_with_requirepass() -> Result {
 /// `"..."` holds spaces and `\n \r \t \" \\` escapes, `""` is empty.
 ///
 /// Only commands both implement with the same meaning: one database (redru
-/// has only 0, so no SELECT n), no expiry (redru refuses EX/PX/EXPIRE), no
+/// has only 0, so no SELECT n), no
 /// SCAN/KEYS order (Redis's is a hash order), only string values (TYPE and
 /// WRONGTYPE on Redis's other types mean nothing in redru).
 ///
 /// Left out, because redru chose differently (docs/server.md): SELECT n
-/// other than 0 (redru has one database), expiry (SET EX/PX, EXPIRE: redru
-/// refuses them with an error), keys and values that are not UTF-8 (redru
+/// other than 0 (redru has one database), keys and values that are not UTF-8 (redru
 /// refuses them, it stores text), the order of KEYS and SCAN (Redis's is its
 /// hash order; KEYS is compared sorted), HELLO/INFO/CONFIG contents (server
 /// name, version, settings).
 ///
 /// A line starting with `^ ` compares an array's elements in any order (KEYS);
-/// `? ` only the kind of reply (HELLO's map names the server and its version).
+/// `? ` only the kind of reply (HELLO's map names the server and its version);
+/// `% ` integers within a second (1000) of each other when both are
+/// positive, equal otherwise: a TTL read on two servers at two moments.
 /// A line starting with `~ ` compares only the error's prefix (`ERR`,
 /// `WRONGTYPE`, ...), for errors whose text legitimately differs:
 /// - `SELECT 16`, `SELECT -1`: both refuse, redru adds "(redru has one
 ///   database, 0)" to Redis's "DB index is out of range", because for redru
 ///   every index but 0 is out of range.
 const SEQUENCES: &[(&str, &[&str])] = &[
+    (
+        "expiry",
+        &[
+            "SET a 1 EX 100",
+            "% TTL a",
+            "% PTTL a",
+            "SET a 2",
+            "TTL a",
+            "SET a 3 PX 100000",
+            "% PTTL a",
+            "SET a 4 KEEPTTL",
+            "% PTTL a",
+            "GET a",
+            "PERSIST a",
+            "PERSIST a",
+            "PERSIST nope",
+            "TTL a",
+            "EXPIRE a 100",
+            "% TTL a",
+            "EXPIRE a 100 NX",
+            "EXPIRE a 200 XX",
+            "EXPIRE a 50 GT",
+            "EXPIRE a 50 LT",
+            "% TTL a",
+            "EXPIRE a 10 NX XX",
+            "EXPIRE a 10 GT LT",
+            "EXPIRE a 10 BOGUS",
+            "EXPIRE a 9223372036854775807",
+            "EXPIRE a x",
+            "EXPIRE nope 10",
+            "PERSIST a",
+            "EXPIRE a 10 XX",
+            "EXPIRE a 10 GT",
+            "EXPIRE a 10 LT",
+            "PEXPIRE a 100000",
+            "% PTTL a",
+            "EXPIREAT a 4102444800",
+            "EXPIRETIME a",
+            "PEXPIRETIME a",
+            "PEXPIREAT a 4102444800123",
+            "PEXPIRETIME a",
+            "EXPIRETIME a",
+            "EXPIRETIME nope",
+            "SET p 1",
+            "EXPIRETIME p",
+            "PEXPIRETIME p",
+            "EXPIRE a 0",
+            "EXISTS a",
+            "SET a 1",
+            "EXPIRE a -5",
+            "EXISTS a",
+            "SET a 1",
+            "PEXPIREAT a 1000",
+            "EXISTS a",
+            "SET a 1 EX 0",
+            "SET a 1 EX -1",
+            "SET a 1 EX x",
+            "SET a 1 EX 10 PX 10",
+            "SET a 1 KEEPTTL EX 10",
+            "SET a 1 EX",
+            "EXISTS a",
+            "SET a 1 EXAT 4102444800",
+            "EXPIRETIME a",
+            "SET a 1 PXAT 4102444800123",
+            "PEXPIRETIME a",
+            "SET a 2 NX EX 10",
+            "SET a 2 XX GET EX 10",
+            "% TTL a",
+            "SETEX s 100 v",
+            "% TTL s",
+            "GET s",
+            "SETEX s 0 v",
+            "SETEX s x v",
+            "PSETEX s 100000 v",
+            "% PTTL s",
+            "GETEX s",
+            "GETEX s PERSIST",
+            "TTL s",
+            "GETEX s EX 100",
+            "% TTL s",
+            "GETEX s PX 100000 PERSIST",
+            "GETEX nope EX 10",
+            "GETEX s EX 0",
+            "INCR c",
+            "EXPIRE c 100",
+            "INCR c",
+            "% TTL c",
+            "APPEND c x",
+            "% TTL c",
+            "RENAME c d",
+            "% TTL d",
+            "EXISTS c",
+            "MULTI",
+            "SET m 1 PX 100000",
+            "PERSIST m",
+            "TTL m",
+            "EXEC",
+            "GETSET d 5",
+            "TTL d",
+            "DBSIZE",
+        ],
+    ),
     (
         "connection",
         &[
@@ -951,6 +1054,8 @@ enum Compare {
     Sorted,
     /// The same kind of reply, errors with the same text (`? `).
     Kind,
+    /// Integers within 1000 of each other when both are positive (`% `).
+    Near,
 }
 
 impl Compare {
@@ -962,6 +1067,8 @@ impl Compare {
             (Compare::Sorted, rest)
         } else if let Some(rest) = line.strip_prefix("? ") {
             (Compare::Kind, rest)
+        } else if let Some(rest) = line.strip_prefix("% ") {
+            (Compare::Near, rest)
         } else {
             (Compare::Exact, line)
         }
@@ -984,6 +1091,10 @@ impl Compare {
             Compare::Exact => want == got,
             Compare::ErrorPrefix => error_prefix(want).is_some() && error_prefix(want) == error_prefix(got),
             Compare::Sorted => sorted(want).is_some() && sorted(want) == sorted(got),
+            Compare::Near => match (want, got) {
+                (Frame::Int(a), Frame::Int(b)) if *a > 0 && *b > 0 => (a - b).abs() <= 1000,
+                _ => want == got,
+            },
             Compare::Kind => match (want, got) {
                 (Frame::Error(_), _) | (_, Frame::Error(_)) => want == got,
                 _ => std::mem::discriminant(want) == std::mem::discriminant(got),

@@ -140,6 +140,12 @@ enum Submitted {
 
 /// Proposes what `tx` wrote, if `ok` (the command did not fail) and it wrote anything.
 async fn submit(node: &Node, tx: Tx<'_>, ok: bool) -> Submitted {
+    if ok && tx.sets_deadlines() {
+        // A request carries values only: a deadline would be dropped on every node.
+        return Submitted::Failed(Reply::err(
+            "expiry (EX, PX, EXPIRE, ...) is not replicated with --cluster yet: nothing was written",
+        ));
+    }
     let Some(request) = tx.into_request().filter(|_| ok) else { return Submitted::NothingWritten };
     match node.write(request).await {
         Ok(Response::Applied { .. } | Response::None) => Submitted::Done,

@@ -2,17 +2,22 @@
 //! transaction it belongs to) has made so far, and those writes collected as
 //! one redru batch, applied all together when it commits. A lone command and
 //! a whole MULTI/EXEC are the same thing to the database: one atomic record.
+//! Deadlines are absolute (ms since the epoch, the database's clock read
+//! once when the view starts), so every command of a transaction agrees on
+//! what has expired.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use redru::{Batch, Db, Doc, Listing, Page};
+use redru::{Batch, Db, Doc, Expiry, Listing, Page, Ttl};
 
 /// Pending writes over a database.
 pub struct Tx<'a> {
     db: &'a Db,
-    /// Keys written so far: `Some(value)` set, `None` deleted.
-    overlay: HashMap<String, Option<Doc>>,
+    /// The time the view judges deadlines at (ms since the epoch).
+    now: u64,
+    /// Keys written so far: `Some((value, deadline))` set, `None` deleted.
+    overlay: HashMap<String, Option<(Doc, Option<Expiry>)>>,
     /// Whether the whole database was cleared first.
     cleared: bool,
     batch: Batch,
@@ -29,6 +34,7 @@ impl<'a> Tx<'a> {
     pub fn new(db: &'a Db) -> Tx<'a> {
         Tx {
             db,
+            now: db.now_ms(),
             overlay: HashMap::new(),
             cleared: false,
             batch: Batch::new(),
@@ -42,6 +48,62 @@ impl<'a> Tx<'a> {
         Tx { record: true, ..Tx::new(db) }
     }
 
+    /// The time deadlines are judged at, ms since the epoch.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Whether `key` exists and, if it expires, when (ms since the epoch).
+    pub fn expiry(&self, key: &str) -> Option<Option<Expiry>> {
+        match self.overlay.get(key) {
+            Some(entry) => entry.as_ref().map(|(_, exp)| *exp),
+            None if self.cleared => None,
+            None => match self.db.ttl(key) {
+                Ttl::Missing => None,
+                Ttl::Persistent => Some(None),
+                Ttl::Expires { at, .. } => Some(Some(Expiry::from_system_time(at))),
+            },
+        }
+    }
+
+    /// Sets `key` to expire at `at` (a deadline already past deletes it).
+    pub fn set_expiring(&mut self, key: &str, value: Doc, at: Expiry) {
+        if at.0 <= self.now {
+            self.delete(key);
+            return;
+        }
+        self.batch.push_set_expiring(key, value.clone(), at);
+        self.overlay.insert(key.to_owned(), Some((value, Some(at))));
+    }
+
+    /// Sets `key`, keeping the deadline it has (INCR, APPEND, JSON.SET and KEEPTTL do).
+    pub fn set_keep_ttl(&mut self, key: &str, value: Doc) {
+        match self.expiry(key).flatten() {
+            Some(at) => self.set_expiring(key, value, at),
+            None => self.set(key, value),
+        }
+    }
+
+    /// Gives an existing `key` the deadline `at` (None: removes its deadline);
+    /// whether the key exists. A deadline already past deletes the key.
+    pub fn expire(&mut self, key: &str, at: Option<Expiry>) -> bool {
+        let Some(value) = self.get(key) else { return false };
+        match at {
+            Some(at) if at.0 <= self.now => {
+                self.delete(key);
+            }
+            Some(at) => {
+                self.batch = std::mem::take(&mut self.batch).expire_at(key, at.to_system_time());
+                self.overlay.insert(key.to_owned(), Some((value, Some(at))));
+            }
+            None => {
+                self.batch = std::mem::take(&mut self.batch).persist(key);
+                self.overlay.insert(key.to_owned(), Some((value, None)));
+            }
+        }
+        true
+    }
+
     /// The database underneath.
     pub fn db(&self) -> &'a Db {
         self.db
@@ -50,7 +112,7 @@ impl<'a> Tx<'a> {
     /// The value of `key` as this transaction sees it.
     pub fn get(&self, key: &str) -> Option<Doc> {
         match self.overlay.get(key) {
-            Some(value) => value.clone(),
+            Some(value) => value.as_ref().map(|(doc, _)| doc.clone()),
             None if self.cleared => None,
             None => self.read(key),
         }
@@ -80,14 +142,21 @@ impl<'a> Tx<'a> {
         value
     }
 
-    /// Sets `key`.
+    /// Sets `key`, removing any deadline it had (as Redis's SET does).
     pub fn set(&mut self, key: &str, value: Doc) {
         self.batch.push_set(key, value.clone());
-        self.overlay.insert(key.to_owned(), Some(value));
+        self.overlay.insert(key.to_owned(), Some((value, None)));
+    }
+
+    /// Whether a write gives a key a deadline (a cluster cannot replicate
+    /// one yet: its requests carry values only).
+    pub fn sets_deadlines(&self) -> bool {
+        self.overlay.values().any(|v| matches!(v, Some((_, Some(_)))))
     }
 
     /// The writes as a cluster request, with a condition for every key read
-    /// from the database (`None` if nothing was written).
+    /// from the database (`None` if nothing was written). Deadlines are not
+    /// carried: check [`Tx::sets_deadlines`] first.
     pub fn into_request(self) -> Option<redru_cluster::Request> {
         if self.batch.is_empty() {
             return None;
@@ -98,7 +167,7 @@ impl<'a> Tx<'a> {
         }
         for (key, value) in self.overlay {
             ops.push(match value {
-                Some(doc) => redru_cluster::Op::Set { key, value: doc.as_str().to_owned() },
+                Some((doc, _)) => redru_cluster::Op::Set { key, value: doc.as_str().to_owned() },
                 None => redru_cluster::Op::Delete { key },
             });
         }

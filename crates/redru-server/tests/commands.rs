@@ -39,7 +39,16 @@ fn set_options_and_friends() -> TestResult {
     assert_eq!(c.call(&["SET", "k", "3", "XX", "GET"])?, "$1");
     assert_eq!(c.call(&["GETSET", "k", "4"])?, "$3");
     assert_eq!(c.call(&["SET", "k", "5", "NX", "XX"])?, "-ERR syntax error");
-    assert!(c.call(&["SET", "k", "5", "EX", "10"])?.contains("not supported"));
+    assert_eq!(c.call(&["SET", "k", "4", "EX", "10"])?, "+OK");
+    assert_eq!(c.call(&["TTL", "k"])?, ":10");
+    assert_eq!(c.call(&["SET", "k", "4", "EX", "0"])?, "-ERR invalid expire time in 'set' command");
+    // Gone at its deadline, for every command, before any sweep.
+    assert_eq!(c.call(&["PSETEX", "e", "1", "x"])?, "+OK");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(c.call(&["GET", "e"])?, "$nil");
+    assert_eq!(c.call(&["EXISTS", "e"])?, ":0");
+    assert_eq!(c.call(&["TTL", "e"])?, ":-2");
+    assert_eq!(c.call(&["DBSIZE"])?, ":1");
     assert_eq!(c.call(&["INCR", "k"])?, ":5");
     assert_eq!(c.call(&["INCRBY", "k", "10"])?, ":15");
     assert_eq!(c.call(&["DECRBY", "k", "20"])?, ":-5");
@@ -53,7 +62,8 @@ fn set_options_and_friends() -> TestResult {
     assert_eq!(c.call(&["RENAME", "nope", "x"])?, "-ERR no such key");
     assert_eq!(c.call(&["RENAME", "k", "k2"])?, "+OK");
     assert_eq!(c.call(&["EXISTS", "k", "k2", "k2"])?, ":2");
-    assert_eq!(c.call(&["TTL", "k2"])?, ":-1");
+    // The deadline of SET ... EX 10 went through INCR, APPEND and RENAME, as in Redis.
+    assert_eq!(c.call(&["TTL", "k2"])?, ":10");
     assert_eq!(c.call(&["TTL", "k"])?, ":-2");
     assert_eq!(c.call(&["DBSIZE"])?, ":1");
     assert_eq!(c.call(&["FLUSHDB"])?, "+OK");

@@ -35,11 +35,11 @@ pub fn record_decode(data: &[u8]) {
 
 fn docs_of(rec: &Record) -> Vec<&Doc> {
     match rec {
-        Record::Set(_, doc) => vec![doc],
+        Record::Set(_, doc) | Record::SetExpiring(_, doc, _) => vec![doc],
         Record::Batch(ops) => ops
             .iter()
             .filter_map(|op| match op {
-                BatchOp::Set(_, doc) => Some(doc),
+                BatchOp::Set(_, doc) | BatchOp::SetExpiring(_, doc, _) => Some(doc),
                 _ => None,
             })
             .collect(),
@@ -68,12 +68,14 @@ fn check_doc(doc: &Doc) {
 fn same_values_as_payload(payload: &[u8], rec: &Record) {
     let Ok(v) = serde_json::from_slice::<Value>(payload) else { return };
     match rec {
-        Record::Set(_, doc) => assert!(*doc == v["value"], "set value differs from the payload's: {doc:?}"),
+        Record::Set(_, doc) | Record::SetExpiring(_, doc, _) => {
+            assert!(*doc == v["value"], "set value differs from the payload's: {doc:?}")
+        }
         Record::Batch(ops) => {
             let Some(raw_ops) = v["ops"].as_array() else { panic!("a batch without an ops array decoded") };
             assert_eq!(raw_ops.len(), ops.len());
             for (op, raw) in ops.iter().zip(raw_ops) {
-                if let BatchOp::Set(_, doc) = op {
+                if let BatchOp::Set(_, doc) | BatchOp::SetExpiring(_, doc, _) = op {
                     assert!(*doc == raw["value"], "batch value differs from the payload's: {doc:?}");
                 }
             }
@@ -257,7 +259,7 @@ fn apply_op(map: &mut BTreeMap<String, Value>, op: Op) {
 pub fn snapshot_load(data: &[u8]) {
     let path = Path::new("/db/database.json");
     if let Ok((state, info)) = redru::internal::snapshot::parse(path, data, None) {
-        check_snapshot(data, info.keys, &Frozen::of(&state));
+        check_snapshot(data, info.keys, &Frozen::of(&state, 0));
     }
     use sha2::Digest;
     let body = data.strip_suffix(b"}\n").unwrap_or(data);
@@ -266,7 +268,7 @@ pub fn snapshot_load(data: &[u8]) {
     fixed.extend_from_slice(format!(",\"sha256\":\"{}\"}}\n", redru::internal::snapshot::hex(&digest)).as_bytes());
     if let Ok((state, info)) = redru::internal::snapshot::parse(path, &fixed, None) {
         assert_eq!(info.bytes, fixed.len() as u64);
-        check_snapshot(&fixed, info.keys, &Frozen::of(&state));
+        check_snapshot(&fixed, info.keys, &Frozen::of(&state, 0));
     }
 }
 
@@ -303,13 +305,13 @@ fn check_snapshot(bytes: &[u8], keys: usize, frozen: &Frozen) {
     };
     assert_eq!(info.keys, keys);
     let texts = |e: Vec<(String, Doc)>| e.into_iter().map(|(k, d)| (k, d.as_str().to_owned())).collect::<Vec<_>>();
-    assert_eq!(texts(entries(&Frozen::of(&again))), texts(loaded));
-    assert!(write_snapshot(&Frozen::of(&again)) == written, "a rewritten snapshot changed");
+    assert_eq!(texts(entries(&Frozen::of(&again, 0))), texts(loaded));
+    assert!(write_snapshot(&Frozen::of(&again, 0)) == written, "a rewritten snapshot changed");
 }
 
 /// A snapshot's entries, sorted by key.
 fn entries(frozen: &Frozen) -> Vec<(String, Doc)> {
-    frozen.map.sorted().into_iter().map(|(k, d)| (k.to_string(), d.clone())).collect()
+    frozen.map.sorted(0).into_iter().map(|(k, d)| (k.to_string(), d.clone())).collect()
 }
 
 fn write_snapshot(frozen: &Frozen) -> Vec<u8> {

@@ -1,5 +1,6 @@
-//! redru's benchmark harness (issue 7): workloads 1-10 against baselines measured in the same run
-//! (workload 9, the change feed, in engine/feed.rs; 10, keys in order, in engine/listing.rs).
+//! redru's benchmark harness (issue 7): workloads 1-11 against baselines measured in the same run
+//! (workload 9, the change feed, in engine/feed.rs; 10, keys in order, in engine/listing.rs; 11,
+//! the cost of expiry, in engine/expiry.rs).
 //!
 //! `cargo bench --bench engine` prints one Markdown table (median and min-max over
 //! `REDRU_BENCH_RUNS` runs, each ratio taken run by run) and writes it as JSON to
@@ -9,6 +10,8 @@
 
 use redru_testkit::bench as common;
 
+#[path = "engine/expiry.rs"]
+mod expiry;
 #[path = "engine/feed.rs"]
 mod feed;
 
@@ -69,6 +72,9 @@ fn main() -> BoxResult<()> {
     }
     if cfg.wants(&[10]) {
         listing::listing(&cfg, &mut t)?;
+    }
+    if cfg.wants(&[11]) {
+        expiry::expiry_cost(&cfg, &mut t)?;
     }
     common::report(&cfg, "redru engine benchmarks", &t, Value::Object(extra))?;
     let _ = std::fs::remove_dir_all(&cfg.dir);

@@ -37,6 +37,7 @@
 // `state` (pure) < `storage` (the only disk access) < `options` < `db` (the
 // handle) < `tools`. A module names only its own layer and those below;
 // `error` is a leaf every layer uses.
+mod clock;
 mod db;
 mod error;
 mod options;
@@ -57,11 +58,12 @@ pub mod internal {
     pub use crate::storage::{files, log, record, snapshot};
 }
 
-pub use db::{Batch, Change, Db, RecoveryReport, SaveReport, Stats, Subscription, TornTail, Update};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use db::{Batch, Change, Db, RecoveryReport, SaveReport, Stats, Subscription, TornTail, Ttl, Update};
 pub use error::{Error, Result};
 pub use options::{Durability, Options};
 pub use serde_json::{Value, json};
-pub use state::change::Seq;
+pub use state::change::{Expiry, Seq};
 pub use state::doc::{Doc, IntoDoc, MAX_DEPTH};
 pub use state::index::{FieldPath, IndexInfo, IndexKind};
 pub use state::listing::{Listing, Page};

@@ -1,4 +1,5 @@
-//! How a database is opened: durability mode, automatic compaction, file system.
+//! How a database is opened: durability mode, automatic compaction, file
+//! system, the clock expiry reads and how often expired keys are swept.
 //!
 //! Every setter documents its default and what it trades. docs/durability.md
 //! says in plain words what each [`Durability`] can lose.
@@ -6,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::{Clock, SystemClock};
 use crate::progress::{Observed, Progress};
 use crate::storage::vfs::{StdFs, Vfs};
 
@@ -76,6 +78,8 @@ pub struct Options {
     pub(crate) read_only: bool,
     pub(crate) progress: Option<Observed>,
     pub(crate) feed_buffer: usize,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) sweep_interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -91,6 +95,8 @@ impl Default for Options {
             read_only: false,
             progress: None,
             feed_buffer: 65_536,
+            clock: Arc::new(SystemClock),
+            sweep_interval: Some(Duration::from_millis(100)),
         }
     }
 }
@@ -180,6 +186,27 @@ impl Options {
     /// longer without touching the disk, for the memory.
     pub fn feed_buffer(mut self, records: usize) -> Options {
         self.feed_buffer = records.max(1);
+        self
+    }
+
+    /// The clock that decides when keys expire. Default: the system's wall
+    /// clock ([`SystemClock`]). Tests put a [`ManualClock`](crate::ManualClock)
+    /// here to step over deadlines exactly.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Options {
+        self.clock = clock;
+        self
+    }
+
+    /// How often a background thread removes expired keys (by logging their
+    /// deletion, at most 256 keys per record, so writers wait at most a few
+    /// milliseconds at a time). Default 100 ms (Redis samples ten times a
+    /// second); the cost when no key is due is one wake-up and a look at the
+    /// earliest deadline. Expired keys are invisible to every read at once
+    /// whatever this is; it only decides how long they take memory and
+    /// disk. `None`: no thread; [`Db::sweep_expired`](crate::Db::sweep_expired)
+    /// removes them on demand. A read-only handle never sweeps.
+    pub fn sweep_interval(mut self, every: Option<Duration>) -> Options {
+        self.sweep_interval = every;
         self
     }
 

@@ -425,6 +425,11 @@ fn apply(data: &mut Data, record: &redru::internal::record::Record) {
                         data.remove(k);
                     }
                     BatchOp::Clear => data.clear(),
+                    // This model has no clock: expiry is tested in `expiry`.
+                    BatchOp::SetExpiring(k, v, _) => {
+                        data.insert(k.clone(), v.to_value());
+                    }
+                    BatchOp::Expire(..) => {}
                 }
             }
         }

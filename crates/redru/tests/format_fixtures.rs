@@ -3,8 +3,10 @@
 //! exactly the same content (and damaged copies must fail the same way) in
 //! every later build. `v1-one-line` was written by the first build, whose
 //! snapshot was a single line; `v1` by the current layout (one entry per
-//! line). Regenerate `v1` only on a deliberate format change:
-//! `cargo test --test format_fixtures -- --ignored regenerate`.
+//! line). `v2` (format version 2: deadlines, `"exp"` in the log and
+//! `"expires"` in the snapshot) is read with a fake clock at its write time.
+//! Regenerate a fixture only on a deliberate format change:
+//! `cargo test -p redru --test tests -- --ignored --exact format_fixtures::regenerate_v2`.
 
 use std::path::{Path, PathBuf};
 
@@ -146,5 +148,94 @@ fn a_torn_version_1_log_is_recovered() -> TestResult {
     assert_eq!((torn.offset, torn.bytes, torn.after_seq), (last as u64, 7, 10));
     let fields: Vec<String> = db.indexes().into_iter().map(|i| i.field).collect();
     assert_eq!(fields, ["age", "name"], "the last record (drop index) was cut");
+    Ok(())
+}
+
+/// The fixture time of format version 2: 2025-12-01T00:00:00Z. The
+/// fixture's deadlines are absolute, so its tests read it with a fake clock.
+const V2_T0: u64 = 1_764_547_200_000;
+
+fn v2_options(clock: &std::sync::Arc<redru::ManualClock>) -> redru::Options {
+    redru::Options::new().clock(clock.clone()).sweep_interval(None)
+}
+
+/// The history the v2 fixture was written from: every expiry record kind,
+/// in the snapshot (version 2, with `expires`) and in the log after it.
+fn write_history_v2(dir: &Path) -> redru::Result<()> {
+    use std::time::Duration;
+    let clock = std::sync::Arc::new(redru::ManualClock::new(V2_T0));
+    let db = v2_options(&clock).open(dir)?;
+    db.set_with_ttl("session:1", json!({"user": 1}), Duration::from_secs(3600))?;
+    db.set("plain", json!([1, 2]))?;
+    db.set_with_ttl("gone", json!("soon"), Duration::from_millis(5))?;
+    db.create_index("user")?;
+    db.save()?; // the snapshot holds records 1-4: two deadlines
+    db.set_with_ttl("session:2", json!({"user": 2}), Duration::from_secs(60))?;
+    db.expire("plain", Duration::from_secs(7200))?;
+    db.persist("plain")?;
+    db.expire("plain", Duration::from_secs(600))?;
+    db.batch(
+        Batch::new()
+            .set_with_ttl("b:1", json!(1), Duration::from_secs(30))
+            .set("b:2", json!(2))
+            .expire("b:2", Duration::from_secs(90))
+            .persist("session:1"),
+    )?;
+    clock.set(V2_T0 + 5);
+    db.sweep_expired()?; // logs the deletion of `gone`
+    db.close()
+}
+
+#[test]
+#[ignore = "writes tests/fixtures; run only on a deliberate format change"]
+fn regenerate_v2() -> TestResult {
+    let dir = fixture("v2");
+    let _ = std::fs::remove_dir_all(&dir);
+    write_history_v2(&dir)?;
+    std::fs::remove_file(dir.join(redru::LOCK_NAME))?;
+    Ok(())
+}
+
+#[test]
+fn a_version_2_directory_opens_with_its_deadlines() -> TestResult {
+    use redru::Ttl;
+    use std::time::Duration;
+    let dir = copy("v2")?;
+    let clock = std::sync::Arc::new(redru::ManualClock::new(V2_T0 + 5));
+    let db = v2_options(&clock).open(dir.path())?;
+    assert_eq!(db.recovery().snapshot_seq, 4);
+    assert_eq!(db.recovery().records_replayed, 6);
+    assert_eq!(db.keys(), ["b:1", "b:2", "plain", "session:1", "session:2"]);
+    let left = |k: &str| db.ttl(k).left().map(|d| d.as_millis());
+    assert_eq!(left("b:1"), Some(29_995));
+    assert_eq!(left("b:2"), Some(89_995));
+    assert_eq!(left("plain"), Some(599_995));
+    assert_eq!(left("session:2"), Some(59_995));
+    assert_eq!(db.ttl("session:1"), Ttl::Persistent);
+    assert_eq!(db.find("user", &json!(2))?, ["session:2"]);
+    clock.advance(Duration::from_millis(59_995));
+    assert_eq!(db.keys(), ["b:2", "plain", "session:1"]);
+    assert_eq!(db.find("user", &json!(2))?, Vec::<String>::new());
+    drop(db);
+    let report = redru::verify_dir(dir.path())?;
+    assert!(report.is_clean(), "{report}");
+    Ok(())
+}
+
+#[test]
+fn todays_build_writes_the_same_version_2_bytes() -> TestResult {
+    let fresh = tempfile::tempdir()?;
+    write_history_v2(fresh.path())?;
+    let names: Vec<String> = std::fs::read_dir(fixture("v2"))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    assert!(names.len() >= 2, "{names:?}");
+    for name in names {
+        let old = std::fs::read(fixture("v2").join(&name))?;
+        let new = std::fs::read(fresh.path().join(&name))?;
+        assert_eq!(String::from_utf8_lossy(&new), String::from_utf8_lossy(&old), "{name}");
+    }
+    let snapshot = std::fs::read_to_string(fixture("v2").join("database.json"))?;
+    assert!(snapshot.starts_with(r#"{"format":"redru-snapshot","version":2,"#), "{snapshot}");
     Ok(())
 }

@@ -8,6 +8,8 @@ mod crash_damage;
 mod crash_io_errors;
 mod crash_kill;
 mod crash_sim;
+mod expiry;
+mod expiry_model;
 mod feed;
 mod format_fixtures;
 mod fuzz_corpus;

@@ -14,9 +14,10 @@ pub use self::remote::Remote;
 pub use self::target::Target;
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use redru::{Batch, Db, Doc, IndexInfo, Query};
+use redru::{Batch, Db, Doc, IndexInfo, Query, Ttl};
 
 use crate::exec::{count, matching_keys, matching_page, page_of};
 use crate::shell::helper::Source;
@@ -27,6 +28,8 @@ use crate::shell::parser::{KeyRange, Pattern, SetIf};
 pub enum Write {
     /// `set`
     Set(String, Doc),
+    /// `set --ttl`
+    SetTtl(String, Doc, Duration),
     /// `delete`
     Delete(String),
     /// Remove every key (`import --replace`): the writes after it apply to an empty database.
@@ -64,8 +67,17 @@ pub trait Store: Source + Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Doc>>;
     /// Stores a value.
     fn set(&self, key: &str, value: Doc) -> Result<()>;
-    /// Stores a value only if the condition holds (an error saying what was found otherwise).
-    fn set_if(&self, key: &str, value: Doc, only_if: SetIf) -> Result<()>;
+    /// Stores a value that expires `ttl` from now.
+    fn set_with_ttl(&self, key: &str, value: Doc, ttl: Duration) -> Result<()>;
+    /// Stores a value (expiring `ttl` from now, if given) only if the
+    /// condition holds (an error saying what was found otherwise).
+    fn set_if(&self, key: &str, value: Doc, only_if: SetIf, ttl: Option<Duration>) -> Result<()>;
+    /// Gives a key a deadline `ttl` from now; whether the key exists.
+    fn expire(&self, key: &str, ttl: Duration) -> Result<bool>;
+    /// Whether a key exists and when it expires.
+    fn ttl(&self, key: &str) -> Result<Ttl>;
+    /// Removes a key's deadline; whether it had one.
+    fn persist(&self, key: &str) -> Result<bool>;
     /// Adds to an integer atomically; the new value.
     fn incr(&self, key: &str, by: i64) -> Result<i64>;
     /// The sequence number of the key's last write (None: no such key).
@@ -153,15 +165,32 @@ impl Store for Db {
     fn set(&self, key: &str, value: Doc) -> Result<()> {
         Ok(Db::set(self, key.to_owned(), value)?)
     }
-    fn set_if(&self, key: &str, value: Doc, only_if: SetIf) -> Result<()> {
-        let done = match only_if {
-            SetIf::Absent => Db::compare_and_set(self, key, None, value).map(|_| ()),
-            SetIf::Seq(n) => Db::batch(self, Batch::new().require_unchanged(key, redru::Seq(n)).set(key, value)),
+    fn set_with_ttl(&self, key: &str, value: Doc, ttl: Duration) -> Result<()> {
+        Ok(Db::set_with_ttl(self, key.to_owned(), value, ttl)?)
+    }
+    fn set_if(&self, key: &str, value: Doc, only_if: SetIf, ttl: Option<Duration>) -> Result<()> {
+        let batch = match only_if {
+            SetIf::Absent => Batch::new().require_absent(key),
+            SetIf::Seq(n) => Batch::new().require_unchanged(key, redru::Seq(n)),
         };
+        let batch = match ttl {
+            None => batch.set(key, value),
+            Some(ttl) => batch.set_with_ttl(key, value, ttl),
+        };
+        let done = Db::batch(self, batch);
         match done {
             Err(e @ redru::Error::ConditionFailed { .. }) => Err(NotWritten(e.to_string()).into()),
             other => Ok(other?),
         }
+    }
+    fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        Ok(Db::expire(self, key, ttl)?)
+    }
+    fn ttl(&self, key: &str) -> Result<Ttl> {
+        Ok(Db::ttl(self, key))
+    }
+    fn persist(&self, key: &str) -> Result<bool> {
+        Ok(Db::persist(self, key)?)
     }
     fn incr(&self, key: &str, by: i64) -> Result<i64> {
         Ok(Db::incr(self, key, by)?)
@@ -219,6 +248,7 @@ impl Store for Db {
         for write in writes {
             match write {
                 Write::Set(key, value) => batch.push_set(key, value),
+                Write::SetTtl(key, value, ttl) => batch = batch.set_with_ttl(key, value, ttl),
                 Write::Delete(key) => batch.push_delete(key),
                 Write::Clear => batch = batch.clear(),
             }

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use redru::{Doc, IndexInfo, IndexKind, Query};
+use redru::{Doc, IndexInfo, IndexKind, Query, Ttl};
 
 use super::resp::{Connection, Reply};
 use super::{FeedLine, Found, NotWritten, Store, Target, Write};
@@ -152,7 +152,38 @@ impl Store for Remote {
         self.call(args(&["JSON.SET", key, "$", value.as_str()]))?;
         Ok(())
     }
-    fn set_if(&self, key: &str, value: Doc, only_if: SetIf) -> Result<()> {
+    fn set_with_ttl(&self, key: &str, value: Doc, ttl: Duration) -> Result<()> {
+        let ms = ttl.as_millis().to_string();
+        for result in
+            self.transaction(vec![args(&["JSON.SET", key, "$", value.as_str()]), args(&["PEXPIRE", key, &ms])])?
+        {
+            refused(result)?;
+        }
+        Ok(())
+    }
+    fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        Ok(int(self.call(args(&["PEXPIRE", key, &ttl.as_millis().to_string()]))?)? > 0)
+    }
+    fn ttl(&self, key: &str) -> Result<Ttl> {
+        Ok(match int(self.call(args(&["PTTL", key]))?)? {
+            -2 => Ttl::Missing,
+            -1 => Ttl::Persistent,
+            ms => {
+                let left = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+                Ttl::Expires { left, at: std::time::SystemTime::now() + left }
+            }
+        })
+    }
+    fn persist(&self, key: &str) -> Result<bool> {
+        Ok(int(self.call(args(&["PERSIST", key]))?)? > 0)
+    }
+    fn set_if(&self, key: &str, value: Doc, only_if: SetIf, ttl: Option<Duration>) -> Result<()> {
+        if ttl.is_some() {
+            bail!(
+                "`set --ttl` with a condition needs the data directory: over the network the condition and the \
+                 deadline would be two commands (set, then `expire`)"
+            );
+        }
         match only_if {
             SetIf::Absent => match self.call(args(&["JSON.SET", key, "$", value.as_str(), "NX"]))? {
                 Reply::Nil => Err(NotWritten(format!("`{key}` exists on the server; nothing was written")).into()),
@@ -249,10 +280,14 @@ impl Store for Remote {
     fn commit(&self, writes: Vec<Write>) -> Result<()> {
         let commands = writes
             .iter()
-            .map(|w| match w {
-                Write::Set(key, value) => args(&["JSON.SET", key, "$", value.as_str()]),
-                Write::Delete(key) => args(&["DEL", key]),
-                Write::Clear => args(&["FLUSHDB"]),
+            .flat_map(|w| match w {
+                Write::Set(key, value) => vec![args(&["JSON.SET", key, "$", value.as_str()])],
+                Write::SetTtl(key, value, ttl) => vec![
+                    args(&["JSON.SET", key, "$", value.as_str()]),
+                    args(&["PEXPIRE", key, &ttl.as_millis().to_string()]),
+                ],
+                Write::Delete(key) => vec![args(&["DEL", key])],
+                Write::Clear => vec![args(&["FLUSHDB"])],
             })
             .collect();
         for result in self.transaction(commands)? {

@@ -184,7 +184,7 @@ pub fn set(c: &mut Ctx) -> R {
         if nx && current.is_some() || xx && current.is_none() {
             return Ok(Reply::Nil);
         }
-        c.tx.set(&key, new);
+        c.tx.set_keep_ttl(&key, new);
         return Ok(Reply::ok());
     }
     let Some(mut root) = current else {
@@ -220,7 +220,7 @@ pub fn set(c: &mut Ctx) -> R {
         }
     }
     let doc = Doc::from(&root);
-    c.tx.set(&key, doc);
+    c.tx.set_keep_ttl(&key, doc);
     Ok(Reply::ok())
 }
 
@@ -248,7 +248,7 @@ pub fn del(c: &mut Ctx) -> R {
     };
     if removed {
         let doc = Doc::from(&root);
-        c.tx.set(&key, doc);
+        c.tx.set_keep_ttl(&key, doc);
     }
     Ok(Reply::Int(i64::from(removed)))
 }

@@ -1,12 +1,16 @@
 //! Strings and the keyspace: GET, SET and friends, DEL, EXISTS, KEYS, SCAN,
-//! RENAME, counters.
+//! RENAME, counters, and expiry (EXPIRE and friends, TTL, PERSIST).
+//!
+//! Expiry follows Redis: SET, GETSET and MSET remove a key's deadline;
+//! INCR, APPEND, JSON.* changes and SET ... KEEPTTL keep it; RENAME moves it;
+//! a deadline at or before now deletes the key.
 //!
 //! The value mapping: a plain SET stores its bytes as a JSON string (they
 //! must be UTF-8: redru stores text), and GET returns exactly those bytes. A
 //! value that is not a JSON string (set by JSON.SET, the shell or the
 //! library) is returned by GET as its JSON text.
 
-use redru::{Doc, Value};
+use redru::{Doc, Expiry, Value};
 
 use super::Ctx;
 use crate::glob;
@@ -39,26 +43,85 @@ pub fn get(c: &mut Ctx) -> R {
     Ok(bulk_or_nil(c.tx.get(c.key(1)?)))
 }
 
+/// What a SET or GETEX does to the key's deadline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    /// SET: remove it; GETEX: leave it.
+    Default,
+    /// EX, PX, EXAT, PXAT: this one.
+    At(Expiry),
+    /// KEEPTTL: keep it (SET only).
+    Keep,
+    /// PERSIST: remove it (GETEX only).
+    Persist,
+}
+
+/// The deadline `amount` names for option `unit` (EX, PX, EXAT, PXAT), or
+/// Redis's error: not positive, or past what milliseconds can hold.
+fn deadline(c: &Ctx, unit: &str, amount: i64, command: &str) -> Result<Expiry, Reply> {
+    let invalid = || Reply::err(format!("invalid expire time in '{command}' command"));
+    if amount <= 0 {
+        return Err(invalid());
+    }
+    let now = c.tx.now() as i64;
+    let ms = match unit {
+        "EX" => amount.checked_mul(1000).and_then(|ms| ms.checked_add(now)),
+        "PX" => amount.checked_add(now),
+        "EXAT" => amount.checked_mul(1000),
+        _ => Some(amount),
+    };
+    ms.and_then(|ms| u64::try_from(ms).ok()).map(Expiry).ok_or_else(invalid)
+}
+
+/// Reads `EX n | PX n | EXAT n | PXAT n` (and `KEEPTTL` / `PERSIST` when
+/// `extra` names it) at argument `i`: the deadline and how many arguments it took.
+fn expiry_option(c: &Ctx, i: usize, extra: &str, command: &str) -> Result<Option<(Deadline, usize)>, Reply> {
+    let word = c.upper(i);
+    Ok(match word.as_str() {
+        "EX" | "PX" | "EXAT" | "PXAT" => {
+            let amount = c.args.get(i + 1).ok_or_else(|| Reply::err("syntax error"))?;
+            let amount =
+                super::parse_int(amount).ok_or_else(|| Reply::err("value is not an integer or out of range"))?;
+            Some((Deadline::At(deadline(c, &word, amount, command)?), 2))
+        }
+        "KEEPTTL" if extra == "KEEPTTL" => Some((Deadline::Keep, 1)),
+        "PERSIST" if extra == "PERSIST" => Some((Deadline::Persist, 1)),
+        _ => None,
+    })
+}
+
 pub fn set(c: &mut Ctx) -> R {
     let key = c.key(1)?.to_owned();
     let value = string_doc(&c.args[2])?;
     let (mut nx, mut xx, mut get) = (false, false, false);
-    for i in 3..c.args.len() {
+    let mut expiry = Deadline::Default;
+    let mut i = 3;
+    while i < c.args.len() {
+        if let Some((option, took)) = expiry_option(c, i, "KEEPTTL", "set")? {
+            if expiry != Deadline::Default {
+                return Err(Reply::err("syntax error"));
+            }
+            expiry = option;
+            i += took;
+            continue;
+        }
         match c.upper(i).as_str() {
             "NX" if !xx => nx = true,
             "XX" if !nx => xx = true,
             "GET" => get = true,
-            "EX" | "PX" | "EXAT" | "PXAT" | "KEEPTTL" => {
-                return Err(Reply::err("expiry (EX, PX, EXAT, PXAT, KEEPTTL) is not supported by redru yet"));
-            }
             _ => return Err(Reply::err("syntax error")),
         }
+        i += 1;
     }
     // The old value only when an option needs it: a plain SET reads nothing.
     let old = if nx || xx || get { c.tx.get(&key) } else { None };
     let allowed = !(nx && old.is_some() || xx && old.is_none());
     if allowed {
-        c.tx.set(&key, value);
+        match expiry {
+            Deadline::At(at) => c.tx.set_expiring(&key, value, at),
+            Deadline::Keep => c.tx.set_keep_ttl(&key, value),
+            Deadline::Default | Deadline::Persist => c.tx.set(&key, value),
+        }
     }
     Ok(match (get, allowed) {
         (true, _) => bulk_or_nil(old),
@@ -207,8 +270,13 @@ fn rename_to(c: &mut Ctx, only_if_free: bool) -> R {
         return Ok(Reply::Int(0));
     }
     if from != to {
+        // The deadline moves with the value, as in Redis.
+        let at = c.tx.expiry(&from).flatten();
         c.tx.delete(&from);
-        c.tx.set(&to, value);
+        match at {
+            Some(at) => c.tx.set_expiring(&to, value, at),
+            None => c.tx.set(&to, value),
+        }
     }
     Ok(if only_if_free { Reply::Int(1) } else { Reply::ok() })
 }
@@ -244,7 +312,7 @@ fn add(c: &mut Ctx, by: i64) -> R {
         }
     };
     let next = current.checked_add(by).ok_or_else(|| Reply::err("increment or decrement would overflow"))?;
-    c.tx.set(&key, Doc::from(Value::String(next.to_string())));
+    c.tx.set_keep_ttl(&key, Doc::from(Value::String(next.to_string())));
     Ok(Reply::Int(next))
 }
 
@@ -277,7 +345,7 @@ pub fn append(c: &mut Ctx) -> R {
     };
     text.push_str(&tail);
     let len = text.len();
-    c.tx.set(&key, Doc::from(Value::String(text)));
+    c.tx.set_keep_ttl(&key, Doc::from(Value::String(text)));
     Ok(Reply::Int(len as i64))
 }
 
@@ -285,15 +353,123 @@ pub fn strlen(c: &mut Ctx) -> R {
     Ok(Reply::Int(c.tx.get(c.key(1)?).map_or(0, |d| get_bytes(&d).len()) as i64))
 }
 
+/// TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 no key, -1 no deadline, else
+/// the time left (TTL rounds to the nearest second, as Redis does) or the deadline.
 pub fn ttl(c: &mut Ctx) -> R {
-    Ok(Reply::Int(if c.tx.contains(c.key(1)?) { -1 } else { -2 }))
+    let command = c.upper(0);
+    let now = c.tx.now();
+    Ok(Reply::Int(match c.tx.expiry(c.key(1)?) {
+        None => -2,
+        Some(None) => -1,
+        Some(Some(at)) => {
+            let left = at.0.saturating_sub(now);
+            let n = match command.as_str() {
+                "TTL" => left.saturating_add(500) / 1000,
+                "PTTL" => left,
+                // Redis rounds the deadline to the nearest second too.
+                "EXPIRETIME" => at.0.saturating_add(500) / 1000,
+                _ => at.0,
+            };
+            i64::try_from(n).unwrap_or(i64::MAX)
+        }
+    }))
 }
 
 pub fn persist(c: &mut Ctx) -> R {
-    let _ = c.key(1)?;
-    Ok(Reply::Int(0))
+    let key = c.key(1)?.to_owned();
+    if c.tx.expiry(&key).flatten().is_none() {
+        return Ok(Reply::Int(0));
+    }
+    Ok(Reply::Int(i64::from(c.tx.expire(&key, None))))
 }
 
-pub fn expire(_: &mut Ctx) -> R {
-    Err(Reply::err("expiry (EXPIRE) is not supported by redru yet"))
+/// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT with Redis 7's NX, XX, GT, LT: 1 if
+/// the deadline was set (a time at or before now deletes the key), 0 if the
+/// key does not exist or the condition did not hold.
+pub fn expire(c: &mut Ctx) -> R {
+    let command = c.upper(0);
+    let key = c.key(1)?.to_owned();
+    let amount = c.int(2)?;
+    let name = command.to_ascii_lowercase();
+    let invalid = || Reply::err(format!("invalid expire time in '{name}' command"));
+    let now = c.tx.now() as i64;
+    let ms = match command.as_str() {
+        "EXPIRE" => amount.checked_mul(1000).and_then(|ms| ms.checked_add(now)),
+        "PEXPIRE" => amount.checked_add(now),
+        "EXPIREAT" => amount.checked_mul(1000),
+        _ => Some(amount),
+    }
+    .ok_or_else(invalid)?;
+    let mut flags = (false, false, false, false);
+    for i in 3..c.args.len() {
+        match c.upper(i).as_str() {
+            "NX" => flags.0 = true,
+            "XX" => flags.1 = true,
+            "GT" => flags.2 = true,
+            "LT" => flags.3 = true,
+            _ => return Err(Reply::err(format!("Unsupported option {}", String::from_utf8_lossy(&c.args[i])))),
+        }
+    }
+    let (nx, xx, gt, lt) = flags;
+    if nx && (xx || gt || lt) {
+        return Err(Reply::err("NX and XX, GT or LT options at the same time are not compatible"));
+    }
+    if gt && lt {
+        return Err(Reply::err("GT and LT options at the same time are not compatible"));
+    }
+    let Some(current) = c.tx.expiry(&key) else { return Ok(Reply::Int(0)) };
+    // No deadline counts as an infinite one for GT and LT.
+    let holds = match current {
+        None => !(xx || gt),
+        Some(at) => !nx && (!gt || ms > at.0 as i64) && (!lt || ms < at.0 as i64),
+    };
+    if !holds {
+        return Ok(Reply::Int(0));
+    }
+    // At or before now (negative included) the key goes, as in Redis.
+    let at = Expiry(u64::try_from(ms).unwrap_or(0).max(1));
+    Ok(Reply::Int(i64::from(c.tx.expire(&key, Some(at)))))
+}
+
+/// SETEX key seconds value, PSETEX key milliseconds value.
+pub fn setex(c: &mut Ctx) -> R {
+    let command = c.upper(0).to_ascii_lowercase();
+    let key = c.key(1)?.to_owned();
+    let amount = c.int(2)?;
+    let unit = if command == "setex" { "EX" } else { "PX" };
+    let at = deadline(c, unit, amount, &command)?;
+    let value = string_doc(&c.args[3])?;
+    c.tx.set_expiring(&key, value, at);
+    Ok(Reply::ok())
+}
+
+/// GETEX key [EX n | PX n | EXAT n | PXAT n | PERSIST]: the value, and the deadline changed.
+pub fn getex(c: &mut Ctx) -> R {
+    let key = c.key(1)?.to_owned();
+    let mut expiry = Deadline::Default;
+    let mut i = 2;
+    while i < c.args.len() {
+        match expiry_option(c, i, "PERSIST", "getex")? {
+            Some((option, took)) if expiry == Deadline::Default => {
+                expiry = option;
+                i += took;
+            }
+            _ => return Err(Reply::err("syntax error")),
+        }
+    }
+    let value = c.tx.get(&key);
+    if value.is_some() {
+        match expiry {
+            Deadline::At(at) => {
+                c.tx.expire(&key, Some(at));
+            }
+            Deadline::Persist => {
+                if c.tx.expiry(&key).flatten().is_some() {
+                    c.tx.expire(&key, None);
+                }
+            }
+            Deadline::Default | Deadline::Keep => {}
+        }
+    }
+    Ok(bulk_or_nil(value))
 }

@@ -144,10 +144,37 @@ pub static COMMANDS: &[Spec] = &[
     spec!("echo", 2, r, "connection", "message", "Returns the message.", server::echo),
     spec!("exec", 1, r, "transactions", "", "Runs the queued commands as one atomic batch.", server::exec),
     spec!("exists", -2, r, "generic", "key [key ...]", "How many of the keys exist.", keys::exists),
-    spec!("expire", -3, w, "generic", "key seconds", "Not supported yet (expiry).", keys::expire),
+    spec!(
+        "expire",
+        -3,
+        w,
+        "generic",
+        "key seconds [NX|XX|GT|LT]",
+        "Sets a key's time to live in seconds.",
+        keys::expire
+    ),
+    spec!(
+        "expireat",
+        -3,
+        w,
+        "generic",
+        "key unix-time-seconds [NX|XX|GT|LT]",
+        "Sets a key's deadline as a Unix time in seconds.",
+        keys::expire
+    ),
+    spec!("expiretime", 2, r, "generic", "key", "A key's deadline in Unix seconds: -1 (none), -2 (no key).", keys::ttl),
     spec!("flushall", -1, w, "server", "[ASYNC|SYNC]", "Removes every key.", keys::flushall),
     spec!("flushdb", -1, w, "server", "[ASYNC|SYNC]", "Removes every key.", keys::flushall),
     spec!("get", 2, r, "string", "key", "The value of a key.", keys::get),
+    spec!(
+        "getex",
+        -2,
+        w,
+        "string",
+        "key [EX seconds|PX milliseconds|EXAT unix-time-seconds|PXAT unix-time-milliseconds|PERSIST]",
+        "Gets a value and changes its deadline.",
+        keys::getex
+    ),
     spec!("getset", 3, w, "string", "key value", "Sets a key, returning its old value.", keys::getset),
     spec!(
         "hello",
@@ -181,8 +208,36 @@ pub static COMMANDS: &[Spec] = &[
     spec!("mset", -3, w, "string", "key value [key value ...]", "Sets several keys atomically.", keys::mset),
     spec!("msetnx", -3, w, "string", "key value [key value ...]", "Sets several keys if none exists.", keys::msetnx),
     spec!("multi", 1, r, "transactions", "", "Starts queueing commands for EXEC.", server::multi),
-    spec!("persist", 2, w, "generic", "key", "Removes a key's expiry (redru has none yet: 0).", keys::persist),
+    spec!("persist", 2, w, "generic", "key", "Removes a key's deadline: 1 if it had one.", keys::persist),
+    spec!(
+        "pexpire",
+        -3,
+        w,
+        "generic",
+        "key milliseconds [NX|XX|GT|LT]",
+        "Sets a key's time to live in milliseconds.",
+        keys::expire
+    ),
+    spec!(
+        "pexpireat",
+        -3,
+        w,
+        "generic",
+        "key unix-time-milliseconds [NX|XX|GT|LT]",
+        "Sets a key's deadline as a Unix time in milliseconds.",
+        keys::expire
+    ),
+    spec!("pexpiretime", 2, r, "generic", "key", "A key's deadline in Unix ms: -1 (none), -2 (no key).", keys::ttl),
     spec!("ping", -1, r, "connection", "[message]", "PONG, or the message.", server::ping),
+    spec!(
+        "psetex",
+        4,
+        w,
+        "string",
+        "key milliseconds value",
+        "Sets a key that expires after milliseconds.",
+        keys::setex
+    ),
     spec!("pttl", 2, r, "generic", "key", "Milliseconds to live: -1 (no expiry), -2 (no key).", keys::ttl),
     spec!("quit", -1, noauth, "connection", "", "Closes the connection.", server::quit),
     spec!(
@@ -258,7 +313,16 @@ pub static COMMANDS: &[Spec] = &[
         keys::scan
     ),
     spec!("select", 2, r, "connection", "index", "Only database 0 exists.", server::select),
-    spec!("set", -3, w, "string", "key value [NX|XX] [GET]", "Sets a key to a string.", keys::set),
+    spec!(
+        "set",
+        -3,
+        w,
+        "string",
+        "key value [NX|XX] [GET] [EX seconds|PX milliseconds|EXAT unix-time-seconds|PXAT unix-time-milliseconds|KEEPTTL]",
+        "Sets a key to a string.",
+        keys::set
+    ),
+    spec!("setex", 4, w, "string", "key seconds value", "Sets a key that expires after seconds.", keys::setex),
     spec!("setnx", 3, w, "string", "key value", "Sets a key if it does not exist.", keys::setnx),
     spec!(
         "shutdown",

@@ -6,12 +6,15 @@
 //! durable. [`Run::check_recovered`] then judges a database reopened from a
 //! crash image taken at any clock value: it must hold exactly the state after
 //! some record `k` between "acknowledged durable by then" and "started by then".
+//! The clock is a `ManualClock` that never moves ([`SIM_NOW`]): deadlines are
+//! exact numbers the model keeps, and nothing expires during a run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use redru::{Batch, Db, Durability, Error, IndexKind, Options, Update, Value, json};
+use redru::{Batch, Db, Durability, Error, IndexKind, ManualClock, Options, Ttl, Update, Value, json};
 
 use super::{Rng, SimFs};
 use crate::rng::{Bytes, Choices};
@@ -37,6 +40,12 @@ pub enum Op {
     ImportReplace(Vec<(String, Value)>),
     /// A backup into `DIR/backups/`.
     Backup,
+    /// A set with a time to live, in seconds.
+    SetTtl(String, Value, u64),
+    /// A new deadline (seconds from now) for the key, if it exists.
+    Expire(String, u64),
+    /// The key's deadline removed, if it has one.
+    Persist(String),
     /// Clean close, then open.
     Reopen,
     /// Close, append garbage to the newest log segment (a torn write), open.
@@ -46,9 +55,14 @@ pub enum Op {
 #[derive(Clone, Debug)]
 pub enum BOp {
     Set(String, Value),
+    /// A set with a time to live, in seconds.
+    SetTtl(String, Value, u64),
     Delete(String),
     Clear,
 }
+
+/// What the simulation's clock reads, always: 2025-12-01T00:00:00Z in ms.
+pub const SIM_NOW: u64 = 1_764_547_200_000;
 
 const FIELDS: [&str; 3] = ["name", "n", "tags.0"];
 
@@ -92,7 +106,10 @@ pub fn workload_from_bytes(data: &[u8], max: usize) -> Vec<Op> {
 fn op(rng: &mut impl Choices) -> Op {
     {
         match rng.below(100) {
-            0..39 => Op::Set(key(rng), value(rng)),
+            0..32 => Op::Set(key(rng), value(rng)),
+            32..36 => Op::SetTtl(key(rng), value(rng), 1 + rng.below(3600)),
+            36..38 => Op::Expire(key(rng), 1 + rng.below(3600)),
+            38..39 => Op::Persist(key(rng)),
             39..42 => Op::Incr(key(rng)),
             42..45 => Op::BatchIfAbsent(key(rng), vec![BOp::Set(key(rng), value(rng)), BOp::Delete(key(rng))]),
             45..55 => Op::Delete(key(rng)),
@@ -103,6 +120,7 @@ fn op(rng: &mut impl Choices) -> Op {
                         .map(|_| match rng.below(10) {
                             0 => BOp::Clear,
                             1..4 => BOp::Delete(key(rng)),
+                            4 => BOp::SetTtl(key(rng), value(rng), 1 + rng.below(3600)),
                             _ => BOp::Set(key(rng), value(rng)),
                         })
                         .collect(),
@@ -138,6 +156,8 @@ pub struct Model {
     pub map: BTreeMap<String, Value>,
     /// Field -> (unique, ordered).
     pub indexes: BTreeMap<String, (bool, bool)>,
+    /// Key -> deadline (ms since the epoch) of every key that has one.
+    pub deadlines: BTreeMap<String, u64>,
 }
 
 impl Model {
@@ -145,10 +165,24 @@ impl Model {
         match op {
             Op::Set(k, v) => {
                 self.map.insert(k.clone(), v.clone());
+                self.deadlines.remove(k);
+            }
+            Op::SetTtl(k, v, secs) => {
+                self.map.insert(k.clone(), v.clone());
+                self.deadlines.insert(k.clone(), SIM_NOW + secs * 1000);
+            }
+            // Applied only when a record was written: the key existed (or had a deadline).
+            Op::Expire(k, secs) => {
+                self.deadlines.insert(k.clone(), SIM_NOW + secs * 1000);
+            }
+            Op::Persist(k) => {
+                self.deadlines.remove(k);
             }
             Op::Delete(k) => {
                 self.map.remove(k);
+                self.deadlines.remove(k);
             }
+            // An update keeps the deadline.
             Op::Incr(k) => {
                 if let Some(n) = incremented(self.map.get(k)) {
                     self.map.insert(k.clone(), json!(n));
@@ -160,16 +194,31 @@ impl Model {
                     match op {
                         BOp::Set(k, v) => {
                             self.map.insert(k.clone(), v.clone());
+                            self.deadlines.remove(k);
+                        }
+                        BOp::SetTtl(k, v, secs) => {
+                            self.map.insert(k.clone(), v.clone());
+                            self.deadlines.insert(k.clone(), SIM_NOW + secs * 1000);
                         }
                         BOp::Delete(k) => {
                             self.map.remove(k);
+                            self.deadlines.remove(k);
                         }
-                        BOp::Clear => self.map.clear(),
+                        BOp::Clear => {
+                            self.map.clear();
+                            self.deadlines.clear();
+                        }
                     }
                 }
             }
-            Op::Clear => self.map.clear(),
-            Op::ImportReplace(pairs) => self.map = pairs.iter().cloned().collect(),
+            Op::Clear => {
+                self.map.clear();
+                self.deadlines.clear();
+            }
+            Op::ImportReplace(pairs) => {
+                self.map = pairs.iter().cloned().collect();
+                self.deadlines.clear();
+            }
             Op::CreateIndex(f, unique) => {
                 self.indexes.insert(f.clone(), (*unique, false));
             }
@@ -196,6 +245,11 @@ impl Model {
             let got = db.get_value(k);
             if got.as_ref() != Some(v) {
                 out.push(format!("{k} = {got:?}, expected {v}"));
+            }
+            let want = self.deadlines.get(k).map(|at| std::time::Duration::from_millis(at - SIM_NOW));
+            let ttl = db.ttl(k);
+            if ttl.left() != want || (want.is_none() && ttl != Ttl::Persistent) {
+                out.push(format!("{k} has ttl {ttl:?}, expected {want:?} left"));
             }
         }
         let infos = db.indexes();
@@ -317,6 +371,8 @@ impl Config {
         // fill within a workload, and no flush thread, so runs stay reproducible.
         let options = Options::new()
             .vfs(vfs)
+            .clock(Arc::new(ManualClock::new(SIM_NOW)))
+            .sweep_interval(None)
             .durability(self.durability)
             .buffer_bytes(SIM_BUFFER_BYTES)
             .buffer_flush_interval(None);
@@ -460,6 +516,9 @@ impl Run {
         let result: Result<(), Error> = match (op, self.db.as_ref()) {
             (_, None) => return false,
             (Op::Set(k, v), Some(db)) => db.set(k.clone(), v.clone()),
+            (Op::SetTtl(k, v, secs), Some(db)) => db.set_with_ttl(k.clone(), v.clone(), Duration::from_secs(*secs)),
+            (Op::Expire(k, secs), Some(db)) => db.expire(k, Duration::from_secs(*secs)).map(|_| ()),
+            (Op::Persist(k), Some(db)) => db.persist(k).map(|_| ()),
             (Op::Delete(k), Some(db)) => db.delete(k).map(|_| ()),
             (Op::Incr(k), Some(db)) => db
                 .update(k, |cur| match incremented(cur.map(|d| d.to_value()).as_ref()) {
@@ -475,6 +534,7 @@ impl Run {
                 for op in ops {
                     b = match op {
                         BOp::Set(k, v) => b.set(k.clone(), v.clone()),
+                        BOp::SetTtl(k, v, secs) => b.set_with_ttl(k.clone(), v.clone(), Duration::from_secs(*secs)),
                         BOp::Delete(k) => b.delete(k.clone()),
                         BOp::Clear => b.clear(),
                     };

@@ -1,11 +1,16 @@
-//! `Batch`: sets, deletes and preconditions applied atomically; `Update`, what
-//! an `update` closure decides.
+//! `Batch`: sets, deletes, deadlines and preconditions applied atomically;
+//! `Update`, what an `update` closure decides. A time to live in a batch is
+//! turned into an absolute deadline when the batch is committed, under the
+//! writer lock, so the log holds only absolute times.
+
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
 use crate::state::doc::Doc;
 use crate::state::precondition::Precondition;
-use crate::storage::record::{BatchOp, Seq};
+use crate::state::store::Map;
+use crate::storage::record::{BatchOp, Expiry, Seq};
 
 /// An atomic group of sets and deletes: all are applied, or none. With
 /// conditions (`require_*`), only if every condition holds just before it is
@@ -41,6 +46,9 @@ use crate::storage::record::{BatchOp, Seq};
 pub struct Batch {
     pub(super) ops: Vec<BatchOp>,
     pub(super) conditions: Vec<Precondition>,
+    /// Operations given a time to live: (position in `ops`, ttl), made
+    /// absolute at commit ([`Batch::resolve`]).
+    pub(super) ttls: Vec<(usize, Duration)>,
 }
 
 /// What [`Db::update`](crate::Db::update)'s closure decides for the key.
@@ -74,6 +82,39 @@ impl Batch {
     pub fn clear(mut self) -> Batch {
         self.ops.push(BatchOp::Clear);
         self
+    }
+    /// Adds a set of a key that expires `ttl` after the batch is applied (a
+    /// zero ttl deletes the key, as Redis's `EXPIRE k 0` does).
+    pub fn set_with_ttl(mut self, key: impl Into<String>, value: impl Into<Doc>, ttl: Duration) -> Batch {
+        self.ttls.push((self.ops.len(), ttl));
+        self.ops.push(BatchOp::SetExpiring(key.into(), value.into(), Expiry(1)));
+        self
+    }
+    /// Adds a set of a key that expires at `at` (a time already past deletes it).
+    pub fn set_expiring_at(mut self, key: impl Into<String>, value: impl Into<Doc>, at: SystemTime) -> Batch {
+        self.push_set_expiring(key, value, Expiry::from_system_time(at));
+        self
+    }
+    /// Gives `key` a deadline `ttl` after the batch is applied, if it exists
+    /// then (a zero ttl deletes it).
+    pub fn expire(mut self, key: impl Into<String>, ttl: Duration) -> Batch {
+        self.ttls.push((self.ops.len(), ttl));
+        self.ops.push(BatchOp::Expire(key.into(), Some(Expiry(1))));
+        self
+    }
+    /// Gives `key` the deadline `at`, if it exists when the batch is applied.
+    pub fn expire_at(mut self, key: impl Into<String>, at: SystemTime) -> Batch {
+        self.ops.push(BatchOp::Expire(key.into(), Some(Expiry::from_system_time(at))));
+        self
+    }
+    /// Removes the deadline of `key`, if it exists when the batch is applied.
+    pub fn persist(mut self, key: impl Into<String>) -> Batch {
+        self.ops.push(BatchOp::Expire(key.into(), None));
+        self
+    }
+    /// Adds a set with an absolute deadline in place (import and restore).
+    pub fn push_set_expiring(&mut self, key: impl Into<String>, value: impl Into<Doc>, at: Expiry) {
+        self.ops.push(BatchOp::SetExpiring(key.into(), value.into(), at));
     }
     /// Requires `key` to be absent when the batch is applied.
     pub fn require_absent(mut self, key: impl Into<String>) -> Batch {
@@ -115,5 +156,61 @@ impl Batch {
     /// Whether there are no operations.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+}
+
+impl Batch {
+    /// The operations to log at `now` (ms since the epoch), against `map`:
+    /// times to live become deadlines; a set or expire whose deadline has
+    /// passed becomes a delete (the key would be invisible at once); a
+    /// deadline change of a key that is not live at that point of the batch
+    /// is dropped, so that replay, which applies it to whatever the map holds,
+    /// can never bring an expired key back.
+    pub(super) fn resolve(ops: Vec<BatchOp>, ttls: &[(usize, Duration)], map: &Map, now: u64) -> Vec<BatchOp> {
+        use std::collections::HashMap;
+        let mut ops = ops;
+        for &(i, ttl) in ttls {
+            match ops.get_mut(i) {
+                Some(BatchOp::SetExpiring(_, _, exp)) | Some(BatchOp::Expire(_, Some(exp))) => {
+                    *exp = Expiry::after(now, ttl);
+                }
+                _ => {}
+            }
+        }
+        // What earlier operations of the batch made of a key: live or not.
+        let mut seen: HashMap<String, bool> = HashMap::new();
+        let mut cleared = false;
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            let op = match op {
+                BatchOp::SetExpiring(k, _, exp) | BatchOp::Expire(k, Some(exp)) if exp.0 <= now => BatchOp::Delete(k),
+                BatchOp::Expire(k, exp) => {
+                    let live = match seen.get(&k) {
+                        Some(live) => *live,
+                        None => !cleared && map.get(&k, now).is_some(),
+                    };
+                    if !live {
+                        continue;
+                    }
+                    BatchOp::Expire(k, exp)
+                }
+                other => other,
+            };
+            match &op {
+                BatchOp::Set(k, _) | BatchOp::SetExpiring(k, _, _) => {
+                    seen.insert(k.clone(), true);
+                }
+                BatchOp::Delete(k) => {
+                    seen.insert(k.clone(), false);
+                }
+                BatchOp::Clear => {
+                    seen.clear();
+                    cleared = true;
+                }
+                BatchOp::Expire(..) => {}
+            }
+            out.push(op);
+        }
+        out
     }
 }

@@ -112,7 +112,7 @@ impl Inner {
             // closure runs (a read from inside it could then deadlock
             // behind a rollback waiting to write).
             let Some(record) = decide(self)? else { return Ok(None) };
-            self.read_state().check_with(&record, parsed)?;
+            self.read_state().check_with(&record, parsed, self.now())?;
             let seq = match writer.append(&record) {
                 Ok(seq) => seq,
                 Err(e) => {
@@ -193,7 +193,7 @@ impl Inner {
             if snap.exists && snap.seq == state.seq {
                 return Ok(SaveReport {
                     seq: snap.seq.0,
-                    keys: state.map.len(),
+                    keys: state.live_len(self.now()),
                     bytes: snap.bytes,
                     segments_removed: 0,
                     unchanged: true,
@@ -202,7 +202,7 @@ impl Inner {
                 });
             }
             drop(snap);
-            let frozen = Frozen::of(&state);
+            let frozen = Frozen::of(&state, self.now());
             drop(state);
             // Everything up to frozen.seq goes to older, synced segments.
             if let Err(e) = writer.rotate() {

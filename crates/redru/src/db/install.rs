@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::{Db, Inner};
 use crate::error::{Error, Result};
+use crate::state::change::Expiry;
 use crate::state::doc::Doc;
 use crate::state::index::Wanted;
 use crate::state::store::{Key, State, build_index};
@@ -50,7 +51,7 @@ impl Inner {
         new.seq = seq;
         // What a reopen reports for every key of the snapshot.
         new.map.set_floor(seq);
-        let frozen = Frozen::of(&new);
+        let frozen = Frozen::of(&new, self.now());
         let tmp = self.dir.join(snapshot::TMP_NAME);
         if self.vfs.exists(&tmp).map_err(|e| Error::io("checking", &tmp, e))? {
             self.vfs.remove(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
@@ -114,14 +115,33 @@ impl Db {
     ///   until reopened, and a reopen shows whichever snapshot the disk kept).
     /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn import_pairs<K: AsRef<str> + Into<String>>(&self, pairs: Vec<(K, Doc)>, replace: bool) -> Result<usize> {
+        self.import_expiring(pairs.into_iter().map(|(k, v)| (k, v, None)).collect(), replace)
+    }
+
+    /// [`Db::import_pairs`] where a pair may carry a deadline (an absolute
+    /// time, as [`Db::set_expiring_at`] takes). A pair whose deadline has
+    /// already passed is counted but not stored: no read would see it.
+    ///
+    /// # Errors
+    /// As [`Db::import_pairs`].
+    pub fn import_expiring<K: AsRef<str> + Into<String>>(
+        &self,
+        pairs: Vec<(K, Doc, Option<Expiry>)>,
+        replace: bool,
+    ) -> Result<usize> {
         let n = pairs.len();
-        let bytes: usize = pairs.iter().map(|(k, v)| k.as_ref().len() + v.as_str().len()).sum();
+        let now = self.now_ms();
+        let live = |exp: &Option<Expiry>| exp.is_none_or(|at| at.0 > now);
+        let bytes: usize = pairs.iter().map(|(k, v, _)| k.as_ref().len() + v.as_str().len()).sum();
         if !replace && bytes < INSTALL_MIN_BYTES {
-            if n > 0 {
-                let mut batch = super::Batch::new();
-                for (key, value) in pairs {
-                    batch.push_set(key.into(), value);
+            let mut batch = super::Batch::new();
+            for (key, value, exp) in pairs.into_iter().filter(|(_, _, e)| live(e)) {
+                match exp {
+                    None => batch.push_set(key.into(), value),
+                    Some(at) => batch.push_set_expiring(key.into(), value, at),
                 }
+            }
+            if !batch.is_empty() {
                 self.batch(batch)?;
             }
             return Ok(n);
@@ -132,11 +152,13 @@ impl Db {
                 // Copy-on-write: only the shards the pairs touch are copied.
                 new.map = current.map.clone();
             }
-            for (key, value) in pairs {
-                new.map.insert(Key::from(key.as_ref()), value, Seq(0));
+            for (key, value, exp) in pairs.into_iter().filter(|(_, _, e)| live(e)) {
+                // A set clears an earlier deadline (as `set` does).
+                new.map.put(Key::from(key.as_ref()), value, Seq(0), exp.map_or(0, |e| e.0));
             }
+            new.deadlines_changed();
             let defs: Vec<_> = current.indexes.values().map(|i| (i.path().clone(), i.unique(), i.kind())).collect();
-            with_indexes(new, defs)
+            with_indexes(new, defs, now)
         })?;
         Ok(n)
     }
@@ -150,10 +172,11 @@ impl Db {
 }
 
 /// Builds `defs`' indexes over `state`'s data (one thread each), refusing
-/// duplicates in a unique one.
+/// duplicates in a unique one among the keys live at `now`.
 fn with_indexes(
     mut state: State,
     defs: Vec<(crate::state::index::FieldPath, bool, crate::state::index::IndexKind)>,
+    now: u64,
 ) -> Result<State> {
     let map = &state.map;
     let built: Vec<_> = std::thread::scope(|s| {
@@ -167,16 +190,16 @@ fn with_indexes(
         state.indexes.insert(index.path().as_str().to_owned(), index);
     }
     state.indexes_changed();
-    check_unique(&state)?;
+    check_unique(&state, now)?;
     Ok(state)
 }
 
 /// The first two keys (in key order) sharing a value of a unique index.
-fn check_unique(state: &State) -> Result<()> {
+fn check_unique(state: &State, now: u64) -> Result<()> {
     for index in state.indexes.values().filter(|i| i.unique()) {
         let wanted = Wanted::of([index.path()]);
         let mut seen = std::collections::BTreeMap::new();
-        for (key, doc) in state.map.sorted() {
+        for (key, doc) in state.map.sorted(now) {
             let value = wanted.extract(doc.as_str());
             if let Some(digest) = index.digest(&value)
                 && let Some(existing) = seen.insert(digest, key)

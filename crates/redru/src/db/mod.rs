@@ -7,10 +7,12 @@
 //!
 //! The handle, its open and close are here; the reports it returns in
 //! `reports`, `Batch` in `batch`, the read and write methods in `read` and
-//! `write`, the commit path, rollback and compaction (`Inner`) in `inner`,
-//! and installing a whole state as a snapshot (import, restore) in `install`.
+//! `write`, expiry (its methods and the sweeper) in `expiry`, the commit
+//! path, rollback and compaction (`Inner`) in `inner`, and installing a whole
+//! state as a snapshot (import, restore) in `install`.
 
 mod batch;
+mod expiry;
 mod feed;
 mod inner;
 mod install;
@@ -19,6 +21,8 @@ mod reports;
 mod write;
 
 pub use batch::{Batch, Update};
+pub use expiry::Ttl;
+use expiry::spawn_sweeper;
 use feed::Hub;
 pub use feed::{Change, Subscription};
 use inner::spawn_flusher;
@@ -26,7 +30,7 @@ pub use reports::{RecoveryReport, SaveReport, Stats, TornTail};
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -49,6 +53,7 @@ use crate::storage::vfs::{LockGuard, LockOutcome, ReadOnlyFs, Vfs};
 pub struct Db {
     inner: Arc<Inner>,
     flusher: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    sweeper: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
 }
 
 struct SnapMeta {
@@ -95,7 +100,19 @@ struct Inner {
     recovery: RecoveryReport,
     /// The change feed's subscriptions and their ring of recent records.
     feed: Arc<Hub>,
+    /// The latest clock reading any operation used (ms since the epoch):
+    /// time never runs backwards for the keys, whatever the clock does.
+    clock_high: AtomicU64,
     _lock: Box<dyn LockGuard>,
+}
+
+impl Inner {
+    /// The time expiry is judged at (ms since the epoch): the clock, or the
+    /// latest reading if the clock went back since.
+    pub(super) fn now(&self) -> u64 {
+        let t = self.options.clock.now_ms();
+        self.clock_high.fetch_max(t, Ordering::Relaxed).max(t)
+    }
 }
 
 impl Options {
@@ -261,6 +278,7 @@ impl Db {
             last_compaction_error: Mutex::new(None),
             recovery: report,
             feed: Arc::new(Hub::new(options.feed_buffer)),
+            clock_high: AtomicU64::new(0),
             _lock: lock,
             options,
         });
@@ -269,7 +287,11 @@ impl Db {
             (Durability::Buffered, Some(every)) => Some(spawn_flusher(Arc::downgrade(&inner), every, Wal::flush)?),
             _ => None,
         };
-        Ok(Db { inner, flusher })
+        let sweeper = match inner.options.sweep_interval {
+            Some(every) => Some(spawn_sweeper(Arc::downgrade(&inner), every)?),
+            None => None,
+        };
+        Ok(Db { inner, flusher, sweeper })
     }
 
     /// [`Options::read_only`]: a view of the directory as of its last
@@ -317,10 +339,11 @@ impl Db {
             last_compaction_error: Mutex::new(None),
             recovery: report,
             feed: Arc::new(Hub::new(options.feed_buffer)),
+            clock_high: AtomicU64::new(0),
             _lock: ReadOnlyFs::no_lock(),
             options,
         });
-        Ok(Db { inner, flusher: None })
+        Ok(Db { inner, flusher: None, sweeper: None })
     }
 
     /// Whether it was opened read-only ([`Options::read_only`]).
@@ -361,6 +384,11 @@ impl Db {
     }
 
     fn shutdown(&mut self) -> Result<()> {
+        // The sweeper first: its deletions are writes the final sync must cover.
+        if let Some((stop, handle)) = self.sweeper.take() {
+            let _ = stop.send(());
+            let _ = handle.join();
+        }
         if let Some((stop, handle)) = self.flusher.take() {
             let _ = stop.send(());
             let _ = handle.join();
@@ -387,7 +415,9 @@ impl Db {
         if self.inner.wal.check_poisoned().is_ok() {
             writer.flush().inspect_err(|e| self.inner.wal.poison(e))?;
         }
-        Ok(Frozen::of(&self.inner.read_state()))
+        // `now` taken under the writer lock: every later decision reads a
+        // time at least this, so a key left out as expired stays gone.
+        Ok(Frozen::of(&self.inner.read_state(), self.inner.now()))
     }
 
     /// Refuses with [`Error::Poisoned`] after a failed log write or sync: the
@@ -395,6 +425,14 @@ impl Db {
     /// derived from it (a backup) may be presented as durable.
     pub(crate) fn check_poisoned(&self) -> Result<()> {
         self.inner.wal.check_poisoned()
+    }
+
+    /// The time the handle judges deadlines at, in milliseconds since the
+    /// Unix epoch: its clock ([`Options::clock`]), never earlier than a
+    /// reading it already used. For callers that compute deadlines
+    /// themselves (the server's EXPIREAT), so they agree with the handle.
+    pub fn now_ms(&self) -> u64 {
+        self.inner.now()
     }
 
     /// The options the database was opened with.

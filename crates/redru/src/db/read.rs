@@ -1,5 +1,7 @@
 //! The read methods of `Db`: gets, scans, index lookups, queries, stats.
 //! Reads take the state's shared lock, or a frozen copy for long scans.
+//! Every read judges expiry at the handle's clock: a key whose deadline has
+//! come is invisible at once, whether or not the sweeper has removed it.
 
 use std::sync::atomic::Ordering;
 
@@ -20,7 +22,8 @@ impl Db {
     /// parse. Read it with [`Doc::deserialize`] (into your own type) or
     /// [`Doc::to_value`]; [`Db::get_value`] and [`Db::get_as`] do both in one call.
     pub fn get(&self, key: &str) -> Option<Doc> {
-        self.inner.read_state().map.get(key).cloned()
+        let now = self.inner.now();
+        self.inner.read_state().map.get(key, now).cloned()
     }
 
     /// The value of `key` and the seq of the record that last wrote it, for
@@ -42,7 +45,8 @@ impl Db {
     /// # }
     /// ```
     pub fn get_with_seq(&self, key: &str) -> Option<(Doc, Seq)> {
-        self.inner.read_state().map.get_with_seq(key).map(|(d, s)| (d.clone(), s))
+        let now = self.inner.now();
+        self.inner.read_state().map.get_with_seq(key, now).map(|(d, s)| (d.clone(), s))
     }
 
     /// The value of `key` parsed into a `serde_json::Value`.
@@ -80,12 +84,16 @@ impl Db {
 
     /// Whether `key` exists.
     pub fn contains(&self, key: &str) -> bool {
-        self.inner.read_state().map.get(key).is_some()
+        let now = self.inner.now();
+        self.inner.read_state().map.get(key, now).is_some()
     }
 
-    /// Number of keys.
+    /// Number of keys, exactly: keys whose deadline has come are not
+    /// counted even before the sweeper removes them (the state keeps the
+    /// deadlines in order, so this costs one step per such key).
     pub fn len(&self) -> usize {
-        self.inner.read_state().map.len()
+        let now = self.inner.now();
+        self.inner.read_state().live_len(now)
     }
 
     /// Whether there are no keys.
@@ -132,14 +140,16 @@ impl Db {
     pub fn list(&self, listing: &Listing) -> Page<String> {
         // The frozen copy is O(shards) to take; a writer copies a shard on its
         // first write to it while the copy is alive.
+        let now = self.inner.now();
         let map = self.inner.read_state().map.clone();
-        listing.keys(&map)
+        listing.keys(&map, now)
     }
 
     /// Like [`Db::list`], with each key's value.
     pub fn list_entries(&self, listing: &Listing) -> Page<(String, Doc)> {
+        let now = self.inner.now();
         let map = self.inner.read_state().map.clone();
-        listing.entries(&map)
+        listing.entries(&map, now)
     }
 
     /// The listing as it was before keys were kept in order: every key of a
@@ -150,7 +160,7 @@ impl Db {
     pub fn scan_sort_prefix(&self, prefix: &str) -> Vec<String> {
         let map = self.inner.read_state().map.clone();
         let mut keys: Vec<String> =
-            map.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.to_string()).collect();
+            map.iter(self.inner.now()).filter(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.to_string()).collect();
         keys.sort_unstable();
         keys
     }
@@ -168,9 +178,11 @@ impl Db {
     /// - [`Error::NoIndex`] if `field` has no index ([`Db::query`] scans instead).
     pub fn find(&self, field: &str, value: &Value) -> Result<Vec<String>> {
         let path = FieldPath::parse(field)?;
+        let now = self.inner.now();
         let state = self.inner.read_state();
         let index = state.index(&path).ok_or_else(|| Error::NoIndex { field: path.to_string() })?;
-        Ok(index.find(value).map(|k| k.to_string()).collect())
+        // The index lists expired keys until the sweeper removes them.
+        Ok(index.find(value).filter(|k| state.map.get(k, now).is_some()).map(|k| k.to_string()).collect())
     }
 
     /// Like [`Db::find`], with each key's value.
@@ -179,9 +191,10 @@ impl Db {
     /// As [`Db::find`].
     pub fn find_entries(&self, field: &str, value: &Value) -> Result<Vec<(String, Doc)>> {
         let path = FieldPath::parse(field)?;
+        let now = self.inner.now();
         let state = self.inner.read_state();
         let index = state.index(&path).ok_or_else(|| Error::NoIndex { field: path.to_string() })?;
-        Ok(index.find(value).filter_map(|k| state.map.get(k).map(|v| (k.to_string(), v.clone()))).collect())
+        Ok(index.find(value).filter_map(|k| state.map.get(k, now).map(|v| (k.to_string(), v.clone()))).collect())
     }
 
     /// Runs a query: conditions joined by `and` (see [`Query::parse`]). An
@@ -207,8 +220,9 @@ impl Db {
     /// None today: a query is checked when it is parsed ([`Error::InvalidQuery`]
     /// from [`Query::parse`]); the `Result` leaves room for queries that can fail.
     pub fn query(&self, query: &Query) -> Result<QueryResult> {
+        let now = self.inner.now();
         let state = self.inner.read_state();
-        if let Some(result) = crate::state::query::run_indexed(&state, query) {
+        if let Some(result) = crate::state::query::run_indexed(&state, query, now) {
             return Ok(result);
         }
         // A scan runs on a frozen copy of the map (O(shards) to take), so
@@ -216,7 +230,7 @@ impl Db {
         // on their first write to it while the copy is alive.
         let map = state.map.clone();
         drop(state);
-        Ok(crate::state::query::scan(&map, query))
+        Ok(crate::state::query::scan(&map, query, now))
     }
 
     /// Counters and sizes.
@@ -230,10 +244,11 @@ impl Db {
             let s = inner.snap();
             (s.seq.0, s.bytes)
         };
+        let now = inner.now();
         let state = inner.read_state();
         Stats {
             dir: inner.dir.clone(),
-            keys: state.map.len(),
+            keys: state.live_len(now),
             last_seq: last_seq.0,
             durable_seq: inner.wal.synced().0,
             snapshot_seq,

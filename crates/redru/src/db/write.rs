@@ -51,7 +51,8 @@ impl Db {
     }
 
     /// An atomic read-modify-write of `key`: `f` gets the current value (None
-    /// if absent) and decides; no other write comes between the read and
+    /// if absent or expired) and decides; a new value keeps the key's
+    /// deadline, if it has one; no other write comes between the read and
     /// the write. Returns the seq of the record written, or None when
     /// nothing was (an [`Update::Keep`], or an [`Update::Delete`] of an absent key).
     ///
@@ -80,9 +81,17 @@ impl Db {
     pub fn update(&self, key: &str, f: impl FnOnce(Option<&Doc>) -> Update) -> Result<Option<Seq>> {
         let written = self.inner.commit_decided(None, |inner| {
             // A copy of the handle, so `f` runs without the state's lock.
-            let current = inner.read_state().map.get(key).cloned();
+            let now = inner.now();
+            let (current, exp) = {
+                let state = inner.read_state();
+                (state.map.get(key, now).cloned(), state.map.expiry(key, now).flatten())
+            };
             Ok(match f(current.as_ref()) {
-                Update::Set(doc) => Some(Record::Set(key.to_owned(), doc)),
+                // A new value keeps the key's deadline, as Redis's INCR does.
+                Update::Set(doc) => match exp {
+                    Some(exp) => Some(Record::SetExpiring(key.to_owned(), doc, exp)),
+                    None => Some(Record::Set(key.to_owned(), doc)),
+                },
                 Update::Delete if current.is_some() => Some(Record::Delete(key.to_owned())),
                 Update::Delete | Update::Keep => None,
             })
@@ -105,7 +114,7 @@ impl Db {
         let (doc, parsed) = new.into_parts();
         let record = Record::Set(key.to_owned(), doc);
         let written = self.inner.commit_decided(parsed.as_deref(), |inner| {
-            condition.check(&inner.read_state().map, 0)?;
+            condition.check(&inner.read_state().map, 0, inner.now())?;
             Ok(Some(record))
         })?;
         Ok(written.map_or(Seq(0), |(seq, _)| seq))
@@ -168,14 +177,15 @@ impl Db {
     ///   acknowledged, and the handle refuses writes ([`Error::Poisoned`]) until reopened.
     /// - [`Error::Poisoned`] if an earlier write or sync failed.
     pub fn batch(&self, batch: Batch) -> Result<()> {
-        let Batch { ops, conditions } = batch;
+        let Batch { ops, conditions, ttls } = batch;
         self.inner
             .commit_decided(None, |inner| {
+                let now = inner.now();
                 let state = inner.read_state();
                 for (i, condition) in conditions.iter().enumerate() {
-                    condition.check(&state.map, i)?;
+                    condition.check(&state.map, i, now)?;
                 }
-                Ok(Some(Record::Batch(ops)))
+                Ok(Some(Record::Batch(Batch::resolve(ops, &ttls, &state.map, now))))
             })
             .map(|_| ())
     }

@@ -137,7 +137,9 @@ impl Listing {
     }
 
     /// Walks `map` in key order: each matching key, with `f`'s item for it,
-    /// until the limit; never reads past the first key that fails.
+    /// until the limit; never reads past the first key that fails. A key
+    /// for which `f` gives nothing (expired) is skipped, and counts for no
+    /// cursor.
     pub fn run<'m, T>(&self, map: &'m Map, mut f: impl FnMut(&'m str) -> Option<T>) -> Page<T> {
         let mut keys = map.keys_from(self.start()).take_while(|k| self.still_matches(k));
         let mut items = Vec::new();
@@ -151,18 +153,18 @@ impl Listing {
             }
         }
         // Cut by the limit: a cursor only if a matching key is left.
-        let more = keys.next().is_some();
+        let more = keys.any(|k| f(k).is_some());
         Page { items, next: if more { last.map(str::to_owned) } else { None } }
     }
 
-    /// The matching keys of `map`, one page.
-    pub fn keys(&self, map: &Map) -> Page<String> {
-        self.run(map, |k| Some(k.to_owned()))
+    /// The matching keys of `map` live at `now` (not expired), one page.
+    pub fn keys(&self, map: &Map, now: u64) -> Page<String> {
+        self.run(map, |k| map.get(k, now).map(|_| k.to_owned()))
     }
 
-    /// The matching keys of `map` with their values, one page.
-    pub fn entries(&self, map: &Map) -> Page<(String, Doc)> {
-        self.run(map, |k| map.get(k).map(|doc| (k.to_owned(), doc.clone())))
+    /// The matching keys of `map` live at `now`, with their values, one page.
+    pub fn entries(&self, map: &Map, now: u64) -> Page<(String, Doc)> {
+        self.run(map, |k| map.get(k, now).map(|doc| (k.to_owned(), doc.clone())))
     }
 }
 

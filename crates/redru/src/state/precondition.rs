@@ -35,12 +35,13 @@ impl Precondition {
         }
     }
 
-    /// Checks the condition against `map`; `index` is its position, for the error.
+    /// Checks the condition against `map` at `now` (ms since the epoch: a
+    /// key expired by then is absent); `index` is its position, for the error.
     ///
     /// # Errors
     /// [`Error::ConditionFailed`] naming the key, what was required and what was found.
-    pub fn check(&self, map: &Map, index: usize) -> Result<()> {
-        let current = map.get_with_seq(self.key());
+    pub fn check(&self, map: &Map, index: usize, now: u64) -> Result<()> {
+        let current = map.get_with_seq(self.key(), now);
         let holds = match (self, current) {
             (Precondition::Absent(_), found) => found.is_none(),
             (Precondition::Equals(_, want), Some((doc, _))) => doc.to_value() == *want,
@@ -90,11 +91,11 @@ mod tests {
     fn each_condition_holds_or_says_what_it_found() {
         let mut map = Map::default();
         map.insert("a".into(), Doc::from(json!({"n": 1})), Seq(4));
-        assert!(Precondition::Absent("b".into()).check(&map, 0).is_ok());
-        assert!(Precondition::Equals("a".into(), json!({"n": 1})).check(&map, 0).is_ok());
-        assert!(Precondition::Unchanged("a".into(), Seq(4)).check(&map, 0).is_ok());
-        assert!(Precondition::Unchanged("a".into(), Seq(9)).check(&map, 0).is_ok());
-        let failed = |c: Precondition| c.check(&map, 2).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(Precondition::Absent("b".into()).check(&map, 0, 0).is_ok());
+        assert!(Precondition::Equals("a".into(), json!({"n": 1})).check(&map, 0, 0).is_ok());
+        assert!(Precondition::Unchanged("a".into(), Seq(4)).check(&map, 0, 0).is_ok());
+        assert!(Precondition::Unchanged("a".into(), Seq(9)).check(&map, 0, 0).is_ok());
+        let failed = |c: Precondition| c.check(&map, 2, 0).err().map(|e| e.to_string()).unwrap_or_default();
         assert_eq!(
             failed(Precondition::Absent("a".into())),
             r#"condition 3 failed: `a` is absent, but it holds {"n":1}; nothing was written"#
@@ -105,7 +106,7 @@ mod tests {
         assert!(failed(Precondition::Unchanged("b".into(), Seq(3))).contains("it is absent"));
         // A map loaded from a snapshot at seq 10 reports 10 for its older keys.
         map.set_floor(Seq(10));
-        assert!(Precondition::Unchanged("a".into(), Seq(4)).check(&map, 0).is_err());
-        assert!(Precondition::Unchanged("a".into(), Seq(10)).check(&map, 0).is_ok());
+        assert!(Precondition::Unchanged("a".into(), Seq(4)).check(&map, 0, 0).is_err());
+        assert!(Precondition::Unchanged("a".into(), Seq(10)).check(&map, 0, 0).is_ok());
     }
 }

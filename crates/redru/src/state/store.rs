@@ -8,19 +8,23 @@
 //! shard it touches (copy-on-write), so `save` never holds writers for the
 //! length of a serialisation. Each shard's keys are also kept in order
 //! (`key_order`), copy-on-write the same way, for listings in key order.
+//! Each key may carry a deadline: reads take the time and skip expired keys,
+//! and the deadline index (for the sweeper and an exact count) stays exact
+//! like the value indexes. Applying never reads a clock, so replay is
+//! deterministic.
 //!
-//! One file, past 800 lines: the map, the undo steps and the index upkeep
-//! change together in every `apply`.
+//! One file, past 800 lines: the map, the undo steps, the index upkeep and
+//! the deadlines change together in every `apply`.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::state::change::{BatchOp, Record, Seq};
+use crate::state::change::{BatchOp, Expiry, Record, Seq};
 use crate::state::doc::Doc;
 use crate::state::index::{DigestMap, FieldPath, Index, IndexInfo, IndexKind, Wanted};
 use crate::state::key_order::{KeyOrder, Merged};
@@ -37,17 +41,32 @@ pub use crate::state::key::Key;
 /// collisions impractical, as hashbrown accepts for its own default.
 type Shard = HashMap<Key, Slot, foldhash::fast::RandomState>;
 
-/// A value and the record that last wrote it (conditional writes compare
-/// it). The seq costs 8 bytes per key in the table (a 40-byte slot becomes
-/// 48; docs/design.md, "Values in memory").
+/// A value, the record that last wrote it (conditional writes compare
+/// it) and its deadline. The seq and the deadline cost 8 bytes each per key
+/// in the table (a 40-byte slot becomes 56; docs/design.md, "Values in memory").
 #[derive(Clone)]
 struct Slot {
     doc: Doc,
     seq: Seq,
+    /// Milliseconds since the Unix epoch at which the key expires; 0: never.
+    /// A bare u64 rather than `Option<Expiry>`, which would take 16 bytes.
+    exp: u64,
 }
 
-/// Entry lists by shard (one list per shard), as [`Map::from_parts`] takes them.
-pub type ShardLists = Vec<Vec<(Key, Doc)>>;
+impl Slot {
+    /// Whether the key is visible at `now` (ms since the epoch). `now` 0
+    /// sees every key, expired or not (what replay and the tools need).
+    fn live(&self, now: u64) -> bool {
+        self.exp == 0 || self.exp > now
+    }
+}
+
+/// What a key held before a write: its value, seq and deadline (0: none).
+pub type Old = (Doc, Seq, u64);
+
+/// Entry lists by shard (one list per shard), as [`Map::from_parts`] takes
+/// them: key, value, deadline (0: none).
+pub type ShardLists = Vec<Vec<(Key, Doc, u64)>>;
 
 /// A hash map from key to shared value, cheap to clone (copy-on-write shards),
 /// that also lists its keys in order.
@@ -99,31 +118,45 @@ impl Map {
         (h >> 58) as usize % SHARDS
     }
 
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&Doc> {
-        self.shards[Map::shard_of(key)].get(key).map(|s| &s.doc)
+    // Every read takes `now` (ms since the epoch): a key whose deadline is
+    // at or before it is invisible, so no read path can forget the check.
+    // `now` 0 sees every key.
+
+    /// The value of `key`, if it is live at `now`.
+    pub fn get(&self, key: &str, now: u64) -> Option<&Doc> {
+        self.shards[Map::shard_of(key)].get(key).filter(|s| s.live(now)).map(|s| &s.doc)
     }
 
     /// The value of `key` and the seq of the record that last wrote it
-    /// (at least [`Map::set_floor`]'s).
-    pub fn get_with_seq(&self, key: &str) -> Option<(&Doc, Seq)> {
-        self.shards[Map::shard_of(key)].get(key).map(|s| (&s.doc, s.seq.max(self.floor)))
+    /// (at least [`Map::set_floor`]'s), if it is live at `now`.
+    pub fn get_with_seq(&self, key: &str, now: u64) -> Option<(&Doc, Seq)> {
+        self.shards[Map::shard_of(key)].get(key).filter(|s| s.live(now)).map(|s| (&s.doc, s.seq.max(self.floor)))
     }
 
-    /// The key as the map holds it, and its value.
-    pub fn get_key_value(&self, key: &str) -> Option<(&Key, &Doc)> {
-        self.shards[Map::shard_of(key)].get_key_value(key).map(|(k, s)| (k, &s.doc))
+    /// The deadline of `key` (None: it has none), if it is live at `now`.
+    pub fn expiry(&self, key: &str, now: u64) -> Option<Option<Expiry>> {
+        self.shards[Map::shard_of(key)].get(key).filter(|s| s.live(now)).map(|s| (s.exp != 0).then_some(Expiry(s.exp)))
     }
 
-    /// Inserts or replaces, as written by record `seq`; returns the key as
-    /// the map holds it (the existing one when the key was there) and the
-    /// previous value with its seq.
-    pub fn insert(&mut self, key: Key, value: Doc, seq: Seq) -> (Key, Option<(Doc, Seq)>) {
+    /// The key as the map holds it, and its value, if it is live at `now`.
+    pub fn get_key_value(&self, key: &str, now: u64) -> Option<(&Key, &Doc)> {
+        self.shards[Map::shard_of(key)].get_key_value(key).filter(|(_, s)| s.live(now)).map(|(k, s)| (k, &s.doc))
+    }
+
+    /// Inserts or replaces, as written by record `seq`, with no deadline;
+    /// returns the key as the map holds it (the existing one when the key
+    /// was there) and what it held before.
+    pub fn insert(&mut self, key: Key, value: Doc, seq: Seq) -> (Key, Option<Old>) {
+        self.put(key, value, seq, 0)
+    }
+
+    /// [`Map::insert`] with a deadline (`exp` ms since the epoch; 0: none).
+    pub fn put(&mut self, key: Key, value: Doc, seq: Seq, exp: u64) -> (Key, Option<Old>) {
         use std::collections::hash_map::Entry;
         let i = Map::shard_of(&key);
-        let slot = Slot { doc: value, seq };
+        let slot = Slot { doc: value, seq, exp };
         match Arc::make_mut(&mut self.shards[i]).entry(key) {
-            Entry::Occupied(mut e) => (Key::clone(e.key()), Some(e.insert(slot)).map(|s| (s.doc, s.seq))),
+            Entry::Occupied(mut e) => (Key::clone(e.key()), Some(e.insert(slot)).map(|s| (s.doc, s.seq, s.exp))),
             Entry::Vacant(e) => {
                 let key = Key::clone(e.key());
                 e.insert(slot);
@@ -134,8 +167,8 @@ impl Map {
         }
     }
 
-    /// Removes; returns the previous value with its seq.
-    pub fn remove(&mut self, key: &str) -> Option<(Doc, Seq)> {
+    /// Removes (live or expired); returns what the key held.
+    pub fn remove(&mut self, key: &str) -> Option<Old> {
         let i = Map::shard_of(key);
         if !self.shards[i].contains_key(key) {
             return None;
@@ -145,7 +178,18 @@ impl Map {
             Arc::make_mut(&mut self.orders[i]).remove(key);
             self.len -= 1;
         }
-        old.map(|s| (s.doc, s.seq))
+        old.map(|s| (s.doc, s.seq, s.exp))
+    }
+
+    /// Sets the deadline of `key` (ms since the epoch; 0: none) without
+    /// counting as a write: for a loader that reads deadlines apart from
+    /// values. False if the key is absent.
+    pub fn set_deadline(&mut self, key: &str, exp: u64) -> bool {
+        let i = Map::shard_of(key);
+        if !self.shards[i].contains_key(key) {
+            return false;
+        }
+        Arc::make_mut(&mut self.shards[i]).get_mut(key).map(|slot| slot.exp = exp).is_some()
     }
 
     /// Every key written before `seq` reports `seq` as its last write
@@ -154,7 +198,8 @@ impl Map {
         self.floor = seq;
     }
 
-    /// Number of keys.
+    /// Number of keys held, expired ones not yet removed included
+    /// ([`State::live_len`] counts the visible ones).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -164,21 +209,34 @@ impl Map {
         self.len == 0
     }
 
-    /// Every entry, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Doc)> {
-        self.shards.iter().flat_map(|s| s.iter()).map(|(k, s)| (k, &s.doc))
+    /// Every entry live at `now`, in no particular order.
+    pub fn iter(&self, now: u64) -> impl Iterator<Item = (&Key, &Doc)> {
+        self.iter_expiring(now).map(|(k, d, _)| (k, d))
     }
 
     /// The keys at or after `lower`, in byte order, merged from the shards'
     /// ordered sets: taking `n` of them costs one seek per shard and about
-    /// `n * 6` comparisons, whatever the map's size.
+    /// `n * 6` comparisons, whatever the map's size. Expired keys included:
+    /// the caller skips those not live at its time.
     pub fn keys_from(&self, lower: Bound<&str>) -> Merged<'_> {
         Merged::new(self.orders.iter().map(|o| &**o), lower)
     }
 
-    /// Every entry sorted by key (byte order).
-    pub fn sorted(&self) -> Vec<(&Key, &Doc)> {
-        let mut all: Vec<_> = self.iter().collect();
+    /// Every entry live at `now` with its deadline (0: none), in no particular order.
+    pub fn iter_expiring(&self, now: u64) -> impl Iterator<Item = (&Key, &Doc, u64)> {
+        self.shards.iter().flat_map(|s| s.iter()).filter(move |(_, s)| s.live(now)).map(|(k, s)| (k, &s.doc, s.exp))
+    }
+
+    /// Every entry live at `now`, sorted by key (byte order).
+    pub fn sorted(&self, now: u64) -> Vec<(&Key, &Doc)> {
+        let mut all: Vec<_> = self.iter(now).collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all
+    }
+
+    /// Every entry live at `now` with its deadline (0: none), sorted by key.
+    pub fn sorted_expiring(&self, now: u64) -> Vec<(&Key, &Doc, u64)> {
+        let mut all: Vec<_> = self.iter_expiring(now).collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         all
     }
@@ -208,7 +266,7 @@ impl Map {
                 let mut table = Shard::with_capacity_and_hasher(lists.iter().map(Vec::len).sum(), Default::default());
                 let order = order_of(&lists);
                 // A snapshot keeps no per-key seq: the loader sets the map's floor.
-                table.extend(lists.into_iter().flatten().map(|(k, doc)| (k, Slot { doc, seq: Seq(0) })));
+                table.extend(lists.into_iter().flatten().map(|(k, doc, exp)| (k, Slot { doc, seq: Seq(0), exp })));
                 let order = order.unwrap_or_else(|| {
                     let mut keys: Vec<&str> = table.keys().map(Key::as_str).collect();
                     keys.sort_unstable();
@@ -247,8 +305,8 @@ impl Map {
 /// The ordered set of a shard's keys, built without a sort when its lists
 /// are in strictly increasing key order (a snapshot is written sorted);
 /// None when they are not (a key repeated, or lists from elsewhere).
-fn order_of(lists: &[Vec<(Key, Doc)>]) -> Option<KeyOrder> {
-    let mut keys = lists.iter().flatten().map(|(k, _)| k.as_str());
+fn order_of(lists: &[Vec<(Key, Doc, u64)>]) -> Option<KeyOrder> {
+    let mut keys = lists.iter().flatten().map(|(k, _, _)| k.as_str());
     let mut prev = keys.next();
     for k in keys {
         if prev.is_some_and(|p| p >= k) {
@@ -256,7 +314,7 @@ fn order_of(lists: &[Vec<(Key, Doc)>]) -> Option<KeyOrder> {
         }
         prev = Some(k);
     }
-    Some(KeyOrder::from_sorted(lists.iter().flatten().map(|(k, _)| k.as_str())))
+    Some(KeyOrder::from_sorted(lists.iter().flatten().map(|(k, _, _)| k.as_str())))
 }
 
 /// Everything a snapshot holds, and the indexes built from it.
@@ -272,7 +330,14 @@ pub struct State {
     wanted: Wanted,
     /// What the unique indexes read of a value.
     wanted_unique: Wanted,
+    /// Every key with a deadline, by deadline: the sweeper takes the
+    /// expired ones from the front without scanning the map, and
+    /// [`State::live_len`] counts them. Exact after every apply and undo.
+    expiring: BTreeSet<(u64, Key)>,
 }
+
+/// What a clear replaced: the map, the indexes and the deadlines.
+type Cleared = (Map, BTreeMap<String, Index>, BTreeSet<(u64, Key)>);
 
 /// A key a write touches, and its final value (None = deleted), parsed when
 /// the caller had it parsed.
@@ -328,11 +393,11 @@ impl Steps {
 }
 
 enum UndoStep {
-    /// A key's value and seq before the record (None: absent).
-    Key(Key, Option<(Doc, Seq)>),
-    /// The map and the indexes before a clear (boxed: rare, and the common
-    /// step stays small).
-    All(Box<(Map, BTreeMap<String, Index>)>),
+    /// A key's value, seq and deadline before the record (None: absent).
+    Key(Key, Option<Old>),
+    /// The map, the indexes and the deadlines before a clear (boxed: rare,
+    /// and the common step stays small).
+    All(Box<Cleared>),
     /// An index the record created.
     Created(String),
     /// An index the record dropped, as it was.
@@ -348,7 +413,7 @@ impl Undo {
                 .steps
                 .iter()
                 .map(|s| match s {
-                    UndoStep::Key(k, v) => k.len() + v.as_ref().map_or(0, |(d, _)| d.as_str().len()),
+                    UndoStep::Key(k, v) => k.len() + v.as_ref().map_or(0, |(d, _, _)| d.as_str().len()),
                     _ => std::mem::size_of::<UndoStep>(),
                 })
                 .sum::<usize>()
@@ -365,21 +430,24 @@ pub struct Applied {
 impl State {
     /// Refuses a record that would break a unique index or name a missing or
     /// duplicate index. Runs before the record is logged.
+    /// Every key counts, expired or not (the tools check a log this way).
     pub fn check(&self, record: &Record) -> Result<()> {
-        self.check_with(record, None)
+        self.check_with(record, None, 0)
     }
 
     /// [`State::check`], given the parsed value of a `Set` record when the
-    /// caller has it (so the unique indexes need not parse its text).
-    pub fn check_with(&self, record: &Record, parsed: Option<&Value>) -> Result<()> {
+    /// caller has it (so the unique indexes need not parse its text), at
+    /// `now` (ms since the epoch): a key expired by then holds no unique
+    /// value, since no read can see it.
+    pub fn check_with(&self, record: &Record, parsed: Option<&Value>, now: u64) -> Result<()> {
         match record {
-            Record::Set(key, value) => {
+            Record::Set(key, value) | Record::SetExpiring(key, value, _) => {
                 check_value(key, value)?;
-                self.check_unique(&[(key.as_str(), Some((value, parsed)))], false)
+                self.check_unique(&[(key.as_str(), Some((value, parsed)))], false, now)
             }
             Record::Batch(ops) => {
                 for op in ops {
-                    if let BatchOp::Set(key, value) = op {
+                    if let BatchOp::Set(key, value) | BatchOp::SetExpiring(key, value, _) = op {
                         check_value(key, value)?;
                     }
                 }
@@ -391,9 +459,11 @@ impl State {
                 let mut replaces_all = false;
                 for op in ops {
                     match op {
-                        BatchOp::Set(k, v) => {
+                        BatchOp::Set(k, v) | BatchOp::SetExpiring(k, v, _) => {
                             finals.insert(k, Some((v, None)));
                         }
+                        // A deadline changes no value.
+                        BatchOp::Expire(..) => {}
                         BatchOp::Delete(k) => {
                             finals.insert(k, None);
                         }
@@ -404,9 +474,9 @@ impl State {
                     }
                 }
                 let finals: Vec<_> = finals.into_iter().collect();
-                self.check_unique(&finals, replaces_all)
+                self.check_unique(&finals, replaces_all, now)
             }
-            Record::Delete(_) | Record::Clear => Ok(()),
+            Record::Delete(_) | Record::Clear | Record::Expire(..) => Ok(()),
             Record::CreateIndex { field, unique, .. } => {
                 let path = FieldPath::parse(field)?;
                 if self.indexes.contains_key(path.as_str()) {
@@ -416,7 +486,7 @@ impl State {
                     let mut seen: DigestMap<&str> = DigestMap::default();
                     let probe = Index::new(path.clone(), true);
                     let wanted = Wanted::of([&path]);
-                    for (key, doc) in self.map.sorted() {
+                    for (key, doc) in self.map.sorted(now) {
                         let value = wanted.extract(doc.as_str());
                         if let Some(d) = probe.digest(&value)
                             && let Some(existing) = seen.insert(d, key)
@@ -446,7 +516,7 @@ impl State {
     /// `writes`: the final value (None = deleted) of every key a write
     /// touches. With `replaces_all` (a batch that clears) the current holders
     /// are gone, so only the writes themselves can conflict.
-    fn check_unique(&self, writes: &[Write<'_>], replaces_all: bool) -> Result<()> {
+    fn check_unique(&self, writes: &[Write<'_>], replaces_all: bool, now: u64) -> Result<()> {
         if !self.has_unique() {
             return Ok(());
         }
@@ -476,7 +546,8 @@ impl State {
                     continue;
                 }
                 // A current holder conflicts unless this write replaces it.
-                if let Some(holder) = index.lookup(&d).find(|h| &***h != key && !touched.contains(&***h)) {
+                let other_live = |h: &&Key| &***h != key && !touched.contains(&***h) && self.map.get(h, now).is_some();
+                if let Some(holder) = index.lookup(&d).find(other_live) {
                     return Err(violation(index, key, holder, value));
                 }
             }
@@ -512,16 +583,17 @@ impl State {
     pub fn undo(&mut self, undo: Undo) {
         for step in undo.steps.into_vec().into_iter().rev() {
             match step {
-                UndoStep::Key(key, Some((value, seq))) => {
-                    self.set(&key, &value, None, seq);
+                UndoStep::Key(key, Some((value, seq, exp))) => {
+                    self.set(&key, &value, None, seq, exp);
                 }
                 UndoStep::Key(key, None) => {
                     self.delete(&key);
                 }
                 UndoStep::All(all) => {
-                    let (map, indexes) = *all;
+                    let (map, indexes, expiring) = *all;
                     self.map = map;
                     self.indexes = indexes;
+                    self.expiring = expiring;
                     self.indexes_changed();
                 }
                 UndoStep::Created(name) => {
@@ -553,9 +625,22 @@ impl State {
         };
         match record {
             Record::Set(key, value) => {
-                let (key, old) = self.set(key, value, parsed, seq);
+                let (key, old) = self.set(key, value, parsed, seq, 0);
                 keep(UndoStep::Key(key, old));
                 Applied { existed: true }
+            }
+            Record::SetExpiring(key, value, exp) => {
+                let (key, old) = self.set(key, value, parsed, seq, exp.0);
+                keep(UndoStep::Key(key, old));
+                Applied { existed: true }
+            }
+            Record::Expire(key, exp) => {
+                let changed = self.expire(key, *exp, seq);
+                let existed = changed.is_some();
+                if let Some((key, old)) = changed {
+                    keep(UndoStep::Key(key, Some(old)));
+                }
+                Applied { existed }
             }
             #[cfg(feature = "__internal_whitebox")]
             Record::Delete(_) if crate::state::planted::on(crate::state::planted::SKIP_DELETES) => {
@@ -573,8 +658,17 @@ impl State {
                 for op in ops {
                     match op {
                         BatchOp::Set(k, v) => {
-                            let (key, old) = self.set(k, v, None, seq);
+                            let (key, old) = self.set(k, v, None, seq, 0);
                             keep(UndoStep::Key(key, old));
+                        }
+                        BatchOp::SetExpiring(k, v, exp) => {
+                            let (key, old) = self.set(k, v, None, seq, exp.0);
+                            keep(UndoStep::Key(key, old));
+                        }
+                        BatchOp::Expire(k, exp) => {
+                            if let Some((key, old)) = self.expire(k, *exp, seq) {
+                                keep(UndoStep::Key(key, Some(old)));
+                            }
                         }
                         BatchOp::Delete(k) => {
                             if let Some(old) = self.delete(k) {
@@ -620,9 +714,11 @@ impl State {
         }
     }
 
-    /// Returns the key as stored and the value (with its seq) it replaced.
-    fn set(&mut self, key: &str, value: &Doc, parsed: Option<&Value>, seq: Seq) -> (Key, Option<(Doc, Seq)>) {
-        let (key, old) = self.map.insert(Key::from(key), value.clone(), seq);
+    /// Returns the key as stored and what it held before. `exp`: the
+    /// deadline, ms since the epoch (0: none).
+    fn set(&mut self, key: &str, value: &Doc, parsed: Option<&Value>, seq: Seq, exp: u64) -> (Key, Option<Old>) {
+        let (key, old) = self.map.put(Key::from(key), value.clone(), seq, exp);
+        self.track(&key, old.as_ref().map_or(0, |o| o.2), exp);
         if self.indexes.is_empty() {
             return (key, old);
         }
@@ -632,7 +728,7 @@ impl State {
             Some(v) => Cow::Borrowed(v),
             None => Cow::Owned(self.wanted.extract(value.as_str())),
         };
-        let old_fields = old.as_ref().map(|(d, _)| self.wanted.extract(d.as_str()));
+        let old_fields = old.as_ref().map(|(d, _, _)| self.wanted.extract(d.as_str()));
         for index in self.indexes.values_mut() {
             if let Some(old) = &old_fields {
                 index.remove(&key, old);
@@ -642,22 +738,51 @@ impl State {
         (key, old)
     }
 
-    /// Empties the map and the indexes; returns them as they were (the
-    /// map's shards are shared, so dropping what is returned costs the same
-    /// as dropping them here).
-    fn clear(&mut self) -> (Map, BTreeMap<String, Index>) {
+    /// Gives an existing key (live or expired: replay must not depend on
+    /// the clock) a new deadline, or none; the record counts as a write of
+    /// the key (its seq). Returns the key as stored and what it held.
+    fn expire(&mut self, key: &str, exp: Option<Expiry>, seq: Seq) -> Option<(Key, Old)> {
+        let (key, doc) = self.map.get_key_value(key, 0).map(|(k, d)| (k.clone(), d.clone()))?;
+        let new = exp.map_or(0, |e| e.0);
+        let (key, old) = self.map.put(key, doc, seq, new);
+        let old = old?;
+        self.track(&key, old.2, new);
+        Some((key, old))
+    }
+
+    /// Keeps the deadline index exact when `key`'s deadline goes from
+    /// `before` to `after` (0: none). Free for keys that never expire.
+    fn track(&mut self, key: &Key, before: u64, after: u64) {
+        if before == after {
+            return;
+        }
+        if before != 0 {
+            self.expiring.remove(&(before, key.clone()));
+        }
+        if after != 0 {
+            self.expiring.insert((after, key.clone()));
+        }
+    }
+
+    /// Empties the map, the indexes and the deadlines; returns them as they
+    /// were (the map's shards are shared, so dropping what is returned costs
+    /// the same as dropping them here).
+    fn clear(&mut self) -> Cleared {
         let map = std::mem::take(&mut self.map);
         let emptied = self
             .indexes
             .iter()
             .map(|(n, i)| (n.clone(), Index::of_kind(i.path().clone(), i.unique(), i.kind())))
             .collect();
-        (map, std::mem::replace(&mut self.indexes, emptied))
+        (map, std::mem::replace(&mut self.indexes, emptied), std::mem::take(&mut self.expiring))
     }
 
-    /// Returns the value removed (with its seq), if the key existed.
-    fn delete(&mut self, key: &str) -> Option<(Doc, Seq)> {
+    /// Returns what the key held, if it existed (live or expired).
+    fn delete(&mut self, key: &str) -> Option<Old> {
         let old = self.map.remove(key)?;
+        if old.2 != 0 {
+            self.expiring.remove(&(old.2, Key::from(key)));
+        }
         if !self.indexes.is_empty() {
             let fields = self.wanted.extract(old.0.as_str());
             for index in self.indexes.values_mut() {
@@ -665,6 +790,28 @@ impl State {
             }
         }
         Some(old)
+    }
+
+    /// Number of keys live at `now` (exact: the map's count less the
+    /// expired keys the sweeper has not removed yet).
+    pub fn live_len(&self, now: u64) -> usize {
+        self.map.len() - self.expiring.iter().take_while(|(e, _)| *e <= now).count()
+    }
+
+    /// Up to `limit` keys expired at `now`, earliest deadline first.
+    pub fn expired(&self, now: u64, limit: usize) -> Vec<Key> {
+        self.expiring.iter().take_while(|(e, _)| *e <= now).take(limit).map(|(_, k)| k.clone()).collect()
+    }
+
+    /// The earliest deadline of any key, if one has a deadline.
+    pub fn next_deadline(&self) -> Option<Expiry> {
+        self.expiring.first().map(|(e, _)| Expiry(*e))
+    }
+
+    /// Rebuilds the deadline index from the map; call after replacing
+    /// `map` wholesale (a snapshot load).
+    pub fn deadlines_changed(&mut self) {
+        self.expiring = self.map.iter_expiring(0).filter(|(_, _, e)| *e != 0).map(|(k, _, e)| (e, k.clone())).collect();
     }
 
     /// Recomputes what the indexes read; call after changing `indexes`.
@@ -703,7 +850,9 @@ fn check_value(key: &str, value: &Doc) -> Result<()> {
 pub fn build_index(map: &Map, path: FieldPath, unique: bool, kind: IndexKind) -> Index {
     let wanted = Wanted::of([&path]);
     let mut index = Index::of_kind(path, unique, kind);
-    for (key, doc) in map.iter() {
+    // Expired keys too: the map holds them until the sweeper's delete, and
+    // every apply keeps the indexes exact over what the map holds.
+    for (key, doc) in map.iter(0) {
         index.insert(key, &wanted.extract(doc.as_str()));
     }
     index
@@ -738,11 +887,13 @@ mod tests {
         Record::Set(k.into(), Doc::from(v))
     }
 
-    /// Everything a read can see: entries, index definitions and contents, seq.
-    type Picture = (Vec<(String, String)>, Vec<IndexInfo>, Vec<Vec<String>>, Seq);
+    /// Everything a read can see: entries, index definitions and contents,
+    /// seq, and the deadlines (the map's and the deadline index's).
+    type Picture =
+        (Vec<(String, String)>, Vec<IndexInfo>, Vec<Vec<String>>, Seq, Vec<(String, u64)>, Vec<(u64, String)>);
 
     fn picture(s: &State) -> Picture {
-        let mut entries: Vec<_> = s.map.iter().map(|(k, v)| (k.to_string(), v.as_str().to_owned())).collect();
+        let mut entries: Vec<_> = s.map.iter(0).map(|(k, v)| (k.to_string(), v.as_str().to_owned())).collect();
         entries.sort();
         let mut lookups = Vec::new();
         for name in ["a", "b", "c"] {
@@ -751,7 +902,10 @@ mod tests {
                 lookups.push(index.lookup(&digest).map(|k| k.to_string()).collect());
             }
         }
-        (entries, s.index_infos(), lookups, s.seq)
+        let mut deadlines: Vec<_> = s.map.iter_expiring(0).map(|(k, _, e)| (k.to_string(), e)).collect();
+        deadlines.sort();
+        let index = s.expiring.iter().map(|(e, k)| (*e, k.to_string())).collect();
+        (entries, s.index_infos(), lookups, s.seq, deadlines, index)
     }
 
     #[test]
@@ -774,6 +928,17 @@ mod tests {
             ]),
             Record::DropIndex("n".into()),
             Record::CreateIndex { field: "m".into(), unique: true, kind: IndexKind::Hash },
+            Record::SetExpiring("e".into(), Doc::from(json!({"n": "b"})), Expiry(50)),
+            Record::Expire("e".into(), Some(Expiry(60))),
+            Record::Expire("missing".into(), Some(Expiry(60))),
+            Record::Batch(vec![
+                BatchOp::SetExpiring("f".into(), Doc::from(json!({"n": "c"})), Expiry(70)),
+                BatchOp::Expire("e".into(), None),
+                BatchOp::Expire("f".into(), Some(Expiry(80))),
+                BatchOp::Set("e".into(), Doc::from(json!({"n": "a"}))),
+            ]),
+            Record::Delete("f".into()),
+            Record::SetExpiring("g".into(), Doc::from(json!(1)), Expiry(90)),
             Record::Clear,
             set("q", json!({"n": "a"})),
         ];
@@ -781,7 +946,13 @@ mod tests {
         let mut undos = Vec::new();
         for (i, record) in records.iter().enumerate() {
             undos.push(s.apply_undoable(Seq(4 + i as u64), record, None).1);
-            pictures.push(picture(&s));
+            let now = picture(&s);
+            // The deadline index holds exactly the map's deadlines.
+            let mut from_map: Vec<(u64, String)> =
+                now.4.iter().filter(|(_, e)| *e != 0).map(|(k, e)| (*e, k.clone())).collect();
+            from_map.sort();
+            assert_eq!(from_map, now.5, "after record {}", 4 + i);
+            pictures.push(now);
         }
         // Each undo restores exactly the picture before its record.
         while let Some(undo) = undos.pop() {
@@ -821,10 +992,10 @@ mod tests {
         let frozen = a.clone();
         a.insert("k1".into(), Doc::from(json!("changed")), Seq(2));
         a.remove("k2");
-        assert_eq!(frozen.get("k1").map(Doc::to_value), Some(json!(1)));
+        assert_eq!(frozen.get("k1", 0).map(Doc::to_value), Some(json!(1)));
         assert_eq!(frozen.len(), 1000);
         assert_eq!(a.len(), 999);
-        assert_eq!(a.get("k1").map(Doc::to_value), Some(json!("changed")));
+        assert_eq!(a.get("k1", 0).map(Doc::to_value), Some(json!("changed")));
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //! (lowercase hex) of the JSON payload bytes. Decoding either returns a record
 //! whose checksum matched and whose payload is a known, well-formed kind, or
 //! says precisely why not. Layout: docs/design.md, "The write-ahead log".
+//! Expiry adds an `"exp"` member (ms since the Unix epoch) and the
+//! `expire`/`persist` kinds; records without expiry keep their bytes.
 
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-pub use crate::state::change::{BatchOp, Record, Seq};
+pub use crate::state::change::{BatchOp, Expiry, Record, Seq};
 use crate::state::doc::Doc;
 use crate::state::index::{FieldPath, IndexKind};
 
@@ -25,7 +27,9 @@ pub fn encode(seq: Seq, record: &Record, out: &mut Vec<u8>) {
     out.extend_from_slice(itoa::Buffer::new().format(seq.0).as_bytes());
     out.extend_from_slice(b",\"op\":");
     match record {
-        Record::Set(key, value) => encode_set(key, value, out),
+        Record::Set(key, value) => encode_set(key, value, None, out),
+        Record::SetExpiring(key, value, exp) => encode_set(key, value, Some(*exp), out),
+        Record::Expire(key, exp) => encode_expire(key, *exp, out),
         Record::Delete(key) => encode_del(key, out),
         Record::Batch(ops) => {
             out.extend_from_slice(b"\"batch\",\"ops\":[");
@@ -35,7 +39,9 @@ pub fn encode(seq: Seq, record: &Record, out: &mut Vec<u8>) {
                 }
                 out.extend_from_slice(b"{\"op\":");
                 match op {
-                    BatchOp::Set(key, value) => encode_set(key, value, out),
+                    BatchOp::Set(key, value) => encode_set(key, value, None, out),
+                    BatchOp::SetExpiring(key, value, exp) => encode_set(key, value, Some(*exp), out),
+                    BatchOp::Expire(key, exp) => encode_expire(key, *exp, out),
                     BatchOp::Delete(key) => encode_del(key, out),
                     BatchOp::Clear => out.extend_from_slice(b"\"clear\""),
                 }
@@ -68,11 +74,30 @@ pub fn encode(seq: Seq, record: &Record, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-fn encode_set(key: &str, value: &Doc, out: &mut Vec<u8>) {
+/// `"exp"` goes before `"value"` (a value can be long; the deadline is
+/// then at a fixed place for a person reading the log), and only when there is one.
+fn encode_set(key: &str, value: &Doc, exp: Option<Expiry>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\"set\",\"key\":");
     json_string(key, out);
+    if let Some(exp) = exp {
+        encode_exp(exp, out);
+    }
     out.extend_from_slice(b",\"value\":");
     out.extend_from_slice(value.as_str().as_bytes());
+}
+
+fn encode_exp(exp: Expiry, out: &mut Vec<u8>) {
+    out.extend_from_slice(b",\"exp\":");
+    out.extend_from_slice(itoa::Buffer::new().format(exp.0).as_bytes());
+}
+
+/// `"expire"` with the new deadline, or `"persist"` when there is none.
+fn encode_expire(key: &str, exp: Option<Expiry>, out: &mut Vec<u8>) {
+    out.extend_from_slice(if exp.is_some() { b"\"expire\",\"key\":" } else { b"\"persist\",\"key\":" });
+    json_string(key, out);
+    if let Some(exp) = exp {
+        encode_exp(exp, out);
+    }
 }
 
 fn encode_del(key: &str, out: &mut Vec<u8>) {
@@ -141,21 +166,33 @@ pub fn decode_payload(payload: &[u8]) -> Result<(Seq, Record), String> {
         return Err("sequence numbers start at 1".into());
     }
     let need_key = |key: Option<String>| key.ok_or_else(|| format!("`{}` record without `key`", raw.op.name()));
+    let exp = checked_exp(raw.exp)?;
+    if exp.is_some() && !matches!(raw.op, Kind::Set | Kind::Expire) {
+        return Err(format!("`{}` record with `exp`", raw.op.name()));
+    }
     let record = match raw.op {
         Kind::Set => {
             let value = raw.value.ok_or("`set` record without `value`")?;
-            Record::Set(need_key(raw.key)?, Doc::from_raw(value)?)
+            match exp {
+                None => Record::Set(need_key(raw.key)?, Doc::from_raw(value)?),
+                Some(exp) => Record::SetExpiring(need_key(raw.key)?, Doc::from_raw(value)?, exp),
+            }
         }
+        Kind::Expire => Record::Expire(need_key(raw.key)?, Some(exp.ok_or("`expire` record without `exp`")?)),
+        Kind::Persist => Record::Expire(need_key(raw.key)?, None),
         Kind::Del => Record::Delete(need_key(raw.key)?),
         Kind::Batch => {
             let ops = raw.ops.ok_or("`batch` record without `ops`")?;
             let ops = ops
                 .into_iter()
-                .map(|op| match (op.op, op.key, op.value) {
-                    (OpKind::Set, Some(k), Some(v)) => Ok(BatchOp::Set(k, Doc::from_raw(v)?)),
-                    (OpKind::Del, Some(k), None) => Ok(BatchOp::Delete(k)),
-                    (OpKind::Clear, None, None) => Ok(BatchOp::Clear),
-                    (kind, _, _) => Err(format!("batch `{}` with missing or extra members", kind.name())),
+                .map(|op| match (op.op, op.key, op.value, checked_exp(op.exp)?) {
+                    (OpKind::Set, Some(k), Some(v), None) => Ok(BatchOp::Set(k, Doc::from_raw(v)?)),
+                    (OpKind::Set, Some(k), Some(v), Some(e)) => Ok(BatchOp::SetExpiring(k, Doc::from_raw(v)?, e)),
+                    (OpKind::Expire, Some(k), None, Some(e)) => Ok(BatchOp::Expire(k, Some(e))),
+                    (OpKind::Persist, Some(k), None, None) => Ok(BatchOp::Expire(k, None)),
+                    (OpKind::Del, Some(k), None, None) => Ok(BatchOp::Delete(k)),
+                    (OpKind::Clear, None, None, None) => Ok(BatchOp::Clear),
+                    (kind, _, _, _) => Err(format!("batch `{}` with missing or extra members", kind.name())),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Record::Batch(ops)
@@ -172,10 +209,20 @@ pub fn decode_payload(payload: &[u8]) -> Result<(Seq, Record), String> {
     Ok((seq, record))
 }
 
+/// A deadline of 0 would read as "never" in the map: refused, not guessed.
+fn checked_exp(exp: Option<u64>) -> Result<Option<Expiry>, String> {
+    match exp {
+        Some(0) => Err("`exp` must be at least 1 (milliseconds since the Unix epoch)".into()),
+        other => Ok(other.map(Expiry)),
+    }
+}
+
 #[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 enum Kind {
     Set,
+    Expire,
+    Persist,
     Del,
     Batch,
     Clear,
@@ -187,6 +234,8 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Set => "set",
+            Kind::Expire => "expire",
+            Kind::Persist => "persist",
             Kind::Del => "del",
             Kind::Batch => "batch",
             Kind::Clear => "clear",
@@ -213,12 +262,16 @@ struct RawRecord<'a> {
     unique: Option<bool>,
     #[serde(default)]
     ordered: Option<bool>,
+    #[serde(default)]
+    exp: Option<u64>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 enum OpKind {
     Set,
+    Expire,
+    Persist,
     Del,
     Clear,
 }
@@ -227,6 +280,8 @@ impl OpKind {
     fn name(self) -> &'static str {
         match self {
             OpKind::Set => "set",
+            OpKind::Expire => "expire",
+            OpKind::Persist => "persist",
             OpKind::Del => "del",
             OpKind::Clear => "clear",
         }
@@ -241,6 +296,8 @@ struct RawOp<'a> {
     key: Option<String>,
     #[serde(default, borrow, deserialize_with = "present")]
     value: Option<&'a RawValue>,
+    #[serde(default)]
+    exp: Option<u64>,
 }
 
 /// `"value": null` is a present null, not a missing value. The value's text
@@ -277,7 +334,52 @@ mod tests {
         roundtrip(Record::CreateIndex { field: "address.city".into(), unique: true, kind: IndexKind::Hash })?;
         roundtrip(Record::CreateIndex { field: "age".into(), unique: false, kind: IndexKind::Ordered })?;
         roundtrip(Record::DropIndex("name".into()))?;
+        roundtrip(Record::SetExpiring("k".into(), Doc::from(json!({"a": 1})), Expiry(1_765_000_000_123)))?;
+        roundtrip(Record::Expire("k".into(), Some(Expiry(u64::MAX))))?;
+        roundtrip(Record::Expire("k".into(), None))?;
+        roundtrip(Record::Batch(vec![
+            BatchOp::SetExpiring("a".into(), Doc::from(json!(1)), Expiry(5)),
+            BatchOp::Expire("b".into(), Some(Expiry(6))),
+            BatchOp::Expire("c".into(), None),
+            BatchOp::Set("d".into(), Doc::from(json!(2))),
+        ]))?;
         Ok(())
+    }
+
+    /// A set without a deadline is byte for byte what it was before
+    /// expiry existed; one with a deadline adds `"exp"` before the value.
+    /// A deadline of 0, or one on a kind that takes none, is refused.
+    #[test]
+    fn expiry_records_are_laid_out_as_documented() {
+        let payload = |record: &Record| {
+            let mut line = Vec::new();
+            encode(Seq(3), record, &mut line);
+            String::from_utf8_lossy(&line[PREFIX_LEN..line.len() - 1]).into_owned()
+        };
+        assert_eq!(
+            payload(&Record::Set("k".into(), Doc::from(json!(1)))),
+            r#"{"seq":3,"op":"set","key":"k","value":1}"#
+        );
+        assert_eq!(
+            payload(&Record::SetExpiring("k".into(), Doc::from(json!(1)), Expiry(1765000000000))),
+            r#"{"seq":3,"op":"set","key":"k","exp":1765000000000,"value":1}"#
+        );
+        assert_eq!(
+            payload(&Record::Expire("k".into(), Some(Expiry(9)))),
+            r#"{"seq":3,"op":"expire","key":"k","exp":9}"#
+        );
+        assert_eq!(payload(&Record::Expire("k".into(), None)), r#"{"seq":3,"op":"persist","key":"k"}"#);
+        for bad in [
+            r#"{"seq":3,"op":"set","key":"k","exp":0,"value":1}"#,
+            r#"{"seq":3,"op":"expire","key":"k"}"#,
+            r#"{"seq":3,"op":"persist","key":"k","exp":4}"#,
+            r#"{"seq":3,"op":"del","key":"k","exp":4}"#,
+            r#"{"seq":3,"op":"batch","ops":[{"op":"del","key":"k","exp":4}]}"#,
+            r#"{"seq":3,"op":"batch","ops":[{"op":"expire","key":"k"}]}"#,
+            r#"{"seq":3,"op":"set","key":"k","exp":-1,"value":1}"#,
+        ] {
+            assert!(decode_payload(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

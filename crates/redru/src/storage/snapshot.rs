@@ -2,7 +2,9 @@
 //!
 //! A snapshot is one JSON document whose last member is the SHA-256 of every
 //! byte before it (a fixed 78-byte trailer), so `jq` reads it as is and redru
-//! checks it without parsing first. It is written to a temporary file, synced,
+//! checks it without parsing first. Version 2 adds an `"expires"` member
+//! (key -> deadline) before `"data"`; a snapshot with no expiring key is
+//! still written as version 1, byte for byte as before expiry existed. It is written to a temporary file, synced,
 //! renamed over `database.json` and the directory synced: a crash leaves the
 //! old snapshot or the new one, never a mix. Layout: docs/design.md.
 
@@ -29,8 +31,12 @@ pub const FILE_NAME: &str = files::SNAPSHOT;
 pub const TMP_NAME: &str = files::SNAPSHOT_TMP;
 /// The value of the snapshot's `format` member.
 pub const FORMAT: &str = "redru-snapshot";
-/// The snapshot format version this build writes and reads.
-pub const VERSION: u64 = 1;
+/// The newest snapshot format version this build writes and reads (it
+/// reads every version from 1; it writes 1 when no key has a deadline).
+pub const VERSION: u64 = 2;
+/// The version of a snapshot without deadlines: what builds before
+/// expiry wrote and read.
+pub const VERSION_PLAIN: u64 = 1;
 
 /// The start of the trailer: `,"sha256":"`.
 pub const TRAILER_HEAD: &[u8] = b",\"sha256\":\"";
@@ -75,13 +81,16 @@ pub struct Frozen {
     pub defs: Vec<IndexDef>,
     /// The last record the copy includes.
     pub seq: Seq,
+    /// When it was frozen (ms since the Unix epoch): keys expired by then
+    /// are left out of what is written from it, as no read could see them.
+    pub now: u64,
 }
 
 impl Frozen {
-    /// Freezes `state` (O(shards), not O(keys)).
-    pub fn of(state: &State) -> Frozen {
+    /// Freezes `state` at `now` (O(shards), not O(keys)).
+    pub fn of(state: &State, now: u64) -> Frozen {
         let defs = state.indexes.values().map(|i| IndexDef::of(i.path().to_string(), i.unique(), i.kind())).collect();
-        Frozen { map: state.map.clone(), defs, seq: state.seq }
+        Frozen { map: state.map.clone(), defs, seq: state.seq, now }
     }
 }
 
@@ -154,7 +163,6 @@ pub fn discard(vfs: &dyn Vfs, path: &Path) {
 }
 
 fn write_into(file: Box<dyn VFile>, path: &Path, frozen: &Frozen, observer: Option<&Observer>) -> Result<SnapshotInfo> {
-    let meter = Meter::start(observer, Stage::WriteSnapshot, frozen.map.len() as u64);
     let mut w = HashingWriter {
         file,
         path: path.to_owned(),
@@ -162,29 +170,45 @@ fn write_into(file: Box<dyn VFile>, path: &Path, frozen: &Frozen, observer: Opti
         hasher: Sha256::new(),
         written: 0,
     };
+    let entries = frozen.map.sorted_expiring(frozen.now);
+    let meter = Meter::start(observer, Stage::WriteSnapshot, entries.len() as u64);
+    let mut expires = Vec::new();
+    for (key, _, exp) in entries.iter().filter(|(_, _, exp)| *exp != 0) {
+        expires.extend_from_slice(if expires.is_empty() { b"{" } else { b"," });
+        let _ = serde_json::to_writer(&mut expires, &***key);
+        expires.push(b':');
+        expires.extend_from_slice(itoa::Buffer::new().format(*exp).as_bytes());
+    }
+    let version = if expires.is_empty() { VERSION_PLAIN } else { VERSION };
     let head = format!(
-        "{{\"format\":\"{FORMAT}\",\"version\":{VERSION},\"seq\":{},\"keys\":{},\"indexes\":{},\"data\":{{",
+        "{{\"format\":\"{FORMAT}\",\"version\":{version},\"seq\":{},\"keys\":{},\"indexes\":{},",
         frozen.seq.0,
-        frozen.map.len(),
+        entries.len(),
         serde_json::to_string(&frozen.defs).unwrap_or_else(|_| "[]".into())
     );
     w.put(head.as_bytes())?;
+    if !expires.is_empty() {
+        w.put(b"\"expires\":")?;
+        w.put(&expires)?;
+        w.put(b"},")?;
+    }
+    w.put(b"\"data\":{")?;
     // One entry per line (still one JSON document): loading splits the lines
     // between threads, and `grep`/`diff` work on snapshots.
     w.put(b"\n")?;
     let mut entry = Vec::with_capacity(256);
-    for (i, (key, value)) in frozen.map.sorted().into_iter().enumerate() {
+    for (i, (key, value, _)) in entries.iter().enumerate() {
         entry.clear();
         if i > 0 {
             entry.extend_from_slice(b",\n");
         }
-        let _ = serde_json::to_writer(&mut entry, &**key);
+        let _ = serde_json::to_writer(&mut entry, &***key);
         entry.push(b':');
         entry.extend_from_slice(value.as_str().as_bytes());
         w.put(&entry)?;
         meter.advance(1);
     }
-    w.put(if frozen.map.is_empty() { b"}" } else { b"\n}" })?;
+    w.put(if entries.is_empty() { b"}" } else { b"\n}" })?;
     w.flush()?;
     let sha256 = hex(&w.hasher.clone().finalize());
     let mut trailer = Vec::with_capacity(TRAILER_LEN);
@@ -195,7 +219,7 @@ fn write_into(file: Box<dyn VFile>, path: &Path, frozen: &Frozen, observer: Opti
     w.flush()?;
     w.file.sync().map_err(|e| Error::io("syncing", path, e))?;
     meter.finish();
-    Ok(SnapshotInfo { seq: frozen.seq, keys: frozen.map.len(), bytes: w.written, sha256 })
+    Ok(SnapshotInfo { seq: frozen.seq, keys: entries.len(), bytes: w.written, sha256 })
 }
 
 /// Replaces `dir/database.json` with a snapshot of `state`: temp file, fsync,
@@ -269,14 +293,34 @@ pub fn parse(path: &Path, bytes: &[u8], observer: Option<&Observer>) -> Result<(
     if doc.format != FORMAT {
         return Err(bad(format!("`format` is {:?}, expected {FORMAT:?}", doc.format)));
     }
-    if doc.version != VERSION {
-        return Err(bad(format!("format version {} is not supported by this build (reads {VERSION})", doc.version)));
+    if !(VERSION_PLAIN..=VERSION).contains(&doc.version) {
+        return Err(bad(format!(
+            "format version {} is not supported by this build (reads {VERSION_PLAIN} to {VERSION})",
+            doc.version
+        )));
     }
     if doc.keys != doc.data.0.len() {
         return Err(bad(format!("`keys` says {} but `data` holds {}", doc.keys, doc.data.0.len())));
     }
     let mut state = State::default();
     state.map = doc.data.0;
+    if let Some(expires) = doc.expires {
+        if doc.version < VERSION {
+            return Err(bad(format!(
+                "`expires` in a version {} snapshot (deadlines came with {VERSION})",
+                doc.version
+            )));
+        }
+        for (key, exp) in expires {
+            if exp == 0 {
+                return Err(bad(format!("`expires` gives {key:?} the deadline 0 (at least 1 ms since the epoch)")));
+            }
+            if !state.map.set_deadline(&key, exp) {
+                return Err(bad(format!("`expires` names {key:?}, which `data` does not hold")));
+            }
+        }
+        state.deadlines_changed();
+    }
     state.seq = Seq(doc.seq);
     // The file keeps no per-key seq: every key reports the snapshot's.
     state.map.set_floor(state.seq);
@@ -326,7 +370,8 @@ fn parse_lines(content: &[u8], meter: &Meter) -> Option<Document> {
     let head = content[..nl].strip_suffix(b"\"data\":{")?;
     let mut head_doc = head.to_vec();
     head_doc.extend_from_slice(b"\"data\":{},\"sha256\":\"\"}");
-    let Document { format, version, seq, keys, indexes, sha256, .. } = serde_json::from_slice(&head_doc).ok()?;
+    let Document { format, version, seq, keys, indexes, sha256, expires, .. } =
+        serde_json::from_slice(&head_doc).ok()?;
     let body = content.get(nl + 1..content.len().checked_sub(1)?)?;
     if content.last() != Some(&b'}') || !(body.is_empty() || body.ends_with(b"\n")) {
         return None;
@@ -358,7 +403,7 @@ fn parse_lines(content: &[u8], meter: &Meter) -> Option<Document> {
         return None;
     }
     let map = Map::from_parts(parsed, threads)?;
-    Some(Document { format, version, seq, keys, indexes, data: DataMap(map), sha256 })
+    Some(Document { format, version, seq, keys, indexes, expires, data: DataMap(map), sha256 })
 }
 
 /// Parsed entries of one chunk, split by shard, in file order within each.
@@ -383,7 +428,7 @@ fn parse_entries(chunk: &[u8], last_chunk: bool, meter: &Meter) -> Option<Entrie
         // Checked, not built: the value stays the text it is in the file.
         let value: &RawValue = serde_json::from_slice(&line[end + 1..]).ok()?;
         let shard = Map::shard_of(&key);
-        out[shard].push((Key::from(&*key), Doc::from_raw(value).ok()?));
+        out[shard].push((Key::from(&*key), Doc::from_raw(value).ok()?, 0));
         uncounted += line.len() + 1;
         if uncounted >= PROGRESS_CHUNK {
             meter.advance(uncounted as u64);
@@ -418,6 +463,9 @@ struct Document {
     seq: u64,
     keys: usize,
     indexes: Vec<IndexDef>,
+    /// Version 2: key -> deadline (ms since the epoch) of every expiring key.
+    #[serde(default)]
+    expires: Option<std::collections::BTreeMap<String, u64>>,
     data: DataMap,
     sha256: String,
 }
@@ -477,7 +525,7 @@ mod tests {
     #[test]
     fn write_then_parse_roundtrips() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let info = write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&sample()), None)?;
+        let info = write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&sample(), 0), None)?;
         let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
         assert_eq!(info.bytes, bytes.len() as u64);
         // It is plain JSON: any JSON reader takes it.
@@ -511,17 +559,17 @@ mod tests {
             state.apply(Seq(i + 1), &Record::Set(key, crate::Doc::from(value)));
         }
         let dir = tempfile::tempdir()?;
-        let info = write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&state), None)?;
+        let info = write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&state, 0), None)?;
         let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
         let content = &bytes[..bytes.len() - TRAILER_LEN];
         let lines = parse_lines(content, &Meter::start(None, Stage::LoadSnapshot, 0))
             .ok_or("the line parser refused its own layout")?;
         let serde: Document = serde_json::from_slice(&bytes)?;
         assert_eq!(lines.data.0.len(), 25_000);
-        assert_eq!(lines.data.0.sorted(), serde.data.0.sorted());
+        assert_eq!(lines.data.0.sorted(0), serde.data.0.sorted(0));
         let (loaded, loaded_info) = parse(Path::new("x"), &bytes, None)?;
         assert_eq!(loaded_info, info);
-        assert_eq!(loaded.map.sorted(), state.map.sorted());
+        assert_eq!(loaded.map.sorted(0), state.map.sorted(0));
         // A layout it does not know (two entries on a line) goes through serde.
         let mut other = content.to_vec();
         let second = other.iter().position(|&b| b == b'\n').map(|p| p + 1).unwrap_or(0);
@@ -542,7 +590,7 @@ mod tests {
     #[test]
     fn every_damage_is_refused() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&sample()), None)?;
+        write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&sample(), 0), None)?;
         let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
         for i in 0..bytes.len() {
             let mut damaged = bytes.clone();

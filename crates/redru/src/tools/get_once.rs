@@ -75,7 +75,11 @@ fn read(dir: &Path, key: &str, options: &Options) -> Option<GetOnce> {
     if segments.is_empty() {
         return None;
     }
-    let scan = log::read_log(vfs, dir, seq, None, |_, record| follow(&mut value, key, record)).ok()?;
+    let mut plain = true;
+    let scan = log::read_log(vfs, dir, seq, None, |_, record| plain &= follow(&mut value, key, record)).ok()?;
+    if !plain {
+        return None;
+    }
     let last = scan.last.max(seq);
     if scan.torn.is_some() || !scan.covered.is_empty() || scan.log_next != Some(last.next()) {
         return None;
@@ -83,15 +87,18 @@ fn read(dir: &Path, key: &str, options: &Options) -> Option<GetOnce> {
     Some(value.map_or(GetOnce::Absent, GetOnce::Found))
 }
 
-/// Applies what `record` does to `key`'s value.
-fn follow(value: &mut Option<Doc>, key: &str, record: Record) {
+/// Applies what `record` does to `key`'s value; false when it gives a key a
+/// deadline (the answer then depends on the clock: left to an open).
+fn follow(value: &mut Option<Doc>, key: &str, record: Record) -> bool {
     match record {
+        Record::SetExpiring(..) | Record::Expire(..) => return false,
         Record::Set(k, doc) if k == key => *value = Some(doc),
         Record::Delete(k) if k == key => *value = None,
         Record::Clear => *value = None,
         Record::Batch(ops) => {
             for op in ops {
                 match op {
+                    BatchOp::SetExpiring(..) | BatchOp::Expire(..) => return false,
                     BatchOp::Set(k, doc) if k == key => *value = Some(doc),
                     BatchOp::Delete(k) if k == key => *value = None,
                     BatchOp::Clear => *value = None,
@@ -101,6 +108,7 @@ fn follow(value: &mut Option<Doc>, key: &str, record: Record) {
         }
         _ => {}
     }
+    true
 }
 
 /// The snapshot's first line, parsed as a document without its data.
@@ -139,7 +147,9 @@ fn scan(bytes: &[u8], key: &str) -> Option<(Seq, Option<Doc>)> {
     let mut head_doc = head.to_vec();
     head_doc.extend_from_slice(b"\"data\":{},\"sha256\":\"\"}");
     let head: Head = serde_json::from_slice(&head_doc).ok()?;
-    if head.format != snapshot::FORMAT || head.version != snapshot::VERSION {
+    // Only the layout without deadlines: with them, which keys are live
+    // depends on the clock, and an open answers that.
+    if head.format != snapshot::FORMAT || head.version != snapshot::VERSION_PLAIN {
         return None;
     }
     let mut fields = Vec::new();
@@ -322,7 +332,7 @@ mod tests {
     fn an_empty_snapshot_has_no_keys() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         Db::open(dir.path())?.close()?;
-        write_atomic(&StdFs, dir.path(), &Frozen::of(&crate::state::store::State::default()), None)?;
+        write_atomic(&StdFs, dir.path(), &Frozen::of(&crate::state::store::State::default(), 0), None)?;
         assert_eq!(get_once(dir.path(), "x", &Options::default()), GetOnce::Absent);
         Ok(())
     }

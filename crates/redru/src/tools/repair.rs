@@ -332,13 +332,15 @@ fn describe(segment: &Segment, offset: u64, bytes: &[u8], quarantine: PathBuf) -
 
 fn keys_of(record: &Record, out: &mut BTreeSet<String>) {
     match record {
-        Record::Set(k, _) | Record::Delete(k) => {
+        Record::Set(k, _) | Record::SetExpiring(k, _, _) | Record::Expire(k, _) | Record::Delete(k) => {
             out.insert(k.clone());
         }
         Record::Batch(ops) => {
             for op in ops {
                 match op {
-                    BatchOp::Set(k, _) | BatchOp::Delete(k) => out.insert(k.clone()),
+                    BatchOp::Set(k, _) | BatchOp::SetExpiring(k, _, _) | BatchOp::Expire(k, _) | BatchOp::Delete(k) => {
+                        out.insert(k.clone())
+                    }
                     BatchOp::Clear => out.insert("(all keys)".into()),
                 };
             }

@@ -4,7 +4,9 @@
 //! `{"key": ..., "value": ...}` per line. Export writes from a frozen copy
 //! (writers are not held); import parses the whole file first and applies it
 //! in one step ([`Db::import_pairs`]: a snapshot when large, else one batch),
-//! so an invalid file changes nothing.
+//! so an invalid file changes nothing. Only JSON lines carry deadlines:
+//! `"expires"`, ms since the Unix epoch, on an expiring key's line; the object
+//! shape has no room for them and holds values only.
 
 use std::cell::Cell;
 use std::fmt;
@@ -19,6 +21,7 @@ use serde_json::Value;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::state::doc::Doc;
+use crate::storage::record::Expiry;
 
 /// The shape of an import file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,7 +53,13 @@ pub struct ImportOptions {
 struct Line {
     key: String,
     value: Value,
+    /// The key's deadline, ms since the Unix epoch (absent: none).
+    #[serde(default)]
+    expires: Option<u64>,
 }
+
+/// One pair read from an import file, with its deadline (JSON lines only).
+type Pair = (String, Value, Option<u64>);
 
 /// An output stream that remembers the first error (for `Display`-less callers).
 fn output_error(e: std::io::Error) -> Error {
@@ -60,20 +69,22 @@ fn output_error(e: std::io::Error) -> Error {
 impl Db {
     /// Writes every pair, sorted by key, to `out`: one JSON object (one
     /// member per line), or with `lines` one `{"key":..,"value":..}` per
-    /// line. Writes from a frozen copy: writers are not held. Returns the
-    /// number of pairs.
+    /// line, with `"expires":MS` (ms since the Unix epoch) after the value
+    /// for a key that expires. Expired keys are left out; the object shape
+    /// holds no deadlines (use `lines` to keep them). Writes from a frozen
+    /// copy: writers are not held. Returns the number of pairs.
     ///
     /// # Errors
     /// [`Error::Io`] if writing to `out` fails.
     pub fn export(&self, out: &mut dyn Write, lines: bool) -> Result<usize> {
         let frozen = self.freeze()?;
         let mut w = BufWriter::with_capacity(1 << 16, out);
-        let sorted = frozen.map.sorted();
+        let sorted = frozen.map.sorted_expiring(frozen.now);
         let mut buf = Vec::with_capacity(256);
         if !lines {
             w.write_all(if sorted.is_empty() { b"{" } else { b"{\n" }).map_err(output_error)?;
         }
-        for (i, (key, value)) in sorted.iter().enumerate() {
+        for (i, (key, value, exp)) in sorted.iter().enumerate() {
             buf.clear();
             // Serializing strings and Values into a Vec cannot fail.
             if lines {
@@ -81,6 +92,10 @@ impl Db {
                 let _ = serde_json::to_writer(&mut buf, &***key);
                 buf.extend_from_slice(b",\"value\":");
                 buf.extend_from_slice(value.as_str().as_bytes());
+                if *exp != 0 {
+                    buf.extend_from_slice(b",\"expires\":");
+                    buf.extend_from_slice(exp.to_string().as_bytes());
+                }
                 buf.extend_from_slice(b"}\n");
             } else {
                 if i > 0 {
@@ -131,8 +146,9 @@ impl Db {
         let bytes = vfs.read(path).map_err(|e| Error::io("reading", path, e))?;
         let pairs = parse_import(path, &bytes, options.format, progress)?;
         drop(bytes);
-        let pairs = pairs.into_iter().map(|(key, value)| (key, Doc::from(value))).collect();
-        self.import_pairs(pairs, options.replace)
+        let pairs =
+            pairs.into_iter().map(|(key, value, expires)| (key, Doc::from(value), expires.map(Expiry))).collect();
+        self.import_expiring(pairs, options.replace)
     }
 }
 
@@ -142,7 +158,7 @@ fn parse_import(
     bytes: &[u8],
     format: ImportFormat,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Vec<(String, Value)>> {
+) -> Result<Vec<Pair>> {
     let total = bytes.len() as u64;
     let format = match format {
         ImportFormat::Auto => {
@@ -170,7 +186,7 @@ fn parse_import(
                         ),
                     )
                 })?;
-                pairs.push((entry.key, entry.value));
+                pairs.push((entry.key, entry.value, entry.expires));
             }
             offset += line.len() as u64 + 1;
             if offset - reported >= 1 << 20 {
@@ -222,7 +238,7 @@ struct PairsVisitor<'p> {
 }
 
 impl<'de> Visitor<'de> for PairsVisitor<'_> {
-    type Value = Vec<(String, Value)>;
+    type Value = Vec<Pair>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object of key/value pairs")
     }
@@ -230,7 +246,7 @@ impl<'de> Visitor<'de> for PairsVisitor<'_> {
         let mut pairs = Vec::new();
         let mut reported = 0u64;
         while let Some(pair) = access.next_entry::<String, Value>()? {
-            pairs.push(pair);
+            pairs.push((pair.0, pair.1, None));
             let read = self.read.get();
             if read - reported >= 1 << 20 {
                 reported = read;

@@ -942,7 +942,7 @@ pub(crate) fn unique_duplicates(state: &State, path: &Path) -> Vec<Problem> {
         let mut seen: BTreeMap<ValueDigest, &str> = BTreeMap::new();
         let wanted = crate::state::index::Wanted::of([index.path()]);
         let mut pairs = Vec::new();
-        for (key, value) in state.map.sorted() {
+        for (key, value) in state.map.sorted(0) {
             if let Some(d) = index.digest(&wanted.extract(value.as_str()))
                 && let Some(other) = seen.insert(d, key)
             {

@@ -5,6 +5,8 @@
 //! keeps its numbers' digits; a `find` query stays text for the engine's query
 //! parser), ready to run.
 
+use std::time::Duration;
+
 use redru::Doc;
 use serde_json::Value;
 
@@ -13,8 +15,14 @@ use super::glob::Pattern;
 /// One shell command, ready to run.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    /// `set <key> <value> [--if-absent | --if-seq N]`
-    Set { key: String, value: Doc, only_if: Option<SetIf> },
+    /// `set <key> <value> [--ttl D] [--if-absent | --if-seq N]`
+    Set { key: String, value: Doc, only_if: Option<SetIf>, ttl: Option<Duration> },
+    /// `expire <key> <duration>`
+    Expire { key: String, ttl: Duration },
+    /// `ttl <key>`: the time left before the key expires.
+    Ttl { key: String },
+    /// `persist <key>`: remove the key's deadline.
+    Persist { key: String },
     /// `incr <key> [by]`
     Incr { key: String, by: i64 },
     /// `last-seq <key>`: the sequence number of the key's last write.
@@ -100,6 +108,9 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Set { .. } => "set",
+            Command::Expire { .. } => "expire",
+            Command::Ttl { .. } => "ttl",
+            Command::Persist { .. } => "persist",
             Command::Get { .. } => "get",
             Command::Incr { .. } => "incr",
             Command::Seq { .. } => "last-seq",
@@ -143,6 +154,7 @@ impl Command {
         matches!(
             self,
             Command::Get { .. }
+                | Command::Ttl { .. }
                 | Command::Seq { .. }
                 | Command::Exists { .. }
                 | Command::List { .. }
@@ -176,14 +188,18 @@ impl Command {
     pub fn render(&self) -> Option<String> {
         use super::tokens::quote_key as q;
         Some(match self {
-            Command::Set { key, value, only_if } => {
+            Command::Set { key, value, only_if, ttl } => {
                 let condition = match only_if {
                     None => String::new(),
                     Some(SetIf::Absent) => " --if-absent".into(),
                     Some(SetIf::Seq(n)) => format!(" --if-seq {n}"),
                 };
-                format!("set {} {}{condition}", q(key), value.as_str())
+                let ttl = ttl.map(|t| format!(" --ttl {}ms", t.as_millis())).unwrap_or_default();
+                format!("set {} {}{ttl}{condition}", q(key), value.as_str())
             }
+            Command::Expire { key, ttl } => format!("expire {} {}ms", q(key), ttl.as_millis()),
+            Command::Ttl { key } => format!("ttl {}", q(key)),
+            Command::Persist { key } => format!("persist {}", q(key)),
             Command::Get { key } => format!("get {}", q(key)),
             Command::Delete { key } => format!("delete {}", q(key)),
             Command::Exists { key } => format!("exists {}", q(key)),

@@ -51,6 +51,6 @@ mod testing {
     }
 
     pub(super) fn set(key: &str, value: Value) -> Command {
-        Command::Set { key: key.into(), value: redru::Doc::from(value), only_if: None }
+        Command::Set { key: key.into(), value: redru::Doc::from(value), only_if: None, ttl: None }
     }
 }

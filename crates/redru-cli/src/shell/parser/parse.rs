@@ -4,6 +4,8 @@
 //! Invariant: JSON values take the library's raw-text path ([`redru::Doc::parse`]);
 //! a value that opens like JSON is JSON or an error, never stored as text.
 
+use std::time::Duration;
+
 use redru::Doc;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -34,8 +36,53 @@ impl std::fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Splits a trailing `--if-absent` or `--if-seq N` off `set`'s value (a
-/// plain-text value ending in those words needs quotes: `"... --if-absent"`).
+/// Splits the trailing flags off `set`'s value, in either order: `--ttl D`
+/// and one of `--if-absent`, `--if-seq N` (a plain-text value ending in
+/// those words needs quotes: `"... --if-absent"`).
+fn set_flags(text: &str) -> Result<(&str, Option<SetIf>, Option<Duration>), String> {
+    let (mut text, mut only_if, mut ttl) = (text, None, None);
+    for _ in 0..2 {
+        let (before, last) = text.rsplit_once(char::is_whitespace).map_or(("", text), |(a, b)| (a.trim_end(), b));
+        let (before_flag, flag) =
+            before.rsplit_once(char::is_whitespace).map_or(("", before), |(a, b)| (a.trim_end(), b));
+        // A quote in the last word: the words are inside a quoted value.
+        if ttl.is_none() && flag == "--ttl" && !last.contains(['"', '\'']) {
+            ttl = Some(parse_duration(last)?);
+            text = before_flag;
+        } else if ttl.is_none() && last == "--ttl" {
+            return Err("`--ttl` needs a duration: 500ms, 10s, 5m, 2h or 1d".into());
+        } else if only_if.is_none() {
+            let (rest, condition) = set_condition(text)?;
+            if condition.is_none() {
+                break;
+            }
+            (text, only_if) = (rest, condition);
+        } else {
+            break;
+        }
+    }
+    Ok((text, only_if, ttl))
+}
+
+/// A duration as `expire` and `set --ttl` take it: a whole number and a
+/// unit, `ms`, `s`, `m`, `h` or `d` (a bare number is seconds, as in Redis).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let bad = || format!("`{text}` is not a duration: a whole number and a unit, like 500ms, 10s, 5m, 2h or 1d");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let ms_per = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(ms_per).map(Duration::from_millis).ok_or_else(|| format!("`{text}` is too long a duration"))
+}
+
+/// Splits a trailing `--if-absent` or `--if-seq N` off `set`'s value.
 fn set_condition(text: &str) -> Result<(&str, Option<SetIf>), String> {
     fn last_word(t: &str) -> (&str, &str) {
         t.rsplit_once(char::is_whitespace).map_or(("", t), |(a, b)| (a.trim_end(), b))
@@ -98,11 +145,24 @@ fn parse_cursor(mut cur: Cursor) -> Result<Option<Command>, ParseError> {
         "set" => {
             let key = key(&mut cur, "key")?;
             let rest = cur.rest();
-            let (text, only_if) = set_condition(rest.trim()).map_err(err)?;
+            let (text, only_if, ttl) = set_flags(rest.trim()).map_err(err)?;
             if text.is_empty() {
                 return Err(err(format!("missing value for `{key}`")));
             }
-            Command::Set { key, value: parse_value(text).map_err(err)?, only_if }
+            Command::Set { key, value: parse_value(text).map_err(err)?, only_if, ttl }
+        }
+        "expire" => {
+            let key = key(&mut cur, "key")?;
+            let word =
+                cur.word().map_err(err)?.ok_or_else(|| err("missing duration (500ms, 10s, 5m, 2h, 1d)".into()))?;
+            let ttl = parse_duration(&word).map_err(err)?;
+            end(&mut cur, "duration")?;
+            Command::Expire { key, ttl }
+        }
+        "ttl" | "persist" => {
+            let key = key(&mut cur, "key")?;
+            end(&mut cur, "key")?;
+            if spec.name == "ttl" { Command::Ttl { key } } else { Command::Persist { key } }
         }
         "incr" => {
             let key = key(&mut cur, "key")?;
@@ -472,9 +532,41 @@ mod tests {
     }
 
     #[test]
+    fn ttls_and_expiry_commands() {
+        let with = |value: Value, only_if, ttl: u64| Command::Set {
+            key: "k".into(),
+            value: Doc::from(value),
+            only_if,
+            ttl: Some(Duration::from_millis(ttl)),
+        };
+        assert_eq!(ok("set k 1 --ttl 10s"), with(json!(1), None, 10_000));
+        assert_eq!(ok("set k two words --ttl 5m"), with(json!("two words"), None, 300_000));
+        assert_eq!(ok("set k 1 --ttl 2h --if-absent"), with(json!(1), Some(SetIf::Absent), 7_200_000));
+        assert_eq!(ok("set k 1 --if-seq 4 --ttl 1d"), with(json!(1), Some(SetIf::Seq(4)), 86_400_000));
+        assert_eq!(ok("set k 1 --ttl 250ms"), with(json!(1), None, 250));
+        assert_eq!(ok("set k 1 --ttl 7"), with(json!(1), None, 7_000));
+        assert_eq!(ok("set k \"x --ttl 5s\""), set("k", json!("x --ttl 5s")));
+        assert!(fails("set k 1 --ttl").message.contains("needs a duration"));
+        assert!(fails("set k 1 --ttl 5y").message.contains("not a duration"));
+        assert!(fails("set k 1 --ttl -5s").message.contains("not a duration"));
+        assert!(fails("set k --ttl 5s").message.contains("missing value"));
+        assert_eq!(ok("expire k 10m"), Command::Expire { key: "k".into(), ttl: Duration::from_secs(600) });
+        assert!(fails("expire k").message.contains("missing duration"));
+        assert!(fails("expire k 10 m").message.contains("unexpected"));
+        assert_eq!(ok("ttl \"my key\""), Command::Ttl { key: "my key".into() });
+        assert_eq!(ok("persist k"), Command::Persist { key: "k".into() });
+        assert!(fails("ttl").message.contains("missing key"));
+        assert!(fails(&format!("set k 1 --ttl {}d", u64::MAX)).message.contains("too long"));
+    }
+
+    #[test]
     fn conditional_sets_incr_and_seq() {
-        let cond =
-            |key: &str, value: Value, only_if| Command::Set { key: key.into(), value: Doc::from(value), only_if };
+        let cond = |key: &str, value: Value, only_if| Command::Set {
+            key: key.into(),
+            value: Doc::from(value),
+            only_if,
+            ttl: None,
+        };
         assert_eq!(ok("set k 1 --if-absent"), cond("k", json!(1), Some(SetIf::Absent)));
         assert_eq!(ok("set k {\"a\": 1} --if-seq 42"), cond("k", json!({"a": 1}), Some(SetIf::Seq(42))));
         assert_eq!(ok("set k two words --if-absent"), cond("k", json!("two words"), Some(SetIf::Absent)));
@@ -494,7 +586,7 @@ mod tests {
         assert_eq!(ok("set n 42"), set("n", json!(42)));
         assert_eq!(
             ok("set n -1.5e3"),
-            Command::Set { key: "n".into(), value: Doc::parse("-1.5e3").unwrap(), only_if: None }
+            Command::Set { key: "n".into(), value: Doc::parse("-1.5e3").unwrap(), only_if: None, ttl: None }
         );
         assert_eq!(ok("set b true"), set("b", json!(true)));
         assert_eq!(ok("set z null"), set("z", json!(null)));

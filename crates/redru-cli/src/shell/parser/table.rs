@@ -80,14 +80,55 @@ pub const COMMANDS: &[Spec] = &[
                   Quote keys with spaces: set \"my key\" 1. With --if-absent the key is written only if it \
                   does not exist; with --if-seq N only if it exists and nothing wrote it after record N (the number \
                   `last-seq <key>` prints). Otherwise nothing is written and the error says what was found (exit code 1 \
-                  as a one-shot command). A plain-text value ending in these words needs quotes.",
+                  as a one-shot command). With --ttl D the key expires D from now (500ms, 10s, 5m, 2h, 1d; a bare \
+                  number is seconds); a set without --ttl removes any deadline the key had. A plain-text value \
+                  ending in these words needs quotes.",
         examples: &[
             "set name Alice",
             "set user:1 {\"name\": \"Alice\", \"age\": 30}",
             "set \"my key\" [1, 2, 3]",
             "set lock:job1 me --if-absent",
             "set user:1 {\"name\": \"Al\"} --if-seq 42",
+            "set session:9 {\"user\": 1} --ttl 30m",
         ],
+    },
+    Spec {
+        name: "expire",
+        usage: "expire <key> <duration>",
+        aliases: &[],
+        args: &["<key>", "<duration>"],
+        arg: Arg::Key,
+        place: Place::Everywhere,
+        summary: "make a key expire after a time (500ms, 10s, 5m, 2h, 1d)",
+        details: "Replaces any deadline the key had. From its deadline on the key is gone for every read; the \
+                  database removes it in the background. The deadline is kept as a wall-clock time, so it holds \
+                  across restarts. A duration of 0 deletes the key. Says `not found` when the key does not exist \
+                  (exit code 1 as a one-shot command).",
+        examples: &["expire session:9 10m", "expire cache:home 30s"],
+    },
+    Spec {
+        name: "ttl",
+        usage: "ttl <key>",
+        aliases: &[],
+        args: &["<key>"],
+        arg: Arg::Key,
+        place: Place::Everywhere,
+        summary: "print the time left before a key expires",
+        details: "Prints the time left in seconds with milliseconds (`599.998s`), or `no expiry` for a key that \
+                  never expires. Says `not found` when the key does not exist (exit code 1 as a one-shot command).",
+        examples: &["ttl session:9"],
+    },
+    Spec {
+        name: "persist",
+        usage: "persist <key>",
+        aliases: &[],
+        args: &["<key>"],
+        arg: Arg::Key,
+        place: Place::Everywhere,
+        summary: "remove a key's deadline: it no longer expires",
+        details: "Prints OK, or `no expiry` when the key had none. Says `not found` when the key does not exist \
+                  (exit code 1 as a one-shot command).",
+        examples: &["persist session:9"],
     },
     Spec {
         name: "incr",

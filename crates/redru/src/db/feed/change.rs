@@ -81,7 +81,9 @@ pub(crate) fn changes_of(seq: Seq, record: &Record, prefix: &str, out: &mut impl
     let set = |key: &str, value: &Doc| Change::Set { seq, key: key.to_owned(), value: value.clone() };
     let del = |key: &str| Change::Delete { seq, key: key.to_owned() };
     match record {
-        Record::Set(key, value) if under(key) => {
+        // A deadline is not a change of value: the key's expiry arrives as
+        // the delete the sweeper logs.
+        Record::Set(key, value) | Record::SetExpiring(key, value, _) if under(key) => {
             out.extend([set(key, value)]);
             1
         }
@@ -97,7 +99,7 @@ pub(crate) fn changes_of(seq: Seq, record: &Record, prefix: &str, out: &mut impl
             let mut n = 0;
             for op in ops {
                 let change = match op {
-                    BatchOp::Set(key, value) if under(key) => set(key, value),
+                    BatchOp::Set(key, value) | BatchOp::SetExpiring(key, value, _) if under(key) => set(key, value),
                     BatchOp::Delete(key) if under(key) => del(key),
                     BatchOp::Clear => Change::Clear { seq },
                     _ => continue,
@@ -107,7 +109,12 @@ pub(crate) fn changes_of(seq: Seq, record: &Record, prefix: &str, out: &mut impl
             }
             n
         }
-        Record::Set(..) | Record::Delete(_) | Record::CreateIndex { .. } | Record::DropIndex(_) => 0,
+        Record::Set(..)
+        | Record::SetExpiring(..)
+        | Record::Expire(..)
+        | Record::Delete(_)
+        | Record::CreateIndex { .. }
+        | Record::DropIndex(_) => 0,
     }
 }
 

@@ -138,12 +138,16 @@ fn record_bytes(record: &Record) -> usize {
     const OVERHEAD: usize = 64;
     OVERHEAD
         + match record {
-            Record::Set(key, value) => key.len() + value.as_str().len(),
+            Record::Set(key, value) | Record::SetExpiring(key, value, _) => key.len() + value.as_str().len(),
+            Record::Expire(key, _) => key.len(),
             Record::Delete(key) => key.len(),
             Record::Batch(ops) => ops
                 .iter()
                 .map(|op| match op {
-                    BatchOp::Set(key, value) => key.len() + value.as_str().len() + 32,
+                    BatchOp::Set(key, value) | BatchOp::SetExpiring(key, value, _) => {
+                        key.len() + value.as_str().len() + 32
+                    }
+                    BatchOp::Expire(key, _) => key.len() + 32,
                     BatchOp::Delete(key) => key.len() + 32,
                     BatchOp::Clear => 8,
                 })

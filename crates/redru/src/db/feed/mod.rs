@@ -157,10 +157,11 @@ impl Db {
             inner.feed.register(writer.written());
             (map, writer.written())
         };
+        let now = inner.now();
         let sub = Subscription::new(inner, prefix, last);
         inner.wal.wait_durable(last, "the state read for the change feed")?;
         let mut entries: Vec<(String, Doc)> =
-            map.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.to_string(), v.clone())).collect();
+            map.iter(now).filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.to_string(), v.clone())).collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok((entries, sub))
     }

@@ -202,7 +202,7 @@ fn key_prefix(filter: &Filter) -> Option<String> {
 /// Runs `query` against `state` (the unit tests' entry; `Db::query` scans on a frozen copy).
 #[cfg(test)]
 pub fn run(state: &State, query: &Query) -> QueryResult {
-    run_indexed(state, query).unwrap_or_else(|| scan(&state.map, query))
+    run_indexed(state, query, 0).unwrap_or_else(|| scan(&state.map, query, 0))
 }
 
 fn reads_values(query: &Query) -> bool {
@@ -216,15 +216,17 @@ fn keep(query: &Query, key: &Key, doc: &Doc) -> Option<Value> {
 }
 
 /// Runs `query` through the indexes, or `None` when no index applies (the
-/// caller then scans, possibly on a frozen copy of the map).
-pub fn run_indexed(state: &State, query: &Query) -> Option<QueryResult> {
-    if let Some(result) = walk(state, query) {
+/// caller then scans, possibly on a frozen copy of the map). Keys expired
+/// at `now` (ms since the epoch) are left out: the indexes still list them
+/// until the sweeper removes them.
+pub fn run_indexed(state: &State, query: &Query, now: u64) -> Option<QueryResult> {
+    if let Some(result) = walk(state, query, now) {
         return Some(result);
     }
     let found = candidates(state, &query.filter, true)?;
     let mut matched: Vec<(&Key, &Doc, Value)> = Vec::new();
     for key in &found.keys {
-        if let Some((key, doc)) = state.map.get_key_value(key)
+        if let Some((key, doc)) = state.map.get_key_value(key, now)
             && let Some(value) = keep(query, key, doc)
         {
             matched.push((key, doc, value));
@@ -278,7 +280,7 @@ const LOOKUP_PER_ENTRY: usize = 8;
 /// filter implies FIELD exists: keys without it are not in the index, and
 /// they sort first. `None` when the walk does not apply, or when equality
 /// lookups give few enough candidates to read them all instead.
-fn walk(state: &State, query: &Query) -> Option<QueryResult> {
+fn walk(state: &State, query: &Query, now: u64) -> Option<QueryResult> {
     let limit = query.limit?;
     let first = query.sort.first()?;
     let index = ordered(state, &first.field)?;
@@ -301,7 +303,7 @@ fn walk(state: &State, query: &Query) -> Option<QueryResult> {
             }
             for key in group {
                 examined += 1;
-                if let Some((key, doc)) = state.map.get_key_value(key)
+                if let Some((key, doc)) = state.map.get_key_value(key, now)
                     && let Some(value) = keep(query, key, doc)
                 {
                     matched.push((key, doc, value));
@@ -315,12 +317,12 @@ fn walk(state: &State, query: &Query) -> Option<QueryResult> {
 }
 
 /// Runs `query` by examining every key of `map` (every key with the
-/// filter's key prefix, when it has one).
-pub fn scan(map: &Map, query: &Query) -> QueryResult {
+/// filter's key prefix, when it has one) live at `now`.
+pub fn scan(map: &Map, query: &Query, now: u64) -> QueryResult {
     let prefix = key_prefix(&query.filter);
     let mut examined = 0;
     let mut matched: Vec<(&Key, &Doc, Value)> = Vec::new();
-    for (key, doc) in map.iter() {
+    for (key, doc) in map.iter(now) {
         if prefix.as_deref().is_some_and(|p| !key.starts_with(p)) {
             continue;
         }

@@ -342,6 +342,15 @@ fn a_wiped_node_is_re_added_and_catches_up_through_a_snapshot() -> Result {
         for reply in conn.pipeline(&sets)? {
             expect_ok(reply)?;
         }
+        // A deadline cannot be replicated yet: refused, and nothing written.
+        for args in [&["SET", "ttl:1", "v", "EX", "100"][..], &["EXPIRE", "w0", "100"], &["SETEX", "ttl:2", "5", "v"]] {
+            match conn.call(args)? {
+                Frame::Error(e) if e.contains("not replicated with --cluster") => {}
+                other => return Err(format!("{args:?} answered {other:?}").into()),
+            }
+        }
+        assert!(matches!(conn.call(&["EXISTS", "ttl:1", "ttl:2"])?, Frame::Int(0)));
+        assert!(matches!(conn.call(&["TTL", "w0"])?, Frame::Int(-1)));
         let wiped = (leader + 1) % 3;
         let voters: Vec<String> = (0..3).filter(|&i| i != wiped).map(|i| (i + 1).to_string()).collect();
         expect_ok(cluster.call(leader, &["REDRU.CLUSTER", "MEMBERSHIP", &voters[0], &voters[1]])?)?;

@@ -285,7 +285,15 @@ fn check_snapshot(bytes: &[u8], keys: usize, frozen: &Frozen) {
     if let Ok(file) = serde_json::from_slice::<Value>(bytes) {
         // The header as the file has it: format, version, sequence number, index definitions.
         assert_eq!(file["format"], "redru-snapshot", "a snapshot of another format loaded");
-        assert_eq!(file["version"], 1, "a snapshot of another version loaded");
+        assert!(matches!(file["version"].as_u64(), Some(1 | 2)), "a snapshot of another version loaded");
+        // Deadlines (version 2) as the file has them.
+        let file_deadlines: BTreeMap<String, u64> = file["expires"]
+            .as_object()
+            .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect())
+            .unwrap_or_default();
+        let loaded_deadlines: BTreeMap<String, u64> =
+            frozen.map.iter_expiring(0).filter(|(_, _, e)| *e != 0).map(|(k, _, e)| (k.to_string(), e)).collect();
+        assert_eq!(file_deadlines, loaded_deadlines, "the loaded deadlines are not the file's");
         assert_eq!(file["seq"].as_u64(), Some(frozen.seq.0), "the loaded sequence number is not the file's");
         let defs: Option<Vec<(String, bool)>> = file["indexes"].as_array().map(|list| {
             list.iter().filter_map(|d| Some((d["field"].as_str()?.to_owned(), d["unique"].as_bool()?))).collect()

@@ -241,6 +241,11 @@ fn what_clients_ask_on_connect() -> TestResult {
     assert!(docs.starts_with("[$set, [$summary,") && docs.contains("$arguments"), "{docs}");
     let info = c.call(&["INFO", "keyspace"])?;
     assert!(info.starts_with("$# Keyspace"), "{info}");
+    // Keys with a deadline are counted as Redis counts them.
+    assert_eq!(c.call(&["SET", "ttl-a", "1", "EX", "100"])?, "+OK");
+    assert_eq!(c.call(&["SET", "ttl-b", "1"])?, "+OK");
+    let info = c.call(&["INFO", "keyspace"])?;
+    assert!(info.contains(",expires=1,"), "{info}");
     assert_eq!(c.call(&["ECHO", "hi"])?, "$hi");
     assert_eq!(c.call(&["PING", "x"])?, "$x");
     assert_eq!(c.call(&["SAVE"])?, "+OK");

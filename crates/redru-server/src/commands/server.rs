@@ -480,8 +480,11 @@ pub fn info(c: &mut Ctx) -> R {
         None => vec!["role:master".into(), "connected_slaves:0".into()],
     };
     section("replication", "Replication", replication);
-    let keyspace =
-        if stats.keys > 0 { vec![format!("db0:keys={},expires=0,avg_ttl=0", stats.keys)] } else { Vec::new() };
+    let keyspace = if stats.keys > 0 {
+        vec![format!("db0:keys={},expires={},avg_ttl=0", stats.keys, stats.expiring)]
+    } else {
+        Vec::new()
+    };
     section("keyspace", "Keyspace", keyspace);
     Ok(Reply::text(out))
 }

@@ -249,6 +249,7 @@ impl Db {
         Stats {
             dir: inner.dir.clone(),
             keys: state.live_len(now),
+            expiring: state.expiring_len(now),
             last_seq: last_seq.0,
             durable_seq: inner.wal.synced().0,
             snapshot_seq,

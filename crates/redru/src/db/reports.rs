@@ -121,6 +121,8 @@ pub struct Stats {
     pub dir: PathBuf,
     /// Number of keys.
     pub keys: usize,
+    /// Of them, how many have a deadline (will expire).
+    pub expiring: usize,
     /// The last sequence number written.
     pub last_seq: u64,
     /// The last sequence number known durable.

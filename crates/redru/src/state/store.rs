@@ -798,6 +798,11 @@ impl State {
         self.map.len() - self.expiring.iter().take_while(|(e, _)| *e <= now).count()
     }
 
+    /// Number of keys live at `now` that have a deadline.
+    pub fn expiring_len(&self, now: u64) -> usize {
+        self.expiring.len() - self.expiring.iter().take_while(|(e, _)| *e <= now).count()
+    }
+
     /// Up to `limit` keys expired at `now`, earliest deadline first.
     pub fn expired(&self, now: u64, limit: usize) -> Vec<Key> {
         self.expiring.iter().take_while(|(e, _)| *e <= now).take(limit).map(|(_, k)| k.clone()).collect()

@@ -99,8 +99,7 @@ impl Db {
     ) -> Result<()> {
         let (doc, parsed) = value.into_parts();
         self.inner
-            .commit_decided(parsed.as_deref(), |inner| {
-                let now = inner.now();
+            .commit_decided(parsed.as_deref(), |inner, now| {
                 let exp = match deadline(now) {
                     Some(exp) => Some(exp),
                     None => inner.read_state().map.expiry(&key, now).flatten(),
@@ -149,8 +148,7 @@ impl Db {
 
     fn change_deadline(&self, key: &str, deadline: impl FnOnce(u64) -> Option<Expiry>) -> Result<bool> {
         let changed = Cell::new(false);
-        self.inner.commit_decided(None, |inner| {
-            let now = inner.now();
+        self.inner.commit_decided(None, |inner, now| {
             // A key expired but not yet swept is absent: changing its
             // deadline must not bring it back.
             let Some(current) = inner.read_state().map.expiry(key, now) else { return Ok(None) };
@@ -196,10 +194,10 @@ impl Inner {
         let mut removed = 0;
         loop {
             let taken = Cell::new(0);
-            self.commit_decided(None, |inner| {
+            self.commit_decided(None, |inner, now| {
                 // Chosen under the writer lock: no write can come between
                 // finding a key expired and logging its deletion.
-                let due = inner.read_state().expired(inner.now(), SWEEP_BATCH);
+                let due = inner.read_state().expired(now, SWEEP_BATCH);
                 taken.set(due.len());
                 Ok(match due.len() {
                     0 => None,

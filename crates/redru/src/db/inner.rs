@@ -90,18 +90,20 @@ impl Inner {
     }
 
     pub(super) fn commit_with(self: &Arc<Self>, record: Record, parsed: Option<&Value>) -> Result<Applied> {
-        let written = self.commit_decided(parsed, |_| Ok(Some(record)))?;
+        let written = self.commit_decided(parsed, |_, _| Ok(Some(record)))?;
         Ok(written.map_or(Applied { existed: false }, |(_, applied)| applied))
     }
 
     /// Under the writer lock, `decide` sees the state after every record
     /// logged so far and returns the record to log (or None: nothing is
     /// logged), so that a conditional write's check and its record are one
-    /// step. Returns the record's seq and what applying it found.
+    /// step. `decide` gets the time this write is judged at ([`Inner::now`],
+    /// read once, under the lock: the record and its check see the same
+    /// time). Returns the record's seq and what applying it found.
     pub(super) fn commit_decided(
         self: &Arc<Self>,
         parsed: Option<&Value>,
-        decide: impl FnOnce(&Inner) -> Result<Option<Record>>,
+        decide: impl FnOnce(&Inner, u64) -> Result<Option<Record>>,
     ) -> Result<Option<(Seq, Applied)>> {
         self.check_writable()?;
         let (seq, applied, compact, crowded) = {
@@ -111,8 +113,9 @@ impl Inner {
             // it needs it: `Db::update` must not hold it while the caller's
             // closure runs (a read from inside it could then deadlock
             // behind a rollback waiting to write).
-            let Some(record) = decide(self)? else { return Ok(None) };
-            self.read_state().check_with(&record, parsed, self.now())?;
+            let now = self.now();
+            let Some(record) = decide(self, now)? else { return Ok(None) };
+            self.read_state().check_with(&record, parsed, now)?;
             let seq = match writer.append(&record) {
                 Ok(seq) => seq,
                 Err(e) => {

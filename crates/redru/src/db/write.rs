@@ -46,7 +46,7 @@ impl Db {
     pub fn set_with_seq<'a>(&self, key: impl Into<String>, value: impl IntoDoc<'a>) -> Result<Seq> {
         let (doc, parsed) = value.into_parts();
         let record = Record::Set(key.into(), doc);
-        let written = self.inner.commit_decided(parsed.as_deref(), |_| Ok(Some(record)))?;
+        let written = self.inner.commit_decided(parsed.as_deref(), |_, _| Ok(Some(record)))?;
         Ok(written.map_or(Seq(0), |(seq, _)| seq))
     }
 
@@ -79,9 +79,8 @@ impl Db {
     /// # Errors
     /// As [`Db::set`] (or [`Db::delete`]) for what `f` decided.
     pub fn update(&self, key: &str, f: impl FnOnce(Option<&Doc>) -> Update) -> Result<Option<Seq>> {
-        let written = self.inner.commit_decided(None, |inner| {
+        let written = self.inner.commit_decided(None, |inner, now| {
             // A copy of the handle, so `f` runs without the state's lock.
-            let now = inner.now();
             let (current, exp) = {
                 let state = inner.read_state();
                 (state.map.get(key, now).cloned(), state.map.expiry(key, now).flatten())
@@ -113,8 +112,8 @@ impl Db {
         };
         let (doc, parsed) = new.into_parts();
         let record = Record::Set(key.to_owned(), doc);
-        let written = self.inner.commit_decided(parsed.as_deref(), |inner| {
-            condition.check(&inner.read_state().map, 0, inner.now())?;
+        let written = self.inner.commit_decided(parsed.as_deref(), |inner, now| {
+            condition.check(&inner.read_state().map, 0, now)?;
             Ok(Some(record))
         })?;
         Ok(written.map_or(Seq(0), |(seq, _)| seq))
@@ -179,8 +178,7 @@ impl Db {
     pub fn batch(&self, batch: Batch) -> Result<()> {
         let Batch { ops, conditions, ttls } = batch;
         self.inner
-            .commit_decided(None, |inner| {
-                let now = inner.now();
+            .commit_decided(None, |inner, now| {
                 let state = inner.read_state();
                 for (i, condition) in conditions.iter().enumerate() {
                     condition.check(&state.map, i, now)?;

@@ -53,7 +53,7 @@ pub use auth::{MIN_SECRET_LEN, Secret};
 pub use error::Error;
 pub use log_store::{LogStore, SEGMENT_BYTES};
 pub use network::{MAX_FRAME, SNAPSHOT_CHUNK, TcpLink, TcpNetwork, WriteError};
-pub use node::{LEADER_WAIT, Node, NodeConfig, Status, default_raft_config, probe};
+pub use node::{LEADER_WAIT, MAX_GROUP_BYTES, MAX_GROUP_WRITES, Node, NodeConfig, Status, default_raft_config, probe};
 pub use state_machine::{APPLIED_KEY, RESERVED_PREFIX, StateMachine};
 pub use types::{
     Cond, Entry, LogId, NodeId, Op, Raft, Request, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,

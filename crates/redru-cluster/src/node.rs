@@ -4,6 +4,12 @@
 //! node, the read barrier of a linearizable read, the cluster commands and
 //! the status. A write is answered only once Raft committed it (on a majority
 //! of logs, fsynced) and this node's leader applied it.
+//!
+//! On the leader, writes go through a batcher: openraft 0.9 flushes each
+//! append before it takes the next, so one entry per write would cost one
+//! fsync per write. The batcher proposes every write waiting (from every
+//! connection, local or forwarded) as one group entry ([`Request::many`]),
+//! each still atomic, conditional and answered on its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -17,6 +23,7 @@ use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use redru::Db;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::auth::Secret;
@@ -33,6 +40,15 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 const PEER_IDLE: Duration = Duration::from_secs(300);
 /// Pause between attempts while no leader is known.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// At most this many writes in one group entry.
+pub const MAX_GROUP_WRITES: usize = 1024;
+/// At most this many bytes of writes (as JSON) in one group entry: an entry
+/// stays far under the peer port's frame limit ([`network::MAX_FRAME`]). A
+/// single write over it is proposed alone, as before.
+pub const MAX_GROUP_BYTES: usize = 1 << 20;
+/// Group entries proposed at once: while one is being appended and
+/// committed, the next collects the writes that arrive meanwhile.
+const GROUPS_IN_FLIGHT: usize = 2;
 
 /// How a node starts.
 #[derive(Clone, Debug)]
@@ -54,10 +70,14 @@ pub struct NodeConfig {
 /// The Raft timing a node uses unless told otherwise: heartbeats every
 /// 100 ms, elections after 400 to 800 ms of silence (a failover well under
 /// 2 s), snapshot chunks of [`network::SNAPSHOT_CHUNK`], a snapshot every
-/// 20,000 entries with 1,000 kept after it for slow followers.
+/// 20,000 entries with 1,000 kept after it for slow followers, and at most
+/// 8 entries per append: 8 group entries of [`MAX_GROUP_BYTES`] stay under
+/// the peer port's frame limit (openraft's default, 300, could make a
+/// lagging follower's append larger than any frame the peer accepts).
 pub fn default_raft_config() -> openraft::Config {
     openraft::Config {
         cluster_name: "redru".into(),
+        max_payload_entries: 8,
         heartbeat_interval: 100,
         election_timeout_min: 400,
         election_timeout_max: 800,
@@ -76,7 +96,9 @@ pub struct Node {
     sm: StateMachine,
     secret: Arc<Secret>,
     pool: Pool,
+    batcher: Batcher,
     peers: JoinHandle<()>,
+    batching: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -88,6 +110,7 @@ impl std::fmt::Debug for Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.peers.abort();
+        self.batching.abort();
     }
 }
 
@@ -144,8 +167,10 @@ impl Node {
         let secret = Arc::new(config.secret);
         let network = TcpNetwork { from: config.id, secret: Arc::clone(&secret) };
         let raft = Raft::new(config.id, raft_config, network, log, sm.clone()).await.map_err(other)?;
-        let peers = tokio::spawn(serve_peers(listener, raft.clone(), Arc::clone(&secret)));
-        Ok(Arc::new(Node { id: config.id, addr, raft, sm, secret, pool: Pool::default(), peers }))
+        let (batcher, queue) = Batcher::new();
+        let batching = tokio::spawn(run_batcher(raft.clone(), queue));
+        let peers = tokio::spawn(serve_peers(listener, raft.clone(), batcher.clone(), Arc::clone(&secret)));
+        Ok(Arc::new(Node { id: config.id, addr, raft, sm, secret, pool: Pool::default(), batcher, peers, batching }))
     }
 
     /// This node's id.
@@ -188,7 +213,7 @@ impl Node {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
             let last = match self.leader() {
-                Some((leader, _)) if leader == self.id => match propose(&self.raft, request.clone()).await {
+                Some((leader, _)) if leader == self.id => match self.batcher.propose(request.clone()).await {
                     Err(WriteError::NotWritten(why)) => why,
                     done => return done,
                 },
@@ -388,6 +413,7 @@ impl Node {
     /// Stops Raft and the peer port.
     pub async fn shutdown(&self) {
         self.peers.abort();
+        self.batching.abort();
         let _ = self.raft.shutdown().await;
     }
 }
@@ -414,20 +440,124 @@ async fn read_index(raft: &Raft) -> Result<u64, String> {
     }
 }
 
+/// A write waiting for the batcher, with where its answer goes.
+struct Pending {
+    request: Request,
+    bytes: usize,
+    reply: oneshot::Sender<Result<Response, WriteError>>,
+}
+
+/// The way in to the batcher task ([`run_batcher`]); cheap to clone.
+#[derive(Clone)]
+struct Batcher {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl Batcher {
+    fn new() -> (Batcher, mpsc::UnboundedReceiver<Pending>) {
+        let (queue, rx) = mpsc::unbounded_channel();
+        (Batcher { queue }, rx)
+    }
+
+    /// Proposes `request` in the next group entry; answers as [`propose`] does.
+    async fn propose(&self, request: Request) -> Result<Response, WriteError> {
+        let bytes = serde_json::to_vec(&request).map_or(usize::MAX, |v| v.len());
+        let (reply, answer) = oneshot::channel();
+        // Until the batcher has it, nothing can have been written.
+        self.queue
+            .send(Pending { request, bytes, reply })
+            .map_err(|_| WriteError::NotWritten("the node is shutting down".into()))?;
+        // Once it has it, the write may be in the log: a lost answer is unknown.
+        answer.await.unwrap_or_else(|_| Err(WriteError::Unknown("the node stopped before answering".into())))
+    }
+}
+
+/// Takes every write waiting, up to [`MAX_GROUP_WRITES`] and
+/// [`MAX_GROUP_BYTES`], and proposes them as one entry; at most
+/// [`GROUPS_IN_FLIGHT`] entries at once, so writes pile up (and share an
+/// entry) while Raft is busy rather than each taking its own.
+async fn run_batcher(raft: Raft, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
+    let mut carried: Option<Pending> = None;
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match queue.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut bytes = first.bytes;
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP_WRITES {
+            let Ok(next) = queue.try_recv() else { break };
+            if bytes.saturating_add(next.bytes) > MAX_GROUP_BYTES {
+                carried = Some(next);
+                break;
+            }
+            bytes += next.bytes;
+            group.push(next);
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            propose_group(&raft, group).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Proposes `group` (one write alone, as a plain request: the entry is then
+/// exactly what it was before batching) and answers each write.
+async fn propose_group(raft: &Raft, group: Vec<Pending>) {
+    if group.len() == 1 {
+        for p in group {
+            let _ = p.reply.send(propose(raft, p.request).await);
+        }
+        return;
+    }
+    let (requests, replies): (Vec<Request>, Vec<_>) = group.into_iter().map(|p| (p.request, p.reply)).unzip();
+    match propose(raft, Request::many(requests.clone())).await {
+        Ok(Response::Many { responses }) if responses.len() == replies.len() => {
+            for (reply, response) in replies.into_iter().zip(responses) {
+                let _ = reply.send(Ok(response));
+            }
+        }
+        // The engine refused the group's batch as a whole (a unique index):
+        // nothing was written, so each write is proposed alone and one
+        // cannot fail the others.
+        Ok(Response::Rejected { .. }) => {
+            for (request, reply) in requests.into_iter().zip(replies) {
+                let _ = reply.send(propose(raft, request).await);
+            }
+        }
+        Ok(other) => {
+            for reply in replies {
+                let _ = reply.send(Err(WriteError::Unknown(format!("the group entry was answered {other:?}"))));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
 /// Accepts peer connections until the node stops.
-async fn serve_peers(listener: TcpListener, raft: Raft, secret: Arc<Secret>) {
+async fn serve_peers(listener: TcpListener, raft: Raft, batcher: Batcher, secret: Arc<Secret>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_peer(stream, raft.clone(), Arc::clone(&secret)));
+        tokio::spawn(serve_peer(stream, raft.clone(), batcher.clone(), Arc::clone(&secret)));
     }
 }
 
 /// One peer connection: the handshake, then requests answered in order.
-async fn serve_peer(mut stream: TcpStream, raft: Raft, secret: Arc<Secret>) {
+async fn serve_peer(mut stream: TcpStream, raft: Raft, batcher: Batcher, secret: Arc<Secret>) {
     if tokio::time::timeout(network::HANDSHAKE_TIMEOUT, network::accept_handshake(&mut stream, &secret))
         .await
         .map_or(true, |r| r.is_err())
@@ -440,7 +570,7 @@ async fn serve_peer(mut stream: TcpStream, raft: Raft, secret: Arc<Secret>) {
             Rpc::Append(r) => RpcReply::Append(raft.append_entries(r).await),
             Rpc::Vote(r) => RpcReply::Vote(raft.vote(r).await),
             Rpc::Snapshot(r) => RpcReply::Snapshot(raft.install_snapshot(r).await),
-            Rpc::Write(r) => RpcReply::Write(forwarded_write(&raft, r).await),
+            Rpc::Write(r) => RpcReply::Write(forwarded_write(&raft, &batcher, r).await),
             Rpc::ReadIndex => RpcReply::ReadIndex(read_index(&raft).await),
         };
         if network::write_frame(&mut stream, &reply).await.is_err() {
@@ -451,11 +581,11 @@ async fn serve_peer(mut stream: TcpStream, raft: Raft, secret: Arc<Secret>) {
 
 /// A write forwarded by a follower: proposed only if this node leads (no
 /// second hop, so a request never loops between nodes with stale views).
-async fn forwarded_write(raft: &Raft, request: Request) -> Result<Response, WriteError> {
+async fn forwarded_write(raft: &Raft, batcher: &Batcher, request: Request) -> Result<Response, WriteError> {
     if raft.metrics().borrow().state != ServerState::Leader {
         return Err(WriteError::NotWritten("the forwarded-to node is not the leader".into()));
     }
-    propose(raft, request).await
+    batcher.propose(request).await
 }
 
 /// Connects to `addr` and checks the handshake (for tests and `redru` diagnostics).

@@ -1,9 +1,13 @@
 //! The state machine: a `redru::Db`. Each committed entry becomes ONE atomic
 //! batch holding its operations and the reserved key [`APPLIED_KEY`] (last
 //! applied log id and membership), so the database alone says where a restart
-//! stands. Snapshots are redru snapshot files (`Db::backup_to`), shipped as
-//! bytes and installed with `Db::restore_file`.
+//! stands. A group entry ([`Request::many`]) is one batch too: its requests'
+//! conditions are checked here, in order, against the state the ones before
+//! them leave, and only the operations of those that pass go into the batch.
+//! Snapshots are redru snapshot files (`Db::backup_to`), shipped as bytes and
+//! installed with `Db::restore_file`.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
@@ -179,6 +183,81 @@ fn refuses_batch(e: &redru::Error) -> bool {
     )
 }
 
+/// A group's requests as ONE batch (no conditions: they are checked here, so
+/// that each request passes or fails on its own while the entry stays one
+/// atomic write, replayed whole or not at all after a crash), and each
+/// request's answer. `view` holds what the requests accepted so far wrote
+/// (`None`: deleted); `cleared`: one of them cleared the database.
+fn group_batch(db: &Db, requests: &[Request]) -> (Batch, Vec<Response>) {
+    let mut batch = Batch::new();
+    let mut view: HashMap<&str, Option<serde_json::Value>> = HashMap::new();
+    let mut cleared = false;
+    let mut responses = Vec::with_capacity(requests.len());
+    for request in requests {
+        if !request.many.is_empty() {
+            responses.push(Response::Rejected { reason: "a group inside a group".into() });
+            continue;
+        }
+        // Validates values, keys and conditions the same way a single request is.
+        let docs = request_batch(request).and_then(|_| {
+            request
+                .ops
+                .iter()
+                .map(|op| match op {
+                    Op::Set { key, value } => Doc::parse(value).map(Some).map_err(|e| format!("key {key:?}: {e}")),
+                    Op::Delete { .. } | Op::Clear => Ok(None),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let docs = match docs {
+            Ok(docs) => docs,
+            Err(reason) => {
+                responses.push(Response::Rejected { reason });
+                continue;
+            }
+        };
+        let failed = request.conditions.iter().find_map(|Cond { key, equals }| {
+            let current = match view.get(key.as_str()) {
+                Some(v) => v.clone(),
+                None if cleared => None,
+                None => db.get(key).map(|d| d.to_value()),
+            };
+            let holds = match (equals, &current) {
+                (None, found) => found.is_none(),
+                (Some(text), Some(found)) => serde_json::from_str::<serde_json::Value>(text).is_ok_and(|w| w == *found),
+                (Some(_), None) => false,
+            };
+            (!holds).then(|| match equals {
+                None => format!("condition failed: {key:?} must be absent"),
+                Some(text) => format!("condition failed: {key:?} must equal {text}"),
+            })
+        });
+        if let Some(reason) = failed {
+            responses.push(Response::Conflict { reason });
+            continue;
+        }
+        for (op, doc) in request.ops.iter().zip(docs) {
+            match (op, doc) {
+                (Op::Set { key, .. }, Some(doc)) => {
+                    view.insert(key, Some(doc.to_value()));
+                    batch = batch.set(key, doc);
+                }
+                (Op::Set { key, .. } | Op::Delete { key }, _) => {
+                    view.insert(key, None);
+                    batch = batch.delete(key);
+                }
+                (Op::Clear, _) => {
+                    view.clear();
+                    cleared = true;
+                    batch = batch.clear();
+                }
+            }
+        }
+        responses.push(Response::Applied { ops: request.ops.len() });
+    }
+    (batch, responses)
+}
+
 fn apply_one(db: &Db, state: &mut State, entry: Entry) -> Result<Response, Error> {
     let mut applied = state.applied.clone();
     applied.last_applied = Some(entry.log_id);
@@ -187,6 +266,13 @@ fn apply_one(db: &Db, state: &mut State, entry: Entry) -> Result<Response, Error
         EntryPayload::Membership(m) => {
             applied.membership = StoredMembership::new(Some(entry.log_id), m);
             (None, Response::None)
+        }
+        EntryPayload::Normal(request) if !request.many.is_empty() => {
+            let (batch, responses) = group_batch(db, &request.many);
+            // If the engine refuses the whole batch (a unique index), nothing
+            // is written and the entry is Rejected: the leader's batcher then
+            // proposes each request alone, so one request cannot fail the others.
+            (Some(batch), Response::Many { responses })
         }
         EntryPayload::Normal(request) => match request_batch(&request) {
             Ok(batch) => (Some(batch), Response::Applied { ops: request.ops.len() }),

@@ -1,5 +1,6 @@
 //! The types the cluster replicates: openraft's type configuration, the
-//! request (a list of redru operations applied as one atomic batch) and the
+//! request (a list of redru operations applied as one atomic batch, or a
+//! group of such requests the leader's batcher put in one entry) and the
 //! response. A request is plain data: it is checked when applied, identically
 //! on every node, so a bad one is answered with [`Response::Rejected`], never an error.
 
@@ -71,6 +72,14 @@ pub struct Cond {
 
 /// What a client asks the cluster to do: operations applied in order as one
 /// atomic `redru::Batch`, all or none, if every condition holds.
+///
+/// Or, when `many` is not empty, a group of requests the leader's batcher
+/// proposed as one entry so that concurrent writes share one append (and one
+/// fsync): each is applied in order, atomically on its own, with its own
+/// conditions checked against the state left by the ones before it, and gets
+/// its own answer in [`Response::Many`]; `ops` and `conditions` are then
+/// empty. The field is left out when empty, so single requests are written
+/// exactly as before and entries of older logs read unchanged.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// The operations, in order.
@@ -78,22 +87,33 @@ pub struct Request {
     /// Conditions checked atomically with the operations (none: apply unconditionally).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Cond>,
+    /// The requests of a group (see above); none for a single request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub many: Vec<Request>,
 }
 
 impl Request {
     /// A request of one set.
     pub fn set(key: impl Into<String>, value: impl Into<String>) -> Request {
-        Request { ops: vec![Op::Set { key: key.into(), value: value.into() }], conditions: Vec::new() }
+        Request { ops: vec![Op::Set { key: key.into(), value: value.into() }], ..Request::default() }
     }
     /// A request of one delete.
     pub fn delete(key: impl Into<String>) -> Request {
-        Request { ops: vec![Op::Delete { key: key.into() }], conditions: Vec::new() }
+        Request { ops: vec![Op::Delete { key: key.into() }], ..Request::default() }
+    }
+    /// A group of requests proposed as one entry, each applied on its own.
+    pub fn many(requests: Vec<Request>) -> Request {
+        Request { many: requests, ..Request::default() }
     }
 }
 
 impl std::fmt::Display for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "request of {} operation(s)", self.ops.len())
+        if self.many.is_empty() {
+            write!(f, "request of {} operation(s)", self.ops.len())
+        } else {
+            write!(f, "group of {} request(s)", self.many.len())
+        }
     }
 }
 
@@ -120,4 +140,9 @@ pub enum Response {
     },
     /// The entry carried no request (a blank or membership entry).
     None,
+    /// The answers to a group's requests ([`Request::many`]), in order.
+    Many {
+        /// One answer per request.
+        responses: Vec<Response>,
+    },
 }

@@ -35,6 +35,7 @@ async fn a_restart_knows_the_last_applied_entry_and_membership() -> TestResult {
                 Request {
                     ops: vec![Op::Set { key: "a".into(), value: r#"{"x":1}"#.into() }, Op::Clear],
                     conditions: vec![],
+                    many: vec![],
                 },
             ),
             normal(3, Request::set("b", "[1,2]")),
@@ -63,6 +64,7 @@ async fn bad_requests_are_rejected_whole_and_still_recorded_as_applied() -> Test
             Op::Set { key: "b".into(), value: "{not json".into() },
         ],
         conditions: vec![],
+        many: vec![],
     };
     let reserved = Request::delete(APPLIED_KEY);
     let replies = sm.apply([normal(1, bad_json), normal(2, reserved)]).await?;
@@ -109,6 +111,7 @@ async fn a_batch_the_engine_refuses_is_rejected_and_the_position_still_advances(
                         Op::Set { key: "u2".into(), value: r#"{"email":"a@x"}"#.into() },
                     ],
                     conditions: vec![],
+                    many: vec![],
                 },
             ),
         ])

@@ -76,6 +76,7 @@ async fn scenario() -> TestResult {
     let stale = Request {
         ops: vec![redru_cluster::Op::Set { key: "from-2".into(), value: "3".into() }],
         conditions: vec![redru_cluster::Cond { key: "from-2".into(), equals: Some("1".into()) }],
+        many: vec![],
     };
     assert!(matches!(n3.write(stale).await?, Response::Conflict { .. }));
 

@@ -151,6 +151,8 @@ async fn submit(node: &Node, tx: Tx<'_>, ok: bool) -> Submitted {
         Ok(Response::Applied { .. } | Response::None) => Submitted::Done,
         Ok(Response::Conflict { .. }) => Submitted::Conflict,
         Ok(Response::Rejected { reason }) => Submitted::Failed(Reply::err(reason)),
+        // The node answers a group's requests one by one; a group's answer never reaches a caller.
+        Ok(Response::Many { .. }) => Submitted::Failed(Reply::err("the cluster answered a group for one write")),
         Err(WriteError::NotWritten(why)) => Submitted::Failed(Reply::Error(format!("TRYAGAIN not written: {why}"))),
         Err(e @ WriteError::Unknown(_)) => Submitted::Failed(Reply::err(e)),
     }

@@ -177,7 +177,7 @@ impl<'a> Tx<'a> {
             .into_iter()
             .map(|(key, seen)| redru_cluster::Cond { key, equals: seen.map(|d| d.as_str().to_owned()) })
             .collect();
-        Some(redru_cluster::Request { ops, conditions })
+        Some(redru_cluster::Request { ops, conditions, many: Vec::new() })
     }
 
     /// Deletes `key`; whether it existed.

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::state::change::Expiry;
 use crate::state::doc::Doc;
 use crate::state::index::Wanted;
-use crate::state::store::{Key, State, build_index};
+use crate::state::store::{Key, State};
 use crate::storage::log;
 use crate::storage::record::Seq;
 use crate::storage::snapshot::{self, Frozen, SnapshotInfo};
@@ -178,18 +178,7 @@ fn with_indexes(
     defs: Vec<(crate::state::index::FieldPath, bool, crate::state::index::IndexKind)>,
     now: u64,
 ) -> Result<State> {
-    let map = &state.map;
-    let built: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = defs
-            .into_iter()
-            .map(|(path, unique, kind)| s.spawn(move || build_index(map, path, unique, kind)))
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
-    for index in built {
-        state.indexes.insert(index.path().as_str().to_owned(), index);
-    }
-    state.indexes_changed();
+    state.build_indexes(defs);
     check_unique(&state, now)?;
     Ok(state)
 }

@@ -106,7 +106,46 @@ struct Inner {
     _lock: Box<dyn LockGuard>,
 }
 
+/// What loading the files gave an open: the state, where the snapshot
+/// stands, what recovery did.
+struct Loaded {
+    state: State,
+    snap_meta: SnapMeta,
+    report: RecoveryReport,
+}
+
 impl Inner {
+    /// A handle's shared part, as both opens (writing and read-only) build it.
+    fn new(
+        dir: PathBuf,
+        vfs: Arc<dyn Vfs>,
+        writer: Writer,
+        loaded: Loaded,
+        lock: Box<dyn LockGuard>,
+        options: Options,
+    ) -> Inner {
+        let last = loaded.state.seq;
+        Inner {
+            dir,
+            vfs,
+            wal: Wal::new(writer, last),
+            state: RwLock::new(loaded.state),
+            pending: Mutex::new(Pending::default()),
+            save_lock: Mutex::new(()),
+            snap: Mutex::new(loaded.snap_meta),
+            compactor: Mutex::new(None),
+            compactions: AtomicU64::new(0),
+            failed_compactions: AtomicU64::new(0),
+            compaction_retry_at: AtomicU64::new(0),
+            last_compaction_error: Mutex::new(None),
+            recovery: loaded.report,
+            feed: Arc::new(Hub::new(options.feed_buffer)),
+            clock_high: AtomicU64::new(0),
+            _lock: lock,
+            options,
+        }
+    }
+
     /// The time expiry is judged at (ms since the epoch): the clock, or the
     /// latest reading if the clock went back since.
     pub(super) fn now(&self) -> u64 {
@@ -263,25 +302,8 @@ impl Db {
         state.seq = last;
         report.millis = started.elapsed().as_millis() as u64;
 
-        let inner = Arc::new(Inner {
-            dir,
-            vfs,
-            wal: Wal::new(writer, last),
-            state: RwLock::new(state),
-            pending: Mutex::new(Pending::default()),
-            save_lock: Mutex::new(()),
-            snap: Mutex::new(snap_meta),
-            compactor: Mutex::new(None),
-            compactions: AtomicU64::new(0),
-            failed_compactions: AtomicU64::new(0),
-            compaction_retry_at: AtomicU64::new(0),
-            last_compaction_error: Mutex::new(None),
-            recovery: report,
-            feed: Arc::new(Hub::new(options.feed_buffer)),
-            clock_high: AtomicU64::new(0),
-            _lock: lock,
-            options,
-        });
+        let loaded = Loaded { state, snap_meta, report };
+        let inner = Arc::new(Inner::new(dir, vfs, writer, loaded, lock, options));
         let flusher = match (inner.options.durability, inner.options.buffer_flush_interval) {
             (Durability::Periodic(every), _) => Some(spawn_flusher(Arc::downgrade(&inner), every, Wal::sync_all)?),
             (Durability::Buffered, Some(every)) => Some(spawn_flusher(Arc::downgrade(&inner), every, Wal::flush)?),
@@ -324,25 +346,8 @@ impl Db {
         // Nothing is written, so nothing is flushed, synced or compacted.
         options.durability = Durability::Never;
         options.auto_compact = false;
-        let inner = Arc::new(Inner {
-            dir,
-            vfs,
-            wal: Wal::new(writer, last),
-            state: RwLock::new(state),
-            pending: Mutex::new(Pending::default()),
-            save_lock: Mutex::new(()),
-            snap: Mutex::new(snap_meta),
-            compactor: Mutex::new(None),
-            compactions: AtomicU64::new(0),
-            failed_compactions: AtomicU64::new(0),
-            compaction_retry_at: AtomicU64::new(0),
-            last_compaction_error: Mutex::new(None),
-            recovery: report,
-            feed: Arc::new(Hub::new(options.feed_buffer)),
-            clock_high: AtomicU64::new(0),
-            _lock: ReadOnlyFs::no_lock(),
-            options,
-        });
+        let loaded = Loaded { state, snap_meta, report };
+        let inner = Arc::new(Inner::new(dir, vfs, writer, loaded, ReadOnlyFs::no_lock(), options));
         Ok(Db { inner, flusher: None, sweeper: None })
     }
 

@@ -851,6 +851,26 @@ fn check_value(key: &str, value: &Doc) -> Result<()> {
     value.check_reserved().map_err(invalid)
 }
 
+impl State {
+    /// Builds the indexes `defs` over the data from scratch, one thread each,
+    /// and makes them the state's (what a loaded snapshot or an installed
+    /// import needs).
+    pub fn build_indexes(&mut self, defs: Vec<(FieldPath, bool, IndexKind)>) {
+        let map = &self.map;
+        let built: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = defs
+                .into_iter()
+                .map(|(path, unique, kind)| s.spawn(move || build_index(map, path, unique, kind)))
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        for index in built {
+            self.indexes.insert(index.path().as_str().to_owned(), index);
+        }
+        self.indexes_changed();
+    }
+}
+
 /// Builds an index on `path` from scratch.
 pub fn build_index(map: &Map, path: FieldPath, unique: bool, kind: IndexKind) -> Index {
     let wanted = Wanted::of([&path]);

@@ -20,7 +20,7 @@ use crate::progress::{Meter, Observer, Stage};
 use crate::state::doc::Doc;
 use crate::state::doc::StrRef;
 use crate::state::index::{FieldPath, IndexKind};
-use crate::state::store::{Key, Map, SHARDS, ShardLists, State, build_index};
+use crate::state::store::{Key, Map, SHARDS, ShardLists, State};
 use crate::storage::files;
 use crate::storage::record::Seq;
 use crate::storage::vfs::{VFile, Vfs};
@@ -345,18 +345,7 @@ pub fn parse(path: &Path, bytes: &[u8], observer: Option<&Observer>) -> Result<(
         paths.push((path, def.unique, def.kind()));
     }
     // Index contents are rebuilt, one index per thread.
-    let map = &state.map;
-    let built: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = paths
-            .into_iter()
-            .map(|(path, unique, kind)| s.spawn(move || build_index(map, path, unique, kind)))
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
-    for index in built {
-        state.indexes.insert(index.path().as_str().to_owned(), index);
-    }
-    state.indexes_changed();
+    state.build_indexes(paths);
     meter.finish();
     let info = SnapshotInfo { seq: state.seq, keys: state.map.len(), bytes: bytes.len() as u64, sha256 };
     Ok((state, info))

@@ -137,7 +137,13 @@ impl Writer {
             self.cut_unsynced();
             return Err(Error::io("syncing", &self.segment.path, e));
         }
-        let next = Segment { path: self.dir.join(segment_name(self.written.next())), first: self.written.next() };
+        self.start_segment(self.written.next())
+    }
+
+    /// Creates the segment whose first record is `first` (directory synced)
+    /// and appends to it from now on; the open one joins the older ones.
+    fn start_segment(&mut self, first: Seq) -> Result<()> {
+        let next = Segment { path: self.dir.join(segment_name(first)), first };
         let file: Arc<dyn VFile> =
             Arc::from(self.vfs.create_new(&next.path).map_err(|e| Error::io("creating", &next.path, e))?);
         self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("syncing directory", &self.dir, e))?;
@@ -169,15 +175,7 @@ impl Writer {
     /// the snapshot already in place: a segment named past the log's end
     /// before it would read as a gap in the sequence.
     pub fn restart_after(&mut self, seq: Seq) -> Result<()> {
-        let next = Segment { path: self.dir.join(segment_name(seq.next())), first: seq.next() };
-        let file: Arc<dyn VFile> =
-            Arc::from(self.vfs.create_new(&next.path).map_err(|e| Error::io("creating", &next.path, e))?);
-        self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("syncing directory", &self.dir, e))?;
-        let old = std::mem::replace(&mut self.segment, next);
-        self.older.push((old, self.segment_bytes));
-        self.file = file;
-        self.segment_bytes = 0;
-        self.synced_bytes = 0;
+        self.start_segment(seq.next())?;
         self.written = seq;
         Ok(())
     }

@@ -1,12 +1,19 @@
 //! Three real `redru serve --cluster` processes on loopback ports, under
 //! client load: SIGKILL of the leader (a new leader takes writes; the
 //! failover time is printed), SIGSTOP/SIGCONT of a follower, a node wiped and
-//! re-added (it catches up through a snapshot). Every acknowledged write is
+//! re-added (it catches up through a snapshot), and partitions: the leader,
+//! then a follower, cut off from the others. Every acknowledged write is
 //! then present on every node, and the clients' histories are checked for
-//! linearizability per key. A negative control starts the nodes with
-//! `REDRU_TEST_UNSAFE_LOCAL_READS=1` and shows the checker catches the stale
+//! linearizability per key. Negative controls start the nodes with
+//! `REDRU_TEST_UNSAFE_LOCAL_READS=1` and show the checker catches the stale
 //! reads that follow. `REDRU_CLUSTER_CYCLES` (default 1) scales the fault
 //! cycles; every loop is bounded in count and time.
+//!
+//! How a partition is made between processes on one machine: each node
+//! announces (`--cluster-announce`) a TCP proxy the test runs in front of
+//! its peer port, so every node-to-node connection passes one, and the
+//! proxies drop the bytes of cut links (`proxy.rs` says how it knows which
+//! node a connection comes from). No root, namespaces or `tc` needed.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -666,6 +666,12 @@ fn a_partitioned_leader_stops_acknowledging_and_a_partitioned_follower_catches_u
             cut.elected, cut.minority_write, cut.stepped_down
         );
     }
+    // Every node reached every other through the proxies (none dialled a
+    // peer port directly), and the proxies could read every handshake.
+    let all: std::collections::BTreeSet<(u64, u64)> =
+        (1..=3).flat_map(|a| (1..=3).filter(move |&b| b != a).map(move |b| (a, b))).collect();
+    assert_eq!(cluster.links.seen(), all, "links that carried no connection through the proxies");
+    assert_eq!(cluster.links.unreadable(), Vec::<String>::new(), "did the peer handshake change? (tests/proxy.rs)");
     record.histories.insert("part".into(), part);
     record.acked.extend(acked);
     check(&cluster, &record)?;

@@ -11,7 +11,7 @@
 //! direction of connection, (node that connects, node connected to); a
 //! partition cuts both directions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,10 +30,17 @@ const LIFETIME: Duration = Duration::from_secs(3600);
 /// Largest handshake frame accepted (the real ones are about 200 bytes).
 const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
 
-/// The cut links, by (node that connects, node connected to), node ids.
+/// The cut links, by (node that connects, node connected to), node ids;
+/// and what the proxies saw, so a test can tell that traffic went through
+/// them.
 #[derive(Default)]
 pub struct Links {
     cut: Mutex<BTreeSet<(u64, u64)>>,
+    /// Connections identified, per link.
+    seen: Mutex<BTreeMap<(u64, u64), usize>>,
+    /// Connections whose handshake answer named no node (the peer protocol
+    /// changed under the proxy's feet).
+    unreadable: Mutex<Vec<String>>,
 }
 
 impl Links {
@@ -49,6 +56,16 @@ impl Links {
     /// Heals every link.
     pub fn heal(&self) {
         self.cut.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// The links at least one connection went through.
+    pub fn seen(&self) -> BTreeSet<(u64, u64)> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
+    }
+
+    /// Why each unreadable handshake answer was unreadable.
+    pub fn unreadable(&self) -> Vec<String> {
+        self.unreadable.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn is_cut(&self, from: u64, to: u64) -> bool {
@@ -140,7 +157,14 @@ fn handshake_then_pump(
     let challenge = read_frame(server, stop)?;
     (&*client).write_all(&challenge)?;
     let answer = read_frame(client, stop)?;
-    let from = node_of(&answer)?;
+    let from = match node_of(&answer) {
+        Ok(from) => from,
+        Err(e) => {
+            links.unreadable.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+            return Err(e);
+        }
+    };
+    *links.seen.lock().unwrap_or_else(|p| p.into_inner()).entry((from, to)).or_default() += 1;
     // A connection opened over a cut link is dead from the start.
     let dead = AtomicBool::new(links.is_cut(from, to));
     if !dead.load(Ordering::Relaxed) {

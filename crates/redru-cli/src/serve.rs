@@ -49,9 +49,15 @@ pub struct ServeArgs {
     /// This node's id in the cluster (a number, never reused for another node).
     #[arg(long, value_name = "N", requires = "cluster")]
     node_id: Option<u64>,
-    /// The peer port's address (node-to-node traffic), as other nodes reach it.
+    /// The peer port's address (node-to-node traffic): bound, and, unless
+    /// --cluster-announce says otherwise, the address other nodes reach it at.
     #[arg(long, value_name = "HOST:PORT", requires = "cluster")]
     cluster_addr: Option<String>,
+    /// The address other nodes reach the peer port at, when it differs from
+    /// --cluster-addr (a port forward, NAT, a proxy in front of the node);
+    /// what `REDRU.CLUSTER INIT` records for this node and STATUS shows.
+    #[arg(long, value_name = "HOST:PORT", requires = "cluster")]
+    cluster_announce: Option<String>,
     /// The shared cluster secret (prefer --cluster-secret-file or the
     /// environment variable: a command line shows in `ps`). Neither
     /// `requires = "cluster"` nor a conflict with the file: the variable may
@@ -97,6 +103,7 @@ pub fn run(args: ServeArgs, dir: &Path) -> Result<ExitCode> {
             &args.cluster_secret_file,
             args.node_id,
             args.cluster_addr,
+            args.cluster_announce,
             config,
             dir,
         );
@@ -130,6 +137,7 @@ fn run_cluster(
     secret_file: &Option<PathBuf>,
     id: Option<u64>,
     peer_addr: Option<String>,
+    announce: Option<String>,
     config: Config,
     dir: &Path,
 ) -> Result<ExitCode> {
@@ -150,7 +158,7 @@ fn run_cluster(
         id,
         dir: dir.to_owned(),
         listen,
-        advertise: Some(peer_addr.clone()),
+        advertise: Some(announce.unwrap_or_else(|| peer_addr.clone())),
         secret,
         raft: None,
     };

@@ -1,12 +1,19 @@
 //! Three real `redru serve --cluster` processes on loopback ports, under
 //! client load: SIGKILL of the leader (a new leader takes writes; the
 //! failover time is printed), SIGSTOP/SIGCONT of a follower, a node wiped and
-//! re-added (it catches up through a snapshot). Every acknowledged write is
+//! re-added (it catches up through a snapshot), and partitions: the leader,
+//! then a follower, cut off from the others. Every acknowledged write is
 //! then present on every node, and the clients' histories are checked for
-//! linearizability per key. A negative control starts the nodes with
-//! `REDRU_TEST_UNSAFE_LOCAL_READS=1` and shows the checker catches the stale
+//! linearizability per key. Negative controls start the nodes with
+//! `REDRU_TEST_UNSAFE_LOCAL_READS=1` and show the checker catches the stale
 //! reads that follow. `REDRU_CLUSTER_CYCLES` (default 1) scales the fault
 //! cycles; every loop is bounded in count and time.
+//!
+//! How a partition is made between processes on one machine: each node
+//! announces (`--cluster-announce`) a TCP proxy the test runs in front of
+//! its peer port, so every node-to-node connection passes one, and the
+//! proxies drop the bytes of cut links (`proxy.rs` says how it knows which
+//! node a connection comes from). No root, namespaces or `tc` needed.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use redru_testkit::linearizability::{self, Event, Op, Verdict};
 
+use crate::proxy::{Links, Proxy};
 use crate::util::{BoxError, Frame, Resp, Serve, free_port};
 
 type Result<T = ()> = std::result::Result<T, BoxError>;
@@ -40,12 +48,26 @@ struct Cluster {
     env: Vec<(&'static str, &'static str)>,
     /// Each node's client address, shared with the client threads.
     addrs: Arc<Mutex<Vec<Option<SocketAddr>>>>,
+    /// With [`Cluster::start_behind_proxies`]: each node's proxy (what the
+    /// others dial), and the links they cut.
+    proxies: Vec<Proxy>,
+    links: Arc<Links>,
 }
 
 impl Cluster {
     /// Three nodes, initialized on node 1, node 2 and 3 added as learners,
     /// then all three made voters.
     fn start(env: &[(&'static str, &'static str)]) -> Result<Cluster> {
+        Cluster::start_with(env, false)
+    }
+
+    /// The same, each node announcing a proxy in front of its peer port
+    /// (`--cluster-announce`), so that [`Cluster::links`] can partition them.
+    fn start_behind_proxies(env: &[(&'static str, &'static str)]) -> Result<Cluster> {
+        Cluster::start_with(env, true)
+    }
+
+    fn start_with(env: &[(&'static str, &'static str)], proxied: bool) -> Result<Cluster> {
         let secret_dir = tempfile::tempdir()?;
         let secret_file = secret_dir.path().join("secret");
         std::fs::write(&secret_file, format!("{SECRET}\n"))?;
@@ -56,7 +78,15 @@ impl Cluster {
             nodes: vec![None, None, None],
             env: env.to_vec(),
             addrs: Arc::new(Mutex::new(vec![None; 3])),
+            proxies: Vec::new(),
+            links: Arc::new(Links::default()),
         };
+        if proxied {
+            for i in 0..3 {
+                let upstream = SocketAddr::from(([127, 0, 0, 1], cluster.peers[i]));
+                cluster.proxies.push(Proxy::start(i as u64 + 1, upstream, Arc::clone(&cluster.links))?);
+            }
+        }
         for i in 0..3 {
             cluster.spawn(i)?;
         }
@@ -70,15 +100,27 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The peer address the other nodes dial for node `i`: its proxy's, if it has one.
     fn peer(&self, i: usize) -> String {
+        match self.proxies.get(i) {
+            Some(proxy) => proxy.addr.to_string(),
+            None => self.listen(i),
+        }
+    }
+
+    /// Node `i`'s own peer port.
+    fn listen(&self, i: usize) -> String {
         format!("127.0.0.1:{}", self.peers[i])
     }
 
     /// Starts node `i` (id `i + 1`) on its directory and peer port.
     fn spawn(&mut self, i: usize) -> Result<()> {
-        let (id, peer) = ((i + 1).to_string(), self.peer(i));
+        let (id, listen, peer) = ((i + 1).to_string(), self.listen(i), self.peer(i));
         let secret = self.secret.1.to_string_lossy().into_owned();
-        let args = ["--cluster", "--node-id", &id, "--cluster-addr", &peer, "--cluster-secret-file", &secret];
+        let mut args = vec!["--cluster", "--node-id", &id, "--cluster-addr", &listen, "--cluster-secret-file", &secret];
+        if !self.proxies.is_empty() {
+            args.extend(["--cluster-announce", &peer]);
+        }
         let serve = Serve::start_with_env(self.dirs[i].path(), &args, &self.env)?;
         self.addrs.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(serve.addr);
         self.nodes[i] = Some(serve);
@@ -108,9 +150,16 @@ impl Cluster {
 
     /// The index of the node that leads, once one does (bounded by [`WAIT`]).
     fn leader(&self) -> Result<usize> {
+        self.leader_among(&[0, 1, 2])
+    }
+
+    /// The index of the node among `nodes` that leads, once one does
+    /// (bounded by [`WAIT`]). A partitioned old leader still believes it
+    /// leads: ask only the nodes on the side that matters.
+    fn leader_among(&self, nodes: &[usize]) -> Result<usize> {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
-            for i in 0..3 {
+            for &i in nodes {
                 if self.nodes[i].is_some() && self.status(i).is_ok_and(|s| s["role"] == "leader") {
                     return Ok(i);
                 }
@@ -443,4 +492,244 @@ fn the_checker_catches_follower_reads_without_the_read_index_and_passes_real_one
         }
     }
     Ok(())
+}
+
+/// How long a client waits on the minority side before it counts the
+/// operation as unanswered (shorter than [`OP_TIMEOUT`] so a round stays short).
+const MINORITY_WAIT: Duration = Duration::from_secs(2);
+
+/// Microseconds since `start`, the histories' clock.
+fn micros(start: Instant) -> u64 {
+    start.elapsed().as_micros() as u64
+}
+
+/// Sets `key` through the nodes of `side` until one acknowledges it
+/// (bounded by [`WAIT`]). Each attempt writes its own value, recorded in
+/// `history` (a failed attempt as a write of unknown outcome), so a late
+/// apply of a failed attempt cannot pass for the acknowledged one.
+fn write_acked(
+    cluster: &Cluster,
+    side: &[usize],
+    key: &str,
+    value: &str,
+    start: Instant,
+    history: &mut Vec<Event<String>>,
+) -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    for attempt in 0..1000 {
+        if Instant::now() > deadline {
+            break;
+        }
+        let value = format!("{value}.{attempt}");
+        let call = micros(start);
+        let reply = Resp::connect_within(cluster.node(side[attempt % side.len()])?.addr, OP_TIMEOUT)
+            .and_then(|mut c| c.call(&["SET", key, &value]));
+        let acked = matches!(reply, Ok(Frame::Simple(_)));
+        history.push(Event { call, ret: acked.then(|| micros(start)), op: Op::Write(value) });
+        if acked {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("no node of {side:?} acknowledged a write of {key} within the wait").into())
+}
+
+/// One linearizable GET of `key` on node `i` within `limit`, recorded in
+/// `history` if answered; whether it was.
+fn read_once(
+    cluster: &Cluster,
+    i: usize,
+    key: &str,
+    limit: Duration,
+    start: Instant,
+    history: &mut Vec<Event<String>>,
+) -> Result<bool> {
+    let call = micros(start);
+    let value = match Resp::connect_within(cluster.node(i)?.addr, limit).and_then(|mut c| c.call(&["GET", key])) {
+        Ok(Frame::Bulk(v)) => Some(String::from_utf8_lossy(&v).into_owned()),
+        Ok(Frame::Nil) => None,
+        _ => return Ok(false),
+    };
+    history.push(Event { call, ret: Some(micros(start)), op: Op::Read(value) });
+    Ok(true)
+}
+
+/// What one leader partition showed: how long the majority took to elect,
+/// what the isolated leader answered a write, whether it answered a read,
+/// how long it took to step down once healed.
+#[derive(Debug)]
+struct LeaderCut {
+    elected: Duration,
+    minority_write: String,
+    minority_read_answered: bool,
+    stepped_down: Duration,
+}
+
+/// The leader cut off from both followers: it must acknowledge no write,
+/// the other two elect a leader that takes writes, and once healed the old
+/// leader steps down and reads the majority's value. Every operation on the
+/// key `part` goes into `history` for the linearizability check.
+fn leader_partition_round(
+    cluster: &Cluster,
+    cycle: usize,
+    start: Instant,
+    history: &mut Vec<Event<String>>,
+) -> Result<LeaderCut> {
+    write_acked(cluster, &[0, 1, 2], "part", &format!("before-{cycle}"), start, history)?;
+    let old = cluster.leader()?;
+    let majority: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    cluster.links.isolate(old as u64 + 1, &[1, 2, 3]);
+    let cut = Instant::now();
+    let new = cluster.leader_among(&majority)?;
+    let elected = cut.elapsed();
+    assert_ne!(new, old);
+    // The old leader still believes it leads (nothing told it otherwise),
+    // but cannot reach a majority: it must not acknowledge.
+    let value = format!("minority-{cycle}");
+    let call = micros(start);
+    let reply =
+        Resp::connect_within(cluster.node(old)?.addr, MINORITY_WAIT).and_then(|mut c| c.call(&["SET", "part", &value]));
+    let minority_write = match reply {
+        Ok(Frame::Simple(_)) => {
+            return Err(format!("the isolated leader (node {}) acknowledged a write", old + 1).into());
+        }
+        Ok(other) => format!("{other:?}"),
+        Err(e) => e.to_string(),
+    };
+    // Not acknowledged, but it may be in the old leader's log: unknown.
+    history.push(Event { call, ret: None, op: Op::Write(value) });
+    write_acked(cluster, &majority, "part", &format!("majority-{cycle}"), start, history)?;
+    // With the read index the isolated node cannot confirm it leads: no answer,
+    // or (the negative control) a stale one the checker must catch.
+    let minority_read_answered = read_once(cluster, old, "part", MINORITY_WAIT, start, history)?;
+    cluster.links.heal();
+    let healed = Instant::now();
+    let deadline = healed + WAIT;
+    while cluster.status(old)?["role"] == "leader" {
+        if Instant::now() > deadline {
+            return Err(format!("node {} still leads {WAIT:?} after the partition healed", old + 1).into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stepped_down = healed.elapsed();
+    let deadline = Instant::now() + WAIT;
+    while !read_once(cluster, old, "part", OP_TIMEOUT, start, history)? {
+        if Instant::now() > deadline {
+            return Err(format!("node {} answered no read after the partition healed", old + 1).into());
+        }
+    }
+    Ok(LeaderCut { elected, minority_write, minority_read_answered, stepped_down })
+}
+
+/// A follower cut off from both others for longer than an election timeout
+/// while the majority commits 20 writes; once healed it holds them all. The
+/// keys written.
+fn follower_partition_round(cluster: &Cluster, cycle: usize) -> Result<Vec<String>> {
+    let leader = cluster.leader()?;
+    let follower = (leader + 1) % 3;
+    let majority: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
+    cluster.links.isolate(follower as u64 + 1, &[1, 2, 3]);
+    let keys: Vec<String> = (0..20).map(|k| format!("cut:{cycle}:{k}")).collect();
+    let mut unused = Vec::new();
+    for key in &keys {
+        write_acked(cluster, &majority, key, "1", Instant::now(), &mut unused)?;
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let missed = cluster.local_values(follower, &keys)?.iter().filter(|v| v.is_none()).count();
+    assert_eq!(missed, keys.len(), "the isolated follower received writes through the cut");
+    cluster.links.heal();
+    cluster.caught_up()?;
+    let values = cluster.local_values(follower, &keys)?;
+    assert!(values.iter().all(Option::is_some), "node {} did not catch up after the partition healed", follower + 1);
+    Ok(keys)
+}
+
+#[test]
+fn a_partitioned_leader_stops_acknowledging_and_a_partitioned_follower_catches_up() -> Result {
+    let mut cluster = Cluster::start_behind_proxies(&[])?;
+    let start = Instant::now();
+    let mut part = Vec::new();
+    let mut cuts = Vec::new();
+    let mut acked = Vec::new();
+    let mut record = under_load(&mut cluster, 3, |cluster| {
+        for cycle in 0..cycles() {
+            std::thread::sleep(Duration::from_millis(500));
+            cuts.push(leader_partition_round(cluster, cycle, start, &mut part)?);
+            acked.extend(follower_partition_round(cluster, cycle)?);
+        }
+        Ok(())
+    })?;
+    for cut in &cuts {
+        eprintln!(
+            "leader partition: a new leader {:?} after the cut; the old one answered a write with {:?} \
+             and stepped down {:?} after the heal",
+            cut.elected, cut.minority_write, cut.stepped_down
+        );
+    }
+    // Every node reached every other through the proxies (none dialled a
+    // peer port directly), and the proxies could read every handshake.
+    let all: std::collections::BTreeSet<(u64, u64)> =
+        (1..=3).flat_map(|a| (1..=3).filter(move |&b| b != a).map(move |b| (a, b))).collect();
+    assert_eq!(cluster.links.seen(), all, "links that carried no connection through the proxies");
+    assert_eq!(cluster.links.unreadable(), Vec::<String>::new(), "did the peer handshake change? (tests/proxy.rs)");
+    record.histories.insert("part".into(), part);
+    record.acked.extend(acked);
+    check(&cluster, &record)?;
+    assert!(
+        !cuts.iter().any(|c| c.minority_read_answered),
+        "the isolated leader answered a linearizable read: {cuts:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_checker_catches_a_partitioned_leader_reading_without_the_read_index() -> Result {
+    let cluster = Cluster::start_behind_proxies(&[("REDRU_TEST_UNSAFE_LOCAL_READS", "1")])?;
+    let (start, mut history) = (Instant::now(), Vec::new());
+    let cut = leader_partition_round(&cluster, 0, start, &mut history)?;
+    assert!(cut.minority_read_answered, "the isolated leader did not serve the unsafe read");
+    let verdict = linearizability::check(None, &history);
+    assert!(matches!(verdict, Verdict::Violation(_)), "the stale read was not caught: {history:?}");
+    Ok(())
+}
+
+#[test]
+fn a_node_announces_its_cluster_announce_address() -> Result {
+    let dir = tempfile::tempdir()?;
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET)?;
+    let data = dir.path().join("node");
+    std::fs::create_dir(&data)?;
+    let listen = format!("127.0.0.1:{}", free_port()?);
+    let announce = "127.0.0.1:1";
+    let secret = secret.to_string_lossy().into_owned();
+    let args = [
+        "--cluster",
+        "--node-id",
+        "1",
+        "--cluster-addr",
+        &listen,
+        "--cluster-announce",
+        announce,
+        "--cluster-secret-file",
+        &secret,
+    ];
+    let node = Serve::start(&data, &args)?;
+    let mut conn = Resp::connect_within(node.addr, WAIT)?;
+    expect_ok(conn.call(&["REDRU.CLUSTER", "INIT"])?)?;
+    // INIT answers before the node has applied its membership.
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        let Frame::Bulk(status) = conn.call(&["REDRU.CLUSTER", "STATUS"])? else {
+            return Err("STATUS answered no bulk string".into());
+        };
+        let status: serde_json::Value = serde_json::from_slice(&status)?;
+        if status["role"] == "leader" || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status["addr"], announce, "{status}");
+    assert_eq!(status["voters"]["1"], announce, "{status}");
+    node.stop()
 }

@@ -5,6 +5,7 @@ mod cli;
 mod cluster;
 mod connect;
 mod fuzz_corpus;
+mod proxy;
 mod serve;
 mod shell_pty;
 mod shell_script;

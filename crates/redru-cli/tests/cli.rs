@@ -450,8 +450,9 @@ fn verify_and_repair_report_problems_with_exit_code_1() -> TestResult {
         .find(|p| p.extension().is_some_and(|e| e == "wal"))
         .ok_or("no log segment")?;
     let mut bytes = std::fs::read(&segment)?;
-    let second_line = bytes.iter().position(|&b| b == b'\n').ok_or("one line")? + 1;
-    let at = second_line + 10;
+    // Line 1 is the segment's header, line 2 the first record.
+    let third_line = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(1).ok_or("two lines")?.0 + 1;
+    let at = third_line + 10;
     bytes[at] = if bytes[at] == b'x' { b'y' } else { b'x' };
     std::fs::write(&segment, &bytes)?;
 

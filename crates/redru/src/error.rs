@@ -112,6 +112,30 @@ pub enum Error {
         snapshot_seq: u64,
     },
 
+    /// A sealed segment names the segment its log continues in, but that
+    /// segment is gone (`emptied` false) or does not start with its header
+    /// (`emptied`: emptied or cut inside its header). A segment is sealed
+    /// only once its successor, header first, is durable, so the newest
+    /// segment was deleted or emptied. Nothing was changed.
+    #[error(
+        "{path} {what}: {sealed} was sealed naming it as the segment the log continues in, and a segment is sealed \
+         only once its successor, header first, is durable, so the newest segment was {how} (with every write in it). \
+         Put it back if you have a copy; to accept the loss, run `redru::repair`, which sets the seal{also} aside",
+        path = .path.display(),
+        sealed = .sealed.display(),
+        what = if *.emptied { "does not start with its segment header" } else { "is missing" },
+        how = if *.emptied { "emptied" } else { "deleted" },
+        also = if *.emptied { " and what is left of that file" } else { "" }
+    )]
+    MissingSuccessor {
+        /// The segment that should be there (or that was emptied).
+        path: PathBuf,
+        /// The sealed segment that names it.
+        sealed: PathBuf,
+        /// Whether the file is there but lacks its header.
+        emptied: bool,
+    },
+
     /// A previous write or fsync failed: the page cache can no longer be
     /// trusted, so the handle refuses writes until the database is reopened.
     #[error(

@@ -5,6 +5,11 @@
 //! snapshot was a single line; `v1` by the current layout (one entry per
 //! line). `v2` (format version 2: deadlines, `"exp"` in the log and
 //! `"expires"` in the snapshot) is read with a fake clock at its write time.
+//! `chain` holds the same history in the chained log format (every segment
+//! opens with a header naming the one before it; a rotated one ends with a
+//! seal naming its successor): a sealed `wal-…1` and `wal-…5`, no snapshot
+//! (a save that stopped after its rotation). Older fixtures' segments have
+//! no header or seal and still read the same.
 //! Regenerate a fixture only on a deliberate format change:
 //! `cargo test -p redru --test tests -- --ignored --exact format_fixtures::regenerate_v2`.
 
@@ -72,7 +77,45 @@ fn regenerate() -> TestResult {
     Ok(())
 }
 
-const FIXTURES: [&str; 2] = ["v1", "v1-one-line"];
+/// The first four records of [`write_history`], alone in a segment.
+fn write_history_start(dir: &Path) -> redru::Result<()> {
+    let db = Db::open(dir)?;
+    db.set("user:1", json!({"name": "Alice", "age": 30, "tags": ["a", "b"]}))?;
+    db.set("user:2", json!({"name": "Bob"}))?;
+    db.set("gone", json!(null))?;
+    db.create_index("name")?;
+    db.close()
+}
+
+#[test]
+#[ignore = "writes tests/fixtures; run only on a deliberate format change"]
+fn regenerate_chain() -> TestResult {
+    let dir = fixture("chain");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    // wal-…1 as a rotation leaves it (records 1-4, then the seal naming
+    // wal-…5), and wal-…5 as the save after that rotation wrote it.
+    let start = tempfile::tempdir()?;
+    write_history_start(start.path())?;
+    let mut first = std::fs::read(start.path().join("wal-00000000000000000001.wal"))?;
+    first.extend_from_slice(&seal(5));
+    std::fs::write(dir.join("wal-00000000000000000001.wal"), first)?;
+    let whole = tempfile::tempdir()?;
+    write_history(whole.path())?;
+    std::fs::copy(whole.path().join("wal-00000000000000000005.wal"), dir.join("wal-00000000000000000005.wal"))?;
+    Ok(())
+}
+
+fn header(first: u64, prev: Option<u64>) -> Vec<u8> {
+    let marker = redru::internal::record::Marker::Header { first: redru::Seq(first), prev: prev.map(redru::Seq) };
+    redru::internal::record::marker_line(marker)
+}
+
+fn seal(next: u64) -> Vec<u8> {
+    redru::internal::record::marker_line(redru::internal::record::Marker::Seal { next: redru::Seq(next) })
+}
+
+const FIXTURES: [&str; 3] = ["v1", "v1-one-line", "chain"];
 
 #[test]
 fn a_version_1_directory_opens_to_the_same_content() -> TestResult {
@@ -86,8 +129,10 @@ fn opens_to_the_same_content(name: &str) -> TestResult {
     let dir = copy(name)?;
     let db = Db::open(dir.path())?;
     assert_eq!(dump(&db), expected());
-    assert_eq!(db.recovery().snapshot_seq, 4);
-    assert_eq!(db.recovery().records_replayed, 7);
+    // `chain` has no snapshot: its first segment holds records 1-4.
+    let (snapshot, replayed) = if name == "chain" { (0, 11) } else { (4, 7) };
+    assert_eq!(db.recovery().snapshot_seq, snapshot);
+    assert_eq!(db.recovery().records_replayed, replayed);
     assert!(db.recovery().torn_tail.is_none());
     let indexes = db.indexes();
     assert_eq!(indexes.len(), 1);
@@ -109,14 +154,37 @@ fn a_version_1_directory_verifies_clean() -> TestResult {
 #[test]
 fn todays_build_writes_the_same_bytes() -> TestResult {
     // The same history written today gives byte-identical files: neither the
-    // log line format nor the snapshot layout has drifted.
+    // log line format nor the snapshot layout has drifted. Its segment is
+    // the v1 one behind the header the chained format added.
     let fresh = tempfile::tempdir()?;
     write_history(fresh.path())?;
-    for name in ["database.json", "wal-00000000000000000005.wal"] {
-        let old = std::fs::read(fixture("v1").join(name))?;
-        let new = std::fs::read(fresh.path().join(name))?;
-        assert_eq!(String::from_utf8_lossy(&new), String::from_utf8_lossy(&old), "{name}");
-    }
+    let old = std::fs::read(fixture("v1").join("database.json"))?;
+    let new = std::fs::read(fresh.path().join("database.json"))?;
+    assert_eq!(String::from_utf8_lossy(&new), String::from_utf8_lossy(&old), "database.json");
+    let name = "wal-00000000000000000005.wal";
+    let new = std::fs::read(fresh.path().join(name))?;
+    assert_eq!(String::from_utf8_lossy(&new), String::from_utf8_lossy(&std::fs::read(fixture("chain").join(name))?));
+    let mut v1 = header(5, Some(1));
+    v1.extend_from_slice(&std::fs::read(fixture("v1").join(name))?);
+    assert_eq!(String::from_utf8_lossy(&new), String::from_utf8_lossy(&v1), "{name}");
+    // And the sealed first segment: a fresh one's records, then the seal.
+    let start = tempfile::tempdir()?;
+    write_history_start(start.path())?;
+    let mut first = std::fs::read(start.path().join("wal-00000000000000000001.wal"))?;
+    assert!(first.starts_with(&header(1, None)));
+    first.extend_from_slice(&seal(5));
+    assert_eq!(first, std::fs::read(fixture("chain").join("wal-00000000000000000001.wal"))?);
+    Ok(())
+}
+
+/// The chained fixture's bytes, as docs/design.md draws them.
+#[test]
+fn the_chain_fixture_has_the_documented_markers() -> TestResult {
+    let first = std::fs::read_to_string(fixture("chain").join("wal-00000000000000000001.wal"))?;
+    assert!(first.starts_with("8a8124e2 {\"op\":\"segment\",\"first\":1}\n"), "{first}");
+    assert!(first.ends_with("\"seq\":4,\"op\":\"create_index\",\"field\":\"name\",\"unique\":false}\n797e5f78 {\"op\":\"sealed\",\"next\":5}\n"), "{first}");
+    let second = std::fs::read_to_string(fixture("chain").join("wal-00000000000000000005.wal"))?;
+    assert!(second.starts_with("6695e592 {\"op\":\"segment\",\"first\":5,\"prev\":1}\n"), "{second}");
     Ok(())
 }
 
@@ -231,7 +299,11 @@ fn todays_build_writes_the_same_version_2_bytes() -> TestResult {
         .collect::<Result<_, _>>()?;
     assert!(names.len() >= 2, "{names:?}");
     for name in names {
-        let old = std::fs::read(fixture("v2").join(&name))?;
+        let mut old = std::fs::read(fixture("v2").join(&name))?;
+        if name.ends_with(".wal") {
+            // The chained format's header, then the same records.
+            old.splice(0..0, header(5, Some(1)));
+        }
         let new = std::fs::read(fresh.path().join(&name))?;
         assert_eq!(String::from_utf8_lossy(&new), String::from_utf8_lossy(&old), "{name}");
     }

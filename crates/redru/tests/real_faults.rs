@@ -378,7 +378,8 @@ fn repair_sets_aside_only_a_stray_segment_between_valid_ones() -> TestResult {
     let live = d.join("wal-00000000000000000101.wal");
     let bytes = std::fs::read(&live)?;
     let starts = util::line_starts(&bytes);
-    let (head, tail) = bytes.split_at(starts[50]);
+    // Line 1 is the header: the head keeps it and records 101..=150.
+    let (head, tail) = bytes.split_at(starts[51]);
     std::fs::write(&live, head)?;
     std::fs::write(d.join("wal-00000000000000000151.wal"), tail)?;
     assert_eq!(redru::Db::open(d)?.len(), 200);
@@ -506,6 +507,83 @@ fn with_many_writers_exactly_the_acknowledged_writes_stay_readable_after_a_faile
         fs.set_path_fault(None);
         let db = options(&fs).open("/db")?;
         assert_eq!(db.keys(), acked, "round {round}: after reopening");
+    }
+    Ok(())
+}
+
+/// A save that fails after its rotation (its snapshot cannot be written)
+/// leaves a sealed `wal-…1` (records 1-100) and `wal-…101` (records 101-150),
+/// no snapshot: the state in which only the seal says the log goes on.
+fn sealed_then_50_more() -> Result<SimFs, Box<dyn std::error::Error>> {
+    let fs = disk();
+    let db = options(&fs).open("/db")?;
+    for i in 1..=100u64 {
+        db.set(format!("a{i}"), json!(i))?;
+    }
+    fs.set_path_fault(full_for("database.json", &[OpKind::Create]));
+    assert!(db.save().is_err(), "the snapshot cannot be created");
+    fs.set_path_fault(None);
+    for i in 1..=50u64 {
+        db.set(format!("b{i}"), json!(i))?;
+    }
+    drop(db);
+    let names = fs.names(Path::new("/db"));
+    assert!(names.contains(&"wal-00000000000000000101.wal".to_owned()), "{names:?}");
+    assert!(!names.contains(&"database.json".to_owned()), "{names:?}");
+    Ok(fs)
+}
+
+/// Issue 13, point 5: deleting the newest segment while an older one
+/// remains used to read as a log that ends early (100 of 150 keys, `verify`
+/// clean). The older one's seal names it: open and verify report it, repair
+/// sets only the seal aside. (Fails on the unchained format: it opened.)
+#[test]
+fn a_deleted_newest_segment_is_detected_by_its_predecessors_seal() -> TestResult {
+    let fs = sealed_then_50_more()?;
+    assert_eq!(options(&fs).open("/db")?.len(), 150);
+    let newest = Path::new("/db/wal-00000000000000000101.wal");
+    redru::vfs::Vfs::remove(&*fs.vfs(), newest)?;
+    let before = fs.names(Path::new("/db"));
+    let err = options(&fs).open("/db").err().ok_or("the open must fail: 50 writes are gone")?;
+    assert!(matches!(&err, redru::Error::MissingSuccessor { path, emptied: false, .. } if path == newest), "{err:?}");
+    assert!(err.to_string().contains("was sealed naming it"), "{err}");
+    let report = redru::verify_dir_with(Path::new("/db"), &options(&fs))?;
+    let problem = report.problems.iter().find(|p| p.kind == redru::ProblemKind::MissingSuccessor);
+    assert!(problem.is_some_and(|p| p.file == Path::new("/db/wal-00000000000000000001.wal")), "{report}");
+    assert_eq!(fs.names(Path::new("/db")), before, "nothing may change");
+    // Accepting the loss: repair sets the seal aside (reported), and the
+    // 100 records before it stay.
+    let repaired = redru::repair_with(Path::new("/db"), false, &options(&fs))?;
+    assert_eq!(repaired.set_aside.len(), 1, "{repaired}");
+    assert_eq!((repaired.set_aside[0].records, repaired.set_aside[0].damaged_lines), (0, 0), "{repaired}");
+    assert!(repaired.after.as_ref().is_some_and(|a| a.is_clean()), "{repaired}");
+    assert_eq!(options(&fs).open("/db")?.len(), 100);
+    Ok(())
+}
+
+/// Emptying the newest segment (to 0 bytes, or inside its header) while an
+/// older one remains: its predecessor's seal says it starts with a header.
+/// (Fails on the unchained format: a 0-byte newest segment read as a clean end.)
+#[test]
+fn an_emptied_newest_segment_is_detected_by_its_predecessors_seal() -> TestResult {
+    for keep in [0usize, 20] {
+        let fs = sealed_then_50_more()?;
+        let newest = Path::new("/db/wal-00000000000000000101.wal");
+        let bytes = fs.contents(newest)?;
+        fs.overwrite(newest, &bytes[..keep])?;
+        let err = options(&fs).open("/db").err().ok_or("the open must fail: 50 writes are gone")?;
+        assert!(
+            matches!(&err, redru::Error::MissingSuccessor { path, emptied: true, .. } if path == newest),
+            "{keep}: {err:?}"
+        );
+        let report = redru::verify_dir_with(Path::new("/db"), &options(&fs))?;
+        let problem = report.problems.iter().find(|p| p.kind == redru::ProblemKind::MissingSuccessor);
+        assert!(problem.is_some_and(|p| p.file == newest), "{keep}: {report}");
+        let repaired = redru::repair_with(Path::new("/db"), false, &options(&fs))?;
+        // The seal, and what is left of the emptied file.
+        assert_eq!(repaired.set_aside.len(), 2, "{repaired}");
+        assert!(repaired.after.as_ref().is_some_and(|a| a.is_clean()), "{repaired}");
+        assert_eq!(options(&fs).open("/db")?.len(), 100);
     }
     Ok(())
 }

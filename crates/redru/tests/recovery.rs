@@ -105,23 +105,24 @@ fn a_sequence_gap_is_refused() -> TestResult {
     fill(dir.path(), 4)?;
     let seg = segments(dir.path()).remove(0);
     let bytes = std::fs::read(&seg)?;
+    // Line 1 is the segment's header; record N is line N + 1.
     let starts = line_starts(&bytes);
     // Drop record 2: records 3 and 4 are valid but out of sequence.
-    let mut gapped = bytes[..starts[1]].to_vec();
-    gapped.extend_from_slice(&bytes[starts[2]..]);
+    let mut gapped = bytes[..starts[2]].to_vec();
+    gapped.extend_from_slice(&bytes[starts[3]..]);
     std::fs::write(&seg, &gapped)?;
     match Db::open(dir.path()) {
-        Err(Error::Corrupt { line: 2, offset, reason, .. }) => {
-            assert_eq!(offset, starts[1] as u64);
+        Err(Error::Corrupt { line: 3, offset, reason, .. }) => {
+            assert_eq!(offset, starts[2] as u64);
             assert!(reason.contains("gap") && reason.contains("expected 2, found 3"), "{reason}");
         }
         other => panic!("expected a sequence gap, got {other:?}"),
     }
     // A record repeated (a step back) is refused too.
     let mut repeated = bytes.clone();
-    repeated.extend_from_slice(&bytes[starts[3]..]);
+    repeated.extend_from_slice(&bytes[starts[4]..]);
     std::fs::write(&seg, &repeated)?;
-    assert!(matches!(Db::open(dir.path()), Err(Error::Corrupt { line: 5, .. })));
+    assert!(matches!(Db::open(dir.path()), Err(Error::Corrupt { line: 6, .. })));
     Ok(())
 }
 

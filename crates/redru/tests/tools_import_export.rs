@@ -206,7 +206,7 @@ fn a_replace_is_a_snapshot_that_no_open_replays() -> TestResult {
     assert_eq!(db.import_pairs(pairs.clone(), true)?, 3000);
     // One sequence number, no log record: the log is empty after it.
     assert_eq!(db.stats().last_seq, before + 1);
-    let log_bytes: u64 = crate::util::segments(dir.path()).iter().map(|p| p.metadata().map_or(0, |m| m.len())).sum();
+    let log_bytes: u64 = crate::util::segments(dir.path()).iter().map(|p| crate::util::record_bytes(p)).sum();
     assert_eq!(log_bytes, 0);
     assert_eq!(db.len(), 3000);
     assert_eq!(db.find("id", &json!(17))?, ["k00017"]);

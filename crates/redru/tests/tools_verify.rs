@@ -125,7 +125,8 @@ fn torn_tail_is_recoverable_and_located() -> TestResult {
     let p = &report.problems[0];
     assert_eq!(p.kind, ProblemKind::TornTail);
     assert!(p.recoverable);
-    assert_eq!((p.line, p.offset, p.after_seq), (Some(6), Some(clean_len), Some(5)));
+    // Line 1 is the segment's header.
+    assert_eq!((p.line, p.offset, p.after_seq), (Some(7), Some(clean_len), Some(5)));
     assert_eq!(p.file, seg);
     assert!(report.only_recoverable() && !report.is_clean());
     assert_eq!(report.records, 5);
@@ -147,7 +148,8 @@ fn flipped_byte_in_the_middle_is_corruption_at_its_line() -> TestResult {
     let seg = first_segment(dir.path());
     let mut bytes = std::fs::read(&seg)?;
     let starts = line_starts(&bytes);
-    bytes[starts[2] + 30] ^= 0x01;
+    // Record 3 (line 1 is the segment's header).
+    bytes[starts[3] + 30] ^= 0x01;
     std::fs::write(&seg, &bytes)?;
 
     let report = redru::verify_dir(dir.path())?;
@@ -155,19 +157,19 @@ fn flipped_byte_in_the_middle_is_corruption_at_its_line() -> TestResult {
     let p = &report.problems[0];
     assert_eq!(p.kind, ProblemKind::BadChecksum);
     assert!(!p.recoverable && !report.only_recoverable());
-    assert_eq!((p.line, p.offset, p.after_seq), (Some(3), Some(starts[2] as u64), Some(2)));
-    // Verify went on past it: lines 4 and 5 were read, but replay stopped at the damage.
+    assert_eq!((p.line, p.offset, p.after_seq), (Some(4), Some(starts[3] as u64), Some(2)));
+    // Verify went on past it: records 4 and 5 were read, but replay stopped at the damage.
     assert_eq!(report.records, 4);
     assert_eq!((report.last_seq, report.keys), (2, 2));
     // Open refuses at the same place.
     match opts().open(dir.path()) {
-        Err(Error::Corrupt { line, offset, .. }) => assert_eq!((line, offset), (3, starts[2] as u64)),
+        Err(Error::Corrupt { line, offset, .. }) => assert_eq!((line, offset), (4, starts[3] as u64)),
         other => panic!("expected Corrupt, got {other:?}"),
     }
     // The JSON form names the kind for machines.
     let json = serde_json::to_value(&report)?;
     assert_eq!(json["problems"][0]["kind"], json!("bad_checksum"));
-    assert_eq!(json["problems"][0]["offset"], json!(starts[2]));
+    assert_eq!(json["problems"][0]["offset"], json!(starts[3]));
     Ok(())
 }
 

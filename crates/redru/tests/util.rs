@@ -46,3 +46,14 @@ pub fn dir_contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// The bytes of `path`'s record lines: without its header and seal (the
+/// chained format's markers), which carry no record.
+pub fn record_bytes(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|line| !redru::internal::record::is_marker(line))
+        .map(|line| line.len() as u64)
+        .sum()
+}

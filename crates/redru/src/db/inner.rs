@@ -208,9 +208,12 @@ impl Inner {
             let frozen = Frozen::of(&state, self.now());
             drop(state);
             // Everything up to frozen.seq goes to older, synced segments.
-            if let Err(e) = writer.rotate() {
-                self.wal.poison(&e);
-                return Err(e);
+            if let Err(failed) = writer.rotate() {
+                // A segment that could not be created changed nothing.
+                if !failed.intact {
+                    self.wal.poison(&failed.error);
+                }
+                return Err(failed.error);
             }
             self.wal.mark_synced(writer.written());
             frozen

@@ -255,13 +255,23 @@ impl Db {
         // Finish what an interrupted save started: these are in the snapshot.
         // Only what holds exactly such records is deleted: anything else
         // named like a segment is copied aside first, and reported.
-        for segment in &scan.covered {
-            if let Some(bytes) = log::stray_bytes(&*vfs, segment)? {
+        for temp in &scan.temps {
+            // A new segment's header, left by a crash before its rename: no record.
+            vfs.remove(temp).map_err(|e| Error::io("removing", temp, e))?;
+            report.removed_files.push(temp.clone());
+        }
+        for (i, segment) in scan.covered.iter().enumerate() {
+            let successor =
+                scan.covered.get(i + 1).or(scan.live.first().map(|(s, _)| s)).map_or(segment.first, |s| s.first);
+            if let Some(bytes) = log::stray_bytes(&*vfs, segment, successor)? {
                 report.set_aside.push(log::set_aside(&*vfs, &dir, segment, "quarantine", 0, &bytes)?);
             } else {
                 report.removed_files.push(segment.path.clone());
             }
             vfs.remove(&segment.path).map_err(|e| Error::io("removing", &segment.path, e))?;
+        }
+        for (segment, offset, next) in &scan.torn_seals {
+            log::complete_seal(&*vfs, segment, *offset, *next)?;
         }
         if let Some(torn) = &scan.torn {
             let side_file = log::cut_torn_tail(&*vfs, &dir, torn)?;
@@ -286,7 +296,8 @@ impl Db {
                 let first = last.next();
                 let segment = log::Segment { path: dir.join(log::segment_name(first)), first };
                 if !vfs.exists(&segment.path).map_err(|e| Error::io("checking", &segment.path, e))? {
-                    vfs.create_new(&segment.path).map_err(|e| Error::io("creating", &segment.path, e))?;
+                    let prev = live.last().map(|(s, _)| s.first);
+                    log::create_segment(&*vfs, &dir, first, prev)?;
                 }
                 segment
             }

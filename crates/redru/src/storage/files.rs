@@ -4,6 +4,7 @@
 //! DIR/redru.lock                      the directory lock (stays after close)
 //! DIR/database.json                   the snapshot; database.json.tmp while written
 //! DIR/wal-<20-digit first seq>.wal    log segments, sorting in log order
+//! DIR/wal-….wal.tmp                   a segment's header being written (renamed into place)
 //! DIR/wal-….wal.torn-<offset>         a torn tail cut off at open, kept aside
 //! DIR/wal-….wal.quarantine-<offset>   what `repair` set aside
 //! DIR/backups/backup-….json           backups (their scheme: tools::backup::backup_name)
@@ -33,6 +34,18 @@ pub const BACKUP_DIR: &str = "backups";
 /// quarantine file is the segment's name + `.quarantine-<offset>`.
 pub fn segment_name(first: Seq) -> String {
     format!("wal-{:020}.wal", first.0)
+}
+
+/// The name a new segment has while its header is written and synced: it
+/// is renamed to [`segment_name`] only then, so a segment never exists
+/// without its header. Left over only by a crash (open removes it).
+pub fn segment_tmp_name(first: Seq) -> String {
+    format!("{}.tmp", segment_name(first))
+}
+
+/// Whether `name` is a segment being created ([`segment_tmp_name`]).
+pub fn is_segment_temp(name: &str) -> bool {
+    name.strip_suffix(".tmp").and_then(parse_segment_name).is_some()
 }
 
 /// Parses a segment name made by [`segment_name`].

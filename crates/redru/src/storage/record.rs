@@ -137,8 +137,129 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-/// Decodes one line (without its trailing `\n`).
+/// A segment's framing line: carries no sequence number and no change, so
+/// the change feed, positions and replay never see one. Layout:
+/// docs/design.md, "Segment headers and seals".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    /// A segment's first line: the sequence number its name gives, and the
+    /// first sequence number of the segment before it when there was one.
+    Header {
+        /// The segment's first sequence number (as in its name).
+        first: Seq,
+        /// The previous segment's first sequence number.
+        prev: Option<Seq>,
+    },
+    /// A sealed segment's last line, appended once its successor (the
+    /// segment starting at `next`) is durable: the log goes on there.
+    Seal {
+        /// The successor's first sequence number.
+        next: Seq,
+    },
+}
+
+/// One decoded line of a segment.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Line {
+    /// A record.
+    Record(Seq, Record),
+    /// A header or a seal.
+    Marker(Marker),
+}
+
+/// Appends the line for `marker` to `out`.
+pub fn encode_marker(marker: Marker, out: &mut Vec<u8>) {
+    let mut payload = Vec::with_capacity(64);
+    let number = |out: &mut Vec<u8>, n: Seq| out.extend_from_slice(itoa::Buffer::new().format(n.0).as_bytes());
+    match marker {
+        Marker::Header { first, prev } => {
+            payload.extend_from_slice(b"{\"op\":\"segment\",\"first\":");
+            number(&mut payload, first);
+            if let Some(prev) = prev {
+                payload.extend_from_slice(b",\"prev\":");
+                number(&mut payload, prev);
+            }
+        }
+        Marker::Seal { next } => {
+            payload.extend_from_slice(b"{\"op\":\"sealed\",\"next\":");
+            number(&mut payload, next);
+        }
+    }
+    payload.push(b'}');
+    out.extend_from_slice(format!("{:08x} ", crc32fast::hash(&payload)).as_bytes());
+    out.extend_from_slice(&payload);
+    out.push(b'\n');
+}
+
+/// The whole line (with its newline) for `marker`.
+pub fn marker_line(marker: Marker) -> Vec<u8> {
+    let mut out = Vec::with_capacity(72);
+    encode_marker(marker, &mut out);
+    out
+}
+
+/// Whether `line` looks like a marker (its payload starts as one does),
+/// without checking it: lets a reader that skips lines by counting step
+/// over markers at the cost of a 16-byte comparison.
+pub fn is_marker(line: &[u8]) -> bool {
+    line.get(PREFIX_LEN..)
+        .is_some_and(|p| p.starts_with(b"{\"op\":\"segment\"") || p.starts_with(b"{\"op\":\"sealed\""))
+}
+
+/// Decodes one line (without its trailing `\n`): a record or a marker.
+pub fn decode_line(line: &[u8]) -> Result<Line, DecodeError> {
+    let payload = checked_payload(line)?;
+    if payload.starts_with(b"{\"op\":") {
+        return decode_marker(payload).map(Line::Marker).map_err(DecodeError::Payload);
+    }
+    decode_payload(payload).map(|(seq, record)| Line::Record(seq, record)).map_err(DecodeError::Payload)
+}
+
+/// A marker's payload, accepted only in the exact bytes [`encode_marker`]
+/// writes (so that a torn seal can be recognised as a prefix of one).
+fn decode_marker(payload: &[u8]) -> Result<Marker, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum MarkerKind {
+        Segment,
+        Sealed,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawMarker {
+        op: MarkerKind,
+        #[serde(default)]
+        first: Option<u64>,
+        #[serde(default)]
+        prev: Option<u64>,
+        #[serde(default)]
+        next: Option<u64>,
+    }
+    let raw: RawMarker = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    let marker = match (raw.op, raw.first, raw.prev, raw.next) {
+        (MarkerKind::Segment, Some(first), prev, None) if first > 0 && prev.is_none_or(|p| p > 0 && p < first) => {
+            Marker::Header { first: Seq(first), prev: prev.map(Seq) }
+        }
+        (MarkerKind::Sealed, None, None, Some(next)) if next > 1 => Marker::Seal { next: Seq(next) },
+        _ => return Err("a segment marker with missing, extra or impossible members".into()),
+    };
+    let canonical = marker_line(marker);
+    if canonical.get(PREFIX_LEN..canonical.len() - 1) != Some(payload) {
+        return Err("a segment marker not in its canonical form".into());
+    }
+    Ok(marker)
+}
+
+/// Decodes one record line (without its trailing `\n`); a marker is refused.
 pub fn decode(line: &[u8]) -> Result<(Seq, Record), DecodeError> {
+    match decode_line(line)? {
+        Line::Record(seq, record) => Ok((seq, record)),
+        Line::Marker(_) => Err(DecodeError::Payload("a segment marker where a record must be".into())),
+    }
+}
+
+/// The payload of a line whose prefix is well formed and whose checksum matches.
+fn checked_payload(line: &[u8]) -> Result<&[u8], DecodeError> {
     if line.len() < PREFIX_LEN + 2 {
         return Err(DecodeError::Malformed(format!("{} bytes is too short", line.len())));
     }
@@ -155,7 +276,7 @@ pub fn decode(line: &[u8]) -> Result<(Seq, Record), DecodeError> {
     if stored != actual {
         return Err(DecodeError::Checksum { stored, actual });
     }
-    decode_payload(payload).map_err(DecodeError::Payload)
+    Ok(payload)
 }
 
 /// Decodes a payload whose checksum is already known to match.

@@ -81,7 +81,8 @@ fn read(dir: &Path, key: &str, options: &Options) -> Option<GetOnce> {
         return None;
     }
     let last = scan.last.max(seq);
-    if scan.torn.is_some() || !scan.covered.is_empty() || scan.log_next != Some(last.next()) {
+    let leftovers = !scan.covered.is_empty() || !scan.torn_seals.is_empty() || !scan.temps.is_empty();
+    if scan.torn.is_some() || leftovers || scan.log_next != Some(last.next()) {
         return None;
     }
     Some(value.map_or(GetOnce::Absent, GetOnce::Found))

@@ -252,10 +252,9 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
     //    snapshot ends, as a save does: without that segment a directory
     //    redru opened reads as one whose newest segment was deleted.
     if analysis.report.snapshot.is_some()
-        && let Some(path) = log::missing_successor(&log::list_segments(vfs, dir)?, dir, analysis.snapshot_seq)
+        && log::missing_successor(&log::list_segments(vfs, dir)?, dir, analysis.snapshot_seq).is_some()
     {
-        vfs.create_new(&path).map_err(|e| Error::io("creating", &path, e))?;
-        vfs.sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e))?;
+        log::create_segment(vfs, dir, analysis.snapshot_seq.next(), None)?;
     }
     report.after = Some(verify::analyze(vfs, dir, opened_before, options.observer())?.report);
     report.duration = started.elapsed();
@@ -307,8 +306,10 @@ fn describe(segment: &Segment, offset: u64, bytes: &[u8], quarantine: PathBuf) -
         lines.pop();
     }
     for line in lines {
-        match record::decode(line) {
-            Ok((seq, rec)) => {
+        match record::decode_line(line) {
+            // A header or seal set aside with the records: framing, no data.
+            Ok(record::Line::Marker(_)) => {}
+            Ok(record::Line::Record(seq, rec)) => {
                 aside.records += 1;
                 aside.first_seq.get_or_insert(seq.0);
                 aside.last_seq = Some(seq.0);

@@ -75,6 +75,11 @@ pub enum ProblemKind {
     /// later segment does: a stray, not part of the chain. `repair` sets it
     /// aside alone.
     StraySegment,
+    /// A sealed segment names the segment its log continues in, but that
+    /// segment is missing or does not start with its header: the newest
+    /// segment was deleted or emptied. `repair` sets the seal (and the
+    /// emptied file) aside, accepting the loss.
+    MissingSuccessor,
 }
 
 impl ProblemKind {
@@ -94,6 +99,7 @@ impl ProblemKind {
                 | ProblemKind::SequenceStepBack
                 | ProblemKind::ReplayRefused
                 | ProblemKind::StraySegment
+                | ProblemKind::MissingSuccessor
         )
     }
 
@@ -115,6 +121,7 @@ impl ProblemKind {
             ProblemKind::MissingSnapshot => "missing snapshot",
             ProblemKind::StraySegment => "stray segment",
             ProblemKind::MissingSegment => "missing segment",
+            ProblemKind::MissingSuccessor => "missing successor",
         }
     }
 }
@@ -500,6 +507,10 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path, opened_before: bool, observer: 
             report.notes.push(format!(
                 "{name} is left over from an interrupted save (the rename never happened); opening removes it"
             ));
+        } else if files::is_segment_temp(name) {
+            report.notes.push(format!(
+                "{name} is the header of a segment a crash interrupted before its rename (no record); opening removes it"
+            ));
         } else if name.starts_with("wal-") && (name.contains(".torn-") || name.contains(".quarantine-")) {
             report
                 .notes
@@ -577,9 +588,13 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path, opened_before: bool, observer: 
         cut: None,
         segment: 0,
         last_good: snapshot_seq.unwrap_or(Seq(0)),
+        seal_before: None,
     };
     let mut expected: Option<Seq> = snapshot_seq.map(Seq::next);
     let mut strays = Vec::new();
+    // The last segment read (its first record), and where it was sealed.
+    let mut previous: Option<Seq> = None;
+    let mut sealed_before: Option<(usize, u64)> = None;
     // Mapped, not copied: knowing every size first gives progress a total.
     let files = live
         .iter()
@@ -656,8 +671,57 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path, opened_before: bool, observer: 
             let kind = if segment.first > want { ProblemKind::SequenceGap } else { ProblemKind::SequenceStepBack };
             log.problem(Problem::new(kind, &segment.path, Some(1), Some(0), message).after(Some(Seq(want.0 - 1))), 0);
         }
+        // The chain: a sealed segment's successor starts with its header, and
+        // a header names the segment before it.
+        let header = first_header(&bytes);
+        log.seal_before = sealed_before;
+        if let Some((sealed_at, _)) = sealed_before
+            && header.is_none()
+        {
+            let message = format!(
+                "{} was sealed naming this segment as the one the log continues in, but it does not start with its \
+                 header (emptied, or cut inside it): its writes are gone; `repair` sets the seal and this file aside",
+                live[sealed_at].path.display()
+            );
+            let problem = Problem::new(ProblemKind::MissingSuccessor, &segment.path, Some(1), Some(0), message)
+                .after(Some(Seq(segment.first.0 - 1)));
+            log.problem(problem, 0);
+        }
+        if let (Some(Some(prev)), Some(before)) = (header, previous)
+            && prev != before
+        {
+            let message = format!(
+                "its header names the segment starting at record {prev} as the one before it, but the log's \
+                 previous segment starts at record {before}"
+            );
+            log.problem(Problem::new(ProblemKind::BadRecord, &segment.path, Some(1), Some(0), message), 0);
+        }
+        let successor = live.get(i + 1).map(|s| s.first);
         let before = log.records;
-        let next = check_segment(&mut log, segment, &bytes, i + 1 == live.len())?;
+        let end = check_segment(&mut log, segment, &bytes, successor)?;
+        let next = end.next;
+        sealed_before = end.sealed.map(|offset| (i, offset));
+        previous = Some(segment.first);
+        if let (Some(offset), None) = (end.sealed, successor) {
+            let missing = segment.path.with_file_name(log::segment_name(next));
+            let message = format!(
+                "the segment is sealed: its last line says the log continues in {}, which is missing (a segment is \
+                 sealed only once its successor is durable): the newest segment was deleted, with its writes; put \
+                 it back, or let `repair` set the seal aside to accept the loss",
+                missing.display()
+            );
+            let line = bytes[..offset as usize].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+            let problem = Problem::new(ProblemKind::MissingSuccessor, &segment.path, Some(line), Some(offset), message)
+                .after(Some(Seq(next.0 - 1)));
+            log.problem(problem, offset);
+        }
+        if let Some(offset) = end.torn_seal {
+            report.notes.push(format!(
+                "{}: a crash interrupted the seal a rotation was appending (its successor is there); opening completes it",
+                segment.path.display()
+            ));
+            sealed_before = Some((i, offset));
+        }
         report.segments.push(SegmentChecked {
             path: segment.path.clone(),
             bytes: bytes.len() as u64,
@@ -722,12 +786,22 @@ struct LogCheck {
     segment: usize,
     /// The last record before the first problem.
     last_good: Seq,
+    /// The segment before the one being read and where its seal starts, if
+    /// it is sealed.
+    seal_before: Option<(usize, u64)>,
 }
 
 impl LogCheck {
     fn problem(&mut self, problem: Problem, offset: u64) {
         if self.cut.is_none() && problem.kind.is_log_damage() {
-            self.cut = Some(Cut { segment: self.segment, offset, problem: problem.clone() });
+            // A cut at the very start of a segment whose predecessor is sealed
+            // moves to the seal: kept alone, it would name a successor that
+            // repair has set aside.
+            let (segment, offset) = match self.seal_before {
+                Some((sealed, seal_offset)) if offset == 0 && sealed + 1 == self.segment => (sealed, seal_offset),
+                _ => (self.segment, offset),
+            };
+            self.cut = Some(Cut { segment, offset, problem: problem.clone() });
             self.replaying = false;
         }
         self.problems.push(problem);
@@ -765,35 +839,54 @@ impl LogCheck {
     }
 }
 
+/// How [`check_segment`] found a segment to end.
+struct SegmentEnd {
+    /// The sequence number the next segment should start at.
+    next: Seq,
+    /// Where its seal starts, if it is sealed.
+    sealed: Option<u64>,
+    /// Where an incomplete seal starts, if it ends in one (open completes it).
+    torn_seal: Option<u64>,
+}
+
 /// Scans one segment, going on past damage to report every damaged line.
-/// Returns the sequence number the next segment should start at.
-fn check_segment(log: &mut LogCheck, segment: &Segment, bytes: &[u8], last: bool) -> Result<Seq> {
+/// `successor`: the first sequence number of the segment after it, if any.
+fn check_segment(log: &mut LogCheck, segment: &Segment, bytes: &[u8], successor: Option<Seq>) -> Result<SegmentEnd> {
     let path = segment.path.as_path();
     let mut pos = 0usize;
     let mut line_base = 0u64;
     let mut expected = segment.first;
+    let end = |next, sealed, torn_seal| Ok(SegmentEnd { next, sealed, torn_seal });
     while pos < bytes.len() {
         let rest = &bytes[pos..];
-        let outcome = log::scan(rest, expected, last, |mut found| {
+        let outcome = log::scan(rest, expected, successor, |mut found| {
             found.line += line_base;
             found.offset += pos as u64;
             log.record(path, found);
             Ok(())
         })?;
         let damage = match outcome {
-            Ok((Tail::Clean, next)) => return Ok(next),
-            Ok((Tail::Torn { offset, line, reason }, next)) => {
-                let at = pos as u64 + offset;
-                let after = Seq(next.0 - 1);
-                let message = format!(
-                    "{} bytes after record {after} are not a complete record ({reason}); opening cuts them and keeps them in {}",
-                    bytes.len() as u64 - at,
-                    log::segment_name(segment.first) + &format!(".torn-{at}")
-                );
-                let problem = Problem::new(ProblemKind::TornTail, path, Some(line_base + line), Some(at), message)
-                    .after(Some(after));
-                log.problem(problem, at);
-                return Ok(next);
+            Ok(scanned) => {
+                let next = scanned.next;
+                return match scanned.tail {
+                    Tail::Clean => end(next, None, None),
+                    Tail::Sealed { offset } => end(next, Some(pos as u64 + offset), None),
+                    Tail::TornSeal { offset } => end(next, None, Some(pos as u64 + offset)),
+                    Tail::Torn { offset, line, reason } => {
+                        let at = pos as u64 + offset;
+                        let after = Seq(next.0 - 1);
+                        let message = format!(
+                            "{} bytes after record {after} are not a complete record ({reason}); opening cuts them and keeps them in {}",
+                            bytes.len() as u64 - at,
+                            log::segment_name(segment.first) + &format!(".torn-{at}")
+                        );
+                        let problem =
+                            Problem::new(ProblemKind::TornTail, path, Some(line_base + line), Some(at), message)
+                                .after(Some(after));
+                        log.problem(problem, at);
+                        end(next, None, None)
+                    }
+                };
             }
             Err(damage) => damage,
         };
@@ -833,7 +926,16 @@ fn check_segment(log: &mut LogCheck, segment: &Segment, bytes: &[u8], last: bool
             }
         }
     }
-    Ok(expected)
+    end(expected, None, None)
+}
+
+/// The header a segment starts with, if it does: `Some(prev)`.
+fn first_header(bytes: &[u8]) -> Option<Option<Seq>> {
+    let end = bytes.iter().position(|&b| b == b'\n')?;
+    match record::decode_line(&bytes[..end]) {
+        Ok(record::Line::Marker(record::Marker::Header { prev, .. })) => Some(prev),
+        _ => None,
+    }
 }
 
 /// The sequence number of the first complete line of `bytes` that decodes.

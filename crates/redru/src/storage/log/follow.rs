@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::segment::{Segment, list_segments, segment_name};
 use crate::error::{Error, Result};
-use crate::storage::record::{self, Record, Seq};
+use crate::storage::record::{self, Line, Marker, Record, Seq};
 use crate::storage::vfs::Vfs;
 
 /// Where a follower is: the next record it wants, and where it expects it.
@@ -102,20 +102,37 @@ impl Follower {
                 Err(e) => return Err(Error::io("reading", &segment.path, e)),
             };
             // Never look past `upto`'s line: bytes after it may be unsynced.
+            let mut sealed = false;
             while self.next <= upto && passed < max && offset < bytes.len() {
                 let rest = &bytes[offset..];
                 let Some(len) = memchr::memchr(b'\n', rest) else { break };
+                let corrupt = |reason: String| Error::Corrupt {
+                    path: segment.path.clone(),
+                    line: rest_line(&bytes, offset),
+                    offset: offset as u64,
+                    reason,
+                };
+                // Markers carry no sequence number: the header is stepped
+                // over, the seal ends the segment (its successor is durable).
+                if record::is_marker(&rest[..len]) {
+                    match record::decode_line(&rest[..len]) {
+                        Ok(Line::Marker(Marker::Header { first, .. })) if offset == 0 && first == segment.first => {
+                            offset += len + 1;
+                            continue;
+                        }
+                        Ok(Line::Marker(Marker::Seal { next })) if next == at_seq => {
+                            sealed = true;
+                            break;
+                        }
+                        Ok(_) => return Err(corrupt("a segment marker out of place".into())),
+                        Err(why) => return Err(corrupt(why.to_string())),
+                    }
+                }
                 if at_seq < self.next {
                     offset += len + 1;
                     at_seq = at_seq.next();
                     continue;
                 }
-                let corrupt = |reason: String| Error::Corrupt {
-                    path: segment.path.clone(),
-                    line: at_seq.0 - segment.first.0 + 1,
-                    offset: offset as u64,
-                    reason,
-                };
                 let (seq, record) = record::decode(&rest[..len]).map_err(|why| corrupt(why.to_string()))?;
                 if seq != self.next {
                     return Err(corrupt(format!("expected record {}, found {seq}", self.next)));
@@ -126,7 +143,7 @@ impl Follower {
                 at_seq = self.next;
                 offset += len + 1;
             }
-            if self.next > upto || passed >= max || offset < bytes.len() {
+            if !sealed && (self.next > upto || passed >= max || offset < bytes.len()) {
                 self.at = Some((segment, offset, at_seq));
                 break;
             }
@@ -152,4 +169,10 @@ impl Follower {
             None => Ok(Err(segments.first().map_or(self.next, |s| s.first))),
         }
     }
+}
+
+/// The 1-based line number of the line starting at `offset` (for an error
+/// message only: counting is cheaper than keeping it, since errors are rare).
+fn rest_line(bytes: &[u8], offset: usize) -> u64 {
+    memchr::memchr_iter(b'\n', &bytes[..offset]).count() as u64 + 1
 }

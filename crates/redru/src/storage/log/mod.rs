@@ -2,7 +2,9 @@
 //! scanning with the torn-tail policy.
 //!
 //! Invariants: sequence numbers are strictly increasing by one across all
-//! segments; every segment but the last was fsynced before the next was
+//! segments; a segment this build creates starts with a header naming the
+//! one before it and exists only with it, and a segment is sealed (a last
+//! line naming its successor) only once that successor is durable; every segment but the last was fsynced before the next was
 //! created, so damage there is always corruption; only the last segment can
 //! have a torn tail, and only bytes after its last valid record count as one.
 //! A record is acknowledged (in `Durability::Always`) only once an fsync that
@@ -32,10 +34,13 @@ pub use follow::{Followed, Follower};
 #[allow(unused_imports)]
 pub use group_commit::Wal;
 #[allow(unused_imports)]
-pub use reader::{Damage, Found, ScanOutcome, Tail, scan};
+pub use reader::{Damage, Found, ScanOutcome, Scanned, Tail, is_torn_seal, scan};
 #[allow(unused_imports)]
-pub use recovery::{LogScan, TornFound, cut_torn_tail, missing_successor, read_log, set_aside, stray_bytes};
+pub use recovery::{
+    LogScan, TornFound, complete_seal, cut_torn_tail, missing_successor, read_log, set_aside, stray_bytes,
+};
 #[allow(unused_imports)]
-pub use segment::{Segment, list_segments, parse_segment_name, remove_segments, segment_name};
+pub use segment::{Segment, create_segment, list_segments, parse_segment_name, remove_segments, segment_name};
 pub use watch::DurableWatch;
-pub use writer::Writer;
+#[allow(unused_imports)]
+pub use writer::{RotateFailed, Writer};

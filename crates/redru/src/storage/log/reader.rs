@@ -1,10 +1,11 @@
 //! Reading one segment: every complete line decoded (on several threads for
 //! large segments) and checked for its checksum and sequence number, and the
 //! torn-tail rule: only damage at the end of the last segment with no valid
-//! record after it is a torn tail; anything else is damage.
+//! record after it is a torn tail; anything else is damage. A segment may
+//! open with a header and end with a seal (markers, no sequence number).
 
 use crate::error::Result;
-use crate::storage::record::{self, DecodeError, Record, Seq};
+use crate::storage::record::{self, DecodeError, Line, Marker, Record, Seq};
 
 /// A record found by [`scan`], with where it was found.
 pub struct Found {
@@ -21,10 +22,25 @@ pub struct Found {
 /// How a scanned segment ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tail {
-    /// Every byte belongs to a valid record.
+    /// Every byte belongs to a valid record (or the header): the segment is
+    /// not sealed.
     Clean,
-    /// From `offset` on, the bytes are a torn write (an incomplete line, or
-    /// damaged lines with no valid record after them).
+    /// The last line is a seal naming the segment the log continues in
+    /// (which starts at the scan's next sequence number).
+    Sealed {
+        /// Where the seal line starts.
+        offset: u64,
+    },
+    /// Only in a segment followed by another: from `offset` on, the bytes are
+    /// an incomplete seal for that successor (a crash while a rotation
+    /// appended it, after the successor was durable). Nothing is lost; open
+    /// completes the seal.
+    TornSeal {
+        /// Where the incomplete seal starts (the end of the last record).
+        offset: u64,
+    },
+    /// Only in the last segment: from `offset` on, the bytes are a torn write
+    /// (an incomplete line, or damaged lines with no valid line after them).
     Torn {
         /// Where the torn bytes start (the end of the last valid record).
         offset: u64,
@@ -48,24 +64,43 @@ pub struct Damage {
     pub after: Option<Seq>,
 }
 
-/// What [`scan`] found: how the segment ends and the next expected sequence number, or damage.
-pub type ScanOutcome = std::result::Result<(Tail, Seq), Damage>;
+/// What a clean [`scan`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scanned {
+    /// How the segment ends.
+    pub tail: Tail,
+    /// The sequence number the next record (or segment) must carry.
+    pub next: Seq,
+    /// The segment's header, if it starts with one (every segment this build
+    /// creates does; older builds wrote none): the previous segment's first
+    /// sequence number, if it named one.
+    pub header: Option<Option<Seq>>,
+}
+
+/// What [`scan`] found: how the segment ends, or damage.
+pub type ScanOutcome = std::result::Result<Scanned, Damage>;
 
 /// Scans the bytes of one segment, calling `each` for every valid record in order.
 ///
-/// `expected` is the sequence number the first record must carry. With
-/// `last` (the log's last segment), damage with no valid record after it is
-/// a torn tail; anywhere else, and whenever a valid record follows, it is
-/// [`Damage`]. A valid record out of sequence is always damage.
+/// `expected` is the sequence number the first record must carry (and the
+/// first a header must name). `successor` is the first sequence number of
+/// the segment after this one, `None` for the log's last segment: there,
+/// damage with no valid line after it is a torn tail; elsewhere only an
+/// incomplete seal for that successor is tolerated, and any other damage,
+/// or damage with a valid line after it, is [`Damage`]. A valid record out
+/// of sequence, a header anywhere but on the first line, a seal naming
+/// another successor and any byte after a seal are always damage.
 pub fn scan(
     bytes: &[u8],
     mut expected: Seq,
-    last: bool,
+    successor: Option<Seq>,
     mut each: impl FnMut(Found) -> Result<()>,
 ) -> Result<ScanOutcome> {
+    let last = successor.is_none();
     let mut offset = 0usize;
     let mut line = 0u64;
     let mut previous: Option<Seq> = None;
+    let mut header = None;
     // Checksums and JSON parsing are most of a replay: on a large segment
     // they run on every core first; the checks below stay in log order.
     let mut predecoded = (bytes.len() >= PARALLEL_DECODE_BYTES).then(|| decode_lines(bytes).into_iter());
@@ -79,47 +114,89 @@ pub fn scan(
         let decoded = if complete {
             match predecoded.as_mut().and_then(Iterator::next) {
                 Some(decoded) => decoded,
-                None => record::decode(text),
+                None => record::decode_line(text),
             }
         } else {
             Err(DecodeError::Malformed(format!("incomplete last line ({} bytes, no newline)", text.len())))
         };
+        let damage = |reason: String| Ok(Err(Damage { line, offset: offset as u64, reason, after: previous }));
         match decoded {
-            Ok((seq, record)) => {
+            Ok(Line::Record(seq, record)) => {
                 if seq != expected {
                     let reason = if seq > expected {
                         format!("sequence gap: expected {expected}, found {seq} (records are missing)")
                     } else {
                         format!("sequence steps back: expected {expected}, found {seq}")
                     };
-                    return Ok(Err(Damage { line, offset: offset as u64, reason, after: previous }));
+                    return damage(reason);
                 }
                 each(Found { seq, record, line, offset: offset as u64 })?;
                 previous = Some(seq);
                 expected = seq.next();
                 offset += text.len() + 1;
             }
+            Ok(Line::Marker(Marker::Header { first, prev })) if line == 1 => {
+                if first != expected {
+                    return damage(format!(
+                        "the segment header names a segment starting at record {first}, but this one starts at {expected}"
+                    ));
+                }
+                header = Some(prev);
+                offset += text.len() + 1;
+            }
+            Ok(Line::Marker(Marker::Header { .. })) => {
+                return damage("a segment header after the first line".into());
+            }
+            Ok(Line::Marker(Marker::Seal { next })) => {
+                if next != expected {
+                    return damage(format!(
+                        "the seal says the log continues at record {next}, but the segment ends before record {expected}"
+                    ));
+                }
+                if offset + text.len() + 1 != bytes.len() {
+                    // Nothing is ever appended to a sealed segment.
+                    return damage(format!(
+                        "{} bytes after the seal (nothing is written to a segment once sealed)",
+                        bytes.len() - offset - text.len() - 1
+                    ));
+                }
+                return Ok(Ok(Scanned { tail: Tail::Sealed { offset: offset as u64 }, next: expected, header }));
+            }
             Err(why) => {
-                if last && !any_valid_record(&rest[text.len().min(rest.len())..]) {
+                if last && !any_valid_line(&rest[text.len().min(rest.len())..]) {
                     let tail = Tail::Torn { offset: offset as u64, line, reason: why.to_string() };
-                    return Ok(Ok((tail, expected)));
+                    return Ok(Ok(Scanned { tail, next: expected, header }));
+                }
+                if successor == Some(expected) && is_torn_seal(rest, expected) {
+                    return Ok(Ok(Scanned { tail: Tail::TornSeal { offset: offset as u64 }, next: expected, header }));
                 }
                 let reason = if last {
-                    format!("{why}, and valid records follow it, so it is not a torn tail")
+                    format!("{why}, and valid lines follow it, so it is not a torn tail")
                 } else {
                     format!("{why} (in a segment that was complete and synced)")
                 };
-                return Ok(Err(Damage { line, offset: offset as u64, reason, after: previous }));
+                return damage(reason);
             }
         }
     }
-    Ok(Ok((Tail::Clean, expected)))
+    Ok(Ok(Scanned { tail: Tail::Clean, next: expected, header }))
+}
+
+/// Whether `rest` (everything after a segment's last record, which is not a
+/// valid line) is what a crash can leave of the seal naming `next`: no
+/// longer than that seal. Its bytes may be a prefix of it, zeros or garbage
+/// (a power loss can leave any of them in an append that was not synced).
+/// Only the seal can be unsynced there: the records were synced before the
+/// successor was created, and the successor continuing at `next` proves
+/// that no record is missing.
+pub fn is_torn_seal(rest: &[u8], next: Seq) -> bool {
+    rest.len() <= record::marker_line(Marker::Seal { next }).len()
 }
 
 /// Segments at least this large are decoded on several threads.
 pub(super) const PARALLEL_DECODE_BYTES: usize = 1 << 20;
 
-type Decoded = std::result::Result<(Seq, Record), DecodeError>;
+type Decoded = std::result::Result<Line, DecodeError>;
 
 /// Decodes every complete line of `bytes`, in order, splitting the lines
 /// between the machine's cores.
@@ -131,7 +208,7 @@ fn decode_lines(bytes: &[u8]) -> Vec<Decoded> {
     std::thread::scope(|s| {
         let handles: Vec<_> = lines
             .chunks(per)
-            .map(|chunk| s.spawn(move || chunk.iter().map(|l| record::decode(l)).collect::<Vec<_>>()))
+            .map(|chunk| s.spawn(move || chunk.iter().map(|l| record::decode_line(l)).collect::<Vec<_>>()))
             .collect();
         let mut out = Vec::with_capacity(lines.len());
         for (handle, chunk) in handles.into_iter().zip(lines.chunks(per)) {
@@ -139,15 +216,16 @@ fn decode_lines(bytes: &[u8]) -> Vec<Decoded> {
             // should one die anyway, decode its lines here.
             match handle.join() {
                 Ok(decoded) => out.extend(decoded),
-                Err(_) => out.extend(chunk.iter().map(|l| record::decode(l))),
+                Err(_) => out.extend(chunk.iter().map(|l| record::decode_line(l))),
             }
         }
         out
     })
 }
 
-/// Whether any complete line after the first newline of `bytes` decodes as a valid record.
-fn any_valid_record(bytes: &[u8]) -> bool {
+/// Whether any complete line after the first newline of `bytes` decodes as
+/// a valid record or marker (either proves the damage is not at the end).
+fn any_valid_line(bytes: &[u8]) -> bool {
     let Some(last_nl) = bytes.iter().rposition(|&b| b == b'\n') else { return false };
-    bytes[..last_nl].split(|&b| b == b'\n').skip(1).any(|line| record::decode(line).is_ok())
+    bytes[..last_nl].split(|&b| b == b'\n').skip(1).any(|line| record::decode_line(line).is_ok())
 }

@@ -1,14 +1,16 @@
 //! Recovery at open: the whole log read in order through the reader, damage
-//! that is not a torn tail refused with file, line and offset, and a torn
-//! tail set aside in a side file (synced) before the segment is cut.
+//! that is not a torn tail refused with file, line and offset, a torn tail
+//! set aside in a side file (synced) before the segment is cut, and the
+//! chain of segments checked: a sealed segment's successor must exist and
+//! start with its header, and a header names the segment before it.
 
 use std::path::{Path, PathBuf};
 
 use super::reader::{Tail, scan};
-use super::segment::{Segment, list_segments, segment_name};
+use super::segment::{Segment, is_segment_temp, list_segments, segment_name};
 use crate::error::{Error, Result};
 use crate::progress::{Meter, Observer, Stage};
-use crate::storage::record::{Record, Seq};
+use crate::storage::record::{self, Marker, Record, Seq};
 use crate::storage::vfs::Vfs;
 
 /// A torn tail found at the end of the log.
@@ -37,6 +39,12 @@ pub struct LogScan {
     pub live: Vec<(Segment, u64)>,
     /// The torn tail of the last segment, if any.
     pub torn: Option<TornFound>,
+    /// Segments whose seal a crash left incomplete (the segment, where the
+    /// seal starts, the successor it names): open completes them.
+    pub torn_seals: Vec<(Segment, u64, Seq)>,
+    /// `wal-….wal.tmp` files: a segment's header left by a crash before its
+    /// rename (open removes them; they hold no record).
+    pub temps: Vec<PathBuf>,
     /// The last sequence number in the log (or the snapshot's, if later).
     pub last: Seq,
     /// The sequence number the last segment's next record would carry.
@@ -62,6 +70,13 @@ pub fn read_log(
 ) -> Result<LogScan> {
     let segments = list_segments(vfs, dir)?;
     let mut out = LogScan { last: snapshot_seq, ..LogScan::default() };
+    out.temps = vfs
+        .list(dir)
+        .map_err(|e| Error::io("listing", dir, e))?
+        .into_iter()
+        .filter(|n| is_segment_temp(n))
+        .map(|n| dir.join(n))
+        .collect();
     // Segments wholly before the snapshot's end need not even be read.
     let first_live = segments
         .iter()
@@ -98,6 +113,7 @@ pub fn read_log(
         .collect::<Result<Vec<_>>>()?;
     let meter = Meter::start(observer, Stage::ReplayLog, files.iter().map(|f| f.len() as u64).sum());
     let mut expected: Option<Seq> = None;
+    let mut sealed_before = false;
     for (i, (segment, bytes)) in live.iter().zip(&files).enumerate() {
         if let Some(expected) = expected
             && segment.first != expected
@@ -112,9 +128,9 @@ pub fn read_log(
                 ),
             ));
         }
-        let last = i + 1 == live.len();
+        let successor = live.get(i + 1).map(|s| s.first);
         let mut counted = 0;
-        let outcome = scan(bytes, segment.first, last, |found| {
+        let outcome = scan(bytes, segment.first, successor, |found| {
             meter.advance(found.offset - counted);
             counted = found.offset;
             if found.seq > snapshot_seq {
@@ -125,28 +141,64 @@ pub fn read_log(
             }
             Ok(())
         })?;
-        let valid_end = match outcome {
+        let scanned = match outcome {
             Err(damage) => return Err(corrupt(segment, damage.line, damage.offset, damage.reason)),
-            Ok((tail, next)) => {
-                let valid_end = if let Tail::Torn { offset, line, reason } = tail {
-                    out.torn = Some(TornFound {
-                        segment: segment.clone(),
-                        offset,
-                        line,
-                        reason,
-                        bytes: bytes[offset as usize..].to_vec(),
-                        after: Seq(next.0 - 1),
-                    });
-                    offset
-                } else {
-                    bytes.len() as u64
-                };
-                expected = Some(next);
-                out.log_next = Some(next);
-                out.last = out.last.max(Seq(next.0 - 1));
-                valid_end
-            }
+            Ok(scanned) => scanned,
         };
+        // A seal is appended only once its successor, header first, is
+        // durable: a successor without its header was emptied.
+        if sealed_before && scanned.header.is_none() {
+            return Err(Error::MissingSuccessor {
+                path: segment.path.clone(),
+                sealed: live[i - 1].path.clone(),
+                emptied: true,
+            });
+        }
+        if let (Some(Some(prev)), Some(before)) = (scanned.header, i.checked_sub(1).map(|p| &live[p]))
+            && prev != before.first
+        {
+            return Err(corrupt(
+                segment,
+                1,
+                0,
+                format!(
+                    "its header names the segment starting at record {prev} as the one before it, but the log's \
+                     previous segment starts at record {}",
+                    before.first
+                ),
+            ));
+        }
+        let next = scanned.next;
+        let sealed = matches!(scanned.tail, Tail::Sealed { .. } | Tail::TornSeal { .. });
+        let valid_end = match scanned.tail {
+            Tail::Torn { offset, line, reason } => {
+                out.torn = Some(TornFound {
+                    segment: segment.clone(),
+                    offset,
+                    line,
+                    reason,
+                    bytes: bytes[offset as usize..].to_vec(),
+                    after: Seq(next.0 - 1),
+                });
+                offset
+            }
+            Tail::TornSeal { offset } => {
+                out.torn_seals.push((segment.clone(), offset, next));
+                offset
+            }
+            Tail::Sealed { .. } if successor.is_none() => {
+                return Err(Error::MissingSuccessor {
+                    path: segment.path.with_file_name(segment_name(next)),
+                    sealed: segment.path.clone(),
+                    emptied: false,
+                });
+            }
+            Tail::Sealed { .. } | Tail::Clean => bytes.len() as u64,
+        };
+        sealed_before = sealed;
+        expected = Some(next);
+        out.log_next = Some(next);
+        out.last = out.last.max(Seq(next.0 - 1));
         meter.advance(bytes.len() as u64 - counted);
         out.bytes += valid_end;
         out.live.push((segment.clone(), valid_end));
@@ -155,15 +207,28 @@ pub fn read_log(
     Ok(out)
 }
 
+/// Completes a seal a crash cut short: cuts the segment at `offset` (what
+/// is there is a prefix of the seal, or zeros) and appends the whole seal
+/// naming `next`, synced. Nothing is lost: the records before are kept and
+/// the bytes replaced hold none.
+pub fn complete_seal(vfs: &dyn Vfs, segment: &Segment, offset: u64, next: Seq) -> Result<()> {
+    let file = vfs.open_append(&segment.path).map_err(|e| Error::io("opening", &segment.path, e))?;
+    file.truncate(offset).map_err(|e| Error::io("truncating", &segment.path, e))?;
+    file.append(&record::marker_line(Marker::Seal { next })).map_err(|e| Error::io("sealing", &segment.path, e))?;
+    file.sync().map_err(|e| Error::io("syncing", &segment.path, e))
+}
+
 /// Checks a segment the snapshot covers before it is removed: `None` if it
 /// holds only valid records in sequence from its first (what an interrupted
 /// save leaves), otherwise its bytes, to be set aside rather than deleted
 /// (a stray file named like a segment).
-pub fn stray_bytes(vfs: &dyn Vfs, segment: &Segment) -> Result<Option<Vec<u8>>> {
+///
+/// `successor` is the first sequence number of the segment after it.
+pub fn stray_bytes(vfs: &dyn Vfs, segment: &Segment, successor: Seq) -> Result<Option<Vec<u8>>> {
     let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
-    let outcome = scan(&bytes, segment.first, false, |_| Ok(()))?;
+    let outcome = scan(&bytes, segment.first, Some(successor), |_| Ok(()))?;
     Ok(match outcome {
-        Ok((Tail::Clean, _)) => None,
+        Ok(scanned) if !matches!(scanned.tail, Tail::Torn { .. }) => None,
         _ => Some(bytes.to_vec()),
     })
 }

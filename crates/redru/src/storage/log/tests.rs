@@ -21,13 +21,19 @@ fn sets(n: usize) -> Vec<Record> {
     (0..n).map(|i| Record::Set(format!("k{i}"), crate::Doc::from(json!(i)))).collect()
 }
 
-fn run(bytes: &[u8], first: u64, last: bool) -> Result<(Vec<u64>, ScanOutcome)> {
+/// Scans as the last segment (`last`) or as one followed by a segment no
+/// seal names; returns the records seen and how the segment ends.
+/// How a segment ends (as the tests before markers compared it), or damage.
+type Ended = std::result::Result<(Tail, Seq), Damage>;
+
+fn run(bytes: &[u8], first: u64, last: bool) -> Result<(Vec<u64>, Ended)> {
     let mut seen = Vec::new();
-    let out = scan(bytes, Seq(first), last, |f| {
+    let successor = (!last).then_some(Seq(u64::MAX));
+    let out = scan(bytes, Seq(first), successor, |f| {
         seen.push(f.seq.0);
         Ok(())
     })?;
-    Ok((seen, out))
+    Ok((seen, out.map(|s| (s.tail, s.next))))
 }
 
 #[test]
@@ -341,5 +347,110 @@ fn the_follower_reads_across_segments_and_tells_not_yet_from_gone_and_damaged() 
     write(segment_name(Seq(4)), &damaged).map_err(io)?;
     let outcome = Follower::new(dir.path(), Seq(4)).read(&vfs, Seq(6), 10, |_, _| ());
     assert!(matches!(outcome, Err(Error::Corrupt { line: 1, offset: 0, .. })), "{outcome:?}");
+    Ok(())
+}
+
+fn header(first: u64, prev: Option<u64>) -> Vec<u8> {
+    record::marker_line(record::Marker::Header { first: Seq(first), prev: prev.map(Seq) })
+}
+
+fn seal(next: u64) -> Vec<u8> {
+    record::marker_line(record::Marker::Seal { next: Seq(next) })
+}
+
+fn scanned(bytes: &[u8], first: u64, successor: Option<u64>) -> Result<(Vec<u64>, ScanOutcome)> {
+    let mut seen = Vec::new();
+    let out = scan(bytes, Seq(first), successor.map(Seq), |f| {
+        seen.push(f.seq.0);
+        Ok(())
+    })?;
+    Ok((seen, out))
+}
+
+/// Headers and seals frame a segment without taking a sequence number; a
+/// seal must name the record after the last and end the file.
+#[test]
+fn headers_and_seals_frame_a_segment() -> Result<()> {
+    let mut bytes = header(4, Some(1));
+    bytes.extend_from_slice(&log(&sets(3), 4));
+    let (seen, out) = scanned(&bytes, 4, None)?;
+    assert_eq!(seen, [4, 5, 6]);
+    assert_eq!(out, Ok(Scanned { tail: Tail::Clean, next: Seq(7), header: Some(Some(Seq(1))) }));
+    let records_end = bytes.len() as u64;
+    bytes.extend_from_slice(&seal(7));
+    let (_, out) = scanned(&bytes, 4, Some(7))?;
+    assert_eq!(
+        out,
+        Ok(Scanned { tail: Tail::Sealed { offset: records_end }, next: Seq(7), header: Some(Some(Seq(1))) })
+    );
+    // A header naming another first record, a seal naming another successor,
+    // a byte after the seal, a header in the middle: damage, even at the end.
+    assert!(scanned(&bytes, 5, None)?.1.is_err());
+    let mut wrong_seal = bytes[..records_end as usize].to_vec();
+    wrong_seal.extend_from_slice(&seal(8));
+    assert!(scanned(&wrong_seal, 4, None)?.1.is_err());
+    let mut after_seal = bytes.clone();
+    after_seal.push(b'x');
+    assert!(scanned(&after_seal, 4, None)?.1.is_err());
+    let mut middle = log(&sets(1), 4);
+    middle.extend_from_slice(&header(5, Some(4)));
+    middle.extend_from_slice(&log(&sets(1), 5));
+    assert!(scanned(&middle, 4, None)?.1.is_err());
+    // A record decoder refuses a marker (it is no record).
+    assert!(record::decode(&seal(7)[..seal(7).len() - 1]).is_err());
+    Ok(())
+}
+
+/// What a crash during the seal's append leaves, in a segment followed by its
+/// successor: any bytes no longer than the seal (a prefix, zeros, garbage)
+/// are a torn seal; longer ones, or a successor elsewhere, are damage.
+#[test]
+fn a_cut_seal_before_its_successor_is_a_torn_seal_and_nothing_else_is() -> Result<()> {
+    let records = log(&sets(2), 1);
+    let end = records.len() as u64;
+    let line = seal(3);
+    for cut in 1..line.len() {
+        let mut bytes = records.clone();
+        bytes.extend_from_slice(&line[..cut]);
+        let (seen, out) = scanned(&bytes, 1, Some(3))?;
+        assert_eq!(seen, [1, 2]);
+        assert!(matches!(out, Ok(Scanned { tail: Tail::TornSeal { offset }, .. }) if offset == end), "cut {cut}");
+        // The successor starting elsewhere: the bytes are damage.
+        assert!(scanned(&bytes, 1, Some(4))?.1.is_err(), "cut {cut}");
+    }
+    let mut zeros = records.clone();
+    zeros.extend_from_slice(&[0u8; 20]);
+    assert!(matches!(scanned(&zeros, 1, Some(3))?.1, Ok(Scanned { tail: Tail::TornSeal { .. }, .. })));
+    let mut garbage = records.clone();
+    garbage.extend_from_slice(&[b'#'; 7]);
+    assert!(matches!(scanned(&garbage, 1, Some(3))?.1, Ok(Scanned { tail: Tail::TornSeal { .. }, .. })));
+    // Longer than a seal: not what a crash leaves of one.
+    garbage.extend_from_slice(&[b'#'; 64]);
+    assert!(scanned(&garbage, 1, Some(3))?.1.is_err());
+    Ok(())
+}
+
+/// The follower steps over headers and leaves a sealed segment for the one
+/// its seal names, counting lines as records only between them.
+#[test]
+fn the_follower_steps_over_headers_and_seals() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| Error::io("creating", "a temporary directory", e))?;
+    let vfs = crate::storage::vfs::StdFs;
+    let io = |e| Error::io("writing", dir.path(), e);
+    let records = sets(6);
+    let mut first = header(1, None);
+    first.extend_from_slice(&log(&records[..3], 1));
+    first.extend_from_slice(&seal(4));
+    let mut second = header(4, Some(1));
+    second.extend_from_slice(&log(&records[3..], 4));
+    std::fs::write(dir.path().join(segment_name(Seq(1))), &first).map_err(io)?;
+    std::fs::write(dir.path().join(segment_name(Seq(4))), &second).map_err(io)?;
+    for from in 1..=6u64 {
+        let mut seen = Vec::new();
+        let mut follower = Follower::new(dir.path(), Seq(from));
+        // One record a call, so that it crosses the seal between calls too.
+        while follower.read(&vfs, Seq(6), 1, |s, _| seen.push(s.0))? == Followed::Records(1) {}
+        assert_eq!(seen, (from..=6).collect::<Vec<_>>(), "from {from}");
+    }
     Ok(())
 }

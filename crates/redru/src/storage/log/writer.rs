@@ -5,10 +5,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::segment::{Segment, segment_name};
+use super::segment::{Segment, create_segment, install_segment, prepare_segment};
 use crate::error::{Error, Result};
-use crate::storage::record::{self, Record, Seq};
+use crate::storage::record::{self, Marker, Record, Seq};
 use crate::storage::vfs::{VFile, Vfs};
+
+/// A failed [`Writer::rotate`].
+#[derive(Debug)]
+pub struct RotateFailed {
+    /// What failed.
+    pub error: Error,
+    /// Whether the log is as it was before (nothing written: the caller need
+    /// not poison it).
+    pub intact: bool,
+}
 
 /// The appending side of the log: the open segment and what has been written to it.
 pub struct Writer {
@@ -125,33 +135,66 @@ impl Writer {
 
     /// Syncs the open segment and starts a new one at the next sequence
     /// number, so that everything up to [`Writer::written`] lies in older
-    /// segments. Does nothing if the open segment is empty.
-    pub fn rotate(&mut self) -> Result<()> {
-        self.flush()?;
-        if self.segment_bytes == 0 {
+    /// segments, then seals the old one. Does nothing if the open segment
+    /// holds no record.
+    ///
+    /// The order is what keeps every crash instant clean: the old segment's
+    /// records are synced; the new segment is created with its header
+    /// (synced, renamed, directory synced); only then is the seal naming it
+    /// appended to the old one and synced. A crash before the seal leaves an
+    /// unsealed segment followed by its successor (a valid log); a crash
+    /// during it, a prefix of the seal, which open completes; a seal is never
+    /// durable before the segment it names.
+    ///
+    /// # Errors
+    /// [`RotateFailed`], saying whether the log is intact (only the new
+    /// segment could not be created: nothing was written, appending may go
+    /// on, as when a full disk refuses its header) or must be poisoned.
+    pub fn rotate(&mut self) -> std::result::Result<(), RotateFailed> {
+        let broken = |error| RotateFailed { error, intact: false };
+        self.flush().map_err(broken)?;
+        if self.written < self.segment.first {
             return Ok(());
         }
         if !self.skip_sync
             && let Err(e) = self.file.sync()
         {
             self.cut_unsynced();
-            return Err(Error::io("syncing", &self.segment.path, e));
+            return Err(broken(Error::io("syncing", &self.segment.path, e)));
         }
-        self.start_segment(self.written.next())
+        self.synced_bytes = self.segment_bytes;
+        let next = self.written.next();
+        let prepared = prepare_segment(&*self.vfs, &self.dir, next, Some(self.segment.first))
+            .map_err(|error| RotateFailed { error, intact: true })?;
+        let created = install_segment(&*self.vfs, &self.dir, prepared).map_err(broken)?;
+        self.continue_in(created, true).map_err(broken)
     }
 
-    /// Creates the segment whose first record is `first` (directory synced)
-    /// and appends to it from now on; the open one joins the older ones.
-    fn start_segment(&mut self, first: Seq) -> Result<()> {
-        let next = Segment { path: self.dir.join(segment_name(first)), first };
-        let file: Arc<dyn VFile> =
-            Arc::from(self.vfs.create_new(&next.path).map_err(|e| Error::io("creating", &next.path, e))?);
-        self.vfs.sync_dir(&self.dir).map_err(|e| Error::io("syncing directory", &self.dir, e))?;
+    /// Appends to the segment just created (durable, header first) from now
+    /// on; the open one joins the older ones, sealed if `seal`.
+    fn continue_in(&mut self, created: (Segment, Box<dyn VFile>, u64), seal: bool) -> Result<()> {
+        let (next, file, header) = created;
+        let first = next.first;
+        if seal {
+            let line = record::marker_line(Marker::Seal { next: first });
+            let sealed = self
+                .file
+                .append(&line)
+                .and_then(|()| if self.skip_sync { Ok(()) } else { self.file.sync() })
+                .map_err(|e| Error::io("sealing", &self.segment.path, e));
+            if let Err(e) = sealed {
+                // Best effort: an unsealed segment before a durable successor
+                // is a valid log; a partial seal, one that open completes.
+                let _ = self.file.truncate(self.segment_bytes);
+                return Err(e);
+            }
+            self.segment_bytes += line.len() as u64;
+        }
         let old = std::mem::replace(&mut self.segment, next);
         self.older.push((old, self.segment_bytes));
-        self.file = file;
-        self.segment_bytes = 0;
-        self.synced_bytes = 0;
+        self.file = Arc::from(file);
+        self.segment_bytes = header;
+        self.synced_bytes = header;
         Ok(())
     }
 
@@ -174,8 +217,13 @@ impl Writer {
     /// `seq` is carried by no record). The open segment must be synced, and
     /// the snapshot already in place: a segment named past the log's end
     /// before it would read as a gap in the sequence.
+    ///
+    /// The old segment is not sealed: its records all lie in the snapshot
+    /// and it is removed next (a seal would name a successor that does not
+    /// continue its records).
     pub fn restart_after(&mut self, seq: Seq) -> Result<()> {
-        self.start_segment(seq.next())?;
+        let created = create_segment(&*self.vfs, &self.dir, seq.next(), Some(self.segment.first))?;
+        self.continue_in(created, false)?;
         self.written = seq;
         Ok(())
     }

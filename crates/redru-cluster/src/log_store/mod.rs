@@ -179,7 +179,7 @@ impl LogStore {
         .map_err(|e| Error::Io(io::Error::other(format!("a raft log task failed: {e}"))))?
     }
 
-    /// Changes the state file (vote, committed id) without holding the log's
+    /// Changes the state file (the vote) without holding the log's
     /// lock during the fsyncs: appends and reads go on meanwhile.
     async fn change_state<F>(&self, change: F) -> Result<(), Error>
     where
@@ -198,7 +198,8 @@ impl LogStore {
             let result = write_state(&dir, &state);
             let mut inner = shared.lock();
             match result {
-                Ok(()) => inner.state = state,
+                // A commit noted meanwhile (in memory only) is kept.
+                Ok(()) => inner.state = LogStateFile { committed: inner.state.committed.max(state.committed), ..state },
                 Err(_) => inner.poisoned = true,
             }
             result

@@ -44,10 +44,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.lock().state.vote)
     }
 
+    /// Kept in memory, and written with the state file's next rewrite (a
+    /// vote, a purge): openraft 0.9 awaits this call in its core on every
+    /// commit, and the two fsyncs of a rewrite there held up every append
+    /// behind it. The committed id is only a hint: a restart re-applies the
+    /// log from `max(read_committed, the database's last applied)`, and an
+    /// older value on disk only means that the entries after it are applied
+    /// once the leader's commit index reaches the node again (a linearizable
+    /// read waits for that).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.change_state(move |state| state.committed = committed)
-            .await
-            .map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Write, e))
+        let mut inner = self.lock();
+        inner.state.committed = inner.state.committed.max(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

@@ -168,6 +168,9 @@ pub(crate) enum Rpc {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// A follower's client write, for the leader to propose.
     Write(Request),
+    /// A follower's client writes gathered while earlier ones were in flight,
+    /// for the leader to propose; each answered on its own, in order.
+    WriteMany(Vec<Request>),
     /// A follower asks the leader for the index a linearizable read must wait for.
     ReadIndex,
 }
@@ -179,6 +182,7 @@ pub(crate) enum RpcReply {
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     Write(Result<Response, WriteError>),
+    WriteMany(Vec<Result<Response, WriteError>>),
     ReadIndex(Result<u64, String>),
 }
 

@@ -9,7 +9,9 @@
 //! append before it takes the next, so one entry per write would cost one
 //! fsync per write. The batcher proposes every write waiting (from every
 //! connection, local or forwarded) as one group entry ([`Request::many`]),
-//! each still atomic, conditional and answered on its own.
+//! each still atomic, conditional and answered on its own. On a follower,
+//! a forwarder does the same for the writes it sends the leader: every write
+//! waiting goes in one request ([`Rpc::WriteMany`]), answered write by write.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -49,6 +51,9 @@ pub const MAX_GROUP_BYTES: usize = 1 << 20;
 /// Group entries proposed at once: while one is being appended and
 /// committed, the next collects the writes that arrive meanwhile.
 const GROUPS_IN_FLIGHT: usize = 2;
+/// Forwarded requests a follower has in flight to the leader at once: two
+/// to feed the leader's two groups, two more to cover the round trip.
+const FORWARDS_IN_FLIGHT: usize = 4;
 
 /// How a node starts.
 #[derive(Clone, Debug)]
@@ -95,10 +100,12 @@ pub struct Node {
     raft: Raft,
     sm: StateMachine,
     secret: Arc<Secret>,
-    pool: Pool,
+    pool: Arc<Pool>,
     batcher: Batcher,
+    forwarder: Batcher,
     peers: JoinHandle<()>,
     batching: JoinHandle<()>,
+    forwarding: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -111,6 +118,7 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.peers.abort();
         self.batching.abort();
+        self.forwarding.abort();
     }
 }
 
@@ -169,8 +177,24 @@ impl Node {
         let raft = Raft::new(config.id, raft_config, network, log, sm.clone()).await.map_err(other)?;
         let (batcher, queue) = Batcher::new();
         let batching = tokio::spawn(run_batcher(raft.clone(), queue));
+        let pool = Arc::new(Pool::default());
+        let (forwarder, forwards) = Batcher::new();
+        let link = Leader { id: config.id, raft: raft.clone(), pool: Arc::clone(&pool), secret: Arc::clone(&secret) };
+        let forwarding = tokio::spawn(run_forwarder(link, forwards));
         let peers = tokio::spawn(serve_peers(listener, raft.clone(), batcher.clone(), Arc::clone(&secret)));
-        Ok(Arc::new(Node { id: config.id, addr, raft, sm, secret, pool: Pool::default(), batcher, peers, batching }))
+        Ok(Arc::new(Node {
+            id: config.id,
+            addr,
+            raft,
+            sm,
+            secret,
+            pool,
+            batcher,
+            forwarder,
+            peers,
+            batching,
+            forwarding,
+        }))
     }
 
     /// This node's id.
@@ -217,8 +241,8 @@ impl Node {
                     Err(WriteError::NotWritten(why)) => why,
                     done => return done,
                 },
-                Some((leader, addr)) => match self.forward_write(&addr, &request).await {
-                    Err(WriteError::NotWritten(why)) => format!("leader {leader} at {addr}: {why}"),
+                Some(_) => match self.forwarder.propose(request.clone()).await {
+                    Err(WriteError::NotWritten(why)) => why,
                     done => return done,
                 },
                 None => "no leader is known".to_owned(),
@@ -227,20 +251,6 @@ impl Node {
                 return Err(WriteError::NotWritten(last));
             }
             tokio::time::sleep(RETRY_PAUSE).await;
-        }
-    }
-
-    async fn forward_write(&self, addr: &str, request: &Request) -> Result<Response, WriteError> {
-        // Until the request is sent, nothing can have been written.
-        let mut conn =
-            self.pool.get(addr, &self.secret, self.id).await.map_err(|e| WriteError::NotWritten(e.to_string()))?;
-        match conn.call(&Rpc::Write(request.clone()), FORWARD_TIMEOUT).await {
-            Ok(RpcReply::Write(result)) => {
-                self.pool.put(addr, conn);
-                result
-            }
-            Ok(_) => Err(WriteError::Unknown("the leader answered a different request".into())),
-            Err(e) => Err(WriteError::Unknown(format!("the connection to the leader failed: {e}"))),
         }
     }
 
@@ -414,6 +424,7 @@ impl Node {
     pub async fn shutdown(&self) {
         self.peers.abort();
         self.batching.abort();
+        self.forwarding.abort();
         let _ = self.raft.shutdown().await;
     }
 }
@@ -459,17 +470,54 @@ impl Batcher {
         (Batcher { queue }, rx)
     }
 
-    /// Proposes `request` in the next group entry; answers as [`propose`] does.
+    /// Proposes `request` in the next group; answers as [`propose`] does.
     async fn propose(&self, request: Request) -> Result<Response, WriteError> {
+        answer(self.enqueue(request)).await
+    }
+
+    /// Hands `request` to the batcher; its answer comes on the receiver.
+    fn enqueue(&self, request: Request) -> Result<oneshot::Receiver<Result<Response, WriteError>>, WriteError> {
         let bytes = serde_json::to_vec(&request).map_or(usize::MAX, |v| v.len());
         let (reply, answer) = oneshot::channel();
         // Until the batcher has it, nothing can have been written.
         self.queue
             .send(Pending { request, bytes, reply })
             .map_err(|_| WriteError::NotWritten("the node is shutting down".into()))?;
-        // Once it has it, the write may be in the log: a lost answer is unknown.
-        answer.await.unwrap_or_else(|_| Err(WriteError::Unknown("the node stopped before answering".into())))
+        Ok(answer)
     }
+}
+
+/// The answer to an enqueued write. Once the batcher has it, the write may be
+/// in the log: a lost answer is unknown.
+async fn answer(
+    queued: Result<oneshot::Receiver<Result<Response, WriteError>>, WriteError>,
+) -> Result<Response, WriteError> {
+    queued?.await.unwrap_or_else(|_| Err(WriteError::Unknown("the node stopped before answering".into())))
+}
+
+/// Takes the writes waiting in `queue` after `first` (or the next to arrive),
+/// up to [`MAX_GROUP_WRITES`] and [`MAX_GROUP_BYTES`]; one that would pass
+/// the byte limit is left in `carried` for the next group. `None`: the queue closed.
+async fn collect_group(
+    queue: &mut mpsc::UnboundedReceiver<Pending>,
+    carried: &mut Option<Pending>,
+) -> Option<Vec<Pending>> {
+    let first = match carried.take() {
+        Some(p) => p,
+        None => queue.recv().await?,
+    };
+    let mut bytes = first.bytes;
+    let mut group = vec![first];
+    while group.len() < MAX_GROUP_WRITES {
+        let Ok(next) = queue.try_recv() else { break };
+        if bytes.saturating_add(next.bytes) > MAX_GROUP_BYTES {
+            *carried = Some(next);
+            break;
+        }
+        bytes += next.bytes;
+        group.push(next);
+    }
+    Some(group)
 }
 
 /// Takes every write waiting, up to [`MAX_GROUP_WRITES`] and
@@ -481,24 +529,7 @@ async fn run_batcher(raft: Raft, mut queue: mpsc::UnboundedReceiver<Pending>) {
     let mut carried: Option<Pending> = None;
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-        let first = match carried.take() {
-            Some(p) => p,
-            None => match queue.recv().await {
-                Some(p) => p,
-                None => return,
-            },
-        };
-        let mut bytes = first.bytes;
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP_WRITES {
-            let Ok(next) = queue.try_recv() else { break };
-            if bytes.saturating_add(next.bytes) > MAX_GROUP_BYTES {
-                carried = Some(next);
-                break;
-            }
-            bytes += next.bytes;
-            group.push(next);
-        }
+        let Some(group) = collect_group(&mut queue, &mut carried).await else { return };
         let raft = raft.clone();
         tokio::spawn(async move {
             propose_group(&raft, group).await;
@@ -544,6 +575,76 @@ async fn propose_group(raft: &Raft, group: Vec<Pending>) {
     }
 }
 
+/// What a follower's forwarder needs to reach the leader.
+struct Leader {
+    id: NodeId,
+    raft: Raft,
+    pool: Arc<Pool>,
+    secret: Arc<Secret>,
+}
+
+/// On a follower: takes every write waiting to be forwarded (the same limits
+/// as a group) and sends them to the leader in one request, at most
+/// [`FORWARDS_IN_FLIGHT`] at once, so that a forwarded write costs a share
+/// of a round trip rather than one of its own.
+async fn run_forwarder(link: Leader, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let link = Arc::new(link);
+    let slots = Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT));
+    let mut carried: Option<Pending> = None;
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        let Some(group) = collect_group(&mut queue, &mut carried).await else { return };
+        let link = Arc::clone(&link);
+        tokio::spawn(async move {
+            forward_group(&link, group).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Sends `group` to the leader as one [`Rpc::WriteMany`] and answers each
+/// write. Nothing is written unless the request was sent: a write whose
+/// answer is lost after that is unknown.
+async fn forward_group(link: &Leader, group: Vec<Pending>) {
+    let (requests, replies): (Vec<Request>, Vec<_>) = group.into_iter().map(|p| (p.request, p.reply)).unzip();
+    let count = requests.len();
+    let results = match forward(link, requests).await {
+        Ok(results) if results.len() == count => results,
+        Ok(results) => {
+            let why = format!("the leader answered {} of {count} forwarded writes", results.len());
+            vec![Err(WriteError::Unknown(why)); count]
+        }
+        Err(e) => vec![Err(e); count],
+    };
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
+}
+
+async fn forward(link: &Leader, requests: Vec<Request>) -> Result<Vec<Result<Response, WriteError>>, WriteError> {
+    let metrics = link.raft.metrics().borrow().clone();
+    let leader = metrics.current_leader.filter(|&l| l != link.id);
+    let Some((leader, addr)) =
+        leader.and_then(|l| Some((l, metrics.membership_config.membership().get_node(&l)?.addr.clone())))
+    else {
+        // The caller retries: locally if this node leads by then.
+        return Err(WriteError::NotWritten("the leader changed before the write was forwarded".into()));
+    };
+    let mut conn = link
+        .pool
+        .get(&addr, &link.secret, link.id)
+        .await
+        .map_err(|e| WriteError::NotWritten(format!("leader {leader} at {addr}: {e}")))?;
+    match conn.call(&Rpc::WriteMany(requests), FORWARD_TIMEOUT).await {
+        Ok(RpcReply::WriteMany(results)) => {
+            link.pool.put(&addr, conn);
+            Ok(results)
+        }
+        Ok(_) => Err(WriteError::Unknown(format!("leader {leader} at {addr} answered a different request"))),
+        Err(e) => Err(WriteError::Unknown(format!("the connection to leader {leader} at {addr} failed: {e}"))),
+    }
+}
+
 /// Accepts peer connections until the node stops.
 async fn serve_peers(listener: TcpListener, raft: Raft, batcher: Batcher, secret: Arc<Secret>) {
     loop {
@@ -571,6 +672,7 @@ async fn serve_peer(mut stream: TcpStream, raft: Raft, batcher: Batcher, secret:
             Rpc::Vote(r) => RpcReply::Vote(raft.vote(r).await),
             Rpc::Snapshot(r) => RpcReply::Snapshot(raft.install_snapshot(r).await),
             Rpc::Write(r) => RpcReply::Write(forwarded_write(&raft, &batcher, r).await),
+            Rpc::WriteMany(r) => RpcReply::WriteMany(forwarded_writes(&raft, &batcher, r).await),
             Rpc::ReadIndex => RpcReply::ReadIndex(read_index(&raft).await),
         };
         if network::write_frame(&mut stream, &reply).await.is_err() {
@@ -586,6 +688,21 @@ async fn forwarded_write(raft: &Raft, batcher: &Batcher, request: Request) -> Re
         return Err(WriteError::NotWritten("the forwarded-to node is not the leader".into()));
     }
     batcher.propose(request).await
+}
+
+/// Writes forwarded together: all handed to the batcher before any answer is
+/// awaited, so that they share a group; answered in order, each on its own.
+async fn forwarded_writes(raft: &Raft, batcher: &Batcher, requests: Vec<Request>) -> Vec<Result<Response, WriteError>> {
+    if raft.metrics().borrow().state != ServerState::Leader {
+        let why = WriteError::NotWritten("the forwarded-to node is not the leader".into());
+        return vec![Err(why); requests.len()];
+    }
+    let queued: Vec<_> = requests.into_iter().map(|r| batcher.enqueue(r)).collect();
+    let mut results = Vec::with_capacity(queued.len());
+    for q in queued {
+        results.push(answer(q).await);
+    }
+    results
 }
 
 /// Connects to `addr` and checks the handshake (for tests and `redru` diagnostics).

@@ -7,7 +7,7 @@
 //! Snapshots are redru snapshot files (`Db::backup_to`), shipped as bytes and
 //! installed with `Db::restore_file`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
@@ -85,8 +85,9 @@ impl StateMachine {
     /// [`Error::Engine`] if the database does not open, [`Error::Corrupt`] if
     /// its applied record or the current-snapshot file does not parse, [`Error::Io`].
     pub fn open(db_dir: &Path, snapshot_dir: &Path) -> Result<StateMachine, Error> {
-        // Each entry's batch reaches the OS at once; `apply` and `install`
-        // fsync once at their end (docs/cluster.md, "Durability").
+        // Each entry's batch reaches the OS at once (a killed process loses
+        // none); the Raft log is what makes an entry durable, so `apply` does
+        // not fsync; `build` and `install` do (docs/cluster.md, "Durability").
         let db = redru::Options::default()
             .durability(redru::Durability::Never)
             .open(db_dir)
@@ -148,30 +149,41 @@ fn request_batch(request: &Request) -> Result<Batch, String> {
     for Cond { key, equals } in &request.conditions {
         batch = match equals {
             None => batch.require_absent(key),
-            Some(text) => {
-                let value: serde_json::Value =
-                    serde_json::from_str(text).map_err(|e| format!("condition on {key:?}: {e}"))?;
-                batch.require_equals(key, value)
-            }
+            Some(text) => batch.require_equals(key, condition_value(key, text)?),
         };
     }
-    for op in &request.ops {
-        let key = match op {
-            Op::Set { key, .. } | Op::Delete { key } => Some(key),
-            Op::Clear => None,
-        };
-        if let Some(key) = key
-            && key.starts_with(RESERVED_PREFIX)
-        {
-            return Err(format!("the key prefix {RESERVED_PREFIX:?} is reserved for the cluster"));
-        }
-        batch = match op {
-            Op::Set { key, value } => batch.set(key, Doc::parse(value).map_err(|e| format!("key {key:?}: {e}"))?),
-            Op::Delete { key } => batch.delete(key),
-            Op::Clear => batch.clear(),
+    for (op, doc) in request.ops.iter().zip(parse_ops(request)?) {
+        batch = match (op, doc) {
+            (Op::Set { key, .. }, Some(doc)) => batch.set(key, doc),
+            (Op::Set { key, .. } | Op::Delete { key }, _) => batch.delete(key),
+            (Op::Clear, _) => batch.clear(),
         };
     }
     Ok(batch)
+}
+
+fn condition_value(key: &str, text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("condition on {key:?}: {e}"))
+}
+
+/// Each operation's value parsed (`None` for a delete or a clear), or why
+/// the request is rejected: a reserved key, a value that is not JSON.
+fn parse_ops(request: &Request) -> Result<Vec<Option<Doc>>, String> {
+    request
+        .ops
+        .iter()
+        .map(|op| {
+            if let Op::Set { key, .. } | Op::Delete { key } = op
+                && key.starts_with(RESERVED_PREFIX)
+            {
+                return Err(format!("the key prefix {RESERVED_PREFIX:?} is reserved for the cluster"));
+            }
+            match op {
+                Op::Set { key, value } => Doc::parse(value).map(Some).map_err(|e| format!("key {key:?}: {e}")),
+                Op::Delete { .. } | Op::Clear => Ok(None),
+            }
+        })
+        .collect()
 }
 
 /// Whether an engine error is about this batch (it is then rejected, the same
@@ -187,9 +199,11 @@ fn refuses_batch(e: &redru::Error) -> bool {
 /// that each request passes or fails on its own while the entry stays one
 /// atomic write, replayed whole or not at all after a crash), and each
 /// request's answer. `view` holds what the requests accepted so far wrote
-/// (`None`: deleted); `cleared`: one of them cleared the database.
+/// (`None`: deleted) to the keys some condition of the group names (the only
+/// ones looked up); `cleared`: one of them cleared the database.
 fn group_batch(db: &Db, requests: &[Request]) -> (Batch, Vec<Response>) {
     let mut batch = Batch::new();
+    let watched: HashSet<&str> = requests.iter().flat_map(|r| &r.conditions).map(|c| c.key.as_str()).collect();
     let mut view: HashMap<&str, Option<serde_json::Value>> = HashMap::new();
     let mut cleared = false;
     let mut responses = Vec::with_capacity(requests.len());
@@ -198,17 +212,14 @@ fn group_batch(db: &Db, requests: &[Request]) -> (Batch, Vec<Response>) {
             responses.push(Response::Rejected { reason: "a group inside a group".into() });
             continue;
         }
-        // Validates values, keys and conditions the same way a single request is.
-        let docs = request_batch(request).and_then(|_| {
-            request
-                .ops
-                .iter()
-                .map(|op| match op {
-                    Op::Set { key, value } => Doc::parse(value).map(Some).map_err(|e| format!("key {key:?}: {e}")),
-                    Op::Delete { .. } | Op::Clear => Ok(None),
-                })
-                .collect::<Result<Vec<_>, _>>()
-        });
+        // Validates values, keys and conditions the same way a single request
+        // is (`request_batch`), parsing each value once.
+        let docs = request
+            .conditions
+            .iter()
+            .filter_map(|Cond { key, equals }| Some(condition_value(key, equals.as_deref()?)))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|_| parse_ops(request));
         let docs = match docs {
             Ok(docs) => docs,
             Err(reason) => {
@@ -239,11 +250,15 @@ fn group_batch(db: &Db, requests: &[Request]) -> (Batch, Vec<Response>) {
         for (op, doc) in request.ops.iter().zip(docs) {
             match (op, doc) {
                 (Op::Set { key, .. }, Some(doc)) => {
-                    view.insert(key, Some(doc.to_value()));
+                    if watched.contains(key.as_str()) {
+                        view.insert(key, Some(doc.to_value()));
+                    }
                     batch = batch.set(key, doc);
                 }
                 (Op::Set { key, .. } | Op::Delete { key }, _) => {
-                    view.insert(key, None);
+                    if watched.contains(key.as_str()) {
+                        view.insert(key, None);
+                    }
                     batch = batch.delete(key);
                 }
                 (Op::Clear, _) => {
@@ -343,6 +358,9 @@ fn build(shared: &Shared, state: &mut State) -> Result<Snapshot<TypeConfig>, Err
         None => format!("0-0-{nanos}"),
     };
     let path = files::snapshot_path(&shared.snapshot_dir, &id);
+    // `apply` does not sync: the log may be purged up to this snapshot only
+    // once the database durably holds what it covers.
+    shared.db.sync().map_err(engine("syncing the database before a snapshot"))?;
     shared.db.backup_to(&path).map_err(engine("writing a snapshot"))?;
     files::sync_dir(&shared.snapshot_dir)?;
     let bytes = fs::read(&path).map_err(|e| io_err("reading", &path, e))?;
@@ -398,14 +416,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        self.blocking(move |shared, state| {
-            let replies = entries.into_iter().map(|e| apply_one(&shared.db, state, e)).collect::<Result<Vec<_>, _>>();
-            // Even after a failed entry: what was applied before it is made durable.
-            shared.db.sync().map_err(engine("syncing applied entries"))?;
-            replies
-        })
-        .await
-        .map_err(|e| storage_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
+        // No fsync here: an entry is applied only once committed, that is
+        // fsynced in a majority of Raft logs, and a database that lost its
+        // last batches (a power loss) restarts at the applied record they
+        // left, from which openraft re-applies the log. The log is purged only
+        // up to a snapshot, which `build` makes after syncing the database.
+        self.blocking(move |shared, state| entries.into_iter().map(|e| apply_one(&shared.db, state, e)).collect())
+            .await
+            .map_err(|e| storage_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -1,6 +1,6 @@
-//! The leader's batcher: many concurrent writes (local and forwarded) are
-//! committed in fewer log entries than writes, each still answered on its
-//! own; in one group entry a request whose condition fails gets `Conflict`
+//! The leader's batcher: many concurrent writes (local, and forwarded by a
+//! follower's forwarder several to a request) are committed in fewer log
+//! entries than writes, each still answered on its own; in one group entry a request whose condition fails gets `Conflict`
 //! while the others apply; a group entry is applied as one batch with the
 //! applied record, each request atomic on its own. Every wait is bounded.
 

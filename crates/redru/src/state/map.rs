@@ -182,7 +182,7 @@ impl Map {
     }
 
     /// Number of keys held, expired ones not yet removed included
-    /// ([`State::live_len`] counts the visible ones).
+    /// ([`crate::state::store::State::live_len`] counts the visible ones).
     pub fn len(&self) -> usize {
         self.len
     }

@@ -8,6 +8,7 @@
 //! The lowest layer: it names nothing of storage, tools or the handle.
 
 pub mod change;
+pub mod deadlines;
 pub mod doc;
 pub mod index;
 pub mod key;

@@ -11,12 +11,13 @@
 //! deterministic.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::state::change::{BatchOp, Expiry, Record, Seq};
+use crate::state::deadlines::Deadlines;
 use crate::state::doc::Doc;
 use crate::state::index::{DigestMap, FieldPath, Index, IndexInfo, IndexKind, Wanted};
 
@@ -39,11 +40,11 @@ pub struct State {
     /// Every key with a deadline, by deadline: the sweeper takes the
     /// expired ones from the front without scanning the map, and
     /// [`State::live_len`] counts them. Exact after every apply and undo.
-    expiring: BTreeSet<(u64, Key)>,
+    expiring: Deadlines,
 }
 
 /// What a clear replaced: the map, the indexes and the deadlines.
-type Cleared = (Map, BTreeMap<String, Index>, BTreeSet<(u64, Key)>);
+type Cleared = (Map, BTreeMap<String, Index>, Deadlines);
 
 /// A key a write touches, and its final value (None = deleted), parsed when
 /// the caller had it parsed.
@@ -463,10 +464,10 @@ impl State {
             return;
         }
         if before != 0 {
-            self.expiring.remove(&(before, key.clone()));
+            self.expiring.remove(before, key);
         }
         if after != 0 {
-            self.expiring.insert((after, key.clone()));
+            self.expiring.insert(after, key);
         }
     }
 
@@ -487,7 +488,7 @@ impl State {
     fn delete(&mut self, key: &str) -> Option<Old> {
         let old = self.map.remove(key)?;
         if old.2 != 0 {
-            self.expiring.remove(&(old.2, Key::from(key)));
+            self.expiring.remove(old.2, key);
         }
         if !self.indexes.is_empty() {
             let fields = self.wanted.extract(old.0.as_str());
@@ -501,12 +502,12 @@ impl State {
     /// Number of keys live at `now` (exact: the map's count less the
     /// expired keys the sweeper has not removed yet).
     pub fn live_len(&self, now: u64) -> usize {
-        self.map.len() - self.expiring.iter().take_while(|(e, _)| *e <= now).count()
+        self.map.len() - self.expiring.due(now)
     }
 
     /// Number of keys live at `now` that have a deadline.
     pub fn expiring_len(&self, now: u64) -> usize {
-        self.expiring.len() - self.expiring.iter().take_while(|(e, _)| *e <= now).count()
+        self.expiring.len() - self.expiring.due(now)
     }
 
     /// Up to `limit` keys expired at `now`, earliest deadline first.
@@ -522,7 +523,9 @@ impl State {
     /// Rebuilds the deadline index from the map; call after replacing
     /// `map` wholesale (a snapshot load).
     pub fn deadlines_changed(&mut self) {
-        self.expiring = self.map.iter_expiring(0).filter(|(_, _, e)| *e != 0).map(|(k, _, e)| (e, k.clone())).collect();
+        self.expiring = Deadlines::from_unsorted(
+            self.map.iter_expiring(0).filter(|(_, _, e)| *e != 0).map(|(k, _, e)| (e, k.clone())).collect(),
+        );
     }
 
     /// Recomputes what the indexes read; call after changing `indexes`.

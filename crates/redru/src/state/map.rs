@@ -16,6 +16,8 @@ pub use crate::state::key::Key;
 
 /// How many shards the map has.
 pub const SHARDS: usize = 64;
+// `Map::unordered` has a bit per shard.
+const _: () = assert!(SHARDS <= 64);
 
 /// One shard's table. foldhash (hashbrown's default hasher, randomly seeded
 /// per table) instead of std's SipHash: hashing every key was the largest
@@ -60,6 +62,9 @@ pub struct Map {
     /// `shards[i]`), copy-on-write like the shards, so that a frozen view
     /// lists in order too and a writer copies only the one it touches.
     orders: Vec<Arc<KeyOrder>>,
+    /// Bit `i` set: `orders[i]` is not kept during a replay
+    /// ([`Map::defer_orders`]) and is built once at its end. Always 0 outside one.
+    unordered: u64,
     len: usize,
     /// The least seq a key reports: the snapshot's for a map loaded from
     /// one (the file keeps no per-key seq, and every key in it was last
@@ -73,6 +78,7 @@ impl Default for Map {
         Map {
             shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(),
             orders: (0..SHARDS).map(|_| Arc::new(KeyOrder::default())).collect(),
+            unordered: 0,
             len: 0,
             floor: Seq(0),
         }
@@ -143,7 +149,9 @@ impl Map {
             Entry::Vacant(e) => {
                 let key = Key::clone(e.key());
                 e.insert(slot);
-                Arc::make_mut(&mut self.orders[i]).insert(&key);
+                if self.unordered & (1 << i) == 0 {
+                    Arc::make_mut(&mut self.orders[i]).insert(&key);
+                }
                 self.len += 1;
                 (key, None)
             }
@@ -158,7 +166,9 @@ impl Map {
         }
         let old = Arc::make_mut(&mut self.shards[i]).remove(key);
         if old.is_some() {
-            Arc::make_mut(&mut self.orders[i]).remove(key);
+            if self.unordered & (1 << i) == 0 {
+                Arc::make_mut(&mut self.orders[i]).remove(key);
+            }
             self.len -= 1;
         }
         old.map(|s| (s.doc, s.seq, s.exp))
@@ -202,6 +212,7 @@ impl Map {
     /// `n * 6` comparisons, whatever the map's size. Expired keys included:
     /// the caller skips those not live at its time.
     pub fn keys_from(&self, lower: Bound<&str>) -> Merged<'_> {
+        debug_assert!(self.unordered == 0, "listed during a replay");
         Merged::new(self.orders.iter().map(|o| &**o), lower)
     }
 
@@ -277,6 +288,36 @@ impl Map {
         Some(map)
     }
 
+    /// Stops keeping the key order of every shard that is empty now, until
+    /// [`Map::build_orders`]: for a replay, whose keys arrive one by one.
+    /// Inserted one at a time, a shard's ordered keys fill their chunks
+    /// about 70 % (a full chunk splits in two half-full ones), where one
+    /// sort at the end packs them full like a snapshot's, with less CPU.
+    /// Shards that already hold keys (from a snapshot) are kept as usual,
+    /// so a short log after a large snapshot sorts nothing.
+    pub fn defer_orders(&mut self) {
+        for (i, shard) in self.shards.iter().enumerate() {
+            if shard.is_empty() {
+                self.unordered |= 1 << i;
+            }
+        }
+    }
+
+    /// Builds the key order of every shard [`Map::defer_orders`] left
+    /// unordered, from its table, and keeps every order again. Listing
+    /// before this call would miss those shards' keys: the replay that
+    /// defers calls it before anything can read the map.
+    pub fn build_orders(&mut self) {
+        for i in 0..SHARDS {
+            if self.unordered & (1 << i) != 0 {
+                let mut keys: Vec<&str> = self.shards[i].keys().map(Key::as_str).collect();
+                keys.sort_unstable();
+                self.orders[i] = Arc::new(KeyOrder::from_sorted(keys));
+            }
+        }
+        self.unordered = 0;
+    }
+
     /// Reserves room for `additional` more keys (spread over the shards).
     pub fn reserve(&mut self, additional: usize) {
         for shard in &mut self.shards {
@@ -330,5 +371,39 @@ mod tests {
         assert_eq!(frozen.len(), 1000);
         assert_eq!(a.len(), 999);
         assert_eq!(a.get("k1", 0).map(Doc::to_value), Some(json!("changed")));
+    }
+    /// A replay's deferred orders end up exactly the keys in order, packed
+    /// like a snapshot's; a shard that held keys before is kept as usual.
+    #[test]
+    fn deferred_orders_are_built_exact_and_packed() {
+        let load = |m: &mut Map| {
+            for i in 0..20_000 {
+                m.insert(format!("user:{i}").into(), Doc::from(json!(i)), Seq(1));
+                if i % 7 == 0 {
+                    m.remove(&format!("user:{}", i / 2));
+                }
+            }
+        };
+        let mut kept = Map::default();
+        kept.insert("user:5".into(), Doc::from(json!(0)), Seq(1));
+        let mut deferred = kept.clone();
+        load(&mut kept);
+        deferred.defer_orders();
+        assert_eq!(deferred.unordered.count_ones() as usize, SHARDS - 1);
+        load(&mut deferred);
+        deferred.build_orders();
+        assert_eq!(deferred.unordered, 0);
+        let mut model: Vec<String> = kept.iter(0).map(|(k, _)| k.to_string()).collect();
+        model.sort();
+        assert!(deferred.keys_from(Bound::Unbounded).eq(model.iter().map(String::as_str)));
+        assert!(kept.keys_from(Bound::Unbounded).eq(model.iter().map(String::as_str)));
+        let bytes = |m: &Map| m.orders.iter().map(|o| o.heap_bytes()).sum::<usize>();
+        let key_bytes: usize = model.iter().map(|k| k.len() + 1).sum();
+        eprintln!(
+            "ordered keys: {} bytes kept one by one, {} deferred, {key_bytes} of keys",
+            bytes(&kept),
+            bytes(&deferred)
+        );
+        assert!(bytes(&deferred) * 10 < bytes(&kept) * 9, "{} vs {}", bytes(&deferred), bytes(&kept));
     }
 }

@@ -94,6 +94,17 @@ impl KeyOrder {
             return false;
         }
         let need = encoded_len(key);
+        if self.chunks[i].len() + need > CHUNK_BYTES && at == self.chunks[i].len() {
+            // After a full chunk's last key (keys arriving in increasing
+            // order): leave it full and start the next, rather than split it
+            // into two halves that the keys to come will never fill.
+            let mut chunk = Vec::with_capacity(CHUNK_BYTES.max(need));
+            encode(&mut chunk, key);
+            self.chunks.insert(i + 1, chunk);
+            self.firsts.insert(i + 1, Key::from(key));
+            self.len += 1;
+            return true;
+        }
         if self.chunks[i].len() + need > CHUNK_BYTES {
             // Split first, so that no chunk's buffer ever grows past the limit.
             if let Some(mid) = self.split(i)
@@ -125,10 +136,12 @@ impl KeyOrder {
     /// Splits chunk `i` at the key boundary nearest its middle; returns the
     /// byte offset split at, or None if the chunk holds one key.
     fn split(&mut self, i: usize) -> Option<usize> {
+        // Boundaries only: no UTF-8 check of every key (the new first key is
+        // checked below).
         let chunk = &self.chunks[i];
         // The inner key boundary nearest the middle.
         let (mut mid, mut pos) = (0usize, 0);
-        while let Some((_, next)) = decode(chunk, pos) {
+        while let Some((_, next)) = decode_bytes(chunk, pos) {
             if next < chunk.len() && next.abs_diff(chunk.len() / 2) < mid.abs_diff(chunk.len() / 2) {
                 mid = next;
             }
@@ -415,6 +428,20 @@ mod tests {
         }
         check(&o, &model);
         assert!(o.chunks.is_empty());
+    }
+
+    /// Keys inserted in increasing order fill every chunk but the last, as
+    /// a bulk build does.
+    #[test]
+    fn increasing_inserts_pack_the_chunks() {
+        let all: Vec<String> = (0..5000).map(|i| format!("order:{i:08}")).collect();
+        let mut o = KeyOrder::default();
+        for k in &all {
+            assert!(o.insert(k));
+        }
+        let built = KeyOrder::from_sorted(all.iter().map(String::as_str));
+        check(&o, &all.iter().cloned().collect());
+        assert_eq!(o.chunks.len(), built.chunks.len());
     }
 
     #[test]

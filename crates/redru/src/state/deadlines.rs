@@ -15,9 +15,9 @@ use crate::state::key::Key;
 /// Entries per chunk at most: 31 of 32 bytes, a 992-byte allocation. A
 /// chunk is a plain sorted `Vec`: a binary search of 5 steps inside it, and an
 /// insert or removal in the middle moves under 1 KiB. Not 64: glibc's malloc
-/// serves requests over about 1000 bytes from its large bins, and each such
-/// request first consolidates every small freed block of the heap, which cost
-/// ~750 instructions per insert under callgrind (docs/benchmarks.md). The
+/// serves requests over about 1000 bytes past its per-thread cache and small
+/// bins, and each such request sorted its backlog of freed blocks first, which
+/// cost ~750 instructions per insert under callgrind (docs/benchmarks.md). The
 /// per-chunk overhead (24 bytes in the deque, 16 of allocation header) is
 /// 1.3 bytes per entry.
 const CHUNK: usize = 31;

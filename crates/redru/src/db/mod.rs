@@ -526,9 +526,12 @@ fn load(
         (State::default(), SnapMeta { seq: Seq(0), bytes: 0, exists: false })
     };
     let snapshot_seq = state.seq;
+    // Shards the snapshot left empty get their key order sorted once at the end.
+    state.map.defer_orders();
     let scan = log::read_log(vfs, dir, snapshot_seq, observer, |seq, record| {
         state.apply(seq, &record);
     })?;
+    state.map.build_orders();
     report.records_replayed = scan.replayed;
     report.records_skipped = scan.skipped;
     Ok((state, meta, scan))

@@ -132,6 +132,18 @@ fn child_main(args: &[String]) -> BoxResult<()> {
             db.len()
         }
         "profile-open" => relaxed(path)?.len(),
+        // `get_value` over a database made by profile-save, for callgrind (`parsed_gets`).
+        "profile-get-value" => {
+            let cfg = Config::from_env("");
+            let db = relaxed(path)?;
+            let keys: Vec<String> = (0..cfg.keys as u64).map(key).collect();
+            let mut rng = Rng::new(7);
+            let picks: Vec<&str> = (0..cfg.gets).map(|_| keys[rng.below(cfg.keys as u64) as usize].as_str()).collect();
+            let started = Instant::now();
+            parsed_gets(&db, &picks);
+            eprintln!("gets: {:?}", started.elapsed());
+            db.len()
+        }
         // What opening a snapshot is made of, phase by phase (`path`: a database.json).
         "profile-snapshot" => {
             let mut phases = serde_json::Map::new();
@@ -166,6 +178,15 @@ fn child_main(args: &[String]) -> BoxResult<()> {
     let ms = started.elapsed().as_secs_f64() * 1e3;
     println!("{}", json!({"ms": ms, "rss_before": rss_before, "rss": common::rss_bytes(), "keys": keys}));
     Ok(())
+}
+
+/// Gets parsed into `Value` trees (`Db::get_value`); its own function so that callgrind can
+/// count it alone (`--toggle-collect=engine::parsed_gets`).
+#[inline(never)]
+fn parsed_gets(db: &Db, picks: &[&str]) {
+    for key in picks {
+        black_box(db.get_value(key));
+    }
 }
 
 /// The naive baseline's file: one `{"key":..,"value":..}` line per set.

@@ -132,6 +132,18 @@ fn child_main(args: &[String]) -> BoxResult<()> {
             db.len()
         }
         "profile-open" => relaxed(path)?.len(),
+        // `get_value` over a database made by profile-save, for callgrind (`parsed_gets`).
+        "profile-get-value" => {
+            let cfg = Config::from_env("");
+            let db = relaxed(path)?;
+            let keys: Vec<String> = (0..cfg.keys as u64).map(key).collect();
+            let mut rng = Rng::new(7);
+            let picks: Vec<&str> = (0..cfg.gets).map(|_| keys[rng.below(cfg.keys as u64) as usize].as_str()).collect();
+            let started = Instant::now();
+            parsed_gets(&db, &picks);
+            eprintln!("gets: {:?}", started.elapsed());
+            db.len()
+        }
         // What opening a snapshot is made of, phase by phase (`path`: a database.json).
         "profile-snapshot" => {
             let mut phases = serde_json::Map::new();
@@ -166,6 +178,15 @@ fn child_main(args: &[String]) -> BoxResult<()> {
     let ms = started.elapsed().as_secs_f64() * 1e3;
     println!("{}", json!({"ms": ms, "rss_before": rss_before, "rss": common::rss_bytes(), "keys": keys}));
     Ok(())
+}
+
+/// Gets parsed into `Value` trees (`Db::get_value`); its own function so that callgrind can
+/// count it alone (`--toggle-collect=engine::parsed_gets`).
+#[inline(never)]
+fn parsed_gets(db: &Db, picks: &[&str]) {
+    for key in picks {
+        black_box(db.get_value(key));
+    }
 }
 
 /// The naive baseline's file: one `{"key":..,"value":..}` line per set.
@@ -324,6 +345,17 @@ fn durable_threads(cfg: &Config, t: &mut Table) -> BoxResult<()> {
     Ok(())
 }
 
+/// The benchmark's value as a user's own type, for `get_as` (workload 4).
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // Read by deserializing only: the fields are what a get_as builds.
+struct User {
+    name: String,
+    age: u64,
+    city: String,
+    email: String,
+    tags: Vec<String>,
+}
+
 fn dataset(keys: usize) -> Vec<(String, Value)> {
     (0..keys as u64).map(|n| (key(n), value(n))).collect()
 }
@@ -411,6 +443,18 @@ fn load_get_reopen(cfg: &Config, t: &mut Table) -> BoxResult<()> {
                 black_box(db.get(&keys[i as usize]));
             }
         };
+        // A get that hands back a parsed value, as the naive clone does: a
+        // `Value` tree (`get_value`) or the caller's own type (`get_as`).
+        let redru_get_value = |part: &[u32]| {
+            for &i in part {
+                black_box(db.get_value(&keys[i as usize]));
+            }
+        };
+        let redru_get_as = |part: &[u32]| {
+            for &i in part {
+                black_box(db.get_as::<User>(&keys[i as usize]).ok().flatten());
+            }
+        };
         let rate = |f: &(dyn Fn(&[u32]) + Sync), threads: usize| {
             let chunk = picks.len().div_ceil(threads);
             let started = Instant::now();
@@ -432,6 +476,11 @@ fn load_get_reopen(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         drop(plain);
         push("naive_get1", rate(&naive_get, 1));
         push("get1", rate(&redru_get, 1));
+        // Each right after its own naive clone, so that the pair sees the same load.
+        push("naive_get1_v", rate(&naive_get, 1));
+        push("get_value1", rate(&redru_get_value, 1));
+        push("naive_get1_a", rate(&naive_get, 1));
+        push("get_as1", rate(&redru_get_as, 1));
         push("naive_get2", rate(&naive_get, 2));
         push("get2", rate(&redru_get, 2));
         drop(naive);
@@ -487,6 +536,15 @@ fn load_get_reopen(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         "naive get+clone",
         Some((Bound::AtLeast, 10.0)),
     );
+    // Issue 18: a get that parses, each against the naive clone measured just before it.
+    let target = Some((Bound::AtLeast, 1.0));
+    let what = "naive get+clone just before";
+    t.add("naive_get1_v", &w4, "naive: get + clone, again (before get_value)", "gets/s", &g("naive_get1_v"));
+    let measure = "redru get_value (a Value tree), 1 thread";
+    t.add_vs("get_value1", &w4, measure, "gets/s", &g("get_value1"), "naive_get1_v", what, target);
+    t.add("naive_get1_a", &w4, "naive: get + clone, again (before get_as)", "gets/s", &g("naive_get1_a"));
+    let measure = "redru get_as::<User> (a struct of the value's fields), 1 thread";
+    t.add_vs("get_as1", &w4, measure, "gets/s", &g("get_as1"), "naive_get1_a", what, target);
     let measure = "reference: plain HashMap<String, Arc<Value>> get + Arc clone";
     t.add_vs("plain_get1", &w4, measure, "gets/s", &g("plain_get1"), "naive_get1", "naive get+clone", None);
     t.add("naive_get2", &w4, "naive: get + clone, 2 threads", "gets/s", &g("naive_get2"));

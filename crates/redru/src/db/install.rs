@@ -71,13 +71,14 @@ impl Inner {
             .sync_dir(&self.dir)
             .map_err(|e| Error::io("syncing directory", &self.dir, e))
             .and_then(|()| writer.restart_after(seq));
-        {
+        let old = {
             let mut state = self.write_state();
-            *state = new;
+            let old = std::mem::replace(&mut *state, new);
             let mut pending = self.pending();
             pending.records.clear();
             pending.held = 0;
-        }
+            old
+        };
         {
             let mut snap = self.snap();
             snap.seq = info.seq;
@@ -91,6 +92,11 @@ impl Inner {
         self.wal.mark_synced(seq);
         let covered = writer.take_older(seq);
         drop(writer);
+        // Freed outside the locks (readers and writers need not wait for a
+        // million frees), then its pages go back to the OS: without that the
+        // process stays as large as both states together (module `heap`).
+        drop(old);
+        super::heap::trim();
         log::remove_segments(&*self.vfs, &self.dir, &covered)?;
         self.compaction_retry_at.store(0, Ordering::Relaxed);
         Ok(info)

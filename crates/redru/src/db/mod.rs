@@ -9,11 +9,13 @@
 //! `reports`, `Batch` in `batch`, the read and write methods in `read` and
 //! `write`, expiry (its methods and the sweeper) in `expiry`, the commit
 //! path, rollback and compaction (`Inner`) in `inner`, and installing a whole
-//! state as a snapshot (import, restore) in `install`.
+//! state as a snapshot (import, restore) in `install`, and returning the
+//! dropped state's pages to the OS in `heap`.
 
 mod batch;
 mod expiry;
 mod feed;
+mod heap;
 mod inner;
 mod install;
 mod read;

@@ -209,8 +209,11 @@ fn too_deep(text: &[u8]) -> bool {
 /// False positives only cost a full parse.
 fn needs_parse(text: &[u8]) -> bool {
     // Escapes (an unpaired surrogate needs one), raw line breaks, and
-    // serde_json's reserved names.
-    if memchr::memchr3(b'\\', b'\n', b'\r', text).is_some() || memchr::memmem::find(text, RESERVED.as_bytes()).is_some()
+    // serde_json's reserved names. Those start with `$`, which few values
+    // hold: looking for the byte first spares building a substring finder
+    // for every value (8 % of a snapshot load's samples went to it).
+    if memchr::memchr3(b'\\', b'\n', b'\r', text).is_some()
+        || (memchr::memchr(b'$', text).is_some() && memchr::memmem::find(text, RESERVED.as_bytes()).is_some())
     {
         return true;
     }

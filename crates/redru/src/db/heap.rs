@@ -4,7 +4,8 @@
 //! unless they sit at the top of a heap: after a restore or a replace import
 //! drops the old state (hundreds of MB for a million keys, allocated before
 //! the new one and so below it), the process stayed 1.67 x as large as after
-//! a reopen of the same data (docs/benchmarks.md). `malloc_trim` returns the
+//! a reopen of the same data (docs/benchmarks.md); an open's parse threads leave
+//! their arenas holding the load's freed buffers. `malloc_trim` returns the
 //! free pages inside the heaps too. Elsewhere this does nothing.
 
 /// Returns free heap pages to the OS (glibc); a no-op on other platforms.

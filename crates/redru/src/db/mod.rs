@@ -534,6 +534,9 @@ fn load(
         state.apply(seq, &record);
     })?;
     state.map.build_orders();
+    // The parse threads' arenas keep the freed buffers of the load resident
+    // (about 5 MiB of 48 at 200,000 keys): give them back once, here.
+    heap::trim();
     report.records_replayed = scan.replayed;
     report.records_skipped = scan.skipped;
     Ok((state, meta, scan))

@@ -189,7 +189,14 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
         after: None,
         duration: Duration::ZERO,
     };
-    if analysis.cut.is_none() && analysis.strays.is_empty() {
+    // A deleted continuation segment (nothing to cut): step 4 starts it again.
+    let restart = analysis
+        .report
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::MissingContinuation && p.line.is_none())
+        .cloned();
+    if analysis.cut.is_none() && analysis.strays.is_empty() && restart.is_none() {
         report.duration = started.elapsed();
         return Ok(report);
     }
@@ -197,7 +204,8 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
         .cut
         .as_ref()
         .map(|c| c.problem.clone())
-        .or_else(|| analysis.report.problems.iter().find(|p| p.kind == ProblemKind::StraySegment).cloned());
+        .or_else(|| analysis.report.problems.iter().find(|p| p.kind == ProblemKind::StraySegment).cloned())
+        .or(restart);
 
     // Plan: every stray whole (the log does not run through it), then the
     // tail of the damaged segment (or all of it) and every later one.

@@ -454,6 +454,9 @@ fn a_deleted_newest_segment_is_detected_after_a_save() -> TestResult {
     let repaired = redru::repair(d, false)?;
     assert!(repaired.is_repaired(), "{repaired}");
     assert!(repaired.damage.as_ref().is_some_and(|p| p.kind == redru::ProblemKind::MissingContinuation), "{repaired}");
+    assert_eq!(repaired.restarted.as_ref(), Some(&newest), "{repaired}");
+    let text = repaired.to_string();
+    assert!(text.contains("missing continuation") && text.contains("started") && text.contains("deleted"), "{text}");
     assert!(redru::internal::log::starts_with_header(&std::fs::read(&newest)?, redru::Seq(101)));
     assert_eq!(redru::Db::open(d)?.len(), 100);
     // A snapshot copied into a directory redru never opened is a restore, not a loss.
@@ -514,6 +517,8 @@ fn an_emptied_newest_segment_is_detected_by_the_snapshot() -> TestResult {
         assert_eq!(repaired.set_aside.len(), 1, "{repaired}");
         assert_eq!((repaired.set_aside[0].bytes, repaired.set_aside[0].records), (keep as u64, 0), "{repaired}");
         assert!(repaired.is_repaired(), "{repaired}");
+        assert_eq!(repaired.restarted.as_ref(), Some(&newest), "{repaired}");
+        assert!(repaired.to_string().contains("writes after the snapshot are gone"), "{repaired}");
         assert!(redru::internal::log::starts_with_header(&std::fs::read(&newest)?, redru::Seq(first)));
         assert_eq!(redru::Db::open(d)?.len(), 100);
     }

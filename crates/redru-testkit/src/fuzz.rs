@@ -272,7 +272,7 @@ fn apply_op(map: &mut BTreeMap<String, Value>, op: Op) {
 pub fn snapshot_load(data: &[u8]) {
     let path = Path::new("/db/database.json");
     if let Ok((state, info)) = redru::internal::snapshot::parse(path, data, None) {
-        check_snapshot(data, info.keys, &Frozen::of(&state, 0));
+        check_snapshot(data, info.keys, info.continues, &Frozen::of(&state, 0));
     }
     use sha2::Digest;
     let body = data.strip_suffix(b"}\n").unwrap_or(data);
@@ -281,7 +281,7 @@ pub fn snapshot_load(data: &[u8]) {
     fixed.extend_from_slice(format!(",\"sha256\":\"{}\"}}\n", redru::internal::snapshot::hex(&digest)).as_bytes());
     if let Ok((state, info)) = redru::internal::snapshot::parse(path, &fixed, None) {
         assert_eq!(info.bytes, fixed.len() as u64);
-        check_snapshot(&fixed, info.keys, &Frozen::of(&state, 0));
+        check_snapshot(&fixed, info.keys, info.continues, &Frozen::of(&state, 0));
     }
 }
 
@@ -289,7 +289,7 @@ pub fn snapshot_load(data: &[u8]) {
 /// ([`check_doc`]); when serde_json parses the whole file, the loaded entries
 /// are exactly its `data` members, value for value; written back out it loads
 /// to the same entries, text for text, and writing that again gives the same bytes.
-fn check_snapshot(bytes: &[u8], keys: usize, frozen: &Frozen) {
+fn check_snapshot(bytes: &[u8], keys: usize, continues: Option<redru::Seq>, frozen: &Frozen) {
     let loaded = entries(frozen);
     assert_eq!(keys, loaded.len());
     for (_, doc) in &loaded {
@@ -298,7 +298,18 @@ fn check_snapshot(bytes: &[u8], keys: usize, frozen: &Frozen) {
     if let Ok(file) = serde_json::from_slice::<Value>(bytes) {
         // The header as the file has it: format, version, sequence number, index definitions.
         assert_eq!(file["format"], "redru-snapshot", "a snapshot of another format loaded");
-        assert!(matches!(file["version"].as_u64(), Some(1 | 2)), "a snapshot of another version loaded");
+        assert!(matches!(file["version"].as_u64(), Some(1..=3)), "a snapshot of another version loaded");
+        // Version 3: the log's continuation, exactly the record after `seq`.
+        assert_eq!(file["continues"].as_u64(), continues.map(|c| c.0), "the loaded continuation is not the file's");
+        assert_eq!(
+            file["version"].as_u64() == Some(3),
+            continues.is_some(),
+            "`continues` without version 3, or the reverse"
+        );
+        assert!(
+            continues.is_none_or(|c| Some(c.0) == file["seq"].as_u64().map(|s| s + 1)),
+            "a continuation not after `seq`"
+        );
         // Deadlines (version 2) as the file has them.
         let file_deadlines: BTreeMap<String, u64> = file["expires"]
             .as_object()

@@ -136,6 +136,35 @@ pub enum Error {
         emptied: bool,
     },
 
+    /// The snapshot (version 3) names the segment its log continues in,
+    /// but that segment is gone while no other segment continues the log
+    /// (`emptied` false), or it does not start with its header (`emptied`:
+    /// emptied to 0 bytes or cut inside its header). Such a segment is
+    /// created header first and durable before its snapshot is (a save), or
+    /// right after it with the old log still there (an import), so the
+    /// newest segment was deleted or emptied. Nothing was changed.
+    #[error(
+        "{path} {what}: {snapshot} says the log continues in it after record {snapshot_seq}, and that segment is \
+         created with its header before the snapshot names it, so the newest segment was {how} (with every write \
+         after the snapshot). Put it back if you have a copy; to accept the loss, run `redru::repair`, which \
+         starts it again with its header{also}",
+        path = .path.display(),
+        snapshot = .snapshot.display(),
+        what = if *.emptied { "does not start with its segment header" } else { "is missing" },
+        how = if *.emptied { "emptied" } else { "deleted" },
+        also = if *.emptied { " after setting aside what is left of it" } else { "" }
+    )]
+    MissingContinuation {
+        /// The segment that should be there (or that was emptied).
+        path: PathBuf,
+        /// The snapshot that names it.
+        snapshot: PathBuf,
+        /// The snapshot's last record.
+        snapshot_seq: u64,
+        /// Whether the file is there but lacks its header.
+        emptied: bool,
+    },
+
     /// A previous write or fsync failed: the page cache can no longer be
     /// trusted, so the handle refuses writes until the database is reopened.
     #[error(

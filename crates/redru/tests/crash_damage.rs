@@ -192,6 +192,13 @@ impl Cases {
     }
 }
 
+/// The header line a save's new segment starting at `first` begins with
+/// (the segment before it is `wal-…1`).
+fn header(first: u64) -> Vec<u8> {
+    use redru::internal::record::{Marker, marker_line};
+    marker_line(Marker::Header { first: redru::Seq(first), prev: Some(redru::Seq(1)) })
+}
+
 fn seg_name(first: u64) -> String {
     redru::internal::log::segment_name(redru::Seq(first))
 }
@@ -339,9 +346,11 @@ fn every_truncation_and_bit_flip_of_a_snapshot_is_refused() -> Result<(), Error>
     let (snap, data) = make_snapshot(12, 8)?;
     let file = redru::internal::snapshot::FILE_NAME.to_owned();
     let path = Path::new(DIR).join(&file);
-    // The log after a save is an empty segment that starts after the snapshot.
-    let (log_name, empty): (String, &[u8]) = (seg_name(14), &[]);
-    let judge_snapshot = |bytes: &[u8]| match open_outcome(&disk(&[(file.clone(), bytes), (log_name.clone(), empty)])) {
+    // The log after a save is a segment that starts after the snapshot,
+    // holding only its header (the snapshot names it: version 3).
+    let (log_name, empty) = (seg_name(14), header(14));
+    let judge_snapshot = |bytes: &[u8]| match open_outcome(&disk(&[(file.clone(), bytes), (log_name.clone(), &empty)]))
+    {
         Outcome::BadSnapshot { path: p } if p == path => None,
         Outcome::Recovered { data: d, .. } if bytes == snap.as_slice() && d == data => None,
         other => Some(format!("{other:?}, expected a refusal naming {}", path.display())),
@@ -370,7 +379,7 @@ fn every_truncation_and_bit_flip_of_a_snapshot_is_refused() -> Result<(), Error>
             } else {
                 damaged[range].fill(0);
             }
-            let outcome = open_outcome(&disk(&[(file.clone(), &damaged), (seg_name(42), empty)]));
+            let outcome = open_outcome(&disk(&[(file.clone(), &damaged), (seg_name(42), &header(42))]));
             let ok = matches!(&outcome, Outcome::BadSnapshot { path: p } if p == &path);
             cases.check(format!("snapshot block {block} garbage={garbage}"), (!ok).then(|| format!("{outcome:?}")));
         }

@@ -9,7 +9,10 @@
 //! opens with a header naming the one before it; a rotated one ends with a
 //! seal naming its successor): a sealed `wal-…1` and `wal-…5`, no snapshot
 //! (a save that stopped after its rotation). Older fixtures' segments have
-//! no header or seal and still read the same.
+//! no header or seal and still read the same. `v3` is `v1`'s history as
+//! this build writes it: the snapshot at version 3 names the segment its
+//! log continues in (`"continues":5`), and that segment starts with its
+//! header.
 //! Regenerate a fixture only on a deliberate format change:
 //! `cargo test -p redru --test tests -- --ignored --exact format_fixtures::regenerate_v2`.
 
@@ -77,6 +80,27 @@ fn regenerate() -> TestResult {
     Ok(())
 }
 
+#[test]
+#[ignore = "writes tests/fixtures; run only on a deliberate format change"]
+fn regenerate_v3() -> TestResult {
+    let dir = fixture("v3");
+    let _ = std::fs::remove_dir_all(&dir);
+    write_history(&dir)?;
+    std::fs::remove_file(dir.join(redru::LOCK_NAME))?;
+    Ok(())
+}
+
+/// A version 3 snapshot's bytes before the trailer as version `older`
+/// wrote them: the version number, and no `continues` member.
+fn as_older(v3: &[u8], older: u64) -> String {
+    let text = String::from_utf8_lossy(&v3[..v3.len() - redru::internal::snapshot::TRAILER_LEN]);
+    text.replacen("\"version\":3,", &format!("\"version\":{older},"), 1).replacen("\"continues\":5,", "", 1)
+}
+
+fn without_trailer(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len() - redru::internal::snapshot::TRAILER_LEN]).into_owned()
+}
+
 /// The first four records of [`write_history`], alone in a segment.
 fn write_history_start(dir: &Path) -> redru::Result<()> {
     let db = Db::open(dir)?;
@@ -106,6 +130,10 @@ fn regenerate_chain() -> TestResult {
     Ok(())
 }
 
+fn name_5() -> &'static str {
+    "wal-00000000000000000005.wal"
+}
+
 fn header(first: u64, prev: Option<u64>) -> Vec<u8> {
     let marker = redru::internal::record::Marker::Header { first: redru::Seq(first), prev: prev.map(redru::Seq) };
     redru::internal::record::marker_line(marker)
@@ -115,7 +143,7 @@ fn seal(next: u64) -> Vec<u8> {
     redru::internal::record::marker_line(redru::internal::record::Marker::Seal { next: redru::Seq(next) })
 }
 
-const FIXTURES: [&str; 3] = ["v1", "v1-one-line", "chain"];
+const FIXTURES: [&str; 4] = ["v1", "v1-one-line", "chain", "v3"];
 
 #[test]
 fn a_version_1_directory_opens_to_the_same_content() -> TestResult {
@@ -158,9 +186,16 @@ fn todays_build_writes_the_same_bytes() -> TestResult {
     // the v1 one behind the header the chained format added.
     let fresh = tempfile::tempdir()?;
     write_history(fresh.path())?;
-    let old = std::fs::read(fixture("v1").join("database.json"))?;
+    let v3 = std::fs::read(fixture("v3").join("database.json"))?;
     let new = std::fs::read(fresh.path().join("database.json"))?;
-    assert_eq!(String::from_utf8_lossy(&new), String::from_utf8_lossy(&old), "database.json");
+    assert_eq!(String::from_utf8_lossy(&new), String::from_utf8_lossy(&v3), "database.json");
+    // Version 3 is version 1 plus `continues`, nothing else drifted.
+    assert!(
+        without_trailer(&new).starts_with(r#"{"format":"redru-snapshot","version":3,"seq":4,"keys":3,"continues":5,"#)
+    );
+    let v1 = std::fs::read(fixture("v1").join("database.json"))?;
+    assert_eq!(as_older(&new, 1), without_trailer(&v1), "database.json as version 1");
+    assert_eq!(std::fs::read(fixture("v3").join(name_5()))?, std::fs::read(fixture("chain").join(name_5()))?);
     let name = "wal-00000000000000000005.wal";
     let new = std::fs::read(fresh.path().join(name))?;
     assert_eq!(String::from_utf8_lossy(&new), String::from_utf8_lossy(&std::fs::read(fixture("chain").join(name))?));
@@ -305,6 +340,12 @@ fn todays_build_writes_the_same_version_2_bytes() -> TestResult {
             old.splice(0..0, header(5, Some(1)));
         }
         let new = std::fs::read(fresh.path().join(&name))?;
+        if name == "database.json" {
+            // Version 3 now (it names the segment its log continues in),
+            // with the same deadlines and entries.
+            assert_eq!(as_older(&new, 2), without_trailer(&old), "{name} as version 2");
+            continue;
+        }
         assert_eq!(String::from_utf8_lossy(&new), String::from_utf8_lossy(&old), "{name}");
     }
     let snapshot = std::fs::read_to_string(fixture("v2").join("database.json"))?;

@@ -167,23 +167,23 @@ fn a_crash_between_any_two_steps_of_save_recovers() -> TestResult {
 
     type Step = fn(&Path, &Path, &Path, &[u8]) -> std::io::Result<()>;
     let steps: [(&str, Step); 5] = [
-        ("rotated: new empty segment created", |d, _old, new, _| {
-            std::fs::write(d.join(new.file_name().unwrap_or_default()), b"")
+        ("rotated: new segment created (its header only)", |d, _old, new, _| {
+            std::fs::copy(new, d.join(new.file_name().unwrap_or_default())).map(drop)
         }),
         ("snapshot temp file half written", |d, _old, new, snap| {
-            std::fs::write(d.join(new.file_name().unwrap_or_default()), b"")?;
+            std::fs::copy(new, d.join(new.file_name().unwrap_or_default())).map(drop)?;
             std::fs::write(d.join("database.json.tmp"), &snap[..snap.len() / 2])
         }),
         ("snapshot temp file complete, not renamed", |d, _old, new, snap| {
-            std::fs::write(d.join(new.file_name().unwrap_or_default()), b"")?;
+            std::fs::copy(new, d.join(new.file_name().unwrap_or_default())).map(drop)?;
             std::fs::write(d.join("database.json.tmp"), snap)
         }),
         ("snapshot renamed, old segment not yet removed", |d, _old, new, snap| {
-            std::fs::write(d.join(new.file_name().unwrap_or_default()), b"")?;
+            std::fs::copy(new, d.join(new.file_name().unwrap_or_default())).map(drop)?;
             std::fs::write(d.join("database.json"), snap)
         }),
         ("old segment removed", |d, old, new, snap| {
-            std::fs::write(d.join(new.file_name().unwrap_or_default()), b"")?;
+            std::fs::copy(new, d.join(new.file_name().unwrap_or_default())).map(drop)?;
             std::fs::write(d.join("database.json"), snap)?;
             std::fs::remove_file(d.join(old.file_name().unwrap_or_default()))
         }),

@@ -205,8 +205,12 @@ impl Inner {
                 });
             }
             drop(snap);
-            let frozen = Frozen::of(&state, self.now());
+            let mut frozen = Frozen::of(&state, self.now());
             drop(state);
+            // The rotation below leaves the log continuing in wal-<S+1>,
+            // header first and durable before the snapshot exists: the
+            // snapshot says so, so that emptying that segment is detected.
+            frozen.continues = Some(frozen.seq.next());
             // Everything up to frozen.seq goes to older, synced segments.
             if let Err(failed) = writer.rotate() {
                 // A segment that could not be created changed nothing.

@@ -51,7 +51,10 @@ impl Inner {
         new.seq = seq;
         // What a reopen reports for every key of the snapshot.
         new.map.set_floor(seq);
-        let frozen = Frozen::of(&new, self.now());
+        let mut frozen = Frozen::of(&new, self.now());
+        // Created with its header right after the rename (step 5); until
+        // then the old log, all covered, is still there (docs/design.md).
+        frozen.continues = Some(seq.next());
         let tmp = self.dir.join(snapshot::TMP_NAME);
         if self.vfs.exists(&tmp).map_err(|e| Error::io("checking", &tmp, e))? {
             self.vfs.remove(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;

@@ -512,7 +512,10 @@ fn load(
     let snap_path = dir.join(snapshot::FILE_NAME);
     let (mut state, meta) = if vfs.exists(&snap_path).map_err(|e| Error::io("checking", &snap_path, e))? {
         let (state, info) = snapshot::load(vfs, &snap_path, observer)?;
-        if check_successor && let Some(path) = log::missing_successor(&log::list_segments(vfs, dir)?, dir, info.seq) {
+        let segments = log::list_segments(vfs, dir)?;
+        if let Some(continues) = info.continues {
+            log::check_continuation(vfs, dir, &segments, &snap_path, info.seq, continues, check_successor)?;
+        } else if check_successor && let Some(path) = log::missing_successor(&segments, dir, info.seq) {
             return Err(Error::MissingSegment { path, snapshot_seq: info.seq.0 });
         }
         report.snapshot_seq = info.seq.0;

@@ -4,7 +4,10 @@
 //! byte before it (a fixed 78-byte trailer), so `jq` reads it as is and redru
 //! checks it without parsing first. Version 2 adds an `"expires"` member
 //! (key -> deadline) before `"data"`; a snapshot with no expiring key is
-//! still written as version 1, byte for byte as before expiry existed. It is written to a temporary file, synced,
+//! still written as version 1, byte for byte as before expiry existed.
+//! Version 3 adds `"continues"`: the first record of the log segment the
+//! snapshot's log continues in, which starts with its header, so that
+//! emptying that segment is detected. It is written to a temporary file, synced,
 //! renamed over `database.json` and the directory synced: a crash leaves the
 //! old snapshot or the new one, never a mix. Layout: docs/design.md.
 
@@ -31,9 +34,13 @@ pub const FILE_NAME: &str = files::SNAPSHOT;
 pub const TMP_NAME: &str = files::SNAPSHOT_TMP;
 /// The value of the snapshot's `format` member.
 pub const FORMAT: &str = "redru-snapshot";
+/// The version that added deadlines (`expires`).
+pub const VERSION_EXPIRES: u64 = 2;
 /// The newest snapshot format version this build writes and reads (it
-/// reads every version from 1; it writes 1 when no key has a deadline).
-pub const VERSION: u64 = 2;
+/// reads every version from 1): `database.json` names the segment its log
+/// continues in (`continues`). A snapshot without that member (a backup)
+/// is written as 1, or 2 when a key has a deadline.
+pub const VERSION: u64 = 3;
 /// The version of a snapshot without deadlines: what builds before
 /// expiry wrote and read.
 pub const VERSION_PLAIN: u64 = 1;
@@ -84,13 +91,18 @@ pub struct Frozen {
     /// When it was frozen (ms since the Unix epoch): keys expired by then
     /// are left out of what is written from it, as no read could see them.
     pub now: u64,
+    /// The first record of the log segment the snapshot's log continues
+    /// in, when that segment starts with a header and is durable by the
+    /// time the snapshot is (`database.json`; a backup names none): written
+    /// as `continues`, version 3.
+    pub continues: Option<Seq>,
 }
 
 impl Frozen {
     /// Freezes `state` at `now` (O(shards), not O(keys)).
     pub fn of(state: &State, now: u64) -> Frozen {
         let defs = state.indexes.values().map(|i| IndexDef::of(i.path().to_string(), i.unique(), i.kind())).collect();
-        Frozen { map: state.map.clone(), defs, seq: state.seq, now }
+        Frozen { map: state.map.clone(), defs, seq: state.seq, now, continues: None }
     }
 }
 
@@ -105,6 +117,9 @@ pub struct SnapshotInfo {
     pub bytes: u64,
     /// Lowercase hex SHA-256 of the file's content before the trailer.
     pub sha256: String,
+    /// The segment the log continues in (`continues`, version 3): it must
+    /// exist and start with its header.
+    pub continues: Option<Seq>,
 }
 
 /// Buffers writes to a file and hashes every byte that goes through it.
@@ -179,9 +194,14 @@ fn write_into(file: Box<dyn VFile>, path: &Path, frozen: &Frozen, observer: Opti
         expires.push(b':');
         expires.extend_from_slice(itoa::Buffer::new().format(*exp).as_bytes());
     }
-    let version = if expires.is_empty() { VERSION_PLAIN } else { VERSION };
+    let version = match (frozen.continues, expires.is_empty()) {
+        (Some(_), _) => VERSION,
+        (None, true) => VERSION_PLAIN,
+        (None, false) => VERSION_EXPIRES,
+    };
+    let continues = frozen.continues.map(|c| format!("\"continues\":{},", c.0)).unwrap_or_default();
     let head = format!(
-        "{{\"format\":\"{FORMAT}\",\"version\":{version},\"seq\":{},\"keys\":{},\"indexes\":{},",
+        "{{\"format\":\"{FORMAT}\",\"version\":{version},\"seq\":{},\"keys\":{},{continues}\"indexes\":{},",
         frozen.seq.0,
         entries.len(),
         serde_json::to_string(&frozen.defs).unwrap_or_else(|_| "[]".into())
@@ -219,7 +239,7 @@ fn write_into(file: Box<dyn VFile>, path: &Path, frozen: &Frozen, observer: Opti
     w.flush()?;
     w.file.sync().map_err(|e| Error::io("syncing", path, e))?;
     meter.finish();
-    Ok(SnapshotInfo { seq: frozen.seq, keys: entries.len(), bytes: w.written, sha256 })
+    Ok(SnapshotInfo { seq: frozen.seq, keys: entries.len(), bytes: w.written, sha256, continues: frozen.continues })
 }
 
 /// Replaces `dir/database.json` with a snapshot of `state`: temp file, fsync,
@@ -304,10 +324,30 @@ pub fn parse(path: &Path, bytes: &[u8], observer: Option<&Observer>) -> Result<(
     }
     let mut state = State::default();
     state.map = doc.data.0;
-    if let Some(expires) = doc.expires {
-        if doc.version < VERSION {
+    match doc.continues {
+        Some(_) if doc.version < VERSION => {
+            return Err(bad(format!("`continues` in a version {} snapshot (it came with {VERSION})", doc.version)));
+        }
+        None if doc.version == VERSION => {
+            return Err(bad(format!("a version {VERSION} snapshot without `continues`")));
+        }
+        // The log after a snapshot at S continues with record S + 1, and
+        // the segment holding it starts there: a save starts it at S + 1
+        // before writing the snapshot, an import right after (at S + 1, its
+        // snapshot being at S).
+        Some(c) if c != doc.seq.saturating_add(1) => {
             return Err(bad(format!(
-                "`expires` in a version {} snapshot (deadlines came with {VERSION})",
+                "`continues` names the segment starting at record {c}, but the log after `seq` {} continues at {}",
+                doc.seq,
+                doc.seq.saturating_add(1)
+            )));
+        }
+        _ => {}
+    }
+    if let Some(expires) = doc.expires {
+        if doc.version < VERSION_EXPIRES {
+            return Err(bad(format!(
+                "`expires` in a version {} snapshot (deadlines came with {VERSION_EXPIRES})",
                 doc.version
             )));
         }
@@ -347,7 +387,8 @@ pub fn parse(path: &Path, bytes: &[u8], observer: Option<&Observer>) -> Result<(
     // Index contents are rebuilt, one index per thread.
     state.build_indexes(paths);
     meter.finish();
-    let info = SnapshotInfo { seq: state.seq, keys: state.map.len(), bytes: bytes.len() as u64, sha256 };
+    let continues = doc.continues.map(Seq);
+    let info = SnapshotInfo { seq: state.seq, keys: state.map.len(), bytes: bytes.len() as u64, sha256, continues };
     Ok((state, info))
 }
 
@@ -359,7 +400,7 @@ fn parse_lines(content: &[u8], meter: &Meter) -> Option<Document> {
     let head = content[..nl].strip_suffix(b"\"data\":{")?;
     let mut head_doc = head.to_vec();
     head_doc.extend_from_slice(b"\"data\":{},\"sha256\":\"\"}");
-    let Document { format, version, seq, keys, indexes, sha256, expires, .. } =
+    let Document { format, version, seq, keys, continues, indexes, sha256, expires, .. } =
         serde_json::from_slice(&head_doc).ok()?;
     let body = content.get(nl + 1..content.len().checked_sub(1)?)?;
     if content.last() != Some(&b'}') || !(body.is_empty() || body.ends_with(b"\n")) {
@@ -392,7 +433,7 @@ fn parse_lines(content: &[u8], meter: &Meter) -> Option<Document> {
         return None;
     }
     let map = Map::from_parts(parsed, threads)?;
-    Some(Document { format, version, seq, keys, indexes, expires, data: DataMap(map), sha256 })
+    Some(Document { format, version, seq, keys, continues, indexes, expires, data: DataMap(map), sha256 })
 }
 
 /// Parsed entries of one chunk, split by shard, in file order within each.
@@ -466,6 +507,9 @@ struct Document {
     version: u64,
     seq: u64,
     keys: usize,
+    /// Version 3: the first record of the segment the log continues in.
+    #[serde(default)]
+    continues: Option<u64>,
     indexes: Vec<IndexDef>,
     /// Version 2: key -> deadline (ms since the epoch) of every expiring key.
     #[serde(default)]
@@ -588,6 +632,43 @@ mod tests {
         let digest = hex(&Sha256::digest(&lying));
         with_trailer.extend_from_slice(format!(",\"sha256\":\"{digest}\"}}\n").as_bytes());
         assert!(matches!(parse(Path::new("x"), &with_trailer, None), Err(Error::BadSnapshot { .. })));
+        Ok(())
+    }
+
+    /// Version 3 names the segment the log continues in: read back as
+    /// written, and refused anywhere but right after `seq` or in another
+    /// version (the digest fixed each time, so only the member is judged).
+    #[test]
+    fn continues_is_version_3_and_names_the_record_after_seq() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut frozen = Frozen::of(&sample(), 0);
+        frozen.continues = Some(Seq(5));
+        let info = write_atomic(&crate::storage::vfs::StdFs, dir.path(), &frozen, None)?;
+        assert_eq!(info.continues, Some(Seq(5)));
+        let bytes = std::fs::read(dir.path().join(FILE_NAME))?;
+        assert!(
+            bytes.starts_with(br#"{"format":"redru-snapshot","version":3,"seq":4,"keys":2,"continues":5,"indexes""#)
+        );
+        assert_eq!(parse(Path::new("x"), &bytes, None)?.1, info);
+        let body = String::from_utf8(bytes[..bytes.len() - TRAILER_LEN].to_vec())?;
+        let with_digest = |text: String| {
+            let digest = hex(&Sha256::digest(text.as_bytes()));
+            format!("{text},\"sha256\":\"{digest}\"}}\n").into_bytes()
+        };
+        for (what, text) in [
+            ("not after seq", body.replacen("\"continues\":5", "\"continues\":6", 1)),
+            ("in version 1", body.replacen("\"version\":3", "\"version\":1", 1)),
+            ("in version 2", body.replacen("\"version\":3", "\"version\":2", 1)),
+            ("missing in version 3", body.replacen("\"continues\":5,", "", 1)),
+            ("version 4", body.replacen("\"version\":3", "\"version\":4", 1)),
+        ] {
+            let refused = parse(Path::new("x"), &with_digest(text), None);
+            assert!(matches!(refused.map(|(_, info)| info), Err(Error::BadSnapshot { .. })), "{what}");
+        }
+        // A backup (no continuation) is still version 1, byte for byte.
+        write_atomic(&crate::storage::vfs::StdFs, dir.path(), &Frozen::of(&sample(), 0), None)?;
+        let plain = std::fs::read(dir.path().join(FILE_NAME))?;
+        assert!(plain.starts_with(br#"{"format":"redru-snapshot","version":1,"seq":4,"keys":2,"indexes""#));
         Ok(())
     }
 

@@ -69,11 +69,14 @@ fn read(dir: &Path, key: &str, options: &Options) -> Option<GetOnce> {
         return None;
     }
     let bytes = vfs.read(&snap_path).ok()?;
-    let (seq, mut value) = find(&snap_path, &bytes, key)?;
+    let (seq, continues, mut value) = find(&snap_path, &bytes, key)?;
     drop(bytes);
     let segments = log::list_segments(vfs, dir).ok()?;
     if segments.is_empty() {
         return None;
+    }
+    if let Some(continues) = continues {
+        log::check_continuation(vfs, dir, &segments, &snap_path, seq, continues, true).ok()?;
     }
     let mut plain = true;
     let scan = log::read_log(vfs, dir, seq, None, |_, record| plain &= follow(&mut value, key, record)).ok()?;
@@ -119,6 +122,10 @@ struct Head {
     version: u64,
     seq: u64,
     keys: usize,
+    /// Version 3: the segment the log continues in.
+    continues: Option<u64>,
+    /// Version 2 or 3: present when a key has a deadline.
+    expires: Option<serde::de::IgnoredAny>,
     indexes: Vec<IndexDef>,
     #[allow(dead_code)]
     data: serde::de::IgnoredAny,
@@ -128,7 +135,7 @@ struct Head {
 
 /// The snapshot's seq and `key`'s value in it, if the bytes pass every
 /// check of the module docs; None otherwise (a full load decides).
-fn find(path: &Path, bytes: &[u8], key: &str) -> Option<(Seq, Option<Doc>)> {
+fn find(path: &Path, bytes: &[u8], key: &str) -> Option<(Seq, Option<Seq>, Option<Doc>)> {
     // The digest (half the time, one core) runs beside the scan.
     let check = || snapshot::check_digest(path, bytes, None).is_ok();
     let (digest, found) = std::thread::scope(|s| match std::thread::Builder::new().spawn_scoped(s, check) {
@@ -141,7 +148,7 @@ fn find(path: &Path, bytes: &[u8], key: &str) -> Option<(Seq, Option<Doc>)> {
     if digest { found } else { None }
 }
 
-fn scan(bytes: &[u8], key: &str) -> Option<(Seq, Option<Doc>)> {
+fn scan(bytes: &[u8], key: &str) -> Option<(Seq, Option<Seq>, Option<Doc>)> {
     let content = &bytes[..bytes.len().checked_sub(snapshot::TRAILER_LEN)?];
     let nl = memchr::memchr(b'\n', content)?;
     let head = content[..nl].strip_suffix(b"\"data\":{")?;
@@ -150,7 +157,14 @@ fn scan(bytes: &[u8], key: &str) -> Option<(Seq, Option<Doc>)> {
     let head: Head = serde_json::from_slice(&head_doc).ok()?;
     // Only the layout without deadlines: with them, which keys are live
     // depends on the clock, and an open answers that.
-    if head.format != snapshot::FORMAT || head.version != snapshot::VERSION_PLAIN {
+    // Version 3 is version 1 plus `continues` (checked as a load does).
+    let continues = head.continues.filter(|&c| c == head.seq.saturating_add(1));
+    let plain = match head.version {
+        snapshot::VERSION_PLAIN => head.continues.is_none(),
+        snapshot::VERSION => continues.is_some(),
+        _ => false,
+    };
+    if head.format != snapshot::FORMAT || !plain || head.expires.is_some() {
         return None;
     }
     let mut fields = Vec::new();
@@ -177,7 +191,7 @@ fn scan(bytes: &[u8], key: &str) -> Option<(Seq, Option<Doc>)> {
             Some(Doc::from_raw(raw).ok()?)
         }
     };
-    Some((Seq(head.seq), value))
+    Some((Seq(head.seq), continues.map(Seq), value))
 }
 
 /// Walks the entry lines `"key":value,` (the last without its comma):

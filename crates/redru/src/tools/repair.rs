@@ -72,6 +72,9 @@ pub struct RepairReport {
     pub set_aside: Vec<SetAside>,
     /// Problems a cut in the log cannot fix (an index mismatch...), if any.
     pub unfixable: Vec<Problem>,
+    /// The segment started again, header first, after the snapshot when no
+    /// segment was left there (the log continues in it; not in a dry run).
+    pub restarted: Option<PathBuf>,
     /// `verify` after the repair (not in a dry run).
     pub after: Option<VerifyReport>,
     /// How long it took.
@@ -124,6 +127,9 @@ impl fmt::Display for RepairReport {
             if !s.unverified_keys.is_empty() {
                 writeln!(f, "  keys read from damaged lines (unverified): {}", shorten(&s.unverified_keys, 20, 0))?;
             }
+        }
+        if let Some(path) = &self.restarted {
+            writeln!(f, "started {} again with its header: the log continues after the snapshot", path.display())?;
         }
         for p in &self.unfixable {
             writeln!(f, "not fixable by repair: {p}")?;
@@ -186,10 +192,18 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
         kept_upto: analysis.kept_upto.0,
         set_aside: Vec::new(),
         unfixable,
+        restarted: None,
         after: None,
         duration: Duration::ZERO,
     };
-    if analysis.cut.is_none() && analysis.strays.is_empty() {
+    // A deleted continuation segment (nothing to cut): step 4 starts it again.
+    let restart = analysis
+        .report
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::MissingContinuation && p.line.is_none())
+        .cloned();
+    if analysis.cut.is_none() && analysis.strays.is_empty() && restart.is_none() {
         report.duration = started.elapsed();
         return Ok(report);
     }
@@ -197,7 +211,8 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
         .cut
         .as_ref()
         .map(|c| c.problem.clone())
-        .or_else(|| analysis.report.problems.iter().find(|p| p.kind == ProblemKind::StraySegment).cloned());
+        .or_else(|| analysis.report.problems.iter().find(|p| p.kind == ProblemKind::StraySegment).cloned())
+        .or(restart);
 
     // Plan: every stray whole (the log does not run through it), then the
     // tail of the damaged segment (or all of it) and every later one.
@@ -254,7 +269,8 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
     if analysis.report.snapshot.is_some()
         && log::missing_successor(&log::list_segments(vfs, dir)?, dir, analysis.snapshot_seq).is_some()
     {
-        log::create_segment(vfs, dir, analysis.snapshot_seq.next(), None)?;
+        let (created, _, _) = log::create_segment(vfs, dir, analysis.snapshot_seq.next(), None)?;
+        report.restarted = Some(created.path);
     }
     report.after = Some(verify::analyze(vfs, dir, opened_before, options.observer())?.report);
     report.duration = started.elapsed();

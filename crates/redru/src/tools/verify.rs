@@ -80,6 +80,12 @@ pub enum ProblemKind {
     /// segment was deleted or emptied. `repair` sets the seal (and the
     /// emptied file) aside, accepting the loss.
     MissingSuccessor,
+    /// The snapshot (version 3) names the segment its log continues in, but
+    /// that segment is missing while no other segment remains, or does not
+    /// start with its header: the newest segment was deleted or emptied.
+    /// `repair` sets what is left of it aside and starts it again with its
+    /// header, accepting the loss.
+    MissingContinuation,
 }
 
 impl ProblemKind {
@@ -100,6 +106,7 @@ impl ProblemKind {
                 | ProblemKind::ReplayRefused
                 | ProblemKind::StraySegment
                 | ProblemKind::MissingSuccessor
+                | ProblemKind::MissingContinuation
         )
     }
 
@@ -122,6 +129,7 @@ impl ProblemKind {
             ProblemKind::StraySegment => "stray segment",
             ProblemKind::MissingSegment => "missing segment",
             ProblemKind::MissingSuccessor => "missing successor",
+            ProblemKind::MissingContinuation => "missing continuation",
         }
     }
 }
@@ -196,6 +204,8 @@ pub struct SnapshotChecked {
     pub keys: Option<usize>,
     /// Its SHA-256 digest (of the bytes before the trailer), when it matched.
     pub sha256: Option<String>,
+    /// The segment its log continues in (version 3), when it parsed.
+    pub continues: Option<u64>,
 }
 
 /// One log segment that was checked.
@@ -560,7 +570,25 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path, opened_before: bool, observer: 
         ));
     }
     let live: Vec<Segment> = segments[covered..].to_vec();
-    if let (true, true, Some(seq)) = (opened_before, snapshot_ok, snapshot_seq)
+    // A version 3 snapshot names the segment its log continues in (see
+    // `log::check_continuation` for why it must be there, header first).
+    let continues = report.snapshot.as_ref().and_then(|s| s.continues).filter(|_| snapshot_ok).map(Seq);
+    if let (Some(c), Some(seq), true) = (continues, snapshot_seq, segments.is_empty() && opened_before) {
+        let path = dir.join(log::segment_name(c));
+        report.problems.push(Problem::new(
+            ProblemKind::MissingContinuation,
+            &path,
+            None,
+            None,
+            format!(
+                "the snapshot says its log continues after record {seq} in {}, which is missing, and no other log \
+                 segment remains: that segment is created before the snapshot names it, so the newest segment was \
+                 deleted (with every write after the snapshot); put it back, or let `repair` start it again to \
+                 accept the loss",
+                path.display()
+            ),
+        ));
+    } else if let (None, true, true, Some(seq)) = (continues, opened_before, snapshot_ok, snapshot_seq)
         && report.snapshot.is_some()
         && let Some(path) = log::missing_successor(&segments, dir, seq)
     {
@@ -675,6 +703,22 @@ pub(crate) fn analyze(vfs: &dyn Vfs, dir: &Path, opened_before: bool, observer: 
         // a header names the segment before it.
         let header = first_header(&bytes);
         log.seal_before = sealed_before;
+        if continues == Some(segment.first) && !log::starts_with_header(&bytes, segment.first) {
+            let message = format!(
+                "the snapshot says its log continues after record {} in this segment, which it names only once the \
+                 segment exists with its header, but it does not start with its header ({}): the writes after the \
+                 snapshot are gone; `repair` sets this file aside and starts the segment again",
+                segment.first.0 - 1,
+                if bytes.is_empty() {
+                    "emptied to 0 bytes".to_owned()
+                } else {
+                    format!("{} bytes, cut or overwritten", bytes.len())
+                }
+            );
+            let problem = Problem::new(ProblemKind::MissingContinuation, &segment.path, Some(1), Some(0), message)
+                .after(Some(Seq(segment.first.0 - 1)));
+            log.problem(problem, 0);
+        }
         if let Some((sealed_at, _)) = sealed_before
             && header.is_none()
         {
@@ -952,8 +996,14 @@ fn check_snapshot(
     problems: &mut Vec<Problem>,
     observer: Option<&Observer>,
 ) -> (SnapshotChecked, Option<State>) {
-    let mut checked =
-        SnapshotChecked { path: path.to_owned(), bytes: bytes.len() as u64, seq: None, keys: None, sha256: None };
+    let mut checked = SnapshotChecked {
+        path: path.to_owned(),
+        bytes: bytes.len() as u64,
+        seq: None,
+        keys: None,
+        sha256: None,
+        continues: None,
+    };
     let len = bytes.len();
     // The digest first, alone, for the precise problem when it fails;
     // `parse` below checks it again (progress reports both passes).
@@ -1008,8 +1058,9 @@ fn check_snapshot(
     }
     match snapshot::parse(path, bytes, observer) {
         Ok((state, info)) => {
-            let SnapshotInfo { seq, keys, sha256, .. } = info;
+            let SnapshotInfo { seq, keys, sha256, continues, .. } = info;
             checked.seq = Some(seq.0);
+            checked.continues = continues.map(|c| c.0);
             checked.keys = Some(keys);
             checked.sha256 = Some(sha256);
             problems.extend(unique_duplicates(&state, path));

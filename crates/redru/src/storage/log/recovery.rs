@@ -244,6 +244,48 @@ pub fn missing_successor(segments: &[Segment], dir: &Path, snapshot_seq: Seq) ->
     segments.is_empty().then(|| dir.join(segment_name(snapshot_seq.next())))
 }
 
+/// Checks the segment a version 3 snapshot names as the one its log
+/// continues in (`continues`). A save creates it, header first and durable,
+/// before its snapshot exists; an import right after its snapshot's rename,
+/// while the old log (all covered by the snapshot) is still there. So:
+/// present, it must start with its header ([`Error::MissingContinuation`]
+/// with `emptied` otherwise: emptied, or cut inside its header); absent, some
+/// other segment must remain (only covered ones: the import's crash window,
+/// open creates it; later ones: `read_log` reports the gap), when the
+/// directory was `opened_before` (holds `redru.lock`): a snapshot copied
+/// alone into a new directory is a restore, not a loss. `snapshot` names the
+/// snapshot in the error.
+pub fn check_continuation(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    segments: &[Segment],
+    snapshot: &Path,
+    snapshot_seq: Seq,
+    continues: Seq,
+    opened_before: bool,
+) -> Result<()> {
+    let missing = |emptied| Error::MissingContinuation {
+        path: dir.join(segment_name(continues)),
+        snapshot: snapshot.to_owned(),
+        snapshot_seq: snapshot_seq.0,
+        emptied,
+    };
+    let Some(segment) = segments.iter().find(|s| s.first == continues) else {
+        return if segments.is_empty() && opened_before { Err(missing(false)) } else { Ok(()) };
+    };
+    let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
+    if starts_with_header(&bytes, continues) { Ok(()) } else { Err(missing(true)) }
+}
+
+/// Whether `bytes` start with a complete header line naming `first`.
+pub fn starts_with_header(bytes: &[u8], first: Seq) -> bool {
+    let Some(end) = bytes.iter().position(|&b| b == b'\n') else { return false };
+    matches!(
+        record::decode_line(&bytes[..end]),
+        Ok(record::Line::Marker(Marker::Header { first: named, .. })) if named == first
+    )
+}
+
 /// Sets a torn tail aside: copies the torn bytes to a side file next to the
 /// segment (synced, directory synced), then cuts the segment at the torn
 /// offset and syncs it. Nothing is destroyed; a crash in between only means

@@ -19,6 +19,17 @@ use crate::storage::log::{self, Wal, Writer};
 use crate::storage::record::{Record, Seq};
 use crate::storage::snapshot::{self, Frozen, SnapshotInfo};
 
+/// How much waits in the undos for the log to be synced ([`PENDING_BYTES`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Crowding {
+    /// Under the limit.
+    Room,
+    /// Over it: a sync is started on the side.
+    Crowded,
+    /// Over twice the limit: the writer syncs before it returns.
+    Full,
+}
+
 impl Inner {
     /// The state for reading. Once the log has failed, first takes back
     /// every record not known durable (once), so no read shows one.
@@ -35,8 +46,8 @@ impl Inner {
 
     /// Keeps how to undo record `seq` until it is known durable (called
     /// under the writer lock, so the log cannot fail between the apply and
-    /// this). Returns whether so much is waiting that the log should be synced.
-    pub(super) fn remember(&self, seq: Seq, undo: Undo) -> bool {
+    /// this). Returns how much is waiting for the log to be synced.
+    pub(super) fn remember(&self, seq: Seq, undo: Undo) -> Crowding {
         let mut pending = self.pending();
         if pending.records.len() >= PENDING_TRIM {
             let durable = self.wal.synced();
@@ -48,7 +59,34 @@ impl Inner {
         }
         pending.held += undo.held_bytes();
         pending.records.push_back((seq, undo));
-        pending.held >= PENDING_BYTES
+        match pending.held {
+            held if held >= 2 * PENDING_BYTES => Crowding::Full,
+            held if held >= PENDING_BYTES => Crowding::Crowded,
+            _ => Crowding::Room,
+        }
+    }
+
+    /// Syncs the log up to `seq` on a thread of its own (one at a time), so
+    /// that the undos it makes droppable are freed without a writer waiting
+    /// for the fsync. A failed sync poisons the log: the next write reports
+    /// it and the next read rolls back (as with any failed sync).
+    fn relieve(self: &Arc<Self>, seq: Seq) {
+        let mut slot = self.relief.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        if let Some(done) = slot.take() {
+            let _ = done.join();
+        }
+        let inner = Arc::clone(self);
+        let spawned = std::thread::Builder::new().name("redru-relieve".into()).spawn(move || {
+            let _ = inner.wal.wait_durable(seq, "an earlier write");
+        });
+        // Without a thread the next writers find the undos growing, up to
+        // twice the limit, where one of them syncs itself.
+        if let Ok(handle) = spawned {
+            *slot = Some(handle);
+        }
     }
 
     /// Takes back, newest first, every applied record after the last durable
@@ -134,8 +172,11 @@ impl Inner {
         if compact {
             self.start_compaction();
         }
-        if self.options.durability == Durability::Always || crowded {
-            self.wal.wait_durable(seq, "this write")?;
+        match crowded {
+            _ if self.options.durability == Durability::Always => self.wal.wait_durable(seq, "this write")?,
+            Crowding::Full => self.wal.wait_durable(seq, "this write")?,
+            Crowding::Crowded => self.relieve(seq),
+            Crowding::Room => {}
         }
         Ok(Some((seq, applied)))
     }

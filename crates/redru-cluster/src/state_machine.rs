@@ -511,13 +511,25 @@ mod tests {
     async fn apply_waits_while_a_snapshot_holds_the_state() -> TestResult {
         let dir = tempfile::tempdir()?;
         let sm = StateMachine::open(&dir.path().join("db"), &dir.path().join("snapshots"))?;
-        let held = sm.lock();
+        // The holder stands for a snapshot build on the blocking pool.
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let sm = sm.clone();
+            std::thread::spawn(move || {
+                let _state = sm.lock();
+                let _ = held_tx.send(());
+                let _ = release_rx.recv();
+            })
+        };
+        held.recv()?;
         let mut applier = sm.clone();
         let apply = tokio::spawn(async move { applier.apply(vec![set(1, "a")]).await });
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!apply.is_finished(), "the apply went past a held state lock");
         assert!(sm.db().get("a").is_none());
-        drop(held);
+        release.send(())?;
+        holder.join().map_err(|_| "the holder thread panicked")?;
         let responses = apply.await??;
         assert_eq!(responses, vec![Response::Applied { ops: 1 }]);
         assert!(sm.db().get("a").is_some());

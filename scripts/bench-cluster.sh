@@ -60,20 +60,23 @@ leader_of() { for i in 1 2 3; do
     if redis-cli -p "${port[$i]}" INFO replication 2>/dev/null | grep -q 'redru_raft_role:leader'; then echo "$i"; return; fi
 done; echo 0; }
 leader=$(leader_of)
-c0=$(cpu_ms "${pid[@]}")
+# The leader's last log index: entries per test, so writes per entry (the group size).
+last_index() { redis-cli -p "${port[$leader]}" INFO replication | tr -d '\r' |
+    awk -F: '/^redru_last_log_index:/ {print $2}'; }
+c0=$(cpu_ms "${pid[@]}"); i0=$(last_index)
 via_leader=$(rps "${port[$leader]}")
-c1=$(cpu_ms "${pid[@]}")
+c1=$(cpu_ms "${pid[@]}"); i1=$(last_index)
 follower=$(( leader % 3 + 1 ))
 via_follower=$(rps "${port[$follower]}")
-c2=$(cpu_ms "${pid[@]}")
+c2=$(cpu_ms "${pid[@]}"); i2=$(last_index)
 
-echo "| load | requests/s | ratio to one server | CPU per write (all nodes) |"
-echo "|---|---|---|---|"
+echo "| load | requests/s | ratio to one server | CPU per write (all nodes) | writes per Raft entry |"
+echo "|---|---|---|---|---|"
 awk -v s="$single" -v l="$via_leader" -v f="$via_follower" -v n="$n" -v sc="$single_cpu" \
-    -v lc=$(( c1 - c0 )) -v fc=$(( c2 - c1 )) 'BEGIN {
-    printf "| one `redru serve` (appendfsync always) | %s | 1.00 | %.0f us |\n", s, sc * 1000 / n
-    printf "| three nodes, through the leader | %s | %.2f | %.0f us |\n", l, l / s, lc * 1000 / n
-    printf "| three nodes, through a follower (forwarded) | %s | %.2f | %.0f us |\n", f, f / s, fc * 1000 / n }'
+    -v lc=$(( c1 - c0 )) -v fc=$(( c2 - c1 )) -v le=$(( i1 - i0 )) -v fe=$(( i2 - i1 )) 'BEGIN {
+    printf "| one `redru serve` (appendfsync always) | %s | 1.00 | %.0f us | |\n", s, sc * 1000 / n
+    printf "| three nodes, through the leader | %s | %.2f | %.0f us | %.1f |\n", l, l / s, lc * 1000 / n, n / (le > 0 ? le : 1)
+    printf "| three nodes, through a follower (forwarded) | %s | %.2f | %.0f us | %.1f |\n", f, f / s, fc * 1000 / n, n / (fe > 0 ? fe : 1) }'
 
 # Failovers.
 times=()

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
@@ -39,6 +39,11 @@ struct Applied {
     last_applied: Option<LogId>,
     membership: StoredMembership,
 }
+
+/// At most this many entries are applied on openraft's state machine task
+/// (a group entry holds at most 1 MiB of writes); more go to the
+/// blocking pool.
+const INLINE_APPLY_ENTRIES: usize = 4;
 
 /// Which snapshot is current: its metadata and file name (the `current` file's line).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -120,6 +125,16 @@ impl StateMachine {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state's lock if no one holds it (a snapshot being built or
+    /// installed holds it for as long as that takes).
+    fn try_lock(&self) -> Option<MutexGuard<'_, State>> {
+        match self.shared.state.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
@@ -421,9 +436,30 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // last batches (a power loss) restarts at the applied record they
         // left, from which openraft re-applies the log. The log is purged only
         // up to a snapshot, which `build` makes after syncing the database.
+        //
+        // Applied here, on openraft's state machine task, when the state is
+        // free: without an fsync an apply is a parse, a map update and one
+        // write(2) per entry, shorter than the hand-off to tokio's blocking
+        // pool and back (two thread wake-ups per apply on every node). While
+        // a snapshot holds the state (a build or an install: a database sync
+        // and a file copy), the apply waits for it on the blocking pool
+        // rather than stall a runtime thread; so does a long run of entries
+        // (a follower catching up), which could hold a runtime thread for
+        // longer than a heartbeat.
+        let err = |e| storage_err(ErrorSubject::StateMachine, ErrorVerb::Write, e);
+        let entries = match (entries.len() <= INLINE_APPLY_ENTRIES).then(|| self.try_lock()).flatten() {
+            Some(mut state) => {
+                return entries
+                    .into_iter()
+                    .map(|e| apply_one(&self.shared.db, &mut state, e))
+                    .collect::<Result<_, _>>()
+                    .map_err(err);
+            }
+            None => entries,
+        };
         self.blocking(move |shared, state| entries.into_iter().map(|e| apply_one(&shared.db, state, e)).collect())
             .await
-            .map_err(|e| storage_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
+            .map_err(err)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -451,5 +487,70 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.blocking(|shared, state| current(shared, state))
             .await
             .map_err(|e| storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn set(index: u64, key: &str) -> Entry {
+        let log_id = LogId::new(CommittedLeaderId::new(1, 1), index);
+        Entry { log_id, payload: EntryPayload::Normal(Request::set(key, "1")) }
+    }
+
+    /// While a snapshot holds the state, an apply waits for it (on the
+    /// blocking pool) and then applies; it neither skips the lock nor fails.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn apply_waits_while_a_snapshot_holds_the_state() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let sm = StateMachine::open(&dir.path().join("db"), &dir.path().join("snapshots"))?;
+        // The holder stands for a snapshot build on the blocking pool.
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let sm = sm.clone();
+            std::thread::spawn(move || {
+                let _state = sm.lock();
+                let _ = held_tx.send(());
+                let _ = release_rx.recv();
+            })
+        };
+        held.recv()?;
+        let mut applier = sm.clone();
+        let apply = tokio::spawn(async move { applier.apply(vec![set(1, "a")]).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!apply.is_finished(), "the apply went past a held state lock");
+        assert!(sm.db().get("a").is_none());
+        release.send(())?;
+        holder.join().map_err(|_| "the holder thread panicked")?;
+        let responses = apply.await??;
+        assert_eq!(responses, vec![Response::Applied { ops: 1 }]);
+        assert!(sm.db().get("a").is_some());
+        assert_eq!(sm.lock().applied.last_applied.map(|l| l.index), Some(1));
+        Ok(())
+    }
+
+    /// A short run of entries is applied inline, a long one on the blocking
+    /// pool: both apply every entry in order and record the last one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn short_and_long_runs_apply_every_entry() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut sm = StateMachine::open(&dir.path().join("db"), &dir.path().join("snapshots"))?;
+        let short: Vec<Entry> = (1..=2).map(|i| set(i, &format!("k{i}"))).collect();
+        assert_eq!(sm.apply(short).await?.len(), 2);
+        let long: Vec<Entry> = (3..=3 + INLINE_APPLY_ENTRIES as u64).map(|i| set(i, &format!("k{i}"))).collect();
+        assert_eq!(sm.apply(long).await?.len(), INLINE_APPLY_ENTRIES + 1);
+        for i in 1..=3 + INLINE_APPLY_ENTRIES as u64 {
+            assert!(sm.db().get(&format!("k{i}")).is_some(), "k{i} missing");
+        }
+        assert_eq!(sm.lock().applied.last_applied.map(|l| l.index), Some(3 + INLINE_APPLY_ENTRIES as u64));
+        Ok(())
     }
 }

@@ -253,6 +253,25 @@ impl redru::vfs::Vfs for GatedFs {
     }
 }
 
+/// Waits until `written` reaches `all` or has not moved for 5 s (a loaded
+/// machine makes each 1 MiB write slow, never that slow), 2 min at most, and
+/// returns where it stands.
+fn until_done_or_stuck(written: &std::sync::atomic::AtomicUsize, all: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let (mut last, mut moved) = (0, std::time::Instant::now());
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let now = written.load(Ordering::SeqCst);
+        if now == all || moved.elapsed() > std::time::Duration::from_secs(5) {
+            break;
+        }
+        if now != last {
+            (last, moved) = (now, std::time::Instant::now());
+        }
+    }
+    written.load(Ordering::SeqCst)
+}
+
 /// In the relaxed modes the undos of writes not yet durable are bounded by a
 /// sync once they hold 64 MiB: that sync must not hold the writer who crosses
 /// the limit (it stalled workload 10's writer 40-140 ms every ~400,000
@@ -285,21 +304,7 @@ fn a_relaxed_writer_never_waits_for_the_undo_limits_sync_until_twice_the_limit()
         });
         // 64 writes cross the limit; a sync is waiting at the gate by then,
         // and the writer goes on past it while the gate stays closed.
-        // Until the writer is done, or has not moved for 5 s (a loaded
-        // machine makes each 1 MiB write slow, never that slow); 2 min at most.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        let (mut last, mut moved) = (0, std::time::Instant::now());
-        while std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            let now = written.load(Ordering::SeqCst);
-            if now == 100 || moved.elapsed() > std::time::Duration::from_secs(5) {
-                break;
-            }
-            if now != last {
-                (last, moved) = (now, std::time::Instant::now());
-            }
-        }
-        let passed = written.load(Ordering::SeqCst);
+        let passed = until_done_or_stuck(&written, 100);
         let waiting = gate.syncs_waiting.load(Ordering::SeqCst);
         gate.set(false);
         writer.join().map_err(|_| "writer panicked")??;
@@ -321,20 +326,7 @@ fn a_relaxed_writer_never_waits_for_the_undo_limits_sync_until_twice_the_limit()
             }
             Ok(())
         });
-        // Until the writer stops moving for 5 s (or finishes, which fails below); 2 min at most.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        let (mut last, mut moved) = (0, std::time::Instant::now());
-        while std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            let now = written.load(Ordering::SeqCst);
-            if now == 140 || moved.elapsed() > std::time::Duration::from_secs(5) {
-                break;
-            }
-            if now != last {
-                (last, moved) = (now, std::time::Instant::now());
-            }
-        }
-        let stopped_at = written.load(Ordering::SeqCst);
+        let stopped_at = until_done_or_stuck(&written, 140);
         gate.set(false);
         writer.join().map_err(|_| "writer panicked")??;
         assert!(stopped_at < 140, "the writer never waited: the undos are unbounded");

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::{Arc, MutexGuard, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -71,22 +71,12 @@ impl Inner {
     /// for the fsync. A failed sync poisons the log: the next write reports
     /// it and the next read rolls back (as with any failed sync).
     fn relieve(self: &Arc<Self>, seq: Seq) {
-        let mut slot = self.relief.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
-            return;
-        }
-        if let Some(done) = slot.take() {
-            let _ = done.join();
-        }
         let inner = Arc::clone(self);
-        let spawned = std::thread::Builder::new().name("redru-relieve".into()).spawn(move || {
-            let _ = inner.wal.wait_durable(seq, "an earlier write");
-        });
         // Without a thread the next writers find the undos growing, up to
         // twice the limit, where one of them syncs itself.
-        if let Ok(handle) = spawned {
-            *slot = Some(handle);
-        }
+        spawn_alone(&self.relief, "redru-relieve", move || {
+            let _ = inner.wal.wait_durable(seq, "an earlier write");
+        });
     }
 
     /// Takes back, newest first, every applied record after the last durable
@@ -195,15 +185,8 @@ impl Inner {
     }
 
     pub(super) fn start_compaction(self: &Arc<Self>) {
-        let mut slot = self.compactor.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
-            return;
-        }
-        if let Some(done) = slot.take() {
-            let _ = done.join();
-        }
         let inner = Arc::clone(self);
-        let spawned = std::thread::Builder::new().name("redru-compact".into()).spawn(move || {
+        spawn_alone(&self.compactor, "redru-compact", move || {
             let outcome = inner.save();
             match &outcome {
                 Ok(_) => inner.compactions.fetch_add(1, Ordering::Relaxed),
@@ -216,9 +199,6 @@ impl Inner {
             *inner.last_compaction_error.lock().unwrap_or_else(|p| p.into_inner()) =
                 outcome.err().map(|e| e.to_string());
         });
-        if let Ok(handle) = spawned {
-            *slot = Some(handle);
-        }
     }
 
     pub(super) fn save(&self) -> Result<SaveReport> {
@@ -313,4 +293,29 @@ pub(super) fn spawn_flusher(
     let handle =
         spawned.map_err(|e| Error::Io { action: "starting", path: "the log flush thread".into(), source: e })?;
     Ok((stop, handle))
+}
+
+/// Runs `work` on a thread of its own unless the one `slot` holds is still
+/// running (then `work` is dropped: the running one does the same job);
+/// a finished one is joined first. A thread that cannot be started leaves
+/// the slot empty: the caller's next attempt tries again.
+fn spawn_alone(slot: &Mutex<Option<JoinHandle<()>>>, name: &str, work: impl FnOnce() + Send + 'static) {
+    let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+        return;
+    }
+    if let Some(done) = slot.take() {
+        let _ = done.join();
+    }
+    if let Ok(handle) = std::thread::Builder::new().name(name.into()).spawn(work) {
+        *slot = Some(handle);
+    }
+}
+
+/// Waits for the thread `slot` holds, if any (at close).
+pub(super) fn join_slot(slot: &Mutex<Option<JoinHandle<()>>>) {
+    let handle = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(handle) = handle {
+        let _ = handle.join();
+    }
 }

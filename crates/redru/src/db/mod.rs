@@ -418,14 +418,8 @@ impl Db {
             let _ = stop.send(());
             let _ = handle.join();
         }
-        let compactor = self.inner.compactor.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = compactor {
-            let _ = handle.join();
-        }
-        let relief = self.inner.relief.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = relief {
-            let _ = handle.join();
-        }
+        inner::join_slot(&self.inner.compactor);
+        inner::join_slot(&self.inner.relief);
         // A poisoned log cannot be synced: say so rather than report a clean close.
         let synced = self.inner.wal.check_poisoned().and_then(|()| self.inner.wal.sync_all());
         // Subscriptions deliver what is durable now, then stop.
@@ -474,10 +468,7 @@ impl Db {
     /// tests of its outcome are deterministic.
     #[doc(hidden)]
     pub fn __test_wait_compaction(&self) {
-        let running = self.inner.compactor.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = running {
-            let _ = handle.join();
-        }
+        inner::join_slot(&self.inner.compactor);
     }
 
     /// Test hook for negative controls: never roll back after a failed log

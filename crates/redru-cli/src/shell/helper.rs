@@ -240,7 +240,7 @@ fn command_names(prefix: &str) -> Vec<Pair> {
 }
 
 /// The usage still to type, shown after the cursor at the end of a one-line input.
-pub fn hint(line: &str, pos: usize) -> Option<UsageHint> {
+fn hint(line: &str, pos: usize) -> Option<UsageHint> {
     if pos < line.len() || line.contains('\n') {
         return None;
     }

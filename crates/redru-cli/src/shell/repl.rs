@@ -4,9 +4,9 @@
 //! Invariant: every line runs as its own command, in order, however it
 //! arrived (typed ahead, pasted); a command goes to the history file at once.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, anyhow};
 use rustyline::error::ReadlineError;
@@ -18,7 +18,7 @@ use rustyline::{
 
 use crate::exec::{Outcome, Session, count, print_error};
 use crate::output::{Format, Style, paint, sgr};
-use crate::shell::helper::{ShellHelper, hint};
+use crate::shell::helper::ShellHelper;
 use crate::shell::parser::{Joiner, Piece, parse};
 use crate::store::Store;
 
@@ -59,7 +59,7 @@ pub fn run(store: Arc<dyn Store>, place: &str, style: Style, format: Format, pro
     let mut rl: Editor<ShellHelper, DefaultHistory> =
         Editor::with_config(config).context("starting the line editor")?;
     rl.set_helper(Some(ShellHelper::new(Arc::clone(&store), style.color, PROMPT)));
-    let abandoned = Arc::new(Mutex::new(None));
+    let abandoned = Arc::new(AtomicBool::new(false));
     rl.bind_sequence(KeyEvent::ctrl('C'), EventHandler::Conditional(Box::new(Abandon(Arc::clone(&abandoned)))));
 
     let mut history = History { path: history_path(), failed: false };
@@ -88,16 +88,16 @@ pub fn run(store: Arc<dyn Store>, place: &str, style: Style, format: Format, pro
     'input: loop {
         let prompt = if joiner.is_pending() { CONTINUATION } else { PROMPT };
         let input = match rl.readline(prompt) {
-            Ok(input) => input,
-            // Ctrl-C: the command is dropped, the shell stays.
-            Err(ReadlineError::Interrupted) => {
+            // Ctrl-C: the command is dropped (an unfinished one too), the shell stays.
+            Ok(_) if abandoned.swap(false, Ordering::Relaxed) => {
                 joiner = Joiner::new();
-                let line = abandoned.lock().ok().and_then(|mut l| l.take());
-                if let Some((line, pos)) = line {
-                    erase_hint(&mut rl, prompt, &line, pos);
-                }
                 continue;
             }
+            Err(ReadlineError::Interrupted) => {
+                joiner = Joiner::new();
+                continue;
+            }
+            Ok(input) => input,
             Err(ReadlineError::Eof) => {
                 if let Some(unfinished) = joiner.finish() {
                     print_error(&anyhow!("{unfinished}"), style.color);
@@ -183,35 +183,20 @@ impl History {
     }
 }
 
-/// Ctrl-C: remembers the line being abandoned (and the cursor), then interrupts.
-struct Abandon(Arc<Mutex<Option<(String, usize)>>>);
+/// Ctrl-C: accepts the line, marked abandoned for the loop to drop.
+///
+/// Why not rustyline's own `Cmd::Interrupt`: readline returns it as an
+/// error, and on that path rustyline 17 drops the bytes it had read past the
+/// Ctrl-C (typed or pasted ahead: the next command was lost, and the shell
+/// sat waiting for it) and leaves the line's hint on the screen. An accepted
+/// line keeps those bytes for the next prompt and is redrawn without its hint.
+struct Abandon(Arc<AtomicBool>);
 
 impl ConditionalEventHandler for Abandon {
-    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
-        if let Ok(mut line) = self.0.lock() {
-            *line = Some((ctx.line().to_owned(), ctx.pos()));
-        }
-        Some(Cmd::Interrupt)
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, _: &EventContext) -> Option<Cmd> {
+        self.0.store(true, Ordering::Relaxed);
+        Some(Cmd::AcceptLine)
     }
-}
-
-/// rustyline leaves a dimmed hint after an interrupted line (it erases it
-/// only when a line is accepted): go back up to where the line ends and
-/// erase from there. The cursor is then at the start of the line below it.
-fn erase_hint(rl: &mut Editor<ShellHelper, DefaultHistory>, prompt: &str, line: &str, pos: usize) {
-    if hint(line, pos).is_none() {
-        return;
-    }
-    let Some((columns, _)) = rl.dimensions() else { return };
-    let columns = usize::from(columns);
-    let width = prompt.chars().count() + line.chars().count();
-    let column = if columns > 0 { width % columns } else { width };
-    if column == 0 {
-        return;
-    }
-    let mut stdout = std::io::stdout();
-    let _ = write!(stdout, "\x1b[A\x1b[{}G\x1b[0J\r\n", column + 1);
-    let _ = stdout.flush();
 }
 
 fn save_history(rl: &mut Editor<ShellHelper, DefaultHistory>, path: &std::path::Path) -> Result<()> {

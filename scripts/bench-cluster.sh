@@ -137,6 +137,12 @@ PY
     rm -rf "$work/n$victim"
     start_node "$victim"
     target=$(redis-cli -p "$lport" INFO replication | tr -d '\r' | awk -F: '/^redru_last_applied:/ {print $2}')
+    hwm() { awk '/^VmHWM/ {printf "%d MiB", $2 / 1024}' "/proc/$1/status"; }
+    rss() { awk '/^VmRSS/ {printf "%d MiB", $2 / 1024}' "/proc/$1/status"; }
+    # The leader's peak so far is the load's; reset it (clear_refs 5: VmHWM := VmRSS) so that the
+    # peak printed below "during the catch-up" is the snapshot transfer's alone.
+    load_peak=$(hwm "${pid[$leader]}"); before_rss=$(rss "${pid[$leader]}")
+    echo 5 > "/proc/${pid[$leader]}/clear_refs"
     start=$(now_ms)
     redis-cli -p "$lport" REDRU.CLUSTER ADDLEARNER "$victim" "127.0.0.1:${peer[$victim]}" >/dev/null
     for _ in $(seq 36000); do
@@ -147,14 +153,13 @@ PY
     done
     catchup_ms=$(( $(now_ms) - start ))
     vkeys=$(redis-cli -p "${port[$victim]}" DBSIZE)
-    hwm() { awk '/^VmHWM/ {printf "%d MiB", $2 / 1024}' "/proc/$1/status"; }
-    rss() { awk '/^VmRSS/ {printf "%d MiB", $2 / 1024}' "/proc/$1/status"; }
     snap_bytes=$(du -b "$work/n$leader/snapshots"/snapshot-*.json 2>/dev/null | awk '{s += $1} END {print s}')
     echo
     echo "catch-up: $dbsize keys loaded in $load_ms ms (MSET of 1,000, pipelined); snapshot at index" \
         "$snap_index, $snap_bytes bytes"
     echo "catch-up: wiped node $victim applied index $target with $vkeys keys in $catchup_ms ms" \
         "(from ADDLEARNER)"
-    echo "catch-up: memory, leader peak $(hwm "${pid[$leader]}") (now $(rss "${pid[$leader]}")), wiped node" \
+    echo "catch-up: memory, leader peak $load_peak while loading ($before_rss before the catch-up)," \
+        "peak $(hwm "${pid[$leader]}") during the catch-up (now $(rss "${pid[$leader]}")); wiped node" \
         "peak $(hwm "${pid[$victim]}") (now $(rss "${pid[$victim]}"))"
 fi

@@ -48,6 +48,23 @@ pub(crate) fn snapshot_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("snapshot-{id}.json"))
 }
 
+/// Whether `name` is a snapshot file's name (see [`snapshot_path`]).
+pub(crate) fn is_snapshot_name(name: &str) -> bool {
+    name.strip_prefix("snapshot-").and_then(|rest| rest.strip_suffix(".json")).is_some_and(|id| !id.is_empty())
+}
+
+/// A snapshot being received: `receiving-<n>.tmp`, written chunk by chunk,
+/// renamed to its [`snapshot_path`] once installed; one left by a crash is
+/// removed at the next start.
+pub(crate) fn receiving_snapshot_path(dir: &Path, n: &str) -> PathBuf {
+    dir.join(format!("receiving-{n}.tmp"))
+}
+
+/// Whether `name` is the name of a snapshot being received.
+pub(crate) fn is_receiving_snapshot_name(name: &str) -> bool {
+    name.starts_with("receiving-") && name.ends_with(".tmp")
+}
+
 /// An I/O error that names what was being done, and to which file.
 pub(crate) fn io_err(doing: &str, path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{doing} {}: {e}", path.display()))

@@ -4,12 +4,12 @@
 //! stands. A group entry ([`Request::many`]) is one batch too: its requests'
 //! conditions are checked here, in order, against the state the ones before
 //! them leave, and only the operations of those that pass go into the batch.
-//! Snapshots are redru snapshot files (`Db::backup_to`), shipped as bytes and
-//! installed with `Db::restore_file`.
+//! Snapshots are redru snapshot files (`Db::backup_to`), streamed off and onto
+//! disk ([`SnapshotFile`]) and installed with `Db::restore_file`.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{self, Cursor};
+use std::io::{self, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::error::Error;
 use crate::files::{self, io_err};
+use crate::snapshot_file::{self, SnapshotFile, TempFile};
 use crate::types::{
     Cond, Entry, LogId, Op, Request, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -109,6 +110,8 @@ impl StateMachine {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err("reading", &current_path, e).into()),
         };
+        // What a transfer or an install cut short by a crash left behind.
+        snapshot_file::remove_leftovers(snapshot_dir, current.as_ref().map(|c| c.file.as_str()))?;
         let state = Mutex::new(State { applied, current });
         Ok(StateMachine { shared: Arc::new(Shared { db: Arc::new(db), snapshot_dir: snapshot_dir.to_owned(), state }) })
     }
@@ -378,19 +381,43 @@ fn build(shared: &Shared, state: &mut State) -> Result<Snapshot<TypeConfig>, Err
     shared.db.sync().map_err(engine("syncing the database before a snapshot"))?;
     shared.db.backup_to(&path).map_err(engine("writing a snapshot"))?;
     files::sync_dir(&shared.snapshot_dir)?;
-    let bytes = fs::read(&path).map_err(|e| io_err("reading", &path, e))?;
+    let data = SnapshotFile::open(&path)?;
     let meta = SnapshotMeta { last_log_id: applied.last_applied, last_membership: applied.membership, snapshot_id: id };
     set_current(shared, state, Current { meta: meta.clone(), file: file_name(&path) })?;
-    Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
+    Ok(Snapshot { meta, snapshot: Box::new(data) })
 }
 
-fn install(shared: &Shared, state: &mut State, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), Error> {
+/// Installs the snapshot in `file`: `temp` is the temporary file
+/// `begin_receiving_snapshot` made and openraft wrote the chunks into (the
+/// handle is on it); any other handle (openraft's storage suite installs the
+/// leader's own) is first copied into a new temporary file, from its start.
+fn install(
+    shared: &Shared,
+    state: &mut State,
+    meta: &SnapshotMeta,
+    mut file: fs::File,
+    temp: Option<TempFile>,
+) -> Result<(), Error> {
     check_snapshot_id(&meta.snapshot_id)?;
-    let path = files::snapshot_path(&shared.snapshot_dir, &meta.snapshot_id);
-    files::write_synced(&path, bytes)?;
-    files::sync_dir(&shared.snapshot_dir)?;
+    let dir = &shared.snapshot_dir;
+    let temp = match temp {
+        Some(temp) => temp,
+        None => {
+            let (mut copy, temp) = snapshot_file::create_temp(dir)?;
+            file.rewind()
+                .and_then(|()| io::copy(&mut file, &mut copy))
+                .map_err(|e| io_err("copying into", temp.path(), e))?;
+            file = copy;
+            temp
+        }
+    };
+    file.sync_all().map_err(|e| io_err("syncing", temp.path(), e))?;
+    drop(file);
     let db = &shared.db;
-    db.restore_file(&path).map_err(engine("installing a snapshot"))?;
+    // Verifies the whole file (its SHA-256 digest, its structure) before
+    // changing anything: a truncated or crafted transfer is refused here, and
+    // dropping `temp` removes it.
+    db.restore_file(temp.path()).map_err(engine("installing a snapshot"))?;
     // Raft's metadata is authoritative; a snapshot built by this crate already
     // carries the same record, so this write happens only for foreign ones.
     let applied = Applied { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
@@ -398,17 +425,25 @@ fn install(shared: &Shared, state: &mut State, meta: &SnapshotMeta, bytes: &[u8]
         db.batch(Batch::new().set(APPLIED_KEY, applied_doc(&applied)?)).map_err(engine("recording a snapshot"))?;
     }
     db.sync().map_err(engine("syncing an installed snapshot"))?;
+    state.applied = applied;
     // restore_file keeps an undo backup per install: keep only the newest.
     db.prune_backups(1).map_err(engine("pruning the undo backups of snapshot installs"))?;
-    state.applied = applied;
+    // Only now does the received file take the snapshot's name: a refused one
+    // never replaces a snapshot file, the current one included (a re-sent
+    // snapshot has the current one's id).
+    let path = files::snapshot_path(dir, &meta.snapshot_id);
+    fs::rename(temp.path(), &path).map_err(|e| io_err("renaming into place", &path, e))?;
+    temp.keep();
+    files::sync_dir(dir)?;
     set_current(shared, state, Current { meta: meta.clone(), file: file_name(&path) })
 }
 
 fn current(shared: &Shared, state: &State) -> Result<Option<Snapshot<TypeConfig>>, Error> {
     let Some(current) = &state.current else { return Ok(None) };
+    // Opened under the state's lock, so the file is the one `current` names:
+    // a build or an install deletes the file it replaces only under it.
     let path = shared.snapshot_dir.join(&current.file);
-    let bytes = fs::read(&path).map_err(|e| io_err("reading", &path, e))?;
-    Ok(Some(Snapshot { meta: current.meta.clone(), snapshot: Box::new(Cursor::new(bytes)) }))
+    Ok(Some(Snapshot { meta: current.meta.clone(), snapshot: Box::new(SnapshotFile::open(&path)?) }))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -466,21 +501,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    /// A new temporary file in the snapshot directory: openraft writes each
+    /// chunk into it as it arrives (seeking to the chunk's offset), so a
+    /// transfer holds no more than a chunk in memory.
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        let data = SnapshotFile::receive_into(&self.shared.snapshot_dir)
+            .await
+            .map_err(|e| storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e.into()))?;
+        Ok(Box::new(data))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotFile>) -> Result<(), StorageError> {
         let meta = meta.clone();
-        let bytes = snapshot.into_inner();
-        let signature = Some(meta.signature());
-        self.blocking(move |shared, state| install(shared, state, &meta, &bytes))
-            .await
-            .map_err(|e| storage_err(ErrorSubject::Snapshot(signature), ErrorVerb::Write, e))
+        let signature = meta.signature();
+        let err = |e| storage_err(ErrorSubject::Snapshot(Some(signature.clone())), ErrorVerb::Write, e);
+        let (file, temp) = snapshot.into_parts().await.map_err(|e| err(e.into()))?;
+        self.blocking(move |shared, state| install(shared, state, &meta, file, temp)).await.map_err(err)
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {

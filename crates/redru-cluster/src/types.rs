@@ -4,8 +4,6 @@
 //! response. A request is plain data: it is checked when applied, identically
 //! on every node, so a bad one is answered with [`Response::Rejected`], never an error.
 
-use std::io::Cursor;
-
 use serde::{Deserialize, Serialize};
 
 /// A node's identity in the cluster.
@@ -19,7 +17,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = crate::SnapshotFile,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

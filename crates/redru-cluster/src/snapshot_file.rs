@@ -31,6 +31,10 @@ pub struct SnapshotFile {
     file: tokio::fs::File,
     /// Set on a handle from `begin_receiving_snapshot`: the temporary file it writes.
     temp: Option<TempFile>,
+    /// Where the next write lands, and the end of what was written (for a
+    /// handle that receives): a seek past that end is refused, see `start_seek`.
+    pos: u64,
+    written: u64,
 }
 
 /// A temporary file being received, removed when dropped unless [`TempFile::keep`] says otherwise.
@@ -65,14 +69,14 @@ impl SnapshotFile {
     /// A new handle on the snapshot file at `path`, at offset 0, for sending.
     pub(crate) fn open(path: &Path) -> io::Result<SnapshotFile> {
         let file = fs::File::open(path).map_err(|e| io_err("opening", path, e))?;
-        Ok(SnapshotFile { file: tokio::fs::File::from_std(file), temp: None })
+        Ok(SnapshotFile { file: tokio::fs::File::from_std(file), temp: None, pos: 0, written: 0 })
     }
 
     /// A new, empty temporary file in `dir` for a snapshot being received.
     pub(crate) async fn receive_into(dir: &Path) -> io::Result<SnapshotFile> {
         let dir = dir.to_owned();
         let (file, temp) = tokio::task::spawn_blocking(move || create_temp(&dir)).await.map_err(io::Error::other)??;
-        Ok(SnapshotFile { file: tokio::fs::File::from_std(file), temp: Some(temp) })
+        Ok(SnapshotFile { file: tokio::fs::File::from_std(file), temp: Some(temp), pos: 0, written: 0 })
     }
 
     /// The file, once every write handed to it has reached the OS (an error
@@ -131,7 +135,13 @@ impl AsyncRead for SnapshotFile {
 
 impl AsyncWrite for SnapshotFile {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().file).poll_write(cx, buf)
+        let me = self.get_mut();
+        let written = Pin::new(&mut me.file).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            me.pos += n as u64;
+            me.written = me.written.max(me.pos);
+        }
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -144,11 +154,36 @@ impl AsyncWrite for SnapshotFile {
 }
 
 impl AsyncSeek for SnapshotFile {
+    /// On a handle that receives, a seek past the end of what was written is
+    /// refused: openraft seeks only back to a chunk it re-sends, so a chunk
+    /// further on is crafted, and it would leave a hole (a sparse file of
+    /// any apparent size, which the install would try to read whole).
     fn start_seek(self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
-        Pin::new(&mut self.get_mut().file).start_seek(position)
+        let me = self.get_mut();
+        // Nothing past `written` exists in the file, so its end is `written`.
+        let offset = match position {
+            io::SeekFrom::Start(offset) => Some(offset),
+            io::SeekFrom::Current(delta) => me.pos.checked_add_signed(delta),
+            io::SeekFrom::End(delta) => me.written.checked_add_signed(delta),
+        };
+        if me.temp.is_some()
+            && let Some(offset) = offset
+            && offset > me.written
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a snapshot chunk at offset {offset} leaves a gap: {} bytes were received", me.written),
+            ));
+        }
+        Pin::new(&mut me.file).start_seek(position)
     }
 
     fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        Pin::new(&mut self.get_mut().file).poll_complete(cx)
+        let me = self.get_mut();
+        let done = Pin::new(&mut me.file).poll_complete(cx);
+        if let Poll::Ready(Ok(pos)) = done {
+            me.pos = pos;
+        }
+        done
     }
 }

@@ -3,7 +3,9 @@
 //! on the snapshot file, 1 MiB at a time; the receiver writes each chunk into
 //! a temporary file in `snapshots/` that only an install keeps: dropped
 //! otherwise (a transfer abandoned or refused), it is removed, and one left
-//! by a crash is removed at the next start ([`remove_leftovers`]).
+//! by a crash is removed at the next start ([`remove_leftovers`]). A
+//! receiving handle refuses to seek past what it received, so a crafted
+//! chunk offset cannot leave a gap.
 
 use std::fs;
 use std::io;

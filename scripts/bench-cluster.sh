@@ -31,15 +31,21 @@ now_ms() { date +%s%3N; }
 # write costs (a figure the machine's load moves far less than requests/s).
 cpu_ms() { local t=0; for p in "$@"; do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat") )); done
     echo $(( t * 1000 / $(getconf CLK_TCK) )); }
+# Voluntary context switches (thread wake-ups, mostly) of the given processes' live threads so
+# far: with n, the switches each write costs (issue 15's fifth round cut them; a thread that
+# ends during a test drops out of the count, so compare runs of one build with care).
+switches() { local t=0 f v; for p in "$@"; do for f in /proc/"$p"/task/*/status; do
+        v=$(awk '/^voluntary_ctxt_switches/ {print $2}' "$f" 2>/dev/null) || v=0; t=$(( t + ${v:-0} )); done; done
+    echo "$t"; }
 rps() { redis-benchmark -p "$1" -c 50 -P "$pipeline" -t set -n "$n" -r 100000 --csv 2>/dev/null | tail -n 1 | tr -d '"' | cut -d, -f2; }
 
 # The single server.
 single_port=$(free_port)
 "$bin" --dir "$work/single" serve --port "$single_port" 2>>"$work/single.log" & single_pid=$!
 wait_port "$single_port"
-c0=$(cpu_ms "$single_pid")
+c0=$(cpu_ms "$single_pid"); s0=$(switches "$single_pid")
 single=$(rps "$single_port")
-single_cpu=$(( $(cpu_ms "$single_pid") - c0 ))
+single_cpu=$(( $(cpu_ms "$single_pid") - c0 )); single_sw=$(( $(switches "$single_pid") - s0 ))
 kill "$single_pid"; wait "$single_pid" 2>/dev/null || true
 
 # Three nodes.
@@ -63,20 +69,21 @@ leader=$(leader_of)
 # The leader's last log index: entries per test, so writes per entry (the group size).
 last_index() { redis-cli -p "${port[$leader]}" INFO replication | tr -d '\r' |
     awk -F: '/^redru_last_log_index:/ {print $2}'; }
-c0=$(cpu_ms "${pid[@]}"); i0=$(last_index)
+c0=$(cpu_ms "${pid[@]}"); s0=$(switches "${pid[@]}"); i0=$(last_index)
 via_leader=$(rps "${port[$leader]}")
-c1=$(cpu_ms "${pid[@]}"); i1=$(last_index)
+c1=$(cpu_ms "${pid[@]}"); s1=$(switches "${pid[@]}"); i1=$(last_index)
 follower=$(( leader % 3 + 1 ))
 via_follower=$(rps "${port[$follower]}")
-c2=$(cpu_ms "${pid[@]}"); i2=$(last_index)
+c2=$(cpu_ms "${pid[@]}"); s2=$(switches "${pid[@]}"); i2=$(last_index)
 
-echo "| load | requests/s | ratio to one server | CPU per write (all nodes) | writes per Raft entry |"
-echo "|---|---|---|---|---|"
+echo "| load | requests/s | ratio to one server | CPU per write (all nodes) | writes per Raft entry | voluntary switches per write |"
+echo "|---|---|---|---|---|---|"
 awk -v s="$single" -v l="$via_leader" -v f="$via_follower" -v n="$n" -v sc="$single_cpu" \
-    -v lc=$(( c1 - c0 )) -v fc=$(( c2 - c1 )) -v le=$(( i1 - i0 )) -v fe=$(( i2 - i1 )) 'BEGIN {
-    printf "| one `redru serve` (appendfsync always) | %s | 1.00 | %.0f us | |\n", s, sc * 1000 / n
-    printf "| three nodes, through the leader | %s | %.2f | %.0f us | %.1f |\n", l, l / s, lc * 1000 / n, n / (le > 0 ? le : 1)
-    printf "| three nodes, through a follower (forwarded) | %s | %.2f | %.0f us | %.1f |\n", f, f / s, fc * 1000 / n, n / (fe > 0 ? fe : 1) }'
+    -v lc=$(( c1 - c0 )) -v fc=$(( c2 - c1 )) -v le=$(( i1 - i0 )) -v fe=$(( i2 - i1 )) \
+    -v ss="$single_sw" -v ls=$(( s1 - s0 )) -v fs=$(( s2 - s1 )) 'BEGIN {
+    printf "| one `redru serve` (appendfsync always) | %s | 1.00 | %.0f us | | %.2f |\n", s, sc * 1000 / n, ss / n
+    printf "| three nodes, through the leader | %s | %.2f | %.0f us | %.1f | %.2f |\n", l, l / s, lc * 1000 / n, n / (le > 0 ? le : 1), ls / n
+    printf "| three nodes, through a follower (forwarded) | %s | %.2f | %.0f us | %.1f | %.2f |\n", f, f / s, fc * 1000 / n, n / (fe > 0 ? fe : 1), fs / n }'
 
 # Failovers.
 times=()

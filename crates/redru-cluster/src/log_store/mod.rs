@@ -1,14 +1,14 @@
 //! The Raft log on disk: checksummed JSON lines (`codec`) in segment files
 //! named by their first index, plus one state file (vote, committed id, last
 //! purged id) replaced atomically. Invariants: the entries in memory are
-//! those on disk above the last purged id plus those queued for the writer
-//! thread, contiguous; an append is reported flushed only after the writer's
-//! fsync, which appends queued meanwhile share; after a failed write the log
-//! refuses writes until reopened. docs/cluster.md draws the format.
+//! those on disk above the last purged id plus those queued for the next
+//! write round, contiguous; an append is reported flushed only after the
+//! round's fsync, which appends queued meanwhile share; after a failed write
+//! the log refuses writes until reopened. docs/cluster.md draws the format.
 //!
 //! This module owns the handle, its one lock and the poisoning rule;
 //! [`segments`] the segment files (load, append, truncate, purge),
-//! [`writer`] the thread that writes and fsyncs queued appends,
+//! [`writer`] the round that writes and fsyncs queued appends,
 //! [`state_file`] the vote/committed/purged file and the directory lock,
 //! [`raft`] openraft's storage traits on top.
 
@@ -24,19 +24,17 @@ use std::fmt::Debug;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::LogFlushed;
 use openraft::{ErrorSubject, ErrorVerb};
 
 use crate::error::Error;
-use crate::files::{self, io_err};
+use crate::files;
 use crate::types::{Entry, LogId, StorageError, TypeConfig};
 use segments::{Segment, list_segments, load_segment};
 use state_file::{LogStateFile, lock_dir, read_state, write_state};
-use writer::{Chunk, write_loop};
+use writer::{Chunk, OpenSegment};
 
 /// A segment grows to about this size before the next append starts a new one
 /// (purge deletes whole segments, so smaller segments free space sooner).
@@ -49,14 +47,15 @@ struct Inner {
     /// Where each entry's line starts: (segment's first index, byte offset).
     places: BTreeMap<u64, (u64, u64)>,
     segments: BTreeMap<u64, Segment>,
-    /// Lines appended but not yet written, in order, for the writer thread.
+    /// Lines appended but not yet written, in order, for the next write round.
     queue: Vec<Chunk>,
     /// The callbacks of the queued appends, called after their fsync.
     waiting: Vec<LogFlushed<TypeConfig>>,
-    /// Whether the writer is writing a batch it took from the queue.
-    in_flight: bool,
-    /// How many write-and-fsync rounds the writer has done.
+    /// How many write-and-fsync rounds have been done.
     rounds: u64,
+    /// Bumped by every truncate and purge: a segment a write round holds
+    /// open from before may have been cut or removed.
+    file_generation: u64,
     poisoned: bool,
     /// [`SEGMENT_BYTES`], smaller in tests.
     segment_bytes: u64,
@@ -77,30 +76,14 @@ impl Debug for Inner {
 #[derive(Debug)]
 struct Shared {
     inner: Mutex<Inner>,
-    /// Signalled whenever the writer finishes a batch.
-    idle: Condvar,
     /// Serializes the read-modify-write of the state file, which happens
     /// outside `inner`'s lock (taken before `inner`, never after).
     state_io: Mutex<()>,
-    /// The log directory's lock, released when the last handle and the writer are gone.
+    /// Serializes write rounds, and truncate and purge with them; holds the
+    /// segment being appended to (taken after `state_io`, before `inner`).
+    write_io: Mutex<OpenSegment>,
+    /// The log directory's lock, released when the last handle is gone.
     _lock: File,
-}
-
-/// The writer thread: woken through `wake`; dropping the last handle closes
-/// the channel, and the thread writes what is left, then ends (joined here).
-#[derive(Debug)]
-struct Writer {
-    wake: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        drop(self.wake.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// The Raft log storage of one node (cheap to clone: clones share the log,
@@ -108,7 +91,6 @@ impl Drop for Writer {
 #[derive(Clone, Debug)]
 pub struct LogStore {
     shared: Arc<Shared>,
-    writer: Arc<Writer>,
 }
 
 impl LogStore {
@@ -132,8 +114,8 @@ impl LogStore {
             segments: BTreeMap::new(),
             queue: Vec::new(),
             waiting: Vec::new(),
-            in_flight: false,
             rounds: 0,
+            file_generation: 0,
             poisoned: false,
             segment_bytes: SEGMENT_BYTES,
         };
@@ -143,26 +125,22 @@ impl LogStore {
         }
         inner.drop_purged();
         inner.check_contiguous()?;
-        let shared =
-            Arc::new(Shared { inner: Mutex::new(inner), idle: Condvar::new(), state_io: Mutex::new(()), _lock: lock });
-        let (wake, woken) = mpsc::channel();
-        let for_thread = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("redru-raft-log".to_owned())
-            .spawn(move || write_loop(&for_thread, &woken))
-            .map_err(|e| io_err("starting the raft log writer for", dir, e))?;
-        Ok(LogStore { shared, writer: Arc::new(Writer { wake: Some(wake), thread: Some(thread) }) })
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(inner),
+            state_io: Mutex::new(()),
+            write_io: Mutex::new(OpenSegment::default()),
+            _lock: lock,
+        });
+        Ok(LogStore { shared })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.shared.lock()
     }
 
-    fn wake_writer(&self) {
-        if let Some(wake) = &self.writer.wake {
-            // The thread ends only once every handle is gone: it is there.
-            let _ = wake.send(());
-        }
+    /// Writes and fsyncs what is queued, on this thread ([`writer::write_round`]).
+    fn write_queued(&self) {
+        writer::write_round(&self.shared);
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
@@ -173,7 +151,18 @@ impl LogStore {
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
             let _state_io = store.shared.state_io.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut store.shared.wait_idle())
+            let mut open = store.shared.write_io.lock().unwrap_or_else(|p| p.into_inner());
+            // Truncate and purge work on whole files: every queued append is
+            // written first. An append queued meanwhile waits for `write_io`,
+            // so it is written here too.
+            let mut inner = loop {
+                writer::write_locked(&store.shared, &mut open);
+                let inner = store.shared.lock();
+                if inner.queue.is_empty() {
+                    break inner;
+                }
+            };
+            f(&mut inner)
         })
         .await
         .map_err(|e| Error::Io(io::Error::other(format!("a raft log task failed: {e}"))))?
@@ -214,16 +203,6 @@ impl Shared {
         // A panic while holding the lock cannot leave the log half-updated in
         // a way later calls depend on: writes poison `Inner` explicitly first.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The lock, once every queued append is written: truncate, purge and the
-    /// state file work on files the writer no longer touches.
-    fn wait_idle(&self) -> MutexGuard<'_, Inner> {
-        let mut inner = self.lock();
-        while inner.in_flight || !inner.queue.is_empty() {
-            inner = self.idle.wait(inner).unwrap_or_else(|p| p.into_inner());
-        }
-        inner
     }
 }
 

@@ -143,7 +143,7 @@ impl Inner {
 
     /// The segment an entry with `index` goes to: the last one if it ends
     /// right before `index` and has room, else a new one named `index`
-    /// (`true`: the writer creates it, after syncing the previous one).
+    /// (`true`: the write round creates it, after syncing the previous one).
     pub(super) fn segment_for(&mut self, index: u64) -> (u64, bool) {
         if let Some((&first, seg)) = self.segments.last_key_value()
             && seg.last.map_or(first == index, |l| l + 1 == index)
@@ -155,7 +155,7 @@ impl Inner {
         (index, true)
     }
 
-    /// Queues the entries' lines for the writer; they are readable at once.
+    /// Queues the entries' lines for the next write round; they are readable at once.
     pub(super) fn append(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
         for entry in entries {
             let index = entry.log_id.index;
@@ -186,6 +186,7 @@ impl Inner {
     /// Removes the entries from `index` on: later segments go, the one
     /// holding `index` is cut at that entry's line.
     pub(super) fn truncate(&mut self, index: u64) -> Result<(), Error> {
+        self.file_generation += 1;
         let doomed: Vec<u64> = self.segments.range(index..).map(|(&f, _)| f).collect();
         for first in doomed.into_iter().rev() {
             let path = files::segment_path(&self.dir, first);
@@ -213,6 +214,7 @@ impl Inner {
     /// Forgets the entries up to `log_id`: the state file first (so a crash
     /// never resurrects them), then whole segments that hold nothing newer.
     pub(super) fn purge(&mut self, log_id: LogId) -> Result<(), Error> {
+        self.file_generation += 1;
         let state = LogStateFile { last_purged: Some(log_id), ..self.state.clone() };
         self.save_state(state)?;
         self.drop_purged();

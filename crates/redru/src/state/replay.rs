@@ -8,6 +8,7 @@
 //! (the property test below compares both on random logs).
 
 use crate::state::change::{BatchOp, Record, Seq};
+use crate::state::key::Key;
 use crate::state::map::{Map, SHARDS, ShardWrite};
 use crate::state::store::State;
 
@@ -133,9 +134,9 @@ impl<'a> Replay<'a> {
     }
 
     /// Queues the write `make` builds for `key`, in its shard's list.
-    fn queue(&mut self, key: String, make: impl FnOnce(String) -> ShardWrite) {
+    fn queue(&mut self, key: String, make: impl FnOnce(Key) -> ShardWrite) {
         let shard = Map::shard_of(&key);
-        self.writes[shard].push(make(key));
+        self.writes[shard].push(make(Key::from(key)));
         self.queued += 1;
     }
 
@@ -148,9 +149,9 @@ impl<'a> Replay<'a> {
             return Ok(());
         }
         let threads = if self.queued >= self.parallel_at { self.threads } else { 1 };
-        let writes = std::mem::replace(&mut self.writes, (0..SHARDS).map(|_| Vec::new()).collect());
         self.queued = 0;
-        for (key, before, after) in self.state.map.apply_writes(writes, threads).ok_or(ReplayFailed)? {
+        // The lists keep their capacity: a flush allocates nothing new.
+        for (key, before, after) in self.state.map.apply_writes(&mut self.writes, threads).ok_or(ReplayFailed)? {
             self.state.track(&key, before, after);
         }
         Ok(())

@@ -27,7 +27,7 @@ pub(crate) fn trim() {
 /// While one is alive, glibc grows its heaps 32 MiB at a time instead of
 /// 128 KiB: a log replay's threads allocate ~50 MB of values and tables in
 /// their own arenas, which glibc grew with about 7,000 `mprotect` calls per
-/// open of 200,000 keys; with the larger steps the replay took 0.90 x the
+/// open of 200,000 keys; with the larger steps the open took 0.91 x the
 /// time (docs/benchmarks.md, round three). Resident memory does not grow:
 /// the step is address space, and the open's `trim` returns what is unused.
 /// glibc's own default (128 KiB) is back once the last guard is dropped; a

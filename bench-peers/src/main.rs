@@ -307,7 +307,11 @@ fn main() -> BoxResult<()> {
         );
     }
     common::report(&cfg, "redru beside its peers", &t, json!({"threads": threads, "stores": peers}))?;
-    let _ = std::fs::remove_dir_all(&cfg.dir);
+    // REDRU_BENCH_KEEP: leave the stores' directories, to open them again
+    // alone (docs/benchmarks.md, round three).
+    if std::env::var_os("REDRU_BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&cfg.dir);
+    }
     Ok(())
 }
 

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::options::{Durability, Options};
 use crate::progress::Observer;
+use crate::state::replay::Replay;
 use crate::state::store::{State, Undo};
 use crate::storage::files::{BACKUP_DIR, LOCK_NAME, is_backup_temp};
 use crate::storage::log::{self, Wal, Writer};
@@ -511,6 +512,8 @@ fn load(
     observer: Option<&Observer>,
     report: &mut RecoveryReport,
 ) -> Result<(State, SnapMeta, log::LogScan)> {
+    // Until the state is built (dropped on every return).
+    let _steps = heap::LargeSteps::new();
     let snap_path = dir.join(snapshot::FILE_NAME);
     let (mut state, meta) = if vfs.exists(&snap_path).map_err(|e| Error::io("checking", &snap_path, e))? {
         let (state, info) = snapshot::load(vfs, &snap_path, observer)?;
@@ -535,10 +538,18 @@ fn load(
     let snapshot_seq = state.seq;
     // Shards the snapshot left empty get their key order sorted once at the end.
     state.map.defer_orders();
+    // The records' writes are applied per shard on every core (`Replay`);
+    // the log is still read and checked in order on this thread.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let mut replay = Replay::new(&mut state, threads);
+    let mut failed = false;
     let scan = log::read_log(vfs, dir, snapshot_seq, observer, |seq, record| {
-        state.apply(seq, &record);
+        failed |= !failed && replay.push(seq, record).is_err();
     })?;
-    state.map.build_orders();
+    if failed || replay.finish().is_err() {
+        let why = std::io::Error::other("a thread replaying the log stopped (panicked); nothing was changed");
+        return Err(Error::io("replaying the log in", dir, why));
+    }
     // The parse threads' arenas keep the freed buffers of the load resident
     // (about 5 MiB of 48 at 200,000 keys): give them back once, here.
     heap::trim();

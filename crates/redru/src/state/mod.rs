@@ -3,7 +3,8 @@
 //! the change records the log replays ([`change`]), the conditions of
 //! conditional writes ([`precondition`]), the sharded map ([`map`], its keys
 //! in order in [`key_order`]), the state that applies records to it with its
-//! indexes ([`store`], [`index`]) and queries over them ([`query`]).
+//! indexes ([`store`], [`index`]), a log's replay on every core
+//! ([`replay`]) and queries over them ([`query`]).
 //!
 //! The lowest layer: it names nothing of storage, tools or the handle.
 
@@ -19,4 +20,5 @@ pub mod map;
 pub mod planted;
 pub mod precondition;
 pub mod query;
+pub mod replay;
 pub mod store;

@@ -459,7 +459,7 @@ impl State {
 
     /// Keeps the deadline index exact when `key`'s deadline goes from
     /// `before` to `after` (0: none). Free for keys that never expire.
-    fn track(&mut self, key: &Key, before: u64, after: u64) {
+    pub(crate) fn track(&mut self, key: &Key, before: u64, after: u64) {
         if before == after {
             return;
         }

@@ -512,8 +512,6 @@ fn load(
     observer: Option<&Observer>,
     report: &mut RecoveryReport,
 ) -> Result<(State, SnapMeta, log::LogScan)> {
-    // Until the state is built (dropped on every return).
-    let _steps = heap::LargeSteps::new();
     let snap_path = dir.join(snapshot::FILE_NAME);
     let (mut state, meta) = if vfs.exists(&snap_path).map_err(|e| Error::io("checking", &snap_path, e))? {
         let (state, info) = snapshot::load(vfs, &snap_path, observer)?;

@@ -298,9 +298,9 @@ impl Db {
         let mut live = scan.live;
         // Append to the last segment if it continues at `last + 1`; otherwise
         // (no log yet, or a log that ends before the snapshot) start a new one.
-        let current = if scan.log_next == Some(last.next()) { live.pop().map(|(s, _)| s) } else { None };
-        let current = match current {
-            Some(segment) => segment,
+        let current = if scan.log_next == Some(last.next()) { live.pop() } else { None };
+        let (current, data_end) = match current {
+            Some((segment, end)) => (segment, Some(end)),
             None => {
                 let first = last.next();
                 let segment = log::Segment { path: dir.join(log::segment_name(first)), first };
@@ -308,14 +308,16 @@ impl Db {
                     let prev = live.last().map(|(s, _)| s.first);
                     log::create_segment(&*vfs, &dir, first, prev)?;
                 }
-                segment
+                // Where its data ends, if it was read (else it was just made).
+                let end = live.iter().find(|(s, _)| s.first == first).map(|(_, end)| *end);
+                (segment, end)
             }
         };
         // Always, not only after creating or removing: the segment we append to
         // may come from a run whose directory sync failed, so its entry may be
         // only in the cache; nothing may be acknowledged in it before this.
         vfs.sync_dir(&dir).map_err(|e| Error::io("syncing directory", &dir, e))?;
-        let mut writer = Writer::open(Arc::clone(&vfs), &dir, current, live, last)?;
+        let mut writer = Writer::open(Arc::clone(&vfs), &dir, current, data_end, live, last)?;
         if options.durability == Durability::Buffered {
             writer = writer.buffered(options.buffer_bytes);
         }
@@ -360,7 +362,7 @@ impl Db {
         };
         let last = state.seq;
         let next = log::Segment { path: dir.join(log::segment_name(last.next())), first: last.next() };
-        let writer = Writer::open(Arc::clone(&vfs), &dir, next, Vec::new(), last)?;
+        let writer = Writer::open(Arc::clone(&vfs), &dir, next, None, Vec::new(), last)?;
         state.seq = last;
         report.millis = started.elapsed().as_millis() as u64;
         // Nothing is written, so nothing is flushed, synced or compacted.

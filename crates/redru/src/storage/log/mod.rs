@@ -14,8 +14,9 @@
 //!
 //! Laid out as fjall's journal: `segment` (which files), `reader` (one
 //! segment's records and the torn-tail rule), `recovery` (the whole log at
-//! open, cutting a torn tail), `writer` (appending, rotation) and
-//! `group_commit` (shared fsyncs, poisoning); for the change feed, `watch`
+//! open, cutting a torn tail), `writer` (appending, rotation), `zeros` (the
+//! open segment's preallocated zeros) and `group_commit` (shared fsyncs,
+//! poisoning); for the change feed, `watch`
 //! (the durable point, published) and `follow` (reading from a sequence
 //! number while the log is written).
 
@@ -28,6 +29,7 @@ mod segment;
 mod tests;
 mod watch;
 mod writer;
+mod zeros;
 
 // The log's whole interface; some of it only the whitebox tests use.
 pub use follow::{Followed, Follower};

@@ -370,8 +370,9 @@ fn set_line(seq: u64, key: &str, value: serde_json::Value) -> Vec<u8> {
 /// Appending at the gap must never put them back in line: here the new
 /// record 4 fills the gap exactly, so without the open's cut of everything
 /// after the data the stale records 5 and 6 would follow it as valid ones.
-/// (Checked: with the cut in `read_log` and `Writer::open` removed, this
-/// fails at preallocation 0, showing `ghost`.)
+/// (Checked: with the open's cut removed, `stale_after_data` and the
+/// truncation in `Writer::open`, this fails at preallocation 0: records 5
+/// and 6 come back.)
 #[test]
 fn stale_records_after_a_zero_gap_never_come_back() -> Result<(), Box<dyn std::error::Error>> {
     for chunk in [0, sim::SIM_PREALLOCATION] {

@@ -629,6 +629,25 @@ impl SimFs {
         Ok(())
     }
 
+    /// Writes `bytes` durably where a log segment's next record would go:
+    /// after its data, over its preallocated zeros (the first zero byte
+    /// where a line would start, after the first line), else at the end
+    /// (a torn write the test injects).
+    pub fn tear_durable(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut s = self.lock();
+        let ino = s.lookup_file(path)?;
+        if let Some(inode) = s.inodes.get_mut(&ino) {
+            let content = &inode.current;
+            let mut at = content.iter().position(|&b| b == b'\n').map_or(content.len(), |nl| nl + 1);
+            while at < content.len() && content[at] != 0 {
+                at = content[at..].iter().position(|&b| b == b'\n').map_or(content.len(), |nl| at + nl + 1);
+            }
+            write_at(&mut inode.current, at as u64, bytes, None);
+            write_at(&mut inode.durable, at as u64, bytes, None);
+        }
+        Ok(())
+    }
+
     /// Replaces the content of `path` durably (damage from outside).
     pub fn overwrite(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut s = self.lock();

@@ -282,7 +282,13 @@ impl Db {
         for (segment, offset, next) in &scan.torn_seals {
             log::complete_seal(&*vfs, segment, *offset, *next)?;
         }
-        if let Some(torn) = &scan.torn {
+        // Records a crash left after the zeros that end the data: set aside
+        // like a torn tail before anything is appended (a view ignores them).
+        let stale = match (&scan.torn, scan.live.last(), scan.log_next) {
+            (None, Some((segment, end)), Some(next)) => log::stale_after_data(&*vfs, segment, *end, Seq(next.0 - 1))?,
+            _ => None,
+        };
+        if let Some(torn) = scan.torn.as_ref().or(stale.as_ref()) {
             let side_file = log::cut_torn_tail(&*vfs, &dir, torn)?;
             report.torn_tail = Some(TornTail {
                 segment: torn.segment.path.clone(),

@@ -88,6 +88,12 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn VFile>>;
     /// Reads a whole file (`ErrorKind::IsADirectory` if `path` is a directory).
     fn read(&self, path: &Path) -> io::Result<FileBytes>;
+    /// Reads a whole file into memory, never mapping it: for a reader beside
+    /// a writer in another process, which may cut the file meanwhile (a
+    /// mapped page cut away faults the reader).
+    fn read_copy(&self, path: &Path) -> io::Result<FileBytes> {
+        self.read(path)
+    }
     /// Renames `from` to `to`, replacing `to` atomically.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
@@ -209,8 +215,12 @@ impl Vfs for ReadOnlyFs {
     fn create_new(&self, _: &Path) -> io::Result<Box<dyn VFile>> {
         Err(read_only_error())
     }
+    /// Segments are copied, not mapped: the writer (in another process)
+    /// cuts the open segment's preallocated zeros when it closes, and after
+    /// a crash its open cuts what follows the data.
     fn read(&self, path: &Path) -> io::Result<FileBytes> {
-        self.0.read(path)
+        let segment = path.file_name().and_then(|n| n.to_str()).and_then(crate::storage::files::parse_segment_name);
+        if segment.is_some() { self.0.read_copy(path) } else { self.0.read(path) }
     }
     fn rename(&self, _: &Path, _: &Path) -> io::Result<()> {
         Err(read_only_error())
@@ -353,6 +363,13 @@ impl Vfs for StdFs {
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::Mmap::map(&file)? };
         Ok(Box::new(map))
+    }
+
+    fn read_copy(&self, path: &Path) -> io::Result<FileBytes> {
+        if std::fs::metadata(path)?.is_dir() {
+            return Err(io::Error::from(io::ErrorKind::IsADirectory));
+        }
+        Ok(Box::new(std::fs::read(path)?))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

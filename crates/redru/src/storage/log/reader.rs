@@ -110,7 +110,9 @@ pub fn scan(
     let mut header = None;
     // Checksums and JSON parsing are most of a replay: on a large segment
     // they run on every core first; the checks below stay in log order.
-    let mut predecoded = (bytes.len() >= PARALLEL_DECODE_BYTES).then(|| decode_lines(bytes).into_iter());
+    // Only the data: the open segment's preallocated zeros hold no line.
+    let data = memchr::memmem::find(bytes, b"\n\0").map_or(bytes, |nl| &bytes[..=nl]);
+    let mut predecoded = (data.len() >= PARALLEL_DECODE_BYTES).then(|| decode_lines(data).into_iter());
     while offset < bytes.len() {
         let rest = &bytes[offset..];
         if last && line > 0 && rest[0] == 0 {
@@ -167,14 +169,16 @@ pub fn scan(
                         "the seal says the log continues at record {next}, but the segment ends before record {expected}"
                     ));
                 }
-                if offset + text.len() + 1 != bytes.len() {
-                    // Nothing is ever appended to a sealed segment.
+                let end = offset + text.len() + 1;
+                if bytes[end..].iter().any(|&b| b != 0) {
+                    // Nothing is ever written to a sealed segment; the zeros
+                    // after a seal are what its preallocation left.
                     return damage(format!(
                         "{} bytes after the seal (nothing is written to a segment once sealed)",
-                        bytes.len() - offset - text.len() - 1
+                        bytes.len() - end
                     ));
                 }
-                let end = bytes.len() as u64;
+                let end = end as u64;
                 return Ok(Ok(Scanned { tail: Tail::Sealed { offset: offset as u64 }, next: expected, header, end }));
             }
             Err(why) => {

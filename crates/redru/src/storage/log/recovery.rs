@@ -193,23 +193,6 @@ pub fn read_log(
                     emptied: false,
                 });
             }
-            Tail::Clean if successor.is_none() && after_zeros(&bytes[scanned.end as usize..]) => {
-                // Records after the zeros that end the data: never
-                // acknowledged if pages reached the disk in order (an fsync
-                // covers all before it), so damage or out-of-order writeback.
-                // Not replayed; kept aside and cut like a torn tail, so that
-                // appending at the data's end never puts them back in line.
-                let offset = scanned.end;
-                out.torn = Some(TornFound {
-                    segment: segment.clone(),
-                    offset,
-                    line: bytes[..offset as usize].iter().filter(|&&b| b == b'\n').count() as u64 + 1,
-                    reason: "valid lines after the zeros that end the data (written out of order, or damage)".into(),
-                    bytes: torn_bytes(&bytes[offset as usize..]).to_vec(),
-                    after: Seq(next.0 - 1),
-                });
-                offset
-            }
             Tail::Sealed { .. } | Tail::Clean => scanned.end,
         };
         sealed_before = sealed;
@@ -224,9 +207,34 @@ pub fn read_log(
     Ok(out)
 }
 
+/// What a writing open must set aside before it appends to `segment`, whose
+/// data ends at `end` after record `after`: valid lines after the zeros that
+/// end the data. Never acknowledged if the disk wrote its pages in order (an
+/// fsync covering one covers everything before it), so written out of order
+/// by a crash, or damage: not replayed (a read-only open ignores them), but
+/// kept aside and cut like a torn tail, so that appending at the data's end
+/// never puts them back in line.
+pub fn stale_after_data(vfs: &dyn Vfs, segment: &Segment, end: u64, after: Seq) -> Result<Option<TornFound>> {
+    let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
+    let Some(rest) = bytes.get(end as usize..).filter(|rest| after_zeros(rest)) else { return Ok(None) };
+    Ok(Some(TornFound {
+        segment: segment.clone(),
+        offset: end,
+        line: memchr::memchr_iter(b'\n', &bytes[..end as usize]).count() as u64 + 1,
+        reason: "valid lines after the zeros that end the data (written out of order, or damage)".into(),
+        bytes: torn_bytes(rest).to_vec(),
+        after,
+    }))
+}
+
 /// Whether the bytes after the zeros that end the last segment's data hold
 /// a complete valid line (a record, or a marker).
-fn after_zeros(rest: &[u8]) -> bool {
+pub fn after_zeros(rest: &[u8]) -> bool {
+    // A valid line ends in a newline; zeros hold none (the common case: a
+    // fast search through megabytes of them).
+    if memchr::memchr(b'\n', rest).is_none() {
+        return false;
+    }
     let from = rest.iter().position(|&b| b != 0).unwrap_or(rest.len());
     // The first line after the zeros may start mid-line: look from a newline before it too.
     super::reader::any_valid_line(&rest[from.saturating_sub(1)..])

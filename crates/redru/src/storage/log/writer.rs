@@ -53,12 +53,12 @@ impl Writer {
     /// `data_end` is where its data ends, as the scan found it (`None`: at
     /// the file's end, a segment just created).
     ///
-    /// Whatever lies after the data (preallocated zeros, and after a crash
-    /// maybe bytes of unacknowledged records that reached the disk before
-    /// the zeros before them did) is cut, synced, before anything is
-    /// appended: appending at the data's end while such a stale record
-    /// stays further on would let a later crash leave it right after new
-    /// records, as a write that was never acknowledged.
+    /// Whatever lies after the data, unless it is only zeros (preallocated:
+    /// kept), is cut, synced, before anything is appended: after a crash it
+    /// may hold bytes of unacknowledged records that reached the disk before
+    /// the zeros before them did, and appending at the data's end while such
+    /// a stale record stays further on would let a later crash leave it
+    /// right after new records, as a write that was never acknowledged.
     pub fn open(
         vfs: Arc<dyn Vfs>,
         dir: &Path,
@@ -71,12 +71,21 @@ impl Writer {
             Arc::from(vfs.open_append(&segment.path).map_err(|e| Error::io("opening", &segment.path, e))?);
         let len = file.len().map_err(|e| Error::io("reading the size of", &segment.path, e))?;
         let segment_bytes = data_end.map_or(len, |end| end.min(len));
+        // Zeros only (what a preallocation left): kept, the writer goes on
+        // over them. Anything else: cut, synced.
+        let mut zeroed = len;
         if segment_bytes < len {
-            file.truncate(segment_bytes)
-                .and_then(|()| file.sync())
-                .map_err(|e| Error::io("cutting what follows the data of", &segment.path, e))?;
+            let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
+            let junk = bytes.get(segment_bytes as usize..).is_none_or(|after| after.iter().any(|&b| b != 0));
+            drop(bytes);
+            if junk {
+                file.truncate(segment_bytes)
+                    .and_then(|()| file.sync())
+                    .map_err(|e| Error::io("cutting what follows the data of", &segment.path, e))?;
+                zeroed = segment_bytes;
+            }
         }
-        let zeros = Zeros::start(&vfs, &segment.path, segment_bytes);
+        let zeros = Zeros::start(&vfs, &segment.path, segment_bytes, zeroed);
         if let Some(why) = zeros.as_ref().and_then(Zeros::sync_failure) {
             return Err(Error::io("syncing", &segment.path, std::io::Error::other(why)));
         }
@@ -159,8 +168,11 @@ impl Writer {
         }
         let len = self.buf.len() as u64;
         let end = self.segment_bytes + len;
-        if let Some(zeros) = &self.zeros {
-            zeros.before_write(end);
+        if let Some(why) = self.zeros.as_ref().and_then(|zeros| zeros.reserve(end)) {
+            // An inline extension's fsync failed on this file: fail this
+            // write before it is made (the caller poisons the log).
+            self.buf.clear();
+            return Err(Error::io("syncing", &self.segment.path, std::io::Error::other(why)));
         }
         let written = self.file.write_at(self.segment_bytes, &self.buf);
         self.buf.clear();
@@ -176,13 +188,6 @@ impl Writer {
             return Err(Error::io("appending to", &self.segment.path, e));
         }
         self.segment_bytes = end;
-        if let Some(why) = self.zeros.as_ref().and_then(|zeros| zeros.after_write(end)) {
-            // The extension's fsync failed on this file: the records not yet
-            // synced may be lost as well. Cut them, as after any failed
-            // fsync (the caller poisons the log): none was acknowledged.
-            self.cut_unsynced();
-            return Err(Error::io("syncing", &self.segment.path, std::io::Error::other(why)));
-        }
         Ok(())
     }
 
@@ -224,23 +229,16 @@ impl Writer {
     }
 
     /// Appends to the segment just created (durable, header first) from now
-    /// on; the open one joins the older ones, cut to its data (its
-    /// preallocated zeros dropped, synced: an older segment looks as it
-    /// always did) and sealed if `seal`.
+    /// on; the open one joins the older ones, sealed if `seal` (the seal
+    /// written in place at its data's end: the zeros after it stay, since
+    /// a reader in another process may have the file mapped, and cutting
+    /// mapped pages would fault it; see docs/design.md).
     fn continue_in(&mut self, created: (Segment, Box<dyn VFile>, u64), seal: bool) -> Result<()> {
         let (next, file, header) = created;
         let first = next.first;
         if let Some(zeros) = &self.zeros {
+            // No extension may write past the data while the seal does.
             zeros.pause();
-            // The data is synced: a crash before this cut is durable leaves
-            // zeros after it, which open reads as a torn seal and completes.
-            let len = self.file.len().map_err(|e| Error::io("reading the size of", &self.segment.path, e))?;
-            if len > self.segment_bytes {
-                self.file
-                    .truncate(self.segment_bytes)
-                    .and_then(|()| if self.skip_sync { Ok(()) } else { self.file.sync() })
-                    .map_err(|e| Error::io("cutting the preallocated zeros of", &self.segment.path, e))?;
-            }
         }
         if seal {
             let line = record::marker_line(Marker::Seal { next: first });
@@ -262,7 +260,7 @@ impl Writer {
         self.file = Arc::from(file);
         self.segment_bytes = header;
         self.synced_bytes = header;
-        if let Some(why) = self.zeros.as_ref().and_then(|zeros| zeros.switch(&self.segment.path, header)) {
+        if let Some(why) = self.zeros.as_ref().and_then(|zeros| zeros.switch(&self.segment.path, header, header)) {
             return Err(Error::io("syncing", &self.segment.path, std::io::Error::other(why)));
         }
         Ok(())
@@ -330,9 +328,12 @@ impl Writer {
 }
 
 impl Drop for Writer {
-    /// Stops the extensions and cuts the open segment to its data (best
-    /// effort): a directory closed cleanly holds no preallocated zeros, so
-    /// older builds, backups and copies see a log as it always was.
+    /// Stops the extensions and cuts the open segment's zeros (best effort,
+    /// not synced: zeros that come back after a power loss are harmless), so
+    /// that a directory closed cleanly looks as it always did (to older
+    /// builds, copies and tests). Safe beside readers: a read-only handle
+    /// copies segments instead of mapping them, and the change feed reads
+    /// nothing past the durable records.
     fn drop(&mut self) {
         let Some(zeros) = self.zeros.take() else { return };
         // Joins the extension thread first: nothing may write zeros after the cut.

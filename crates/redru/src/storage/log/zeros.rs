@@ -53,8 +53,9 @@ struct State {
 
 impl Zeros {
     /// Starts preallocating the segment at `path`, whose data ends at
-    /// `end`; `None` when the file system preallocates nothing.
-    pub fn start(vfs: &Arc<dyn Vfs>, path: &Path, end: u64) -> Option<Zeros> {
+    /// `end`, followed by zeros up to `zeroed`; `None` when the file system
+    /// preallocates nothing.
+    pub fn start(vfs: &Arc<dyn Vfs>, path: &Path, end: u64, zeroed: u64) -> Option<Zeros> {
         let Preallocation { chunk, background } = vfs.preallocation();
         if chunk == 0 {
             return None;
@@ -81,32 +82,26 @@ impl Zeros {
         };
         let zeros = Zeros { shared, thread };
         // A failed fsync here is kept (sticky): the writer's first sync fails.
-        let _ = zeros.switch(path, end);
+        let _ = zeros.switch(path, end, zeroed.max(end));
         Some(zeros)
     }
 
     /// Called before the writer writes up to `end`: waits while an
-    /// extension writes where the write would go, then counts the write's
-    /// bytes as taken.
-    pub fn before_write(&self, end: u64) {
+    /// extension writes where the write would go, counts the write's bytes
+    /// as taken, and asks for the next chunk once less than one is left, so
+    /// that a writer has a whole chunk to fill while an extension runs
+    /// before it could catch up with it (8 MiB of zeros and their fsync took
+    /// 75-190 ms on the benchmarks' disk). Extending inline (no thread), it
+    /// extends before the write and returns why the extension's fsync
+    /// failed, if it did: the write must then fail, before it is made.
+    #[must_use]
+    pub fn reserve(&self, end: u64) -> Option<String> {
         let mut state = self.shared.lock();
         while state.busy && end > state.ready && self.thread.is_some() {
             state = self.shared.wait(state);
         }
         state.ready = state.ready.max(end);
-    }
-
-    /// Called after the writer wrote up to `end`: asks for the next chunk
-    /// once less than half of one is left. Extending inline (no thread),
-    /// returns why its fsync failed, if it did: the writer must fail too.
-    #[must_use]
-    pub fn after_write(&self, end: u64) -> Option<String> {
-        let mut state = self.shared.lock();
-        if state.busy
-            || state.paused
-            || state.file.is_none()
-            || state.ready.saturating_sub(end) >= self.shared.chunk / 2
-        {
+        if state.busy || state.paused || state.file.is_none() || state.ready - end >= self.shared.chunk {
             return None;
         }
         state.busy = true;
@@ -130,19 +125,20 @@ impl Zeros {
     }
 
     /// Preallocates the segment at `path` from now on (a rotation, or the
-    /// start), whose data ends at `end`, and asks for its first chunk
-    /// (extending inline: why its fsync failed, as [`Zeros::after_write`]).
+    /// start), whose data ends at `end`, followed by zeros up to `zeroed`,
+    /// and asks for a chunk if few are left (extending inline: why its
+    /// fsync failed, as [`Zeros::reserve`]).
     #[must_use]
-    pub fn switch(&self, path: &Path, end: u64) -> Option<String> {
+    pub fn switch(&self, path: &Path, end: u64, zeroed: u64) -> Option<String> {
         self.pause();
         let file = self.shared.vfs.open_append(path).ok().map(|f| (path.to_owned(), Arc::from(f)));
         {
             let mut state = self.shared.lock();
             state.file = if state.given_up { None } else { file };
-            state.ready = end;
+            state.ready = zeroed;
             state.paused = false;
         }
-        self.after_write(end)
+        self.reserve(end)
     }
 
     /// Why an extension's fsync failed, if one did: the writer's records in

@@ -169,9 +169,12 @@ impl Writer {
         let len = self.buf.len() as u64;
         let end = self.segment_bytes + len;
         if let Some(why) = self.zeros.as_ref().and_then(|zeros| zeros.reserve(end)) {
-            // An inline extension's fsync failed on this file: fail this
-            // write before it is made (the caller poisons the log).
-            self.buf.clear();
+            // An inline extension's fsync failed on this file: a failed
+            // fsync of the segment. Fail this write before it is made, and
+            // cut the records written since the last good one (other
+            // writers', waiting for their sync: they are refused with the
+            // poisoning the caller does), as after any failed fsync.
+            self.cut_unsynced();
             return Err(Error::io("syncing", &self.segment.path, std::io::Error::other(why)));
         }
         let written = self.file.write_at(self.segment_bytes, &self.buf);

@@ -356,8 +356,9 @@ impl Vfs for StdFs {
         // feed's follower: the writer changes only preallocated zeros past
         // the durable point, and the follower reads only synced records and
         // at most the first byte after a segment's data, never past the
-        // points a failed fsync or a seal cuts back to, so no page it
-        // touches goes away). Another program
+        // points a failed fsync or a close cuts back to, so no page it
+        // touches goes away; a read-only handle, which a writer in another
+        // process may cut under, copies segments: `read_copy`). Another program
         // writing the file meanwhile is outside the contract, as for any
         // database file.
         #[allow(unsafe_code)]

@@ -246,8 +246,10 @@ fn the_sweeper_logs_deletions_and_saves_drop_the_keys() -> TestResult {
     assert_eq!(db.sweep_expired()?, 0);
     clock.set(T0 + 102);
     assert_eq!(db.sweep_expired()?, 400);
-    let log: String =
-        crate::util::segments(dir.path()).iter().map(std::fs::read_to_string).collect::<Result<_, _>>()?;
+    let log: String = crate::util::segments(dir.path())
+        .iter()
+        .map(|p| crate::util::read_segment(p).map(|d| String::from_utf8_lossy(&d).into_owned()))
+        .collect::<Result<_, _>>()?;
     assert_eq!(log.matches("\"op\":\"del\"").count(), 600, "one delete per swept key in the log");
     assert!(log.lines().all(|l| l.len() < 12_000), "sweeps are logged in small records");
     db.save()?;

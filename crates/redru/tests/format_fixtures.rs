@@ -339,7 +339,11 @@ fn todays_build_writes_the_same_version_2_bytes() -> TestResult {
             // The chained format's header, then the same records.
             old.splice(0..0, header(5, Some(1)));
         }
-        let new = std::fs::read(fresh.path().join(&name))?;
+        let mut new = std::fs::read(fresh.path().join(&name))?;
+        if name.ends_with(".wal") {
+            // The open segment's preallocated zeros are not its bytes.
+            new = crate::util::log_data(&new).to_vec();
+        }
         if name == "database.json" {
             // Version 3 now (it names the segment its log continues in),
             // with the same deadlines and entries.

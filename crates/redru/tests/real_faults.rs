@@ -223,7 +223,10 @@ fn an_open_that_fails_to_set_a_torn_tail_aside_leaves_no_side_file() -> TestResu
     db.set("a", json!(1))?;
     drop(db);
     let segment = Path::new("/db/wal-00000000000000000001.wal");
-    fs.append_durable(segment, b"0badc0de {\"seq\":2,\"op\":\"se")?;
+    // Torn where the next record goes: at the data's end, over the zeros.
+    let mut torn = crate::util::log_data(&fs.contents(segment)?).to_vec();
+    torn.extend_from_slice(b"0badc0de {\"seq\":2,\"op\":\"se");
+    fs.overwrite(segment, &torn)?;
     for kind in [OpKind::Append, OpKind::Sync] {
         fs.set_path_fault(full_for(".torn-", &[kind]));
         for _ in 0..3 {

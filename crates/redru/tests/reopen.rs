@@ -87,7 +87,8 @@ fn buffered_and_unbuffered_logs_are_the_same_bytes() -> TestResult {
         let counted = db.stats().wal_bytes;
         db.sync()?;
         assert_eq!(db.stats().wal_bytes, counted, "{durability}");
-        let log: Vec<u8> = segments(dir.path()).iter().map(std::fs::read).collect::<Result<Vec<_>, _>>()?.concat();
+        let log: Vec<u8> =
+            segments(dir.path()).iter().map(|p| crate::util::read_segment(p)).collect::<Result<Vec<_>, _>>()?.concat();
         assert_eq!(log.len() as u64, counted, "{durability}");
         db.save()?;
         db.set("z", json!(1))?;
@@ -110,8 +111,9 @@ fn the_buffer_flush_thread_writes_the_buffer_by_itself() -> TestResult {
         .open(dir.path())?;
     db.set("k", json!(1))?;
     let counted = db.stats().wal_bytes;
-    let in_files =
-        || -> u64 { segments(dir.path()).iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum() };
+    let in_files = || -> u64 {
+        segments(dir.path()).iter().filter_map(|p| crate::util::read_segment(p).ok()).map(|d| d.len() as u64).sum()
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while in_files() < counted {
         assert!(std::time::Instant::now() < deadline, "the buffer was never written: {:?}", db.stats());

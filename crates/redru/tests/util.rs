@@ -47,10 +47,22 @@ pub fn dir_contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// A segment's data: its bytes up to the first zero byte where a line
+/// would start (the open segment's preallocated zeros follow its data).
+pub fn log_data(bytes: &[u8]) -> &[u8] {
+    let end = line_starts(bytes).into_iter().find(|&at| bytes.get(at).is_none_or(|&b| b == 0)).unwrap_or(bytes.len());
+    &bytes[..end]
+}
+
+/// The data of the segment at `path` (see [`log_data`]).
+pub fn read_segment(path: &Path) -> std::io::Result<Vec<u8>> {
+    std::fs::read(path).map(|bytes| log_data(&bytes).to_vec())
+}
+
 /// The bytes of `path`'s record lines: without its header and seal (the
 /// chained format's markers), which carry no record.
 pub fn record_bytes(path: &Path) -> u64 {
-    let bytes = std::fs::read(path).unwrap_or_default();
+    let bytes = read_segment(path).unwrap_or_default();
     bytes
         .split_inclusive(|&b| b == b'\n')
         .filter(|line| !redru::internal::record::is_marker(line))

@@ -1,12 +1,16 @@
 //! A simulated file system behind `redru::vfs`, for power-loss and I/O-error tests.
 //!
 //! Per file it keeps the durable bytes and the unsynced operations (appends,
-//! truncations) made since the last `sync`; per directory, the durable entries
+//! writes in place, truncations) made since the last `sync`; per directory, the durable entries
 //! and the unsynced creations, renames and removals since the last `sync_dir`.
 //! [`SimState::crash_image`] builds what a power loss could leave: the durable
 //! state, plus a seeded prefix of each file's unsynced operations (the last
 //! kept append possibly torn at a sector boundary, anywhere, or zero- or
-//! garbage-filled), plus a prefix of the unsynced directory operations.
+//! garbage-filled; a torn write in place keeps the old bytes where it did not
+//! reach), plus a prefix of the unsynced directory operations;
+//! [`SimState::shuffled_crash_image`] keeps any subset instead of a prefix
+//! (pages reaching the disk out of order). Like a real file system it
+//! preallocates the log (in small chunks, inline: see [`SimFs::set_preallocation`]).
 //! It also checks two ordering rules as the engine runs (see [`SimFs::violations`])
 //! and can inject ENOSPC/EIO at any mutating operation.
 //!
@@ -26,7 +30,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use redru::vfs::{FileBytes, LockGuard, LockOutcome, VFile, Vfs};
+use redru::vfs::{FileBytes, LockGuard, LockOutcome, Preallocation, VFile, Vfs};
 
 pub use crate::rng::Rng;
 
@@ -42,6 +46,10 @@ pub enum OpKind {
     Remove,
     SyncDir,
     Lock,
+    /// Zeros written ahead of the log's appends, or cut back at its close
+    /// (preallocation): a failed one must fail nothing, so faults it hits
+    /// are not counted as fired.
+    Zero,
 }
 
 impl fmt::Display for OpKind {
@@ -56,6 +64,7 @@ impl fmt::Display for OpKind {
             OpKind::Remove => "remove",
             OpKind::SyncDir => "sync_dir",
             OpKind::Lock => "lock",
+            OpKind::Zero => "zero",
         };
         f.write_str(name)
     }
@@ -110,10 +119,16 @@ type Ino = u64;
 #[derive(Clone, Debug)]
 enum DataOp {
     Append(Vec<u8>),
+    /// A write in place at an offset (over the old bytes, growing the file
+    /// with zeros before it if it starts past the end).
+    WriteAt(u64, Vec<u8>),
     Truncate(u64),
     /// An append whose sync failed: the page cache still shows the bytes, but
     /// they will never reach the disk (Linux marks such pages clean after EIO).
     Doomed(usize),
+    /// A write in place whose sync failed: the file may have grown to this
+    /// end (with zeros), the old bytes stay.
+    DoomedAt(u64),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -168,7 +183,13 @@ pub struct SimState {
     history: Vec<Arc<SimState>>,
     /// Names whose durability the ordering rules ignore (the lock file).
     ignore: Vec<String>,
+    /// What [`Vfs::preallocation`] says (see [`SimFs::set_preallocation`]).
+    prealloc: u64,
 }
+
+/// The chunk the simulated file system preallocates by default: small, so
+/// that the crash suites see many extensions and crash points among them.
+pub const SIM_PREALLOCATION: u64 = 4096;
 
 /// How the last kept append of a file is damaged in a crash image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,7 +267,7 @@ impl SimState {
             (_, Some(f)) => Some(f.errno.error()),
             _ => None,
         };
-        if fail.is_some() {
+        if fail.is_some() && kind != OpKind::Zero {
             self.fired += 1;
         }
         self.trace.push(TraceOp { index, kind, path: path.to_owned(), failed: fail.is_some() });
@@ -285,8 +306,11 @@ impl SimState {
         if failed {
             // The bytes stay visible in the cache but never reach the disk.
             for op in &mut inode.pending {
-                if let DataOp::Append(bytes) = op {
-                    *op = DataOp::Doomed(bytes.len());
+                match op {
+                    DataOp::Append(bytes) => *op = DataOp::Doomed(bytes.len()),
+                    // The size may have reached the disk; the bytes did not.
+                    DataOp::WriteAt(at, bytes) => *op = DataOp::DoomedAt(*at + bytes.len() as u64),
+                    _ => {}
                 }
             }
             return;
@@ -320,6 +344,34 @@ impl SimState {
         self.image(&mut Rng::new(0), true)
     }
 
+    /// A power loss where each file's unsynced writes reached the disk in
+    /// any order: a seeded subset of them survives, whole, the others not
+    /// at all (what out-of-order page writeback can leave). Directory
+    /// operations as in [`SimState::crash_image`].
+    pub fn shuffled_crash_image(&self, rng: &mut Rng) -> SimState {
+        let mut image = self.image(rng, true);
+        let mut names = self.durable_names.clone();
+        let keep = rng.prefix_len(self.pending_dir.len());
+        for op in &self.pending_dir[..keep] {
+            apply_dir_op(&mut names, &op.kind);
+        }
+        image.inodes.clear();
+        for node in names.values() {
+            let Node::File(ino) = node else { continue };
+            let Some(inode) = self.inodes.get(ino) else { continue };
+            let mut content = inode.durable.clone();
+            for op in &inode.pending {
+                if rng.below(2) == 0 {
+                    apply_data_op(&mut content, op, None);
+                }
+            }
+            image.inodes.insert(*ino, Inode { durable: content.clone(), pending: Vec::new(), current: content });
+        }
+        image.durable_names = names.clone();
+        image.names = names;
+        image
+    }
+
     /// What a crash of the process alone leaves (the OS keeps running): every
     /// write and directory operation made so far, synced or not; no locks held.
     pub fn process_crash_image(&self) -> SimState {
@@ -336,6 +388,7 @@ impl SimState {
             durable_names: self.names.clone(),
             names: self.names.clone(),
             ignore: self.ignore.clone(),
+            prealloc: self.prealloc,
             ..SimState::default()
         }
     }
@@ -383,6 +436,7 @@ impl SimState {
             durable_names: names.clone(),
             names,
             ignore: self.ignore.clone(),
+            prealloc: self.prealloc,
             ..SimState::default()
         }
     }
@@ -392,6 +446,12 @@ fn apply_data_op(content: &mut Vec<u8>, op: &DataOp, tear: Option<(Tear, &mut Rn
     match op {
         DataOp::Truncate(len) => content.truncate(*len as usize),
         DataOp::Doomed(len) => content.resize(content.len() + len, 0),
+        DataOp::DoomedAt(end) => {
+            if content.len() < *end as usize {
+                content.resize(*end as usize, 0);
+            }
+        }
+        DataOp::WriteAt(at, bytes) => write_at(content, *at, bytes, tear),
         DataOp::Append(bytes) => {
             let start = content.len() as u64;
             match tear {
@@ -422,12 +482,56 @@ fn apply_data_op(content: &mut Vec<u8>, op: &DataOp, tear: Option<(Tear, &mut Rn
     }
 }
 
+/// Applies a write in place, torn as `tear` says: where a torn write did
+/// not reach, the old bytes stay (zeros past the old end), or garbage.
+fn write_at(content: &mut Vec<u8>, at: u64, bytes: &[u8], tear: Option<(Tear, &mut Rng)>) {
+    let start = at as usize;
+    let kind = tear.as_ref().map_or(Tear::Whole, |(kind, _)| *kind);
+    let cut = match tear {
+        Some((_, rng)) if !bytes.is_empty() => rng.below_usize(bytes.len()),
+        _ => bytes.len(),
+    };
+    let mut data = bytes.to_vec();
+    let (kept, grow) = match kind {
+        Tear::Whole => (bytes.len(), bytes.len()),
+        Tear::Sector => {
+            let end = at + bytes.len() as u64;
+            let kept = ((end / SECTOR * SECTOR).max(at) - at) as usize;
+            (kept, kept)
+        }
+        Tear::Anywhere => (cut, cut),
+        // The size may have reached the disk (metadata) and not the bytes:
+        // zeros where they did not land, the old bytes where there were some.
+        Tear::Zeros => (cut, bytes.len()),
+        Tear::Garbage => {
+            let mut junk = vec![0u8; bytes.len() - cut];
+            Rng::new(at ^ cut as u64).fill(&mut junk);
+            data[cut..].copy_from_slice(&junk);
+            (bytes.len(), bytes.len())
+        }
+    };
+    if content.len() < start + grow {
+        content.resize(start + grow, 0);
+    }
+    content[start..start + kept].copy_from_slice(&data[..kept]);
+}
+
 impl SimFs {
     /// An empty disk.
     pub fn new() -> SimFs {
         let fs = SimFs::default();
-        fs.lock().ignore.push(redru::LOCK_NAME.to_owned());
+        {
+            let mut s = fs.lock();
+            s.ignore.push(redru::LOCK_NAME.to_owned());
+            s.prealloc = SIM_PREALLOCATION;
+        }
         fs
+    }
+
+    /// Preallocates the log's open segment in chunks of `chunk` bytes from
+    /// now on (0: no preallocation, every append grows the file).
+    pub fn set_preallocation(&self, chunk: u64) {
+        self.lock().prealloc = chunk;
     }
 
     /// A disk holding `state` (a crash image).
@@ -525,6 +629,25 @@ impl SimFs {
         Ok(())
     }
 
+    /// Writes `bytes` durably where a log segment's next record would go:
+    /// after its data, over its preallocated zeros (the first zero byte
+    /// where a line would start, after the first line), else at the end
+    /// (a torn write the test injects).
+    pub fn tear_durable(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut s = self.lock();
+        let ino = s.lookup_file(path)?;
+        if let Some(inode) = s.inodes.get_mut(&ino) {
+            let content = &inode.current;
+            let mut at = content.iter().position(|&b| b == b'\n').map_or(content.len(), |nl| nl + 1);
+            while at < content.len() && content[at] != 0 {
+                at = content[at..].iter().position(|&b| b == b'\n').map_or(content.len(), |nl| at + nl + 1);
+            }
+            write_at(&mut inode.current, at as u64, bytes, None);
+            write_at(&mut inode.durable, at as u64, bytes, None);
+        }
+        Ok(())
+    }
+
     /// Replaces the content of `path` durably (damage from outside).
     pub fn overwrite(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut s = self.lock();
@@ -569,6 +692,46 @@ impl VFile for SimFile {
             }
         }
         fail.map_or(Ok(()), Err)
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let mut s = self.fs.lock();
+        let fail = s.begin(OpKind::Append, &self.path);
+        // A failed write may still have written part of the buffer.
+        let n = if fail.is_some() { buf.len() / 2 } else { buf.len() };
+        if let Some(inode) = s.inodes.get_mut(&self.ino) {
+            let bytes = &buf[..n];
+            write_at(&mut inode.current, offset, bytes, None);
+            if n > 0 {
+                inode.pending.push(DataOp::WriteAt(offset, bytes.to_vec()));
+            }
+        }
+        fail.map_or(Ok(()), Err)
+    }
+
+    fn zero(&self, offset: u64, len: u64) -> io::Result<()> {
+        let mut s = self.fs.lock();
+        if let Some(e) = s.begin(OpKind::Zero, &self.path) {
+            return Err(e);
+        }
+        if let Some(inode) = s.inodes.get_mut(&self.ino) {
+            let zeros = vec![0u8; len as usize];
+            write_at(&mut inode.current, offset, &zeros, None);
+            inode.pending.push(DataOp::WriteAt(offset, zeros));
+        }
+        Ok(())
+    }
+
+    fn trim(&self, len: u64) -> io::Result<()> {
+        let mut s = self.fs.lock();
+        if let Some(e) = s.begin(OpKind::Zero, &self.path) {
+            return Err(e);
+        }
+        if let Some(inode) = s.inodes.get_mut(&self.ino) {
+            inode.current.truncate(len as usize);
+            inode.pending.push(DataOp::Truncate(len));
+        }
+        Ok(())
     }
 
     fn sync(&self) -> io::Result<()> {
@@ -766,6 +929,9 @@ impl Vfs for SimFs {
         s.locks.insert(path.to_owned(), id);
         Ok(LockOutcome::Acquired(Box::new(SimLock { fs: self.clone(), path: path.to_owned(), id })))
     }
+    fn preallocation(&self) -> Preallocation {
+        Preallocation { chunk: self.lock().prealloc, background: false }
+    }
 }
 
 /// A deliberately broken file system for negative controls.
@@ -793,6 +959,15 @@ impl VFile for SwallowFile {
     }
     fn len(&self) -> io::Result<u64> {
         self.0.len()
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.0.write_at(offset, buf)
+    }
+    fn zero(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.0.zero(offset, len)
+    }
+    fn trim(&self, len: u64) -> io::Result<()> {
+        self.0.trim(len)
     }
 }
 
@@ -832,5 +1007,8 @@ impl Vfs for Broken {
     }
     fn try_lock(&self, path: &Path) -> io::Result<LockOutcome> {
         self.inner.try_lock(path)
+    }
+    fn preallocation(&self) -> Preallocation {
+        self.inner.preallocation()
     }
 }

@@ -573,7 +573,7 @@ impl Run {
                     && let Some(last) =
                         redru::internal::log::list_segments(&self.fs, &self.dir).ok().and_then(|s| s.last().cloned())
                 {
-                    let _ = self.fs.append_durable(&last.path, junk);
+                    let _ = self.fs.tear_durable(&last.path, junk);
                 }
                 closed
             }

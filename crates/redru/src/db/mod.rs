@@ -283,7 +283,13 @@ impl Db {
         for (segment, offset, next) in &scan.torn_seals {
             log::complete_seal(&*vfs, segment, *offset, *next)?;
         }
-        if let Some(torn) = &scan.torn {
+        // Records a crash left after the zeros that end the data: set aside
+        // like a torn tail before anything is appended (a view ignores them).
+        let stale = match (&scan.torn, scan.live.last(), scan.log_next) {
+            (None, Some((segment, end)), Some(next)) => log::stale_after_data(&*vfs, segment, *end, Seq(next.0 - 1))?,
+            _ => None,
+        };
+        if let Some(torn) = scan.torn.as_ref().or(stale.as_ref()) {
             let side_file = log::cut_torn_tail(&*vfs, &dir, torn)?;
             report.torn_tail = Some(TornTail {
                 segment: torn.segment.path.clone(),
@@ -299,9 +305,9 @@ impl Db {
         let mut live = scan.live;
         // Append to the last segment if it continues at `last + 1`; otherwise
         // (no log yet, or a log that ends before the snapshot) start a new one.
-        let current = if scan.log_next == Some(last.next()) { live.pop().map(|(s, _)| s) } else { None };
-        let current = match current {
-            Some(segment) => segment,
+        let current = if scan.log_next == Some(last.next()) { live.pop() } else { None };
+        let (current, data_end) = match current {
+            Some((segment, end)) => (segment, Some(end)),
             None => {
                 let first = last.next();
                 let segment = log::Segment { path: dir.join(log::segment_name(first)), first };
@@ -309,14 +315,16 @@ impl Db {
                     let prev = live.last().map(|(s, _)| s.first);
                     log::create_segment(&*vfs, &dir, first, prev)?;
                 }
-                segment
+                // Where its data ends, if it was read (else it was just made).
+                let end = live.iter().find(|(s, _)| s.first == first).map(|(_, end)| *end);
+                (segment, end)
             }
         };
         // Always, not only after creating or removing: the segment we append to
         // may come from a run whose directory sync failed, so its entry may be
         // only in the cache; nothing may be acknowledged in it before this.
         vfs.sync_dir(&dir).map_err(|e| Error::io("syncing directory", &dir, e))?;
-        let mut writer = Writer::open(Arc::clone(&vfs), &dir, current, live, last)?;
+        let mut writer = Writer::open(Arc::clone(&vfs), &dir, current, data_end, live, last)?;
         if options.durability == Durability::Buffered {
             writer = writer.buffered(options.buffer_bytes);
         }
@@ -361,7 +369,7 @@ impl Db {
         };
         let last = state.seq;
         let next = log::Segment { path: dir.join(log::segment_name(last.next())), first: last.next() };
-        let writer = Writer::open(Arc::clone(&vfs), &dir, next, Vec::new(), last)?;
+        let writer = Writer::open(Arc::clone(&vfs), &dir, next, None, Vec::new(), last)?;
         state.seq = last;
         report.millis = started.elapsed().as_millis() as u64;
         // Nothing is written, so nothing is flushed, synced or compacted.

@@ -1,7 +1,8 @@
 //! The narrow file-system interface every byte of disk I/O goes through.
 //!
-//! Like SQLite's VFS: the engine only creates, appends, syncs, truncates,
-//! reads, renames, removes, lists and locks through [`Vfs`] and [`VFile`], so a
+//! Like SQLite's VFS: the engine only creates, appends, writes in place,
+//! syncs, truncates, reads, renames, removes, lists and locks through [`Vfs`]
+//! and [`VFile`], so a
 //! test can put a simulated file system behind it that drops unsynced data on
 //! a simulated power loss. [`StdFs`] is the real one (std::fs and memmap2).
 
@@ -26,15 +27,45 @@ pub enum LockOutcome {
     Held(Option<u32>),
 }
 
-/// A file open for appending.
+/// A file open for appending (and, for the log's preallocated segments,
+/// writing in place).
 ///
-/// `append` and `sync` may be called from different threads at once: one
-/// thread's fsync covers whatever other threads appended before it started
-/// (group commit depends on this).
+/// `append`, `write_at` and `sync` may be called from different threads at
+/// once: one thread's fsync covers whatever other threads wrote before it
+/// started (group commit depends on this).
 #[allow(clippy::len_without_is_empty)]
 pub trait VFile: Send + Sync {
     /// Appends all of `buf` at the end of the file.
     fn append(&self, buf: &[u8]) -> io::Result<()>;
+    /// Writes all of `buf` at byte `offset` (over what is there, growing the
+    /// file if it reaches past the end; a gap before `offset` reads as zeros).
+    /// The default supports only `offset` at the end (an append).
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if offset == self.len()? {
+            self.append(buf)
+        } else {
+            Err(io::Error::new(io::ErrorKind::Unsupported, "this file can only be appended to"))
+        }
+    }
+    /// Writes `len` zero bytes at `offset`: the log's preallocation, ahead
+    /// of its appends (a failure here is never a lost write: the engine
+    /// stops preallocating and grows the file by appending).
+    fn zero(&self, offset: u64, len: u64) -> io::Result<()> {
+        const PIECE: u64 = 1 << 20;
+        let zeros = vec![0u8; len.min(PIECE) as usize];
+        let mut at = offset;
+        while at < offset + len {
+            let n = (offset + len - at).min(PIECE);
+            self.write_at(at, &zeros[..n as usize])?;
+            at += n;
+        }
+        Ok(())
+    }
+    /// Cuts the log's preallocated zeros back to `len` bytes when it closes
+    /// (best effort, like [`VFile::zero`]: zeros past the data are harmless).
+    fn trim(&self, len: u64) -> io::Result<()> {
+        self.truncate(len)
+    }
     /// Makes everything appended so far durable (fdatasync).
     fn sync(&self) -> io::Result<()>;
     /// Cuts the file to `len` bytes.
@@ -57,6 +88,12 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn VFile>>;
     /// Reads a whole file (`ErrorKind::IsADirectory` if `path` is a directory).
     fn read(&self, path: &Path) -> io::Result<FileBytes>;
+    /// Reads a whole file into memory, never mapping it: for a reader beside
+    /// a writer in another process, which may cut the file meanwhile (a
+    /// mapped page cut away faults the reader).
+    fn read_copy(&self, path: &Path) -> io::Result<FileBytes> {
+        self.read(path)
+    }
     /// Renames `from` to `to`, replacing `to` atomically.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
@@ -65,7 +102,35 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Takes the exclusive lock `path` stands for, writing our pid into it.
     fn try_lock(&self, path: &Path) -> io::Result<LockOutcome>;
+    /// How the log's open segment is preallocated here (none by default).
+    fn preallocation(&self) -> Preallocation {
+        Preallocation::NONE
+    }
 }
+
+/// How the log keeps zeros written ahead of its appends in the open segment,
+/// so that an fdatasync after an append changes neither the file's size nor
+/// its extents (docs/design.md, "Preallocated segments").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Preallocation {
+    /// Bytes of zeros written (and synced) at each extension; 0: none, every
+    /// append grows the file.
+    pub chunk: u64,
+    /// Whether the extensions run on a thread of their own (off the
+    /// writer's path). False for a file system whose crash points are
+    /// counted in one deterministic order (the simulated one): the writer
+    /// then extends inline.
+    pub background: bool,
+}
+
+impl Preallocation {
+    /// No preallocation: appends grow the file, as before.
+    pub const NONE: Preallocation = Preallocation { chunk: 0, background: false };
+}
+
+/// The chunk [`StdFs`] preallocates (measured in docs/benchmarks.md,
+/// "Preallocated segments").
+pub const STD_PREALLOCATION: u64 = 8 << 20;
 
 /// How long [`lock`] keeps trying a lock that another holder has.
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -110,6 +175,12 @@ impl VFile for NoWrites {
     fn sync(&self) -> io::Result<()> {
         Ok(())
     }
+    fn write_at(&self, _: u64, _: &[u8]) -> io::Result<()> {
+        Err(read_only_error())
+    }
+    fn zero(&self, _: u64, _: u64) -> io::Result<()> {
+        Err(read_only_error())
+    }
     fn truncate(&self, _: u64) -> io::Result<()> {
         Err(read_only_error())
     }
@@ -144,8 +215,12 @@ impl Vfs for ReadOnlyFs {
     fn create_new(&self, _: &Path) -> io::Result<Box<dyn VFile>> {
         Err(read_only_error())
     }
+    /// Segments are copied, not mapped: the writer (in another process)
+    /// cuts the open segment's preallocated zeros when it closes, and after
+    /// a crash its open cuts what follows the data.
     fn read(&self, path: &Path) -> io::Result<FileBytes> {
-        self.0.read(path)
+        let segment = path.file_name().and_then(|n| n.to_str()).and_then(crate::storage::files::parse_segment_name);
+        if segment.is_some() { self.0.read_copy(path) } else { self.0.read(path) }
     }
     fn rename(&self, _: &Path, _: &Path) -> io::Result<()> {
         Err(read_only_error())
@@ -165,10 +240,25 @@ impl Vfs for ReadOnlyFs {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdFs;
 
+/// A file opened for writing without `O_APPEND` (Linux ignores the offset
+/// of a positional write on an `O_APPEND` file): an append writes at the
+/// length the file has. Appends to one file come from one thread at a time
+/// (the writer lock, or a tool's own handle).
 struct StdFile(File);
 
 impl VFile for StdFile {
     fn append(&self, buf: &[u8]) -> io::Result<()> {
+        let end = self.0.metadata()?.len();
+        self.write_at(end, buf)
+    }
+    #[cfg(unix)]
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.0.write_all_at(buf, offset)
+    }
+    #[cfg(not(unix))]
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        (&self.0).seek(SeekFrom::Start(offset))?;
         (&self.0).write_all(buf)
     }
     fn sync(&self) -> io::Result<()> {
@@ -240,12 +330,12 @@ impl Vfs for StdFs {
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn VFile>> {
-        let file = private_file(OpenOptions::new().append(true).create(true)).open(path)?;
+        let file = private_file(OpenOptions::new().write(true).create(true)).open(path)?;
         Ok(Box::new(StdFile(file)))
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn VFile>> {
-        let file = private_file(OpenOptions::new().append(true).create_new(true)).open(path)?;
+        let file = private_file(OpenOptions::new().write(true).create_new(true)).open(path)?;
         Ok(Box::new(StdFile(file)))
     }
 
@@ -263,14 +353,24 @@ impl Vfs for StdFs {
         // process holds the redru lock on; redru itself never modifies a file
         // it has mapped (snapshots are replaced by rename, WAL segments are
         // only read before they are opened for append, except by the change
-        // feed's follower: appends never change mapped bytes, and it reads
-        // only synced records, before the only point a failed fsync cuts
-        // back to, so no page it touches goes away). Another program
+        // feed's follower: the writer changes only preallocated zeros past
+        // the durable point, and the follower reads only synced records and
+        // at most the first byte after a segment's data, never past the
+        // points a failed fsync or a close cuts back to, so no page it
+        // touches goes away; a read-only handle, which a writer in another
+        // process may cut under, copies segments: `read_copy`). Another program
         // writing the file meanwhile is outside the contract, as for any
         // database file.
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::Mmap::map(&file)? };
         Ok(Box::new(map))
+    }
+
+    fn read_copy(&self, path: &Path) -> io::Result<FileBytes> {
+        if std::fs::metadata(path)?.is_dir() {
+            return Err(io::Error::from(io::ErrorKind::IsADirectory));
+        }
+        Ok(Box::new(std::fs::read(path)?))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -310,5 +410,9 @@ impl Vfs for StdFs {
             Err(std::fs::TryLockError::WouldBlock) => Ok(LockOutcome::Held(read_pid(&mut file))),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+
+    fn preallocation(&self) -> Preallocation {
+        Preallocation { chunk: STD_PREALLOCATION, background: true }
     }
 }

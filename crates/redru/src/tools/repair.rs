@@ -228,8 +228,12 @@ pub fn repair_with(dir: &Path, dry_run: bool, options: &Options) -> Result<Repai
         }
         let offset = analysis.cut.as_ref().filter(|c| c.segment == i).map_or(0, |c| c.offset);
         let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
-        let tail = bytes.get(offset as usize..).unwrap_or_default().to_vec();
-        planned.push((segment.clone(), offset, tail));
+        let mut tail = bytes.get(offset as usize..).unwrap_or_default();
+        if i + 1 == analysis.live.len() {
+            // The open segment's preallocated zeros are no one's data.
+            tail = log::torn_bytes(tail);
+        }
+        planned.push((segment.clone(), offset, tail.to_vec()));
     }
     let mut taken = BTreeSet::new();
     for (segment, offset, tail) in &planned {

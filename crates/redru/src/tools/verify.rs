@@ -913,6 +913,23 @@ fn check_segment(log: &mut LogCheck, segment: &Segment, bytes: &[u8], successor:
             Ok(scanned) => {
                 let next = scanned.next;
                 return match scanned.tail {
+                    Tail::Clean if successor.is_none() && log::after_zeros(&rest[scanned.end as usize..]) => {
+                        // What open sets aside: records after the zeros that
+                        // end the data (written out of order, or damage).
+                        let at = pos as u64 + scanned.end;
+                        let after = Seq(next.0 - 1);
+                        let message = format!(
+                            "valid records after the zeros that end the data at offset {at} (after record {after}): never \
+                             acknowledged if the disk wrote its pages in order; opening keeps them in {} and cuts them",
+                            log::segment_name(segment.first) + &format!(".torn-{at}")
+                        );
+                        let line =
+                            line_base + 1 + rest[..scanned.end as usize].iter().filter(|&&b| b == b'\n').count() as u64;
+                        let problem =
+                            Problem::new(ProblemKind::TornTail, path, Some(line), Some(at), message).after(Some(after));
+                        log.problem(problem, at);
+                        end(next, None, None)
+                    }
                     Tail::Clean => end(next, None, None),
                     Tail::Sealed { offset } => end(next, Some(pos as u64 + offset), None),
                     Tail::TornSeal { offset } => end(next, None, Some(pos as u64 + offset)),
@@ -921,7 +938,7 @@ fn check_segment(log: &mut LogCheck, segment: &Segment, bytes: &[u8], successor:
                         let after = Seq(next.0 - 1);
                         let message = format!(
                             "{} bytes after record {after} are not a complete record ({reason}); opening cuts them and keeps them in {}",
-                            bytes.len() as u64 - at,
+                            log::torn_bytes(&bytes[at as usize..]).len(),
                             log::segment_name(segment.first) + &format!(".torn-{at}")
                         );
                         let problem =

@@ -2,8 +2,8 @@
 //! the change feed reads when a subscriber is behind its in-memory buffer, or
 //! resumes after a restart.
 //!
-//! Tolerates the writer appending meanwhile (a line without its newline yet
-//! is "not yet", never damage) and compaction removing segments (reported as
+//! Tolerates the writer appending meanwhile (a line without its newline yet,
+//! or the preallocated zeros after the data, is "not yet", never damage) and compaction removing segments (reported as
 //! [`Followed::Truncated`], never as an I/O error). Callers read only up to
 //! the durable point, so every byte read belongs to a synced record: a cut of
 //! unsynced bytes after a failed fsync never touches what is read here.
@@ -105,6 +105,11 @@ impl Follower {
             let mut sealed = false;
             while self.next <= upto && passed < max && offset < bytes.len() {
                 let rest = &bytes[offset..];
+                // The preallocated zeros after the data: "not yet", and not
+                // worth a search for a newline through megabytes of them.
+                if rest[0] == 0 {
+                    break;
+                }
                 let Some(len) = memchr::memchr(b'\n', rest) else { break };
                 let corrupt = |reason: String| Error::Corrupt {
                     path: segment.path.clone(),

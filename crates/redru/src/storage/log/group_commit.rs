@@ -221,6 +221,7 @@ impl Wal {
                     w.segment_bytes,
                     w.segment.first,
                     w.skip_sync,
+                    w.zeros_watch(),
                 )),
                 Err(e) => {
                     // Under the writer lock: nothing is appended after the lost records.
@@ -229,14 +230,22 @@ impl Wal {
                 }
             }
         };
-        let (file, path, target, target_bytes, first, skip) = match prepared {
+        let (file, path, target, target_bytes, first, skip, zeros) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
                 self.sync_state().leader = false;
                 return Err(e);
             }
         };
-        let result = if skip { Ok(()) } else { file.sync().map_err(|e| Error::io("syncing", path, e)) };
+        // An extension's failed fsync of the same file may have taken the
+        // error meant for these records: then this sync proves nothing.
+        let sync = || {
+            file.sync().and_then(|()| match zeros.and_then(|z| z.sync_failure()) {
+                Some(why) => Err(std::io::Error::other(why)),
+                None => Ok(()),
+            })
+        };
+        let result = if skip { Ok(()) } else { sync().map_err(|e| Error::io("syncing", path, e)) };
         {
             let mut w = self.lock();
             let same_segment = w.segment.first == first;

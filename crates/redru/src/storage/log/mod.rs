@@ -14,8 +14,9 @@
 //!
 //! Laid out as fjall's journal: `segment` (which files), `reader` (one
 //! segment's records and the torn-tail rule), `recovery` (the whole log at
-//! open, cutting a torn tail), `writer` (appending, rotation) and
-//! `group_commit` (shared fsyncs, poisoning); for the change feed, `watch`
+//! open, cutting a torn tail), `writer` (appending, rotation), `zeros` (the
+//! open segment's preallocated zeros) and `group_commit` (shared fsyncs,
+//! poisoning); for the change feed, `watch`
 //! (the durable point, published) and `follow` (reading from a sequence
 //! number while the log is written).
 
@@ -28,6 +29,7 @@ mod segment;
 mod tests;
 mod watch;
 mod writer;
+mod zeros;
 
 // The log's whole interface; some of it only the whitebox tests use.
 pub use follow::{Followed, Follower};
@@ -37,8 +39,8 @@ pub use group_commit::Wal;
 pub use reader::{Damage, Found, ScanOutcome, Scanned, Tail, is_torn_seal, scan};
 #[allow(unused_imports)]
 pub use recovery::{
-    LogScan, TornFound, check_continuation, complete_seal, cut_torn_tail, missing_successor, read_log, set_aside,
-    starts_with_header, stray_bytes,
+    LogScan, TornFound, after_zeros, check_continuation, complete_seal, cut_torn_tail, missing_successor, read_log,
+    set_aside, stale_after_data, starts_with_header, stray_bytes, torn_bytes,
 };
 #[allow(unused_imports)]
 pub use segment::{Segment, create_segment, list_segments, parse_segment_name, remove_segments, segment_name};

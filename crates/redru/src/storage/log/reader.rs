@@ -2,7 +2,9 @@
 //! large segments) and checked for its checksum and sequence number, and the
 //! torn-tail rule: only damage at the end of the last segment with no valid
 //! record after it is a torn tail; anything else is damage. A segment may
-//! open with a header and end with a seal (markers, no sequence number).
+//! open with a header and end with a seal (markers, no sequence number). In
+//! the last segment a zero byte where a line would start ends the data
+//! (preallocated zeros); what follows it is not read.
 
 use crate::error::Result;
 use crate::storage::record::{self, DecodeError, Line, Marker, Record, Seq};
@@ -22,8 +24,10 @@ pub struct Found {
 /// How a scanned segment ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tail {
-    /// Every byte belongs to a valid record (or the header): the segment is
-    /// not sealed.
+    /// Every byte up to [`Scanned::end`] belongs to a valid record (or the
+    /// header), and the segment is not sealed. In the last segment the data
+    /// may end before the file does: at a zero byte where a line would start
+    /// (preallocated zeros; whatever follows them is not the log's).
     Clean,
     /// The last line is a seal naming the segment the log continues in
     /// (which starts at the scan's next sequence number).
@@ -75,6 +79,9 @@ pub struct Scanned {
     /// creates does; older builds wrote none): the previous segment's first
     /// sequence number, if it named one.
     pub header: Option<Option<Seq>>,
+    /// Where the data ends: the end of the last valid line (the seal's, if
+    /// sealed), or where the torn bytes or the torn seal start.
+    pub end: u64,
 }
 
 /// What [`scan`] found: how the segment ends, or damage.
@@ -103,10 +110,19 @@ pub fn scan(
     let mut header = None;
     // Checksums and JSON parsing are most of a replay: on a large segment
     // they run on every core first; the checks below stay in log order.
-    let mut predecoded = (bytes.len() >= PARALLEL_DECODE_BYTES).then(|| decode_lines(bytes).into_iter());
+    // Only the data: the open segment's preallocated zeros hold no line.
+    let data = memchr::memmem::find(bytes, b"\n\0").map_or(bytes, |nl| &bytes[..=nl]);
+    let mut predecoded = (data.len() >= PARALLEL_DECODE_BYTES).then(|| decode_lines(data).into_iter());
     while offset < bytes.len() {
-        line += 1;
         let rest = &bytes[offset..];
+        if last && line > 0 && rest[0] == 0 {
+            // Preallocated zeros (or a record's bytes not yet on disk): the
+            // data ends here. A line never starts with a zero byte, and a
+            // segment never with zeros (its header, or an old build's first
+            // record): zeros there are damage, read below.
+            return Ok(Ok(Scanned { tail: Tail::Clean, next: expected, header, end: offset as u64 }));
+        }
+        line += 1;
         let (text, complete) = match rest.iter().position(|&b| b == b'\n') {
             Some(nl) => (&rest[..nl], true),
             None => (rest, false),
@@ -153,22 +169,26 @@ pub fn scan(
                         "the seal says the log continues at record {next}, but the segment ends before record {expected}"
                     ));
                 }
-                if offset + text.len() + 1 != bytes.len() {
-                    // Nothing is ever appended to a sealed segment.
+                let end = offset + text.len() + 1;
+                if bytes[end..].iter().any(|&b| b != 0) {
+                    // Nothing is ever written to a sealed segment; the zeros
+                    // after a seal are what its preallocation left.
                     return damage(format!(
                         "{} bytes after the seal (nothing is written to a segment once sealed)",
-                        bytes.len() - offset - text.len() - 1
+                        bytes.len() - end
                     ));
                 }
-                return Ok(Ok(Scanned { tail: Tail::Sealed { offset: offset as u64 }, next: expected, header }));
+                let end = end as u64;
+                return Ok(Ok(Scanned { tail: Tail::Sealed { offset: offset as u64 }, next: expected, header, end }));
             }
             Err(why) => {
                 if last && !any_valid_line(&rest[text.len().min(rest.len())..]) {
                     let tail = Tail::Torn { offset: offset as u64, line, reason: why.to_string() };
-                    return Ok(Ok(Scanned { tail, next: expected, header }));
+                    return Ok(Ok(Scanned { tail, next: expected, header, end: offset as u64 }));
                 }
                 if successor == Some(expected) && is_torn_seal(rest, expected) {
-                    return Ok(Ok(Scanned { tail: Tail::TornSeal { offset: offset as u64 }, next: expected, header }));
+                    let tail = Tail::TornSeal { offset: offset as u64 };
+                    return Ok(Ok(Scanned { tail, next: expected, header, end: offset as u64 }));
                 }
                 let reason = if last {
                     format!("{why}, and valid lines follow it, so it is not a torn tail")
@@ -179,18 +199,21 @@ pub fn scan(
             }
         }
     }
-    Ok(Ok(Scanned { tail: Tail::Clean, next: expected, header }))
+    Ok(Ok(Scanned { tail: Tail::Clean, next: expected, header, end: bytes.len() as u64 }))
 }
 
 /// Whether `rest` (everything after a segment's last record, which is not a
-/// valid line) is what a crash can leave of the seal naming `next`: no
-/// longer than that seal. Its bytes may be a prefix of it, zeros or garbage
-/// (a power loss can leave any of them in an append that was not synced).
-/// Only the seal can be unsynced there: the records were synced before the
-/// successor was created, and the successor continuing at `next` proves
-/// that no record is missing.
+/// valid line) is what a crash can leave of the seal naming `next`: at most
+/// that seal's length of bytes, then only zeros. Its bytes may be a prefix
+/// of it, zeros or garbage (a power loss can leave any of them in a write
+/// that was not synced); the zeros after are the segment's preallocated
+/// ones, which a rotation cuts before it writes the seal. Only the seal can
+/// be unsynced there: the records were synced before the successor was
+/// created, and the successor continuing at `next` proves that no record is
+/// missing.
 pub fn is_torn_seal(rest: &[u8], next: Seq) -> bool {
-    rest.len() <= record::marker_line(Marker::Seal { next }).len()
+    let seal = record::marker_line(Marker::Seal { next }).len();
+    rest.get(seal..).is_none_or(|after| after.iter().all(|&b| b == 0))
 }
 
 /// Segments at least this large are decoded on several threads.
@@ -225,7 +248,7 @@ fn decode_lines(bytes: &[u8]) -> Vec<Decoded> {
 
 /// Whether any complete line after the first newline of `bytes` decodes as
 /// a valid record or marker (either proves the damage is not at the end).
-fn any_valid_line(bytes: &[u8]) -> bool {
+pub fn any_valid_line(bytes: &[u8]) -> bool {
     let Some(last_nl) = bytes.iter().rposition(|&b| b == b'\n') else { return false };
     bytes[..last_nl].split(|&b| b == b'\n').skip(1).any(|line| record::decode_line(line).is_ok())
 }

@@ -177,7 +177,7 @@ pub fn read_log(
                     offset,
                     line,
                     reason,
-                    bytes: bytes[offset as usize..].to_vec(),
+                    bytes: torn_bytes(&bytes[offset as usize..]).to_vec(),
                     after: Seq(next.0 - 1),
                 });
                 offset
@@ -193,7 +193,7 @@ pub fn read_log(
                     emptied: false,
                 });
             }
-            Tail::Sealed { .. } | Tail::Clean => bytes.len() as u64,
+            Tail::Sealed { .. } | Tail::Clean => scanned.end,
         };
         sealed_before = sealed;
         expected = Some(next);
@@ -207,13 +207,59 @@ pub fn read_log(
     Ok(out)
 }
 
+/// What a writing open must set aside before it appends to `segment`, whose
+/// data ends at `end` after record `after`: valid lines after the zeros that
+/// end the data. Never acknowledged if the disk wrote its pages in order (an
+/// fsync covering one covers everything before it), so written out of order
+/// by a crash, or damage: not replayed (a read-only open ignores them), but
+/// kept aside and cut like a torn tail, so that appending at the data's end
+/// never puts them back in line.
+pub fn stale_after_data(vfs: &dyn Vfs, segment: &Segment, end: u64, after: Seq) -> Result<Option<TornFound>> {
+    let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
+    let Some(rest) = bytes.get(end as usize..).filter(|rest| after_zeros(rest)) else { return Ok(None) };
+    Ok(Some(TornFound {
+        segment: segment.clone(),
+        offset: end,
+        line: memchr::memchr_iter(b'\n', &bytes[..end as usize]).count() as u64 + 1,
+        reason: "valid lines after the zeros that end the data (written out of order, or damage)".into(),
+        bytes: torn_bytes(rest).to_vec(),
+        after,
+    }))
+}
+
+/// Whether the bytes after the zeros that end the last segment's data hold
+/// a complete valid line (a record, or a marker).
+pub fn after_zeros(rest: &[u8]) -> bool {
+    // A valid line ends in a newline; zeros hold none (the common case: a
+    // fast search through megabytes of them).
+    if memchr::memchr(b'\n', rest).is_none() {
+        return false;
+    }
+    let from = rest.iter().position(|&b| b != 0).unwrap_or(rest.len());
+    // The first line after the zeros may start mid-line: look from a newline before it too.
+    super::reader::any_valid_line(&rest[from.saturating_sub(1)..])
+        || rest[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .is_some_and(|nl| record::decode_line(&rest[from..from + nl]).is_ok())
+}
+
+/// The bytes of a torn tail worth keeping aside: without the zeros that
+/// end them (preallocated, or never written), which are no one's data.
+pub fn torn_bytes(rest: &[u8]) -> &[u8] {
+    let kept = rest.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
+    &rest[..kept]
+}
+
 /// Completes a seal a crash cut short: cuts the segment at `offset` (what
-/// is there is a prefix of the seal, or zeros) and appends the whole seal
-/// naming `next`, synced. Nothing is lost: the records before are kept and
+/// is there is a prefix of the seal, or zeros, maybe then the segment's
+/// preallocated zeros) and appends the whole seal naming `next`, synced. Nothing is lost: the records before are kept and
 /// the bytes replaced hold none.
 pub fn complete_seal(vfs: &dyn Vfs, segment: &Segment, offset: u64, next: Seq) -> Result<()> {
     let file = vfs.open_append(&segment.path).map_err(|e| Error::io("opening", &segment.path, e))?;
-    file.truncate(offset).map_err(|e| Error::io("truncating", &segment.path, e))?;
+    // Synced before the seal is written: a seal followed by the zeros the
+    // cut drops would read as bytes after a seal.
+    file.truncate(offset).and_then(|()| file.sync()).map_err(|e| Error::io("truncating", &segment.path, e))?;
     file.append(&record::marker_line(Marker::Seal { next })).map_err(|e| Error::io("sealing", &segment.path, e))?;
     file.sync().map_err(|e| Error::io("syncing", &segment.path, e))
 }

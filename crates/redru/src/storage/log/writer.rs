@@ -1,11 +1,13 @@
 //! The appending side of the log: the open segment, the buffer of records not
 //! yet written out, rotation to a new segment, and the older segments a
-//! snapshot may cover.
+//! snapshot may cover. Records are written at the data's end, over the zeros
+//! preallocated ahead of it (`zeros`), never past a byte not yet counted.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::segment::{Segment, create_segment, install_segment, prepare_segment};
+use super::zeros::{Zeros, ZerosWatch};
 use crate::error::{Error, Result};
 use crate::storage::record::{self, Marker, Record, Seq};
 use crate::storage::vfs::{VFile, Vfs};
@@ -40,21 +42,53 @@ pub struct Writer {
     buffer_limit: usize,
     /// Test-only fault: acknowledge without syncing (negative controls).
     pub(crate) skip_sync: bool,
+    /// The zeros written ahead in the open segment (`None`: the file system
+    /// preallocates nothing, or the handle is read-only).
+    zeros: Option<Zeros>,
 }
 
 impl Writer {
     /// Opens `segment` (already scanned and cut to its valid records) for
     /// appending; `written` is the last sequence number in the log or snapshot.
+    /// `data_end` is where its data ends, as the scan found it (`None`: at
+    /// the file's end, a segment just created).
+    ///
+    /// Whatever lies after the data, unless it is only zeros (preallocated:
+    /// kept), is cut, synced, before anything is appended: after a crash it
+    /// may hold bytes of unacknowledged records that reached the disk before
+    /// the zeros before them did, and appending at the data's end while such
+    /// a stale record stays further on would let a later crash leave it
+    /// right after new records, as a write that was never acknowledged.
     pub fn open(
         vfs: Arc<dyn Vfs>,
         dir: &Path,
         segment: Segment,
+        data_end: Option<u64>,
         older: Vec<(Segment, u64)>,
         written: Seq,
     ) -> Result<Writer> {
         let file: Arc<dyn VFile> =
             Arc::from(vfs.open_append(&segment.path).map_err(|e| Error::io("opening", &segment.path, e))?);
-        let segment_bytes = file.len().map_err(|e| Error::io("reading the size of", &segment.path, e))?;
+        let len = file.len().map_err(|e| Error::io("reading the size of", &segment.path, e))?;
+        let segment_bytes = data_end.map_or(len, |end| end.min(len));
+        // Zeros only (what a preallocation left): kept, the writer goes on
+        // over them. Anything else: cut, synced.
+        let mut zeroed = len;
+        if segment_bytes < len {
+            let bytes = vfs.read(&segment.path).map_err(|e| Error::io("reading", &segment.path, e))?;
+            let junk = bytes.get(segment_bytes as usize..).is_none_or(|after| after.iter().any(|&b| b != 0));
+            drop(bytes);
+            if junk {
+                file.truncate(segment_bytes)
+                    .and_then(|()| file.sync())
+                    .map_err(|e| Error::io("cutting what follows the data of", &segment.path, e))?;
+                zeroed = segment_bytes;
+            }
+        }
+        let zeros = Zeros::start(&vfs, &segment.path, segment_bytes, zeroed);
+        if let Some(why) = zeros.as_ref().and_then(Zeros::sync_failure) {
+            return Err(Error::io("syncing", &segment.path, std::io::Error::other(why)));
+        }
         Ok(Writer {
             vfs,
             dir: dir.to_owned(),
@@ -67,7 +101,24 @@ impl Writer {
             buf: Vec::with_capacity(4096),
             buffer_limit: 0,
             skip_sync: false,
+            zeros,
         })
+    }
+
+    /// Why a sync of the open segment cannot be trusted although it
+    /// returned: an extension's fsync of the same file failed (its error
+    /// may have been the one meant for these records' pages).
+    pub(super) fn zeros_watch(&self) -> Option<ZerosWatch> {
+        self.zeros.as_ref().map(Zeros::watcher)
+    }
+
+    /// Syncs the open segment; an extension's failed fsync fails it too.
+    fn sync_file(&self) -> std::io::Result<()> {
+        self.file.sync()?;
+        match self.zeros.as_ref().and_then(Zeros::sync_failure) {
+            Some(why) => Err(std::io::Error::other(why)),
+            None => Ok(()),
+        }
     }
 
     /// Keeps appended records in memory until they fill `bytes` (or until
@@ -115,8 +166,18 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let written = self.file.append(&self.buf);
         let len = self.buf.len() as u64;
+        let end = self.segment_bytes + len;
+        if let Some(why) = self.zeros.as_ref().and_then(|zeros| zeros.reserve(end)) {
+            // An inline extension's fsync failed on this file: a failed
+            // fsync of the segment. Fail this write before it is made, and
+            // cut the records written since the last good one (other
+            // writers', waiting for their sync: they are refused with the
+            // poisoning the caller does), as after any failed fsync.
+            self.cut_unsynced();
+            return Err(Error::io("syncing", &self.segment.path, std::io::Error::other(why)));
+        }
+        let written = self.file.write_at(self.segment_bytes, &self.buf);
         self.buf.clear();
         // One giant record (a large batch) must not keep its capacity for
         // the life of the handle: 4 MiB above the usual size is given back.
@@ -129,7 +190,7 @@ impl Writer {
             let _ = self.file.truncate(self.segment_bytes);
             return Err(Error::io("appending to", &self.segment.path, e));
         }
-        self.segment_bytes += len;
+        self.segment_bytes = end;
         Ok(())
     }
 
@@ -157,7 +218,7 @@ impl Writer {
             return Ok(());
         }
         if !self.skip_sync
-            && let Err(e) = self.file.sync()
+            && let Err(e) = self.sync_file()
         {
             self.cut_unsynced();
             return Err(broken(Error::io("syncing", &self.segment.path, e)));
@@ -171,15 +232,22 @@ impl Writer {
     }
 
     /// Appends to the segment just created (durable, header first) from now
-    /// on; the open one joins the older ones, sealed if `seal`.
+    /// on; the open one joins the older ones, sealed if `seal` (the seal
+    /// written in place at its data's end: the zeros after it stay, since
+    /// a reader in another process may have the file mapped, and cutting
+    /// mapped pages would fault it; see docs/design.md).
     fn continue_in(&mut self, created: (Segment, Box<dyn VFile>, u64), seal: bool) -> Result<()> {
         let (next, file, header) = created;
         let first = next.first;
+        if let Some(zeros) = &self.zeros {
+            // No extension may write past the data while the seal does.
+            zeros.pause();
+        }
         if seal {
             let line = record::marker_line(Marker::Seal { next: first });
             let sealed = self
                 .file
-                .append(&line)
+                .write_at(self.segment_bytes, &line)
                 .and_then(|()| if self.skip_sync { Ok(()) } else { self.file.sync() })
                 .map_err(|e| Error::io("sealing", &self.segment.path, e));
             if let Err(e) = sealed {
@@ -195,6 +263,9 @@ impl Writer {
         self.file = Arc::from(file);
         self.segment_bytes = header;
         self.synced_bytes = header;
+        if let Some(why) = self.zeros.as_ref().and_then(|zeros| zeros.switch(&self.segment.path, header, header)) {
+            return Err(Error::io("syncing", &self.segment.path, std::io::Error::other(why)));
+        }
         Ok(())
     }
 
@@ -203,7 +274,7 @@ impl Writer {
     pub fn sync_open(&mut self) -> Result<()> {
         self.flush()?;
         if !self.skip_sync
-            && let Err(e) = self.file.sync()
+            && let Err(e) = self.sync_file()
         {
             self.cut_unsynced();
             return Err(Error::io("syncing", &self.segment.path, e));
@@ -256,5 +327,22 @@ impl Writer {
             taken.push(self.older.remove(0).0);
         }
         taken
+    }
+}
+
+impl Drop for Writer {
+    /// Stops the extensions and cuts the open segment's zeros (best effort,
+    /// not synced: zeros that come back after a power loss are harmless), so
+    /// that a directory closed cleanly looks as it always did (to older
+    /// builds, copies and tests). Safe beside readers: a read-only handle
+    /// copies segments instead of mapping them, and the change feed reads
+    /// nothing past the durable records.
+    fn drop(&mut self) {
+        let Some(zeros) = self.zeros.take() else { return };
+        // Joins the extension thread first: nothing may write zeros after the cut.
+        drop(zeros);
+        if self.file.len().is_ok_and(|len| len > self.segment_bytes) {
+            let _ = self.file.trim(self.segment_bytes);
+        }
     }
 }

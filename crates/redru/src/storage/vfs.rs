@@ -108,6 +108,9 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     }
 }
 
+/// The block [`StdFs::read_copy`] stops at when it holds only zeros.
+const ZERO_BLOCK: usize = 64 * 1024;
+
 /// How the log keeps zeros written ahead of its appends in the open segment,
 /// so that an fdatasync after an append changes neither the file's size nor
 /// its extents (docs/design.md, "Preallocated segments").
@@ -366,11 +369,25 @@ impl Vfs for StdFs {
         Ok(Box::new(map))
     }
 
+    /// Stops at the first block of [`ZERO_BLOCK`] zeros (at a multiple of
+    /// its size): what follows is the open segment's preallocated tail (up
+    /// to 16 MiB), which a reader would copy at every open for nothing. The
+    /// data ends at the first zero where a line would start, so the bytes
+    /// kept still show where it ends; a view ignores what lies after it.
     fn read_copy(&self, path: &Path) -> io::Result<FileBytes> {
-        if std::fs::metadata(path)?.is_dir() {
+        let mut file = File::open(path)?;
+        if file.metadata()?.is_dir() {
             return Err(io::Error::from(io::ErrorKind::IsADirectory));
         }
-        Ok(Box::new(std::fs::read(path)?))
+        let mut bytes = Vec::new();
+        loop {
+            let start = bytes.len();
+            let read = (&mut file).take(ZERO_BLOCK as u64).read_to_end(&mut bytes)?;
+            if read == 0 || bytes[start..].iter().all(|&b| b == 0) {
+                bytes.truncate(start);
+                return Ok(Box::new(bytes));
+            }
+        }
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -369,7 +369,7 @@ impl Vfs for StdFs {
         Ok(Box::new(map))
     }
 
-    /// Stops at the first block of [`ZERO_BLOCK`] zeros (at a multiple of
+    /// Stops at the first block of 64 KiB of zeros (at a multiple of
     /// its size): what follows is the open segment's preallocated tail (up
     /// to 16 MiB), which a reader would copy at every open for nothing. The
     /// data ends at the first zero where a line would start, so the bytes

@@ -88,7 +88,7 @@ impl Cluster {
             }
         }
         for i in 0..3 {
-            cluster.spawn(i)?;
+            cluster.spawn_first(i, proxied)?;
         }
         expect_ok(cluster.call(0, &["REDRU.CLUSTER", "INIT"])?)?;
         cluster.leader()?;
@@ -111,6 +111,26 @@ impl Cluster {
     /// Node `i`'s own peer port.
     fn listen(&self, i: usize) -> String {
         format!("127.0.0.1:{}", self.peers[i])
+    }
+
+    /// Starts node `i` for the first time. A peer port found free may be
+    /// taken by another test before the node binds it ("Address already in
+    /// use" failed CI once): before any node knows the address, a few tries
+    /// on new ports (and a new proxy in front of it).
+    fn spawn_first(&mut self, i: usize, proxied: bool) -> Result<()> {
+        for _ in 0..4 {
+            match self.spawn(i) {
+                Err(e) if e.to_string().contains("Address already in use") => {
+                    self.peers[i] = free_port()?;
+                    if proxied {
+                        let upstream = SocketAddr::from(([127, 0, 0, 1], self.peers[i]));
+                        self.proxies[i] = Proxy::start(i as u64 + 1, upstream, Arc::clone(&self.links))?;
+                    }
+                }
+                outcome => return outcome,
+            }
+        }
+        self.spawn(i)
     }
 
     /// Starts node `i` (id `i + 1`) on its directory and peer port.

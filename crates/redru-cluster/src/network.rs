@@ -170,7 +170,7 @@ pub(crate) enum Rpc {
     Write(Request),
     /// A follower's client writes gathered while earlier ones were in flight,
     /// for the leader to propose; each answered on its own, in order.
-    WriteMany(Vec<Request>),
+    WriteMany(Vec<Arc<Request>>),
     /// A follower asks the leader for the index a linearizable read must wait for.
     ReadIndex,
 }

@@ -235,13 +235,15 @@ impl Node {
     /// [`WriteError::Unknown`] when the answer was lost after Raft had it.
     pub async fn write(&self, request: Request) -> Result<Response, WriteError> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        // Shared, not copied, with each attempt (and the group it joins).
+        let request = Arc::new(request);
         loop {
             let last = match self.leader() {
-                Some((leader, _)) if leader == self.id => match self.batcher.propose(request.clone()).await {
+                Some((leader, _)) if leader == self.id => match self.batcher.propose(Arc::clone(&request)).await {
                     Err(WriteError::NotWritten(why)) => why,
                     done => return done,
                 },
-                Some(_) => match self.forwarder.propose(request.clone()).await {
+                Some(_) => match self.forwarder.propose(Arc::clone(&request)).await {
                     Err(WriteError::NotWritten(why)) => why,
                     done => return done,
                 },
@@ -453,7 +455,7 @@ async fn read_index(raft: &Raft) -> Result<u64, String> {
 
 /// A write waiting for the batcher, with where its answer goes.
 struct Pending {
-    request: Request,
+    request: Arc<Request>,
     bytes: usize,
     reply: oneshot::Sender<Result<Response, WriteError>>,
 }
@@ -471,13 +473,13 @@ impl Batcher {
     }
 
     /// Proposes `request` in the next group; answers as [`propose`] does.
-    async fn propose(&self, request: Request) -> Result<Response, WriteError> {
+    async fn propose(&self, request: Arc<Request>) -> Result<Response, WriteError> {
         answer(self.enqueue(request)).await
     }
 
     /// Hands `request` to the batcher; its answer comes on the receiver.
-    fn enqueue(&self, request: Request) -> Result<oneshot::Receiver<Result<Response, WriteError>>, WriteError> {
-        let bytes = serde_json::to_vec(&request).map_or(usize::MAX, |v| v.len());
+    fn enqueue(&self, request: Arc<Request>) -> Result<oneshot::Receiver<Result<Response, WriteError>>, WriteError> {
+        let bytes = request.json_len_bound();
         let (reply, answer) = oneshot::channel();
         // Until the batcher has it, nothing can have been written.
         self.queue
@@ -543,12 +545,13 @@ async fn run_batcher(raft: Raft, mut queue: mpsc::UnboundedReceiver<Pending>) {
 async fn propose_group(raft: &Raft, group: Vec<Pending>) {
     if group.len() == 1 {
         for p in group {
-            let _ = p.reply.send(propose(raft, p.request).await);
+            let _ = p.reply.send(propose(raft, Arc::unwrap_or_clone(p.request)).await);
         }
         return;
     }
-    let (requests, replies): (Vec<Request>, Vec<_>) = group.into_iter().map(|p| (p.request, p.reply)).unzip();
-    match propose(raft, Request::many(requests.clone())).await {
+    let (requests, replies): (Vec<Arc<Request>>, Vec<_>) = group.into_iter().map(|p| (p.request, p.reply)).unzip();
+    let entry = Request { many: requests.clone(), ..Request::default() };
+    match propose(raft, entry).await {
         Ok(Response::Many { responses }) if responses.len() == replies.len() => {
             for (reply, response) in replies.into_iter().zip(responses) {
                 let _ = reply.send(Ok(response));
@@ -559,7 +562,7 @@ async fn propose_group(raft: &Raft, group: Vec<Pending>) {
         // cannot fail the others.
         Ok(Response::Rejected { .. }) => {
             for (request, reply) in requests.into_iter().zip(replies) {
-                let _ = reply.send(propose(raft, request).await);
+                let _ = reply.send(propose(raft, Arc::unwrap_or_clone(request)).await);
             }
         }
         Ok(other) => {
@@ -606,7 +609,7 @@ async fn run_forwarder(link: Leader, mut queue: mpsc::UnboundedReceiver<Pending>
 /// write. Nothing is written unless the request was sent: a write whose
 /// answer is lost after that is unknown.
 async fn forward_group(link: &Leader, group: Vec<Pending>) {
-    let (requests, replies): (Vec<Request>, Vec<_>) = group.into_iter().map(|p| (p.request, p.reply)).unzip();
+    let (requests, replies): (Vec<Arc<Request>>, Vec<_>) = group.into_iter().map(|p| (p.request, p.reply)).unzip();
     let count = requests.len();
     let results = match forward(link, requests).await {
         Ok(results) if results.len() == count => results,
@@ -621,7 +624,7 @@ async fn forward_group(link: &Leader, group: Vec<Pending>) {
     }
 }
 
-async fn forward(link: &Leader, requests: Vec<Request>) -> Result<Vec<Result<Response, WriteError>>, WriteError> {
+async fn forward(link: &Leader, requests: Vec<Arc<Request>>) -> Result<Vec<Result<Response, WriteError>>, WriteError> {
     let metrics = link.raft.metrics().borrow().clone();
     let leader = metrics.current_leader.filter(|&l| l != link.id);
     let Some((leader, addr)) =
@@ -687,12 +690,16 @@ async fn forwarded_write(raft: &Raft, batcher: &Batcher, request: Request) -> Re
     if raft.metrics().borrow().state != ServerState::Leader {
         return Err(WriteError::NotWritten("the forwarded-to node is not the leader".into()));
     }
-    batcher.propose(request).await
+    batcher.propose(Arc::new(request)).await
 }
 
 /// Writes forwarded together: all handed to the batcher before any answer is
 /// awaited, so that they share a group; answered in order, each on its own.
-async fn forwarded_writes(raft: &Raft, batcher: &Batcher, requests: Vec<Request>) -> Vec<Result<Response, WriteError>> {
+async fn forwarded_writes(
+    raft: &Raft,
+    batcher: &Batcher,
+    requests: Vec<Arc<Request>>,
+) -> Vec<Result<Response, WriteError>> {
     if raft.metrics().borrow().state != ServerState::Leader {
         let why = WriteError::NotWritten("the forwarded-to node is not the leader".into());
         return vec![Err(why); requests.len()];

@@ -57,6 +57,10 @@ struct Current {
 struct State {
     applied: Applied,
     current: Option<Current>,
+    /// The last membership written into an applied record, with its JSON:
+    /// it changes rarely, and serializing it for every entry was about a
+    /// fifth of an apply (docs/cluster.md, "Figures").
+    membership_text: Option<(StoredMembership, String)>,
 }
 
 #[derive(Debug)]
@@ -112,7 +116,7 @@ impl StateMachine {
         };
         // What a transfer or an install cut short by a crash left behind.
         snapshot_file::remove_leftovers(snapshot_dir, current.as_ref().map(|c| c.file.as_str()))?;
-        let state = Mutex::new(State { applied, current });
+        let state = Mutex::new(State { applied, current, membership_text: None });
         Ok(StateMachine { shared: Arc::new(Shared { db: Arc::new(db), snapshot_dir: snapshot_dir.to_owned(), state }) })
     }
 
@@ -159,6 +163,26 @@ fn read_applied(db: &Db) -> Result<Applied, Error> {
 fn applied_doc(applied: &Applied) -> Result<Doc, Error> {
     let value = serde_json::to_value(applied).map_err(io::Error::other)?;
     Ok(Doc::from(value))
+}
+
+/// The applied record of an entry, as [`applied_doc`] writes it, reusing
+/// the membership's JSON from `cache` while the membership is the same
+/// (compared whole, so a snapshot install that changes it is noticed).
+fn applied_record(
+    cache: &mut Option<(StoredMembership, String)>,
+    last_applied: Option<LogId>,
+    membership: &StoredMembership,
+) -> Result<Doc, Error> {
+    let text = match cache {
+        Some((cached, text)) if cached == membership => text,
+        _ => {
+            let text = serde_json::to_string(membership).map_err(io::Error::other)?;
+            &cache.insert((membership.clone(), text)).1
+        }
+    };
+    let last = serde_json::to_string(&last_applied).map_err(io::Error::other)?;
+    // The field order of `Applied`'s derive, so the text is what serde writes.
+    Doc::parse(&format!(r#"{{"last_applied":{last},"membership":{text}}}"#)).map_err(engine("writing an applied record"))
 }
 
 /// The request's operations as a batch, or why it is rejected.
@@ -219,13 +243,13 @@ fn refuses_batch(e: &redru::Error) -> bool {
 /// request's answer. `view` holds what the requests accepted so far wrote
 /// (`None`: deleted) to the keys some condition of the group names (the only
 /// ones looked up); `cleared`: one of them cleared the database.
-fn group_batch(db: &Db, requests: &[Request]) -> (Batch, Vec<Response>) {
+fn group_batch(db: &Db, requests: &[Arc<Request>]) -> (Batch, Vec<Response>) {
     let mut batch = Batch::new();
     let watched: HashSet<&str> = requests.iter().flat_map(|r| &r.conditions).map(|c| c.key.as_str()).collect();
     let mut view: HashMap<&str, Option<serde_json::Value>> = HashMap::new();
     let mut cleared = false;
     let mut responses = Vec::with_capacity(requests.len());
-    for request in requests {
+    for request in requests.iter().map(Arc::as_ref) {
         if !request.many.is_empty() {
             responses.push(Response::Rejected { reason: "a group inside a group".into() });
             continue;
@@ -292,12 +316,12 @@ fn group_batch(db: &Db, requests: &[Request]) -> (Batch, Vec<Response>) {
 }
 
 fn apply_one(db: &Db, state: &mut State, entry: Entry) -> Result<Response, Error> {
-    let mut applied = state.applied.clone();
-    applied.last_applied = Some(entry.log_id);
+    let last_applied = Some(entry.log_id);
+    let mut new_membership = None;
     let (ops, response) = match entry.payload {
         EntryPayload::Blank => (None, Response::None),
         EntryPayload::Membership(m) => {
-            applied.membership = StoredMembership::new(Some(entry.log_id), m);
+            new_membership = Some(StoredMembership::new(Some(entry.log_id), m));
             (None, Response::None)
         }
         EntryPayload::Normal(request) if !request.many.is_empty() => {
@@ -312,7 +336,8 @@ fn apply_one(db: &Db, state: &mut State, entry: Entry) -> Result<Response, Error
             Err(reason) => (None, Response::Rejected { reason }),
         },
     };
-    let record = applied_doc(&applied)?;
+    let membership = new_membership.as_ref().unwrap_or(&state.applied.membership);
+    let record = applied_record(&mut state.membership_text, last_applied, membership)?;
     let response = match ops {
         Some(batch) => match db.batch(batch.set(APPLIED_KEY, record.clone())) {
             Ok(()) => response,
@@ -330,7 +355,10 @@ fn apply_one(db: &Db, state: &mut State, entry: Entry) -> Result<Response, Error
             response
         }
     };
-    state.applied = applied;
+    state.applied.last_applied = last_applied;
+    if let Some(membership) = new_membership {
+        state.applied.membership = membership;
+    }
     Ok(response)
 }
 
@@ -570,6 +598,27 @@ mod tests {
         assert_eq!(responses, vec![Response::Applied { ops: 1 }]);
         assert!(sm.db().get("a").is_some());
         assert_eq!(sm.lock().applied.last_applied.map(|l| l.index), Some(1));
+        Ok(())
+    }
+
+    /// The applied record built from the cached membership text is the one
+    /// `applied_doc` writes, before and after the membership changes.
+    #[test]
+    fn the_applied_record_matches_the_full_encoding_across_a_membership_change() -> TestResult {
+        let mut cache = None;
+        let one = |ids: &[u64], index| {
+            let nodes: std::collections::BTreeMap<u64, openraft::BasicNode> =
+                ids.iter().map(|&i| (i, openraft::BasicNode::new(format!("127.0.0.1:{i}")))).collect();
+            let membership = openraft::Membership::new(vec![ids.iter().copied().collect()], nodes);
+            StoredMembership::new(Some(LogId::new(CommittedLeaderId::new(1, 1), index)), membership)
+        };
+        for (membership, index) in [(StoredMembership::default(), 1), (one(&[1], 2), 3), (one(&[1], 2), 4), (one(&[1, 2, 3], 5), 6)] {
+            let last_applied = Some(LogId::new(CommittedLeaderId::new(2, 1), index));
+            let got = applied_record(&mut cache, last_applied, &membership)?;
+            let want = applied_doc(&Applied { last_applied, membership: membership.clone() })?;
+            assert_eq!(got.to_value(), want.to_value(), "entry {index}");
+            assert_eq!(got.deserialize::<Applied>()?, Applied { last_applied, membership });
+        }
         Ok(())
     }
 

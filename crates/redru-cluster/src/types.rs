@@ -4,6 +4,8 @@
 //! response. A request is plain data: it is checked when applied, identically
 //! on every node, so a bad one is answered with [`Response::Rejected`], never an error.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// A node's identity in the cluster.
@@ -77,7 +79,10 @@ pub struct Cond {
 /// conditions checked against the state left by the ones before it, and gets
 /// its own answer in [`Response::Many`]; `ops` and `conditions` are then
 /// empty. The field is left out when empty, so single requests are written
-/// exactly as before and entries of older logs read unchanged.
+/// exactly as before and entries of older logs read unchanged. The group's
+/// requests are shared (`Arc`): openraft clones an entry for every
+/// follower's append and for the apply, which cost each write's strings a
+/// copy each time (about 8% of every node's CPU under load).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// The operations, in order.
@@ -87,7 +92,7 @@ pub struct Request {
     pub conditions: Vec<Cond>,
     /// The requests of a group (see above); none for a single request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub many: Vec<Request>,
+    pub many: Vec<Arc<Request>>,
 }
 
 impl Request {
@@ -101,8 +106,39 @@ impl Request {
     }
     /// A group of requests proposed as one entry, each applied on its own.
     pub fn many(requests: Vec<Request>) -> Request {
-        Request { many: requests, ..Request::default() }
+        Request { many: requests.into_iter().map(Arc::new).collect(), ..Request::default() }
     }
+
+    /// An upper bound of the bytes of this request as JSON (as the log line
+    /// and the peer port write it), without writing it: the batcher sizes
+    /// every write by it, and serializing each write only to count its
+    /// bytes was a visible part of the leader's CPU.
+    pub(crate) fn json_len_bound(&self) -> usize {
+        // `{"ops":[],"conditions":[],"many":[]}` and the commas between items.
+        const FRAME: usize = 40;
+        // `{"op":"delete","key":}` and a comma; a set's `,"value":` is counted in SET.
+        const OP: usize = 24;
+        const SET: usize = 10;
+        const COND: usize = 24;
+        let ops = self.ops.iter().map(|op| match op {
+            Op::Set { key, value } => OP + SET + json_str_len(key) + json_str_len(value),
+            Op::Delete { key } => OP + json_str_len(key),
+            Op::Clear => OP,
+        });
+        let conds = self.conditions.iter().map(|c| COND + json_str_len(&c.key) + c.equals.as_deref().map_or(4, json_str_len));
+        let many = self.many.iter().map(|r| 1 + r.json_len_bound());
+        FRAME.saturating_add(ops.chain(conds).chain(many).fold(0, usize::saturating_add))
+    }
+}
+
+/// The bytes serde_json writes for `s` as a string, quotes included (at
+/// most: a control character other than `\n`, `\t`... is `\u00XX`).
+fn json_str_len(s: &str) -> usize {
+    2 + s.bytes().map(|b| match b {
+        b'"' | b'\\' => 2,
+        0..=0x1f => 6,
+        _ => 1,
+    }).sum::<usize>()
 }
 
 impl std::fmt::Display for Request {
@@ -143,4 +179,33 @@ pub enum Response {
         /// One answer per request.
         responses: Vec<Response>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The batcher's size bound is never below what serde_json writes, for
+    /// plain text, quotes, backslashes, control characters and multi-byte UTF-8.
+    #[test]
+    fn the_json_length_bound_is_never_below_the_encoding() -> Result<(), serde_json::Error> {
+        let texts = ["", "a", r#""quoted""#, "back\\slash", "\u{0}\u{1}\n\t\u{1f}", "é€😀", r#"{"a":[1,"x\"y"]}"#];
+        let mut requests = Vec::new();
+        for t in texts {
+            requests.push(Request::set(t, t));
+            requests.push(Request::delete(t));
+            requests.push(Request {
+                ops: vec![Op::Clear, Op::Set { key: t.into(), value: t.into() }],
+                conditions: vec![Cond { key: t.into(), equals: Some(t.into()) }, Cond { key: t.into(), equals: None }],
+                many: Vec::new(),
+            });
+        }
+        requests.push(Request::many(requests.clone()));
+        requests.push(Request::default());
+        for r in &requests {
+            let written = serde_json::to_vec(r)?.len();
+            assert!(r.json_len_bound() >= written, "{r}: bound {} < {written}", r.json_len_bound());
+        }
+        Ok(())
+    }
 }

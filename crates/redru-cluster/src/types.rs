@@ -38,8 +38,9 @@ pub type StorageError = openraft::StorageError<NodeId>;
 /// A Raft node of a redru cluster.
 pub type Raft = openraft::Raft<TypeConfig>;
 
-/// One redru operation inside a [`Request`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One redru operation inside a [`Request`]: `{"op":"set","key":K,"value":V}`,
+/// `{"op":"delete","key":K}` or `{"op":"clear"}` (other members ignored).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Op {
     /// Sets `key` to the JSON value written in `value` (JSON text, kept as written).
@@ -56,6 +57,71 @@ pub enum Op {
     },
     /// Removes every key; the operations after it apply to an empty database.
     Clear,
+}
+
+/// Read by hand rather than by serde's derive for an internally tagged enum,
+/// which first copies every operation into a buffer of its own (`Content`)
+/// to find the tag: that was about a third of a follower's decoding of the
+/// leader's appends. The shape read is the one written, in any member order.
+impl<'de> Deserialize<'de> for Op {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Op, D::Error> {
+        deserializer.deserialize_map(OpVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OpKind {
+    Set,
+    Delete,
+    Clear,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OpField {
+    Op,
+    Key,
+    Value,
+    #[serde(other)]
+    Other,
+}
+
+struct OpVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OpVisitor {
+    type Value = Op;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(r#"an operation: {"op":"set"|"delete"|"clear", "key":..., "value":...}"#)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Op, A::Error> {
+        use serde::de::Error;
+        fn once<T, E: Error>(slot: &mut Option<T>, name: &'static str, value: T) -> Result<(), E> {
+            match slot.replace(value) {
+                Some(_) => Err(E::duplicate_field(name)),
+                None => Ok(()),
+            }
+        }
+        let (mut kind, mut key, mut value) = (None, None, None);
+        while let Some(field) = map.next_key::<OpField>()? {
+            match field {
+                OpField::Op => once(&mut kind, "op", map.next_value::<OpKind>()?)?,
+                OpField::Key => once(&mut key, "key", map.next_value::<String>()?)?,
+                OpField::Value => once(&mut value, "value", map.next_value::<String>()?)?,
+                OpField::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let key = || key.ok_or_else(|| A::Error::missing_field("key"));
+        match kind.ok_or_else(|| A::Error::missing_field("op"))? {
+            OpKind::Set => Ok(Op::Set { value: value.ok_or_else(|| A::Error::missing_field("value"))?, key: key()? }),
+            OpKind::Delete => Ok(Op::Delete { key: key()? }),
+            OpKind::Clear => Ok(Op::Clear),
+        }
+    }
 }
 
 /// What must hold of one key when a [`Request`] is applied: the value a
@@ -152,7 +218,9 @@ impl std::fmt::Display for Request {
 }
 
 /// The state machine's answer to a [`Request`], the same on every node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Written as `{"result":"applied","ops":N}` and so on; read by hand (as
+/// [`Op`], for the same reason: a follower reads one per forwarded write).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum Response {
     /// All operations were applied, atomically.
@@ -185,6 +253,62 @@ pub enum Response {
 mod tests {
     use super::*;
 
+    /// Operations read back as written, in any member order, ignoring
+    /// other members; a missing, repeated or unknown member is refused.
+    #[test]
+    fn operations_decode_as_the_derive_wrote_them() -> Result<(), serde_json::Error> {
+        let ops = vec![
+            Op::Set { key: "k".into(), value: r#"{"a":"\"b"}"#.into() },
+            Op::Delete { key: "d".into() },
+            Op::Clear,
+        ];
+        let text = serde_json::to_string(&ops)?;
+        assert_eq!(
+            text,
+            r#"[{"op":"set","key":"k","value":"{\"a\":\"\\\"b\"}"},{"op":"delete","key":"d"},{"op":"clear"}]"#
+        );
+        assert_eq!(serde_json::from_str::<Vec<Op>>(&text)?, ops);
+        let reordered = r#"[{"value":"1","key":"k","op":"set"},{"key":"d","x":[1,{}],"op":"delete"},{"op":"clear","key":"z"}]"#;
+        let want = vec![Op::Set { key: "k".into(), value: "1".into() }, Op::Delete { key: "d".into() }, Op::Clear];
+        assert_eq!(serde_json::from_str::<Vec<Op>>(reordered)?, want);
+        for bad in [
+            r#"{"op":"set","key":"k"}"#,
+            r#"{"op":"delete"}"#,
+            r#"{"key":"k"}"#,
+            r#"{"op":"drop","key":"k"}"#,
+            r#"{"op":"set","key":"k","key":"j","value":"1"}"#,
+            r#"{"op":"set","key":1,"value":"1"}"#,
+            r#"["set","k","1"]"#,
+        ] {
+            assert!(serde_json::from_str::<Op>(bad).is_err(), "{bad} accepted");
+        }
+        Ok(())
+    }
+
+    /// Responses read back as written, in any member order; a missing or
+    /// unknown member is refused.
+    #[test]
+    fn responses_decode_as_the_derive_wrote_them() -> Result<(), serde_json::Error> {
+        let all = vec![
+            Response::Applied { ops: 3 },
+            Response::Rejected { reason: "r".into() },
+            Response::Conflict { reason: "c".into() },
+            Response::None,
+            Response::Many { responses: vec![Response::Applied { ops: 1 }, Response::Many { responses: vec![] }] },
+        ];
+        let text = serde_json::to_string(&all)?;
+        assert_eq!(
+            text,
+            r#"[{"result":"applied","ops":3},{"result":"rejected","reason":"r"},{"result":"conflict","reason":"c"},{"result":"none"},{"result":"many","responses":[{"result":"applied","ops":1},{"result":"many","responses":[]}]}]"#
+        );
+        assert_eq!(serde_json::from_str::<Vec<Response>>(&text)?, all);
+        assert_eq!(serde_json::from_str::<Response>(r#"{"ops":2,"x":null,"result":"applied"}"#)?, Response::Applied { ops: 2 });
+        for bad in [r#"{"result":"applied"}"#, r#"{"result":"rejected"}"#, r#"{"result":"many"}"#, r#"{"result":"done"}"#, r#"{"ops":1}"#] {
+            assert!(serde_json::from_str::<Response>(bad).is_err(), "{bad} accepted");
+        }
+        Ok(())
+    }
+
     /// The batcher's size bound is never below what serde_json writes, for
     /// plain text, quotes, backslashes, control characters and multi-byte UTF-8.
     #[test]
@@ -207,5 +331,74 @@ mod tests {
             assert!(r.json_len_bound() >= written, "{r}: bound {} < {written}", r.json_len_bound());
         }
         Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for Response {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Response, D::Error> {
+        deserializer.deserialize_map(ResponseVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ResponseKind {
+    Applied,
+    Rejected,
+    Conflict,
+    None,
+    Many,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ResponseField {
+    Result,
+    Ops,
+    Reason,
+    Responses,
+    #[serde(other)]
+    Other,
+}
+
+struct ResponseVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ResponseVisitor {
+    type Value = Response;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(r#"a response: {"result":"applied"|"rejected"|"conflict"|"none"|"many", ...}"#)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Response, A::Error> {
+        use serde::de::Error;
+        fn once<T, E: Error>(slot: &mut Option<T>, name: &'static str, value: T) -> Result<(), E> {
+            match slot.replace(value) {
+                Some(_) => Err(E::duplicate_field(name)),
+                None => Ok(()),
+            }
+        }
+        let (mut kind, mut ops, mut reason, mut responses) = (None, None, None, None);
+        while let Some(field) = map.next_key::<ResponseField>()? {
+            match field {
+                ResponseField::Result => once(&mut kind, "result", map.next_value::<ResponseKind>()?)?,
+                ResponseField::Ops => once(&mut ops, "ops", map.next_value::<usize>()?)?,
+                ResponseField::Reason => once(&mut reason, "reason", map.next_value::<String>()?)?,
+                ResponseField::Responses => once(&mut responses, "responses", map.next_value::<Vec<Response>>()?)?,
+                ResponseField::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let reason = || reason.ok_or_else(|| A::Error::missing_field("reason"));
+        Ok(match kind.ok_or_else(|| A::Error::missing_field("result"))? {
+            ResponseKind::Applied => Response::Applied { ops: ops.ok_or_else(|| A::Error::missing_field("ops"))? },
+            ResponseKind::Rejected => Response::Rejected { reason: reason()? },
+            ResponseKind::Conflict => Response::Conflict { reason: reason()? },
+            ResponseKind::None => Response::None,
+            ResponseKind::Many => {
+                Response::Many { responses: responses.ok_or_else(|| A::Error::missing_field("responses"))? }
+            }
+        })
     }
 }

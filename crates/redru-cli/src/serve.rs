@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Read the shared cluster secret from a file.
     #[arg(long, value_name = "FILE", requires = "cluster")]
     cluster_secret_file: Option<PathBuf>,
+    /// The largest snapshot this node accepts from the leader, in bytes
+    /// (default 64 GiB): a larger transfer is refused and nothing installed.
+    #[arg(long, value_name = "BYTES", requires = "cluster")]
+    cluster_max_snapshot: Option<u64>,
 }
 
 /// Runs the server until it is stopped.
@@ -99,8 +103,8 @@ pub fn run(args: ServeArgs, dir: &Path) -> Result<ExitCode> {
     config.check().map_err(anyhow::Error::msg)?;
     if args.cluster {
         return run_cluster(
-            &args.cluster_secret,
-            &args.cluster_secret_file,
+            (&args.cluster_secret, &args.cluster_secret_file),
+            args.cluster_max_snapshot,
             args.node_id,
             args.cluster_addr,
             args.cluster_announce,
@@ -133,8 +137,8 @@ pub fn run(args: ServeArgs, dir: &Path) -> Result<ExitCode> {
 
 /// `redru serve --cluster`: the node's directory, its peer port, the secret.
 fn run_cluster(
-    secret: &Option<String>,
-    secret_file: &Option<PathBuf>,
+    (secret, secret_file): (&Option<String>, &Option<PathBuf>),
+    max_snapshot: Option<u64>,
     id: Option<u64>,
     peer_addr: Option<String>,
     announce: Option<String>,
@@ -161,6 +165,7 @@ fn run_cluster(
         advertise: Some(announce.unwrap_or_else(|| peer_addr.clone())),
         secret,
         raft: None,
+        max_snapshot_bytes: max_snapshot.unwrap_or(redru_cluster::DEFAULT_MAX_SNAPSHOT_BYTES),
     };
     let shown = dir.display().to_string();
     redru_server::serve_cluster(node, config, |addr, node| {

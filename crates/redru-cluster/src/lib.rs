@@ -55,7 +55,7 @@ pub use error::Error;
 pub use log_store::{LogStore, SEGMENT_BYTES};
 pub use network::{MAX_FRAME, SNAPSHOT_CHUNK, TcpLink, TcpNetwork, WriteError};
 pub use node::{LEADER_WAIT, MAX_GROUP_BYTES, MAX_GROUP_WRITES, Node, NodeConfig, Status, default_raft_config, probe};
-pub use snapshot_file::SnapshotFile;
+pub use snapshot_file::{DEFAULT_MAX_SNAPSHOT_BYTES, SnapshotFile};
 pub use state_machine::{APPLIED_KEY, RESERVED_PREFIX, StateMachine};
 pub use types::{
     Cond, Entry, LogId, NodeId, Op, Raft, Request, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,

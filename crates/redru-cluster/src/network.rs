@@ -2,9 +2,10 @@
 //! big-endian length, then the message; at most [`MAX_FRAME`] bytes), a
 //! mutual HMAC handshake on every connection ([`crate::auth`]), then
 //! request/reply pairs. It carries openraft's RPCs (append, vote, snapshot
-//! chunks) and a follower's forwarded writes and read-index requests.
-//! Every read and write is bounded in size and time; bad input closes the
-//! connection, never panics.
+//! chunks) and a follower's forwarded writes and read-index requests. A
+//! snapshot chunk's bytes follow its JSON header as a raw frame of their own
+//! (same length prefix), not as JSON. Every read and write is bounded in
+//! size and time; bad input closes the connection, never panics.
 
 use std::collections::HashMap;
 use std::io;
@@ -24,14 +25,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::auth::{self, Secret};
-use crate::types::{NodeId, Request, Response, TypeConfig};
+use crate::types::{NodeId, Request as ClientRequest, Response, SnapshotMeta, TypeConfig, Vote};
 
-/// The largest frame read or written: a snapshot chunk ([`SNAPSHOT_CHUNK`]
-/// bytes, which JSON writes as up to four characters each) and a batch of
-/// appended entries fit well inside it.
+/// The largest frame read or written: a snapshot chunk's bytes
+/// ([`SNAPSHOT_CHUNK`], in a raw frame) and a batch of appended entries fit
+/// well inside it.
 pub const MAX_FRAME: usize = 16 << 20;
 /// The snapshot chunk size given to openraft (`Config::snapshot_max_chunk_size`).
 pub const SNAPSHOT_CHUNK: u64 = 1 << 20;
+/// How long the raw frame after a snapshot chunk's header may take to arrive.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a handshake may take, either side.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The protocol's name, mixed into every MAC so that a MAC from another use
@@ -51,8 +54,18 @@ pub(crate) async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, 
     w.flush().await
 }
 
-/// Reads one frame and decodes its JSON as `T`.
-pub(crate) async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R) -> io::Result<T> {
+/// Writes one raw frame: the length, then `bytes` as they are.
+async fn write_raw_frame<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
+    if bytes.len() > MAX_FRAME {
+        return Err(io::Error::other(format!("{} bytes are over the frame limit", bytes.len())));
+    }
+    w.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+/// Reads one frame's bytes (at most [`MAX_FRAME`]).
+async fn read_raw_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -61,7 +74,42 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mu
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+/// Reads one frame and decodes its JSON as `T`.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R) -> io::Result<T> {
+    let body = read_raw_frame(r).await?;
     serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Writes `rpc`, and a snapshot chunk's bytes after it in a raw frame.
+async fn write_rpc<W: AsyncWrite + Unpin>(w: &mut W, rpc: &Rpc, data: Option<&[u8]>) -> io::Result<()> {
+    write_frame(w, rpc).await?;
+    match data {
+        Some(data) => write_raw_frame(w, data).await,
+        None => Ok(()),
+    }
+}
+
+/// Reads a request as [`write_rpc`] wrote it, within `limit` (the raw frame
+/// of a snapshot chunk within [`CHUNK_TIMEOUT`] after its header).
+pub(crate) async fn read_rpc<R: AsyncRead + Unpin>(r: &mut R, limit: Duration) -> io::Result<Request> {
+    match read_frame_within::<_, Rpc>(r, limit).await? {
+        Rpc::SnapshotChunk(head) => {
+            let data = tokio::time::timeout(CHUNK_TIMEOUT, read_raw_frame(r))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "a snapshot chunk's bytes did not arrive"))??;
+            let ChunkHead { vote, meta, offset, done } = head;
+            Ok(Request::Snapshot(InstallSnapshotRequest { vote, meta, offset, data, done }))
+        }
+        Rpc::Snapshot(r) => Ok(Request::Snapshot(r)),
+        Rpc::Append(r) => Ok(Request::Append(r)),
+        Rpc::Vote(r) => Ok(Request::Vote(r)),
+        Rpc::Write(r) => Ok(Request::Write(r)),
+        Rpc::WriteMany(r) => Ok(Request::WriteMany(r)),
+        Rpc::ReadIndex => Ok(Request::ReadIndex),
+    }
 }
 
 /// `read_frame` that gives up after `limit`.
@@ -160,22 +208,49 @@ impl std::fmt::Display for WriteError {
 
 impl std::error::Error for WriteError {}
 
-/// A request on a node-to-node connection.
+/// A snapshot chunk's header: an `InstallSnapshotRequest` without its
+/// bytes, which follow in a raw frame ([`write_rpc`]). As JSON, the bytes
+/// were an array of numbers: up to four bytes on the wire for each, and a
+/// number to parse for each on the receiver.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ChunkHead {
+    vote: Vote,
+    meta: SnapshotMeta,
+    offset: u64,
+    done: bool,
+}
+
+/// A request on a node-to-node connection, as a frame holds it.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum Rpc {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
+    /// A snapshot chunk with its bytes as JSON, as nodes before issue 15's
+    /// sixth round send it: still read, never sent.
     Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A snapshot chunk; its bytes follow in a raw frame.
+    SnapshotChunk(ChunkHead),
     /// A follower's client write, for the leader to propose.
-    Write(Request),
+    Write(ClientRequest),
     /// A follower's client writes gathered while earlier ones were in flight,
     /// for the leader to propose; each answered on its own, in order.
-    WriteMany(Vec<Arc<Request>>),
+    WriteMany(Vec<Arc<ClientRequest>>),
     /// A follower asks the leader for the index a linearizable read must wait for.
     ReadIndex,
 }
 
-/// The answer to an [`Rpc`], the same variant.
+/// A request as the node serving a peer connection handles it: an [`Rpc`]
+/// with a snapshot chunk's bytes put back in place.
+pub(crate) enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    Write(ClientRequest),
+    WriteMany(Vec<Arc<ClientRequest>>),
+    ReadIndex,
+}
+
+/// The answer to an [`Rpc`], the same variant (`Snapshot` for a `SnapshotChunk`).
 #[derive(Serialize, Deserialize)]
 pub(crate) enum RpcReply {
     Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
@@ -207,7 +282,12 @@ impl Conn {
 
     /// Sends `rpc` and waits (at most `limit`) for its reply.
     pub(crate) async fn call(&mut self, rpc: &Rpc, limit: Duration) -> io::Result<RpcReply> {
-        tokio::time::timeout(limit, write_frame(&mut self.stream, rpc))
+        self.call_with(rpc, None, limit).await
+    }
+
+    /// [`Conn::call`], with a snapshot chunk's bytes after the request.
+    async fn call_with(&mut self, rpc: &Rpc, data: Option<&[u8]>, limit: Duration) -> io::Result<RpcReply> {
+        tokio::time::timeout(limit, write_rpc(&mut self.stream, rpc, data))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "sending timed out"))??;
         read_frame_within(&mut self.stream, limit).await
@@ -276,7 +356,12 @@ type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, Raf
 #[allow(clippy::result_large_err)]
 impl TcpLink {
     /// Sends `rpc` on the link's connection (opening it if needed).
-    async fn call<E: std::error::Error>(&mut self, rpc: &Rpc, option: &RPCOption) -> Result<RpcReply, RpcError<E>> {
+    async fn call<E: std::error::Error>(
+        &mut self,
+        rpc: &Rpc,
+        data: Option<&[u8]>,
+        option: &RPCOption,
+    ) -> Result<RpcReply, RpcError<E>> {
         // The hard limit openraft sets for this RPC, but at least a second
         // (a loaded machine can take that long to answer a heartbeat).
         let limit = option.hard_ttl().max(Duration::from_secs(1));
@@ -286,7 +371,7 @@ impl TcpLink {
                 .await
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?,
         };
-        let reply = conn.call(rpc, limit).await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let reply = conn.call_with(rpc, data, limit).await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.conn = Some(conn);
         Ok(reply)
     }
@@ -307,7 +392,7 @@ impl RaftNetwork<TypeConfig> for TcpLink {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
-        match self.call(&Rpc::Append(rpc), &option).await? {
+        match self.call(&Rpc::Append(rpc), None, &option).await? {
             RpcReply::Append(r) => self.remote(r),
             _ => Err(mismatch()),
         }
@@ -318,16 +403,64 @@ impl RaftNetwork<TypeConfig> for TcpLink {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcError<InstallSnapshotError>> {
-        match self.call(&Rpc::Snapshot(rpc), &option).await? {
+        let InstallSnapshotRequest { vote, meta, offset, data, done } = rpc;
+        let head = Rpc::SnapshotChunk(ChunkHead { vote, meta, offset, done });
+        match self.call(&head, Some(&data), &option).await? {
             RpcReply::Snapshot(r) => self.remote(r),
             _ => Err(mismatch()),
         }
     }
 
     async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> Result<VoteResponse<NodeId>, RpcError> {
-        match self.call(&Rpc::Vote(rpc), &option).await? {
+        match self.call(&Rpc::Vote(rpc), None, &option).await? {
             RpcReply::Vote(r) => self.remote(r),
             _ => Err(mismatch()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn chunk(data: Vec<u8>) -> InstallSnapshotRequest<TypeConfig> {
+        let last = openraft::LogId::new(CommittedLeaderId::new(2, 1), 7);
+        let meta = SnapshotMeta { last_log_id: Some(last), snapshot_id: "2-7-1".into(), ..SnapshotMeta::default() };
+        InstallSnapshotRequest { vote: Vote::new_committed(2, 1), meta, offset: 4096, data, done: false }
+    }
+
+    /// A chunk's bytes travel raw after a small header (as JSON numbers
+    /// they took up to four bytes each), and are read back exactly.
+    #[tokio::test]
+    async fn a_snapshot_chunk_travels_as_raw_bytes() -> TestResult {
+        let data: Vec<u8> = (0..1 << 16).map(|i: u32| (i % 251) as u8).collect();
+        let InstallSnapshotRequest { vote, meta, offset, data: bytes, done } = chunk(data.clone());
+        let mut wire = Vec::new();
+        write_rpc(&mut wire, &Rpc::SnapshotChunk(ChunkHead { vote, meta, offset, done }), Some(&bytes)).await?;
+        assert!(wire.len() < data.len() + 512, "{} bytes on the wire for a {}-byte chunk", wire.len(), data.len());
+        let Request::Snapshot(got) = read_rpc(&mut wire.as_slice(), Duration::from_secs(1)).await? else {
+            return Err("not read as a snapshot chunk".into());
+        };
+        assert_eq!((got.data, got.offset, got.done, got.meta.snapshot_id), (data, 4096, false, "2-7-1".to_owned()));
+        // A header whose bytes never come is an error, not a chunk.
+        let mut cut = wire[..wire.len() - 10].to_vec();
+        assert!(read_rpc(&mut cut.as_slice(), Duration::from_secs(1)).await.is_err());
+        Ok(())
+    }
+
+    /// A chunk as an older node sends it (bytes as JSON) is still read.
+    #[tokio::test]
+    async fn a_snapshot_chunk_with_json_bytes_is_still_read() -> TestResult {
+        let mut wire = Vec::new();
+        write_frame(&mut wire, &Rpc::Snapshot(chunk(vec![1, 2, 3]))).await?;
+        let Request::Snapshot(got) = read_rpc(&mut wire.as_slice(), Duration::from_secs(1)).await? else {
+            return Err("not read as a snapshot chunk".into());
+        };
+        assert_eq!(got.data, vec![1, 2, 3]);
+        Ok(())
     }
 }

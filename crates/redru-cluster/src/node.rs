@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Secret;
 use crate::error::Error;
-use crate::network::{self, Conn, Pool, Rpc, RpcReply, TcpNetwork, WriteError};
+use crate::network::{self, Conn, Pool, Request as PeerRequest, Rpc, RpcReply, TcpNetwork, WriteError};
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Raft, Request, Response};
 
@@ -70,6 +70,9 @@ pub struct NodeConfig {
     pub secret: Secret,
     /// openraft's timing; `None`: [`default_raft_config`].
     pub raft: Option<openraft::Config>,
+    /// The largest snapshot this node accepts from the leader, in bytes
+    /// ([`crate::DEFAULT_MAX_SNAPSHOT_BYTES`] unless there is a reason).
+    pub max_snapshot_bytes: u64,
 }
 
 /// The Raft timing a node uses unless told otherwise: heartbeats every
@@ -163,6 +166,7 @@ impl Node {
     /// configuration is invalid, or the peer port cannot be bound.
     pub async fn start(config: NodeConfig) -> Result<Arc<Node>, Error> {
         let (log, sm) = crate::open_node_storage(&config.dir)?;
+        sm.set_max_snapshot_bytes(config.max_snapshot_bytes);
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             Error::Io(io::Error::new(e.kind(), format!("binding the peer port {}: {e}", config.listen)))
         })?;
@@ -669,14 +673,14 @@ async fn serve_peer(mut stream: TcpStream, raft: Raft, batcher: Batcher, secret:
         return;
     }
     loop {
-        let Ok(rpc) = network::read_frame_within::<_, Rpc>(&mut stream, PEER_IDLE).await else { return };
+        let Ok(rpc) = network::read_rpc(&mut stream, PEER_IDLE).await else { return };
         let reply = match rpc {
-            Rpc::Append(r) => RpcReply::Append(raft.append_entries(r).await),
-            Rpc::Vote(r) => RpcReply::Vote(raft.vote(r).await),
-            Rpc::Snapshot(r) => RpcReply::Snapshot(raft.install_snapshot(r).await),
-            Rpc::Write(r) => RpcReply::Write(forwarded_write(&raft, &batcher, r).await),
-            Rpc::WriteMany(r) => RpcReply::WriteMany(forwarded_writes(&raft, &batcher, r).await),
-            Rpc::ReadIndex => RpcReply::ReadIndex(read_index(&raft).await),
+            PeerRequest::Append(r) => RpcReply::Append(raft.append_entries(r).await),
+            PeerRequest::Vote(r) => RpcReply::Vote(raft.vote(r).await),
+            PeerRequest::Snapshot(r) => RpcReply::Snapshot(raft.install_snapshot(r).await),
+            PeerRequest::Write(r) => RpcReply::Write(forwarded_write(&raft, &batcher, r).await),
+            PeerRequest::WriteMany(r) => RpcReply::WriteMany(forwarded_writes(&raft, &batcher, r).await),
+            PeerRequest::ReadIndex => RpcReply::ReadIndex(read_index(&raft).await),
         };
         if network::write_frame(&mut stream, &reply).await.is_err() {
             return;

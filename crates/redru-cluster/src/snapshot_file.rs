@@ -5,7 +5,8 @@
 //! otherwise (a transfer abandoned or refused), it is removed, and one left
 //! by a crash is removed at the next start ([`remove_leftovers`]). A
 //! receiving handle refuses to seek past what it received, so a crafted
-//! chunk offset cannot leave a gap.
+//! chunk offset cannot leave a gap, and to grow the file past its size limit
+//! ([`DEFAULT_MAX_SNAPSHOT_BYTES`] unless the node is told otherwise).
 
 use std::fs;
 use std::io;
@@ -18,6 +19,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::files::{self, io_err};
+
+/// The largest snapshot a node receives unless configured otherwise
+/// (`NodeConfig::max_snapshot_bytes`, `redru serve --cluster-max-snapshot`):
+/// 64 GiB, generous (a million small keys make about 58 MB) but finite, so
+/// that a peer cannot fill the disk with one transfer.
+pub const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
 
 /// A snapshot's data as openraft holds it (`TypeConfig::SnapshotData`): an
 /// open file that openraft's chunked transfer reads from (the sender) or
@@ -37,6 +44,8 @@ pub struct SnapshotFile {
     /// handle that receives): a seek past that end is refused, see `start_seek`.
     pos: u64,
     written: u64,
+    /// For a handle that receives: the size the file may not grow past.
+    limit: u64,
 }
 
 /// A temporary file being received, removed when dropped unless [`TempFile::keep`] says otherwise.
@@ -71,14 +80,15 @@ impl SnapshotFile {
     /// A new handle on the snapshot file at `path`, at offset 0, for sending.
     pub(crate) fn open(path: &Path) -> io::Result<SnapshotFile> {
         let file = fs::File::open(path).map_err(|e| io_err("opening", path, e))?;
-        Ok(SnapshotFile { file: tokio::fs::File::from_std(file), temp: None, pos: 0, written: 0 })
+        Ok(SnapshotFile { file: tokio::fs::File::from_std(file), temp: None, pos: 0, written: 0, limit: u64::MAX })
     }
 
-    /// A new, empty temporary file in `dir` for a snapshot being received.
-    pub(crate) async fn receive_into(dir: &Path) -> io::Result<SnapshotFile> {
+    /// A new, empty temporary file in `dir` for a snapshot being received,
+    /// which refuses any write that would make it larger than `limit` bytes.
+    pub(crate) async fn receive_into(dir: &Path, limit: u64) -> io::Result<SnapshotFile> {
         let dir = dir.to_owned();
         let (file, temp) = tokio::task::spawn_blocking(move || create_temp(&dir)).await.map_err(io::Error::other)??;
-        Ok(SnapshotFile { file: tokio::fs::File::from_std(file), temp: Some(temp), pos: 0, written: 0 })
+        Ok(SnapshotFile { file: tokio::fs::File::from_std(file), temp: Some(temp), pos: 0, written: 0, limit })
     }
 
     /// The file, once every write handed to it has reached the OS (an error
@@ -138,6 +148,16 @@ impl AsyncRead for SnapshotFile {
 impl AsyncWrite for SnapshotFile {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let me = self.get_mut();
+        if me.temp.is_some() && me.pos.saturating_add(buf.len() as u64) > me.limit {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "the snapshot being received would pass this node's limit of {} bytes at offset {} \
+                     (redru serve --cluster-max-snapshot raises it)",
+                    me.limit, me.pos
+                ),
+            )));
+        }
         let written = Pin::new(&mut me.file).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = written {
             me.pos += n as u64;

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -70,6 +71,8 @@ struct Shared {
     /// Held while applying, building and installing, so that a snapshot's
     /// file and its metadata describe the same point of the log.
     state: Mutex<State>,
+    /// The largest snapshot this node receives, in bytes.
+    max_snapshot: AtomicU64,
 }
 
 /// The state machine of one node (cheap to clone: clones share it, and serve
@@ -117,7 +120,16 @@ impl StateMachine {
         // What a transfer or an install cut short by a crash left behind.
         snapshot_file::remove_leftovers(snapshot_dir, current.as_ref().map(|c| c.file.as_str()))?;
         let state = Mutex::new(State { applied, current, membership_text: None });
-        Ok(StateMachine { shared: Arc::new(Shared { db: Arc::new(db), snapshot_dir: snapshot_dir.to_owned(), state }) })
+        let max_snapshot = AtomicU64::new(snapshot_file::DEFAULT_MAX_SNAPSHOT_BYTES);
+        let shared = Shared { db: Arc::new(db), snapshot_dir: snapshot_dir.to_owned(), state, max_snapshot };
+        Ok(StateMachine { shared: Arc::new(shared) })
+    }
+
+    /// Sets the largest snapshot this node receives, in bytes (default
+    /// [`crate::DEFAULT_MAX_SNAPSHOT_BYTES`]): a transfer that would grow
+    /// past it is refused at the chunk that would, and nothing is installed.
+    pub fn set_max_snapshot_bytes(&self, bytes: u64) {
+        self.shared.max_snapshot.store(bytes, Ordering::Relaxed);
     }
 
     /// The database the entries are applied to (read it; write only through Raft).
@@ -533,7 +545,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     /// chunk into it as it arrives (seeking to the chunk's offset), so a
     /// transfer holds no more than a chunk in memory.
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
-        let data = SnapshotFile::receive_into(&self.shared.snapshot_dir)
+        let limit = self.shared.max_snapshot.load(Ordering::Relaxed);
+        let data = SnapshotFile::receive_into(&self.shared.snapshot_dir, limit)
             .await
             .map_err(|e| storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e.into()))?;
         Ok(Box::new(data))

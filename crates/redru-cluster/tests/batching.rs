@@ -31,6 +31,7 @@ async fn start(id: u64, dir: &TempDir) -> Result<Arc<Node>, Box<dyn std::error::
         advertise: None,
         secret: Secret::new("test-secret-0123456789")?,
         raft: Some(raft),
+        max_snapshot_bytes: redru_cluster::DEFAULT_MAX_SNAPSHOT_BYTES,
     };
     Ok(Node::start(config).await?)
 }

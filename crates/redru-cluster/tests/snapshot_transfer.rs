@@ -210,3 +210,37 @@ async fn a_chunk_that_would_leave_a_gap_is_refused_on_arrival() -> TestResult {
     assert!(files_in(b.path(), "receiving-")?.is_empty(), "the abandoned transfer's file was left");
     Ok(())
 }
+
+/// A node refuses a snapshot larger than its limit at the chunk that would
+/// pass it (nothing installed, the temporary file removed), and takes the
+/// same snapshot whole under a limit of exactly its size.
+#[tokio::test]
+async fn a_snapshot_over_the_size_limit_is_refused_at_the_chunk_that_passes_it() -> TestResult {
+    let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let (meta, bytes) = leader_snapshot(a.path(), 100).await?;
+    let mut follower = open(b.path())?;
+    follower.set_max_snapshot_bytes(bytes.len() as u64 - 1);
+    let data = follower.begin_receiving_snapshot().await?;
+    let mut streaming = Streaming::<TypeConfig>::new(meta.snapshot_id.clone(), data);
+    let chunk = |offset: usize, len: usize| InstallSnapshotRequest::<TypeConfig> {
+        vote: Vote::new_committed(1, 1),
+        meta: meta.clone(),
+        offset: offset as u64,
+        data: bytes[offset..offset + len].to_vec(),
+        done: offset + len == bytes.len(),
+    };
+    let last = bytes.len() - 100;
+    streaming.receive(chunk(0, last)).await?;
+    let refused = streaming.receive(chunk(last, 100)).await;
+    let message = format!("{:?}", refused.err().ok_or("the chunk past the limit was accepted")?);
+    assert!(message.contains("limit of"), "{message}");
+    drop(streaming);
+    assert!(files_in(b.path(), "receiving-")?.is_empty(), "the refused transfer's file was left");
+    assert!(follower.db().get("key:000001").is_none(), "something was installed");
+
+    follower.set_max_snapshot_bytes(bytes.len() as u64);
+    let data = receive(&mut follower, b.path(), &meta, &bytes).await?;
+    follower.install_snapshot(&meta, data).await?;
+    assert!(follower.db().get("key:000100").is_some(), "the snapshot at the limit was not installed");
+    Ok(())
+}

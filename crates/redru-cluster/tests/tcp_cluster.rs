@@ -32,6 +32,7 @@ async fn start(id: u64, dir: &TempDir) -> Result<Arc<Node>, Box<dyn std::error::
         advertise: None,
         secret: Secret::new(SECRET)?,
         raft: Some(raft),
+        max_snapshot_bytes: redru_cluster::DEFAULT_MAX_SNAPSHOT_BYTES,
     };
     Ok(Node::start(config).await?)
 }

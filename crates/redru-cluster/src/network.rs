@@ -447,7 +447,7 @@ mod tests {
         };
         assert_eq!((got.data, got.offset, got.done, got.meta.snapshot_id), (data, 4096, false, "2-7-1".to_owned()));
         // A header whose bytes never come is an error, not a chunk.
-        let mut cut = wire[..wire.len() - 10].to_vec();
+        let cut = wire[..wire.len() - 10].to_vec();
         assert!(read_rpc(&mut cut.as_slice(), Duration::from_secs(1)).await.is_err());
         Ok(())
     }

@@ -194,7 +194,8 @@ fn applied_record(
     };
     let last = serde_json::to_string(&last_applied).map_err(io::Error::other)?;
     // The field order of `Applied`'s derive, so the text is what serde writes.
-    Doc::parse(&format!(r#"{{"last_applied":{last},"membership":{text}}}"#)).map_err(engine("writing an applied record"))
+    Doc::parse(&format!(r#"{{"last_applied":{last},"membership":{text}}}"#))
+        .map_err(engine("writing an applied record"))
 }
 
 /// The request's operations as a batch, or why it is rejected.
@@ -625,7 +626,9 @@ mod tests {
             let membership = openraft::Membership::new(vec![ids.iter().copied().collect()], nodes);
             StoredMembership::new(Some(LogId::new(CommittedLeaderId::new(1, 1), index)), membership)
         };
-        for (membership, index) in [(StoredMembership::default(), 1), (one(&[1], 2), 3), (one(&[1], 2), 4), (one(&[1, 2, 3], 5), 6)] {
+        for (membership, index) in
+            [(StoredMembership::default(), 1), (one(&[1], 2), 3), (one(&[1], 2), 4), (one(&[1, 2, 3], 5), 6)]
+        {
             let last_applied = Some(LogId::new(CommittedLeaderId::new(2, 1), index));
             let got = applied_record(&mut cache, last_applied, &membership)?;
             let want = applied_doc(&Applied { last_applied, membership: membership.clone() })?;

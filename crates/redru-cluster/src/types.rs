@@ -191,7 +191,8 @@ impl Request {
             Op::Delete { key } => OP + json_str_len(key),
             Op::Clear => OP,
         });
-        let conds = self.conditions.iter().map(|c| COND + json_str_len(&c.key) + c.equals.as_deref().map_or(4, json_str_len));
+        let conds =
+            self.conditions.iter().map(|c| COND + json_str_len(&c.key) + c.equals.as_deref().map_or(4, json_str_len));
         let many = self.many.iter().map(|r| 1 + r.json_len_bound());
         FRAME.saturating_add(ops.chain(conds).chain(many).fold(0, usize::saturating_add))
     }
@@ -200,11 +201,14 @@ impl Request {
 /// The bytes serde_json writes for `s` as a string, quotes included (at
 /// most: a control character other than `\n`, `\t`... is `\u00XX`).
 fn json_str_len(s: &str) -> usize {
-    2 + s.bytes().map(|b| match b {
-        b'"' | b'\\' => 2,
-        0..=0x1f => 6,
-        _ => 1,
-    }).sum::<usize>()
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
 }
 
 impl std::fmt::Display for Request {
@@ -268,7 +272,8 @@ mod tests {
             r#"[{"op":"set","key":"k","value":"{\"a\":\"\\\"b\"}"},{"op":"delete","key":"d"},{"op":"clear"}]"#
         );
         assert_eq!(serde_json::from_str::<Vec<Op>>(&text)?, ops);
-        let reordered = r#"[{"value":"1","key":"k","op":"set"},{"key":"d","x":[1,{}],"op":"delete"},{"op":"clear","key":"z"}]"#;
+        let reordered =
+            r#"[{"value":"1","key":"k","op":"set"},{"key":"d","x":[1,{}],"op":"delete"},{"op":"clear","key":"z"}]"#;
         let want = vec![Op::Set { key: "k".into(), value: "1".into() }, Op::Delete { key: "d".into() }, Op::Clear];
         assert_eq!(serde_json::from_str::<Vec<Op>>(reordered)?, want);
         for bad in [
@@ -302,8 +307,17 @@ mod tests {
             r#"[{"result":"applied","ops":3},{"result":"rejected","reason":"r"},{"result":"conflict","reason":"c"},{"result":"none"},{"result":"many","responses":[{"result":"applied","ops":1},{"result":"many","responses":[]}]}]"#
         );
         assert_eq!(serde_json::from_str::<Vec<Response>>(&text)?, all);
-        assert_eq!(serde_json::from_str::<Response>(r#"{"ops":2,"x":null,"result":"applied"}"#)?, Response::Applied { ops: 2 });
-        for bad in [r#"{"result":"applied"}"#, r#"{"result":"rejected"}"#, r#"{"result":"many"}"#, r#"{"result":"done"}"#, r#"{"ops":1}"#] {
+        assert_eq!(
+            serde_json::from_str::<Response>(r#"{"ops":2,"x":null,"result":"applied"}"#)?,
+            Response::Applied { ops: 2 }
+        );
+        for bad in [
+            r#"{"result":"applied"}"#,
+            r#"{"result":"rejected"}"#,
+            r#"{"result":"many"}"#,
+            r#"{"result":"done"}"#,
+            r#"{"ops":1}"#,
+        ] {
             assert!(serde_json::from_str::<Response>(bad).is_err(), "{bad} accepted");
         }
         Ok(())

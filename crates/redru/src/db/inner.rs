@@ -154,6 +154,9 @@ impl Inner {
         decide: impl FnOnce(&Inner, u64) -> Result<Option<Record>>,
     ) -> Result<Option<(Seq, Applied)>> {
         self.check_writable()?;
+        // Counted until acknowledged: the group commit's leader waits for
+        // other writers only when there are some.
+        let _in_flight = self.wal.enter();
         let (seq, applied, compact, crowded) = {
             let mut writer = self.wal.lock();
             self.wal.check_poisoned()?;

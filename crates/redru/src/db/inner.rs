@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Inner, PENDING_BYTES, PENDING_TRIM, Pending, SaveReport, SnapMeta};
+use super::{Inner, PENDING_BYTES, PENDING_TRIM_CHUNKS, Pending, SaveReport, SnapMeta};
 use crate::error::{Error, Result};
 use crate::options::Durability;
 use crate::state::store::{Applied, State, Undo};
@@ -46,36 +46,57 @@ impl Inner {
 
     /// Keeps how to undo record `seq` until it is known durable (called
     /// under the writer lock, so the log cannot fail between the apply and
-    /// this). Returns how much is waiting for the log to be synced.
+    /// this). Returns how much is waiting for the log to be synced. Drops at
+    /// most [`PENDING_TRIM_CHUNKS`] chunks of durable undos itself, so that a
+    /// write never pays for a large sync's worth (the thread that waited for
+    /// the sync drops those: [`Inner::drop_durable`]).
     pub(super) fn remember(&self, seq: Seq, undo: Undo) -> Crowding {
-        let mut pending = self.pending();
-        if pending.records.len() >= PENDING_TRIM {
-            let durable = self.wal.synced();
-            while pending.records.front().is_some_and(|(s, _)| *s <= durable) {
-                if let Some((_, done)) = pending.records.pop_front() {
-                    pending.held = pending.held.saturating_sub(done.held_bytes());
-                }
-            }
-        }
-        pending.held += undo.held_bytes();
-        pending.records.push_back((seq, undo));
-        match pending.held {
+        let (held, done) = {
+            let mut pending = self.pending();
+            // Asking how far the log is synced takes the group-commit lock:
+            // only when a whole chunk could be dropped.
+            let done = if pending.has_full_chunk() {
+                pending.take_durable(self.wal.synced(), PENDING_TRIM_CHUNKS)
+            } else {
+                Vec::new()
+            };
+            (pending.push(seq, undo), done)
+        };
+        drop(done);
+        match held {
             held if held >= 2 * PENDING_BYTES => Crowding::Full,
             held if held >= PENDING_BYTES => Crowding::Crowded,
             _ => Crowding::Room,
         }
     }
 
+    /// Drops every undo the log's syncs made unnecessary, outside the
+    /// pending lock (a million took 90-360 ms: long, but not a writer's),
+    /// taking them a few hundred chunks at a time so that a writer never
+    /// waits long for that lock.
+    pub(super) fn drop_durable(&self) {
+        let durable = self.wal.synced();
+        loop {
+            let done = self.pending().take_durable(durable, 256);
+            if done.is_empty() {
+                return;
+            }
+            drop(done);
+        }
+    }
+
     /// Syncs the log up to `seq` on a thread of its own (one at a time), so
     /// that the undos it makes droppable are freed without a writer waiting
-    /// for the fsync. A failed sync poisons the log: the next write reports
-    /// it and the next read rolls back (as with any failed sync).
+    /// for the fsync or for their drop. A failed sync poisons the log: the
+    /// next write reports it and the next read rolls back (as with any failed sync).
     fn relieve(self: &Arc<Self>, seq: Seq) {
         let inner = Arc::clone(self);
         // Without a thread the next writers find the undos growing, up to
         // twice the limit, where one of them syncs itself.
         spawn_alone(&self.relief, "redru-relieve", move || {
-            let _ = inner.wal.wait_durable(seq, "an earlier write");
+            if inner.wal.wait_durable(seq, "an earlier write").is_ok() {
+                inner.drop_durable();
+            }
         });
     }
 
@@ -89,14 +110,13 @@ impl Inner {
         }
         let durable = self.wal.synced();
         let mut state = self.write_state();
-        while let Some((seq, undo)) = pending.records.pop_back() {
+        while let Some((seq, undo)) = pending.pop_back() {
             if seq <= durable {
                 break;
             }
             state.undo(undo);
         }
-        pending.records.clear();
-        pending.held = 0;
+        pending.clear();
         pending.rolled_back = true;
     }
 
@@ -134,6 +154,9 @@ impl Inner {
         decide: impl FnOnce(&Inner, u64) -> Result<Option<Record>>,
     ) -> Result<Option<(Seq, Applied)>> {
         self.check_writable()?;
+        // Counted until acknowledged: the group commit's leader waits for
+        // other writers only when there are some.
+        let _in_flight = self.wal.enter();
         let (seq, applied, compact, crowded) = {
             let mut writer = self.wal.lock();
             self.wal.check_poisoned()?;
@@ -164,7 +187,12 @@ impl Inner {
         }
         match crowded {
             _ if self.options.durability == Durability::Always => self.wal.wait_durable(seq, "this write")?,
-            Crowding::Full => self.wal.wait_durable(seq, "this write")?,
+            Crowding::Full => {
+                // The disk is slower than the writers: this one waits, and
+                // (having waited anyway) drops what the sync freed.
+                self.wal.wait_durable(seq, "this write")?;
+                self.drop_durable();
+            }
             Crowding::Crowded => self.relieve(seq),
             Crowding::Room => {}
         }
@@ -317,5 +345,34 @@ pub(super) fn join_slot(slot: &Mutex<Option<JoinHandle<()>>>) {
     let handle = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(handle) = handle {
         let _ = handle.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Db, Durability, Options};
+
+    /// Issue 17: a relaxed writer's set after a sync dropped every undo the
+    /// sync made unnecessary, under the writer lock (a million: 90-360 ms,
+    /// workload 10's longest stalls). A write drops at most a few chunks.
+    #[test]
+    fn a_write_after_a_sync_drops_a_bounded_number_of_undos() -> crate::Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| crate::Error::io("creating", "a temporary directory", e))?;
+        let db: Db = Options::new().durability(Durability::Never).auto_compact(false).open(dir.path())?;
+        let n = 10_000;
+        for i in 0..n {
+            db.set(format!("k{i}"), crate::json!(i))?;
+        }
+        assert_eq!(db.inner.pending().len(), n);
+        // A sync no caller waits for the drop of (as the log's own syncs).
+        db.inner.wal.sync_all()?;
+        db.set("one more", crate::json!(1))?;
+        let kept = db.inner.pending().len();
+        let bound = super::PENDING_TRIM_CHUNKS * 64;
+        assert!(kept + bound > n, "one write dropped {} undos, at most {bound} expected", n + 1 - kept);
+        // The thread that waited for a sync drops the rest.
+        db.inner.drop_durable();
+        assert!(db.inner.pending().len() <= 64 + 1);
+        Ok(())
     }
 }

@@ -77,9 +77,7 @@ impl Inner {
         let old = {
             let mut state = self.write_state();
             let old = std::mem::replace(&mut *state, new);
-            let mut pending = self.pending();
-            pending.records.clear();
-            pending.held = 0;
+            self.pending().clear();
             old
         };
         {

@@ -8,7 +8,8 @@
 //! The handle, its open and close are here; the reports it returns in
 //! `reports`, `Batch` in `batch`, the read and write methods in `read` and
 //! `write`, expiry (its methods and the sweeper) in `expiry`, the commit
-//! path, rollback and compaction (`Inner`) in `inner`, and installing a whole
+//! path, rollback and compaction (`Inner`) in `inner`, the undos kept until
+//! the log is synced in `pending`, installing a whole
 //! state as a snapshot (import, restore) in `install`, and returning the
 //! dropped state's pages to the OS in `heap`.
 
@@ -18,6 +19,7 @@ mod feed;
 mod heap;
 mod inner;
 mod install;
+mod pending;
 mod read;
 mod reports;
 mod write;
@@ -28,9 +30,9 @@ use expiry::spawn_sweeper;
 use feed::Hub;
 pub use feed::{Change, Subscription};
 use inner::spawn_flusher;
+use pending::Pending;
 pub use reports::{RecoveryReport, SaveReport, Stats, TornTail};
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -42,7 +44,7 @@ use crate::error::{Error, Result};
 use crate::options::{Durability, Options};
 use crate::progress::Observer;
 use crate::state::replay::Replay;
-use crate::state::store::{State, Undo};
+use crate::state::store::State;
 use crate::storage::files::{BACKUP_DIR, LOCK_NAME, is_backup_temp};
 use crate::storage::log::{self, Wal, Writer};
 use crate::storage::record::Seq;
@@ -65,17 +67,6 @@ struct SnapMeta {
     exists: bool,
 }
 
-/// The records applied to the state but not yet known durable, with what
-/// undoes each: after a failed log write or fsync they are taken back, so that
-/// no read shows a write the disk may not have (docs/durability.md).
-#[derive(Default)]
-struct Pending {
-    records: VecDeque<(Seq, Undo)>,
-    /// Value bytes the undos keep alive.
-    held: usize,
-    rolled_back: bool,
-}
-
 /// In the relaxed modes, the log is synced when the undos of the records
 /// waiting to be known durable hold this much (about 1.1M writes of new small keys), so
 /// that what a rollback needs stays bounded. The sync runs on a thread of its
@@ -84,9 +75,9 @@ struct Pending {
 /// stalls); only a writer that finds twice this much still waiting (the disk
 /// slower than the writers) waits for a sync itself.
 const PENDING_BYTES: usize = 64 << 20;
-/// Durable undos are dropped once this many are kept (not at every write: it
-/// takes the group-commit lock).
-const PENDING_TRIM: usize = 64;
+/// A writer drops at most this many chunks of durable undos per write
+/// (bounded work under the writer lock); the thread that synced drops the rest.
+const PENDING_TRIM_CHUNKS: usize = 2;
 
 struct Inner {
     dir: PathBuf,

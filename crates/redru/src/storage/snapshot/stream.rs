@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use super::{DataMap, Document, Entries, SnapshotInfo, TRAILER_HEAD, TRAILER_LEN, TRAILER_TAIL};
 use crate::error::{Error, Result};
 use crate::progress::{Meter, Observer, Stage};
-use crate::state::store::{Map, State};
+use crate::state::store::{Map, SHARDS, ShardWrite, State};
+use crate::storage::record::Seq;
 use crate::storage::vfs::Vfs;
 
 /// Bytes read from the file at a time: large enough that a piece holds
@@ -81,7 +82,7 @@ fn stream_in_pieces<'a>(
     let (file, len) = vfs.open_read(path).map_err(|e| Error::io("reading", path, e))?;
     let mut input = Input { file, buf: Vec::with_capacity(piece), piece, eof: false, path, len: 0 };
     let meter = Meter::start(observer, Stage::LoadSnapshot, len);
-    let Some((doc, sha256, file_sha256)) = read_all(&mut input, &meter)? else { return Ok(None) };
+    let Some((doc, sha256, file_sha256)) = read_all(&mut input, len, &meter)? else { return Ok(None) };
     Ok(Some(Pending { doc, sha256, file_sha256, len: input.len, meter }))
 }
 
@@ -115,7 +116,8 @@ impl Input<'_> {
 
 /// The document, the body's digest and the whole file's, or `None` (see
 /// [`stream`]).
-fn read_all(input: &mut Input, meter: &Meter) -> Result<Option<(Document, String, String)>> {
+/// `size` is the file's size when opened (it bounds what `keys` may reserve).
+fn read_all(input: &mut Input, size: u64, meter: &Meter) -> Result<Option<(Document, String, String)>> {
     let mut hasher = Sha256::new();
     // The first line: the members before `data` (`expires` can make it long).
     let mut searched = 0;
@@ -133,7 +135,16 @@ fn read_all(input: &mut Input, meter: &Meter) -> Result<Option<(Document, String
     meter.advance(nl as u64 + 1);
     input.buf.drain(..=nl);
     let threads = super::threads_for(head.keys);
-    let mut parts: Vec<Entries> = Vec::new();
+    // The entries go into the map piece by piece (never all of them in
+    // lists first: 40 bytes a key beside the map being built), its key
+    // orders sorted once at the end. Room for the keys the head claims, but
+    // no more than the file could hold (a crafted count must not reserve
+    // gigabytes): an entry line takes at least 5 bytes (`"":0,` and `\n`).
+    let mut map = Map::default();
+    map.defer_orders();
+    map.reserve(head.keys.min(usize::try_from(size / 5).unwrap_or(usize::MAX)));
+    let mut writes: Vec<Vec<ShardWrite>> = (0..SHARDS).map(|_| Vec::new()).collect();
+    let mut any = false;
     // Entry lines until the line that closes `data` (it starts with `}`).
     // The last complete line in the buffer is held back until the next
     // piece shows what follows it: the snapshot's last entry has no comma,
@@ -146,7 +157,7 @@ fn read_all(input: &mut Input, meter: &Meter) -> Result<Option<(Document, String
             memchr::memmem::find(&input.buf[..complete], b"\n}").map(|p| p + 1)
         };
         if let Some(at) = closing {
-            if at == 0 && !parts.is_empty() {
+            if at == 0 && any {
                 // A held-back line always comes first: `}` first means
                 // there was none, so no entry came before.
                 return Ok(None);
@@ -154,7 +165,9 @@ fn read_all(input: &mut Input, meter: &Meter) -> Result<Option<(Document, String
             let Some(entries) = parse_piece(&input.buf[..at], threads, true, &mut hasher, meter) else {
                 return Ok(None);
             };
-            parts.extend(entries);
+            if !insert(&mut map, entries, &mut writes, threads) {
+                return Ok(None);
+            }
             input.buf.drain(..at);
             break;
         }
@@ -163,7 +176,10 @@ fn read_all(input: &mut Input, meter: &Meter) -> Result<Option<(Document, String
             let Some(entries) = parse_piece(&input.buf[..held], threads, false, &mut hasher, meter) else {
                 return Ok(None);
             };
-            parts.extend(entries);
+            if !insert(&mut map, entries, &mut writes, threads) {
+                return Ok(None);
+            }
+            any = true;
             input.buf.drain(..held);
         }
         if !input.more()? {
@@ -184,8 +200,21 @@ fn read_all(input: &mut Input, meter: &Meter) -> Result<Option<(Document, String
     }
     hasher.update(&tail[1..]);
     let file_sha256 = super::hex(&hasher.finalize());
-    let Some(map) = Map::from_parts(parts, threads) else { return Ok(None) };
+    map.build_orders(threads);
     Ok(Some((Document { data: DataMap(map), ..head }, sha256, file_sha256)))
+}
+
+/// Puts one piece's entries into `map` on `threads` threads, in file order
+/// within each shard (a later entry of a key replaces an earlier one, as
+/// [`Map::from_parts`] does); `writes` is the reused queue. False if a
+/// thread panicked.
+fn insert(map: &mut Map, entries: Vec<Entries>, writes: &mut [Vec<ShardWrite>], threads: usize) -> bool {
+    for chunk in entries {
+        for (queue, list) in writes.iter_mut().zip(chunk) {
+            queue.extend(list.into_iter().map(|(key, doc, exp)| ShardWrite::Put(key, doc, Seq(0), exp)));
+        }
+    }
+    map.apply_writes(writes, threads).is_some()
 }
 
 /// Parses whole entry lines on `threads` threads while this one hashes them.

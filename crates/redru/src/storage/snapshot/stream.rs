@@ -61,7 +61,7 @@ impl Pending<'_> {
     }
 }
 
-/// Reads the snapshot at `path` in pieces of [`PIECE`] bytes, hashing and
+/// Reads the snapshot at `path` in pieces of 4 MiB, hashing and
 /// parsing each as it arrives (module docs). `Ok(None)` when the file is
 /// not a snapshot in redru's layout whose digest matches: read it whole
 /// with [`parse`](super::parse) for the reason.

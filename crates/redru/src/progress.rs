@@ -15,9 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Stage {
-    /// Checking a snapshot's SHA-256 (bytes).
+    /// Checking a snapshot's SHA-256 before parsing it (bytes): an open,
+    /// `verify`.
     CheckSnapshot,
-    /// Parsing a snapshot's entries (bytes).
+    /// Parsing a snapshot's entries (bytes); a restore hashes them in the
+    /// same pass, with no `CheckSnapshot` before.
     LoadSnapshot,
     /// Replaying the log after the snapshot (bytes).
     ReplayLog,

@@ -187,6 +187,77 @@ fn restore_refuses_a_damaged_backup_and_changes_nothing() -> TestResult {
     Ok(())
 }
 
+/// The real file system, except that a backup may not be read whole (a
+/// restore reads it in pieces, so that the file is never in memory beside
+/// the state built from it).
+#[derive(Debug)]
+struct NoWholeRead;
+
+impl redru::vfs::Vfs for NoWholeRead {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        redru::vfs::StdFs.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        redru::vfs::StdFs.list(dir)
+    }
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        redru::vfs::StdFs.exists(path)
+    }
+    fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn redru::vfs::VFile>> {
+        redru::vfs::StdFs.open_append(path)
+    }
+    fn create_new(&self, path: &Path) -> std::io::Result<Box<dyn redru::vfs::VFile>> {
+        redru::vfs::StdFs.create_new(path)
+    }
+    fn read(&self, path: &Path) -> std::io::Result<redru::vfs::FileBytes> {
+        if path.extension().is_some_and(|e| e == "json") && path.parent().is_some_and(|p| p.ends_with("backups")) {
+            return Err(std::io::Error::other("a backup read whole"));
+        }
+        redru::vfs::StdFs.read(path)
+    }
+    fn open_read(&self, path: &Path) -> std::io::Result<(Box<dyn std::io::Read + Send>, u64)> {
+        redru::vfs::StdFs.open_read(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        redru::vfs::StdFs.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        redru::vfs::StdFs.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        redru::vfs::StdFs.sync_dir(dir)
+    }
+    fn try_lock(&self, path: &Path) -> std::io::Result<redru::vfs::LockOutcome> {
+        redru::vfs::StdFs.try_lock(path)
+    }
+}
+
+/// A good backup is restored in one pass over the file, its `.sha256`
+/// checked on the way; a `.sha256` that disagrees still refuses it.
+#[test]
+fn restore_reads_the_backup_in_pieces() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = opts().open(dir.path())?;
+    let pairs: Vec<(String, redru::Doc)> = (0..30_000).map(|i| (format!("k{i}"), json!({"i": i}).into())).collect();
+    db.import_pairs(pairs, false)?;
+    let info = db.backup()?;
+    db.set("k1", json!("changed"))?;
+    drop(db);
+    let db = opts().vfs(Arc::new(NoWholeRead)).open(dir.path())?;
+    let report = db.restore(&info.name)?;
+    assert_eq!(report.keys, 30_000);
+    assert_eq!(db.get_value("k1"), Some(json!({"i": 1})));
+    db.set("k1", json!("changed again"))?;
+    corrupt_sidecar(&info.path);
+    let refused = db.restore(&info.name);
+    assert!(
+        matches!(&refused, Err(Error::BadSnapshot { reason, .. }) if reason.contains(".sha256 file says")),
+        "{refused:?}"
+    );
+    assert_eq!(db.get_value("k1"), Some(json!("changed again")));
+    Ok(())
+}
+
 fn corrupt_sidecar(path: &Path) {
     std::fs::write(format!("{}.sha256", path.display()), format!("{}  x\n", "0".repeat(64))).unwrap();
 }

@@ -92,7 +92,12 @@ impl Doc {
     /// break, an exponent of three digits, a long run of digits) is parsed
     /// in full; the rest, almost every value, only scanned.
     pub(crate) fn from_raw(raw: &RawValue) -> Result<Doc, String> {
-        let text = raw.get();
+        Doc::from_checked(raw.get())
+    }
+
+    /// [`Doc::from_raw`] for text whose grammar was checked otherwise
+    /// (a snapshot's values: [`crate::state::json_check::value`]).
+    pub(crate) fn from_checked(text: &str) -> Result<Doc, String> {
         if too_deep(text.as_bytes()) {
             return Err(format!("a value is nested deeper than {MAX_DEPTH} levels"));
         }

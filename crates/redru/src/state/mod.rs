@@ -4,7 +4,8 @@
 //! conditional writes ([`precondition`]), the sharded map ([`map`], its keys
 //! in order in [`key_order`]), the state that applies records to it with its
 //! indexes ([`store`], [`index`]), a log's replay on every core
-//! ([`replay`]) and queries over them ([`query`]).
+//! ([`replay`]) and queries over them ([`query`]); the check of a value's
+//! JSON grammar a snapshot load makes ([`json_check`]).
 //!
 //! The lowest layer: it names nothing of storage, tools or the handle.
 
@@ -12,6 +13,7 @@ pub mod change;
 pub mod deadlines;
 pub mod doc;
 pub mod index;
+pub mod json_check;
 pub mod key;
 pub mod key_order;
 pub mod listing;

@@ -22,7 +22,7 @@ use crate::state::doc::Doc;
 use crate::state::index::{DigestMap, FieldPath, Index, IndexInfo, IndexKind, Wanted};
 
 pub use crate::state::key::Key;
-pub use crate::state::map::{Map, Old, SHARDS, ShardLists};
+pub use crate::state::map::{Map, Old, SHARDS, ShardLists, ShardWrite};
 
 /// Everything a snapshot holds, and the indexes built from it.
 #[derive(Clone, Default)]

@@ -99,6 +99,17 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     fn read_copy(&self, path: &Path) -> io::Result<FileBytes> {
         self.read(path)
     }
+    /// Opens a file to read it from its start, a piece at a time, never
+    /// mapped: a restore's snapshot, which may lie outside any directory
+    /// redru locks and is read once (`ErrorKind::IsADirectory` for a
+    /// directory); with it, the file's size when opened (for progress
+    /// reports: the reader may reach past it if the file grows). The default
+    /// reads the whole file with [`Vfs::read`].
+    fn open_read(&self, path: &Path) -> io::Result<(Box<dyn Read + Send>, u64)> {
+        let bytes = self.read(path)?;
+        let len = bytes.len() as u64;
+        Ok((Box::new(io::Cursor::new(Whole(bytes))), len))
+    }
     /// Renames `from` to `to`, replacing `to` atomically.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
@@ -110,6 +121,15 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     /// How the log's open segment is preallocated here (none by default).
     fn preallocation(&self) -> Preallocation {
         Preallocation::NONE
+    }
+}
+
+/// A whole file's bytes as a reader's buffer ([`Vfs::open_read`]'s default).
+struct Whole(FileBytes);
+
+impl AsRef<[u8]> for Whole {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -372,6 +392,15 @@ impl Vfs for StdFs {
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::Mmap::map(&file)? };
         Ok(Box::new(map))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<(Box<dyn Read + Send>, u64)> {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(io::Error::from(io::ErrorKind::IsADirectory));
+        }
+        Ok((Box::new(file), meta.len()))
     }
 
     /// Stops at the first block of 64 KiB of zeros (at a multiple of

@@ -28,9 +28,10 @@ use crate::options::Options;
 use crate::progress::Observer;
 use crate::state::index::FieldPath;
 use crate::state::index::IndexKind;
+use crate::state::store::State;
 use crate::storage::record::Seq;
-use crate::storage::snapshot::{self, Frozen, IndexDef};
-use crate::storage::vfs::Vfs;
+use crate::storage::snapshot::{self, Frozen, IndexDef, SnapshotInfo};
+use crate::storage::vfs::{FileBytes, Vfs};
 use crate::tools::verify::{self, file_sha256, sidecar_path};
 
 pub use crate::storage::files::BACKUP_DIR;
@@ -278,6 +279,39 @@ fn inspect(vfs: &dyn Vfs, path: &Path, time: u64, seq: Seq) -> Result<BackupInfo
     }
     info.verified = info.problem.is_none();
     Ok(info)
+}
+
+/// Reads the backup at `path` for a restore and verifies it (its digest,
+/// its `.sha256` file when present, its structure): the state it holds,
+/// indexes built. Read once in pieces, so that the file is never in memory
+/// beside the state (`snapshot::stream`); a file that does not pass that
+/// way is read whole and parsed again, for the precise error (the same
+/// checks in the same order: the `.sha256` file first).
+fn read_verified(vfs: &dyn Vfs, path: &Path, observer: Option<&Observer>) -> Result<(State, SnapshotInfo)> {
+    let sidecar = sidecar_path(path);
+    let sidecar_text = || -> Result<Option<FileBytes>> {
+        if vfs.exists(&sidecar).map_err(|e| Error::io("checking", &sidecar, e))? {
+            return vfs.read(&sidecar).map(Some).map_err(|e| Error::io("reading", &sidecar, e));
+        }
+        Ok(None)
+    };
+    let refused = |problem: verify::Problem| Error::BadSnapshot { path: path.to_owned(), reason: problem.message };
+    let streamed: Option<snapshot::Pending> = snapshot::stream(vfs, path, observer)?;
+    if let Some(pending) = streamed {
+        if let Some(text) = sidecar_text()?
+            && let Some(problem) = verify::check_sidecar_digest(path, pending.file_len(), pending.file_sha256(), &text)
+        {
+            return Err(refused(problem));
+        }
+        return pending.finish(path);
+    }
+    let bytes = vfs.read(path).map_err(|e| Error::io("reading", path, e))?;
+    if let Some(text) = sidecar_text()?
+        && let Some(problem) = verify::check_sidecar(path, &bytes, &text)
+    {
+        return Err(refused(problem));
+    }
+    snapshot::parse(path, &bytes, observer)
 }
 
 /// Checks a backup's digest and structure without building its map: (seq, keys).
@@ -569,17 +603,7 @@ impl Db {
     pub fn restore_file(&self, path: &Path) -> Result<RestoreReport> {
         self.check_writable()?;
         let started = Instant::now();
-        let vfs = &*self.options().vfs;
-        let bytes = vfs.read(path).map_err(|e| Error::io("reading", path, e))?;
-        let sidecar = sidecar_path(path);
-        if vfs.exists(&sidecar).map_err(|e| Error::io("checking", &sidecar, e))? {
-            let text = vfs.read(&sidecar).map_err(|e| Error::io("reading", &sidecar, e))?;
-            if let Some(problem) = verify::check_sidecar(path, &bytes, &text) {
-                return Err(Error::BadSnapshot { path: path.to_owned(), reason: problem.message });
-            }
-        }
-        let (state, info) = snapshot::parse(path, &bytes, self.options().observer())?;
-        drop(bytes);
+        let (state, info) = read_verified(&*self.options().vfs, path, self.options().observer())?;
         if let Some(problem) = verify::unique_duplicates(&state, path).into_iter().next() {
             return Err(Error::BadSnapshot { path: path.to_owned(), reason: problem.message });
         }

@@ -435,10 +435,14 @@ pub(crate) fn file_sha256(bytes: &[u8]) -> String {
 
 /// Compares a `.sha256` file's digest (its first word) with the file's bytes.
 pub(crate) fn check_sidecar(path: &Path, bytes: &[u8], sidecar: &[u8]) -> Option<Problem> {
+    check_sidecar_digest(path, bytes.len() as u64, &file_sha256(bytes), sidecar)
+}
+
+/// [`check_sidecar`] for a file of `len` bytes already hashed to `actual`.
+pub(crate) fn check_sidecar_digest(path: &Path, len: u64, actual: &str, sidecar: &[u8]) -> Option<Problem> {
     let text = String::from_utf8_lossy(sidecar);
     let stored = text.split_whitespace().next().unwrap_or("");
-    let actual = file_sha256(bytes);
-    if stored.eq_ignore_ascii_case(&actual) {
+    if stored.eq_ignore_ascii_case(actual) {
         return None;
     }
     Some(Problem::new(
@@ -446,7 +450,7 @@ pub(crate) fn check_sidecar(path: &Path, bytes: &[u8], sidecar: &[u8]) -> Option
         path,
         None,
         None,
-        format!("its .sha256 file says {stored:?}, the file's {} bytes hash to {actual}", bytes.len()),
+        format!("its .sha256 file says {stored:?}, the file's {len} bytes hash to {actual}"),
     ))
 }
 

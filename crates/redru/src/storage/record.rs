@@ -281,6 +281,66 @@ fn checked_payload(line: &[u8]) -> Result<&[u8], DecodeError> {
 
 /// Decodes a payload whose checksum is already known to match.
 pub fn decode_payload(payload: &[u8]) -> Result<(Seq, Record), String> {
+    match decode_plain(payload) {
+        Some(plain) => Ok(plain),
+        None => decode_payload_full(payload),
+    }
+}
+
+/// The records almost every log is made of, `set` (with or without `exp`)
+/// and `del`, in the exact bytes [`encode`] writes for a key without
+/// escapes, read without serde's member-by-member machinery (half of a log
+/// replay's decoding). `None` for anything else (other kinds, an escape,
+/// whitespace, an error): [`decode_payload_full`] then reads it, or refuses
+/// it with its reason. What this returns is what [`decode_payload_full`]
+/// returns for the same bytes (the fuzz targets compare the two): the value
+/// is checked by the same parser and [`Doc::from_raw`].
+fn decode_plain(payload: &[u8]) -> Option<(Seq, Record)> {
+    let (seq, rest) = plain_number(payload.strip_prefix(b"{\"seq\":")?)?;
+    let rest = rest.strip_prefix(b",\"op\":\"")?;
+    let (set, rest) = match rest.strip_prefix(b"set\",\"key\":\"") {
+        Some(rest) => (true, rest),
+        None => (false, rest.strip_prefix(b"del\",\"key\":\"")?),
+    };
+    let close = memchr::memchr2(b'"', b'\\', rest).filter(|&at| rest[at] == b'"')?;
+    // Raw control characters are not JSON; an escape (above) is left to serde.
+    let key = Some(&rest[..close]).filter(|key| key.iter().all(|&b| b >= 0x20))?;
+    let key = std::str::from_utf8(key).ok()?.to_owned();
+    let rest = &rest[close + 1..];
+    if !set {
+        return (rest == b"}").then_some((seq, Record::Delete(key)));
+    }
+    let (exp, rest) = match rest.strip_prefix(b",\"exp\":") {
+        Some(rest) => plain_number(rest).map(|(exp, rest)| (Some(Expiry(exp.0)), rest))?,
+        None => (None, rest),
+    };
+    let text = rest.strip_prefix(b",\"value\":")?.strip_suffix(b"}")?;
+    // One whole value, nothing around it (a member after it fails here).
+    let raw: &RawValue = serde_json::from_slice(text).ok().filter(|raw: &&RawValue| raw.get().len() == text.len())?;
+    let doc = Doc::from_raw(raw).ok()?;
+    Some((
+        seq,
+        match exp {
+            None => Record::Set(key, doc),
+            Some(exp) => Record::SetExpiring(key, doc, exp),
+        },
+    ))
+}
+
+/// A JSON number of 1 to 20 digits at the start of `bytes`, without a
+/// leading zero and within u64, at least 1 (a seq, a deadline); the bytes after it.
+fn plain_number(bytes: &[u8]) -> Option<(Seq, &[u8])> {
+    let digits = bytes.iter().take(21).take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 20 || bytes[0] == b'0' {
+        return None;
+    }
+    let n = bytes[..digits].iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
+    Some((Seq(n), &bytes[digits..]))
+}
+
+/// [`decode_payload`] without its fast path for plain records: every kind,
+/// with serde (the fuzz targets check that both read the same).
+pub fn decode_payload_full(payload: &[u8]) -> Result<(Seq, Record), String> {
     let raw: RawRecord = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
     let seq = Seq(raw.seq);
     if seq.0 == 0 {
@@ -442,6 +502,99 @@ mod tests {
         assert_eq!(seq, Seq(7));
         assert_eq!(back, record);
         Ok(())
+    }
+
+    /// The fast path takes the plain records as `encode` writes them, and
+    /// leaves anything unusual to the full decoder; both read the same.
+    #[test]
+    fn plain_records_take_the_fast_path_and_read_as_the_full_decoder_does() {
+        let payload = |record: &Record| {
+            let mut line = Vec::new();
+            encode(Seq(42), record, &mut line);
+            line[PREFIX_LEN..line.len() - 1].to_vec()
+        };
+        let plain = [
+            Record::Set("user:1".into(), Doc::from(json!({"a": [1, "x"], "b": null}))),
+            Record::Set("é ü \u{7f}".into(), Doc::from(json!("s"))),
+            Record::SetExpiring("k".into(), Doc::from(json!(1.5)), Expiry(u64::MAX)),
+            Record::Delete("k".into()),
+        ];
+        for record in &plain {
+            let bytes = payload(record);
+            assert_eq!(decode_plain(&bytes), Some((Seq(42), record.clone())), "{}", String::from_utf8_lossy(&bytes));
+        }
+        let unusual = [
+            Record::Set("a\"b".into(), Doc::from(json!(1))),
+            Record::Set("tab\there".into(), Doc::from(json!(1))),
+            Record::Expire("k".into(), Some(Expiry(5))),
+            Record::Batch(vec![BatchOp::Delete("k".into())]),
+        ];
+        for record in &unusual {
+            assert_eq!(decode_plain(&payload(record)), None);
+            assert_eq!(decode_payload(&payload(record)), Ok((Seq(42), record.clone())));
+        }
+        let spaced = br#"{"seq":1, "op":"set","key":"k","value":1 }"#;
+        assert_eq!(decode_plain(spaced), None);
+        assert_eq!(decode_payload(spaced), Ok((Seq(1), Record::Set("k".into(), Doc::from(json!(1))))));
+        for odd in [
+            r#"{"seq":01,"op":"set","key":"k","value":1}"#,
+            r#"{"seq":0,"op":"set","key":"k","value":1}"#,
+            r#"{"seq":18446744073709551616,"op":"set","key":"k","value":1}"#,
+            r#"{"seq":1,"op":"set","key":"k","exp":0,"value":1}"#,
+            r#"{"seq":1,"op":"set","key":"k","value":1},"x":{"y":2}"#,
+            r#"{"seq":1,"op":"set","key":"k","value":1,"key":"j"}"#,
+            r#"{"seq":1,"op":"set","key":"k","value":[1,}"#,
+            r#"{"seq":1,"op":"set","key":"k","value":1e400}"#,
+            r#"{"seq":1,"op":"set","key":"k"}"#,
+            "{\"seq\":1,\"op\":\"set\",\"key\":\"\u{1}\",\"value\":1}",
+        ] {
+            assert_eq!(decode_plain(odd.as_bytes()), None, "{odd}");
+            assert!(decode_payload(odd.as_bytes()).is_err(), "{odd}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Whatever a payload's bytes (records with one byte changed,
+        /// dropped or doubled), the fast path reads what the full decoder
+        /// does, or leaves it to it.
+        #[test]
+        fn the_fast_path_never_disagrees_with_the_full_decoder(
+            key in "[a-z\"\\\\é\u{1}]{0,6}",
+            value in proptest::sample::select(vec!["1", "null", "\"x\"", "[1,{\"a\":2}]", "1e5", "-0.5"]),
+            exp in proptest::option::of(0..3u64),
+            delete in proptest::bool::ANY,
+            at in 0..80usize,
+            byte in proptest::prop_oneof![
+                proptest::sample::select(b"\x01\"\\ 0-9},:e\xc3\xff".to_vec()),
+                proptest::num::u8::ANY,
+            ],
+            how in 0..4u8,
+        ) {
+            let doc = Doc::from(serde_json::from_str::<serde_json::Value>(value).unwrap_or_default());
+            let record = match (delete, exp) {
+                (true, _) => Record::Delete(key),
+                (false, None) => Record::Set(key, doc),
+                (false, Some(exp)) => Record::SetExpiring(key, doc, Expiry(exp + 1)),
+            };
+            let mut line = Vec::new();
+            encode(Seq(7), &record, &mut line);
+            let mut payload = line[PREFIX_LEN..line.len() - 1].to_vec();
+            let at = at % (payload.len() + 1);
+            match how {
+                0 => {}
+                1 if at < payload.len() => payload[at] = byte,
+                2 if at < payload.len() => { payload.remove(at); }
+                _ => payload.insert(at, byte),
+            }
+            let full = decode_payload_full(&payload);
+            if let Some(plain) = decode_plain(&payload) {
+                proptest::prop_assert_eq!(Ok(plain), full);
+            }
+            if how == 0 {
+                proptest::prop_assert_eq!(decode_payload(&payload), Ok((Seq(7), record)));
+            }
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub(super) fn decode<P>(line: &[u8], prepare: &Prepare<'_, P>) -> Decoded<P> {
 /// the first records reach the caller early and that the reader, decoding a
 /// later batch while it waits, is not held up long, large enough that the
 /// hand-over (a lock and a wake-up) is noise.
-const BATCH_BYTES: usize = 1 << 18;
+pub(super) const BATCH_BYTES: usize = 1 << 18;
 
 /// Batches decoded but not yet taken, at most: bounds the records held ahead
 /// of the caller (a few MiB of them) when decoding outruns applying.

@@ -80,6 +80,14 @@ impl Doc {
         too_deep(self.0.as_bytes())
     }
 
+    /// [`Doc::from_raw`] for text whose JSON grammar the caller has checked
+    /// by other means (the log decoder's plain-value check): kept as it is
+    /// when [`Doc::from_raw`] would keep it unparsed, `None` when it would
+    /// look further (the caller then goes through it).
+    pub(crate) fn from_checked(text: &str) -> Option<Doc> {
+        (!too_deep(text.as_bytes()) && !needs_parse(text.as_bytes())).then(|| Doc(Arc::from(text)))
+    }
+
     /// A value the log or snapshot parser has checked to be valid JSON (as
     /// a `RawValue`, without building it), refused unless `to_value` can
     /// read it back, and made compact if it spans lines.

@@ -141,11 +141,21 @@ pub(super) fn with_lookahead<P: Send, R>(
             // A thread that cannot be started only means less help.
             let _ = std::thread::Builder::new().spawn_scoped(s, || decode_ahead(&shared, data, &ranges, prepare));
         }
-        let out = read(&mut Lookahead::new(data, ranges.clone(), prepare, Some(&shared)));
-        shared.lock().stop = true;
-        shared.changed.notify_all();
-        out
+        // Also if `read` panics: threads waiting for room ahead would
+        // otherwise wait forever, and the scope with them.
+        let _stop = StopOnDrop(&shared);
+        read(&mut Lookahead::new(data, ranges.clone(), prepare, Some(&shared)))
     })
+}
+
+/// Tells the decoding threads to stop when dropped.
+struct StopOnDrop<'a, P>(&'a Shared<P>);
+
+impl<P> Drop for StopOnDrop<'_, P> {
+    fn drop(&mut self) {
+        self.0.lock().stop = true;
+        self.0.changed.notify_all();
+    }
 }
 
 /// Cuts `data` into ranges of about [`BATCH_BYTES`], each ending after a

@@ -235,6 +235,29 @@ fn a_batch_ending_exactly_at_the_segments_end_reads_whole() -> Result<()> {
     Ok(())
 }
 
+/// A panic in the caller's callback ends the scan (it unwinds, as it did
+/// before batches) rather than leaving the decoding threads waiting for room
+/// ahead, and the scope with them, forever.
+#[test]
+fn a_panic_in_the_callback_stops_the_decoding_threads() {
+    // More batches than may wait decoded, so that the threads would wait.
+    let (bytes, _) = big_segment(140_000);
+    assert!(bytes.len() > 40 * BATCH_BYTES);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome = std::panic::catch_unwind(|| {
+            scan(&bytes, Seq(1), None, |found| {
+                if found.seq.0 == 10 {
+                    std::panic::resume_unwind(Box::new("the callback failed"));
+                }
+                Ok(())
+            })
+        });
+        let _ = done.send(outcome.is_err());
+    });
+    assert_eq!(finished.recv_timeout(std::time::Duration::from_secs(120)), Ok(true));
+}
+
 /// A large segment that starts with zeros is damage at line 1 (valid lines
 /// follow), not an end of data: the threads hand over nothing there and
 /// the reader decides.

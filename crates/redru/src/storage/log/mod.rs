@@ -37,7 +37,7 @@ pub use follow::{Followed, Follower};
 #[allow(unused_imports)]
 pub use group_commit::Wal;
 #[allow(unused_imports)]
-pub use reader::{Damage, Found, ScanOutcome, Scanned, Tail, is_torn_seal, scan};
+pub use reader::{Damage, Found, ScanOutcome, Scanned, Tail, is_torn_seal, scan, scan_prepared};
 #[allow(unused_imports)]
 pub use recovery::{
     LogScan, TornFound, after_zeros, check_continuation, complete_seal, cut_torn_tail, missing_successor, read_log,

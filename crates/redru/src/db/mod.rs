@@ -540,8 +540,8 @@ fn load(
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let mut replay = Replay::new(&mut state, threads);
     let mut failed = false;
-    let scan = log::read_log(vfs, dir, snapshot_seq, observer, |seq, record| {
-        failed |= !failed && replay.push(seq, record).is_err();
+    let scan = log::read_log_prepared(vfs, dir, snapshot_seq, observer, &Replay::prepare, |seq, record| {
+        failed |= !failed && replay.push_prepared(seq, record).is_err();
     })?;
     if failed || replay.finish().is_err() {
         let why = std::io::Error::other("a thread replaying the log stopped (panicked); nothing was changed");

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use crate::state::change::{Expiry, Seq};
+use crate::state::change::{Expiry, Record, Seq};
 use crate::state::doc::Doc;
 use crate::state::key_order::{KeyOrder, Merged};
 
@@ -416,6 +416,20 @@ pub enum ShardWrite {
     Remove(Key),
     /// Give a present key the deadline `exp` (0: none), as written by `seq`.
     Expire(Key, Seq, u64),
+}
+
+impl ShardWrite {
+    /// The record whose one write this is (a deadline of 0 is none: a
+    /// record never carries 0, the decoder refuses it).
+    pub fn into_record(self) -> Record {
+        match self {
+            ShardWrite::Put(key, doc, _, 0) => Record::Set(key.to_string(), doc),
+            ShardWrite::Put(key, doc, _, exp) => Record::SetExpiring(key.to_string(), doc, Expiry(exp)),
+            ShardWrite::Remove(key) => Record::Delete(key.to_string()),
+            ShardWrite::Expire(key, _, 0) => Record::Expire(key.to_string(), None),
+            ShardWrite::Expire(key, _, exp) => Record::Expire(key.to_string(), Some(Expiry(exp))),
+        }
+    }
 }
 
 /// A key whose deadline a write changed: the key, its deadline before and

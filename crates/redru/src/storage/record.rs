@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 pub use crate::state::change::{BatchOp, Expiry, Record, Seq};
-use crate::state::doc::Doc;
+use crate::state::doc::{Doc, MAX_DEPTH};
 use crate::state::index::{FieldPath, IndexKind};
 
 /// Bytes before the JSON payload: eight hex digits and a space.
@@ -281,6 +281,207 @@ fn checked_payload(line: &[u8]) -> Result<&[u8], DecodeError> {
 
 /// Decodes a payload whose checksum is already known to match.
 pub fn decode_payload(payload: &[u8]) -> Result<(Seq, Record), String> {
+    match decode_plain(payload) {
+        Some(plain) => Ok(plain),
+        None => decode_payload_full(payload),
+    }
+}
+
+/// The records almost every log is made of, `set` (with or without `exp`)
+/// and `del`, in the exact bytes [`encode`] writes for a key without
+/// escapes, read without serde's member-by-member machinery (half of a log
+/// replay's decoding). `None` for anything else (other kinds, an escape,
+/// whitespace, an error): [`decode_payload_full`] then reads it, or refuses
+/// it with its reason. What this returns is what [`decode_payload_full`]
+/// returns for the same bytes (the fuzz targets compare the two): the value
+/// is checked by the same parser and [`Doc::from_raw`].
+fn decode_plain(payload: &[u8]) -> Option<(Seq, Record)> {
+    let (seq, rest) = plain_number(payload.strip_prefix(b"{\"seq\":")?)?;
+    let rest = rest.strip_prefix(b",\"op\":\"")?;
+    let (set, rest) = match rest.strip_prefix(b"set\",\"key\":\"") {
+        Some(rest) => (true, rest),
+        None => (false, rest.strip_prefix(b"del\",\"key\":\"")?),
+    };
+    let close = memchr::memchr2(b'"', b'\\', rest).filter(|&at| rest[at] == b'"')?;
+    // Raw control characters are not JSON; an escape (above) is left to serde.
+    let key = Some(&rest[..close]).filter(|key| key.iter().all(|&b| b >= 0x20))?;
+    let key = std::str::from_utf8(key).ok()?.to_owned();
+    let rest = &rest[close + 1..];
+    if !set {
+        return (rest == b"}").then_some((seq, Record::Delete(key)));
+    }
+    let (exp, rest) = match rest.strip_prefix(b",\"exp\":") {
+        Some(rest) => plain_number(rest).map(|(exp, rest)| (Some(Expiry(exp.0)), rest))?,
+        None => (None, rest),
+    };
+    let text = rest.strip_prefix(b",\"value\":")?.strip_suffix(b"}")?;
+    // One whole value, nothing around it (a member after it fails here).
+    let doc = if plain_value(text) {
+        Doc::from_plain(std::str::from_utf8(text).ok()?)
+    } else {
+        let raw: &RawValue =
+            serde_json::from_slice(text).ok().filter(|raw: &&RawValue| raw.get().len() == text.len())?;
+        Doc::from_raw(raw).ok()?
+    };
+    Some((
+        seq,
+        match exp {
+            None => Record::Set(key, doc),
+            Some(exp) => Record::SetExpiring(key, doc, exp),
+        },
+    ))
+}
+
+/// Whether `text` is one JSON value of the plain kind redru writes: no
+/// whitespace, no escapes, no raw control characters in strings, no `$`
+/// (serde_json's reserved names start with one), numbers of the JSON
+/// grammar with at most 200 digits before the exponent and an exponent of
+/// at most two, nesting at most [`MAX_DEPTH`]; strings are not checked for
+/// UTF-8 here. Every text this accepts (and is UTF-8) is one that
+/// [`Doc::from_raw`] keeps as it is without parsing it: valid JSON
+/// (serde_json reads it as a `RawValue`), not too deep, nothing its
+/// `needs_parse` looks for (escapes, line breaks, reserved names, numbers
+/// beyond f64: at most 10^200 x 10^99). False only sends a value to
+/// serde_json; property tests (3,000 texts and 2,000 payloads a run) and
+/// the fuzz targets check both paths agree. One pass, about half of
+/// serde_json's instructions for the grammar alone.
+fn plain_value(text: &[u8]) -> bool {
+    // The open containers, innermost last: b'{' or b'['.
+    let mut open = [0u8; MAX_DEPTH + 1];
+    let mut depth = 0;
+    let mut at = 0;
+    'value: loop {
+        // A value starts at `at`.
+        match text.get(at) {
+            Some(&b) if b == b'{' || b == b'[' => {
+                if depth == MAX_DEPTH {
+                    return false;
+                }
+                open[depth] = b;
+                depth += 1;
+                at += 1;
+                let close = if b == b'{' { b'}' } else { b']' };
+                if text.get(at) == Some(&close) {
+                    at += 1;
+                    depth -= 1;
+                } else if b == b'{' {
+                    match plain_member_name(text, at) {
+                        Some(next) => at = next,
+                        None => return false,
+                    }
+                    continue 'value;
+                } else {
+                    continue 'value;
+                }
+            }
+            Some(b'"') => match plain_string(text, at) {
+                Some(next) => at = next,
+                None => return false,
+            },
+            Some(b't') if text[at..].starts_with(b"true") => at += 4,
+            Some(b'f') if text[at..].starts_with(b"false") => at += 5,
+            Some(b'n') if text[at..].starts_with(b"null") => at += 4,
+            Some(b'-' | b'0'..=b'9') => match plain_json_number(text, at) {
+                Some(next) => at = next,
+                None => return false,
+            },
+            _ => return false,
+        }
+        // After a value: close containers, or a comma and the next value.
+        loop {
+            if depth == 0 {
+                return at == text.len();
+            }
+            match (open[depth - 1], text.get(at)) {
+                (b'{', Some(b'}')) | (b'[', Some(b']')) => {
+                    at += 1;
+                    depth -= 1;
+                }
+                (b'[', Some(b',')) => {
+                    at += 1;
+                    continue 'value;
+                }
+                (b'{', Some(b',')) => match plain_member_name(text, at + 1) {
+                    Some(next) => {
+                        at = next;
+                        continue 'value;
+                    }
+                    None => return false,
+                },
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// A member name and its colon at `at`: where its value starts.
+fn plain_member_name(text: &[u8], at: usize) -> Option<usize> {
+    let end = plain_string(text, at)?;
+    (text.get(end) == Some(&b':')).then_some(end + 1)
+}
+
+/// A string at `at` (its opening quote) without escapes, raw control
+/// characters or `$`: where it ends (after its closing quote).
+fn plain_string(text: &[u8], at: usize) -> Option<usize> {
+    if text.get(at) != Some(&b'"') {
+        return None;
+    }
+    let body = &text[at + 1..];
+    // A loop, not memchr: strings in values are mostly a few bytes long.
+    let stop = body.iter().position(|&b| b == b'"' || b == b'\\' || b == b'$' || b < 0x20)?;
+    (body[stop] == b'"').then_some(at + 1 + stop + 1)
+}
+
+/// A number at `at` by the JSON grammar, at most 200 digits before an
+/// exponent of at most two digits: where it ends.
+fn plain_json_number(text: &[u8], at: usize) -> Option<usize> {
+    let digits = |from: usize| text.get(from..).map_or(0, |t| t.iter().take_while(|b| b.is_ascii_digit()).count());
+    let mut i = at + usize::from(text[at] == b'-');
+    let int = digits(i);
+    if int == 0 || (int > 1 && text[i] == b'0') {
+        return None;
+    }
+    i += int;
+    let mut mantissa = int;
+    if text.get(i) == Some(&b'.') {
+        let frac = digits(i + 1);
+        if frac == 0 {
+            return None;
+        }
+        i += 1 + frac;
+        mantissa += frac;
+    }
+    if mantissa > 200 {
+        return None;
+    }
+    if let Some(b'e' | b'E') = text.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = text.get(i) {
+            i += 1;
+        }
+        let exp = digits(i);
+        if exp == 0 || exp > 2 {
+            return None;
+        }
+        i += exp;
+    }
+    Some(i)
+}
+
+/// A JSON number of 1 to 20 digits at the start of `bytes`, without a
+/// leading zero and within u64, at least 1 (a seq, a deadline); the bytes after it.
+fn plain_number(bytes: &[u8]) -> Option<(Seq, &[u8])> {
+    let digits = bytes.iter().take(21).take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 20 || bytes[0] == b'0' {
+        return None;
+    }
+    let n = bytes[..digits].iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
+    Some((Seq(n), &bytes[digits..]))
+}
+
+/// [`decode_payload`] without its fast path for plain records: every kind,
+/// with serde (the fuzz targets check that both read the same).
+pub fn decode_payload_full(payload: &[u8]) -> Result<(Seq, Record), String> {
     let raw: RawRecord = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
     let seq = Seq(raw.seq);
     if seq.0 == 0 {
@@ -442,6 +643,181 @@ mod tests {
         assert_eq!(seq, Seq(7));
         assert_eq!(back, record);
         Ok(())
+    }
+
+    /// The fast path takes the plain records as `encode` writes them, and
+    /// leaves anything unusual to the full decoder; both read the same.
+    #[test]
+    fn plain_records_take_the_fast_path_and_read_as_the_full_decoder_does() {
+        let payload = |record: &Record| {
+            let mut line = Vec::new();
+            encode(Seq(42), record, &mut line);
+            line[PREFIX_LEN..line.len() - 1].to_vec()
+        };
+        let plain = [
+            Record::Set("user:1".into(), Doc::from(json!({"a": [1, "x"], "b": null}))),
+            Record::Set("é ü \u{7f}".into(), Doc::from(json!("s"))),
+            Record::SetExpiring("k".into(), Doc::from(json!(1.5)), Expiry(u64::MAX)),
+            Record::Delete("k".into()),
+        ];
+        for record in &plain {
+            let bytes = payload(record);
+            assert_eq!(decode_plain(&bytes), Some((Seq(42), record.clone())), "{}", String::from_utf8_lossy(&bytes));
+        }
+        let unusual = [
+            Record::Set("a\"b".into(), Doc::from(json!(1))),
+            Record::Set("tab\there".into(), Doc::from(json!(1))),
+            Record::Expire("k".into(), Some(Expiry(5))),
+            Record::Batch(vec![BatchOp::Delete("k".into())]),
+        ];
+        for record in &unusual {
+            assert_eq!(decode_plain(&payload(record)), None);
+            assert_eq!(decode_payload(&payload(record)), Ok((Seq(42), record.clone())));
+        }
+        let spaced = br#"{"seq":1, "op":"set","key":"k","value":1 }"#;
+        assert_eq!(decode_plain(spaced), None);
+        assert_eq!(decode_payload(spaced), Ok((Seq(1), Record::Set("k".into(), Doc::from(json!(1))))));
+        for odd in [
+            r#"{"seq":01,"op":"set","key":"k","value":1}"#,
+            r#"{"seq":0,"op":"set","key":"k","value":1}"#,
+            r#"{"seq":18446744073709551616,"op":"set","key":"k","value":1}"#,
+            r#"{"seq":1,"op":"set","key":"k","exp":0,"value":1}"#,
+            r#"{"seq":1,"op":"set","key":"k","value":1},"x":{"y":2}"#,
+            r#"{"seq":1,"op":"set","key":"k","value":1,"key":"j"}"#,
+            r#"{"seq":1,"op":"set","key":"k","value":[1,}"#,
+            r#"{"seq":1,"op":"set","key":"k","value":1e400}"#,
+            r#"{"seq":1,"op":"set","key":"k"}"#,
+            "{\"seq\":1,\"op\":\"set\",\"key\":\"\u{1}\",\"value\":1}",
+        ] {
+            assert_eq!(decode_plain(odd.as_bytes()), None, "{odd}");
+            assert!(decode_payload(odd.as_bytes()).is_err(), "{odd}");
+        }
+    }
+
+    /// The plain-value check accepts only valid JSON, and leaves to
+    /// serde_json whatever it is unsure of.
+    #[test]
+    fn the_plain_value_check_accepts_only_json() {
+        let deep = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        for good in ["0", "-1.5e-7", "\"\"", "[]", "{}", r#"{"a":[1,{"b":null}],"c":true}"#, "[false,\"é\"]", &deep] {
+            assert!(plain_value(good.as_bytes()), "{good}");
+            assert!(serde_json::from_str::<&RawValue>(good).is_ok());
+        }
+        let deeper = format!("[{deep}]");
+        for unsure in [
+            "",
+            " 1",
+            "1 ",
+            "01",
+            "1.",
+            "-",
+            ".5",
+            "1e",
+            "1e400",
+            "1e+",
+            "tru",
+            "nul",
+            "[1,]",
+            "[,1]",
+            "{,}",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "{a:1}",
+            "[1}",
+            "{\"a\":1]",
+            "\"a\\\"\"",
+            "\"\u{1}\"",
+            "\"$a\"",
+            "[1][2]",
+            "\"x",
+            "[",
+            "{",
+            "]",
+            &deeper,
+        ] {
+            assert!(!plain_value(unsure.as_bytes()), "{unsure}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Whatever a payload's bytes (records with one byte changed,
+        /// dropped or doubled), the fast path reads what the full decoder
+        /// does, or leaves it to it.
+        #[test]
+        fn the_fast_path_never_disagrees_with_the_full_decoder(
+            key in "[a-z\"\\\\é\u{1}]{0,6}",
+            value in proptest::sample::select(vec![
+                "1", "null", "\"x\"", "[1,{\"a\":2}]", "1e5", "-0.5", "true", "[]", "{}", "[[],{}]",
+                "{\"a\":{\"b\":[1,2.5e-3,\"é\",false]},\"c\":null}", "\"$x\"", "\"a\\nb\"", "1E+2", "123456789",
+            ]),
+            exp in proptest::option::of(0..3u64),
+            delete in proptest::bool::ANY,
+            at in 0..80usize,
+            byte in proptest::prop_oneof![
+                proptest::sample::select(b"\x01\"\\ 0-9},:e\xc3\xff".to_vec()),
+                proptest::num::u8::ANY,
+            ],
+            how in 0..4u8,
+        ) {
+            let doc = Doc::parse(value).unwrap_or_else(|_| Doc::from(json!(null)));
+            let record = match (delete, exp) {
+                (true, _) => Record::Delete(key),
+                (false, None) => Record::Set(key, doc),
+                (false, Some(exp)) => Record::SetExpiring(key, doc, Expiry(exp + 1)),
+            };
+            let mut line = Vec::new();
+            encode(Seq(7), &record, &mut line);
+            let mut payload = line[PREFIX_LEN..line.len() - 1].to_vec();
+            let at = at % (payload.len() + 1);
+            match how {
+                0 => {}
+                1 if at < payload.len() => payload[at] = byte,
+                2 if at < payload.len() => { payload.remove(at); }
+                _ => payload.insert(at, byte),
+            }
+            let full = decode_payload_full(&payload);
+            if let Some(plain) = decode_plain(&payload) {
+                proptest::prop_assert_eq!(Ok(plain), full);
+            }
+            if how == 0 {
+                proptest::prop_assert_eq!(decode_payload(&payload), Ok((Seq(7), record)));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// Any text the plain-value check accepts, serde_json reads as one
+        /// value and `Doc::from_raw` keeps as it is (JSON texts with one byte
+        /// changed, dropped or added).
+        #[test]
+        fn what_the_plain_value_check_accepts_serde_json_reads(
+            value in proptest::sample::select(vec![
+                "[1,{\"a\":2}]", "{\"a\":{\"b\":[1,2.5e-3,\"é\",false]},\"c\":null}", "-0.5E+12", "[[],{},\"\"]", "true",
+                "[1e99,\"e123\",99999999999999999999999]", "{\"serde_json::private::RawValue\":1}", "[\"a\",\"b\"]",
+            ]),
+            at in 0..60usize,
+            byte in proptest::prop_oneof![
+                proptest::sample::select(b"{}[]\",:0123456789.eE+-tfn \\$\x01\xc3".to_vec()),
+                proptest::num::u8::ANY,
+            ],
+            how in 0..3u8,
+        ) {
+            let mut text = value.as_bytes().to_vec();
+            let at = at % (text.len() + 1);
+            match how {
+                0 if at < text.len() => text[at] = byte,
+                1 if at < text.len() => { text.remove(at); }
+                _ => text.insert(at, byte),
+            }
+            if plain_value(&text) && std::str::from_utf8(&text).is_ok() {
+                let raw = serde_json::from_slice::<&RawValue>(&text);
+                let kept = raw.map_err(|e| e.to_string()).and_then(Doc::from_raw).map(|doc| doc.as_str().as_bytes() == text);
+                proptest::prop_assert_eq!(kept, Ok(true), "{:?}", String::from_utf8_lossy(&text));
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@
 
 mod follow;
 mod group_commit;
+mod lookahead;
 mod reader;
 mod recovery;
 mod segment;
@@ -36,11 +37,11 @@ pub use follow::{Followed, Follower};
 #[allow(unused_imports)]
 pub use group_commit::Wal;
 #[allow(unused_imports)]
-pub use reader::{Damage, Found, ScanOutcome, Scanned, Tail, is_torn_seal, scan};
+pub use reader::{Damage, Found, ScanOutcome, Scanned, Tail, is_torn_seal, scan, scan_prepared};
 #[allow(unused_imports)]
 pub use recovery::{
     LogScan, TornFound, after_zeros, check_continuation, complete_seal, cut_torn_tail, missing_successor, read_log,
-    set_aside, stale_after_data, starts_with_header, stray_bytes, torn_bytes,
+    read_log_prepared, set_aside, stale_after_data, starts_with_header, stray_bytes, torn_bytes,
 };
 #[allow(unused_imports)]
 pub use segment::{Segment, create_segment, list_segments, parse_segment_name, remove_segments, segment_name};

@@ -1,20 +1,21 @@
-//! Reading one segment: every complete line decoded (on several threads for
-//! large segments) and checked for its checksum and sequence number, and the
+//! Reading one segment: every complete line decoded (for large segments in
+//! batches on other threads, ahead of the checks: `lookahead`) and checked for its checksum and sequence number, and the
 //! torn-tail rule: only damage at the end of the last segment with no valid
 //! record after it is a torn tail; anything else is damage. A segment may
 //! open with a header and end with a seal (markers, no sequence number). In
 //! the last segment a zero byte where a line would start ends the data
 //! (preallocated zeros); what follows it is not read.
 
+use super::lookahead::{self, Item, Lookahead, Prepare, with_lookahead};
 use crate::error::Result;
-use crate::storage::record::{self, DecodeError, Line, Marker, Record, Seq};
+use crate::storage::record::{self, DecodeError, Marker, Record, Seq};
 
 /// A record found by [`scan`], with where it was found.
-pub struct Found {
+pub struct Found<R = Record> {
     /// Its sequence number.
     pub seq: Seq,
-    /// The record.
-    pub record: Record,
+    /// The record (as [`scan_prepared`]'s `prepare` made it).
+    pub record: R,
     /// 1-based line number in the segment.
     pub line: u64,
     /// Byte offset of the start of its line.
@@ -99,20 +100,57 @@ pub type ScanOutcome = std::result::Result<Scanned, Damage>;
 /// another successor and any byte after a seal are always damage.
 pub fn scan(
     bytes: &[u8],
+    expected: Seq,
+    successor: Option<Seq>,
+    each: impl FnMut(Found) -> Result<()>,
+) -> Result<ScanOutcome> {
+    scan_prepared(bytes, expected, successor, &|_, record| record, each)
+}
+
+/// [`scan`], with each record passed through `prepare` before `each` gets
+/// it: on the threads that decode a large segment, where work on a record
+/// that needs no order (a key's hash, its inline copy) runs in parallel.
+/// `prepare` may see records that `each` then never gets (after damage).
+pub fn scan_prepared<P: Send>(
+    bytes: &[u8],
+    expected: Seq,
+    successor: Option<Seq>,
+    prepare: &Prepare<'_, P>,
+    each: impl FnMut(Found<P>) -> Result<()>,
+) -> Result<ScanOutcome> {
+    // Checksums and JSON parsing are most of a replay: on a large segment
+    // other threads decode batches of lines ahead while this one checks
+    // them in log order and hands the records over, so that the caller
+    // applies one batch while the next decode. Only the data: the open
+    // segment's preallocated zeros hold no line.
+    let data = memchr::memmem::find(bytes, b"\n\0").map_or(bytes, |nl| &bytes[..=nl]);
+    // One core is left to this thread and the caller's applying; the
+    // others decode. Each side takes the other's work when it would wait:
+    // this thread decodes a batch no one has started, and the caller's
+    // appliers ([`crate::state::map::Map::apply_writes`]) share out shards.
+    let threads = if data.len() >= PARALLEL_DECODE_BYTES {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) - 1
+    } else {
+        0
+    };
+    with_lookahead(data, threads, prepare, |ahead| check(bytes, expected, successor, ahead, prepare, each))
+}
+
+/// [`scan`]'s in-order loop: takes each line's decoding from `ahead` where
+/// it has one, decodes it here otherwise.
+fn check<P>(
+    bytes: &[u8],
     mut expected: Seq,
     successor: Option<Seq>,
-    mut each: impl FnMut(Found) -> Result<()>,
+    ahead: &mut Lookahead<'_, P>,
+    prepare: &Prepare<'_, P>,
+    mut each: impl FnMut(Found<P>) -> Result<()>,
 ) -> Result<ScanOutcome> {
     let last = successor.is_none();
     let mut offset = 0usize;
     let mut line = 0u64;
     let mut previous: Option<Seq> = None;
     let mut header = None;
-    // Checksums and JSON parsing are most of a replay: on a large segment
-    // they run on every core first; the checks below stay in log order.
-    // Only the data: the open segment's preallocated zeros hold no line.
-    let data = memchr::memmem::find(bytes, b"\n\0").map_or(bytes, |nl| &bytes[..=nl]);
-    let mut predecoded = (data.len() >= PARALLEL_DECODE_BYTES).then(|| decode_lines(data).into_iter());
     while offset < bytes.len() {
         let rest = &bytes[offset..];
         if last && line > 0 && rest[0] == 0 {
@@ -123,21 +161,19 @@ pub fn scan(
             return Ok(Ok(Scanned { tail: Tail::Clean, next: expected, header, end: offset as u64 }));
         }
         line += 1;
-        let (text, complete) = match rest.iter().position(|&b| b == b'\n') {
-            Some(nl) => (&rest[..nl], true),
-            None => (rest, false),
-        };
-        let decoded = if complete {
-            match predecoded.as_mut().and_then(Iterator::next) {
-                Some(decoded) => decoded,
-                None => record::decode_line(text),
-            }
-        } else {
-            Err(DecodeError::Malformed(format!("incomplete last line ({} bytes, no newline)", text.len())))
+        let (len, decoded) = match ahead.next_at(offset) {
+            Some(found) => (found.end - offset, found.decoded),
+            None => match memchr::memchr(b'\n', rest) {
+                Some(nl) => (nl, lookahead::decode(&rest[..nl], prepare)),
+                None => {
+                    let why = format!("incomplete last line ({} bytes, no newline)", rest.len());
+                    (rest.len(), Err(DecodeError::Malformed(why)))
+                }
+            },
         };
         let damage = |reason: String| Ok(Err(Damage { line, offset: offset as u64, reason, after: previous }));
         match decoded {
-            Ok(Line::Record(seq, record)) => {
+            Ok(Item::Record(seq, record)) => {
                 if seq != expected {
                     let reason = if seq > expected {
                         format!("sequence gap: expected {expected}, found {seq} (records are missing)")
@@ -149,27 +185,27 @@ pub fn scan(
                 each(Found { seq, record, line, offset: offset as u64 })?;
                 previous = Some(seq);
                 expected = seq.next();
-                offset += text.len() + 1;
+                offset += len + 1;
             }
-            Ok(Line::Marker(Marker::Header { first, prev })) if line == 1 => {
+            Ok(Item::Marker(Marker::Header { first, prev })) if line == 1 => {
                 if first != expected {
                     return damage(format!(
                         "the segment header names a segment starting at record {first}, but this one starts at {expected}"
                     ));
                 }
                 header = Some(prev);
-                offset += text.len() + 1;
+                offset += len + 1;
             }
-            Ok(Line::Marker(Marker::Header { .. })) => {
+            Ok(Item::Marker(Marker::Header { .. })) => {
                 return damage("a segment header after the first line".into());
             }
-            Ok(Line::Marker(Marker::Seal { next })) => {
+            Ok(Item::Marker(Marker::Seal { next })) => {
                 if next != expected {
                     return damage(format!(
                         "the seal says the log continues at record {next}, but the segment ends before record {expected}"
                     ));
                 }
-                let end = offset + text.len() + 1;
+                let end = offset + len + 1;
                 if bytes[end..].iter().any(|&b| b != 0) {
                     // Nothing is ever written to a sealed segment; the zeros
                     // after a seal are what its preallocation left.
@@ -182,7 +218,7 @@ pub fn scan(
                 return Ok(Ok(Scanned { tail: Tail::Sealed { offset: offset as u64 }, next: expected, header, end }));
             }
             Err(why) => {
-                if last && !any_valid_line(&rest[text.len().min(rest.len())..]) {
+                if last && !any_valid_line(&rest[len..]) {
                     let tail = Tail::Torn { offset: offset as u64, line, reason: why.to_string() };
                     return Ok(Ok(Scanned { tail, next: expected, header, end: offset as u64 }));
                 }
@@ -216,35 +252,8 @@ pub fn is_torn_seal(rest: &[u8], next: Seq) -> bool {
     rest.get(seal..).is_none_or(|after| after.iter().all(|&b| b == 0))
 }
 
-/// Segments at least this large are decoded on several threads.
+/// Segments at least this large are decoded on several threads (ahead of the checks).
 pub(super) const PARALLEL_DECODE_BYTES: usize = 1 << 20;
-
-type Decoded = std::result::Result<Line, DecodeError>;
-
-/// Decodes every complete line of `bytes`, in order, splitting the lines
-/// between the machine's cores.
-fn decode_lines(bytes: &[u8]) -> Vec<Decoded> {
-    let Some(last_nl) = bytes.iter().rposition(|&b| b == b'\n') else { return Vec::new() };
-    let lines: Vec<&[u8]> = bytes[..last_nl].split(|&b| b == b'\n').collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let per = lines.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = lines
-            .chunks(per)
-            .map(|chunk| s.spawn(move || chunk.iter().map(|l| record::decode_line(l)).collect::<Vec<_>>()))
-            .collect();
-        let mut out = Vec::with_capacity(lines.len());
-        for (handle, chunk) in handles.into_iter().zip(lines.chunks(per)) {
-            // A decoder thread cannot panic on input (the fuzzers hold this);
-            // should one die anyway, decode its lines here.
-            match handle.join() {
-                Ok(decoded) => out.extend(decoded),
-                Err(_) => out.extend(chunk.iter().map(|l| record::decode_line(l))),
-            }
-        }
-        out
-    })
-}
 
 /// Whether any complete line after the first newline of `bytes` decodes as
 /// a valid record or marker (either proves the damage is not at the end).

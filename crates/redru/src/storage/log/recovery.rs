@@ -6,7 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::reader::{Tail, scan};
+use super::lookahead::Prepare;
+use super::reader::{Tail, scan, scan_prepared};
 use super::segment::{Segment, is_segment_temp, list_segments, segment_name};
 use crate::error::{Error, Result};
 use crate::progress::{Meter, Observer, Stage};
@@ -66,7 +67,20 @@ pub fn read_log(
     dir: &Path,
     snapshot_seq: Seq,
     observer: Option<&Observer>,
-    mut apply: impl FnMut(Seq, Record),
+    apply: impl FnMut(Seq, Record),
+) -> Result<LogScan> {
+    read_log_prepared(vfs, dir, snapshot_seq, observer, &|_, record| record, apply)
+}
+
+/// [`read_log`], with each record passed through `prepare` first, on the
+/// threads that decode the log ([`scan_prepared`]).
+pub fn read_log_prepared<P: Send>(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    snapshot_seq: Seq,
+    observer: Option<&Observer>,
+    prepare: &Prepare<'_, P>,
+    mut apply: impl FnMut(Seq, P),
 ) -> Result<LogScan> {
     let segments = list_segments(vfs, dir)?;
     let mut out = LogScan { last: snapshot_seq, ..LogScan::default() };
@@ -130,7 +144,7 @@ pub fn read_log(
         }
         let successor = live.get(i + 1).map(|s| s.first);
         let mut counted = 0;
-        let outcome = scan(bytes, segment.first, successor, |found| {
+        let outcome = scan_prepared(bytes, segment.first, successor, prepare, |found| {
             meter.advance(found.offset - counted);
             counted = found.offset;
             if found.seq > snapshot_seq {

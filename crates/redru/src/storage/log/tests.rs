@@ -1,5 +1,6 @@
 //! Unit tests of the log: scanning, the torn-tail rule, the writer and group commit.
 
+use super::lookahead::BATCH_BYTES;
 use super::reader::PARALLEL_DECODE_BYTES;
 use super::*;
 use crate::error::{Error, Result};
@@ -136,6 +137,137 @@ fn a_large_segment_decoded_in_parallel_scans_the_same() -> Result<()> {
     let (seen, out) = run(&torn, 1, true)?;
     assert_eq!(seen.len(), 19_999);
     assert!(matches!(out, Ok((Tail::Torn { line: 20_000, .. }, _))));
+    Ok(())
+}
+
+/// A segment large enough to be decoded ahead, in several batches: a
+/// header, then `n` sets from record 1; the start of every line.
+fn big_segment(n: usize) -> (Vec<u8>, Vec<usize>) {
+    let mut bytes = header(1, None);
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record::Set(format!("key{i}"), crate::Doc::from(json!({"i": i, "pad": "x".repeat(40)}))))
+        .collect();
+    bytes.extend_from_slice(&log(&records, 1));
+    let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', &bytes).map(|nl| nl + 1)).collect();
+    (bytes, starts)
+}
+
+/// The index of the line where the `k`th batch after the first starts (the
+/// line after the first newline at or past k batches' worth of bytes).
+fn batch_start(starts: &[usize], k: usize) -> usize {
+    starts.iter().position(|&s| s > k * BATCH_BYTES).unwrap_or(starts.len())
+}
+
+/// Damaged lines from a little before a batch boundary to the end: the
+/// torn tail starts at the first of them, whichever batch decoded it.
+#[test]
+fn a_torn_tail_across_a_batch_boundary_is_cut_at_its_start() -> Result<()> {
+    let (bytes, starts) = big_segment(20_000);
+    assert!(bytes.len() >= PARALLEL_DECODE_BYTES && bytes.len() > 4 * BATCH_BYTES);
+    let boundary = batch_start(&starts, 4);
+    let first_torn = boundary - 3;
+    let mut torn = bytes.clone();
+    for &start in &starts[first_torn..starts.len() - 1] {
+        torn[start + 20] ^= 0x08;
+    }
+    let (seen, out) = scanned(&torn, 1, None)?;
+    // Line 1 is the header: line i + 1 holds record i.
+    assert_eq!(seen.len(), first_torn - 1);
+    let at = starts[first_torn] as u64;
+    assert!(matches!(out, Ok(Scanned { tail: Tail::Torn { offset, line, .. }, end, .. })
+        if offset == at && end == at && line == first_torn as u64 + 1));
+    // The same lines in an older segment: damage at the first of them.
+    let (seen, out) = scanned(&torn, 1, Some(20_001))?;
+    assert_eq!(seen.len(), first_torn - 1);
+    assert_eq!(out.err().map(|d| (d.line, d.offset)), Some((first_torn as u64 + 1, at)));
+    Ok(())
+}
+
+/// A damaged line in the second batch of an older segment is refused at
+/// its line and offset, after the records before it (the open then fails
+/// and returns nothing, so none of them is ever seen by a reader).
+#[test]
+fn damage_in_a_later_batch_of_an_older_segment_is_refused_where_it_is() -> Result<()> {
+    let (bytes, starts) = big_segment(20_000);
+    for line in [batch_start(&starts, 1), batch_start(&starts, 1) + 1, batch_start(&starts, 2) - 1] {
+        let mut damaged = bytes.clone();
+        damaged[starts[line] + 30] ^= 0x08;
+        let (seen, out) = scanned(&damaged, 1, Some(20_001))?;
+        assert_eq!(seen.len(), line - 1, "line {}", line + 1);
+        let damage = out.err();
+        assert_eq!(damage.as_ref().map(|d| (d.line, d.offset)), Some((line as u64 + 1, starts[line] as u64)));
+        assert!(damage.is_some_and(|d| d.reason.contains("checksum") && d.reason.contains("complete and synced")));
+    }
+    Ok(())
+}
+
+/// A segment whose data ends exactly where a batch does (the last batch
+/// then ends at the file's end, or at the zeros after it): read whole,
+/// sealed, clean, followed by preallocated zeros, or torn seal.
+#[test]
+fn a_batch_ending_exactly_at_the_segments_end_reads_whole() -> Result<()> {
+    let (mut bytes, _) = big_segment(20_000);
+    // One more record, padded so that the data ends at a multiple of the
+    // batch size, at a newline: the last batch's cut is the file's end.
+    let target = (bytes.len() + 100).next_multiple_of(BATCH_BYTES);
+    let padded = |pad: usize| log(&[Record::Set("last".into(), crate::Doc::from(json!("y".repeat(pad))))], 20_001);
+    // A string value's line grows by one byte per byte of padding.
+    let last = padded(target - bytes.len() - padded(0).len());
+    bytes.extend_from_slice(&last);
+    assert_eq!(bytes.len() % BATCH_BYTES, 0, "the data ends at a batch's end");
+    let records_end = bytes.len() as u64;
+    let (seen, out) = scanned(&bytes, 1, None)?;
+    assert_eq!((seen.len(), seen.last()), (20_001, Some(&20_001)));
+    assert!(matches!(out, Ok(Scanned { tail: Tail::Clean, next: Seq(20_002), end, .. }) if end == records_end));
+    let mut zeros = bytes.clone();
+    zeros.extend_from_slice(&[0u8; 3 * BATCH_BYTES]);
+    let (seen, out) = scanned(&zeros, 1, None)?;
+    assert_eq!(seen.len(), 20_001);
+    assert!(matches!(out, Ok(Scanned { tail: Tail::Clean, end, .. }) if end == records_end));
+    let (seen, out) = scanned(&zeros, 1, Some(20_002))?;
+    assert_eq!(seen.len(), 20_001);
+    assert!(matches!(out, Ok(Scanned { tail: Tail::TornSeal { offset }, .. }) if offset == records_end));
+    let mut sealed = bytes.clone();
+    sealed.extend_from_slice(&seal(20_002));
+    let (seen, out) = scanned(&sealed, 1, Some(20_002))?;
+    assert_eq!(seen.len(), 20_001);
+    assert!(matches!(out, Ok(Scanned { tail: Tail::Sealed { offset }, .. }) if offset == records_end));
+    Ok(())
+}
+
+/// A panic in the caller's callback ends the scan (it unwinds, as it did
+/// before batches) rather than leaving the decoding threads waiting for room
+/// ahead, and the scope with them, forever.
+#[test]
+fn a_panic_in_the_callback_stops_the_decoding_threads() {
+    // More batches than may wait decoded, so that the threads would wait.
+    let (bytes, _) = big_segment(140_000);
+    assert!(bytes.len() > 40 * BATCH_BYTES);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome = std::panic::catch_unwind(|| {
+            scan(&bytes, Seq(1), None, |found| {
+                if found.seq.0 == 10 {
+                    std::panic::resume_unwind(Box::new("the callback failed"));
+                }
+                Ok(())
+            })
+        });
+        let _ = done.send(outcome.is_err());
+    });
+    assert_eq!(finished.recv_timeout(std::time::Duration::from_secs(120)), Ok(true));
+}
+
+/// A large segment that starts with zeros is damage at line 1 (valid lines
+/// follow), not an end of data: the threads hand over nothing there and
+/// the reader decides.
+#[test]
+fn a_large_segment_starting_with_zeros_is_damage_at_line_one() -> Result<()> {
+    let (mut bytes, starts) = big_segment(20_000);
+    bytes[..starts[1] - 1].fill(0);
+    let (seen, out) = scanned(&bytes, 1, None)?;
+    assert!(seen.is_empty());
+    assert!(out.err().is_some_and(|d| d.line == 1 && d.offset == 0 && d.reason.contains("valid lines follow")));
     Ok(())
 }
 

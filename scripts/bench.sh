@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${REDRU_BENCH_RESULTS:-bench-results}"
 mkdir -p "$out"
+# Absolute: cargo runs the engine bench in crates/redru, where a relative path would land.
+out="$(cd "$out" && pwd)"
 REDRU_BENCH_OUT="$out/engine.json" cargo bench -p redru --bench engine
 REDRU_BENCH_OUT="$out/peers.json" cargo run --release --manifest-path bench-peers/Cargo.toml
 echo

@@ -87,6 +87,14 @@ enum OpField {
     Other,
 }
 
+/// Fills a member's slot, refusing a member named twice (as serde's derive does).
+fn once<T, E: serde::de::Error>(slot: &mut Option<T>, name: &'static str, value: T) -> Result<(), E> {
+    match slot.replace(value) {
+        Some(_) => Err(E::duplicate_field(name)),
+        None => Ok(()),
+    }
+}
+
 struct OpVisitor;
 
 impl<'de> serde::de::Visitor<'de> for OpVisitor {
@@ -98,12 +106,6 @@ impl<'de> serde::de::Visitor<'de> for OpVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Op, A::Error> {
         use serde::de::Error;
-        fn once<T, E: Error>(slot: &mut Option<T>, name: &'static str, value: T) -> Result<(), E> {
-            match slot.replace(value) {
-                Some(_) => Err(E::duplicate_field(name)),
-                None => Ok(()),
-            }
-        }
         let (mut kind, mut key, mut value) = (None, None, None);
         while let Some(field) = map.next_key::<OpField>()? {
             match field {
@@ -386,12 +388,6 @@ impl<'de> serde::de::Visitor<'de> for ResponseVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Response, A::Error> {
         use serde::de::Error;
-        fn once<T, E: Error>(slot: &mut Option<T>, name: &'static str, value: T) -> Result<(), E> {
-            match slot.replace(value) {
-                Some(_) => Err(E::duplicate_field(name)),
-                None => Ok(()),
-            }
-        }
         let (mut kind, mut ops, mut reason, mut responses) = (None, None, None, None);
         while let Some(field) = map.next_key::<ResponseField>()? {
             match field {

@@ -91,6 +91,30 @@ fn unique_index_refuses_duplicates_and_logs_nothing() -> TestResult {
     Ok(())
 }
 
+/// A scan of a large map runs on a thread of its own (db/read.rs); its
+/// answer is the brute-force one, sorted, projected and paged, and a query
+/// that reads nothing of the values works there too.
+#[test]
+fn a_long_scan_on_its_own_thread_answers_exactly() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Options::new().durability(Durability::Never).open(dir.path())?;
+    let mut batch = Batch::new();
+    for i in 0..12_000u32 {
+        batch = batch.set(format!("k:{i:05}"), json!({"n": i % 97, "name": format!("n{i}"), "tags": [i % 3]}));
+    }
+    db.batch(batch)?;
+    let result = db.query(&Query::parse("n = 5 and tags contains 2 sort by name desc limit 3 fields name")?)?;
+    let mut expected: Vec<u32> = (0..12_000).filter(|i| i % 97 == 5 && i % 3 == 2).collect();
+    assert_eq!(result.total, expected.len());
+    expected.sort_by_key(|i| std::cmp::Reverse(format!("n{i}")));
+    let names: Vec<Value> = result.entries.iter().map(|(_, v)| v.to_value()).collect();
+    let want: Vec<Value> = expected.iter().take(3).map(|i| json!({"name": format!("n{i}")})).collect();
+    assert_eq!(names, want);
+    assert!(matches!(result.plan, Plan::Scan { examined: 12_000, .. }), "{:?}", result.plan);
+    assert_eq!(db.query(&Query::parse("prefix \"k:0001\"")?)?.total, 10);
+    Ok(())
+}
+
 #[test]
 fn explain_says_which_plan_ran() -> TestResult {
     let dir = tempfile::tempdir()?;

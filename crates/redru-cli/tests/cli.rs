@@ -2,6 +2,10 @@
 //! codes (0 ok, 1 not found / problems found, 2 usage errors and failures),
 //! and the stderr messages for bad input, an unknown command and a directory
 //! another process holds.
+//!
+//! One file past 800 lines: each test is a short run of the real binary, and
+//! they are grouped by command in the order `redru --help` lists them, so a
+//! command's cases are found in one place.
 
 use crate::util::{TestResult, redru};
 use predicates::prelude::*;

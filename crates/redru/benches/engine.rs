@@ -7,6 +7,10 @@
 //! `bench-results/engine.json`. `REDRU_BENCH_QUICK=1` is a smoke run of well under a minute.
 //! docs/benchmarks.md explains every row. Open time and resident memory are measured in a
 //! fresh child process (this executable, run again with `--redru-child`).
+//!
+//! One file past 800 lines because workloads 1-8 share the run's `Config`, `Table` and datasets
+//! and are read top to bottom as the report's rows; a workload with setup of its own (9, 10, 11)
+//! lives in `engine/`.
 
 use redru_testkit::bench as common;
 

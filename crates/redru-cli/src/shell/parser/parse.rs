@@ -3,6 +3,9 @@
 //!
 //! Invariant: JSON values take the library's raw-text path ([`redru::Doc::parse`]);
 //! a value that opens like JSON is JSON or an error, never stored as text.
+//!
+//! Past 800 lines only with its unit tests (about 300 lines): the parser itself
+//! is under 500, and the tests stay beside the grammar they pin.
 
 use std::time::Duration;
 

@@ -3,9 +3,9 @@
 //! and the stderr messages for bad input, an unknown command and a directory
 //! another process holds.
 //!
-//! One file past 800 lines: each test is a short run of the real binary, and
-//! they are grouped by command in the order `redru --help` lists them, so a
-//! command's cases are found in one place.
+//! One file past 800 lines: each test is a short run of the real binary that
+//! pins one behaviour of the command line as a user meets it; the shell, the
+//! server and the cluster have files of their own in this directory.
 
 use crate::util::{TestResult, redru};
 use predicates::prelude::*;

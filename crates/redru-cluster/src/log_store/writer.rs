@@ -66,6 +66,7 @@ pub(super) struct Sizes {
     /// No zeros past this offset (the segment size, rounded up to a chunk).
     pub(super) limit: u64,
 }
+
 /// Writes and fsyncs everything queued, then reports those appends flushed;
 /// appends queued before it share its fsync. Waits for a round in progress.
 ///

@@ -531,3 +531,28 @@ fn truncate_and_purge_work_across_a_zero_tail() -> TestResult {
     assert_eq!(indexes(&LogStore::open(dir.path())?), vec![18, 19]);
     Ok(())
 }
+
+/// A crash after a rollover created the next segment and wrote its zeros,
+/// before its first line was on disk: the segment holds zeros only (no
+/// header in this log, so zeros at offset 0 end the data too) and is
+/// removed at open, nothing set aside; the log goes on in a new one.
+#[test]
+fn a_new_segment_of_zeros_only_is_removed_at_open() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = open_small(dir.path(), 300, 128)?;
+    log.append_now(entries(1, 1..=10))?;
+    let (last, end) = log.lock().segments.last_key_value().map(|(&f, s)| (f, s.len)).ok_or("no segment")?;
+    drop(log);
+    // What the rollover does first: the last segment's zeros are cut.
+    OpenOptions::new().write(true).open(files::segment_path(dir.path(), last))?.set_len(end)?;
+    let next = files::segment_path(dir.path(), 11);
+    fs::write(&next, vec![0u8; 4096])?;
+    let log = open_small(dir.path(), 300, 128)?;
+    assert_eq!(indexes(&log), (1..=10).collect::<Vec<_>>());
+    assert!(!next.exists(), "the segment of zeros is removed");
+    assert!(torn_files(dir.path())?.is_empty(), "zeros are no one's data");
+    log.append_now(entries(1, 11..=12))?;
+    drop(log);
+    assert_eq!(indexes(&LogStore::open(dir.path())?), (1..=12).collect::<Vec<_>>());
+    Ok(())
+}

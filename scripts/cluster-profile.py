@@ -15,6 +15,8 @@ import sys
 # In priority order: a sample of the log's fsync inside openraft's core counts as the fsync.
 RULES = [
     ("the log's write and fsync", r"log_store::writer|LogStore::write_queued"),
+    # The zeros written ahead of the log's appends, on their own thread (issue 15, seventh round).
+    ("the log's zeros (preallocation)", r"log_store::zeros"),
     ("snapshots", r"snapshot"),
     ("network: send (encode, send)", r"network::write_frame|network::write_rpc"),
     ("network: receive (recv, decode)", r"network::read_frame|network::read_rpc"),

@@ -47,6 +47,9 @@ mod storage;
 mod tools;
 
 pub use storage::vfs;
+/// The rule that tells a last segment's preallocated zeros from a torn
+/// write, for redru-cluster's Raft log (whose lines the engine cannot read).
+pub use storage::zero_tail;
 
 /// Not an API: the internals redru's own tests, fuzz targets and benches
 /// exercise (the log line codec, the log, the snapshot), public only with the

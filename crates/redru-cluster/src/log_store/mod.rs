@@ -8,7 +8,8 @@
 //!
 //! This module owns the handle, its one lock and the poisoning rule;
 //! [`segments`] the segment files (load, append, truncate, purge),
-//! [`writer`] the round that writes and fsyncs queued appends,
+//! [`writer`] the round that writes and fsyncs queued appends, [`zeros`]
+//! the zeros preallocated ahead of them in the last segment,
 //! [`state_file`] the vote/committed/purged file and the directory lock,
 //! [`raft`] openraft's storage traits on top.
 
@@ -18,6 +19,7 @@ mod state_file;
 #[cfg(test)]
 mod tests;
 mod writer;
+mod zeros;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -34,7 +36,8 @@ use crate::files;
 use crate::types::{Entry, LogId, StorageError, TypeConfig};
 use segments::{Segment, list_segments, load_segment};
 use state_file::{LogStateFile, lock_dir, read_state, write_state};
-use writer::{Chunk, OpenSegment};
+use writer::{Chunk, OpenSegment, Sizes};
+use zeros::ZERO_CHUNK;
 
 /// A segment grows to about this size before the next append starts a new one
 /// (purge deletes whole segments, so smaller segments free space sooner).
@@ -59,6 +62,8 @@ struct Inner {
     poisoned: bool,
     /// [`SEGMENT_BYTES`], smaller in tests.
     segment_bytes: u64,
+    /// [`ZERO_CHUNK`], smaller in tests.
+    zero_chunk: u64,
 }
 
 impl Debug for Inner {
@@ -118,6 +123,7 @@ impl LogStore {
             file_generation: 0,
             poisoned: false,
             segment_bytes: SEGMENT_BYTES,
+            zero_chunk: ZERO_CHUNK,
         };
         let firsts = list_segments(dir)?;
         for (i, &first) in firsts.iter().enumerate() {
@@ -162,6 +168,8 @@ impl LogStore {
                     break inner;
                 }
             };
+            // No zeros may be written into a file being cut or removed.
+            open.close();
             f(&mut inner)
         })
         .await
@@ -223,6 +231,10 @@ impl Inner {
             self.poisoned = true;
         }
         result
+    }
+
+    fn zero_sizes(&self) -> Sizes {
+        Sizes { chunk: self.zero_chunk, limit: self.segment_bytes.next_multiple_of(self.zero_chunk.max(1)) }
     }
 
     fn last_log_id(&self) -> Option<LogId> {

@@ -1,12 +1,16 @@
 //! The segment files: one JSON line per entry (index and term in front), a
-//! file named by its first index. Loading refuses damage anywhere but a torn
-//! last line of the last segment, which is cut and kept aside; appending,
-//! truncating and purging keep the in-memory entries and the files in step.
+//! file named by its first index; the last one may end in preallocated zeros.
+//! Loading follows the engine's rule (`redru::zero_tail`): in the last
+//! segment zeros where a line would start end the data, and a torn last line
+//! or valid lines after those zeros are cut and kept aside; damage anywhere
+//! else is refused. Appending, truncating and purging keep the in-memory
+//! entries and the files in step.
 
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::Path;
 
+use redru::zero_tail;
 use serde::{Deserialize, Serialize};
 
 use super::Inner;
@@ -74,6 +78,17 @@ pub(super) fn load_segment(inner: &mut Inner, first: u64, is_last: bool) -> Resu
     let mut expected = first;
     let mut len = 0u64;
     for (offset, raw) in codec::lines(&bytes) {
+        let rest = &bytes[offset as usize..];
+        if is_last && zero_tail::zeros_end_data(rest) {
+            // Preallocated zeros, kept for the writer to overwrite; valid
+            // lines after them were never acknowledged (an fsync covering
+            // them covers the bytes before), so they are cut and kept aside
+            // before an append could put them back in line.
+            if zero_tail::valid_line_after_zeros(rest, is_valid_line) {
+                cut_torn_tail(&path, zero_tail::without_zero_tail(rest), offset)?;
+            }
+            break;
+        }
         let decoded = codec::decode::<Line>(raw).and_then(|line| check_line(&line, expected).map(|()| line));
         match decoded {
             Ok(line) => {
@@ -83,9 +98,8 @@ pub(super) fn load_segment(inner: &mut Inner, first: u64, is_last: bool) -> Resu
                 len = offset + raw.len() as u64;
             }
             Err(reason) => {
-                let rest = &bytes[offset as usize..];
-                if is_last && !codec::lines(rest).skip(1).any(|(_, l)| codec::decode::<Line>(l).is_ok()) {
-                    cut_torn_tail(&path, rest, offset)?;
+                if is_last && !zero_tail::any_valid_line(rest, is_valid_line) {
+                    cut_torn_tail(&path, zero_tail::without_zero_tail(rest), offset)?;
                     break;
                 }
                 return Err(Error::Corrupt { file: path, offset, reason });
@@ -99,6 +113,15 @@ pub(super) fn load_segment(inner: &mut Inner, first: u64, is_last: bool) -> Resu
     }
     inner.segments.insert(first, Segment { len, last: Some(expected - 1) });
     Ok(())
+}
+
+/// Whether `line` (without its newline) is a valid line: the proof, for the
+/// zero-tail rule, that the bytes before it are not a torn end.
+fn is_valid_line(line: &[u8]) -> bool {
+    let mut whole = Vec::with_capacity(line.len() + 1);
+    whole.extend_from_slice(line);
+    whole.push(b'\n');
+    codec::decode::<Line>(&whole).is_ok()
 }
 
 /// Keeps the torn bytes aside, then cuts them off the segment.
@@ -169,13 +192,17 @@ impl Inner {
             let line = codec::encode(&LineRef { index, term: entry.log_id.leader_id.term, entry: &entry })
                 .map_err(io::Error::other)?;
             let (first, create) = self.segment_for(index);
+            let previous = self.segments.range(..first).next_back().map(|(&f, s)| (f, s.len));
             let seg = self.segments.get_mut(&first).ok_or_else(|| io::Error::other("segment vanished"))?;
             let offset = seg.len;
             seg.len += line.len() as u64;
             seg.last = Some(index);
             match self.queue.last_mut() {
                 Some(chunk) if chunk.first == first => chunk.bytes.extend_from_slice(&line),
-                _ => self.queue.push(Chunk { first, create, bytes: line }),
+                _ => {
+                    let previous = previous.filter(|_| create);
+                    self.queue.push(Chunk { first, offset, create, previous, bytes: line });
+                }
             }
             self.places.insert(index, (first, offset));
             self.entries.insert(index, entry);

@@ -9,6 +9,7 @@
 use super::lookahead::{self, Item, Lookahead, Prepare, with_lookahead};
 use crate::error::Result;
 use crate::storage::record::{self, DecodeError, Marker, Record, Seq};
+use crate::storage::zero_tail;
 
 /// A record found by [`scan`], with where it was found.
 pub struct Found<R = Record> {
@@ -153,7 +154,7 @@ fn check<P>(
     let mut header = None;
     while offset < bytes.len() {
         let rest = &bytes[offset..];
-        if last && line > 0 && rest[0] == 0 {
+        if last && line > 0 && zero_tail::zeros_end_data(rest) {
             // Preallocated zeros (or a record's bytes not yet on disk): the
             // data ends here. A line never starts with a zero byte, and a
             // segment never with zeros (its header, or an old build's first
@@ -258,6 +259,5 @@ pub(super) const PARALLEL_DECODE_BYTES: usize = 1 << 20;
 /// Whether any complete line after the first newline of `bytes` decodes as
 /// a valid record or marker (either proves the damage is not at the end).
 pub fn any_valid_line(bytes: &[u8]) -> bool {
-    let Some(last_nl) = bytes.iter().rposition(|&b| b == b'\n') else { return false };
-    bytes[..last_nl].split(|&b| b == b'\n').skip(1).any(|line| record::decode_line(line).is_ok())
+    zero_tail::any_valid_line(bytes, |line| record::decode_line(line).is_ok())
 }

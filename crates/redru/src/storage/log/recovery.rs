@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::progress::{Meter, Observer, Stage};
 use crate::storage::record::{self, Marker, Record, Seq};
 use crate::storage::vfs::Vfs;
+use crate::storage::zero_tail;
 
 /// A torn tail found at the end of the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,25 +245,13 @@ pub fn stale_after_data(vfs: &dyn Vfs, segment: &Segment, end: u64, after: Seq) 
 /// Whether the bytes after the zeros that end the last segment's data hold
 /// a complete valid line (a record, or a marker).
 pub fn after_zeros(rest: &[u8]) -> bool {
-    // A valid line ends in a newline; zeros hold none (the common case: a
-    // fast search through megabytes of them).
-    if memchr::memchr(b'\n', rest).is_none() {
-        return false;
-    }
-    let from = rest.iter().position(|&b| b != 0).unwrap_or(rest.len());
-    // The first line after the zeros may start mid-line: look from a newline before it too.
-    super::reader::any_valid_line(&rest[from.saturating_sub(1)..])
-        || rest[from..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .is_some_and(|nl| record::decode_line(&rest[from..from + nl]).is_ok())
+    zero_tail::valid_line_after_zeros(rest, |line| record::decode_line(line).is_ok())
 }
 
 /// The bytes of a torn tail worth keeping aside: without the zeros that
 /// end them (preallocated, or never written), which are no one's data.
 pub fn torn_bytes(rest: &[u8]) -> &[u8] {
-    let kept = rest.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
-    &rest[..kept]
+    zero_tail::without_zero_tail(rest)
 }
 
 /// Completes a seal a crash cut short: cuts the segment at `offset` (what

@@ -67,11 +67,20 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
+/// `text` without JSON whitespace around it.
+fn trim(text: &str) -> &str {
+    let bytes = text.as_bytes();
+    if bytes.first().is_some_and(|&b| !is_space(b)) && bytes.last().is_some_and(|&b| !is_space(b)) {
+        return text; // compact text, as redru writes it
+    }
+    text.trim_matches(|c: char| c.is_ascii() && is_space(c as u8))
+}
+
 /// The span of `text` that `path` selects, as [`FieldPath::resolve`] would
 /// find it in the parsed value: a member by name (the last of duplicates,
 /// as serde_json keeps it), an element by a position `usize` parses.
 fn find<'t>(text: &'t str, path: &FieldPath) -> Option<Raw<'t>> {
-    let mut at = Raw(text.trim_matches(|c: char| c.is_ascii() && is_space(c as u8)));
+    let mut at = Raw(trim(text));
     for segment in path.segments() {
         at = match at.first()? {
             b'{' => at.member(segment)?,
@@ -128,7 +137,8 @@ impl<'t> Raw<'t> {
         if self.first()? != b'"' {
             return None;
         }
-        self.0.get(1..self.0.len().saturating_sub(1)).map(JsonStr)
+        let text = self.0.get(1..self.0.len().saturating_sub(1))?;
+        Some(JsonStr { text, escaped: text.as_bytes().contains(&b'\\') })
     }
 
     /// A number as serde_json reads it, or `None` for any other value.
@@ -237,23 +247,27 @@ impl<'t> Cursor<'t> {
     }
 
     /// Steps over a string (the cursor on its opening quote) and returns
-    /// its content, escapes as written.
+    /// its content. A byte loop, not `memchr`: member names and values are
+    /// a few bytes long, shorter than `memchr`'s setup.
     fn string(&mut self) -> Option<JsonStr<'t>> {
-        let bytes = self.text.as_bytes();
         if self.byte()? != b'"' {
             return None;
         }
         let start = self.at + 1;
         let mut end = start;
+        let mut escaped = false;
         loop {
-            end += memchr::memchr2(b'"', b'\\', bytes.get(end..)?)?;
-            if bytes.get(end) == Some(&b'"') {
-                break;
+            match *self.text.as_bytes().get(end)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    end += 2; // the backslash and the character it escapes
+                }
+                _ => end += 1,
             }
-            end += 2; // the backslash and the character it escapes
         }
         self.at = end + 1;
-        self.text.get(start..end).map(JsonStr)
+        self.text.get(start..end).map(|text| JsonStr { text, escaped })
     }
 
     /// Steps over one value (after whitespace) and returns its text.
@@ -298,30 +312,29 @@ impl<'t> Cursor<'t> {
 
 /// A JSON string's content as written (escapes not yet decoded).
 #[derive(Clone, Copy, Debug)]
-struct JsonStr<'t>(&'t str);
+struct JsonStr<'t> {
+    text: &'t str,
+    /// Whether it has an escape: without one, its text is its characters.
+    escaped: bool,
+}
 
 impl<'t> JsonStr<'t> {
-    /// Whether it has no escape: then its text is its characters.
-    fn plain(self) -> bool {
-        memchr::memchr(b'\\', self.0.as_bytes()).is_none()
-    }
-
     fn chars(self) -> Unescaped<'t> {
-        Unescaped(self.0.chars())
+        Unescaped(self.text.chars())
     }
 
     fn equals(self, s: &str) -> bool {
-        if self.plain() { self.0 == s } else { self.chars().eq(s.chars()) }
+        if !self.escaped { self.text == s } else { self.chars().eq(s.chars()) }
     }
 
     /// By code point, as `str`'s order (UTF-8 bytes order as code points do).
     fn cmp(self, s: &str) -> Ordering {
-        if self.plain() { self.0.cmp(s) } else { self.chars().cmp(s.chars()) }
+        if !self.escaped { self.text.cmp(s) } else { self.chars().cmp(s.chars()) }
     }
 
     fn starts_with(self, prefix: &str) -> bool {
-        if self.plain() {
-            return self.0.starts_with(prefix);
+        if !self.escaped {
+            return self.text.starts_with(prefix);
         }
         let mut chars = self.chars();
         prefix.chars().all(|p| chars.next() == Some(p))

@@ -16,6 +16,8 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::state::json_check;
+
 /// The deepest nesting of arrays and objects a value may have: serde_json
 /// refuses to parse deeper documents, so a deeper value could be logged but
 /// never read back.
@@ -107,7 +109,7 @@ impl Doc {
     }
 
     /// [`Doc::from_raw`] for text whose grammar was checked otherwise
-    /// (a snapshot's values: [`crate::state::json_check::value`]).
+    /// (a snapshot's values: [`crate::state::json_check::checked`]).
     pub(crate) fn from_checked(text: &str) -> Result<Doc, String> {
         if too_deep(text.as_bytes()) {
             return Err(format!("a value is nested deeper than {MAX_DEPTH} levels"));
@@ -121,6 +123,19 @@ impl Doc {
             return Ok(Doc::from(&value));
         }
         Ok(Doc(Arc::from(text)))
+    }
+
+    /// [`Doc::from_checked`] for a value [`json_check::checked`] proved
+    /// valid: its report spares the two scans of the text (nesting, and
+    /// what might need a full parse) for almost every value.
+    pub(crate) fn from_json_check(checked: json_check::Checked<'_>) -> Result<Doc, String> {
+        if checked.depth as usize > MAX_DEPTH {
+            return Err(format!("a value is nested deeper than {MAX_DEPTH} levels"));
+        }
+        if checked.needs_parse {
+            return Doc::from_checked(checked.text);
+        }
+        Ok(Doc(Arc::from(checked.text)))
     }
 
     /// Refuses what `to_value` would not read back as written: see
@@ -244,6 +259,12 @@ fn needs_parse(text: &[u8]) -> bool {
     // A run of more than 200 digits: with an exponent of at most two digits
     // (the rest), 200 digits stay below 1e299.
     text.len() > 200 && text.split(|b| !b.is_ascii_digit()).any(|run| run.len() > 200)
+}
+
+/// Nesting depth of JSON text (for tests elsewhere in the crate).
+#[cfg(test)]
+pub(crate) fn depth_of(text: &str) -> usize {
+    depth(text.as_bytes())
 }
 
 /// Nesting depth of JSON text, counting brackets outside strings.

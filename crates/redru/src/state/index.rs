@@ -58,6 +58,11 @@ impl FieldPath {
         &self.text
     }
 
+    /// The segments, in order (none for `$`).
+    pub(crate) fn segments(&self) -> &[String] {
+        &self.segments
+    }
+
     /// The part of `value` the path selects, if it has one.
     pub fn resolve<'v>(&self, value: &'v Value) -> Option<&'v Value> {
         let mut at = value;

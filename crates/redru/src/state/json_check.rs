@@ -4,7 +4,7 @@
 //! `ignore_value`, `ignore_str` and `skip_to_escape` were about 15 % of an
 //! open's samples).
 //!
-//! Invariant: [`value`] returns text only when `serde_json::from_slice::<&RawValue>`
+//! Invariant: [`checked`] returns text only when `serde_json::from_slice::<&RawValue>`
 //! accepts the same bytes and returns the same text (property-tested below
 //! against serde_json on random and broken inputs). The digest of a
 //! snapshot proves nothing about who wrote it, so the grammar is always
@@ -15,21 +15,42 @@
 /// [`MAX_DEPTH`](crate::state::doc::MAX_DEPTH) is refused after it anyway).
 const MAX_LEVELS: u32 = 128;
 
+/// A value [`checked`] proved valid, with what the check saw on the way,
+/// so that [`Doc`](crate::state::doc::Doc) need not scan the text again for
+/// it (those scans were 4 % of a snapshot load's instructions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checked<'a> {
+    /// The value's text, whitespace around it dropped.
+    pub text: &'a str,
+    /// How deeply arrays and objects nest (0 for a scalar; `[]` is 1).
+    pub depth: u32,
+    /// Whether serde_json's `Value` parser might still refuse the text, or
+    /// it holds a raw line break: it has a `\u` escape (other escapes
+    /// always read back), a line break between tokens, a member name starting with `$`, or a number with an
+    /// exponent of three or more digits or a run of more than 200 digits
+    /// (what `Doc`'s own scan looks for, seen only where it matters).
+    pub needs_parse: bool,
+}
+
 /// The JSON value `bytes` hold, whitespace around it dropped (as serde_json's
-/// `RawValue` keeps it). `None` when the bytes are not exactly one valid
+/// `RawValue` keeps it), with what [`Checked`] reports about it. `None` when the bytes are not exactly one valid
 /// JSON value, or nest deeper than 128 levels (the caller then asks
 /// serde_json, which gives the reason).
-pub fn value(bytes: &[u8]) -> Option<&str> {
-    let mut scan = Scan { b: bytes, i: 0 };
+pub fn checked(bytes: &[u8]) -> Option<Checked<'_>> {
+    let mut scan = Scan { b: bytes, i: 0, depth: 0, needs_parse: false };
     scan.ws();
     let start = scan.i;
+    // Line breaks before the value are dropped with the whitespace.
+    scan.needs_parse = false;
     scan.value()?;
     let end = scan.i;
+    let needs_parse = scan.needs_parse;
     scan.ws();
     if scan.i != bytes.len() {
         return None;
     }
-    std::str::from_utf8(&bytes[start..end]).ok()
+    let text = std::str::from_utf8(bytes.get(start..end)?).ok()?;
+    Some(Checked { text, depth: scan.depth, needs_parse })
 }
 
 /// The bytes that end a string's plain run: its closing quote, an escape,
@@ -46,10 +67,14 @@ static STOP: [bool; 256] = {
     table
 };
 
-/// A cursor over the bytes.
+/// A cursor over the bytes, and what it saw for [`Checked`].
 struct Scan<'a> {
     b: &'a [u8],
     i: usize,
+    /// The deepest nesting opened so far.
+    depth: u32,
+    /// See [`Checked::needs_parse`].
+    needs_parse: bool,
 }
 
 impl Scan<'_> {
@@ -59,7 +84,12 @@ impl Scan<'_> {
 
     /// Skips JSON whitespace (the four bytes serde_json skips).
     fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+        loop {
+            match self.peek() {
+                Some(b' ' | b'\t') => {}
+                Some(b'\n' | b'\r') => self.needs_parse = true,
+                _ => return,
+            }
             self.i += 1;
         }
     }
@@ -99,6 +129,7 @@ impl Scan<'_> {
                 if depth == MAX_LEVELS {
                     return None;
                 }
+                self.depth = self.depth.max(depth + 1);
                 self.ws();
                 if self.peek()? != if object { b'}' } else { b']' } {
                     stack = (stack << 1) | u128::from(object);
@@ -144,6 +175,11 @@ impl Scan<'_> {
         if self.peek()? != b'"' {
             return None;
         }
+        // serde_json keeps names starting with `$serde_json::private::` for
+        // itself (`Doc`'s RESERVED): `Doc` looks again at a name starting with `$`.
+        if self.b.get(self.i + 1) == Some(&b'$') {
+            self.needs_parse = true;
+        }
         self.string()?;
         self.ws();
         if self.peek()? != b':' {
@@ -176,6 +212,9 @@ impl Scan<'_> {
                 b'\\' => match *b.get(i)? {
                     b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 1,
                     b'u' => {
+                        // It may name an unpaired surrogate, which
+                        // serde_json's `Value` parser refuses.
+                        self.needs_parse = true;
                         if !b.get(i + 1..i + 5)?.iter().all(u8::is_ascii_hexdigit) {
                             return None;
                         }
@@ -193,22 +232,29 @@ impl Scan<'_> {
         if self.peek() == Some(b'-') {
             self.i += 1;
         }
+        let from = self.i;
         match self.peek()? {
             b'0' => self.i += 1,
             b'1'..=b'9' => self.digits(),
             _ => return None,
         }
+        let mut longest = self.i - from;
         if self.peek() == Some(b'.') {
             self.i += 1;
-            self.some_digits()?;
+            longest = longest.max(self.some_digits()?);
         }
         if let Some(b'e' | b'E') = self.peek() {
             self.i += 1;
             if let Some(b'+' | b'-') = self.peek() {
                 self.i += 1;
             }
-            self.some_digits()?;
+            let exponent = self.some_digits()?;
+            // f64 ends near 1e308: an exponent of three digits may be beyond it.
+            self.needs_parse |= exponent >= 3;
+            longest = longest.max(exponent);
         }
+        // With an exponent of at most two digits, 200 digits stay below 1e299.
+        self.needs_parse |= longest > 200;
         Some(())
     }
 
@@ -218,11 +264,11 @@ impl Scan<'_> {
         }
     }
 
-    /// At least one digit.
-    fn some_digits(&mut self) -> Option<()> {
+    /// At least one digit: how many.
+    fn some_digits(&mut self) -> Option<usize> {
         let from = self.i;
         self.digits();
-        (self.i > from).then_some(())
+        (self.i > from).then_some(self.i - from)
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
@@ -240,6 +286,11 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
+    use crate::state::doc::Doc;
+
+    fn value(bytes: &[u8]) -> Option<&str> {
+        checked(bytes).map(|c| c.text)
+    }
 
     /// What serde_json makes of the bytes: the raw value's text, or `None`.
     fn serde(bytes: &[u8]) -> Option<&str> {
@@ -337,6 +388,15 @@ mod tests {
         assert_eq!(value(limit.as_bytes()), Some(limit.as_str()));
     }
 
+    /// A member name: short ones, and names serde_json keeps for itself.
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-z\"]{0,4}",
+            1 => prop::sample::select(vec!["$serde_json::private::RawValue", "$x", "a$serde_json::private::"])
+                .prop_map(str::to_owned),
+        ]
+    }
+
     /// A random JSON value's text, spaced and escaped in every allowed way.
     fn json_text() -> impl Strategy<Value = String> {
         let ws = prop::sample::select(vec!["", "", " ", "\n", "\t", "\r", "  "]);
@@ -344,7 +404,24 @@ mod tests {
             "[a-z\"\\\\/\u{e9}\u{1f600}\u{7f}\u{1} ]{0,8}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default());
         let escaped =
             prop::sample::select(vec![r#""\u00e9""#, r#""\ud83d\ude00""#, r#""\b\f\n\r\t\/""#, r#""\uDEAD""#]);
-        let number = prop::sample::select(vec!["0", "-0", "12", "-3.25", "1e10", "2E-3", "1.5e+300", "1e400", "-0.0"]);
+        let long = Box::leak(format!("1{}", "0".repeat(250)).into_boxed_str());
+        let long_fraction = Box::leak(format!("0.{}1", "0".repeat(250)).into_boxed_str());
+        let number = prop::sample::select(vec![
+            "0",
+            "-0",
+            "12",
+            "-3.25",
+            "1e10",
+            "2E-3",
+            "1.5e+300",
+            "1e400",
+            "-0.0",
+            "1e-400",
+            "1E+99",
+            "1e099",
+            long,
+            long_fraction,
+        ]);
         let leaf = prop_oneof![
             string,
             escaped.prop_map(str::to_owned),
@@ -361,7 +438,7 @@ mod tests {
                     let body: Vec<String> = items.into_iter().map(|(v, w)| format!("{w}{v}{w}")).collect();
                     format!("[{}]", body.join(","))
                 }),
-                prop::collection::vec(("[a-z\"]{0,4}", inner, ws), 0..5).prop_map(|members| {
+                prop::collection::vec((name(), inner, ws), 0..5).prop_map(|members| {
                     let body: Vec<String> = members
                         .into_iter()
                         .map(|(k, v, w)| format!("{w}{}{w}:{w}{v}", serde_json::to_string(&k).unwrap_or_default()))
@@ -381,6 +458,20 @@ mod tests {
         fn valid_text_is_taken_as_serde_json_takes_it(text in json_text()) {
             prop_assert!(value(text.as_bytes()).is_some(), "{:?}", text);
             agrees(text.as_bytes())?;
+        }
+
+        /// What the check reports makes the same `Doc` (or the same refusal)
+        /// as `Doc`'s own scans of the text.
+        #[test]
+        fn the_report_makes_the_doc_the_scans_make(text in json_text(), nest in 0..130usize) {
+            let text = format!("{}{text}{}", "[".repeat(nest), "]".repeat(nest));
+            let Some(c) = checked(text.as_bytes()) else {
+                prop_assert!(nest > 120, "{:?} refused", text);
+                return Ok(());
+            };
+            let doc = |d: std::result::Result<Doc, String>| d.map(|d| d.as_str().to_owned());
+            prop_assert_eq!(doc(Doc::from_json_check(c)), doc(Doc::from_checked(c.text)), "{:?}", text);
+            prop_assert_eq!(c.depth as usize, crate::state::doc::depth_of(c.text), "{:?}", text);
         }
 
         /// Broken text: a byte changed, removed, inserted or the text cut,

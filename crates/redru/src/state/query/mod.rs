@@ -18,6 +18,7 @@
 
 mod parse;
 mod run;
+mod text;
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -268,16 +269,6 @@ impl Filter {
             Filter::Not(part) => !part.matches(key, value),
         }
     }
-
-    /// Whether deciding needs the value (not only the key).
-    fn reads_values(&self) -> bool {
-        match self {
-            Filter::Cond(Condition::KeyPrefix(_)) => false,
-            Filter::Cond(_) => true,
-            Filter::And(parts) | Filter::Or(parts) => parts.iter().any(Filter::reads_values),
-            Filter::Not(part) => part.reads_values(),
-        }
-    }
 }
 
 /// How a query was answered.
@@ -391,15 +382,7 @@ impl Condition {
                 match op {
                     CmpOp::Eq => equal(have, wanted),
                     CmpOp::Ne => !equal(have, wanted),
-                    _ => match order(have, wanted) {
-                        Some(ord) => match op {
-                            CmpOp::Lt => ord == Ordering::Less,
-                            CmpOp::Le => ord != Ordering::Greater,
-                            CmpOp::Gt => ord == Ordering::Greater,
-                            _ => ord != Ordering::Less,
-                        },
-                        None => false,
-                    },
+                    _ => order(have, wanted).is_some_and(|ord| holds(*op, ord)),
                 }
             }
             Condition::In { field, values } => {
@@ -417,6 +400,19 @@ impl Condition {
                     && order(have, high).is_some_and(|o| o != Ordering::Greater)
             }),
         }
+    }
+}
+
+/// Whether `have` `op` `wanted` holds, given how `have` orders against `wanted`
+/// (for `<`, `<=`, `>`, `>=`; equality is [`equal`]'s).
+fn holds(op: CmpOp, ord: Ordering) -> bool {
+    match op {
+        CmpOp::Lt => ord == Ordering::Less,
+        CmpOp::Le => ord != Ordering::Greater,
+        CmpOp::Gt => ord == Ordering::Greater,
+        CmpOp::Ge => ord != Ordering::Less,
+        CmpOp::Eq => ord == Ordering::Equal,
+        CmpOp::Ne => ord != Ordering::Equal,
     }
 }
 

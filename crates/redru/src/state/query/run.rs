@@ -205,14 +205,14 @@ pub fn run(state: &State, query: &Query) -> QueryResult {
     run_indexed(state, query, 0).unwrap_or_else(|| scan(&state.map, query, 0))
 }
 
-fn reads_values(query: &Query) -> bool {
-    query.filter.reads_values() || !query.sort.is_empty() || query.fields.is_some()
-}
-
-/// The filter on one entry: its parsed value (when anything reads values) if it passes.
-fn keep(query: &Query, key: &Key, doc: &Doc) -> Option<Value> {
-    let value = if reads_values(query) { doc.to_value() } else { Value::Null };
-    query.filter.matches(key, &value).then_some(value)
+/// The filter on one entry, on its text ([`Filter::matches_text`]); for a
+/// match, the parts of its value the sort and the projection read (`shown`,
+/// from [`shown`]), or `Null` when neither reads any.
+fn keep(query: &Query, shown: Option<&Wanted>, key: &Key, doc: &Doc) -> Option<Value> {
+    if !query.filter.matches_text(key, doc.as_str()) {
+        return None;
+    }
+    Some(shown.map_or(Value::Null, |w| w.extract(doc.as_str())))
 }
 
 /// Runs `query` through the indexes, or `None` when no index applies (the
@@ -224,10 +224,11 @@ pub fn run_indexed(state: &State, query: &Query, now: u64) -> Option<QueryResult
         return Some(result);
     }
     let found = candidates(state, &query.filter, true)?;
+    let shown = shown(query);
     let mut matched: Vec<(&Key, &Doc, Value)> = Vec::new();
     for key in &found.keys {
         if let Some((key, doc)) = state.map.get_key_value(key, now)
-            && let Some(value) = keep(query, key, doc)
+            && let Some(value) = keep(query, shown.as_ref(), key, doc)
         {
             matched.push((key, doc, value));
         }
@@ -293,6 +294,7 @@ fn walk(state: &State, query: &Query, now: u64) -> Option<QueryResult> {
     {
         return None;
     }
+    let shown = shown(query);
     let mut matched: Vec<(&Key, &Doc, Value)> = Vec::new();
     let (mut examined, mut stopped_early) = (0, false);
     if let Some((low, high)) = walk_range(&query.filter, &first.field) {
@@ -304,7 +306,7 @@ fn walk(state: &State, query: &Query, now: u64) -> Option<QueryResult> {
             for key in group {
                 examined += 1;
                 if let Some((key, doc)) = state.map.get_key_value(key, now)
-                    && let Some(value) = keep(query, key, doc)
+                    && let Some(value) = keep(query, shown.as_ref(), key, doc)
                 {
                     matched.push((key, doc, value));
                 }
@@ -319,14 +321,17 @@ fn walk(state: &State, query: &Query, now: u64) -> Option<QueryResult> {
 /// Runs `query` by examining every key of `map` (every key with the
 /// filter's key prefix, when it has one) live at `now`.
 ///
-/// Each value is parsed only where the query reads it ([`wanted`]), not
-/// into a whole tree: on a full scan the trees' allocations and frees held
-/// glibc's arena lock so often that a writer freeing a replaced value into
-/// the same arena waited 30-55 ms for it (issue 17, workload 10, traced
-/// with `perf sched`: the writer asleep in `__lll_lock_wait_private`).
+/// The filter runs on each value's text ([`Filter::matches_text`]); only a
+/// match is parsed, and only where the sort and the projection read it. A
+/// scan that built values allocated for every key it examined, and those
+/// allocations held glibc's arena lock often enough that a writer freeing a
+/// replaced value into the same arena waited for it: 30-55 ms when the scan
+/// built whole trees, up to 6 ms when it built the filter's paths (issue
+/// 17, workload 10, traced with `perf sched`: the writer asleep in
+/// `__lll_lock_wait_private`).
 pub fn scan(map: &Map, query: &Query, now: u64) -> QueryResult {
     let prefix = key_prefix(&query.filter);
-    let wanted = reads_values(query).then(|| wanted(query));
+    let shown = shown(query);
     let mut examined = 0;
     let mut matched: Vec<(&Key, &Doc, Value)> = Vec::new();
     for (key, doc) in map.iter(now) {
@@ -334,39 +339,23 @@ pub fn scan(map: &Map, query: &Query, now: u64) -> QueryResult {
             continue;
         }
         examined += 1;
-        let value = wanted.as_ref().map_or(Value::Null, |w| w.extract(doc.as_str()));
-        if query.filter.matches(key, &value) {
+        if let Some(value) = keep(query, shown.as_ref(), key, doc) {
             matched.push((key, doc, value));
         }
     }
     finish(query, matched, Plan::Scan { examined, prefix })
 }
 
-/// Every path `query` reads from a value: its filter's, its sort's and its
-/// projection's. Each resolves in [`Wanted::extract`]'s partial value
-/// exactly as in the whole one, so the filter, the sort and the projection
-/// see the same.
-fn wanted(query: &Query) -> Wanted {
-    fn filter_paths<'q>(filter: &'q Filter, out: &mut Vec<&'q FieldPath>) {
-        match filter {
-            Filter::Cond(Condition::KeyPrefix(_)) => {}
-            Filter::Cond(
-                Condition::Compare { field, .. }
-                | Condition::Exists(field)
-                | Condition::In { field, .. }
-                | Condition::Contains { field, .. }
-                | Condition::StartsWith { field, .. }
-                | Condition::Between { field, .. },
-            ) => out.push(field),
-            Filter::And(parts) | Filter::Or(parts) => parts.iter().for_each(|p| filter_paths(p, out)),
-            Filter::Not(part) => filter_paths(part, out),
-        }
+/// The paths the sort and the projection read from a matching value, or
+/// `None` when there are none. Each resolves in [`Wanted::extract`]'s
+/// partial value exactly as in the whole one, so the sort and the
+/// projection see what they would see in the whole value.
+fn shown(query: &Query) -> Option<Wanted> {
+    if query.sort.is_empty() && query.fields.is_none() {
+        return None;
     }
-    let mut paths = Vec::new();
-    filter_paths(&query.filter, &mut paths);
-    paths.extend(query.sort.iter().map(|k| &k.field));
-    paths.extend(query.fields.iter().flatten());
-    Wanted::of(paths)
+    let paths = query.sort.iter().map(|k| &k.field).chain(query.fields.iter().flatten());
+    Some(Wanted::of(paths))
 }
 
 fn finish(query: &Query, mut matched: Vec<(&Key, &Doc, Value)>, plan: Plan) -> QueryResult {

@@ -501,9 +501,9 @@ fn parse_entries(chunk: &[u8], last_chunk: bool, meter: &Meter) -> Option<Entrie
         // The same grammar as serde_json's `RawValue`, checked without its
         // visitor machinery (`json_check`: 15 % of an open's samples went to
         // serde_json here); what it does not take goes to serde_json's pass.
-        let value = json_check::value(&line[end + 1..])?;
+        let value = json_check::checked(&line[end + 1..])?;
         let shard = Map::shard_of(&key);
-        out[shard].push((Key::from(&*key), Doc::from_checked(value).ok()?, 0));
+        out[shard].push((Key::from(&*key), Doc::from_json_check(value).ok()?, 0));
         uncounted += line.len() + 1;
         if uncounted >= PROGRESS_CHUNK {
             meter.advance(uncounted as u64);

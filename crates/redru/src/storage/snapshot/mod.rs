@@ -320,7 +320,7 @@ pub fn parse(path: &Path, bytes: &[u8], observer: Option<&Observer>) -> Result<(
 
 /// Checks the members of a parsed snapshot whose digest matched, and builds
 /// its state and indexes: the checks after the JSON grammar, shared by
-/// [`parse`] and the streaming read ([`stream`]).
+/// [`parse`] and the streaming read ([`stream`](mod@stream)).
 fn finish(path: &Path, doc: Document, sha256: String, len: u64, meter: Meter) -> Result<(State, SnapshotInfo)> {
     let bad = |reason: String| Error::BadSnapshot { path: path.to_owned(), reason };
     if doc.format != FORMAT {

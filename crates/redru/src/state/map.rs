@@ -1,7 +1,8 @@
 //! The sharded map: key -> value, the seq that wrote it and its deadline,
 //! in 64 copy-on-write shards, each with its keys in order (`key_order`).
 //!
-//! Pure: no I/O, no clock (reads take the time). Invariant: `orders[i]` holds
+//! Pure: no I/O, no clock of its own (reads take the time, or a caller's clock
+//! read only for a key with a deadline: [`Now`]). Invariant: `orders[i]` holds
 //! exactly the keys of `shards[i]`, and `len` counts them all.
 
 use std::collections::HashMap;
@@ -49,10 +50,10 @@ impl Slot {
 
 /// The time a read judges expiry at, in ms since the epoch (0 sees every
 /// key): a number, or a clock (`|| db_now()`) that a single-key read calls
-/// only when the key it found has a deadline. Reading the clock (the system
-/// call's vDSO path, the ms conversion, the handle's never-backwards atomic)
-/// was 85 of a get's 381 instructions and half its wall time with the
-/// atomic's cache line shared between reader threads (issue 18, workload 4).
+/// only when the key it found has a deadline. Reading the clock on every get
+/// (the trait call, `clock_gettime`, the ms conversion, the handle's
+/// never-backwards atomic) took a get from 240 to 381 instructions; without
+/// it, 248 (issue 18, docs/benchmarks.md "Random gets, round five").
 pub trait Now {
     /// The time, read now.
     fn ms(&self) -> u64;
@@ -597,5 +598,35 @@ mod tests {
             bytes(&deferred)
         );
         assert!(bytes(&deferred) * 10 < bytes(&kept) * 9, "{} vs {}", bytes(&deferred), bytes(&kept));
+    }
+
+    /// A clock passed as `Now` is read only for a key with a deadline, and
+    /// such a key is judged at its reading (hidden from its deadline on).
+    #[test]
+    fn a_single_key_read_asks_the_clock_only_for_a_key_with_a_deadline() {
+        use std::cell::Cell;
+        let mut m = Map::default();
+        m.put("plain".into(), Doc::from(json!(1)), Seq(1), 0);
+        m.put("session".into(), Doc::from(json!(2)), Seq(2), 100);
+        let reads = Cell::new(0);
+        let at = |t: u64| {
+            let reads = &reads;
+            move || {
+                reads.set(reads.get() + 1);
+                t
+            }
+        };
+        assert!(m.get("plain", at(1_000)).is_some());
+        assert!(m.get_with_seq("plain", at(1_000)).is_some());
+        assert!(m.expiry("plain", at(1_000)).is_some());
+        assert!(m.get_key_value("plain", at(1_000)).is_some());
+        assert!(m.get("absent", at(1_000)).is_none());
+        assert_eq!(reads.get(), 0);
+        assert!(m.get("session", at(99)).is_some());
+        assert!(m.get("session", at(100)).is_none());
+        assert!(m.get_with_seq("session", at(100)).is_none());
+        assert!(m.expiry("session", at(100)).is_none());
+        assert!(m.get_key_value("session", at(100)).is_none());
+        assert_eq!(reads.get(), 5);
     }
 }

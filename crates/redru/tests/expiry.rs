@@ -5,10 +5,11 @@
 //! their deletion; a read-only handle hides expired keys and changes nothing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::util::{TestResult, dir_contents, dump};
-use redru::{Batch, Db, ManualClock, Options, Query, Ttl, json};
+use redru::{Batch, Clock, Db, ManualClock, Options, Query, Ttl, json};
 
 /// 2025-12-01T00:00:00Z, a plausible "now" for the fake clock.
 const T0: u64 = 1_764_547_200_000;
@@ -339,5 +340,49 @@ fn backup_restore_export_and_import_keep_deadlines() -> TestResult {
     db.export(&mut object, false)?;
     assert_eq!(String::from_utf8(object)?, "{\n\"long\":2,\n\"plain\":3\n}\n");
     assert_eq!(dump(&db).len(), 2);
+    Ok(())
+}
+
+/// A clock that counts how often it is read.
+#[derive(Debug)]
+struct CountingClock {
+    time: ManualClock,
+    reads: AtomicU64,
+}
+
+impl Clock for CountingClock {
+    fn now_ms(&self) -> u64 {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.time.now_ms()
+    }
+}
+
+/// Issue 18: reading the clock was a third of a get's instructions, so a
+/// single-key read of a key without a deadline reads none; a key with one
+/// still reads it and is hidden from its deadline on.
+#[test]
+fn a_get_reads_the_clock_only_for_a_key_with_a_deadline() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let clock = Arc::new(CountingClock { time: ManualClock::new(T0), reads: AtomicU64::new(0) });
+    let db = Options::new().clock(clock.clone()).sweep_interval(None).open(dir.path())?;
+    db.set("plain", json!(1))?;
+    db.set_with_ttl("session", json!(2), ms(10))?;
+    let before = clock.reads.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        assert_eq!(db.get("plain").map(|d| d.to_value()), Some(json!(1)));
+        assert!(db.get_with_seq("plain").is_some());
+        assert!(db.contains("plain"));
+        assert!(db.get("absent").is_none());
+    }
+    assert_eq!(clock.reads.load(Ordering::SeqCst), before, "a read of a key without a deadline read the clock");
+
+    clock.time.set(T0 + 9);
+    assert_eq!(db.get_value("session"), Some(json!(2)));
+    assert!(clock.reads.load(Ordering::SeqCst) > before, "a key with a deadline was judged without the clock");
+    clock.time.set(T0 + 10);
+    assert!(db.get("session").is_none());
+    assert!(db.get_with_seq("session").is_none());
+    assert!(!db.contains("session"));
+    assert_eq!(db.get_value("plain"), Some(json!(1)));
     Ok(())
 }

@@ -33,6 +33,7 @@ pub(super) enum Crowding {
 impl Inner {
     /// The state for reading. Once the log has failed, first takes back
     /// every record not known durable (once), so no read shows one.
+    #[inline]
     pub(super) fn read_state(&self) -> RwLockReadGuard<'_, State> {
         if self.wal.is_poisoned() {
             self.roll_back();
@@ -103,6 +104,7 @@ impl Inner {
     /// Takes back, newest first, every applied record after the last durable
     /// one. Runs once, on the first read after the log failed; the failure was
     /// set under the writer lock, after which nothing more is applied.
+    #[cold]
     pub(super) fn roll_back(&self) {
         let mut pending = self.pending();
         if pending.rolled_back {

@@ -151,6 +151,13 @@ impl Inner {
     /// latest reading if the clock went back since.
     pub(super) fn now(&self) -> u64 {
         let t = self.options.clock.now_ms();
+        // A plain load first: within the same millisecond `fetch_max` would
+        // still write the line (a locked compare-exchange), which readers on
+        // other cores then miss on.
+        let high = self.clock_high.load(Ordering::Relaxed);
+        if t <= high {
+            return high;
+        }
         self.clock_high.fetch_max(t, Ordering::Relaxed).max(t)
     }
 }

@@ -27,8 +27,8 @@ impl Db {
     /// parse. Read it with [`Doc::deserialize`] (into your own type) or
     /// [`Doc::to_value`]; [`Db::get_value`] and [`Db::get_as`] do both in one call.
     pub fn get(&self, key: &str) -> Option<Doc> {
-        let now = self.inner.now();
-        self.inner.read_state().map.get(key, now).cloned()
+        // The clock is read only if the key has a deadline (`Now`).
+        self.inner.read_state().map.get(key, || self.inner.now()).cloned()
     }
 
     /// The value of `key` and the seq of the record that last wrote it, for
@@ -50,8 +50,7 @@ impl Db {
     /// # }
     /// ```
     pub fn get_with_seq(&self, key: &str) -> Option<(Doc, Seq)> {
-        let now = self.inner.now();
-        self.inner.read_state().map.get_with_seq(key, now).map(|(d, s)| (d.clone(), s))
+        self.inner.read_state().map.get_with_seq(key, || self.inner.now()).map(|(d, s)| (d.clone(), s))
     }
 
     /// The value of `key` parsed into a `serde_json::Value`.
@@ -89,8 +88,7 @@ impl Db {
 
     /// Whether `key` exists.
     pub fn contains(&self, key: &str) -> bool {
-        let now = self.inner.now();
-        self.inner.read_state().map.get(key, now).is_some()
+        self.inner.read_state().map.get(key, || self.inner.now()).is_some()
     }
 
     /// Number of keys, exactly: keys whose deadline has come are not

@@ -1,7 +1,8 @@
 //! The sharded map: key -> value, the seq that wrote it and its deadline,
 //! in 64 copy-on-write shards, each with its keys in order (`key_order`).
 //!
-//! Pure: no I/O, no clock (reads take the time). Invariant: `orders[i]` holds
+//! Pure: no I/O, no clock of its own (reads take the time, or a caller's clock
+//! read only for a key with a deadline: [`Now`]). Invariant: `orders[i]` holds
 //! exactly the keys of `shards[i]`, and `len` counts them all.
 
 use std::collections::HashMap;
@@ -41,8 +42,32 @@ struct Slot {
 impl Slot {
     /// Whether the key is visible at `now` (ms since the epoch). `now` 0
     /// sees every key, expired or not (what replay and the tools need).
-    fn live(&self, now: u64) -> bool {
-        self.exp == 0 || self.exp > now
+    /// `now` is asked only for a key with a deadline.
+    fn live(&self, now: impl Now) -> bool {
+        self.exp == 0 || self.exp > now.ms()
+    }
+}
+
+/// The time a read judges expiry at, in ms since the epoch (0 sees every
+/// key): a number, or a clock (`|| db_now()`) that a single-key read calls
+/// only when the key it found has a deadline. Reading the clock on every get
+/// (the trait call, `clock_gettime`, the ms conversion, the handle's
+/// never-backwards atomic) took a get from 240 to 381 instructions; without
+/// it, 248 (issue 18, docs/benchmarks.md "Random gets, round five").
+pub trait Now {
+    /// The time, read now.
+    fn ms(&self) -> u64;
+}
+
+impl Now for u64 {
+    fn ms(&self) -> u64 {
+        *self
+    }
+}
+
+impl<F: Fn() -> u64> Now for F {
+    fn ms(&self) -> u64 {
+        self()
     }
 }
 
@@ -107,28 +132,28 @@ impl Map {
         (h >> 58) as usize % SHARDS
     }
 
-    // Every read takes `now` (ms since the epoch): a key whose deadline is
-    // at or before it is invisible, so no read path can forget the check.
-    // `now` 0 sees every key.
+    // Every read takes `now` (ms since the epoch, or a clock: [`Now`]): a
+    // key whose deadline is at or before it is invisible, so no read path
+    // can forget the check. `now` 0 sees every key.
 
     /// The value of `key`, if it is live at `now`.
-    pub fn get(&self, key: &str, now: u64) -> Option<&Doc> {
+    pub fn get(&self, key: &str, now: impl Now) -> Option<&Doc> {
         self.shards[Map::shard_of(key)].get(key).filter(|s| s.live(now)).map(|s| &s.doc)
     }
 
     /// The value of `key` and the seq of the record that last wrote it
     /// (at least [`Map::set_floor`]'s), if it is live at `now`.
-    pub fn get_with_seq(&self, key: &str, now: u64) -> Option<(&Doc, Seq)> {
+    pub fn get_with_seq(&self, key: &str, now: impl Now) -> Option<(&Doc, Seq)> {
         self.shards[Map::shard_of(key)].get(key).filter(|s| s.live(now)).map(|s| (&s.doc, s.seq.max(self.floor)))
     }
 
     /// The deadline of `key` (None: it has none), if it is live at `now`.
-    pub fn expiry(&self, key: &str, now: u64) -> Option<Option<Expiry>> {
+    pub fn expiry(&self, key: &str, now: impl Now) -> Option<Option<Expiry>> {
         self.shards[Map::shard_of(key)].get(key).filter(|s| s.live(now)).map(|s| (s.exp != 0).then_some(Expiry(s.exp)))
     }
 
     /// The key as the map holds it, and its value, if it is live at `now`.
-    pub fn get_key_value(&self, key: &str, now: u64) -> Option<(&Key, &Doc)> {
+    pub fn get_key_value(&self, key: &str, now: impl Now) -> Option<(&Key, &Doc)> {
         self.shards[Map::shard_of(key)].get_key_value(key).filter(|(_, s)| s.live(now)).map(|(k, s)| (k, &s.doc))
     }
 
@@ -573,5 +598,35 @@ mod tests {
             bytes(&deferred)
         );
         assert!(bytes(&deferred) * 10 < bytes(&kept) * 9, "{} vs {}", bytes(&deferred), bytes(&kept));
+    }
+
+    /// A clock passed as `Now` is read only for a key with a deadline, and
+    /// such a key is judged at its reading (hidden from its deadline on).
+    #[test]
+    fn a_single_key_read_asks_the_clock_only_for_a_key_with_a_deadline() {
+        use std::cell::Cell;
+        let mut m = Map::default();
+        m.put("plain".into(), Doc::from(json!(1)), Seq(1), 0);
+        m.put("session".into(), Doc::from(json!(2)), Seq(2), 100);
+        let reads = Cell::new(0);
+        let at = |t: u64| {
+            let reads = &reads;
+            move || {
+                reads.set(reads.get() + 1);
+                t
+            }
+        };
+        assert!(m.get("plain", at(1_000)).is_some());
+        assert!(m.get_with_seq("plain", at(1_000)).is_some());
+        assert!(m.expiry("plain", at(1_000)).is_some());
+        assert!(m.get_key_value("plain", at(1_000)).is_some());
+        assert!(m.get("absent", at(1_000)).is_none());
+        assert_eq!(reads.get(), 0);
+        assert!(m.get("session", at(99)).is_some());
+        assert!(m.get("session", at(100)).is_none());
+        assert!(m.get_with_seq("session", at(100)).is_none());
+        assert!(m.expiry("session", at(100)).is_none());
+        assert!(m.get_key_value("session", at(100)).is_none());
+        assert_eq!(reads.get(), 5);
     }
 }

@@ -135,6 +135,25 @@ fn child_main(args: &[String]) -> BoxResult<()> {
             }
             db.len()
         }
+        // Workload 3's loops alone, for `valgrind --tool=callgrind --toggle-collect=engine::set_load`
+        // (or `batch_load`, `naive_load`): `profile-w3-naive`, `-never`, `-buffered`, `-batch`.
+        "profile-w3-naive" | "profile-w3-never" | "profile-w3-buffered" | "profile-w3-batch" => {
+            let cfg = Config::from_env("");
+            std::fs::create_dir_all(path)?;
+            let data = dataset(cfg.keys);
+            let started = Instant::now();
+            let n = if mode == "profile-w3-naive" {
+                naive_load(data, &path.join("naive.jsonl"))?.len()
+            } else {
+                let durability = if mode == "profile-w3-buffered" { Durability::Buffered } else { Durability::Never };
+                let db = Options::new().durability(durability).auto_compact(false).open(path)?;
+                let spent = if mode == "profile-w3-batch" { batch_load(&db, data)? } else { set_load(&db, data)? };
+                drop(spent);
+                db.len()
+            };
+            eprintln!("load: {:?}", started.elapsed());
+            n
+        }
         "profile-open" => relaxed(path)?.len(),
         // `get_value` over a database made by profile-save, for callgrind (`parsed_gets`).
         "profile-get-value" => {
@@ -201,6 +220,56 @@ fn naive_line(out: &mut impl Write, k: &str, v: &Value) -> BoxResult<()> {
     serde_json::to_writer(&mut *out, v)?;
     out.write_all(b"}\n")?;
     Ok(())
+}
+
+/// Workload 3's naive baseline: a line per set into a `BufWriter`, the value into a
+/// `HashMap`, one fdatasync at the end. Its own function (as [`set_load`] and [`batch_load`]),
+/// so that callgrind can count it alone (`--toggle-collect=engine::naive_load`).
+#[inline(never)]
+fn naive_load(data: Vec<(String, Value)>, path: &Path) -> BoxResult<HashMap<String, Value>> {
+    let mut naive: HashMap<String, Value> = HashMap::new();
+    let mut out = BufWriter::new(std::fs::File::create(path)?);
+    for (k, v) in data {
+        naive_line(&mut out, &k, &v)?;
+        naive.insert(k, v);
+    }
+    out.flush()?;
+    out.get_ref().sync_data()?;
+    Ok(naive)
+}
+
+/// Workload 3's load through `Db::set`, then `sync`. Each value outlives the loop (returned),
+/// as in the naive baseline, which keeps it in its map: when the caller frees its `Value` is
+/// the caller's business, and redru, which keeps the JSON text instead, would otherwise pay
+/// the tree's ~12 frees in every set.
+#[inline(never)]
+fn set_load(db: &Db, data: Vec<(String, Value)>) -> BoxResult<Vec<Value>> {
+    let mut spent = Vec::with_capacity(data.len());
+    for (k, v) in data {
+        db.set(k, &v)?;
+        spent.push(v);
+    }
+    db.sync()?;
+    Ok(spent)
+}
+
+/// Workload 3's load in batches of 1000 sets (one record and one write(2) each), then `sync`.
+#[inline(never)]
+fn batch_load(db: &Db, data: Vec<(String, Value)>) -> BoxResult<Vec<Value>> {
+    let mut spent = Vec::with_capacity(data.len());
+    let mut batch = Batch::new();
+    for (k, v) in data {
+        batch.push_set(k, &v);
+        spent.push(v);
+        if batch.len() == 1000 {
+            db.batch(std::mem::take(&mut batch))?;
+        }
+    }
+    if !batch.is_empty() {
+        db.batch(batch)?;
+    }
+    db.sync()?;
+    Ok(spent)
 }
 
 /// The naive baseline's reopen: parse every line, insert into a map.
@@ -390,30 +459,16 @@ fn load_get_reopen(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         let data = dataset(cfg.keys);
         let naive_path = dir.join("naive.jsonl");
         let started = Instant::now();
-        let mut naive: HashMap<String, Value> = HashMap::new();
-        let mut out = BufWriter::new(std::fs::File::create(&naive_path)?);
-        for (k, v) in data {
-            naive_line(&mut out, &k, &v)?;
-            naive.insert(k, v);
-        }
-        out.flush()?;
-        out.get_ref().sync_data()?;
+        let naive = naive_load(data, &naive_path)?;
         push("naive_load", cfg.keys as f64 / started.elapsed().as_secs_f64());
-        drop(out);
 
-        // Each value outlives the timed loop, as in the naive baseline (which keeps it in its
-        // map): when the caller frees its `Value` is the caller's business, and redru, which
-        // keeps the JSON text instead, would otherwise pay the tree's ~12 frees in every set.
         let timed_load = |db: &Db| -> BoxResult<f64> {
             let data = dataset(cfg.keys);
-            let mut spent = Vec::with_capacity(cfg.keys);
             let started = Instant::now();
-            for (k, v) in data {
-                db.set(k, &v)?;
-                spent.push(v);
-            }
-            db.sync()?;
-            Ok(cfg.keys as f64 / started.elapsed().as_secs_f64())
+            let spent = set_load(db, data)?;
+            let rate = cfg.keys as f64 / started.elapsed().as_secs_f64();
+            drop(spent);
+            Ok(rate)
         };
         let db_dir = dir.join("db");
         let db = relaxed(&db_dir)?;
@@ -428,20 +483,8 @@ fn load_get_reopen(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         let batch_dir = dir.join("batched");
         let batched = relaxed(&batch_dir)?;
         let data = dataset(cfg.keys);
-        let mut spent = Vec::with_capacity(cfg.keys);
         let started = Instant::now();
-        let mut batch = Batch::new();
-        for (k, v) in data {
-            batch.push_set(k, &v);
-            spent.push(v);
-            if batch.len() == 1000 {
-                batched.batch(std::mem::take(&mut batch))?;
-            }
-        }
-        if !batch.is_empty() {
-            batched.batch(batch)?;
-        }
-        batched.sync()?;
+        let spent = batch_load(&batched, data)?;
         push("load_batch", cfg.keys as f64 / started.elapsed().as_secs_f64());
         drop(spent);
         batched.close()?;

@@ -52,6 +52,10 @@ pub fn listing(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         }
         scan.push(scans as f64 / started.elapsed().as_secs_f64());
 
+        // The load's new keys have no key order yet: the first listing sorts
+        // them once (docs/design.md, "Keys in order"); the pages below time
+        // the steady state, as before that was deferred.
+        black_box(db.list(&Listing::all().limit(1)));
         let queries = 2000;
         let started = Instant::now();
         for _ in 0..queries {

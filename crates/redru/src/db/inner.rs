@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::{Inner, PENDING_BYTES, PENDING_TRIM_CHUNKS, Pending, SaveReport, SnapMeta};
 use crate::error::{Error, Result};
 use crate::options::Durability;
-use crate::state::store::{Applied, State, Undo};
+use crate::state::store::{Applied, Map, State, Undo};
 use crate::storage::log::{self, Wal, Writer};
 use crate::storage::record::{Record, Seq};
 use crate::storage::snapshot::{self, Frozen, SnapshotInfo};
@@ -52,15 +52,13 @@ impl Inner {
     /// write never pays for a large sync's worth (the thread that waited for
     /// the sync drops those: [`Inner::drop_durable`]).
     pub(super) fn remember(&self, seq: Seq, undo: Undo) -> Crowding {
+        // How far the log is synced, without the group-commit lock: a relaxed
+        // bulk load took that lock at every write to learn that nothing was
+        // (issue 18); a lower bound only ever drops fewer undos.
+        let durable = self.wal.synced_lockless();
         let (held, done) = {
             let mut pending = self.pending();
-            // Asking how far the log is synced takes the group-commit lock:
-            // only when a whole chunk could be dropped.
-            let done = if pending.has_full_chunk() {
-                pending.take_durable(self.wal.synced(), PENDING_TRIM_CHUNKS)
-            } else {
-                Vec::new()
-            };
+            let done = pending.take_durable(durable, PENDING_TRIM_CHUNKS);
             (pending.push(seq, undo), done)
         };
         drop(done);
@@ -120,6 +118,25 @@ impl Inner {
         }
         pending.clear();
         pending.rolled_back = true;
+    }
+
+    /// A frozen copy of the map with every shard's key order built, for a
+    /// listing. The first listing after keys went into shards whose order
+    /// was deferred ([`Map::defer_orders`](crate::state::store::Map::defer_orders))
+    /// sorts those shards once, under the state's write lock (writers wait
+    /// for it: about the time the open of that many keys spends sorting);
+    /// every later write keeps them in order.
+    pub(super) fn frozen_in_order(&self) -> Map {
+        {
+            let state = self.read_state();
+            if !state.map.orders_deferred() {
+                return state.map.clone();
+            }
+        }
+        let mut state = self.write_state();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        state.map.build_orders(threads);
+        state.map.clone()
     }
 
     pub(super) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
@@ -375,6 +392,47 @@ mod tests {
         // The thread that waited for a sync drops the rest.
         db.inner.drop_durable();
         assert!(db.inner.pending().len() <= 64 + 1);
+        Ok(())
+    }
+
+    /// Issue 18: a new database keeps no key order while keys go in; the
+    /// first listing builds it, and later writes keep it. Every listing
+    /// sees exactly the keys, in order, whether the orders were deferred,
+    /// built, or kept write by write (deletes and undone writes included).
+    #[test]
+    fn listings_see_every_key_in_order_across_the_deferred_key_orders() -> crate::Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| crate::Error::io("creating", "a temporary directory", e))?;
+        let db: Db = Options::new().durability(Durability::Never).auto_compact(false).open(dir.path())?;
+        assert!(db.inner.read_state().map.orders_deferred());
+        let mut model = std::collections::BTreeSet::new();
+        // Keys in an order unlike byte order, some deleted.
+        for i in 0..3000u64 {
+            let key = format!("k{}", i.wrapping_mul(7919) % 5000);
+            db.set(key.as_str(), crate::json!(i))?;
+            model.insert(key);
+        }
+        for key in model.iter().step_by(3).cloned().collect::<Vec<_>>() {
+            assert!(db.delete(&key)?);
+            model.remove(&key);
+        }
+        assert!(db.inner.read_state().map.orders_deferred());
+        assert_eq!(db.keys(), model.iter().cloned().collect::<Vec<_>>());
+        assert!(!db.inner.read_state().map.orders_deferred());
+        for i in 0..500u64 {
+            let key = format!("n{}", i.wrapping_mul(31) % 400);
+            db.set(key.as_str(), crate::json!(i))?;
+            model.insert(key);
+        }
+        db.delete("n7")?;
+        model.remove("n7");
+        assert_eq!(db.keys(), model.iter().cloned().collect::<Vec<_>>());
+        let page = db.list(&crate::Listing::prefix("n1").limit(5));
+        let expected: Vec<String> = model.iter().filter(|k| k.starts_with("n1")).take(5).cloned().collect();
+        assert_eq!(page.items, expected);
+        // Reopened: the replay builds the orders of what it loaded.
+        db.close()?;
+        let db: Db = Options::new().durability(Durability::Never).auto_compact(false).open(dir.path())?;
+        assert_eq!(db.keys(), model.iter().cloned().collect::<Vec<_>>());
         Ok(())
     }
 }

@@ -554,6 +554,12 @@ fn load(
         let why = std::io::Error::other("a thread replaying the log stopped (panicked); nothing was changed");
         return Err(Error::io("replaying the log in", dir, why));
     }
+    // Shards still empty keep no key order until the first listing builds
+    // them all at once (`Inner::frozen_in_order`): inserting each new key
+    // into its shard's order one by one was a fifth of a relaxed bulk
+    // load's instructions (issue 18), one sort at the end costs less and
+    // packs the chunks full.
+    state.map.defer_orders();
     // The parse threads' arenas keep the freed buffers of the load resident
     // (about 5 MiB of 48 at 200,000 keys): give them back once, here.
     heap::trim();

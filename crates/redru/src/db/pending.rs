@@ -47,12 +47,6 @@ impl Pending {
         self.held
     }
 
-    /// Whether a full chunk waits before the newest one (only then can
-    /// [`Pending::take_durable`] free anything: worth asking how far the log is synced).
-    pub(super) fn has_full_chunk(&self) -> bool {
-        self.chunks.len() >= 2
-    }
-
     /// Takes out up to `max` whole chunks whose records are all durable (up
     /// to `durable`), oldest first, for the caller to drop once it has let go
     /// of the lock. The newest chunk stays: writes are still added to it.

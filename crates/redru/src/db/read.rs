@@ -144,14 +144,14 @@ impl Db {
         // The frozen copy is O(shards) to take; a writer copies a shard on its
         // first write to it while the copy is alive.
         let now = self.inner.now();
-        let map = self.inner.read_state().map.clone();
+        let map = self.inner.frozen_in_order();
         listing.keys(&map, now)
     }
 
     /// Like [`Db::list`], with each key's value.
     pub fn list_entries(&self, listing: &Listing) -> Page<(String, Doc)> {
         let now = self.inner.now();
-        let map = self.inner.read_state().map.clone();
+        let map = self.inner.frozen_in_order();
         listing.entries(&map, now)
     }
 

@@ -141,7 +141,9 @@ impl Doc {
     /// Refuses what `to_value` would not read back as written: see
     /// [`RESERVED`]. (Text from a `Value` is otherwise always readable.)
     pub(crate) fn check_reserved(&self) -> Result<(), String> {
-        if memchr::memmem::find(self.0.as_bytes(), RESERVED.as_bytes()).is_some() {
+        // The byte first: building the substring finder was 15 % of a set (issue 18).
+        let text = self.0.as_bytes();
+        if memchr::memchr(b'$', text).is_some() && memchr::memmem::find(text, RESERVED.as_bytes()).is_some() {
             reads_back(&self.0)?;
         }
         Ok(())

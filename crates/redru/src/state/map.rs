@@ -87,8 +87,9 @@ pub struct Map {
     /// `shards[i]`), copy-on-write like the shards, so that a frozen view
     /// lists in order too and a writer copies only the one it touches.
     orders: Vec<Arc<KeyOrder>>,
-    /// Bit `i` set: `orders[i]` is not kept during a replay
-    /// ([`Map::defer_orders`]) and is built once at its end. Always 0 outside one.
+    /// Bit `i` set: `orders[i]` is not kept ([`Map::defer_orders`]: during
+    /// a replay, and in a database's shards that were empty at its open,
+    /// until the first listing) and is built once, by [`Map::build_orders`].
     unordered: u64,
     len: usize,
     /// The least seq a key reports: the snapshot's for a map loaded from
@@ -237,7 +238,7 @@ impl Map {
     /// `n * 6` comparisons, whatever the map's size. Expired keys included:
     /// the caller skips those not live at its time.
     pub fn keys_from(&self, lower: Bound<&str>) -> Merged<'_> {
-        debug_assert!(self.unordered == 0, "listed during a replay");
+        debug_assert!(self.unordered == 0, "listed before the deferred orders were built");
         Merged::new(self.orders.iter().map(|o| &**o), lower)
     }
 
@@ -322,6 +323,12 @@ impl Map {
                 self.unordered |= 1 << i;
             }
         }
+    }
+
+    /// Whether some shard's key order is deferred: [`Map::build_orders`]
+    /// must run before [`Map::keys_from`].
+    pub fn orders_deferred(&self) -> bool {
+        self.unordered != 0
     }
 
     /// Builds the key order of every shard [`Map::defer_orders`] left

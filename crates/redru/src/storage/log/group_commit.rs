@@ -179,6 +179,13 @@ impl Wal {
         self.sync_state().syncs
     }
 
+    /// A durable sequence number read without the sync lock: at most
+    /// [`Wal::synced`] (published just after it moves), so what it calls
+    /// durable is.
+    pub fn synced_lockless(&self) -> Seq {
+        self.watch.durable()
+    }
+
     /// The last durable sequence number.
     pub fn synced(&self) -> Seq {
         self.sync_state().synced

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -155,6 +155,51 @@ fn child_main(args: &[String]) -> BoxResult<()> {
             n
         }
         "profile-open" => relaxed(path)?.len(),
+        // The first listing after a `Buffered` load into a new database sorts the deferred key
+        // orders (docs/design.md, "Keys in order"): how long it takes, and the longest set of a
+        // writer thread while it runs against the longest before it (one line of JSON).
+        "first-listing" => {
+            let cfg = Config::from_env("");
+            let db = Options::new().durability(Durability::Buffered).auto_compact(false).open(path)?;
+            for (k, v) in dataset(cfg.keys) {
+                db.set(k, v)?;
+            }
+            let (stop, during) = (AtomicBool::new(false), AtomicBool::new(false));
+            let (before_us, during_us) = (AtomicU64::new(0), AtomicU64::new(0));
+            let (list_ms, items) = std::thread::scope(|s| -> BoxResult<(f64, usize)> {
+                let writer = s.spawn(|| -> redru::Result<()> {
+                    for i in 0u64.. {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let t = Instant::now();
+                        db.set(format!("w:{}", i % 1000).as_str(), json!(i))?;
+                        let us = t.elapsed().as_micros() as u64;
+                        // Judged at its end: a set the listing held up counts as during it (the
+                        // flag stays up for 50 ms after the listing).
+                        let worst = if during.load(Ordering::Relaxed) { &during_us } else { &before_us };
+                        worst.fetch_max(us, Ordering::Relaxed);
+                    }
+                    Ok(())
+                });
+                std::thread::sleep(Duration::from_millis(300));
+                during.store(true, Ordering::Relaxed);
+                let t = Instant::now();
+                let page = db.list(&redru::Listing::prefix(key(1).as_str()).limit(10));
+                let list_ms = t.elapsed().as_secs_f64() * 1e3;
+                std::thread::sleep(Duration::from_millis(50));
+                stop.store(true, Ordering::Relaxed);
+                writer.join().map_err(|_| "the writer thread panicked")??;
+                Ok((list_ms, page.items.len()))
+            })?;
+            let ms = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e3;
+            println!(
+                "{}",
+                json!({"keys": cfg.keys, "first_list_ms": list_ms, "items": items,
+                       "longest_set_during_ms": ms(&during_us), "longest_set_before_ms": ms(&before_us)})
+            );
+            return Ok(());
+        }
         // `get_value` over a database made by profile-save, for callgrind (`parsed_gets`).
         "profile-get-value" => {
             let cfg = Config::from_env("");

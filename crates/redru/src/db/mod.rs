@@ -103,6 +103,9 @@ struct Inner {
     /// The latest clock reading any operation used (ms since the epoch):
     /// time never runs backwards for the keys, whatever the clock does.
     clock_high: AtomicU64,
+    /// Held by the listing that builds deferred key orders
+    /// ([`Inner::frozen_in_order`]): one at a time.
+    order_build: Mutex<()>,
     _lock: Box<dyn LockGuard>,
 }
 
@@ -142,6 +145,7 @@ impl Inner {
             recovery: loaded.report,
             feed: Arc::new(Hub::new(options.feed_buffer)),
             clock_high: AtomicU64::new(0),
+            order_build: Mutex::new(()),
             _lock: lock,
             options,
         }

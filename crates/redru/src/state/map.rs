@@ -91,6 +91,11 @@ pub struct Map {
     /// a replay, and in a database's shards that were empty at its open,
     /// until the first listing) and is built once, by [`Map::build_orders`].
     unordered: u64,
+    /// Bit `i` set: a listing is building `orders[i]` on a frozen copy
+    /// ([`Map::start_catch_up`]), and every key written to shard `i` since is
+    /// noted in `touched[i]` for [`Map::finish_catch_up`] to apply.
+    catching_up: u64,
+    touched: Touched,
     len: usize,
     /// The least seq a key reports: the snapshot's for a map loaded from
     /// one (the file keeps no per-key seq, and every key in it was last
@@ -105,9 +110,24 @@ impl Default for Map {
             shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(),
             orders: (0..SHARDS).map(|_| Arc::new(KeyOrder::default())).collect(),
             unordered: 0,
+            catching_up: 0,
+            touched: Touched::default(),
             len: 0,
             floor: Seq(0),
         }
+    }
+}
+
+/// The keys written to each shard whose order a listing is building
+/// ([`Map::start_catch_up`]). A copy of the map notes nothing: only the
+/// live map installs the built orders, so a clone starts empty (and a
+/// frozen view's clone stays O(shards)).
+#[derive(Default)]
+struct Touched(Vec<Vec<Key>>);
+
+impl Clone for Touched {
+    fn clone(&self) -> Self {
+        Touched::default()
     }
 }
 
@@ -177,6 +197,8 @@ impl Map {
                 e.insert(slot);
                 if self.unordered & (1 << i) == 0 {
                     Arc::make_mut(&mut self.orders[i]).insert(&key);
+                } else {
+                    self.note_touched(i, &key);
                 }
                 self.len += 1;
                 (key, None)
@@ -194,6 +216,8 @@ impl Map {
         if old.is_some() {
             if self.unordered & (1 << i) == 0 {
                 Arc::make_mut(&mut self.orders[i]).remove(key);
+            } else if self.catching_up & (1 << i) != 0 {
+                self.note_touched(i, &Key::from(key));
             }
             self.len -= 1;
         }
@@ -311,7 +335,8 @@ impl Map {
     }
 
     /// Stops keeping the key order of every shard that is empty now, until
-    /// [`Map::build_orders`]: for a replay, whose keys arrive one by one.
+    /// [`Map::build_orders`]: for a replay, whose keys arrive one by one, and
+    /// for a database's shards empty at its open, until its first listing.
     /// Inserted one at a time, a shard's ordered keys fill their chunks
     /// about 70 % (a full chunk splits in two half-full ones), where one
     /// sort at the end packs them full like a snapshot's, with less CPU.
@@ -335,8 +360,8 @@ impl Map {
     /// unordered, from its table, on the calling thread and up to
     /// `threads - 1` helpers (a sort per shard: 5-15 % of a replay of
     /// 200,000 keys), and keeps every order again. Listing before this call
-    /// would miss those shards' keys: the replay that defers calls it
-    /// before anything can read the map.
+    /// would miss those shards' keys: a replay calls it before anything can
+    /// read the map, a listing on its frozen copy ([`Map::adopt_orders`]).
     pub fn build_orders(&mut self, threads: usize) {
         let unordered = std::mem::take(&mut self.unordered);
         let todo: Vec<(&Arc<Shard>, &mut Arc<KeyOrder>)> = self
@@ -371,6 +396,58 @@ impl Map {
                 self.orders[i] = Arc::new(order_of_table(&self.shards[i]));
             }
         }
+    }
+
+    /// Starts noting the keys written to every shard whose order is
+    /// deferred, for a listing that builds those orders on a frozen copy
+    /// taken under the same lock, outside the locks (issue 17: writers must
+    /// not wait for its sort), then hands them to [`Map::finish_catch_up`].
+    pub fn start_catch_up(&mut self) {
+        self.catching_up = self.unordered;
+        self.touched = Touched((0..SHARDS).map(|_| Vec::new()).collect());
+    }
+
+    fn note_touched(&mut self, i: usize, key: &Key) {
+        if self.catching_up & (1 << i) != 0
+            && let Some(keys) = self.touched.0.get_mut(i)
+        {
+            keys.push(Key::clone(key));
+        }
+    }
+
+    /// Installs `built[i]` (the orders [`Map::build_orders`] built on the
+    /// copy taken at [`Map::start_catch_up`]) as the order of every shard
+    /// caught up, after applying the keys written to it since: each is in
+    /// the order exactly if it is in the shard now. Under the state's write
+    /// lock, costs only those keys (an order shared with the copy would be
+    /// copied: the caller drops the copy's first).
+    pub fn finish_catch_up(&mut self, built: Vec<Arc<KeyOrder>>) {
+        let caught = std::mem::take(&mut self.catching_up);
+        let touched = std::mem::take(&mut self.touched).0;
+        for (i, mut order) in built.into_iter().enumerate() {
+            if caught & (1 << i) == 0 {
+                continue;
+            }
+            let keys = touched.get(i).map_or(&[][..], Vec::as_slice);
+            if !keys.is_empty() {
+                let order = Arc::make_mut(&mut order);
+                for key in keys {
+                    if self.shards[i].contains_key(key.as_str()) {
+                        order.insert(key.as_str());
+                    } else {
+                        order.remove(key.as_str());
+                    }
+                }
+            }
+            self.orders[i] = order;
+            self.unordered &= !(1 << i);
+        }
+    }
+
+    /// The key orders, taken out of a copy (which then lists nothing): for
+    /// [`Map::finish_catch_up`].
+    pub fn take_orders(&mut self) -> Vec<Arc<KeyOrder>> {
+        std::mem::take(&mut self.orders)
     }
 
     /// Applies `writes[i]` to shard `i`, each list in its order, on the
@@ -605,6 +682,36 @@ mod tests {
             bytes(&deferred)
         );
         assert!(bytes(&deferred) * 10 < bytes(&kept) * 9, "{} vs {}", bytes(&deferred), bytes(&kept));
+    }
+
+    /// A listing sorts deferred orders on a frozen copy, outside the locks;
+    /// the keys written meanwhile (inserted, removed, inserted again) are
+    /// applied when the orders are installed, so none is missed.
+    #[test]
+    fn orders_built_on_a_copy_catch_up_with_the_writes_made_meanwhile() {
+        let mut live = Map::default();
+        live.defer_orders();
+        for i in 0..5000 {
+            live.insert(format!("k{i}").into(), Doc::from(json!(i)), Seq(1));
+        }
+        live.start_catch_up();
+        let mut frozen = live.clone();
+        frozen.build_orders(2);
+        live.insert("new key".into(), Doc::from(json!(0)), Seq(2));
+        live.remove("k17");
+        live.remove("k18");
+        live.insert("k18".into(), Doc::from(json!(1)), Seq(3));
+        live.insert("gone".into(), Doc::from(json!(1)), Seq(4));
+        live.remove("gone");
+        assert!(frozen.keys_from(Bound::Unbounded).any(|k| k == "k17"), "the copy lists what it froze");
+        live.finish_catch_up(frozen.take_orders());
+        assert!(!live.orders_deferred());
+        let mut model: Vec<String> = live.iter(0).map(|(k, _)| k.to_string()).collect();
+        model.sort();
+        assert!(live.keys_from(Bound::Unbounded).eq(model.iter().map(String::as_str)));
+        // Later writes keep the orders as usual.
+        live.insert("later".into(), Doc::from(json!(2)), Seq(5));
+        assert!(live.keys_from(Bound::Included("later")).next() == Some("later"));
     }
 
     /// A clock passed as `Now` is read only for a key with a deadline, and

@@ -119,17 +119,11 @@ impl Default for Map {
 }
 
 /// The keys written to each shard whose order a listing is building
-/// ([`Map::start_catch_up`]). A copy of the map notes nothing: only the
-/// live map installs the built orders, so a clone starts empty (and a
-/// frozen view's clone stays O(shards)).
-#[derive(Default)]
+/// ([`Map::start_catch_up`]). Empty (no allocation) outside a catch-up. A
+/// copy keeps them: a map built from a clone of the live one (an import's
+/// install) goes on noting, so the orders it installs miss nothing.
+#[derive(Clone, Default)]
 struct Touched(Vec<Vec<Key>>);
-
-impl Clone for Touched {
-    fn clone(&self) -> Self {
-        Touched::default()
-    }
-}
 
 impl Map {
     /// The shard a key lives in. A cheap multiplicative hash, not the keyed
@@ -712,6 +706,29 @@ mod tests {
         // Later writes keep the orders as usual.
         live.insert("later".into(), Doc::from(json!(2)), Seq(5));
         assert!(live.keys_from(Bound::Included("later")).next() == Some("later"));
+    }
+
+    /// A map made from a clone of the live one during a catch-up (an
+    /// import's install replaces the state with one) goes on noting keys:
+    /// the orders installed into it list what it was given meanwhile.
+    #[test]
+    fn a_clone_taken_during_a_catch_up_goes_on_noting_keys() {
+        let mut live = Map::default();
+        live.defer_orders();
+        for i in 0..2000 {
+            live.insert(format!("k{i}").into(), Doc::from(json!(i)), Seq(1));
+        }
+        live.insert("noted before".into(), Doc::from(json!(0)), Seq(1));
+        live.start_catch_up();
+        let mut frozen = live.clone();
+        frozen.build_orders(1);
+        live.insert("noted".into(), Doc::from(json!(0)), Seq(2));
+        let mut installed = live.clone();
+        installed.insert("imported".into(), Doc::from(json!(0)), Seq(0));
+        installed.finish_catch_up(frozen.take_orders());
+        let listed: Vec<&str> = installed.keys_from(Bound::Unbounded).collect();
+        assert_eq!(listed.len(), 2003);
+        assert!(listed.contains(&"imported") && listed.contains(&"noted"));
     }
 
     /// A clock passed as `Now` is read only for a key with a deadline, and

@@ -678,16 +678,22 @@ mod tests {
         assert!(bytes(&deferred) * 10 < bytes(&kept) * 9, "{} vs {}", bytes(&deferred), bytes(&kept));
     }
 
+    /// A map whose every shard defers its order, holding `k0`..`k{n-1}`.
+    fn deferred_with(n: usize) -> Map {
+        let mut map = Map::default();
+        map.defer_orders();
+        for i in 0..n {
+            map.insert(format!("k{i}").into(), Doc::from(json!(i)), Seq(1));
+        }
+        map
+    }
+
     /// A listing sorts deferred orders on a frozen copy, outside the locks;
     /// the keys written meanwhile (inserted, removed, inserted again) are
     /// applied when the orders are installed, so none is missed.
     #[test]
     fn orders_built_on_a_copy_catch_up_with_the_writes_made_meanwhile() {
-        let mut live = Map::default();
-        live.defer_orders();
-        for i in 0..5000 {
-            live.insert(format!("k{i}").into(), Doc::from(json!(i)), Seq(1));
-        }
+        let mut live = deferred_with(5000);
         live.start_catch_up();
         let mut frozen = live.clone();
         frozen.build_orders(2);
@@ -713,11 +719,7 @@ mod tests {
     /// the orders installed into it list what it was given meanwhile.
     #[test]
     fn a_clone_taken_during_a_catch_up_goes_on_noting_keys() {
-        let mut live = Map::default();
-        live.defer_orders();
-        for i in 0..2000 {
-            live.insert(format!("k{i}").into(), Doc::from(json!(i)), Seq(1));
-        }
+        let mut live = deferred_with(2000);
         live.insert("noted before".into(), Doc::from(json!(0)), Seq(1));
         live.start_catch_up();
         let mut frozen = live.clone();

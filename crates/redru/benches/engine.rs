@@ -155,6 +155,24 @@ fn child_main(args: &[String]) -> BoxResult<()> {
             n
         }
         "profile-open" => relaxed(path)?.len(),
+        // Workload 2's loop alone, for `perf stat` / `perf trace -s` / `perf sched` per set:
+        // the first of `REDRU_BENCH_THREADS` threads, `REDRU_BENCH_DURABLE_OPS` x 8 durable sets
+        // in all (as workload 2 at 8 threads or more); prints the rate and sets per fsync.
+        "profile-w2" => {
+            let cfg = Config::from_env("");
+            let threads = cfg.threads.first().copied().unwrap_or(16).max(1);
+            let per = (cfg.durable_ops * threads.min(8)).div_ceil(threads);
+            let db = durable(path)?;
+            let (elapsed, lat) = durable_sets(&db, threads, per)?;
+            let syncs = db.stats().wal_syncs.max(1);
+            eprintln!(
+                "{threads} threads: {} sets in {elapsed:?}, {:.0}/s, {:.1} sets per fsync",
+                lat.len(),
+                lat.len() as f64 / elapsed.as_secs_f64(),
+                lat.len() as f64 / syncs as f64
+            );
+            db.len()
+        }
         // The first listing after a `Buffered` load into a new database sorts the deferred key
         // orders (docs/design.md, "Keys in order"): how long it takes, and the longest set of a
         // writer thread while it runs against the longest before it (one line of JSON).
@@ -432,33 +450,7 @@ fn durable_threads(cfg: &Config, t: &mut Table) -> BoxResult<()> {
             let per = (cfg.durable_ops * threads.min(8)).div_ceil(threads);
             let dir = fresh_dir(cfg, "w2")?;
             let db = durable(&dir)?;
-            let barrier = Barrier::new(threads + 1);
-            let (elapsed, mut lat) = std::thread::scope(|s| -> BoxResult<(Duration, Vec<Duration>)> {
-                let handles: Vec<_> = (0..threads)
-                    .map(|th| {
-                        let (db, barrier) = (&db, &barrier);
-                        s.spawn(move || -> redru::Result<Vec<Duration>> {
-                            let mut lat = Vec::with_capacity(per);
-                            barrier.wait();
-                            for i in 0..per {
-                                let n = (i * threads + th) as u64;
-                                let (k, v) = (key(n), value(n));
-                                let t0 = Instant::now();
-                                db.set(k, v)?;
-                                lat.push(t0.elapsed());
-                            }
-                            Ok(lat)
-                        })
-                    })
-                    .collect();
-                barrier.wait();
-                let started = Instant::now();
-                let mut all = Vec::with_capacity(per * threads);
-                for h in handles {
-                    all.extend(h.join().map_err(|_| "writer thread panicked")??);
-                }
-                Ok((started.elapsed(), all))
-            })?;
+            let (elapsed, mut lat) = durable_sets(&db, threads, per)?;
             let [rate, p99, per_sync] = results.entry(threads).or_default();
             rate.push(lat.len() as f64 / elapsed.as_secs_f64());
             per_sync.push(lat.len() as f64 / db.stats().wal_syncs.max(1) as f64);
@@ -475,6 +467,38 @@ fn durable_threads(cfg: &Config, t: &mut Table) -> BoxResult<()> {
         t.add(&format!("w2_{threads}_batch"), w, &format!("{threads} threads, sets per fsync"), "", per_sync);
     }
     Ok(())
+}
+
+/// `threads` threads, each making `per` durable sets at once (workload 2's loop): the time from
+/// the start to the last acknowledgement, and every set's latency.
+fn durable_sets(db: &Db, threads: usize, per: usize) -> BoxResult<(Duration, Vec<Duration>)> {
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|s| -> BoxResult<(Duration, Vec<Duration>)> {
+        let handles: Vec<_> = (0..threads)
+            .map(|th| {
+                let (db, barrier) = (&db, &barrier);
+                s.spawn(move || -> redru::Result<Vec<Duration>> {
+                    let mut lat = Vec::with_capacity(per);
+                    barrier.wait();
+                    for i in 0..per {
+                        let n = (i * threads + th) as u64;
+                        let (k, v) = (key(n), value(n));
+                        let t0 = Instant::now();
+                        db.set(k, v)?;
+                        lat.push(t0.elapsed());
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let started = Instant::now();
+        let mut all = Vec::with_capacity(per * threads);
+        for h in handles {
+            all.extend(h.join().map_err(|_| "writer thread panicked")??);
+        }
+        Ok((started.elapsed(), all))
+    })
 }
 
 /// The benchmark's value as a user's own type, for `get_as` (workload 4).

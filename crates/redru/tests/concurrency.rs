@@ -169,6 +169,8 @@ struct Gate {
     closed: std::sync::Mutex<bool>,
     changed: std::sync::Condvar,
     syncs_waiting: std::sync::atomic::AtomicUsize,
+    /// Writes (`append`, and `write_at` through it) to log segments.
+    log_writes: std::sync::atomic::AtomicUsize,
 }
 
 impl Gate {
@@ -197,6 +199,9 @@ struct GatedFile(Box<dyn redru::vfs::VFile>, std::sync::Arc<Gate>, bool);
 
 impl redru::vfs::VFile for GatedFile {
     fn append(&self, buf: &[u8]) -> std::io::Result<()> {
+        if self.2 {
+            self.1.log_writes.fetch_add(1, Ordering::SeqCst);
+        }
         self.0.append(buf)
     }
     fn sync(&self) -> std::io::Result<()> {
@@ -341,5 +346,65 @@ fn a_relaxed_writer_never_waits_for_the_undo_limits_sync_until_twice_the_limit()
         Ok(())
     })?;
     assert_eq!(db.get_value("k").and_then(|v| v.get("i").cloned()), Some(json!(140)));
+    Ok(())
+}
+
+/// With `Durability::Always`, the records of writers who append while an
+/// fsync runs wait in memory for the next leader, whose one write hands them
+/// all to the OS (before: a write each, under the writer lock, issue 18);
+/// each is acknowledged only after that write and its fsync.
+#[test]
+fn durable_writers_behind_an_fsync_share_one_write() -> TestResult {
+    const OTHERS: u64 = 6;
+    let dir = tempfile::tempdir()?;
+    let gate = std::sync::Arc::new(Gate::default());
+    let options = Options::new()
+        .vfs(std::sync::Arc::new(GatedFs(std::sync::Arc::clone(&gate))))
+        .durability(Durability::Always)
+        .auto_compact(false)
+        .sweep_interval(None);
+    let db = options.open(dir.path())?;
+    db.set("first", json!(0))?;
+    let first = db.stats().last_seq;
+    gate.set(true);
+    let acknowledged = std::sync::atomic::AtomicUsize::new(0);
+    let (before, during) = std::thread::scope(|s| -> Result<(usize, usize), Box<dyn std::error::Error>> {
+        let write = |k: u64| {
+            let acknowledged = &acknowledged;
+            let db = &db;
+            move || -> redru::Result<()> {
+                db.set(format!("k{k}"), json!(k))?;
+                acknowledged.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        };
+        let leader = s.spawn(write(0));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while gate.syncs_waiting.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        let before = gate.log_writes.load(Ordering::SeqCst);
+        let others: Vec<_> = (1..=OTHERS).map(|k| s.spawn(write(k))).collect();
+        // Every other writer has appended (and none is acknowledged: the gate holds the fsync).
+        while db.stats().last_seq < first + 1 + OTHERS && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        let during = gate.log_writes.load(Ordering::SeqCst);
+        assert_eq!(acknowledged.load(Ordering::SeqCst), 0, "a write was acknowledged before its fsync");
+        gate.set(false);
+        for h in std::iter::once(leader).chain(others) {
+            h.join().map_err(|_| "writer panicked")??;
+        }
+        Ok((before, during))
+    })?;
+    assert_eq!(db.stats().last_seq, first + 1 + OTHERS);
+    assert_eq!(during, before, "the writers behind the fsync wrote their records themselves");
+    let after = gate.log_writes.load(Ordering::SeqCst);
+    assert_eq!(after - before, 1, "the {OTHERS} records went out in {} writes", after - before);
+    drop(db);
+    let db = Db::open(dir.path())?;
+    for k in 0..=OTHERS {
+        assert_eq!(db.get_value(&format!("k{k}")), Some(json!(k)));
+    }
     Ok(())
 }

@@ -36,7 +36,8 @@ pub struct Writer {
     /// The last sequence number appended (to the page cache or the buffer, maybe not synced).
     pub(super) written: Seq,
     /// Encoded records not yet handed to the OS: at most one between appends,
-    /// unless buffering (`Durability::Buffered`) lets it grow to `buffer_limit`.
+    /// unless buffering lets it grow to `buffer_limit` (`Durability::Buffered`;
+    /// and `Always`, whose group-commit leader writes it before each fsync).
     buf: Vec<u8>,
     /// `buf` is written to the file once it holds this many bytes (0: at every append).
     buffer_limit: usize,

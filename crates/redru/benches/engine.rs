@@ -95,11 +95,22 @@ fn child_main(args: &[String]) -> BoxResult<()> {
     let rss_before = common::rss_bytes();
     let started = Instant::now();
     let keys = match mode {
+        // With `REDRU_BENCH_LIST` set, also lists one page of keys after the open (the first
+        // listing builds the key orders: docs/design.md, "Keys in order") and prints the
+        // listing's time and the resident memory after it.
         "open" => {
             let db = Options::new().durability(Durability::Never).auto_compact(false).open(path)?;
             let ms = started.elapsed().as_secs_f64() * 1e3;
             let rss = common::rss_bytes();
-            println!("{}", json!({"ms": ms, "rss_before": rss_before, "rss": rss, "keys": db.len()}));
+            let mut out = json!({"ms": ms, "rss_before": rss_before, "rss": rss, "keys": db.len()});
+            if std::env::var_os("REDRU_BENCH_LIST").is_some() {
+                let t = Instant::now();
+                let page = db.list(&redru::Listing::prefix(key(1).as_str()).limit(10));
+                out["list_ms"] = json!(t.elapsed().as_secs_f64() * 1e3);
+                out["items"] = json!(page.items.len());
+                out["rss_listed"] = json!(common::rss_bytes());
+            }
+            println!("{out}");
             return Ok(());
         }
         "naive" => naive_replay(path)?.len(),

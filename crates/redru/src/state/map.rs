@@ -355,10 +355,10 @@ impl Map {
 
     /// Builds the key order of every shard [`Map::defer_orders`] left
     /// unordered, from its table, on the calling thread and up to
-    /// `threads - 1` helpers (a sort per shard: 5-15 % of a replay of
-    /// 200,000 keys), and keeps every order again. Listing before this call
-    /// would miss those shards' keys: a replay calls it before anything can
-    /// read the map, a listing on its frozen copy ([`Map::adopt_orders`]).
+    /// `threads - 1` helpers (a sort per shard: 13 % of an open's
+    /// instructions when a replay of 200,000 keys ran it), and keeps every
+    /// order again. Listing before this call would miss those shards' keys:
+    /// the first listing calls it on its frozen copy ([`Map::start_catch_up`]).
     pub fn build_orders(&mut self, threads: usize) {
         let unordered = std::mem::take(&mut self.unordered);
         let todo: Vec<(&Arc<Shard>, &mut Arc<KeyOrder>)> = self

@@ -151,6 +151,8 @@ impl Inner {
             let built = frozen.take_orders();
             // The copy's shards go first, so the installed orders are not shared.
             drop(frozen);
+            #[cfg(test)]
+            tests::WHILE_SORTING.with(|hook| hook.take().map(|f| f(self)));
             let mut state = self.write_state();
             state.map.finish_catch_up(built);
             if !state.map.orders_deferred() {
@@ -393,6 +395,43 @@ pub(super) fn join_slot(slot: &Mutex<Option<JoinHandle<()>>>) {
 #[cfg(test)]
 mod tests {
     use crate::{Db, Durability, Options};
+
+    /// Something another thread does, run on the listing's thread.
+    type Meanwhile = Box<dyn FnOnce(&super::Inner)>;
+
+    thread_local! {
+        /// Run by [`Inner::frozen_in_order`](super::Inner) on its thread
+        /// between its sort and the install of the orders, with no lock
+        /// held: what another thread may do meanwhile.
+        pub(super) static WHILE_SORTING: std::cell::Cell<Option<Meanwhile>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// A restore that installs its state while the first listing sorts
+    /// (a loaded state: every order deferred, none being caught up) takes
+    /// none of the orders built for the state before it: the listing sorts
+    /// again, for the new state, and lists exactly its keys.
+    #[test]
+    fn a_state_installed_during_the_sort_gets_orders_of_its_own() -> crate::Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| crate::Error::io("creating", "a temporary directory", e))?;
+        let db: Db = Options::new().durability(Durability::Never).auto_compact(false).open(dir.path())?;
+        for i in 0..3000u64 {
+            db.set(format!("old:{i}").as_str(), crate::json!(i))?;
+        }
+        let mut restored = crate::state::store::State::default();
+        let mut model: Vec<String> = (0..2000u64).map(|i| format!("new:{}", i * 7 % 2000)).collect();
+        for key in &model {
+            restored.map.insert(key.as_str().into(), crate::state::doc::Doc::from(crate::json!(1)), super::Seq(1));
+        }
+        // As a snapshot's load leaves it.
+        restored.map.defer_orders();
+        model.sort();
+        WHILE_SORTING.with(|hook| {
+            hook.set(Some(Box::new(move |inner: &super::Inner| *inner.write_state() = restored)));
+        });
+        assert_eq!(db.keys(), model);
+        assert!(!db.inner.read_state().map.orders_deferred());
+        Ok(())
+    }
 
     /// Issue 17: a relaxed writer's set after a sync dropped every undo the
     /// sync made unnecessary, under the writer lock (a million: 90-360 ms,

@@ -284,9 +284,10 @@ impl Map {
     /// Builds a map from entries already split by [`Map::shard_of`]:
     /// `parts[chunk][shard]`, chunks in order (a later entry of a key
     /// replaces an earlier one), its key orders deferred
-    /// ([`Map::defer_orders`]: a load sorts no keys). The shards are built by the calling thread
-    /// and up to `threads - 1` helpers, each taking the next unbuilt shard
-    /// (a helper the OS refuses to start just leaves more to the others).
+    /// ([`Map::defer_orders`]: a load sorts no keys). The shards are built
+    /// by the calling thread and up to `threads - 1` helpers, each taking
+    /// the next unbuilt shard (a helper the OS refuses to start just leaves
+    /// more to the others).
     /// `None` if a helper panicked.
     pub fn from_parts(parts: Vec<ShardLists>, threads: usize) -> Option<Map> {
         // Regroup by shard, keeping chunk order within each shard.
@@ -333,7 +334,7 @@ impl Map {
     /// held, until [`Map::build_orders`]: what a load leaves (a snapshot's
     /// load and a replay), so that an open sorts no keys and the orders'
     /// memory (about 10 bytes a key) is paid only once something lists keys
-    /// in order (issue 18: the open's sort was 5-15 % of its CPU). Inserted
+    /// in order (issue 18: the sort was 13 % of a log open's instructions). Inserted
     /// one at a time, a shard's ordered keys fill their chunks about 70 % (a
     /// full chunk splits in two half-full ones), where one sort at the end
     /// packs them full, with less CPU. Not during a catch-up

@@ -95,11 +95,22 @@ fn child_main(args: &[String]) -> BoxResult<()> {
     let rss_before = common::rss_bytes();
     let started = Instant::now();
     let keys = match mode {
+        // With `REDRU_BENCH_LIST` set, also lists one page of keys after the open (the first
+        // listing builds the key orders: docs/design.md, "Keys in order") and prints the
+        // listing's time and the resident memory after it.
         "open" => {
             let db = Options::new().durability(Durability::Never).auto_compact(false).open(path)?;
             let ms = started.elapsed().as_secs_f64() * 1e3;
             let rss = common::rss_bytes();
-            println!("{}", json!({"ms": ms, "rss_before": rss_before, "rss": rss, "keys": db.len()}));
+            let mut out = json!({"ms": ms, "rss_before": rss_before, "rss": rss, "keys": db.len()});
+            if std::env::var_os("REDRU_BENCH_LIST").is_some() {
+                let t = Instant::now();
+                let page = db.list(&redru::Listing::prefix(key(1).as_str()).limit(10));
+                out["list_ms"] = json!(t.elapsed().as_secs_f64() * 1e3);
+                out["items"] = json!(page.items.len());
+                out["rss_listed"] = json!(common::rss_bytes());
+            }
+            println!("{out}");
             return Ok(());
         }
         "naive" => naive_replay(path)?.len(),
@@ -176,11 +187,18 @@ fn child_main(args: &[String]) -> BoxResult<()> {
         // The first listing after a `Buffered` load into a new database sorts the deferred key
         // orders (docs/design.md, "Keys in order"): how long it takes, and the longest set of a
         // writer thread while it runs against the longest before it (one line of JSON).
-        "first-listing" => {
+        // `first-listing-open`: the same over an existing database (`profile-load` or
+        // `profile-save` made it), opened here, so the listing is the first after an open;
+        // also prints the resident memory after the open and after the listing.
+        "first-listing" | "first-listing-open" => {
             let cfg = Config::from_env("");
             let db = Options::new().durability(Durability::Buffered).auto_compact(false).open(path)?;
-            for (k, v) in dataset(cfg.keys) {
-                db.set(k, v)?;
+            let open_ms = started.elapsed().as_secs_f64() * 1e3;
+            let rss_open = common::rss_bytes();
+            if mode == "first-listing" {
+                for (k, v) in dataset(cfg.keys) {
+                    db.set(k, v)?;
+                }
             }
             let (stop, during) = (AtomicBool::new(false), AtomicBool::new(false));
             let (before_us, during_us) = (AtomicU64::new(0), AtomicU64::new(0));
@@ -213,8 +231,9 @@ fn child_main(args: &[String]) -> BoxResult<()> {
             let ms = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e3;
             println!(
                 "{}",
-                json!({"keys": cfg.keys, "first_list_ms": list_ms, "items": items,
-                       "longest_set_during_ms": ms(&during_us), "longest_set_before_ms": ms(&before_us)})
+                json!({"keys": db.len(), "first_list_ms": list_ms, "items": items,
+                       "longest_set_during_ms": ms(&during_us), "longest_set_before_ms": ms(&before_us),
+                       "open_ms": open_ms, "rss_open": rss_open, "rss_listed": common::rss_bytes()})
             );
             return Ok(());
         }

@@ -121,13 +121,14 @@ impl Inner {
     }
 
     /// A frozen copy of the map with every shard's key order built, for a
-    /// listing. The first listing after keys went into shards whose order
-    /// was deferred ([`Map::defer_orders`](crate::state::store::Map::defer_orders))
-    /// sorts them on a frozen copy, outside the locks (136 ms at 1,000,000
-    /// keys: writers must not wait for it, issue 17), while writers note the
-    /// keys they write to those shards; the orders are then installed with
-    /// those keys applied, under the state's write lock for that long only.
-    /// Every later write keeps the orders. One listing builds at a time.
+    /// listing. An open leaves every order deferred
+    /// ([`Map::defer_orders`](crate::state::store::Map::defer_orders)), as
+    /// does a bulk load into empty shards: the first listing sorts them on a
+    /// frozen copy, outside the locks (136 ms at 1,000,000 keys: writers
+    /// must not wait for it, issue 17), while writers note the keys they
+    /// write to those shards; the orders are then installed with those keys
+    /// applied, under the state's write lock for that long only. Every later
+    /// write keeps the orders. One listing builds at a time.
     pub(super) fn frozen_in_order(&self) -> Map {
         {
             let state = self.read_state();
@@ -136,22 +137,31 @@ impl Inner {
             }
         }
         let _building = self.order_build.lock().unwrap_or_else(|p| p.into_inner());
-        let mut frozen = {
+        loop {
+            let mut frozen = {
+                let mut state = self.write_state();
+                if !state.map.orders_deferred() {
+                    return state.map.clone();
+                }
+                state.map.start_catch_up();
+                state.map.clone()
+            };
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+            frozen.build_orders(threads);
+            let built = frozen.take_orders();
+            // The copy's shards go first, so the installed orders are not shared.
+            drop(frozen);
+            #[cfg(test)]
+            tests::WHILE_SORTING.with(|hook| hook.take().map(|f| f(self)));
             let mut state = self.write_state();
+            state.map.finish_catch_up(built);
             if !state.map.orders_deferred() {
                 return state.map.clone();
             }
-            state.map.start_catch_up();
-            state.map.clone()
-        };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        frozen.build_orders(threads);
-        let built = frozen.take_orders();
-        // The copy's shards go first, so the installed orders are not shared.
-        drop(frozen);
-        let mut state = self.write_state();
-        state.map.finish_catch_up(built);
-        state.map.clone()
+            // A restore installed a state of its own meanwhile (loaded, so
+            // with every order deferred and none being caught up): the
+            // orders built are not its keys', so build its own.
+        }
     }
 
     pub(super) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
@@ -386,6 +396,43 @@ pub(super) fn join_slot(slot: &Mutex<Option<JoinHandle<()>>>) {
 mod tests {
     use crate::{Db, Durability, Options};
 
+    /// Something another thread does, run on the listing's thread.
+    type Meanwhile = Box<dyn FnOnce(&super::Inner)>;
+
+    thread_local! {
+        /// Run by [`Inner::frozen_in_order`](super::Inner) on its thread
+        /// between its sort and the install of the orders, with no lock
+        /// held: what another thread may do meanwhile.
+        pub(super) static WHILE_SORTING: std::cell::Cell<Option<Meanwhile>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// A restore that installs its state while the first listing sorts
+    /// (a loaded state: every order deferred, none being caught up) takes
+    /// none of the orders built for the state before it: the listing sorts
+    /// again, for the new state, and lists exactly its keys.
+    #[test]
+    fn a_state_installed_during_the_sort_gets_orders_of_its_own() -> crate::Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| crate::Error::io("creating", "a temporary directory", e))?;
+        let db: Db = Options::new().durability(Durability::Never).auto_compact(false).open(dir.path())?;
+        for i in 0..3000u64 {
+            db.set(format!("old:{i}").as_str(), crate::json!(i))?;
+        }
+        let mut restored = crate::state::store::State::default();
+        let mut model: Vec<String> = (0..2000u64).map(|i| format!("new:{}", i * 7 % 2000)).collect();
+        for key in &model {
+            restored.map.insert(key.as_str().into(), crate::state::doc::Doc::from(crate::json!(1)), super::Seq(1));
+        }
+        // As a snapshot's load leaves it.
+        restored.map.defer_orders();
+        model.sort();
+        WHILE_SORTING.with(|hook| {
+            hook.set(Some(Box::new(move |inner: &super::Inner| *inner.write_state() = restored)));
+        });
+        assert_eq!(db.keys(), model);
+        assert!(!db.inner.read_state().map.orders_deferred());
+        Ok(())
+    }
+
     /// Issue 17: a relaxed writer's set after a sync dropped every undo the
     /// sync made unnecessary, under the writer lock (a million: 90-360 ms,
     /// workload 10's longest stalls). A write drops at most a few chunks.
@@ -410,14 +457,14 @@ mod tests {
         Ok(())
     }
 
-    /// Issue 18: a new database keeps no key order while keys go in; the
-    /// first listing builds it, and later writes keep it. Every listing
+    /// Issue 18: a new database keeps no key order while keys go in, nor
+    /// does a reopened one; the first listing builds it, and later writes keep it. Every listing
     /// sees exactly the keys, in order, whether the orders were deferred,
     /// built, or kept write by write (deletes and undone writes included).
     #[test]
     fn listings_see_every_key_in_order_across_the_deferred_key_orders() -> crate::Result<()> {
         let dir = tempfile::tempdir().map_err(|e| crate::Error::io("creating", "a temporary directory", e))?;
-        let db: Db = Options::new().durability(Durability::Never).auto_compact(false).open(dir.path())?;
+        let mut db: Db = Options::new().durability(Durability::Never).auto_compact(false).open(dir.path())?;
         assert!(db.inner.read_state().map.orders_deferred());
         let mut model = std::collections::BTreeSet::new();
         // Keys in an order unlike byte order, some deleted.
@@ -444,10 +491,18 @@ mod tests {
         let page = db.list(&crate::Listing::prefix("n1").limit(5));
         let expected: Vec<String> = model.iter().filter(|k| k.starts_with("n1")).take(5).cloned().collect();
         assert_eq!(page.items, expected);
-        // Reopened: the replay builds the orders of what it loaded.
-        db.close()?;
-        let db: Db = Options::new().durability(Durability::Never).auto_compact(false).open(dir.path())?;
-        assert_eq!(db.keys(), model.iter().cloned().collect::<Vec<_>>());
+        // Reopened, from the log and then from a snapshot: the open sorts
+        // no keys, the first listing does.
+        for save in [false, true] {
+            if save {
+                db.save()?;
+            }
+            db.close()?;
+            db = Options::new().durability(Durability::Never).auto_compact(false).open(dir.path())?;
+            assert!(db.inner.read_state().map.orders_deferred(), "the open sorted keys (saved: {save})");
+            assert_eq!(db.keys(), model.iter().cloned().collect::<Vec<_>>());
+            assert!(!db.inner.read_state().map.orders_deferred());
+        }
         Ok(())
     }
 

@@ -557,7 +557,13 @@ fn load(
         (State::default(), SnapMeta { seq: Seq(0), bytes: 0, exists: false })
     };
     let snapshot_seq = state.seq;
-    // Shards the snapshot left empty get their key order sorted once at the end.
+    // No key order is kept through the replay, nor after it: the first
+    // listing builds them all at once (`Inner::frozen_in_order`), on a frozen
+    // copy outside the locks. An open then sorts no keys and holds no orders
+    // (issue 18: 13 % of a log open's instructions at 200,000 keys, about
+    // 10 bytes a key resident), and inserting each new key into its shard's
+    // order one by one was a fifth of a relaxed bulk load's instructions;
+    // one sort packs the chunks full.
     state.map.defer_orders();
     // The records' writes are applied per shard on every core (`Replay`);
     // the log is still read and checked in order on this thread.
@@ -571,12 +577,6 @@ fn load(
         let why = std::io::Error::other("a thread replaying the log stopped (panicked); nothing was changed");
         return Err(Error::io("replaying the log in", dir, why));
     }
-    // Shards still empty keep no key order until the first listing builds
-    // them all at once (`Inner::frozen_in_order`): inserting each new key
-    // into its shard's order one by one was a fifth of a relaxed bulk
-    // load's instructions (issue 18), one sort at the end costs less and
-    // packs the chunks full.
-    state.map.defer_orders();
     // The parse threads' arenas keep the freed buffers of the load resident
     // (about 5 MiB of 48 at 200,000 keys): give them back once, here.
     heap::trim();

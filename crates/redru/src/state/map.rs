@@ -3,7 +3,9 @@
 //!
 //! Pure: no I/O, no clock of its own (reads take the time, or a caller's clock
 //! read only for a key with a deadline: [`Now`]). Invariant: `orders[i]` holds
-//! exactly the keys of `shards[i]`, and `len` counts them all.
+//! exactly the keys of `shards[i]` unless shard `i` is deferred (`unordered`,
+//! as every shard is after a load until the first listing), and `len` counts
+//! them all.
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -87,9 +89,9 @@ pub struct Map {
     /// `shards[i]`), copy-on-write like the shards, so that a frozen view
     /// lists in order too and a writer copies only the one it touches.
     orders: Vec<Arc<KeyOrder>>,
-    /// Bit `i` set: `orders[i]` is not kept ([`Map::defer_orders`]: during
-    /// a replay, and in a database's shards that were empty at its open,
-    /// until the first listing) and is built once, by [`Map::build_orders`].
+    /// Bit `i` set: `orders[i]` is not kept (and empty) ([`Map::defer_orders`]:
+    /// after a snapshot's load and a replay, every shard until the first
+    /// listing) and is built once, by [`Map::build_orders`].
     unordered: u64,
     /// Bit `i` set: a listing is building `orders[i]` on a frozen copy
     /// ([`Map::start_catch_up`]), and every key written to shard `i` since is
@@ -281,9 +283,11 @@ impl Map {
 
     /// Builds a map from entries already split by [`Map::shard_of`]:
     /// `parts[chunk][shard]`, chunks in order (a later entry of a key
-    /// replaces an earlier one). The shards are built by the calling thread
-    /// and up to `threads - 1` helpers, each taking the next unbuilt shard
-    /// (a helper the OS refuses to start just leaves more to the others).
+    /// replaces an earlier one), its key orders deferred
+    /// ([`Map::defer_orders`]: a load sorts no keys). The shards are built
+    /// by the calling thread and up to `threads - 1` helpers, each taking
+    /// the next unbuilt shard (a helper the OS refuses to start just leaves
+    /// more to the others).
     /// `None` if a helper panicked.
     pub fn from_parts(parts: Vec<ShardLists>, threads: usize) -> Option<Map> {
         // Regroup by shard, keeping chunk order within each shard.
@@ -295,21 +299,19 @@ impl Map {
         }
         let todo: Vec<std::sync::Mutex<Vec<_>>> = by_shard.into_iter().map(Into::into).collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let work = || -> Vec<(usize, Shard, KeyOrder)> {
+        let work = || -> Vec<(usize, Shard)> {
             let mut built = Vec::new();
             loop {
                 let shard = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(slot) = todo.get(shard) else { return built };
                 let lists = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
                 let mut table = Shard::with_capacity_and_hasher(lists.iter().map(Vec::len).sum(), Default::default());
-                let order = order_of(&lists);
                 // A snapshot keeps no per-key seq: the loader sets the map's floor.
                 table.extend(lists.into_iter().flatten().map(|(k, doc, exp)| (k, Slot { doc, seq: Seq(0), exp })));
-                let order = order.unwrap_or_else(|| order_of_table(&table));
-                built.push((shard, table, order));
+                built.push((shard, table));
             }
         };
-        let built: Option<Vec<(usize, Shard, KeyOrder)>> = std::thread::scope(|s| {
+        let built: Option<Vec<(usize, Shard)>> = std::thread::scope(|s| {
             let helpers: Vec<_> = (1..threads.clamp(1, SHARDS))
                 .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
                 .collect();
@@ -320,28 +322,30 @@ impl Map {
             Some(all)
         });
         let mut map = Map::default();
-        for (shard, table, order) in built? {
+        map.defer_orders();
+        for (shard, table) in built? {
             map.len += table.len();
             map.shards[shard] = Arc::new(table);
-            map.orders[shard] = Arc::new(order);
         }
         Some(map)
     }
 
-    /// Stops keeping the key order of every shard that is empty now, until
-    /// [`Map::build_orders`]: for a replay, whose keys arrive one by one, and
-    /// for a database's shards empty at its open, until its first listing.
-    /// Inserted one at a time, a shard's ordered keys fill their chunks
-    /// about 70 % (a full chunk splits in two half-full ones), where one
-    /// sort at the end packs them full like a snapshot's, with less CPU.
-    /// Shards that already hold keys (from a snapshot) are kept as usual,
-    /// so a short log after a large snapshot sorts nothing.
+    /// Stops keeping the key order of every shard, and frees the orders
+    /// held, until [`Map::build_orders`]: what a load leaves (a snapshot's
+    /// load and a replay), so that an open sorts no keys and the orders'
+    /// memory (about 10 bytes a key) is paid only once something lists keys
+    /// in order (issue 18: the sort was 13 % of a log open's instructions). Inserted
+    /// one at a time, a shard's ordered keys fill their chunks about 70 % (a
+    /// full chunk splits in two half-full ones), where one sort at the end
+    /// packs them full, with less CPU. Not during a catch-up
+    /// ([`Map::start_catch_up`]): only a load calls it, before anyone reads.
     pub fn defer_orders(&mut self) {
-        for (i, shard) in self.shards.iter().enumerate() {
-            if shard.is_empty() {
-                self.unordered |= 1 << i;
-            }
+        debug_assert!(self.catching_up == 0, "orders deferred during a catch-up");
+        let empty = Arc::new(KeyOrder::default());
+        for order in &mut self.orders {
+            *order = Arc::clone(&empty);
         }
+        self.unordered = u64::MAX >> (64 - SHARDS);
     }
 
     /// Whether some shard's key order is deferred: [`Map::build_orders`]
@@ -352,10 +356,10 @@ impl Map {
 
     /// Builds the key order of every shard [`Map::defer_orders`] left
     /// unordered, from its table, on the calling thread and up to
-    /// `threads - 1` helpers (a sort per shard: 5-15 % of a replay of
-    /// 200,000 keys), and keeps every order again. Listing before this call
-    /// would miss those shards' keys: a replay calls it before anything can
-    /// read the map, a listing on its frozen copy ([`Map::adopt_orders`]).
+    /// `threads - 1` helpers (a sort per shard: 13 % of an open's
+    /// instructions when a replay of 200,000 keys ran it), and keeps every
+    /// order again. Listing before this call would miss those shards' keys:
+    /// the first listing calls it on its frozen copy ([`Map::start_catch_up`]).
     pub fn build_orders(&mut self, threads: usize) {
         let unordered = std::mem::take(&mut self.unordered);
         let todo: Vec<(&Arc<Shard>, &mut Arc<KeyOrder>)> = self
@@ -597,21 +601,6 @@ fn order_of_table(table: &Shard) -> KeyOrder {
     KeyOrder::from_sorted(keys)
 }
 
-/// The ordered set of a shard's keys, built without a sort when its lists
-/// are in strictly increasing key order (a snapshot is written sorted);
-/// None when they are not (a key repeated, or lists from elsewhere).
-fn order_of(lists: &[Vec<(Key, Doc, u64)>]) -> Option<KeyOrder> {
-    let mut keys = lists.iter().flatten().map(|(k, _, _)| k.as_str());
-    let mut prev = keys.next();
-    for k in keys {
-        if prev.is_some_and(|p| p >= k) {
-            return None;
-        }
-        prev = Some(k);
-    }
-    Some(KeyOrder::from_sorted(lists.iter().flatten().map(|(k, _, _)| k.as_str())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,7 +633,7 @@ mod tests {
         assert_eq!(a.get("k1", 0).map(Doc::to_value), Some(json!("changed")));
     }
     /// A replay's deferred orders end up exactly the keys in order, packed
-    /// like a snapshot's; a shard that held keys before is kept as usual.
+    /// full; a shard that held keys before is deferred too (its order freed).
     #[test]
     fn deferred_orders_are_built_exact_and_packed() {
         let load = |m: &mut Map| {
@@ -660,7 +649,8 @@ mod tests {
         let mut deferred = kept.clone();
         load(&mut kept);
         deferred.defer_orders();
-        assert_eq!(deferred.unordered.count_ones() as usize, SHARDS - 1);
+        assert_eq!(deferred.unordered.count_ones() as usize, SHARDS);
+        assert_eq!(deferred.orders.iter().map(|o| o.len()).sum::<usize>(), 0, "the orders held are freed");
         load(&mut deferred);
         deferred.build_orders(3);
         assert_eq!(deferred.unordered, 0);

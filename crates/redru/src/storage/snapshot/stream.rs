@@ -137,7 +137,8 @@ fn read_all(input: &mut Input, size: u64, meter: &Meter) -> Result<Option<(Docum
     let threads = super::threads_for(head.keys);
     // The entries go into the map piece by piece (never all of them in
     // lists first: 40 bytes a key beside the map being built), its key
-    // orders sorted once at the end. Room for the keys the head claims, but
+    // orders deferred: the first listing sorts them, so a load sorts no
+    // keys (issue 18; `Map::defer_orders`). Room for the keys the head claims, but
     // no more than the file could hold (a crafted count must not reserve
     // gigabytes): an entry line takes at least 5 bytes (`"":0,` and `\n`).
     let mut map = Map::default();
@@ -200,7 +201,6 @@ fn read_all(input: &mut Input, size: u64, meter: &Meter) -> Result<Option<(Docum
     }
     hasher.update(&tail[1..]);
     let file_sha256 = super::hex(&hasher.finalize());
-    map.build_orders(threads);
     Ok(Some((Document { data: DataMap(map), ..head }, sha256, file_sha256)))
 }
 

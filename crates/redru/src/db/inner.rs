@@ -172,7 +172,7 @@ impl Inner {
     }
 
     pub(super) fn commit_with(self: &Arc<Self>, record: Record, parsed: Option<&Value>) -> Result<Applied> {
-        let written = self.commit_decided(parsed, |_, _| Ok(Some(record)))?;
+        let written = self.commit_checked(parsed, |_| Ok(Some((record, None))))?;
         Ok(written.map_or(Applied { existed: false }, |(_, applied)| applied))
     }
 
@@ -187,6 +187,21 @@ impl Inner {
         parsed: Option<&Value>,
         decide: impl FnOnce(&Inner, u64) -> Result<Option<Record>>,
     ) -> Result<Option<(Seq, Applied)>> {
+        self.commit_checked(parsed, |inner| {
+            let now = inner.now();
+            Ok(decide(inner, now)?.map(|record| (record, Some(now))))
+        })
+    }
+
+    /// The commit path of [`Inner::commit_decided`]. `decide` also returns
+    /// the time it judged the record at, if it read the clock; otherwise the
+    /// check reads it only if it needs it (a unique index), so that a plain
+    /// set reads no clock (issue 18).
+    fn commit_checked(
+        self: &Arc<Self>,
+        parsed: Option<&Value>,
+        decide: impl FnOnce(&Inner) -> Result<Option<(Record, Option<u64>)>>,
+    ) -> Result<Option<(Seq, Applied)>> {
         self.check_writable()?;
         // Counted until acknowledged: the group commit's leader waits for
         // other writers only when there are some.
@@ -198,9 +213,8 @@ impl Inner {
             // it needs it: `Db::update` must not hold it while the caller's
             // closure runs (a read from inside it could then deadlock
             // behind a rollback waiting to write).
-            let now = self.now();
-            let Some(record) = decide(self, now)? else { return Ok(None) };
-            self.read_state().check_with(&record, parsed, now)?;
+            let Some((record, now)) = decide(self)? else { return Ok(None) };
+            self.read_state().check_with(&record, parsed, || now.unwrap_or_else(|| self.now()))?;
             let seq = match writer.append(&record) {
                 Ok(seq) => seq,
                 Err(e) => {

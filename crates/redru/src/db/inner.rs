@@ -110,12 +110,8 @@ impl Inner {
         }
         let durable = self.wal.synced();
         let mut state = self.write_state();
-        while let Some((seq, undo)) = pending.pop_back() {
-            if seq <= durable {
-                break;
-            }
-            state.undo(undo);
-        }
+        let undos = std::iter::from_fn(|| pending.pop_back()).take_while(|(seq, _)| *seq > durable);
+        state.roll_back(durable, undos.map(|(_, undo)| undo));
         pending.clear();
         pending.rolled_back = true;
     }
@@ -182,7 +178,7 @@ impl Inner {
     }
 
     pub(super) fn commit_with(self: &Arc<Self>, record: Record, parsed: Option<&Value>) -> Result<Applied> {
-        let written = self.commit_decided(parsed, |_, _| Ok(Some(record)))?;
+        let written = self.commit_checked(parsed, |_| Ok(Some((record, None))))?;
         Ok(written.map_or(Applied { existed: false }, |(_, applied)| applied))
     }
 
@@ -197,6 +193,21 @@ impl Inner {
         parsed: Option<&Value>,
         decide: impl FnOnce(&Inner, u64) -> Result<Option<Record>>,
     ) -> Result<Option<(Seq, Applied)>> {
+        self.commit_checked(parsed, |inner| {
+            let now = inner.now();
+            Ok(decide(inner, now)?.map(|record| (record, Some(now))))
+        })
+    }
+
+    /// The commit path of [`Inner::commit_decided`]. `decide` also returns
+    /// the time it judged the record at, if it read the clock; otherwise the
+    /// check reads it only if it needs it (a unique index), so that a plain
+    /// set reads no clock (issue 18).
+    fn commit_checked(
+        self: &Arc<Self>,
+        parsed: Option<&Value>,
+        decide: impl FnOnce(&Inner) -> Result<Option<(Record, Option<u64>)>>,
+    ) -> Result<Option<(Seq, Applied)>> {
         self.check_writable()?;
         // Counted until acknowledged: the group commit's leader waits for
         // other writers only when there are some.
@@ -208,9 +219,8 @@ impl Inner {
             // it needs it: `Db::update` must not hold it while the caller's
             // closure runs (a read from inside it could then deadlock
             // behind a rollback waiting to write).
-            let now = self.now();
-            let Some(record) = decide(self, now)? else { return Ok(None) };
-            self.read_state().check_with(&record, parsed, now)?;
+            let Some((record, now)) = decide(self)? else { return Ok(None) };
+            self.read_state().check_with(&record, parsed, || now.unwrap_or_else(|| self.now()))?;
             let seq = match writer.append(&record) {
                 Ok(seq) => seq,
                 Err(e) => {
@@ -220,7 +230,9 @@ impl Inner {
                 }
             };
             let (applied, undo) = self.write_state().apply_undoable(seq, &record, parsed);
-            let crowded = self.remember(seq, undo);
+            // A record that only created keys keeps no undo (the rollback
+            // finds those keys by their seq), and holds nothing alive.
+            let crowded = if undo.is_needed() { self.remember(seq, undo) } else { Crowding::Room };
             if self.feed.wanted() {
                 self.feed.offer(seq, record);
             }
@@ -441,13 +453,14 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| crate::Error::io("creating", "a temporary directory", e))?;
         let db: Db = Options::new().durability(Durability::Never).auto_compact(false).open(dir.path())?;
         let n = 10_000;
-        for i in 0..n {
-            db.set(format!("k{i}"), crate::json!(i))?;
+        // Overwrites: a set that creates a key keeps no undo.
+        for i in 0..n + 10 {
+            db.set(format!("k{}", i % 10), crate::json!(i))?;
         }
         assert_eq!(db.inner.pending().len(), n);
         // A sync no caller waits for the drop of (as the log's own syncs).
         db.inner.wal.sync_all()?;
-        db.set("one more", crate::json!(1))?;
+        db.set("k0", crate::json!(1))?;
         let kept = db.inner.pending().len();
         let bound = super::PENDING_TRIM_CHUNKS * 64;
         assert!(kept + bound > n, "one write dropped {} undos, at most {bound} expected", n + 1 - kept);

@@ -267,6 +267,14 @@ impl Map {
         self.shards.iter().flat_map(|s| s.iter()).filter(move |(_, s)| s.live(now)).map(|(k, s)| (k, &s.doc, s.exp))
     }
 
+    /// Every key (expired or not) last written by a record after `seq`, by
+    /// the seq the map keeps for it (not the floor: a snapshot's keys keep
+    /// none). The rollback after a failed sync finds the keys created since
+    /// the durable point this way instead of keeping an undo per new key.
+    pub fn written_after(&self, seq: Seq) -> Vec<Key> {
+        self.shards.iter().flat_map(|s| s.iter()).filter(|(_, s)| s.seq > seq).map(|(k, _)| k.clone()).collect()
+    }
+
     /// Every entry live at `now`, sorted by key (byte order).
     pub fn sorted(&self, now: u64) -> Vec<(&Key, &Doc)> {
         let mut all: Vec<_> = self.iter(now).collect();

@@ -22,7 +22,7 @@ use crate::state::doc::Doc;
 use crate::state::index::{DigestMap, FieldPath, Index, IndexInfo, IndexKind, Wanted};
 
 pub use crate::state::key::Key;
-pub use crate::state::map::{Map, Old, SHARDS, ShardLists, ShardWrite};
+pub use crate::state::map::{Map, Now, Old, SHARDS, ShardLists, ShardWrite};
 
 /// Everything a snapshot holds, and the indexes built from it.
 #[derive(Clone, Default)]
@@ -112,6 +112,12 @@ enum UndoStep {
 }
 
 impl Undo {
+    /// Whether the rollback needs this undo: not if its record only created
+    /// keys (or changed nothing), which [`State::roll_back`] finds by their seq.
+    pub fn is_needed(&self) -> bool {
+        !matches!(self.steps, Steps::None)
+    }
+
     /// About how many bytes holding this undo costs: its own size, and the
     /// keys and replaced values it keeps alive.
     pub fn held_bytes(&self) -> usize {
@@ -145,8 +151,10 @@ impl State {
     /// [`State::check`], given the parsed value of a `Set` record when the
     /// caller has it (so the unique indexes need not parse its text), at
     /// `now` (ms since the epoch): a key expired by then holds no unique
-    /// value, since no read can see it.
-    pub fn check_with(&self, record: &Record, parsed: Option<&Value>, now: u64) -> Result<()> {
+    /// value, since no read can see it. `now` is read only when a unique
+    /// index is involved: reading the clock was ~110 instructions of every
+    /// relaxed set that has none (issue 18).
+    pub fn check_with(&self, record: &Record, parsed: Option<&Value>, now: impl Now) -> Result<()> {
         match record {
             Record::Set(key, value) | Record::SetExpiring(key, value, _) => {
                 check_value(key, value)?;
@@ -193,7 +201,7 @@ impl State {
                     let mut seen: DigestMap<&str> = DigestMap::default();
                     let probe = Index::new(path.clone(), true);
                     let wanted = Wanted::of([&path]);
-                    for (key, doc) in self.map.sorted(now) {
+                    for (key, doc) in self.map.sorted(now.ms()) {
                         let value = wanted.extract(doc.as_str());
                         if let Some(d) = probe.digest(&value)
                             && let Some(existing) = seen.insert(d, key)
@@ -223,10 +231,11 @@ impl State {
     /// `writes`: the final value (None = deleted) of every key a write
     /// touches. With `replaces_all` (a batch that clears) the current holders
     /// are gone, so only the writes themselves can conflict.
-    fn check_unique(&self, writes: &[Write<'_>], replaces_all: bool, now: u64) -> Result<()> {
+    fn check_unique(&self, writes: &[Write<'_>], replaces_all: bool, now: impl Now) -> Result<()> {
         if !self.has_unique() {
             return Ok(());
         }
+        let now = now.ms();
         let touched: std::collections::HashSet<&str> = writes.iter().map(|(k, _)| *k).collect();
         // Parsed once (the fields the unique indexes read), read by each of them.
         let wanted = &self.wanted_unique;
@@ -285,9 +294,31 @@ impl State {
         (applied, undo)
     }
 
+    /// Takes back every record applied after `durable`: `undos` are the
+    /// undos ([`State::apply_undoable`]) of those records, newest first
+    /// (the ones [`Undo::is_needed`] spared may be left out). Indexes,
+    /// deadlines and key orders stay exact.
+    ///
+    /// An undo keeps no step for a key its record created. Once the undos
+    /// are applied, every key that existed at `durable` holds what it held
+    /// then (its first change after `durable` replaced, deleted, re-dated
+    /// or cleared it, and that change's undo, applied last, restored it,
+    /// with its seq of then, at most `durable`), so every key whose seq is
+    /// still after `durable` did not exist then: it is deleted.
+    pub fn roll_back(&mut self, durable: Seq, undos: impl IntoIterator<Item = Undo>) {
+        for undo in undos {
+            self.undo(undo);
+        }
+        for key in self.map.written_after(durable) {
+            self.delete(&key);
+        }
+        self.seq = self.seq.min(durable);
+    }
+
     /// Takes back the last record applied (with [`State::apply_undoable`]);
-    /// undoing several takes them back newest first. Indexes stay exact.
-    pub fn undo(&mut self, undo: Undo) {
+    /// undoing several takes them back newest first. Keys the records
+    /// created stay (see [`State::roll_back`]).
+    fn undo(&mut self, undo: Undo) {
         for step in undo.steps.into_vec().into_iter().rev() {
             match step {
                 UndoStep::Key(key, Some((value, seq, exp))) => {
@@ -326,7 +357,12 @@ impl State {
     ) -> Applied {
         self.seq = seq;
         let mut keep = |step: UndoStep| {
-            if let Some(steps) = undo.as_deref_mut() {
+            // A key the record created needs no step: [`State::roll_back`]
+            // finds it by its seq. An undo per new key was ~350 instructions
+            // of a relaxed bulk load's set (issue 18).
+            if let Some(steps) = undo.as_deref_mut()
+                && !matches!(step, UndoStep::Key(_, None))
+            {
                 steps.push(step);
             }
         };
@@ -642,23 +678,34 @@ mod tests {
         (entries, s.index_infos(), lookups, s.seq, deadlines, index)
     }
 
-    #[test]
-    fn undo_takes_back_every_kind_of_record_newest_first() {
+    fn base() -> State {
         let mut s = State::default();
         s.apply(Seq(1), &Record::CreateIndex { field: "n".into(), unique: false, kind: IndexKind::Hash });
         s.apply(Seq(2), &set("x", json!({"n": "a"})));
         s.apply(Seq(3), &set("y", json!({"n": "b"})));
-        let records = [
+        s
+    }
+
+    /// Records after [`base`] (seq 4 on): every kind, and keys created
+    /// (which keep no undo step) then replaced, deleted, re-dated, cleared
+    /// or created again, alone and inside batches.
+    fn after_base() -> Vec<Record> {
+        vec![
             set("x", json!({"n": "b"})),
             set("z", json!({"n": "c"})),
             Record::Delete("y".into()),
             Record::Delete("missing".into()),
+            set("y", json!({"n": "c"})),
+            set("z", json!({"n": "a"})),
             Record::Batch(vec![
                 BatchOp::Set("w".into(), Doc::from(json!({"n": "a"}))),
                 BatchOp::Clear,
                 BatchOp::Set("x".into(), Doc::from(json!({"n": "c"}))),
                 BatchOp::Delete("x".into()),
                 BatchOp::Set("v".into(), Doc::from(json!({"n": "b"}))),
+                BatchOp::Set("u".into(), Doc::from(json!({"n": "b"}))),
+                BatchOp::Delete("u".into()),
+                BatchOp::Set("u".into(), Doc::from(json!({"n": "c"}))),
             ]),
             Record::DropIndex("n".into()),
             Record::CreateIndex { field: "m".into(), unique: true, kind: IndexKind::Hash },
@@ -673,13 +720,22 @@ mod tests {
             ]),
             Record::Delete("f".into()),
             Record::SetExpiring("g".into(), Doc::from(json!(1)), Expiry(90)),
+            Record::Expire("g".into(), None),
             Record::Clear,
             set("q", json!({"n": "a"})),
-        ];
+            Record::SetExpiring("h".into(), Doc::from(json!(2)), Expiry(95)),
+        ]
+    }
+
+    /// Rolled back to any durable point, the state is exactly what it was
+    /// there: entries, seqs' high mark, indexes, deadlines, key order.
+    #[test]
+    fn a_roll_back_restores_every_kind_of_record_to_any_durable_point() {
+        let records = after_base();
+        let mut s = base();
         let mut pictures = vec![picture(&s)];
-        let mut undos = Vec::new();
         for (i, record) in records.iter().enumerate() {
-            undos.push(s.apply_undoable(Seq(4 + i as u64), record, None).1);
+            s.apply(Seq(4 + i as u64), record);
             let now = picture(&s);
             // The deadline index holds exactly the map's deadlines.
             let mut from_map: Vec<(u64, String)> =
@@ -688,19 +744,32 @@ mod tests {
             assert_eq!(from_map, now.5, "after record {}", 4 + i);
             pictures.push(now);
         }
-        // Each undo restores exactly the picture before its record.
-        while let Some(undo) = undos.pop() {
-            pictures.pop();
-            s.undo(undo);
-            assert!(pictures.last() == Some(&picture(&s)), "after undoing record {}", undos.len() + 4);
+        for (durable, expected) in pictures.iter().enumerate() {
+            let mut s = base();
+            let mut undos = Vec::new();
+            for (i, record) in records.iter().enumerate() {
+                let (_, undo) = s.apply_undoable(Seq(4 + i as u64), record, None);
+                // What the commit path keeps.
+                if i >= durable && undo.is_needed() {
+                    undos.push(undo);
+                }
+            }
+            s.roll_back(Seq(3 + durable as u64), undos.into_iter().rev());
+            assert!(*expected == picture(&s), "rolled back to record {}", 3 + durable);
+            let listed: Vec<&str> = s.map.keys_from(std::ops::Bound::Unbounded).collect();
+            let entries: Vec<&str> = expected.0.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(listed, entries, "the key order follows");
         }
     }
 
     #[test]
-    fn the_undo_of_a_set_is_small() {
+    fn the_undo_of_a_set_is_small_and_a_new_key_needs_none() {
         let mut s = State::default();
         let (_, undo) = s.apply_undoable(Seq(1), &set("user:00000001", json!({"n": 1})), None);
-        eprintln!("undo of a 13-byte new key: {} bytes", undo.held_bytes());
+        assert!(!undo.is_needed(), "a new key is found by its seq");
+        let (_, undo) = s.apply_undoable(Seq(2), &set("user:00000001", json!({"n": 2})), None);
+        assert!(undo.is_needed());
+        eprintln!("undo of a 13-byte key's replaced 7-byte value: {} bytes", undo.held_bytes());
         // What the relaxed modes' 64 MiB bound means in writes (docs/design.md).
         assert!(undo.held_bytes() <= 96, "{}", undo.held_bytes());
     }

@@ -234,3 +234,39 @@ fn relaxed_modes_recover_everything_after_a_clean_close() -> TestResult {
     assert_eq!(db.len(), 500);
     Ok(())
 }
+
+/// The log is preallocated in every durability unless
+/// `Options::preallocate_log(false)` says otherwise: then the segment holds
+/// its data and nothing after it, and reopens whole.
+#[test]
+fn the_log_is_preallocated_unless_told_not_to_be() -> TestResult {
+    use std::time::{Duration, Instant};
+    let periodic = Durability::Periodic(Duration::from_secs(1));
+    for durability in [Durability::Always, periodic, Durability::Buffered, Durability::Never] {
+        for preallocate in [None, Some(false), Some(true)] {
+            let dir = tempfile::tempdir()?;
+            let mut options = Options::new().durability(durability);
+            if let Some(on) = preallocate {
+                options = options.preallocate_log(on);
+            }
+            let db = options.open(dir.path())?;
+            db.set("k", json!({"some": "value"}))?;
+            db.sync()?;
+            // The zeros are written by a thread of their own: wait for them
+            // where they are due, and give them as long where they are not.
+            let seg = segments(dir.path()).remove(0);
+            let started = Instant::now();
+            let trailing =
+                || -> std::io::Result<usize> { Ok(std::fs::read(&seg)?.iter().rev().take_while(|&&b| b == 0).count()) };
+            while trailing()? == 0 && started.elapsed() < Duration::from_millis(300) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let what = format!("{durability:?}, preallocate_log {preallocate:?}");
+            let zeros = preallocate.unwrap_or(true);
+            assert_eq!(trailing()? > 0, zeros, "{what}: {} zero bytes after the data", trailing()?);
+            db.close()?;
+            assert_eq!(Db::open(dir.path())?.get_value("k"), Some(json!({"some": "value"})), "{what}");
+        }
+    }
+    Ok(())
+}

@@ -332,7 +332,7 @@ impl Db {
         // may come from a run whose directory sync failed, so its entry may be
         // only in the cache; nothing may be acknowledged in it before this.
         vfs.sync_dir(&dir).map_err(|e| Error::io("syncing directory", &dir, e))?;
-        let mut writer = Writer::open(Arc::clone(&vfs), &dir, current, data_end, live, last)?;
+        let mut writer = Writer::open(Arc::clone(&vfs), &dir, current, data_end, live, last, options.preallocate_log)?;
         match options.durability {
             Durability::Buffered => writer = writer.buffered(options.buffer_bytes),
             // Group commit: a durable record waits in the buffer for the
@@ -384,7 +384,7 @@ impl Db {
         };
         let last = state.seq;
         let next = log::Segment { path: dir.join(log::segment_name(last.next())), first: last.next() };
-        let writer = Writer::open(Arc::clone(&vfs), &dir, next, None, Vec::new(), last)?;
+        let writer = Writer::open(Arc::clone(&vfs), &dir, next, None, Vec::new(), last, false)?;
         state.seq = last;
         report.millis = started.elapsed().as_millis() as u64;
         // Nothing is written, so nothing is flushed, synced or compacted.

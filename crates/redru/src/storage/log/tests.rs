@@ -393,7 +393,7 @@ fn gated_group(waiters: usize, outcomes: &[bool]) -> (Vec<Result<()>>, u64, usiz
     let gate = Arc::new(Gate::default());
     let vfs: Arc<dyn Vfs> = Arc::new(GateFs(Arc::clone(&gate)));
     let segment = Segment { path: PathBuf::from("wal-test"), first: Seq(1) };
-    let writer = match Writer::open(vfs, Path::new("."), segment, None, Vec::new(), Seq(0)) {
+    let writer = match Writer::open(vfs, Path::new("."), segment, None, Vec::new(), Seq(0), true) {
         Ok(writer) => writer,
         Err(e) => return (vec![Err(e)], 0, 0),
     };

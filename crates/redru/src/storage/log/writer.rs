@@ -43,8 +43,8 @@ pub struct Writer {
     buffer_limit: usize,
     /// Test-only fault: acknowledge without syncing (negative controls).
     pub(crate) skip_sync: bool,
-    /// The zeros written ahead in the open segment (`None`: the file system
-    /// preallocates nothing, or the handle is read-only).
+    /// The zeros written ahead in the open segment (`None`: not asked for,
+    /// the file system preallocates nothing, or the handle is read-only).
     zeros: Option<Zeros>,
 }
 
@@ -52,7 +52,9 @@ impl Writer {
     /// Opens `segment` (already scanned and cut to its valid records) for
     /// appending; `written` is the last sequence number in the log or snapshot.
     /// `data_end` is where its data ends, as the scan found it (`None`: at
-    /// the file's end, a segment just created).
+    /// the file's end, a segment just created). `preallocate`: write zeros
+    /// ahead of the appends (`Options::preallocate_log`); without it, zeros
+    /// a preallocating run left are overwritten in place all the same.
     ///
     /// Whatever lies after the data, unless it is only zeros (preallocated:
     /// kept), is cut, synced, before anything is appended: after a crash it
@@ -67,6 +69,7 @@ impl Writer {
         data_end: Option<u64>,
         older: Vec<(Segment, u64)>,
         written: Seq,
+        preallocate: bool,
     ) -> Result<Writer> {
         let file: Arc<dyn VFile> =
             Arc::from(vfs.open_append(&segment.path).map_err(|e| Error::io("opening", &segment.path, e))?);
@@ -86,7 +89,7 @@ impl Writer {
                 zeroed = segment_bytes;
             }
         }
-        let zeros = Zeros::start(&vfs, &segment.path, segment_bytes, zeroed);
+        let zeros = if preallocate { Zeros::start(&vfs, &segment.path, segment_bytes, zeroed) } else { None };
         if let Some(why) = zeros.as_ref().and_then(Zeros::sync_failure) {
             return Err(Error::io("syncing", &segment.path, std::io::Error::other(why)));
         }

@@ -74,7 +74,8 @@ pub struct Options {
     pub(crate) auto_compact_ratio: f64,
     pub(crate) buffer_bytes: usize,
     pub(crate) buffer_flush_interval: Option<Duration>,
-    pub(crate) preallocate_log: bool,
+    /// `None`: by the durability (see [`Options::preallocate_log`]).
+    pub(crate) preallocate_log: Option<bool>,
     pub(crate) vfs: Arc<dyn Vfs>,
     pub(crate) read_only: bool,
     pub(crate) progress: Option<Observed>,
@@ -92,7 +93,7 @@ impl Default for Options {
             auto_compact_ratio: 1.0,
             buffer_bytes: 64 << 10,
             buffer_flush_interval: Some(Duration::from_millis(100)),
-            preallocate_log: true,
+            preallocate_log: None,
             vfs: Arc::new(StdFs),
             read_only: false,
             progress: None,
@@ -167,21 +168,24 @@ impl Options {
     /// fdatasynced) ahead of it by a thread of its own, so that an append
     /// changes neither the file's size nor its extents and the fdatasync
     /// after it writes the data alone (docs/design.md, "Preallocated
-    /// segments"). Default `true`, in every [`Durability`].
+    /// segments"). Default: with the zeros in the modes that fsync on their
+    /// own ([`Durability::Always`], [`Durability::Periodic`]); without them
+    /// in [`Durability::Buffered`] and [`Durability::Never`], whose log a
+    /// thread of its own hands to the kernel's writeback every MiB instead
+    /// (`sync_file_range`, as RocksDB's `wal_bytes_per_sync`).
     ///
-    /// With [`Durability::Buffered`] or [`Durability::Never`] it is a trade
-    /// (docs/benchmarks.md, "Preallocation in the relaxed modes"): the
-    /// zeros' fsyncs write the log out on the other core as it grows, so a
-    /// bulk load ran about 10 % faster with them and a writer after an
-    /// unsynced load of 1,000,000 keys did not wait out the kernel's
-    /// writeback (longest set 2-4 ms with them, 20-29 ms without); but a
-    /// relaxed writer's longest set during a `save` of 200,000 keys was
-    /// 22-27 ms with them and 5-9 ms without, and during a full-scan query
-    /// usually one 4 ms scheduler tick with them, under 1 ms without.
-    /// `false` suits a relaxed writer that cares more for its latency than
-    /// for its throughput. Only the real file system preallocates.
+    /// Why the relaxed modes go without (docs/benchmarks.md, "Writeback
+    /// instead of zeros in the relaxed modes"): the zeros' 64 KiB writes
+    /// hold the file's inode lock beside the writer, so a relaxed writer's
+    /// longest set during a full-scan query was usually one 4 ms scheduler
+    /// tick with them and under 1 ms without, and during a `save` of 200,000
+    /// keys longer too; the writeback keeps what the zeros' fsyncs gave a
+    /// relaxed writer (a bulk load as fast, and no wait for the kernel's
+    /// writeback after an unsynced load of 1,000,000 keys). `true` asks for
+    /// the zeros in any mode, `false` for none (and, relaxed, the
+    /// writeback). Only the real file system preallocates and writes back.
     pub fn preallocate_log(mut self, on: bool) -> Options {
-        self.preallocate_log = on;
+        self.preallocate_log = Some(on);
         self
     }
 

@@ -4,8 +4,10 @@
 //! `save` recovers the exact state.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use crate::util::{TestResult, dump, files_containing, line_starts, segments};
+use redru::vfs::{FileBytes, LockOutcome, Preallocation, StdFs, VFile, Vfs};
 use redru::{Db, Durability, Error, Options, json};
 
 /// A database with `n` records in its log and nothing in a snapshot.
@@ -235,11 +237,12 @@ fn relaxed_modes_recover_everything_after_a_clean_close() -> TestResult {
     Ok(())
 }
 
-/// The log is preallocated in every durability unless
-/// `Options::preallocate_log(false)` says otherwise: then the segment holds
-/// its data and nothing after it, and reopens whole.
+/// The log is preallocated in the modes that fsync on their own (`Always`,
+/// `Periodic`) and not in the relaxed ones, unless
+/// `Options::preallocate_log` says otherwise: without zeros the segment
+/// holds its data and nothing after it; either way it reopens whole.
 #[test]
-fn the_log_is_preallocated_unless_told_not_to_be() -> TestResult {
+fn the_log_is_preallocated_where_it_fsyncs_unless_told_otherwise() -> TestResult {
     use std::time::{Duration, Instant};
     let periodic = Durability::Periodic(Duration::from_secs(1));
     for durability in [Durability::Always, periodic, Durability::Buffered, Durability::Never] {
@@ -262,11 +265,147 @@ fn the_log_is_preallocated_unless_told_not_to_be() -> TestResult {
                 std::thread::sleep(Duration::from_millis(10));
             }
             let what = format!("{durability:?}, preallocate_log {preallocate:?}");
-            let zeros = preallocate.unwrap_or(true);
+            let fsyncs = matches!(durability, Durability::Always | Durability::Periodic(_));
+            let zeros = preallocate.unwrap_or(fsyncs);
             assert_eq!(trailing()? > 0, zeros, "{what}: {} zero bytes after the data", trailing()?);
             db.close()?;
             assert_eq!(Db::open(dir.path())?.get_value("k"), Some(json!({"some": "value"})), "{what}");
         }
+    }
+    Ok(())
+}
+
+/// The real file system, counting the ranges the log hands to writeback.
+#[derive(Debug, Default)]
+struct WritebackSpy(Arc<Mutex<Vec<(u64, u64)>>>);
+
+struct SpiedFile(Box<dyn VFile>, Arc<Mutex<Vec<(u64, u64)>>>);
+
+impl VFile for SpiedFile {
+    fn append(&self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.append(buf)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_at(offset, buf)
+    }
+    fn zero(&self, offset: u64, len: u64) -> std::io::Result<()> {
+        self.0.zero(offset, len)
+    }
+    fn trim(&self, len: u64) -> std::io::Result<()> {
+        self.0.trim(len)
+    }
+    fn start_writeback(&self, offset: u64, len: u64) -> std::io::Result<()> {
+        self.1.lock().unwrap_or_else(|p| p.into_inner()).push((offset, len));
+        self.0.start_writeback(offset, len)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        self.0.sync()
+    }
+    fn truncate(&self, len: u64) -> std::io::Result<()> {
+        self.0.truncate(len)
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+}
+
+impl Vfs for WritebackSpy {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        StdFs.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        StdFs.list(dir)
+    }
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        StdFs.exists(path)
+    }
+    fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn VFile>> {
+        Ok(Box::new(SpiedFile(StdFs.open_append(path)?, Arc::clone(&self.0))))
+    }
+    fn create_new(&self, path: &Path) -> std::io::Result<Box<dyn VFile>> {
+        Ok(Box::new(SpiedFile(StdFs.create_new(path)?, Arc::clone(&self.0))))
+    }
+    fn read(&self, path: &Path) -> std::io::Result<FileBytes> {
+        StdFs.read(path)
+    }
+    fn read_copy(&self, path: &Path) -> std::io::Result<FileBytes> {
+        StdFs.read_copy(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        StdFs.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        StdFs.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        StdFs.sync_dir(dir)
+    }
+    fn try_lock(&self, path: &Path) -> std::io::Result<LockOutcome> {
+        StdFs.try_lock(path)
+    }
+    fn preallocation(&self) -> Preallocation {
+        StdFs.preallocation()
+    }
+    fn writeback_every(&self) -> u64 {
+        StdFs.writeback_every()
+    }
+}
+
+/// A relaxed log without zeros hands the whole pages behind its writer to
+/// the kernel's writeback every MiB, from the start of the data on, in
+/// order; a log with zeros (their fsyncs write it out) or one that fsyncs
+/// every write hands none.
+#[test]
+fn a_relaxed_log_without_zeros_hands_its_pages_to_writeback_as_it_grows() -> TestResult {
+    use std::time::{Duration, Instant};
+    let value = json!({"text": "x".repeat(1000)});
+    for (durability, preallocate, expected) in [
+        (Durability::Never, None, true),
+        (Durability::Buffered, None, true),
+        (Durability::Buffered, Some(false), true),
+        (Durability::Buffered, Some(true), false),
+        (Durability::Always, None, false),
+        (Durability::Always, Some(false), false),
+    ] {
+        let what = format!("{durability:?}, preallocate_log {preallocate:?}");
+        let dir = tempfile::tempdir()?;
+        let spy = WritebackSpy::default();
+        let ranges = Arc::clone(&spy.0);
+        let mut options = Options::new().durability(durability).auto_compact(false).vfs(Arc::new(spy));
+        if let Some(on) = preallocate {
+            options = options.preallocate_log(on);
+        }
+        let db = options.open(dir.path())?;
+        let header = std::fs::metadata(segments(dir.path()).remove(0))?.len();
+        // About 3 MiB of records, never synced (Always syncs each itself).
+        let mut batch = redru::Batch::new();
+        for n in 0..3000 {
+            batch.push_set(format!("key{n:05}"), value.clone());
+            if batch.len() == 100 {
+                db.batch(std::mem::take(&mut batch))?;
+            }
+        }
+        let taken = || ranges.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let handed = || taken().iter().map(|(_, len)| len).sum::<u64>();
+        let started = Instant::now();
+        while handed() < 2 << 20 && started.elapsed() < Duration::from_secs(if expected { 5 } else { 1 }) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ranges_taken = taken();
+        if expected {
+            assert!(handed() >= 2 << 20, "{what}: {} bytes handed to writeback", handed());
+            // In order, each from where the one before stopped, whole pages.
+            let mut at = header;
+            for (offset, len) in &ranges_taken {
+                assert_eq!(*offset, at, "{what}: {ranges_taken:?}");
+                assert_eq!((offset + len) % 4096, 0, "{what}: {ranges_taken:?}");
+                at = offset + len;
+            }
+        } else {
+            assert!(ranges_taken.is_empty(), "{what}: {ranges_taken:?}");
+        }
+        db.close()?;
+        assert_eq!(Db::open(dir.path())?.len(), 3000, "{what}");
     }
     Ok(())
 }

@@ -332,7 +332,14 @@ impl Db {
         // may come from a run whose directory sync failed, so its entry may be
         // only in the cache; nothing may be acknowledged in it before this.
         vfs.sync_dir(&dir).map_err(|e| Error::io("syncing directory", &dir, e))?;
-        let mut writer = Writer::open(Arc::clone(&vfs), &dir, current, data_end, live, last, options.preallocate_log)?;
+        // Zeros ahead of the appends where the log fsyncs on its own; a
+        // relaxed log hands its pages to writeback instead (Options::preallocate_log).
+        let fsyncs = matches!(options.durability, Durability::Always | Durability::Periodic(_));
+        let preallocate = options.preallocate_log.unwrap_or(fsyncs);
+        let mut writer = Writer::open(Arc::clone(&vfs), &dir, current, data_end, live, last, preallocate)?;
+        if !fsyncs && !preallocate && vfs.writeback_every() > 0 {
+            writer = writer.with_writeback(vfs.writeback_every());
+        }
         match options.durability {
             Durability::Buffered => writer = writer.buffered(options.buffer_bytes),
             // Group commit: a durable record waits in the buffer for the

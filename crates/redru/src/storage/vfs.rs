@@ -71,6 +71,14 @@ pub trait VFile: Send + Sync {
     fn trim(&self, len: u64) -> io::Result<()> {
         self.truncate(len)
     }
+    /// Asks the OS to start writing bytes `offset..offset + len` to the
+    /// disk, without waiting for them (a relaxed log's background
+    /// writeback): a hint, durable only after [`VFile::sync`]. The default
+    /// does nothing.
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
     /// Makes everything appended so far durable (fdatasync).
     fn sync(&self) -> io::Result<()>;
     /// Cuts the file to `len` bytes.
@@ -122,6 +130,12 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     fn preallocation(&self) -> Preallocation {
         Preallocation::NONE
     }
+    /// Every how many appended bytes a relaxed log without preallocated
+    /// zeros asks [`VFile::start_writeback`] for the pages behind it, from
+    /// a thread of its own; 0 (the default): never, and no thread.
+    fn writeback_every(&self) -> u64 {
+        0
+    }
 }
 
 /// A whole file's bytes as a reader's buffer ([`Vfs::open_read`]'s default).
@@ -159,6 +173,10 @@ impl Preallocation {
 /// The chunk [`StdFs`] preallocates (measured in docs/benchmarks.md,
 /// "Preallocated segments").
 pub const STD_PREALLOCATION: u64 = 8 << 20;
+
+/// How often [`StdFs`]'s relaxed logs start writeback (measured in
+/// docs/benchmarks.md, "Writeback instead of zeros in the relaxed modes").
+pub const STD_WRITEBACK: u64 = 1 << 20;
 
 /// How long [`lock`] keeps trying a lock that another holder has.
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -289,6 +307,18 @@ impl VFile for StdFile {
         (&self.0).seek(SeekFrom::Start(offset))?;
         (&self.0).write_all(buf)
     }
+    #[cfg(target_os = "linux")]
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        // SAFETY: `sync_file_range` takes an open descriptor (ours, alive for
+        // the call) and plain numbers; it touches no memory of ours.
+        #[allow(unsafe_code)]
+        let rc = unsafe { sync_file_range(self.0.as_raw_fd(), offset, len, SYNC_FILE_RANGE_WRITE) };
+        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    }
     fn sync(&self) -> io::Result<()> {
         self.0.sync_data()
     }
@@ -298,6 +328,19 @@ impl VFile for StdFile {
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
+}
+
+/// `<fcntl.h>`: start writeback of the range's dirty pages, wait for none.
+#[cfg(target_os = "linux")]
+const SYNC_FILE_RANGE_WRITE: std::ffi::c_uint = 2;
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+unsafe extern "C" {
+    /// glibc and musl: `int sync_file_range(int fd, off64_t offset, off64_t
+    /// nbytes, unsigned int flags)` (Linux 2.6.17). No crate the engine
+    /// depends on wraps it (rustix does not); declared as `malloc_trim` is.
+    fn sync_file_range(fd: std::ffi::c_int, offset: i64, nbytes: i64, flags: std::ffi::c_uint) -> std::ffi::c_int;
 }
 
 struct StdLock(#[allow(dead_code)] File);
@@ -465,5 +508,9 @@ impl Vfs for StdFs {
 
     fn preallocation(&self) -> Preallocation {
         Preallocation { chunk: STD_PREALLOCATION, background: true }
+    }
+
+    fn writeback_every(&self) -> u64 {
+        STD_WRITEBACK
     }
 }

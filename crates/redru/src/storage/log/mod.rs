@@ -15,8 +15,9 @@
 //! Laid out as fjall's journal: `segment` (which files), `reader` (one
 //! segment's records and the torn-tail rule), `recovery` (the whole log at
 //! open, cutting a torn tail), `writer` (appending, rotation), `zeros` (the
-//! open segment's preallocated zeros) and `group_commit` (shared fsyncs,
-//! poisoning); for the change feed, `watch`
+//! open segment's preallocated zeros), `writeback` (a relaxed log's pages
+//! handed to the kernel's writeback instead) and `group_commit` (shared
+//! fsyncs, poisoning); for the change feed, `watch`
 //! (the durable point, published) and `follow` (reading from a sequence
 //! number while the log is written).
 
@@ -29,6 +30,7 @@ mod segment;
 #[cfg(test)]
 mod tests;
 mod watch;
+mod writeback;
 mod writer;
 mod zeros;
 

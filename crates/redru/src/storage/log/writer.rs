@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::segment::{Segment, create_segment, install_segment, prepare_segment};
+use super::writeback::Writeback;
 use super::zeros::{Zeros, ZerosWatch};
 use crate::error::{Error, Result};
 use crate::storage::record::{self, Marker, Record, Seq};
@@ -46,6 +47,8 @@ pub struct Writer {
     /// The zeros written ahead in the open segment (`None`: not asked for,
     /// the file system preallocates nothing, or the handle is read-only).
     zeros: Option<Zeros>,
+    /// The relaxed modes' background writeback (`None`: not asked for).
+    writeback: Option<Writeback>,
 }
 
 impl Writer {
@@ -106,7 +109,16 @@ impl Writer {
             buffer_limit: 0,
             skip_sync: false,
             zeros,
+            writeback: None,
         })
+    }
+
+    /// Hands the open segment's pages to the kernel's writeback in the
+    /// background each time `every` more bytes were appended (see
+    /// `writeback`): for a writer that syncs seldom.
+    pub fn with_writeback(mut self, every: u64) -> Writer {
+        self.writeback = Writeback::start(Arc::clone(&self.file), self.segment_bytes, every);
+        self
     }
 
     /// Why a sync of the open segment cannot be trusted although it
@@ -195,6 +207,9 @@ impl Writer {
             return Err(Error::io("appending to", &self.segment.path, e));
         }
         self.segment_bytes = end;
+        if let Some(writeback) = &self.writeback {
+            writeback.appended(end);
+        }
         Ok(())
     }
 
@@ -267,6 +282,9 @@ impl Writer {
         self.file = Arc::from(file);
         self.segment_bytes = header;
         self.synced_bytes = header;
+        if let Some(writeback) = &self.writeback {
+            writeback.switch(Arc::clone(&self.file), header);
+        }
         if let Some(why) = self.zeros.as_ref().and_then(|zeros| zeros.switch(&self.segment.path, header, header)) {
             return Err(Error::io("syncing", &self.segment.path, std::io::Error::other(why)));
         }

@@ -511,6 +511,8 @@ impl Vfs for StdFs {
     }
 
     fn writeback_every(&self) -> u64 {
-        STD_WRITEBACK
+        // Only Linux has `sync_file_range` (`StdFile::start_writeback`):
+        // elsewhere no thread is started to do nothing.
+        if cfg!(target_os = "linux") { STD_WRITEBACK } else { 0 }
     }
 }

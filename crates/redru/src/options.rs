@@ -170,9 +170,10 @@ impl Options {
     /// after it writes the data alone (docs/design.md, "Preallocated
     /// segments"). Default: with the zeros in the modes that fsync on their
     /// own ([`Durability::Always`], [`Durability::Periodic`]); without them
-    /// in [`Durability::Buffered`] and [`Durability::Never`], whose log a
-    /// thread of its own hands to the kernel's writeback every MiB instead
-    /// (`sync_file_range`, as RocksDB's `wal_bytes_per_sync`).
+    /// in [`Durability::Buffered`] and [`Durability::Never`] where the file
+    /// system can write the log back in the background instead (Linux: a
+    /// thread of its own calls `sync_file_range` every MiB appended, as
+    /// RocksDB's `wal_bytes_per_sync`), with them elsewhere.
     ///
     /// Why the relaxed modes go without (docs/benchmarks.md, "Writeback
     /// instead of zeros in the relaxed modes"): the zeros' 64 KiB writes

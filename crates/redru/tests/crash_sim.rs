@@ -420,7 +420,12 @@ fn unsynced_overwrites_leave_only_a_prefix_of_the_log() -> Result<(), Box<dyn st
         let fs = SimFs::new();
         fs.set_preallocation(1 + rng.below(3) * 2048);
         fs.mkdir_durable(Path::new("/db"));
-        let db = Options::new().vfs(fs.vfs()).durability(Durability::Never).auto_compact(false).open("/db")?;
+        let db = Options::new()
+            .vfs(fs.vfs())
+            .durability(Durability::Never)
+            .preallocate_log(true)
+            .auto_compact(false)
+            .open("/db")?;
         let total = 30 + rng.below(40);
         let synced_at = rng.below(total);
         let mut acknowledged = 0;

@@ -333,11 +333,13 @@ impl Db {
         // only in the cache; nothing may be acknowledged in it before this.
         vfs.sync_dir(&dir).map_err(|e| Error::io("syncing directory", &dir, e))?;
         // Zeros ahead of the appends where the log fsyncs on its own; a
-        // relaxed log hands its pages to writeback instead (Options::preallocate_log).
+        // relaxed log hands its pages to writeback instead where the file
+        // system can (Options::preallocate_log), and keeps the zeros where not.
         let fsyncs = matches!(options.durability, Durability::Always | Durability::Periodic(_));
-        let preallocate = options.preallocate_log.unwrap_or(fsyncs);
+        let writes_back = !fsyncs && vfs.writeback_every() > 0;
+        let preallocate = options.preallocate_log.unwrap_or(!writes_back);
         let mut writer = Writer::open(Arc::clone(&vfs), &dir, current, data_end, live, last, preallocate)?;
-        if !fsyncs && !preallocate && vfs.writeback_every() > 0 {
+        if writes_back {
             writer = writer.with_writeback(vfs.writeback_every());
         }
         match options.durability {

@@ -1,6 +1,6 @@
-//! Background writeback of a relaxed log's open segment: every few MiB the
-//! writer appends, a thread of its own asks the kernel to start writing
-//! those pages out (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, as RocksDB's
+//! Background writeback of a relaxed log's open segment: every MiB the
+//! writer appends (`Vfs::writeback_every`), a thread of its own asks the
+//! kernel to start writing those pages out (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, as RocksDB's
 //! `wal_bytes_per_sync`), without waiting for the disk and without the
 //! file's inode lock. A relaxed writer then never meets a pile of dirty
 //! pages at once (the kernel's writeback throttling, or the next fsync
@@ -124,6 +124,24 @@ impl Shared {
 mod tests {
     use super::*;
     use crate::storage::vfs::{StdFs, Vfs};
+
+    /// The hand-declared system call is the right one: it accepts the
+    /// range and the flag (a wrong symbol or flag fails with EINVAL, which
+    /// the thread would ignore).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_real_file_system_starts_writeback_of_a_range() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = StdFs.open_append(&dir.path().join("segment"))?;
+        file.append(&[b'x'; 3 * 4096])?;
+        file.start_writeback(0, 2 * 4096)?;
+        file.start_writeback(4096, 4096)?;
+        // A range whose end overflows is the kernel's EINVAL: the call
+        // reaches it, and its answer comes back.
+        let refused = file.start_writeback(i64::MAX as u64, 2).expect_err("an overflowing range");
+        assert_eq!(refused.raw_os_error(), Some(22), "{refused}");
+        Ok(())
+    }
 
     #[test]
     fn whole_pages_behind_the_writer_are_handed_to_writeback_every_so_many_bytes() -> std::io::Result<()> {

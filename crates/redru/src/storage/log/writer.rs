@@ -47,7 +47,8 @@ pub struct Writer {
     /// The zeros written ahead in the open segment (`None`: not asked for,
     /// the file system preallocates nothing, or the handle is read-only).
     zeros: Option<Zeros>,
-    /// The relaxed modes' background writeback (`None`: not asked for).
+    /// The relaxed modes' background writeback (`None`: not asked for, the
+    /// log has zeros, whose fsyncs write it out, or no thread could start).
     writeback: Option<Writeback>,
 }
 
@@ -115,9 +116,12 @@ impl Writer {
 
     /// Hands the open segment's pages to the kernel's writeback in the
     /// background each time `every` more bytes were appended (see
-    /// `writeback`): for a writer that syncs seldom.
+    /// `writeback`): for a writer that syncs seldom. Not when the log has
+    /// preallocated zeros: their fsyncs write it out already.
     pub fn with_writeback(mut self, every: u64) -> Writer {
-        self.writeback = Writeback::start(Arc::clone(&self.file), self.segment_bytes, every);
+        if self.zeros.is_none() {
+            self.writeback = Writeback::start(Arc::clone(&self.file), self.segment_bytes, every);
+        }
         self
     }
 
@@ -360,9 +364,10 @@ impl Drop for Writer {
     /// copies segments instead of mapping them, and the change feed reads
     /// nothing past the durable records.
     fn drop(&mut self) {
-        let Some(zeros) = self.zeros.take() else { return };
-        // Joins the extension thread first: nothing may write zeros after the cut.
-        drop(zeros);
+        // Joins the extension thread first: nothing may write zeros after
+        // the cut. Without one, zeros another run left (a crash, or a mode
+        // that preallocates) are cut all the same.
+        drop(self.zeros.take());
         if self.file.len().is_ok_and(|len| len > self.segment_bytes) {
             let _ = self.file.trim(self.segment_bytes);
         }
